@@ -1,0 +1,151 @@
+/* Forward mode: propagate (a, da/dx, d2a/dx2) layer by layer.
+ *
+ * State layout (unit-major, so each layer is ONE GEMM over the whole block):
+ *   A[u][b*C + 0]          value of unit u, sample b
+ *   A[u][b*C + 1 + i]      d/dx_i
+ *   A[u][b*C + 1 + n + q]  d2/dx_i dx_j, packed upper triangle, q = idx(i, j), i <= j
+ * z_l = W_l a_{l-1} + b_l is linear, so all three parts go through the same product:
+ *   Z (d_l x nb*C) = W_l (d_l x d_{l-1}) * A (d_{l-1} x nb*C), then the bias on the values.
+ * The activation then applies the chain rule per (unit, sample):
+ *   a = f(z),  a' = f'(z) z',  a'' = f'(z) z'' + f''(z) z' z'^T.
+ * Softmax couples the units of a sample (derivation in the README, "softmax"):
+ *   with sigma = softmax(z), m1 = sum_u sigma_u z'_u, v_u = z'_u - m1,
+ *   a'_u = sigma_u v_u,
+ *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T. */
+#include <cblas.h>
+#include <string.h>
+
+#include "plan.h"
+
+/* a'' = f1 z'' + f2 z' z'^T (packed), then a' = f1 z', in place on one (unit, sample) block. */
+static void chain_elementwise(size_t n, int hess, double f1, double f2, double *t)
+{
+    double *z1 = t + 1, *z2 = t + 1 + n;
+    if (hess) {
+        size_t q = 0;
+        for (size_t i = 0; i < n; i++) {
+            double ci = f2 * z1[i];
+            for (size_t j = i; j < n; j++, q++)
+                z2[q] = f1 * z2[q] + ci * z1[j];
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        z1[i] *= f1;
+}
+
+/* Softmax over the d units of sample b; sigma (stride nb) already holds softmax(z). */
+static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const double *sigma, double *A, int hess)
+{
+    size_t n = p->n, s = p->s, C = p->C, us = nb * C;
+    double *m1 = p->smx, *M2 = m1 + n, *Cv = M2 + s;
+    memset(m1, 0, (n + (hess ? 2 * s : 0)) * sizeof *m1);
+    for (size_t u = 0; u < d; u++) {
+        const double *t = A + u * us + b * C;
+        double su = sigma[u * nb + b];
+        cblas_daxpy((int)n, su, t + 1, 1, m1, 1);
+        if (hess)
+            cblas_daxpy((int)s, su, t + 1 + n, 1, M2, 1);
+    }
+    for (size_t u = 0; u < d; u++) {
+        double *z1 = A + u * us + b * C + 1;
+        for (size_t i = 0; i < n; i++)
+            z1[i] -= m1[i]; /* now v_u */
+        if (hess) {
+            double su = sigma[u * nb + b];
+            size_t q = 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++, q++)
+                    Cv[q] += su * z1[i] * z1[j];
+        }
+    }
+    for (size_t u = 0; u < d; u++) {
+        double *t = A + u * us + b * C, su = sigma[u * nb + b];
+        double *z1 = t + 1, *z2 = t + 1 + n;
+        if (hess) {
+            size_t q = 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++, q++)
+                    z2[q] = su * (z1[i] * z1[j] + z2[q] - M2[q] - Cv[q]);
+        }
+        for (size_t i = 0; i < n; i++)
+            z1[i] *= su;
+    }
+}
+
+static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, double *A)
+{
+    size_t d = L->n_out, C = p->C, us = nb * C;
+    int tangents = C > 1, hess = (p->what & NND_HESSIAN) != 0;
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++)
+            p->zv[u * nb + b] = A[u * us + b * C];
+    if (L->act == NND_ACT_SOFTMAX) {
+        nnd__softmax_values(d, nb, p->zv, p->f0);
+        if (tangents)
+            for (size_t b = 0; b < nb; b++)
+                chain_softmax(p, d, nb, b, p->f0, A, hess);
+    } else {
+        nnd__act_eval_layer(L, d * nb, p->zv, p->f0, tangents ? p->f1 : NULL, hess ? p->f2 : NULL);
+        if (tangents)
+            for (size_t u = 0; u < d; u++)
+                for (size_t b = 0; b < nb; b++)
+                    chain_elementwise(p->n, hess, p->f1[u * nb + b], hess ? p->f2[u * nb + b] : 0.0, A + u * us + b * C);
+    }
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++)
+            A[u * us + b * C] = p->f0[u * nb + b];
+}
+
+/* Layer 1: z = W_1 x~ + b_1 for the block, dz/dx = W1g (the same for every sample), d2z = 0. */
+static void first_layer(nnd_plan *p, size_t nb, double *A)
+{
+    const nnd_layer *L = &p->net->layers[0];
+    size_t d = L->n_out, C = p->C, n = p->n, us = nb * C;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)p->d0, 1.0, L->W, (int)p->d0, p->xt,
+                (int)p->d0, 0.0, p->zv, (int)nb);
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++) {
+            double *t = A + u * us + b * C;
+            t[0] = p->zv[u * nb + b] + L->b[u];
+            if (C > 1) {
+                memcpy(t + 1, p->W1g + u * n, n * sizeof *t);
+                memset(t + 1 + n, 0, (C - 1 - n) * sizeof *t);
+            }
+        }
+}
+
+void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+{
+    const nnd_net *net = p->net;
+    size_t C = p->C, n = p->n, sq = n * n, us = nb * C;
+    double *A = p->bufA, *B = p->bufB;
+    nnd__pre_block(p, nb, x);
+    first_layer(p, nb, A);
+    activate(p, &net->layers[0], nb, A);
+    for (size_t l = 1; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L->n_out, (int)us, (int)L->n_in, 1.0, L->W,
+                    (int)L->n_in, A, (int)us, 0.0, B, (int)us);
+        for (size_t u = 0; u < L->n_out; u++)
+            for (size_t b = 0; b < nb; b++)
+                B[u * us + b * C] += L->b[u];
+        activate(p, L, nb, B);
+        double *t = A;
+        A = B;
+        B = t;
+    }
+    /* A holds the last layer: place its outputs in the raw rows */
+    for (size_t k = 0; k < p->me; k++)
+        for (size_t b = 0; b < nb; b++) {
+            const double *t = A + k * us + b * C;
+            size_t r = b * p->m + p->row_of[k];
+            p->aout[b * p->me + k] = t[0];
+            if (J)
+                for (size_t i = 0; i < n; i++)
+                    J[r * n + i] = p->oscale[k] * t[1 + i];
+            if (H)
+                nnd__unpack_sym(n, t + 1 + n, p->oscale[k], H + r * sq);
+        }
+    if (y)
+        nnd__post_values(p, nb, p->aout, y);
+}

@@ -1,0 +1,79 @@
+/* Private declarations shared by the library's source files. Nothing here is exported. */
+#ifndef NND_INTERNAL_H
+#define NND_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nnderiv.h"
+
+/* ---------------------------------------------------------------- errors (errors.c) */
+
+/* Record the thread's failure detail (printf-style) and return s. */
+nnd_status nnd__fail(nnd_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Clear the detail message (called on entry of fallible public functions is not needed). */
+
+/* Checked size arithmetic: return 0 on overflow (and leave *r unspecified). */
+static inline int nnd__mul(size_t a, size_t b, size_t *r) { return !__builtin_mul_overflow(a, b, r); }
+static inline int nnd__add(size_t a, size_t b, size_t *r) { return !__builtin_add_overflow(a, b, r); }
+
+/* Allocation wrappers: every allocation of the library goes through these, so that the
+ * reliability tests can make the k-th one fail. NULL on failure or on overflowing n*size. */
+void *nnd__malloc(size_t n, size_t size);
+void *nnd__calloc(size_t n, size_t size);
+void nnd__free(void *p);
+
+/* ---------------------------------------------------------------- activations (activations.c) */
+
+/* Vectorised f, f', f'' of an elementwise activation over n points; any output may be NULL. */
+typedef void (*nnd_act_fn)(size_t n, const double *z, double *f, double *df, double *d2f, double param);
+
+typedef struct {
+    const char *name;       /* MATLAB name                              */
+    const char *aliases[3]; /* other accepted names, NULL-terminated    */
+    nnd_act_fn eval;        /* NULL for softmax (coupled)               */
+    int has_param;          /* 1 when nnd_net_set_act_param applies     */
+    double default_param;
+    int smooth;             /* 1 when f is C2 everywhere                */
+} nnd_act_info;
+
+const nnd_act_info *nnd__act(int act); /* NULL when out of range */
+
+/* ---------------------------------------------------------------- the net (net.c) */
+
+typedef struct {
+    size_t n_in, n_out; /* n_in: previous width; n_out: units */
+    double *W;          /* n_out x n_in row-major */
+    double *b;          /* n_out */
+    int act;
+    double param;
+} nnd_layer;
+
+typedef enum { NND_PROC_MAPMINMAX = 1, NND_PROC_MAPSTD = 2, NND_PROC_REMOVECONSTANTROWS = 3 } nnd_proc_type;
+
+/* One processing step in the direction MATLAB defines it (raw -> processed):
+ * mapminmax: out = (in - xoffset)*gain + y     (y = ymin)
+ * mapstd:    out = (in - xoffset)*gain + y     (y = yoffset)
+ * removeconstantrows: out = in[keep]; constants[] are the removed rows' values (outputs only). */
+typedef struct {
+    nnd_proc_type type;
+    size_t n_in, n_out;
+    double *xoffset, *gain; /* n_in each (map*) */
+    double y;
+    size_t *keep;           /* n_out indices (removeconstantrows) */
+    double *constants;      /* n_in - n_out values (output removeconstantrows); may be NULL for inputs */
+} nnd_proc;
+
+struct nnd_net {
+    size_t n_in;
+    size_t n_layers, cap_layers;
+    nnd_layer *layers;
+    size_t n_pre, n_post;
+    nnd_proc *pre;  /* input steps, applied in order            */
+    nnd_proc *post; /* output steps in MATLAB order; reversed    */
+};
+
+/* Processed input length (what the first layer sees). */
+size_t nnd__net_d0(const nnd_net *net);
+
+#endif

@@ -1,0 +1,350 @@
+/* Planning: the cost model, the mode choice, the batch block and the workspace.
+ * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
+#include <stdio.h>
+#include <string.h>
+
+#include "plan.h"
+
+/* Target size of one block's workspace: large enough that the per-layer GEMMs have a long
+ * N dimension, small enough to stay near the last-level cache. */
+#define BLOCK_TARGET_BYTES ((size_t)4 << 20)
+
+typedef struct {
+    double fwd, rev;
+} costs;
+
+/* Flops per sample of each mode for `what` (see the header for the formulas). */
+static costs cost_model(const nnd_net *net, unsigned what)
+{
+    double n = (double)net->n_in, s = n * (n + 1) / 2;
+    double me = (double)net->layers[net->n_layers - 1].n_out;
+    double g_all = 0, g_rest = 0, units = 0;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
+        g_all += g;
+        if (l > 0)
+            g_rest += g;
+        units += (double)net->layers[l].n_out;
+    }
+    double d1 = (double)net->layers[0].n_out;
+    costs c = {g_all, g_all};
+    if (what & NND_HESSIAN) {
+        /* forward: tangents and packed second derivatives through layers 2..L, plus the
+         * second-order chain rule, 3 flops per packed entry per unit */
+        c.fwd += g_rest * (n + s) + units * (3 * s + 2 * n);
+        /* reverse: tangents, one backward pass per output, J, and the assembly
+         * H_k = Jz^T diag(c_k) Jz as one n x (me n) x D GEMM per sample */
+        c.rev += g_rest * n + units * n + me * g_rest + 2 * me * d1 * n + me * units * (2 * n * n + n);
+    } else if (what & NND_JACOBIAN) {
+        c.fwd += g_rest * n + units * n;
+        c.rev += me * g_rest + 2 * me * d1 * n;
+    }
+    return c;
+}
+
+nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, double *reverse)
+{
+    nnd_status st = nnd_net_validate(net);
+    if (st != NND_OK)
+        return st;
+    if (!what || (what & ~7u))
+        return nnd__fail(NND_EINVAL, "nnd_net_cost: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN");
+    costs c = cost_model(net, what);
+    if (forward) *forward = c.fwd;
+    if (reverse) *reverse = c.rev;
+    return NND_OK;
+}
+
+/* One item of the workspace: where to put the pointer and how many doubles. */
+typedef struct {
+    double **where;
+    size_t rows, cols; /* rows * cols doubles */
+} ws_item;
+
+static int ws_total(const ws_item *it, size_t count, size_t *total)
+{
+    size_t sum = 0, part;
+    for (size_t i = 0; i < count; i++)
+        if (!nnd__mul(it[i].rows, it[i].cols, &part) || !nnd__add(sum, part, &sum))
+            return 0;
+    *total = sum;
+    return 1;
+}
+
+static void ws_carve(double *base, const ws_item *it, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        *it[i].where = base;
+        base += it[i].rows * it[i].cols;
+    }
+}
+
+/* The workspace of plan p for a block of nb samples; returns the number of items. */
+static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
+{
+    size_t k = 0, sq = p->n * p->n;
+    size_t big = p->n > p->m ? p->n : p->m;
+    it[k++] = (ws_item){&p->xt, nb, p->d0};
+    it[k++] = (ws_item){&p->tmp, 2, big};
+    it[k++] = (ws_item){&p->aout, nb, p->me};
+    it[k++] = (ws_item){&p->smx, 1, p->n + 2 * p->s + 1};
+    if (p->mode == NND_MODE_FORWARD) {
+        it[k++] = (ws_item){&p->zv, p->dmax, nb};
+        it[k++] = (ws_item){&p->f0, p->dmax, nb};
+        it[k++] = (ws_item){&p->f1, p->dmax, nb};
+        it[k++] = (ws_item){&p->f2, p->dmax, nb};
+        it[k++] = (ws_item){&p->bufA, p->dmax, nb * p->C};
+        it[k++] = (ws_item){&p->bufB, p->dmax, nb * p->C};
+        return k;
+    }
+    int hess = (p->what & NND_HESSIAN) != 0;
+    it[k++] = (ws_item){&p->zv, p->D, nb};
+    it[k++] = (ws_item){&p->f0, p->D, nb};
+    it[k++] = (ws_item){&p->f1, p->D, nb};
+    it[k++] = (ws_item){&p->f2, p->D, nb};
+    it[k++] = (ws_item){&p->bufA, p->dmax, nb * p->me};
+    it[k++] = (ws_item){&p->bufB, p->dmax, nb * p->me};
+    it[k++] = (ws_item){&p->jout, nb * p->me, p->n};
+    if (hess) {
+        it[k++] = (ws_item){&p->jz, p->D, nb * p->n};
+        it[k++] = (ws_item){&p->tan, p->dmax, nb * p->n};
+        it[k++] = (ws_item){&p->cst, p->D, nb * p->me};
+        it[k++] = (ws_item){&p->S, p->D, p->me * p->n};
+        it[k++] = (ws_item){&p->hall, p->me, sq};
+    }
+    return k;
+}
+
+#define WS_MAX_ITEMS 24
+
+/* Workspace doubles for a block of nb samples, 0 on overflow. */
+static size_t ws_size(nnd_plan *p, size_t nb)
+{
+    ws_item it[WS_MAX_ITEMS];
+    size_t total;
+    size_t k = ws_layout(p, nb, it);
+    return ws_total(it, k, &total) ? total : 0;
+}
+
+/* dz_1/dx with the input processing folded in: processed coordinate j is factor_j * x[src_j]
+ * plus a constant, so dz_1/dx[:, src_j] += W_1[:, j] * factor_j. */
+static nnd_status fold_input(nnd_plan *p)
+{
+    const nnd_net *net = p->net;
+    size_t n = p->n, d1 = net->layers[0].n_out, d0 = p->d0;
+    size_t *src = nnd__malloc(n, sizeof *src);
+    double *fac = nnd__malloc(n, sizeof *fac);
+    p->W1g = nnd__calloc(d1 * n, sizeof(double));
+    if (!src || !fac || !p->W1g) {
+        nnd__free(src);
+        nnd__free(fac);
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        src[i] = i;
+        fac[i] = 1.0;
+    }
+    for (size_t k = 0; k < net->n_pre; k++) {
+        const nnd_proc *st = &net->pre[k];
+        if (st->type == NND_PROC_REMOVECONSTANTROWS) {
+            for (size_t j = 0; j < st->n_out; j++) { /* keep is increasing: in place is safe */
+                src[j] = src[st->keep[j]];
+                fac[j] = fac[st->keep[j]];
+            }
+        } else {
+            for (size_t j = 0; j < st->n_out; j++)
+                fac[j] *= st->gain[j];
+        }
+    }
+    const double *W1 = net->layers[0].W;
+    for (size_t u = 0; u < d1; u++)
+        for (size_t j = 0; j < d0; j++)
+            p->W1g[u * n + src[j]] += W1[u * d0 + j] * fac[j];
+    nnd__free(src);
+    nnd__free(fac);
+    return NND_OK;
+}
+
+/* Engine output k -> raw output row and derivative scale, through the output steps reversed. */
+static nnd_status map_outputs(nnd_plan *p)
+{
+    const nnd_net *net = p->net;
+    p->row_of = nnd__malloc(p->me, sizeof *p->row_of);
+    p->oscale = nnd__malloc(p->me, sizeof *p->oscale);
+    if (!p->row_of || !p->oscale)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    for (size_t k = 0; k < p->me; k++) {
+        size_t row = k;
+        double scale = 1.0;
+        for (size_t st = net->n_post; st-- > 0;) {
+            const nnd_proc *q = &net->post[st];
+            if (q->type == NND_PROC_REMOVECONSTANTROWS)
+                row = q->keep[row];
+            else
+                scale /= q->gain[row];
+        }
+        p->row_of[k] = row;
+        p->oscale[k] = scale;
+    }
+    p->const_rows = p->m != p->me;
+    return NND_OK;
+}
+
+static nnd_status plan_sizes(nnd_plan *p)
+{
+    const nnd_net *net = p->net;
+    p->n = net->n_in;
+    p->d0 = nnd__net_d0(net);
+    p->L = net->n_layers;
+    p->me = net->layers[p->L - 1].n_out;
+    p->m = nnd_net_n_out(net);
+    size_t s;
+    if (!nnd__mul(p->n, p->n + 1, &s))
+        return nnd__fail(NND_EDIM, "nnd_plan_new: n_in = %zu is too large", p->n);
+    p->s = s / 2;
+    p->off = nnd__malloc(p->L, sizeof *p->off);
+    if (!p->off)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    p->D = 0;
+    p->dmax = p->d0;
+    for (size_t l = 0; l < p->L; l++) {
+        size_t d = net->layers[l].n_out;
+        p->off[l] = p->D;
+        if (!nnd__add(p->D, d, &p->D))
+            return nnd__fail(NND_EDIM, "nnd_plan_new: layer widths overflow");
+        if (d > p->dmax)
+            p->dmax = d;
+    }
+    p->C = 1;
+    if (p->what & (NND_JACOBIAN | NND_HESSIAN))
+        p->C += p->n;
+    if (p->what & NND_HESSIAN)
+        p->C += p->s; /* n + s cannot overflow: s already fitted n(n+1) */
+    return NND_OK;
+}
+
+static void choose_mode(nnd_plan *p, nnd_mode asked)
+{
+    costs c = cost_model(p->net, p->what);
+    const char *why;
+    if (!(p->what & (NND_JACOBIAN | NND_HESSIAN))) {
+        p->mode = NND_MODE_FORWARD; /* values only: both modes are the same forward pass */
+        why = "values only";
+    } else if (asked != NND_MODE_AUTO) {
+        p->mode = asked;
+        why = "as asked";
+    } else {
+        p->mode = c.rev < c.fwd ? NND_MODE_REVERSE : NND_MODE_FORWARD;
+        why = "cheaper";
+    }
+    int rev = p->mode == NND_MODE_REVERSE;
+    snprintf(p->explain, sizeof p->explain, "%s (%s): %.3g flops/sample, %s %.3g (n_in %zu, n_out %zu, %zu layers)",
+             rev ? "reverse" : "forward", why, rev ? c.rev : c.fwd, rev ? "forward" : "reverse", rev ? c.fwd : c.rev,
+             p->n, p->me, p->L);
+}
+
+nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
+{
+    if (!plan)
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: plan is NULL");
+    *plan = NULL;
+    nnd_status st = nnd_net_validate(net);
+    if (st != NND_OK)
+        return st;
+    if (!what || (what & ~7u))
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (got %u)", what);
+    if (mode != NND_MODE_AUTO && mode != NND_MODE_FORWARD && mode != NND_MODE_REVERSE)
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: unknown mode %d", (int)mode);
+    if (max_batch == 0)
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: max_batch must be at least 1");
+
+    nnd_plan *p = nnd__calloc(1, sizeof *p);
+    if (!p)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    p->net = net;
+    p->what = what;
+    p->max_batch = max_batch;
+    if ((st = plan_sizes(p)) != NND_OK)
+        goto fail;
+    choose_mode(p, mode);
+
+    size_t one = ws_size(p, 1);
+    if (!one) {
+        st = nnd__fail(NND_EDIM, "nnd_plan_new: the workspace of one sample overflows (n_in %zu)", p->n);
+        goto fail;
+    }
+    size_t nb = BLOCK_TARGET_BYTES / sizeof(double) / one;
+    if (nb < 1) nb = 1;
+    if (nb > max_batch) nb = max_batch;
+    p->block = nb;
+    p->ws_doubles = ws_size(p, nb);
+    if (!p->ws_doubles) {
+        st = nnd__fail(NND_EDIM, "nnd_plan_new: workspace size overflows");
+        goto fail;
+    }
+    if ((st = fold_input(p)) != NND_OK || (st = map_outputs(p)) != NND_OK)
+        goto fail;
+    p->ws = nnd__malloc(p->ws_doubles, sizeof(double));
+    if (!p->ws) {
+        st = nnd__fail(NND_ENOMEM, "nnd_plan_new: cannot allocate %zu bytes of workspace", p->ws_doubles * sizeof(double));
+        goto fail;
+    }
+    ws_item it[WS_MAX_ITEMS];
+    ws_carve(p->ws, it, ws_layout(p, nb, it));
+    *plan = p;
+    return NND_OK;
+fail:
+    nnd_plan_free(p);
+    return st;
+}
+
+void nnd_plan_free(nnd_plan *p)
+{
+    if (!p)
+        return;
+    nnd__free(p->off);
+    nnd__free(p->W1g);
+    nnd__free(p->row_of);
+    nnd__free(p->oscale);
+    nnd__free(p->ws);
+    nnd__free(p);
+}
+
+nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *y, double *J, double *H)
+{
+    if (!p)
+        return nnd__fail(NND_EINVAL, "nnd_plan_execute: plan is NULL");
+    if (batch > p->max_batch)
+        return nnd__fail(NND_EINVAL, "nnd_plan_execute: batch %zu exceeds the plan's max_batch %zu", batch, p->max_batch);
+    const struct { unsigned bit; const double *ptr; const char *name; } outs[3] = {
+        {NND_VALUE, y, "y"}, {NND_JACOBIAN, J, "J"}, {NND_HESSIAN, H, "H"}};
+    for (int i = 0; i < 3; i++) {
+        int planned = (p->what & outs[i].bit) != 0;
+        if (planned && !outs[i].ptr && batch)
+            return nnd__fail(NND_EINVAL, "nnd_plan_execute: %s is NULL but the plan computes it", outs[i].name);
+        if (!planned && outs[i].ptr)
+            return nnd__fail(NND_EINVAL, "nnd_plan_execute: %s was given but the plan does not compute it", outs[i].name);
+    }
+    if (batch && !x)
+        return nnd__fail(NND_EINVAL, "nnd_plan_execute: x is NULL");
+    size_t sq = p->n * p->n;
+    for (size_t b0 = 0; b0 < batch; b0 += p->block) {
+        size_t nb = batch - b0 < p->block ? batch - b0 : p->block;
+        const double *xb = x + b0 * p->n;
+        double *yb = y ? y + b0 * p->m : NULL;
+        double *Jb = J ? J + b0 * p->m * p->n : NULL;
+        double *Hb = H ? H + b0 * p->m * sq : NULL;
+        if (p->const_rows)
+            nnd__zero_const_rows(p, nb, Jb, Hb);
+        if (p->mode == NND_MODE_REVERSE)
+            nnd__reverse_block(p, nb, xb, yb, Jb, Hb);
+        else
+            nnd__forward_block(p, nb, xb, yb, Jb, Hb);
+    }
+    return NND_OK;
+}
+
+nnd_mode nnd_plan_mode(const nnd_plan *p) { return p ? p->mode : NND_MODE_AUTO; }
+const char *nnd_plan_explain(const nnd_plan *p) { return p ? p->explain : ""; }
+size_t nnd_plan_workspace_bytes(const nnd_plan *p) { return p ? p->ws_doubles * sizeof(double) : 0; }
+size_t nnd_plan_block(const nnd_plan *p) { return p ? p->block : 0; }

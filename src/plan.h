@@ -1,0 +1,66 @@
+/* The plan: every decision made once (mode, batch block, workspace), and the engines' interface. */
+#ifndef NND_PLAN_H
+#define NND_PLAN_H
+
+#include "internal.h"
+
+struct nnd_plan {
+    const nnd_net *net;
+    unsigned what;
+    nnd_mode mode;       /* FORWARD or REVERSE */
+    size_t max_batch;
+    size_t block;        /* samples per pass through the engine */
+
+    size_t n;            /* raw input length                          */
+    size_t s;            /* n(n+1)/2: packed Hessian entries           */
+    size_t d0;           /* processed input length                     */
+    size_t me;           /* units of the last layer (engine outputs)   */
+    size_t m;            /* raw output length                          */
+    size_t L, dmax, D;   /* layers, widest layer, sum of widths        */
+    size_t *off;         /* off[l]: first row of layer l in a stack of all layers (L entries) */
+    size_t C;            /* forward mode: entries per (unit, sample): 1 [+ n [+ s]] */
+
+    double *W1g;         /* d_1 x n: dz_1/dx, the input processing folded in                */
+    size_t *row_of;      /* engine output k -> raw output row                                */
+    double *oscale;      /* engine output k: dy/da_L (product of 1/gain of output steps)    */
+    int const_rows;      /* raw outputs that are constants exist                             */
+
+    /* workspace: one allocation, carved below */
+    double *ws;
+    size_t ws_doubles;
+    double *xt;          /* block x d0 processed inputs           */
+    double *tmp;         /* 2 * max(n, m) scratch for processing   */
+    double *zv, *f0, *f1, *f2; /* activation values: forward dmax x block; reverse D x block */
+    double *bufA, *bufB; /* forward: dmax x block*C states; reverse: dmax x block*me (G, Delta) */
+    double *jz;          /* reverse: D x block*n, stacked dz_l/dx         */
+    double *tan;         /* reverse: dmax x block*n, activated tangents   */
+    double *cst;         /* reverse: D x block*me, c_{k,l} for H          */
+    double *jout;        /* reverse: block*me x n                         */
+    double *S, *hall;    /* reverse: D x me*n and n x me*n per sample      */
+    double *smx;         /* softmax scratch: n + 2s                        */
+    double *aout;        /* block x me: last layer values                  */
+
+    char explain[192];
+};
+
+/* forward.c / reverse.c: run `nb` <= block samples. Outputs as in nnd_plan_execute. */
+void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+
+/* outmap.c: processing and the mapping from engine outputs to raw outputs. */
+void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);
+void nnd__post_values(const nnd_plan *p, size_t nb, const double *a, double *y);
+/* Zero the derivative rows of the constant outputs of nb samples. */
+void nnd__zero_const_rows(const nnd_plan *p, size_t nb, double *J, double *H);
+/* Preprocess nb samples into p->xt. */
+void nnd__pre_block(nnd_plan *p, size_t nb, const double *x);
+/* Write a packed (upper, row-major) symmetric matrix times `scale` as a full n x n matrix. */
+void nnd__unpack_sym(size_t n, const double *packed, double scale, double *full);
+
+/* Softmax over the units of each sample: z and sigma are d x nb, unit-major. */
+void nnd__softmax_values(size_t d, size_t nb, const double *z, double *sigma);
+
+/* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points). */
+void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f);
+
+#endif

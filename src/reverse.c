@@ -1,0 +1,197 @@
+/* Reverse mode: values and dz_l/dx forward, one delta per output backward, then
+ *
+ *   H_k = sum_l Jz_l^T diag(c_{k,l}) Jz_l  (+ the coupling terms of softmax layers)
+ *
+ * with Jz_l = dz_l/dx, g_{k,l} = dy_k/da_l, c_{k,l} = g_{k,l} o f_l''(z_l).  All layers at once:
+ * stacking the Jz_l into Jt (D x n, D = sum of widths) gives H_k = Jt^T diag(c_k) Jt, and all
+ * outputs of a sample at once: [H_1 ... H_m] = Jt^T [diag(c_1) Jt ... diag(c_m) Jt], one GEMM.
+ *
+ * Softmax layer (sigma = softmax(z), g = dy_k/da): the delta is r = sigma o (g - sigma^T g) and
+ *   sum_i g_i d2 sigma_i/dz2 = diag(r) - r sigma^T - sigma r^T,
+ * so its c is r and it adds -(u v^T + v u^T) with u = Jz^T r, v = Jz^T sigma.
+ *
+ * Layouts are unit-major so that each layer is one GEMM over the block:
+ *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
+ *   deltas: d_l x (nb*me), column b*me + k for sample b and output k. */
+#include <cblas.h>
+#include <string.h>
+
+#include "plan.h"
+
+static void forward_values(nnd_plan *p, size_t nb, int hess)
+{
+    const nnd_net *net = p->net;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        size_t d = L->n_out, o = p->off[l] * nb;
+        double *z = p->zv + o;
+        if (l == 0)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)p->d0, 1.0, L->W, (int)p->d0,
+                        p->xt, (int)p->d0, 0.0, z, (int)nb);
+        else
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)nb, (int)L->n_in, 1.0, L->W,
+                        (int)L->n_in, p->f0 + p->off[l - 1] * nb, (int)nb, 0.0, z, (int)nb);
+        for (size_t u = 0; u < d; u++)
+            for (size_t b = 0; b < nb; b++)
+                z[u * nb + b] += L->b[u];
+        if (L->act == NND_ACT_SOFTMAX)
+            nnd__softmax_values(d, nb, z, p->f0 + o);
+        else
+            nnd__act_eval_layer(L, d * nb, z, p->f0 + o, p->f1 + o, hess ? p->f2 + o : NULL);
+    }
+}
+
+/* Jz_1 = W1g for every sample; Jz_l = W_l * (activated Jz_{l-1}). */
+static void forward_tangents(nnd_plan *p, size_t nb)
+{
+    const nnd_net *net = p->net;
+    size_t n = p->n, cols = nb * n;
+    for (size_t u = 0; u < net->layers[0].n_out; u++)
+        for (size_t b = 0; b < nb; b++)
+            memcpy(p->jz + u * cols + b * n, p->W1g + u * n, n * sizeof(double));
+    for (size_t l = 1; l < p->L; l++) {
+        const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
+        size_t d = prev->n_out, o = p->off[l - 1];
+        const double *jp = p->jz + o * cols, *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb;
+        if (prev->act == NND_ACT_SOFTMAX) {
+            for (size_t b = 0; b < nb; b++) {
+                double *m1 = p->smx;
+                memset(m1, 0, n * sizeof *m1);
+                for (size_t u = 0; u < d; u++)
+                    cblas_daxpy((int)n, sg[u * nb + b], jp + u * cols + b * n, 1, m1, 1);
+                for (size_t u = 0; u < d; u++)
+                    for (size_t i = 0; i < n; i++)
+                        p->tan[u * cols + b * n + i] = sg[u * nb + b] * (jp[u * cols + b * n + i] - m1[i]);
+            }
+        } else {
+            for (size_t u = 0; u < d; u++)
+                for (size_t b = 0; b < nb; b++)
+                    for (size_t i = 0; i < n; i++)
+                        p->tan[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L->n_out, (int)cols, (int)L->n_in, 1.0, L->W,
+                    (int)L->n_in, p->tan, (int)cols, 0.0, p->jz + p->off[l] * cols, (int)cols);
+    }
+}
+
+/* Back-propagate one delta per (sample, output). Leaves delta_1 in p->bufB; with H, c_{k,l} in p->cst. */
+static void backward(nnd_plan *p, size_t nb, int hess)
+{
+    const nnd_net *net = p->net;
+    size_t me = p->me, cols = nb * me;
+    double *G = p->bufA, *Dl = p->bufB;
+    memset(G, 0, me * cols * sizeof *G);
+    for (size_t k = 0; k < me; k++)
+        for (size_t b = 0; b < nb; b++)
+            G[k * cols + b * me + k] = p->oscale[k];
+    for (size_t l = p->L; l-- > 0;) {
+        const nnd_layer *L = &net->layers[l];
+        size_t d = L->n_out, o = p->off[l];
+        const double *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb, *f2 = p->f2 + o * nb;
+        double *c = hess ? p->cst + o * cols : NULL;
+        if (L->act == NND_ACT_SOFTMAX) {
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < me; k++) {
+                    size_t j = b * me + k;
+                    double gbar = 0.0;
+                    for (size_t u = 0; u < d; u++)
+                        gbar += sg[u * nb + b] * G[u * cols + j];
+                    for (size_t u = 0; u < d; u++) {
+                        double r = sg[u * nb + b] * (G[u * cols + j] - gbar);
+                        Dl[u * cols + j] = r;
+                        if (c)
+                            c[u * cols + j] = r;
+                    }
+                }
+        } else {
+            for (size_t u = 0; u < d; u++)
+                for (size_t b = 0; b < nb; b++)
+                    for (size_t k = 0; k < me; k++) {
+                        size_t j = u * cols + b * me + k;
+                        Dl[j] = G[j] * f1[u * nb + b];
+                        if (c)
+                            c[j] = G[j] * f2[u * nb + b];
+                    }
+        }
+        if (l > 0)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L->n_in, (int)cols, (int)d, 1.0, L->W,
+                        (int)L->n_in, Dl, (int)cols, 0.0, G, (int)cols);
+    }
+}
+
+/* dy_k/dx = delta_{k,1}^T dz_1/dx for every (sample, output): one GEMM, rows b*me + k. */
+static void jacobian(nnd_plan *p, size_t nb, double *J)
+{
+    size_t me = p->me, n = p->n, d1 = p->net->layers[0].n_out;
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nb * me), (int)n, (int)d1, 1.0, p->bufB,
+                (int)(nb * me), p->W1g, (int)n, 0.0, p->jout, (int)n);
+    for (size_t b = 0; b < nb; b++)
+        for (size_t k = 0; k < me; k++)
+            memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + (b * me + k) * n, n * sizeof *J);
+}
+
+/* The softmax coupling term of layer l for sample b: hall_k -= u v^T + v u^T. */
+static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
+{
+    size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n, mn = me * n;
+    size_t d = p->net->layers[l].n_out, o = p->off[l];
+    const double *Jl = p->jz + o * ncols + b * n;
+    double *u = p->smx, *v = p->smx + n;
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, p->f0 + o * nb + b, (int)nb, 0.0, v, 1);
+    for (size_t k = 0; k < me; k++) {
+        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, p->cst + o * cols + b * me + k,
+                    (int)cols, 0.0, u, 1);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < n; j++)
+                p->hall[i * mn + k * n + j] -= u[i] * v[j] + v[i] * u[j];
+    }
+}
+
+static void hessian(nnd_plan *p, size_t nb, double *H)
+{
+    const nnd_net *net = p->net;
+    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n, sq = n * n;
+    for (size_t b = 0; b < nb; b++) {
+        for (size_t u = 0; u < D; u++)
+            for (size_t k = 0; k < me; k++) {
+                double c = p->cst[u * cols + b * me + k];
+                const double *jr = p->jz + u * ncols + b * n;
+                double *sr = p->S + u * mn + k * n;
+                for (size_t i = 0; i < n; i++)
+                    sr[i] = c * jr[i];
+            }
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)mn, (int)D, 1.0, p->jz + b * n, (int)ncols,
+                    p->S, (int)mn, 0.0, p->hall, (int)mn);
+        for (size_t l = 0; l < p->L; l++)
+            if (net->layers[l].act == NND_ACT_SOFTMAX)
+                softmax_coupling(p, nb, b, l);
+        /* the upper triangle, mirrored: H is exactly symmetric */
+        for (size_t k = 0; k < me; k++) {
+            double *Hk = H + (b * p->m + p->row_of[k]) * sq;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++)
+                    Hk[i * n + j] = Hk[j * n + i] = p->hall[i * mn + k * n + j];
+        }
+    }
+}
+
+void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+{
+    int hess = H != NULL;
+    size_t last = p->off[p->L - 1] * nb;
+    nnd__pre_block(p, nb, x);
+    forward_values(p, nb, hess);
+    if (hess)
+        forward_tangents(p, nb);
+    backward(p, nb, hess);
+    if (J)
+        jacobian(p, nb, J);
+    if (H)
+        hessian(p, nb, H);
+    if (y) {
+        for (size_t k = 0; k < p->me; k++)
+            for (size_t b = 0; b < nb; b++)
+                p->aout[b * p->me + k] = p->f0[last + k * nb + b];
+        nnd__post_values(p, nb, p->aout, y);
+    }
+}

@@ -1,0 +1,810 @@
+/* The native JSON model format: {"format": "nnderiv-mlp", "version": 1, "inputs": n,
+ * "input_processing": [...], "layers": [...], "output_processing": [...]}.
+ *
+ * The reader checks every size itself before it calls the public builder, so that a message
+ * names the JSON field that is wrong ("fit.json: layer 3: weights row 2 has 7 columns, previous
+ * layer has 8 units"); the builder's own checks remain the last line of defence. Layers, rows and
+ * steps are numbered from 1 in messages, as MATLAB does; the indices inside "keep" are 0-based
+ * values and are reported as such.
+ *
+ * The writer emits every real with 17 significant digits through jansson (which keeps a ".0" or
+ * exponent on every real, so -0.0 stays a real): %.17g round-trips any IEEE double, and the reader
+ * parses with strtod, so a saved net reloads bit-identically. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "model_json.h"
+
+#define NND_JSON_FORMAT "nnderiv-mlp"
+#define NND_JSON_VERSION 1
+
+/* ================================================================ reading */
+
+/* Where a message points: the file name and a short field path such as "layer 3: bias". */
+typedef struct {
+    const char *name;
+    char where[128];
+} jctx;
+
+static void at(jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void at(jctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->where, sizeof c->where, fmt, ap);
+    va_end(ap);
+}
+
+/* Fail with "name: where: detail" (or "name: detail" when where is empty). */
+static nnd_status bad(nnd_status s, const jctx *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static nnd_status bad(nnd_status s, const jctx *c, const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    if (c->where[0])
+        return nnd__fail(s, "%s: %s: %s", c->name, c->where, detail);
+    return nnd__fail(s, "%s: %s", c->name, detail);
+}
+
+static const char *jtype(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real";
+    case JSON_TRUE: return "true";
+    case JSON_FALSE: return "false";
+    case JSON_NULL: return "null";
+    }
+    return "an unknown value";
+}
+
+/* Fail with "name: where is <type>, expected <what>": the value at `where` has the wrong type. */
+static nnd_status bad_type(const jctx *c, const json_t *v, const char *what)
+{
+    return nnd__fail(NND_EFORMAT, "%s: %s is %s, expected %s", c->name, c->where, jtype(v), what);
+}
+
+/* A string from the file, made safe for a one-line message: at most `max` (<= 160) bytes, control
+ * characters shown as '?', "..." when cut. */
+typedef struct {
+    char s[168];
+} quoted;
+
+static quoted qn(const char *text, size_t max)
+{
+    quoted r;
+    size_t i = 0;
+    for (; i < max && text[i]; i++)
+        r.s[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f ? '?' : text[i];
+    r.s[i] = '\0';
+    if (text[i])
+        memcpy(r.s + i, "...", 4);
+    return r;
+}
+
+static quoted q(const char *text) { return qn(text, 40); }
+
+static const char *pl(size_t n) { return n == 1 ? "" : "s"; }
+
+/* A builder call failed: keep its status when it is not about the file's content, otherwise
+ * report NND_EFORMAT, with the builder's message behind the file name and field. */
+static nnd_status builder_failed(nnd_status s, const jctx *c)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", nnd_errmsg()); /* copy: nnd__fail rewrites the same buffer */
+    if (s != NND_ENOMEM && s != NND_EUNSUPPORTED)
+        s = NND_EFORMAT;
+    return bad(s, c, "%s", msg[0] ? msg : nnd_strerror(s));
+}
+
+/* A finite real; integers are accepted. NND_EFORMAT with "<what> is ..." otherwise. */
+static nnd_status get_real(const jctx *c, const char *what, const json_t *v, double *out)
+{
+    if (!json_is_number(v))
+        return bad(NND_EFORMAT, c, "%s is %s, expected a number", what, jtype(v));
+    double x = json_number_value(v);
+    if (!isfinite(x)) /* jansson rejects overflow, but stay safe */
+        return bad(NND_EFORMAT, c, "%s is not finite", what);
+    *out = x;
+    return NND_OK;
+}
+
+/* A non-negative integer size. An integral real such as 3.0 is accepted. */
+static nnd_status get_size(const jctx *c, const char *what, const json_t *v, size_t *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0)
+            return bad(NND_EFORMAT, c, "%s must be a non-negative integer, not %lld", what, (long long)i);
+        if ((unsigned long long)i > (unsigned long long)SIZE_MAX)
+            return bad(NND_EFORMAT, c, "%s is too large (%lld)", what, (long long)i);
+        *out = (size_t)i;
+        return NND_OK;
+    }
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        /* 2^53: beyond it an integral double need not be the integer that was written. */
+        if (x >= 0 && x <= 9007199254740992.0 && x == floor(x)) {
+            *out = (size_t)x;
+            return NND_OK;
+        }
+        return bad(NND_EFORMAT, c, "%s must be a non-negative integer, not %.17g", what, x);
+    }
+    return bad(NND_EFORMAT, c, "%s is %s, expected a non-negative integer", what, jtype(v));
+}
+
+/* A required member of an object. */
+static nnd_status need(const jctx *c, const json_t *obj, const char *key, json_t **v)
+{
+    *v = json_object_get(obj, key);
+    if (!*v)
+        return bad(NND_EFORMAT, c, "missing field '%s'", key);
+    return NND_OK;
+}
+
+/* An array of numbers `key`; with want != SIZE_MAX its length must be `want` (`want_what` says
+ * where that length comes from). *out is allocated with nnd__malloc, *n its length. */
+static nnd_status get_vec(const jctx *c, const json_t *obj, const char *key, size_t want, const char *want_what,
+                          double **out, size_t *n)
+{
+    json_t *arr;
+    nnd_status s;
+    *out = NULL;
+    if ((s = need(c, obj, key, &arr)))
+        return s;
+    if (!json_is_array(arr))
+        return bad(NND_EFORMAT, c, "%s is %s, expected an array of numbers", key, jtype(arr));
+    size_t len = json_array_size(arr);
+    if (want != SIZE_MAX && len != want)
+        return bad(NND_EFORMAT, c, "%s has %zu value%s, expected %zu (%s)", key, len, pl(len), want, want_what);
+    if (len == 0)
+        return bad(NND_EFORMAT, c, "%s is empty", key);
+    double *v = nnd__malloc(len, sizeof *v);
+    if (!v)
+        return bad(NND_ENOMEM, c, "out of memory for %s (%zu values)", key, len);
+    for (size_t i = 0; i < len; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s entry %zu", key, i + 1);
+        if ((s = get_real(c, what, json_array_get(arr, i), &v[i]))) {
+            nnd__free(v);
+            return s;
+        }
+    }
+    *out = v;
+    *n = len;
+    return NND_OK;
+}
+
+/* "keep": n_keep >= 1 strictly increasing 0-based indices < n_rows. */
+static nnd_status get_keep(const jctx *c, const json_t *obj, size_t n_rows, size_t **out, size_t *n_keep)
+{
+    json_t *arr;
+    nnd_status s;
+    *out = NULL;
+    if ((s = need(c, obj, "keep", &arr)))
+        return s;
+    if (!json_is_array(arr))
+        return bad(NND_EFORMAT, c, "keep is %s, expected an array of 0-based row indices", jtype(arr));
+    size_t len = json_array_size(arr);
+    if (len == 0)
+        return bad(NND_EFORMAT, c, "keep is empty (at least one row must be kept)");
+    size_t *k = nnd__malloc(len, sizeof *k);
+    if (!k)
+        return bad(NND_ENOMEM, c, "out of memory for keep (%zu indices)", len);
+    for (size_t i = 0; i < len; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "keep entry %zu", i + 1);
+        if ((s = get_size(c, what, json_array_get(arr, i), &k[i])))
+            goto fail;
+        if (k[i] >= n_rows) {
+            s = bad(NND_EFORMAT, c, "keep entry %zu is %zu, out of range: the step has %zu row%s (0-based indices 0..%zu)",
+                    i + 1, k[i], n_rows, pl(n_rows), n_rows - 1);
+            goto fail;
+        }
+        if (i > 0 && k[i] <= k[i - 1]) {
+            s = bad(NND_EFORMAT, c,
+                    "keep entry %zu (%zu) is not greater than entry %zu (%zu): indices must be strictly increasing, without duplicates",
+                    i + 1, k[i], i, k[i - 1]);
+            goto fail;
+        }
+    }
+    *out = k;
+    *n_keep = len;
+    return NND_OK;
+fail:
+    nnd__free(k);
+    return s;
+}
+
+/* MATLAB processing functions that are well-formed but not implemented. */
+static int matlab_proc_unsupported(const char *t)
+{
+    static const char *const names[] = {"processpca", "fixunknowns", "removerows", "lvqoutputs", "mapdata"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(t, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The "type" of a processing step; *type is one of nnd_proc_type. */
+static nnd_status get_proc_type(const jctx *c, const json_t *step, nnd_proc_type *type, const char **tname)
+{
+    json_t *t;
+    nnd_status s;
+    if (!json_is_object(step))
+        return bad_type(c, step, "an object with a \"type\"");
+    if ((s = need(c, step, "type", &t)))
+        return s;
+    if (!json_is_string(t))
+        return bad(NND_EFORMAT, c, "type is %s, expected a string", jtype(t));
+    const char *name = json_string_value(t);
+    if (strcmp(name, "mapminmax") == 0)
+        *type = NND_PROC_MAPMINMAX;
+    else if (strcmp(name, "mapstd") == 0)
+        *type = NND_PROC_MAPSTD;
+    else if (strcmp(name, "removeconstantrows") == 0)
+        *type = NND_PROC_REMOVECONSTANTROWS;
+    else
+        return bad(matlab_proc_unsupported(name) ? NND_EUNSUPPORTED : NND_EFORMAT, c,
+                   "type '%s' is not supported (expected mapminmax, mapstd or removeconstantrows)", q(name).s);
+    *tname = name;
+    return NND_OK;
+}
+
+/* The y of a map step: "ymin" for mapminmax, "yoffset" for mapstd. */
+static const char *y_key(nnd_proc_type t) { return t == NND_PROC_MAPMINMAX ? "ymin" : "yoffset"; }
+
+/* Optional processing list: absent means none; otherwise an array. */
+static nnd_status get_list(jctx *c, const json_t *root, const char *key, json_t **list)
+{
+    *list = json_object_get(root, key);
+    if (*list && !json_is_array(*list)) {
+        at(c, "%s", key);
+        return bad_type(c, *list, "an array of steps");
+    }
+    return NND_OK;
+}
+
+/* Input steps act on the current processed length *n and update it. */
+static nnd_status read_input_steps(jctx *c, const json_t *list, nnd_net *net, size_t *n)
+{
+    for (size_t i = 0; list && i < json_array_size(list); i++) {
+        const json_t *step = json_array_get(list, i);
+        nnd_proc_type type;
+        const char *tname;
+        nnd_status s;
+        at(c, "input_processing step %zu", i + 1);
+        if ((s = get_proc_type(c, step, &type, &tname)))
+            return s;
+        at(c, "input_processing step %zu (%s)", i + 1, tname);
+        if (type == NND_PROC_REMOVECONSTANTROWS) {
+            size_t *keep, n_keep, rows;
+            json_t *rv = json_object_get(step, "rows"); /* optional here: the current length */
+            if (rv && (s = get_size(c, "rows", rv, &rows)))
+                return s;
+            if (rv && rows != *n)
+                return bad(NND_EFORMAT, c, "rows is %zu, but the step's input has %zu value%s", rows, *n, pl(*n));
+            if ((s = get_keep(c, step, *n, &keep, &n_keep)))
+                return s;
+            s = nnd_net_add_input_removeconstantrows(net, n_keep, keep);
+            nnd__free(keep);
+            if (s)
+                return builder_failed(s, c);
+            *n = n_keep;
+            continue;
+        }
+        double *xoffset = NULL, *gain = NULL, y = 0;
+        size_t len;
+        json_t *yv;
+        const char *whence = i == 0 ? "the number of inputs" : "the length after the previous step";
+        if (!(s = get_vec(c, step, "xoffset", *n, whence, &xoffset, &len)) &&
+            !(s = get_vec(c, step, "gain", *n, whence, &gain, &len)) && !(s = need(c, step, y_key(type), &yv)) &&
+            !(s = get_real(c, y_key(type), yv, &y))) {
+            s = type == NND_PROC_MAPMINMAX ? nnd_net_add_input_mapminmax(net, xoffset, gain, y)
+                                           : nnd_net_add_input_mapstd(net, xoffset, gain, y);
+            if (s)
+                s = builder_failed(s, c);
+        }
+        nnd__free(xoffset);
+        nnd__free(gain);
+        if (s)
+            return s;
+    }
+    return NND_OK;
+}
+
+/* Output steps in MATLAB order: step i maps rows_in(i) raw rows to rows_out(i) processed rows,
+ * rows_out(i) = rows_in(i+1), and the last step's rows_out is the last layer's units. */
+static nnd_status read_output_steps(jctx *c, const json_t *list, nnd_net *net, size_t units)
+{
+    size_t prev_out = 0, n_steps = list ? json_array_size(list) : 0;
+    for (size_t i = 0; i < n_steps; i++) {
+        const json_t *step = json_array_get(list, i);
+        nnd_proc_type type;
+        const char *tname;
+        nnd_status s;
+        size_t rows_in, rows_out;
+        at(c, "output_processing step %zu", i + 1);
+        if ((s = get_proc_type(c, step, &type, &tname)))
+            return s;
+        at(c, "output_processing step %zu (%s)", i + 1, tname);
+        if (type == NND_PROC_REMOVECONSTANTROWS) {
+            json_t *rv;
+            size_t *keep = NULL, n_keep = 0, n_const = 0;
+            double *constants = NULL;
+            if ((s = need(c, step, "rows", &rv)) || (s = get_size(c, "rows", rv, &rows_in)))
+                return s;
+            if (rows_in == 0)
+                return bad(NND_EFORMAT, c, "rows must be at least 1");
+            if (i > 0 && rows_in != prev_out)
+                return bad(NND_EFORMAT, c, "rows is %zu, but step %zu produces %zu row%s", rows_in, i, prev_out,
+                           pl(prev_out));
+            if ((s = get_keep(c, step, rows_in, &keep, &n_keep)))
+                return s;
+            /* Nothing removed: "constants" may be absent or []. */
+            n_const = rows_in - n_keep;
+            json_t *cv = json_object_get(step, "constants");
+            double none = 0;
+            if (n_const == 0 && (!cv || (json_is_array(cv) && json_array_size(cv) == 0)))
+                constants = &none;
+            else
+                s = get_vec(c, step, "constants", n_const, "rows - length(keep)", &constants, &n_const);
+            if (!s) {
+                s = nnd_net_add_output_removeconstantrows(net, rows_in, n_keep, keep, constants);
+                if (s)
+                    s = builder_failed(s, c);
+            }
+            nnd__free(keep);
+            if (constants != &none)
+                nnd__free(constants);
+            if (s)
+                return s;
+            rows_out = n_keep;
+        } else {
+            double *xoffset = NULL, *gain = NULL, y = 0;
+            size_t len = 0;
+            json_t *yv;
+            if ((s = get_vec(c, step, "xoffset", SIZE_MAX, "", &xoffset, &len)))
+                return s;
+            if (i > 0 && len != prev_out) {
+                nnd__free(xoffset);
+                return bad(NND_EFORMAT, c, "xoffset has %zu value%s, but step %zu produces %zu row%s", len, pl(len),
+                           i, prev_out, pl(prev_out));
+            }
+            if (!(s = get_vec(c, step, "gain", len, "the length of xoffset", &gain, &len)) &&
+                !(s = need(c, step, y_key(type), &yv)) && !(s = get_real(c, y_key(type), yv, &y))) {
+                s = type == NND_PROC_MAPMINMAX ? nnd_net_add_output_mapminmax(net, len, xoffset, gain, y)
+                                               : nnd_net_add_output_mapstd(net, len, xoffset, gain, y);
+                if (s)
+                    s = builder_failed(s, c);
+            }
+            nnd__free(xoffset);
+            nnd__free(gain);
+            if (s)
+                return s;
+            rows_out = len;
+        }
+        prev_out = rows_out;
+    }
+    if (n_steps > 0 && prev_out != units) {
+        at(c, "output_processing step %zu", n_steps);
+        return bad(NND_EFORMAT, c, "produces %zu row%s, but the last layer has %zu unit%s", prev_out, pl(prev_out),
+                   units, pl(units));
+    }
+    return NND_OK;
+}
+
+/* One dense layer (k: 0-based) on top of n_prev units; *units becomes its width. */
+static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int first, nnd_net *net,
+                             size_t *units)
+{
+    json_t *v, *wv;
+    nnd_status s;
+    at(c, "layer %zu", k + 1);
+    if (!json_is_object(L))
+        return bad_type(c, L, "an object");
+    /* "bias" and "alpha" are optional: a misspelt one must not silently become zero or the default. */
+    for (void *it = json_object_iter(L); it; it = json_object_iter_next(L, it)) {
+        static const char *const known[] = {"activation", "weights", "bias", "alpha", "name", "comment"};
+        const char *key = json_object_iter_key(it);
+        size_t i = 0;
+        while (i < sizeof known / sizeof known[0] && strcmp(key, known[i]) != 0)
+            i++;
+        if (i == sizeof known / sizeof known[0])
+            return bad(NND_EFORMAT, c, "unknown field '%s' (a layer has activation, weights, bias, alpha)", q(key).s);
+    }
+
+    if ((s = need(c, L, "activation", &v)))
+        return s;
+    if (!json_is_string(v))
+        return bad(NND_EFORMAT, c, "activation is %s, expected a name such as \"tansig\"", jtype(v));
+    int act = nnd_act_from_name(json_string_value(v));
+    if (act < 0)
+        return bad(NND_EFORMAT, c, "activation: unknown activation '%s'", q(json_string_value(v)).s);
+
+    if ((s = need(c, L, "weights", &wv)))
+        return s;
+    if (!json_is_array(wv))
+        return bad(NND_EFORMAT, c, "weights is %s, expected an array of rows (one per unit)", jtype(wv));
+    size_t n_out = json_array_size(wv), n_w;
+    if (n_out == 0)
+        return bad(NND_EFORMAT, c, "weights has no rows (a layer needs at least one unit)");
+    if (!nnd__mul(n_out, n_prev, &n_w))
+        return bad(NND_EFORMAT, c, "weights: %zu x %zu overflows", n_out, n_prev);
+    const char *prev_what = k > 0 ? "previous layer has" : first ? "the net has" : "the processed input has";
+    const char *prev_unit = k > 0 ? "unit" : first ? "input" : "value";
+    /* Check every row's shape before allocating n_out x n_prev. */
+    for (size_t r = 0; r < n_out; r++) {
+        const json_t *row = json_array_get(wv, r);
+        if (!json_is_array(row))
+            return bad(NND_EFORMAT, c, "weights row %zu is %s, expected an array of %zu numbers", r + 1, jtype(row),
+                       n_prev);
+        if (json_array_size(row) != n_prev)
+            return bad(NND_EFORMAT, c, "weights row %zu has %zu column%s, %s %zu %s%s", r + 1,
+                       json_array_size(row), pl(json_array_size(row)), prev_what, n_prev, prev_unit, pl(n_prev));
+    }
+
+    double *W = nnd__malloc(n_w, sizeof *W), *b = NULL, alpha = 0;
+    if (!W)
+        return bad(NND_ENOMEM, c, "out of memory for weights (%zu x %zu)", n_out, n_prev);
+    for (size_t r = 0; r < n_out; r++) {
+        const json_t *row = json_array_get(wv, r);
+        for (size_t j = 0; j < n_prev; j++) {
+            char what[80];
+            snprintf(what, sizeof what, "weights row %zu column %zu", r + 1, j + 1);
+            if ((s = get_real(c, what, json_array_get(row, j), &W[r * n_prev + j])))
+                goto done;
+        }
+    }
+    if (json_object_get(L, "bias")) {
+        size_t nb;
+        if ((s = get_vec(c, L, "bias", n_out, "one per weights row", &b, &nb)))
+            goto done;
+    }
+    v = json_object_get(L, "alpha");
+    if (v) {
+        const nnd_act_info *info = nnd__act(act);
+        if (!info || !info->has_param) {
+            s = bad(NND_EFORMAT, c, "alpha: activation '%s' has no parameter (only elu and leaky_relu have one)",
+                    nnd_act_name(act));
+            goto done;
+        }
+        if ((s = get_real(c, "alpha", v, &alpha)))
+            goto done;
+    }
+    if ((s = nnd_net_add_dense(net, n_out, W, b, act))) {
+        s = builder_failed(s, c);
+        goto done;
+    }
+    if (v && (s = nnd_net_set_act_param(net, k, alpha))) {
+        at(c, "layer %zu: alpha", k + 1);
+        s = builder_failed(s, c);
+        goto done;
+    }
+    *units = n_out;
+done:
+    nnd__free(W);
+    nnd__free(b);
+    return s;
+}
+
+static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
+{
+    json_t *v, *in_list, *out_list, *layers;
+    nnd_status s;
+    size_t n_in, n;
+
+    c->where[0] = '\0';
+    if (!json_is_object(root))
+        return bad(NND_EFORMAT, c, "top level is %s, expected an object", jtype(root));
+    if ((s = need(c, root, "format", &v)))
+        return s;
+    if (!json_is_string(v))
+        return bad(NND_EFORMAT, c, "'format' must be \"" NND_JSON_FORMAT "\", not %s", jtype(v));
+    if (strcmp(json_string_value(v), NND_JSON_FORMAT) != 0)
+        return bad(NND_EFORMAT, c, "'format' must be \"" NND_JSON_FORMAT "\", not \"%s\"", q(json_string_value(v)).s);
+    if ((s = need(c, root, "version", &v)))
+        return s;
+    if (!json_is_integer(v)) {
+        at(c, "version");
+        return bad_type(c, v, "the integer 1");
+    }
+    if (json_integer_value(v) != NND_JSON_VERSION)
+        return bad(NND_EUNSUPPORTED, c, "version %lld is not supported (this library reads version %d)",
+                   (long long)json_integer_value(v), NND_JSON_VERSION);
+    if ((s = need(c, root, "inputs", &v)) || (s = get_size(c, "inputs", v, &n_in)))
+        return s;
+    if (n_in == 0)
+        return bad(NND_EFORMAT, c, "inputs must be at least 1");
+    if ((s = need(c, root, "layers", &layers)))
+        return s;
+    if (!json_is_array(layers)) {
+        at(c, "layers");
+        return bad_type(c, layers, "an array of layers");
+    }
+    if (json_array_size(layers) == 0)
+        return bad(NND_EFORMAT, c, "layers is empty (a net needs at least one layer)");
+    if ((s = get_list(c, root, "input_processing", &in_list)) || (s = get_list(c, root, "output_processing", &out_list)))
+        return s;
+
+    if ((s = nnd_net_new(n_in, net)))
+        return builder_failed(s, c);
+    n = n_in;
+    if ((s = read_input_steps(c, in_list, *net, &n)))
+        return s;
+    int first = !in_list || json_array_size(in_list) == 0;
+    for (size_t k = 0; k < json_array_size(layers); k++)
+        if ((s = read_layer(c, json_array_get(layers, k), k, n, first, *net, &n)))
+            return s;
+    if ((s = read_output_steps(c, out_list, *net, n)))
+        return s;
+    c->where[0] = '\0';
+    if ((s = nnd_net_validate(*net)))
+        return builder_failed(s, c);
+    return NND_OK;
+}
+
+nnd_status nnd__load_json(const char *text, size_t len, const char *name, nnd_net **net)
+{
+    jctx c = {name ? name : "<buffer>", ""};
+    json_error_t err;
+    if (!net)
+        return nnd__fail(NND_EINVAL, "%s: no place for the net (net is NULL)", c.name);
+    *net = NULL;
+    if (!text && len > 0)
+        return nnd__fail(NND_EINVAL, "%s: text is NULL", c.name);
+
+    json_t *root = json_loadb(text ? text : "", len, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        if (json_error_code(&err) == json_error_out_of_memory)
+            return nnd__fail(NND_ENOMEM, "%s: out of memory while parsing JSON", c.name);
+        if (err.line > 0)
+            return nnd__fail(NND_EFORMAT, "%s: line %d column %d: JSON syntax error: %s", c.name, err.line,
+                             err.column, qn(err.text, 150).s);
+        return nnd__fail(NND_EFORMAT, "%s: JSON syntax error: %s", c.name, qn(err.text, 150).s);
+    }
+    nnd_status s = read_model(&c, root, net);
+    json_decref(root);
+    if (s) {
+        nnd_net_free(*net);
+        *net = NULL;
+    }
+    return s;
+}
+
+/* ================================================================ writing */
+
+/* One line "[x, y, ...]" with every real in %.17g; a NULL array (n = 0) writes "[]". */
+static nnd_status put_vec(FILE *fp, const double *x, size_t n)
+{
+    json_t *a = json_array();
+    int ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = json_array_append_new(a, json_real(x[i])) == 0;
+    if (ok)
+        ok = json_dumpf(a, fp, JSON_REAL_PRECISION(17)) == 0;
+    json_decref(a);
+    return ok ? NND_OK : NND_ENOMEM; /* write errors surface through ferror at the end */
+}
+
+static nnd_status put_real(FILE *fp, double x)
+{
+    json_t *r = json_real(x);
+    int ok = r && json_dumpf(r, fp, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) == 0;
+    json_decref(r);
+    return ok ? NND_OK : NND_ENOMEM;
+}
+
+static void put_size_vec(FILE *fp, const size_t *x, size_t n)
+{
+    fputc('[', fp);
+    for (size_t i = 0; i < n; i++)
+        fprintf(fp, "%s%zu", i ? ", " : "", x[i]);
+    fputc(']', fp);
+}
+
+static int all_finite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* JSON has no NaN or infinity: refuse to write a file that could not be read back. */
+static nnd_status check_finite(const nnd_net *net)
+{
+    for (size_t k = 0; k < net->n_layers; k++) {
+        const nnd_layer *L = &net->layers[k];
+        if (!all_finite(L->W, L->n_in * L->n_out) || (L->b && !all_finite(L->b, L->n_out)) || !isfinite(L->param))
+            return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has a non-finite weight, bias or parameter",
+                             k + 1);
+    }
+    for (int side = 0; side < 2; side++) {
+        size_t n = side ? net->n_post : net->n_pre;
+        const nnd_proc *P = side ? net->post : net->pre;
+        for (size_t i = 0; i < n; i++) {
+            const nnd_proc *p = &P[i];
+            int ok = p->type == NND_PROC_REMOVECONSTANTROWS
+                         ? !p->constants || all_finite(p->constants, p->n_in - p->n_out)
+                         : all_finite(p->xoffset, p->n_in) && all_finite(p->gain, p->n_in) && isfinite(p->y);
+            if (!ok)
+                return nnd__fail(NND_EINVAL, "cannot save as JSON: %s processing step %zu has a non-finite value",
+                                 side ? "output" : "input", i + 1);
+        }
+    }
+    return NND_OK;
+}
+
+static nnd_status put_proc(FILE *fp, const nnd_proc *p, int output)
+{
+    nnd_status s = NND_OK;
+    fputs("    {", fp);
+    switch (p->type) {
+    case NND_PROC_MAPMINMAX:
+    case NND_PROC_MAPSTD:
+        fprintf(fp, "\"type\": \"%s\", \"xoffset\": ", p->type == NND_PROC_MAPMINMAX ? "mapminmax" : "mapstd");
+        if ((s = put_vec(fp, p->xoffset, p->n_in)))
+            return s;
+        fputs(", \"gain\": ", fp);
+        if ((s = put_vec(fp, p->gain, p->n_in)))
+            return s;
+        fprintf(fp, ", \"%s\": ", y_key(p->type));
+        s = put_real(fp, p->y);
+        break;
+    case NND_PROC_REMOVECONSTANTROWS:
+        fputs("\"type\": \"removeconstantrows\"", fp);
+        if (output)
+            fprintf(fp, ", \"rows\": %zu", p->n_in);
+        fputs(", \"keep\": ", fp);
+        put_size_vec(fp, p->keep, p->n_out);
+        if (output) {
+            fputs(", \"constants\": ", fp);
+            s = put_vec(fp, p->constants, p->n_in - p->n_out);
+        }
+        break;
+    }
+    fputc('}', fp);
+    return s;
+}
+
+/* Layout: one processing step per line, one weights row per line. */
+static nnd_status put_net(FILE *fp, const nnd_net *net)
+{
+    nnd_status s;
+    fprintf(fp, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"inputs\": %zu,\n", NND_JSON_FORMAT,
+            NND_JSON_VERSION, net->n_in);
+    fputs("  \"input_processing\": [", fp);
+    for (size_t i = 0; i < net->n_pre; i++) {
+        fputs(i ? ",\n" : "\n", fp);
+        if ((s = put_proc(fp, &net->pre[i], 0)))
+            return s;
+    }
+    fputs(net->n_pre ? "\n  ],\n" : "],\n", fp);
+    fputs("  \"layers\": [", fp);
+    for (size_t k = 0; k < net->n_layers; k++) {
+        const nnd_layer *L = &net->layers[k];
+        const nnd_act_info *info = nnd__act(L->act);
+        const char *act = nnd_act_name(L->act);
+        if (!act)
+            return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has an unknown activation code %d", k + 1,
+                             L->act);
+        fprintf(fp, "%s    {\"activation\": \"%s\"", k ? ",\n" : "\n", act);
+        if (info && info->has_param) {
+            fputs(", \"alpha\": ", fp);
+            if ((s = put_real(fp, L->param)))
+                return s;
+        }
+        fputs(",\n     \"weights\": [", fp);
+        for (size_t r = 0; r < L->n_out; r++) {
+            fputs(r ? ",\n       " : "\n       ", fp);
+            if ((s = put_vec(fp, L->W + r * L->n_in, L->n_in)))
+                return s;
+        }
+        fputs("]", fp);
+        if (L->b) {
+            fputs(",\n     \"bias\": ", fp);
+            if ((s = put_vec(fp, L->b, L->n_out)))
+                return s;
+        }
+        fputs("}", fp);
+    }
+    fputs("\n  ],\n", fp);
+    fputs("  \"output_processing\": [", fp);
+    for (size_t i = 0; i < net->n_post; i++) {
+        fputs(i ? ",\n" : "\n", fp);
+        if ((s = put_proc(fp, &net->post[i], 1)))
+            return s;
+    }
+    fputs(net->n_post ? "\n  ]\n}\n" : "]\n}\n", fp);
+    return NND_OK;
+}
+
+/* A name for the temporary file next to `path` that no one else holds: O_EXCL makes the
+ * (pid, attempt) pair safe against other threads and processes saving to the same path. */
+static int open_temp(const char *path, char *tmp, size_t cap)
+{
+    for (unsigned attempt = 0; attempt < 1000; attempt++) {
+        snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+nnd_status nnd_net_save_json(const nnd_net *net, const char *path)
+{
+    nnd_status s;
+    if (!net || !path)
+        return nnd__fail(NND_EINVAL, "nnd_net_save_json: %s is NULL", net ? "path" : "net");
+    if (!path[0])
+        return nnd__fail(NND_EINVAL, "nnd_net_save_json: path is empty");
+    if ((s = nnd_net_validate(net)))
+        return s;
+    if ((s = check_finite(net)))
+        return s;
+
+    /* Write next to the target and rename() only when the file is complete and synced, so a
+     * reader sees the old model or the new one, never half of one. */
+    size_t cap;
+    if (!nnd__add(strlen(path), 64, &cap))
+        return nnd__fail(NND_EINVAL, "nnd_net_save_json: path is too long");
+    char *tmp = nnd__malloc(cap, 1);
+    if (!tmp)
+        return nnd__fail(NND_ENOMEM, "%s: out of memory", path);
+    int fd = open_temp(path, tmp, cap);
+    if (fd < 0) {
+        s = nnd__fail(NND_EIO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        nnd__free(tmp);
+        return s;
+    }
+    FILE *fp = fdopen(fd, "w");
+    if (!fp) {
+        s = nnd__fail(NND_EIO, "%s: cannot write: %s", path, strerror(errno));
+        close(fd);
+        goto fail;
+    }
+    s = put_net(fp, net);
+    if (ferror(fp) || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+        int e = errno;
+        fclose(fp);
+        s = nnd__fail(NND_EIO, "%s: cannot write: %s", path, strerror(e));
+        goto fail;
+    }
+    if (s) {
+        fclose(fp);
+        if (s == NND_ENOMEM)
+            s = nnd__fail(NND_ENOMEM, "%s: out of memory while writing JSON", path);
+        goto fail;
+    }
+    if (fclose(fp) != 0) {
+        s = nnd__fail(NND_EIO, "%s: cannot write: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        s = nnd__fail(NND_EIO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        goto fail;
+    }
+    nnd__free(tmp);
+    return NND_OK;
+fail:
+    unlink(tmp);
+    nnd__free(tmp);
+    return s;
+}

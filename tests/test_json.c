@@ -1,0 +1,661 @@
+/* The native JSON model format: fixtures load, saved nets reload bit-identically, and every
+ * malformed file is rejected with the right status and a message naming the file and the field. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "nnderiv.h"
+#include "ref.h"
+
+#ifndef NND_TEST_DATA
+#error "NND_TEST_DATA must name the test data directory"
+#endif
+
+/* ---------------------------------------------------------------- helpers */
+
+static void data_path(char *buf, size_t cap, const char *rel)
+{
+    snprintf(buf, cap, "%s/%s", NND_TEST_DATA, rel);
+}
+
+/* A fresh private directory for files a test writes; removed by rm_tree. */
+static void make_tmpdir(char *buf, size_t cap)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/nnd_json_XXXXXX", base && base[0] ? base : "/tmp");
+    ck_assert_msg(mkdtemp(buf) != NULL, "cannot create a temporary directory under %s", buf);
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    ck_assert_msg(d != NULL, "cannot list %s", dir);
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        char p[1024];
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* The whole file, malloc'd, and its size. */
+static char *slurp(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "cannot open fixture %s", path);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert(buf != NULL);
+    ck_assert_msg(fread(buf, 1, (size_t)n, fp) == (size_t)n, "cannot read %s", path);
+    fclose(fp);
+    buf[n] = '\0';
+    *size = (size_t)n;
+    return buf;
+}
+
+static int same_bits(const double *a, const double *b, size_t n, size_t *where)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(double)) != 0) {
+            *where = i;
+            return 0;
+        }
+    return 1;
+}
+
+/* Compare two nets field by field, bit for bit; on a difference, describe the first one in why. */
+static int nets_identical(const nnd_net *a, const nnd_net *b, char *why, size_t cap)
+{
+    size_t at;
+    if (a->n_in != b->n_in || a->n_layers != b->n_layers || a->n_pre != b->n_pre || a->n_post != b->n_post) {
+        snprintf(why, cap, "shape: n_in %zu/%zu, layers %zu/%zu, input steps %zu/%zu, output steps %zu/%zu",
+                 a->n_in, b->n_in, a->n_layers, b->n_layers, a->n_pre, b->n_pre, a->n_post, b->n_post);
+        return 0;
+    }
+    for (size_t k = 0; k < a->n_layers; k++) {
+        const nnd_layer *p = &a->layers[k], *q = &b->layers[k];
+        if (p->n_in != q->n_in || p->n_out != q->n_out || p->act != q->act) {
+            snprintf(why, cap, "layer %zu: %zux%zu act %d vs %zux%zu act %d", k + 1, p->n_out, p->n_in, p->act,
+                     q->n_out, q->n_in, q->act);
+            return 0;
+        }
+        if (!same_bits(&p->param, &q->param, 1, &at)) {
+            snprintf(why, cap, "layer %zu: parameter %.17g vs %.17g", k + 1, p->param, q->param);
+            return 0;
+        }
+        if (!same_bits(p->W, q->W, p->n_in * p->n_out, &at)) {
+            snprintf(why, cap, "layer %zu: W[%zu][%zu] %.17g vs %.17g", k + 1, at / p->n_in, at % p->n_in, p->W[at],
+                     q->W[at]);
+            return 0;
+        }
+        if (!same_bits(p->b, q->b, p->n_out, &at)) {
+            snprintf(why, cap, "layer %zu: b[%zu] %.17g vs %.17g", k + 1, at, p->b[at], q->b[at]);
+            return 0;
+        }
+    }
+    for (int side = 0; side < 2; side++) {
+        const nnd_proc *P = side ? a->post : a->pre, *Q = side ? b->post : b->pre;
+        const char *sn = side ? "output" : "input";
+        for (size_t i = 0; i < (side ? a->n_post : a->n_pre); i++) {
+            const nnd_proc *p = &P[i], *q = &Q[i];
+            if (p->type != q->type || p->n_in != q->n_in || p->n_out != q->n_out) {
+                snprintf(why, cap, "%s step %zu: type %d %zu->%zu vs type %d %zu->%zu", sn, i + 1, (int)p->type,
+                         p->n_in, p->n_out, (int)q->type, q->n_in, q->n_out);
+                return 0;
+            }
+            if (p->type == NND_PROC_REMOVECONSTANTROWS) {
+                if (memcmp(p->keep, q->keep, p->n_out * sizeof *p->keep) != 0) {
+                    snprintf(why, cap, "%s step %zu: keep differs", sn, i + 1);
+                    return 0;
+                }
+                if (side && !same_bits(p->constants, q->constants, p->n_in - p->n_out, &at)) {
+                    snprintf(why, cap, "%s step %zu: constants[%zu] %.17g vs %.17g", sn, i + 1, at, p->constants[at],
+                             q->constants[at]);
+                    return 0;
+                }
+            } else if (!same_bits(p->xoffset, q->xoffset, p->n_in, &at) || !same_bits(p->gain, q->gain, p->n_in, &at) ||
+                       !same_bits(&p->y, &q->y, 1, &at)) {
+                snprintf(why, cap, "%s step %zu: xoffset, gain or y differ at %zu", sn, i + 1, at);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* y, J, H of both nets at the same deterministic inputs must agree bit for bit. */
+static void check_same_outputs(const nnd_net *a, const nnd_net *b, const char *label)
+{
+    enum { BATCH = 3 };
+    const unsigned what = NND_VALUE | NND_JACOBIAN | NND_HESSIAN;
+    size_t n = nnd_net_n_in(a), m = nnd_net_n_out(a);
+    ck_assert_msg(n == nnd_net_n_in(b) && m == nnd_net_n_out(b), "%s: shapes differ: %zu->%zu vs %zu->%zu", label, n,
+                  m, nnd_net_n_in(b), nnd_net_n_out(b));
+    double *x = malloc(BATCH * n * sizeof *x);
+    double *y[2], *J[2], *H[2];
+    for (int i = 0; i < 2; i++) {
+        y[i] = calloc(BATCH * m, sizeof(double));
+        J[i] = calloc(BATCH * m * n, sizeof(double));
+        H[i] = calloc(BATCH * m * n * n, sizeof(double));
+        ck_assert(y[i] && J[i] && H[i]);
+    }
+    for (size_t i = 0; i < BATCH * n; i++)
+        x[i] = 0.37 * sin(1.0 + 1.7 * (double)i) + 0.11 * (double)(i % 3);
+    for (int i = 0; i < 2; i++) {
+        nnd_plan *plan = NULL;
+        nnd_status s = nnd_plan_new(i ? b : a, BATCH, what, NND_MODE_AUTO, &plan);
+        ck_assert_msg(s == NND_OK, "%s: nnd_plan_new (net %d): %s: %s", label, i, nnd_strerror(s), nnd_errmsg());
+        s = nnd_plan_execute(plan, BATCH, x, y[i], J[i], H[i]);
+        ck_assert_msg(s == NND_OK, "%s: nnd_plan_execute (net %d): %s: %s", label, i, nnd_strerror(s), nnd_errmsg());
+        nnd_plan_free(plan);
+    }
+    size_t at;
+    ck_assert_msg(same_bits(y[0], y[1], BATCH * m, &at), "%s: y[%zu][%zu] differs: %.17g vs %.17g (batch %d, n_out %zu)",
+                  label, at / m, at % m, y[0][at], y[1][at], BATCH, m);
+    ck_assert_msg(same_bits(J[0], J[1], BATCH * m * n, &at),
+                  "%s: J entry %zu (sample %zu) differs: %.17g vs %.17g (J is %d x %zu x %zu)", label, at,
+                  at / (m * n), J[0][at], J[1][at], BATCH, m, n);
+    ck_assert_msg(same_bits(H[0], H[1], BATCH * m * n * n, &at),
+                  "%s: H entry %zu (sample %zu) differs: %.17g vs %.17g (H is %d x %zu x %zu x %zu)", label, at,
+                  at / (m * n * n), H[0][at], H[1][at], BATCH, m, n, n);
+    free(x);
+    for (int i = 0; i < 2; i++) {
+        free(y[i]);
+        free(J[i]);
+        free(H[i]);
+    }
+}
+
+/* Save `net` into dir, reload it, and require the reloaded net to equal it bit for bit. */
+static void check_round_trip(const nnd_net *net, const char *dir, const char *label, int run)
+{
+    char path[1024], why[256];
+    nnd_net *back = NULL;
+    snprintf(path, sizeof path, "%s/saved.json", dir);
+    nnd_status s = nnd_net_save_json(net, path);
+    ck_assert_msg(s == NND_OK, "%s: save: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    s = nnd_net_load(path, &back);
+    ck_assert_msg(s == NND_OK, "%s: reload of the saved file: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(nets_identical(net, back, why, sizeof why), "%s: reloaded net differs: %s", label, why);
+    if (run)
+        check_same_outputs(net, back, label);
+    nnd_net_free(back);
+}
+
+/* ---------------------------------------------------------------- valid fixtures */
+
+static const struct {
+    const char *file;
+    size_t n_in, n_out, n_layers, n_pre, n_post;
+} valid[] = {
+    {"fit_small.json", 3, 2, 3, 1, 1},
+    {"procs_all.json", 5, 5, 2, 3, 2},
+    {"acts.json", 2, 1, 4, 0, 0},
+    {"minimal.json", 1, 1, 1, 0, 0},
+};
+#define N_VALID (int)(sizeof valid / sizeof valid[0])
+
+START_TEST(every_fixture_loads_with_its_shape)
+{
+    char path[1024];
+    nnd_net *net = NULL;
+    data_path(path, sizeof path, valid[_i].file);
+    nnd_status s = nnd_net_load(path, &net);
+    ck_assert_msg(s == NND_OK, "%s: %s: %s", path, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(nnd_net_n_in(net) == valid[_i].n_in && nnd_net_n_out(net) == valid[_i].n_out &&
+                      nnd_net_n_layers(net) == valid[_i].n_layers && nnd_net_n_input_steps(net) == valid[_i].n_pre &&
+                      nnd_net_n_output_steps(net) == valid[_i].n_post,
+                  "%s: got %zu -> %zu, %zu layers, %zu/%zu steps; expected %zu -> %zu, %zu layers, %zu/%zu steps", path,
+                  nnd_net_n_in(net), nnd_net_n_out(net), nnd_net_n_layers(net), nnd_net_n_input_steps(net),
+                  nnd_net_n_output_steps(net), valid[_i].n_in, valid[_i].n_out, valid[_i].n_layers, valid[_i].n_pre,
+                  valid[_i].n_post);
+    ck_assert_msg(nnd_net_validate(net) == NND_OK, "%s: loaded net does not validate: %s", path, nnd_errmsg());
+    nnd_net_free(net);
+}
+END_TEST
+
+START_TEST(fixture_values_are_read_as_written)
+{
+    char path[1024];
+    nnd_net *net = NULL;
+    size_t n_in, n_out;
+    int act;
+    double param;
+
+    data_path(path, sizeof path, "fit_small.json");
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    /* weights rows are units: layer 1 is 4 x 3, W[1][2] = -0.4 */
+    ck_assert_msg(net->layers[0].n_out == 4 && net->layers[0].n_in == 3, "layer 1 is %zu x %zu, expected 4 x 3",
+                  net->layers[0].n_out, net->layers[0].n_in);
+    ck_assert_msg(net->layers[0].W[1 * 3 + 2] == -0.4, "layer 1 W[1][2] = %.17g, expected -0.4", net->layers[0].W[5]);
+    ck_assert_msg(net->layers[1].b[2] == 0.0 && net->layers[2].b[1] == -0.15, "biases read wrongly");
+    ck_assert_msg(net->pre[0].y == -1 && net->pre[0].gain[1] == 1.25, "input mapminmax settings read wrongly");
+    ck_assert_str_eq(nnd_act_name(net->layers[2].act), nnd_act_name(NND_ACT_PURELIN));
+    nnd_net_free(net);
+
+    data_path(path, sizeof path, "acts.json");
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    ck_assert(nnd_net_layer(net, 0, &n_in, &n_out, &act, &param) == NND_OK);
+    ck_assert_msg(act == NND_ACT_ELU && param == 0.7, "layer 1: act %d param %.17g, expected elu 0.7", act, param);
+    ck_assert(nnd_net_layer(net, 1, &n_in, &n_out, &act, &param) == NND_OK);
+    ck_assert_msg(act == NND_ACT_LEAKY_RELU && param == 0.2, "layer 2: act %d param %.17g, expected leaky_relu 0.2", act,
+                  param);
+    ck_assert(nnd_net_layer(net, 2, &n_in, &n_out, &act, &param) == NND_OK);
+    ck_assert_msg(act == NND_ACT_TANSIG, "layer 3: 'Tanh' read as %d, expected tansig", act);
+    ck_assert_msg(net->layers[2].b[0] == 0 && net->layers[2].b[1] == 0, "absent bias is not zero");
+    nnd_net_free(net);
+
+    /* output steps stay in MATLAB order; integers are read as reals */
+    data_path(path, sizeof path, "procs_all.json");
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    ck_assert_str_eq(nnd_net_output_step_name(net, 0), "removeconstantrows");
+    ck_assert_str_eq(nnd_net_output_step_name(net, 1), "mapstd");
+    ck_assert_msg(net->post[0].n_in == 5 && net->post[0].n_out == 3 && net->post[0].keep[2] == 3 &&
+                      net->post[0].constants[0] == 2.0 && net->post[0].constants[1] == 7.5,
+                  "output removeconstantrows read wrongly");
+    ck_assert_msg(net->pre[1].n_in == 5 && net->pre[1].n_out == 4 && net->pre[0].gain[1] == 2.0,
+                  "input steps read wrongly");
+    nnd_net_free(net);
+}
+END_TEST
+
+START_TEST(saved_fixture_reloads_bit_identically)
+{
+    char path[1024], dir[512];
+    nnd_net *net = NULL;
+    data_path(path, sizeof path, valid[_i].file);
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    check_round_trip(net, dir, valid[_i].file, 1);
+    ck_assert_msg(count_entries(dir) == 1, "%s: saving left %zu files in %s, expected only the model",
+                  valid[_i].file, count_entries(dir), dir);
+    nnd_net_free(net);
+    rm_tree(dir);
+}
+END_TEST
+
+START_TEST(saving_is_deterministic)
+{
+    char path[1024], dir[512], p1[1024], p2[1024];
+    nnd_net *net = NULL, *back = NULL;
+    size_t n1, n2;
+    data_path(path, sizeof path, valid[_i].file);
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    snprintf(p1, sizeof p1, "%s/one.json", dir);
+    snprintf(p2, sizeof p2, "%s/two.json", dir);
+    ck_assert_msg(nnd_net_save_json(net, p1) == NND_OK, "save: %s", nnd_errmsg());
+    ck_assert_msg(nnd_net_load(p1, &back) == NND_OK, "reload: %s", nnd_errmsg());
+    ck_assert_msg(nnd_net_save_json(back, p2) == NND_OK, "save again: %s", nnd_errmsg());
+    char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
+    ck_assert_msg(n1 == n2 && memcmp(a, b, n1) == 0, "%s: save(load(save(net))) differs from save(net) (%zu vs %zu bytes)",
+                  valid[_i].file, n1, n2);
+    free(a);
+    free(b);
+    nnd_net_free(net);
+    nnd_net_free(back);
+    rm_tree(dir);
+}
+END_TEST
+
+/* Random nets from the reference generator: every activation, every processing kind. */
+START_TEST(random_net_reloads_bit_identically)
+{
+    int act = _i % NND_ACT_COUNT;
+    ref_spec spec = {0};
+    ref_net rn;
+    nnd_net *net = NULL;
+    char dir[512], label[256];
+    spec.n_in = 3 + (size_t)(_i % 3);
+    spec.n_layers = 3;
+    spec.width[0] = 4;
+    spec.width[1] = 3;
+    spec.width[2] = 2;
+    spec.act[0] = act;
+    spec.act[1] = (act + 7) % NND_ACT_COUNT == NND_ACT_SOFTMAX ? NND_ACT_TANSIG : (act + 7) % NND_ACT_COUNT;
+    spec.act[2] = _i % 2 ? NND_ACT_PURELIN : act;
+    spec.param[0] = act == NND_ACT_ELU ? 0.37 : act == NND_ACT_LEAKY_RELU ? 0.125 : 0;
+    spec.n_pre = 2;
+    spec.pre[0] = _i % 2 ? REF_PROC_MAPMINMAX : REF_PROC_MAPSTD;
+    spec.pre[1] = REF_PROC_RCR;
+    spec.n_post = 2;
+    spec.post[0] = REF_PROC_RCR;
+    spec.post[1] = _i % 2 ? REF_PROC_MAPSTD : REF_PROC_MAPMINMAX;
+    ck_assert_msg(ref_net_random(&rn, &spec, 1000 + (uint64_t)_i) == 0, "ref_net_random failed for activation %d", act);
+    nnd_status s = ref_net_to_nnd(&rn, &net);
+    ref_net_describe(&rn, label, sizeof label);
+    ck_assert_msg(s == NND_OK, "%s: ref_net_to_nnd: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    check_round_trip(net, dir, label, 1);
+    nnd_net_free(net);
+    ref_net_free(&rn);
+    rm_tree(dir);
+}
+END_TEST
+
+/* Numbers that a careless %g or a lost sign would change. */
+START_TEST(awkward_numbers_round_trip_exactly)
+{
+    const double w[] = {0.1, 1.0 / 3.0, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                        -123456789012345678.0, 9007199254740993.0, 1e-300, 0.30000000000000004, 1e22, 2.0 / 3.0};
+    const double bias[] = {-0.0, 4.9406564584124654e-324, 1e21};
+    const double xo[] = {-0.0, 1e-310}, gain[] = {3.0 / 7.0, 1e300};
+    const size_t keep[] = {0, 2};
+    const double cst[] = {-0.0, 0.1};
+    nnd_net *net = NULL;
+    char dir[512];
+    ck_assert(nnd_net_new(2, &net) == NND_OK);
+    ck_assert_msg(nnd_net_add_input_mapminmax(net, xo, gain, -0.0) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_add_dense(net, 3, w, bias, NND_ACT_ELU) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_set_act_param(net, 0, 1.0 / 3.0) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_add_dense(net, 2, w + 3, NULL, NND_ACT_LEAKY_RELU) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_set_act_param(net, 1, 5e-324) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_add_output_removeconstantrows(net, 4, 2, keep, cst) == NND_OK, "%s", nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    check_round_trip(net, dir, "awkward numbers", 0);
+    nnd_net_free(net);
+    rm_tree(dir);
+}
+END_TEST
+
+START_TEST(load_buffer_equals_load_file)
+{
+    char path[1024], why[256];
+    nnd_net *a = NULL, *b = NULL, *c = NULL;
+    size_t n;
+    data_path(path, sizeof path, "procs_all.json");
+    char *text = slurp(path, &n);
+    ck_assert_msg(nnd_net_load(path, &a) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_load_buffer(text, n, "procs_all.json", &b) == NND_OK, "%s", nnd_errmsg());
+    ck_assert_msg(nnd_net_load_buffer(text, n, NULL, &c) == NND_OK, "name NULL: %s", nnd_errmsg());
+    ck_assert_msg(nets_identical(a, b, why, sizeof why), "buffer vs file: %s", why);
+    ck_assert_msg(nets_identical(a, c, why, sizeof why), "buffer (no name) vs file: %s", why);
+    nnd_net_free(a);
+    nnd_net_free(b);
+    nnd_net_free(c);
+    free(text);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- malformed files */
+
+static const struct {
+    const char *file;
+    nnd_status status;
+    const char *field;  /* must appear in the message */
+    const char *detail; /* must appear too (NULL: no further check) */
+} bad[] = {
+    {"syntax.json", NND_EFORMAT, "line 4", "JSON syntax error"},
+    {"truncated.json", NND_EFORMAT, "line 4", "JSON syntax error"},
+    {"trailing_garbage.json", NND_EFORMAT, "line 5", "JSON syntax error"},
+    {"duplicate_key.json", NND_EFORMAT, "JSON syntax error", "duplicate"},
+    {"huge_number.json", NND_EFORMAT, "JSON syntax error", "overflow"},
+    {"root_array.json", NND_EFORMAT, "unrecognised model format", "nnderiv JSON"},
+    {"wrong_format.json", NND_EFORMAT, "'format'", "nnderiv-mlp"},
+    {"missing_format.json", NND_EFORMAT, "missing field 'format'", NULL},
+    {"version_2.json", NND_EUNSUPPORTED, "version", "version 2 is not supported"},
+    {"version_string.json", NND_EFORMAT, "version", "a string"},
+    {"missing_inputs.json", NND_EFORMAT, "missing field 'inputs'", NULL},
+    {"negative_inputs.json", NND_EFORMAT, "inputs", "-2"},
+    {"fractional_inputs.json", NND_EFORMAT, "inputs", "2.5"},
+    {"zero_inputs.json", NND_EFORMAT, "inputs", "at least 1"},
+    {"string_inputs.json", NND_EFORMAT, "inputs", "a string"},
+    {"missing_layers.json", NND_EFORMAT, "missing field 'layers'", NULL},
+    {"empty_layers.json", NND_EFORMAT, "layers", "empty"},
+    {"layers_object.json", NND_EFORMAT, "layers", "an object"},
+    {"layer_not_object.json", NND_EFORMAT, "layer 2", "an array"},
+    {"wrong_columns.json", NND_EFORMAT, "layer 2", "weights row 2 has 3 columns, previous layer has 2 units"},
+    {"wrong_columns_first.json", NND_EFORMAT, "layer 1", "weights row 1 has 3 columns, the net has 2 inputs"},
+    {"weights_not_array.json", NND_EFORMAT, "layer 2", "weights is a real"},
+    {"weights_row_not_array.json", NND_EFORMAT, "layer 2", "weights row 1 is an integer"},
+    {"empty_weights.json", NND_EFORMAT, "layer 2", "weights has no rows"},
+    {"missing_weights.json", NND_EFORMAT, "layer 2", "missing field 'weights'"},
+    {"string_weight.json", NND_EFORMAT, "layer 2", "weights row 1 column 2 is a string"},
+    {"null_weight.json", NND_EFORMAT, "layer 2", "weights row 1 column 2 is null"},
+    {"string_bias.json", NND_EFORMAT, "layer 1", "bias entry 2 is a string"},
+    {"bias_length.json", NND_EFORMAT, "layer 1", "bias has 3 values, expected 2"},
+    {"unknown_activation.json", NND_EFORMAT, "layer 2", "unknown activation 'foo'"},
+    {"activation_newline.json", NND_EFORMAT, "layer 2", "unknown activation 'foo?bar'"},
+    {"layer_unknown_field.json", NND_EFORMAT, "layer 2", "unknown field 'biases'"},
+    {"missing_activation.json", NND_EFORMAT, "layer 2", "missing field 'activation'"},
+    {"activation_number.json", NND_EFORMAT, "layer 2", "activation is an integer"},
+    {"alpha_without_param.json", NND_EFORMAT, "layer 1", "alpha: activation 'tansig' has no parameter"},
+    {"alpha_string.json", NND_EFORMAT, "layer 1", "alpha is a string"},
+    {"input_procs_object.json", NND_EFORMAT, "input_processing", "an object"},
+    {"proc_missing_type.json", NND_EFORMAT, "input_processing step 1", "missing field 'type'"},
+    {"proc_unknown_type.json", NND_EFORMAT, "input_processing step 1", "'mapfoo'"},
+    {"proc_unsupported_type.json", NND_EUNSUPPORTED, "input_processing step 1", "'processpca'"},
+    {"gain_length.json", NND_EFORMAT, "input_processing step 1 (mapminmax)", "gain has 1 value, expected 2"},
+    {"xoffset_length.json", NND_EFORMAT, "input_processing step 1 (mapstd)", "xoffset has 3 values, expected 2"},
+    {"missing_ymin.json", NND_EFORMAT, "input_processing step 1 (mapminmax)", "missing field 'ymin'"},
+    {"gain_zero.json", NND_EFORMAT, "input_processing step 1 (mapminmax)", "zero"},
+    {"keep_out_of_range.json", NND_EFORMAT, "input_processing step 1 (removeconstantrows)", "keep entry 3 is 2"},
+    {"keep_unsorted.json", NND_EFORMAT, "keep entry 2", "strictly increasing"},
+    {"keep_duplicate.json", NND_EFORMAT, "keep entry 2", "duplicates"},
+    {"keep_fraction.json", NND_EFORMAT, "keep entry 1", "0.5"},
+    {"keep_negative.json", NND_EFORMAT, "keep entry 1", "-1"},
+    {"keep_empty.json", NND_EFORMAT, "(removeconstantrows)", "keep is empty"},
+    {"out_proc_length.json", NND_EFORMAT, "output_processing step 1", "the last layer has 1 unit"},
+    {"out_proc_chain.json", NND_EFORMAT, "output_processing step 2 (mapstd)", "step 1 produces 2 rows"},
+    {"out_constants_length.json", NND_EFORMAT, "output_processing step 1 (removeconstantrows)",
+     "constants has 1 value, expected 2"},
+    {"out_missing_rows.json", NND_EFORMAT, "output_processing step 1 (removeconstantrows)", "missing field 'rows'"},
+    {"out_gain_string.json", NND_EFORMAT, "output_processing step 1 (mapstd)", "gain entry 1 is a string"},
+    {"not_json.txt", NND_EFORMAT, "unrecognised model format", "nnderiv JSON"},
+    {"empty.json", NND_EFORMAT, "empty", NULL},
+    {"whitespace.json", NND_EFORMAT, "empty", NULL},
+};
+#define N_BAD (int)(sizeof bad / sizeof bad[0])
+
+START_TEST(malformed_file_is_rejected_with_file_and_field)
+{
+    char path[1024], rel[256];
+    nnd_net *net = (nnd_net *)&net; /* anything but NULL: a failed load must reset it */
+    snprintf(rel, sizeof rel, "bad/%s", bad[_i].file);
+    data_path(path, sizeof path, rel);
+    nnd_status s = nnd_net_load(path, &net);
+    const char *msg = nnd_errmsg();
+    ck_assert_msg(s == bad[_i].status, "%s: status %d (%s), expected %d (%s); message: %s", bad[_i].file, (int)s,
+                  nnd_strerror(s), (int)bad[_i].status, nnd_strerror(bad[_i].status), msg);
+    ck_assert_msg(net == NULL, "%s: failed load left *net non-NULL", bad[_i].file);
+    ck_assert_msg(strstr(msg, path) != NULL, "%s: message does not name the file %s: \"%s\"", bad[_i].file, path, msg);
+    ck_assert_msg(strstr(msg, bad[_i].field) != NULL, "%s: message does not name the field \"%s\": \"%s\"",
+                  bad[_i].file, bad[_i].field, msg);
+    ck_assert_msg(!bad[_i].detail || strstr(msg, bad[_i].detail) != NULL, "%s: message lacks \"%s\": \"%s\"",
+                  bad[_i].file, bad[_i].detail, msg);
+    ck_assert_msg(strchr(msg, '\n') == NULL, "%s: message is not one line: \"%s\"", bad[_i].file, msg);
+}
+END_TEST
+
+START_TEST(malformed_buffer_names_the_buffer)
+{
+    const char text[] = "{\"format\": \"nnderiv-mlp\", \"version\": 1}";
+    nnd_net *net = NULL;
+    nnd_status s = nnd_net_load_buffer(text, sizeof text - 1, NULL, &net);
+    ck_assert_msg(s == NND_EFORMAT && net == NULL, "status %d: %s", (int)s, nnd_errmsg());
+    ck_assert_msg(strstr(nnd_errmsg(), "<buffer>") && strstr(nnd_errmsg(), "inputs"),
+                  "message should name <buffer> and 'inputs': \"%s\"", nnd_errmsg());
+    s = nnd_net_load_buffer(text, sizeof text - 1, "mine.json", &net);
+    ck_assert_msg(s == NND_EFORMAT && strstr(nnd_errmsg(), "mine.json: "), "message: \"%s\"", nnd_errmsg());
+    s = nnd_net_load_buffer("", 0, "nothing", &net);
+    ck_assert_msg(s == NND_EFORMAT && strstr(nnd_errmsg(), "nothing"), "empty buffer: %d \"%s\"", (int)s, nnd_errmsg());
+    s = nnd_net_load_buffer(NULL, 5, "x", &net);
+    ck_assert_msg(s == NND_EINVAL, "NULL data with size 5: status %d", (int)s);
+    s = nnd_net_load_buffer(text, sizeof text - 1, "x", NULL);
+    ck_assert_msg(s == NND_EINVAL, "NULL net: status %d", (int)s);
+}
+END_TEST
+
+START_TEST(missing_file_is_an_io_error)
+{
+    char path[1024];
+    nnd_net *net = (nnd_net *)&net;
+    data_path(path, sizeof path, "bad/does_not_exist.json");
+    nnd_status s = nnd_net_load(path, &net);
+    ck_assert_msg(s == NND_EIO, "status %d (%s), expected NND_EIO; message: %s", (int)s, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(net == NULL, "failed load left *net non-NULL");
+    ck_assert_msg(strstr(nnd_errmsg(), path) && strstr(nnd_errmsg(), "cannot open"),
+                  "message should name %s and say 'cannot open': \"%s\"", path, nnd_errmsg());
+
+    data_path(path, sizeof path, "bad"); /* a directory opens but cannot be read */
+    s = nnd_net_load(path, &net);
+    ck_assert_msg(s == NND_EIO && strstr(nnd_errmsg(), path), "directory: status %d, message \"%s\"", (int)s,
+                  nnd_errmsg());
+}
+END_TEST
+
+/* Every proper prefix of a valid model is malformed; none may crash or succeed. */
+START_TEST(every_truncation_is_rejected)
+{
+    char path[1024];
+    size_t n;
+    data_path(path, sizeof path, "procs_all.json");
+    char *text = slurp(path, &n);
+    size_t end = n;
+    while (end > 0 && text[end - 1] != '}')
+        end--;
+    for (size_t len = 0; len < end; len++) {
+        nnd_net *net = NULL;
+        nnd_status s = nnd_net_load_buffer(text, len, "prefix", &net);
+        ck_assert_msg(s == NND_EFORMAT && net == NULL, "prefix of %zu bytes: status %d: %s", len, (int)s, nnd_errmsg());
+        ck_assert_msg(strncmp(nnd_errmsg(), "prefix: ", 8) == 0, "prefix of %zu bytes: message \"%s\"", len,
+                      nnd_errmsg());
+    }
+    free(text);
+}
+END_TEST
+
+/* Any single-byte corruption either still loads a valid net or fails cleanly. */
+START_TEST(corrupted_bytes_never_crash)
+{
+    static const char subst[] = "\0\"[]{},:-.e9x \n";
+    char path[1024];
+    size_t n;
+    data_path(path, sizeof path, "fit_small.json");
+    char *text = slurp(path, &n);
+    for (size_t i = 0; i < n; i++) {
+        char keep = text[i];
+        for (size_t k = 0; k < sizeof subst - 1; k++) {
+            nnd_net *net = NULL;
+            text[i] = subst[k];
+            nnd_status s = nnd_net_load_buffer(text, n, "corrupt", &net);
+            ck_assert_msg(s == NND_OK || s == NND_EFORMAT || s == NND_EUNSUPPORTED,
+                          "byte %zu -> 0x%02x: status %d: %s", i, (unsigned char)subst[k], (int)s, nnd_errmsg());
+            ck_assert_msg((s == NND_OK) == (net != NULL), "byte %zu: status %d but net %p", i, (int)s, (void *)net);
+            if (net)
+                ck_assert_msg(nnd_net_validate(net) == NND_OK, "byte %zu: loaded net does not validate", i);
+            else
+                ck_assert_msg(strncmp(nnd_errmsg(), "corrupt: ", 9) == 0, "byte %zu: message \"%s\"", i, nnd_errmsg());
+            nnd_net_free(net);
+        }
+        text[i] = keep;
+    }
+    free(text);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- saving */
+
+START_TEST(save_replaces_atomically_and_reports_io_errors)
+{
+    char path[1024], dir[512], target[1024];
+    nnd_net *net = NULL;
+    data_path(path, sizeof path, "fit_small.json");
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s", nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    snprintf(target, sizeof target, "%s/model.json", dir);
+
+    FILE *fp = fopen(target, "w");
+    ck_assert(fp != NULL);
+    fputs("old contents", fp);
+    fclose(fp);
+    ck_assert_msg(nnd_net_save_json(net, target) == NND_OK, "save over an existing file: %s", nnd_errmsg());
+    ck_assert_msg(count_entries(dir) == 1, "saving left %zu files in %s", count_entries(dir), dir);
+    nnd_net *back = NULL;
+    ck_assert_msg(nnd_net_load(target, &back) == NND_OK, "the replaced file does not load: %s", nnd_errmsg());
+    nnd_net_free(back);
+
+    snprintf(target, sizeof target, "%s/no/such/dir/model.json", dir);
+    nnd_status s = nnd_net_save_json(net, target);
+    ck_assert_msg(s == NND_EIO, "save into a missing directory: status %d: %s", (int)s, nnd_errmsg());
+    ck_assert_msg(strstr(nnd_errmsg(), target) != NULL, "message does not name %s: \"%s\"", target, nnd_errmsg());
+    ck_assert_msg(count_entries(dir) == 1, "a failed save left files behind");
+
+    ck_assert(nnd_net_save_json(NULL, target) == NND_EINVAL);
+    ck_assert(nnd_net_save_json(net, NULL) == NND_EINVAL);
+    nnd_net_free(net);
+
+    /* an incomplete net is refused and nothing is written */
+    ck_assert(nnd_net_new(2, &net) == NND_OK);
+    snprintf(target, sizeof target, "%s/incomplete.json", dir);
+    ck_assert_msg(nnd_net_save_json(net, target) != NND_OK, "a net without layers was saved");
+    ck_assert_msg(count_entries(dir) == 1, "a refused save left files behind");
+    nnd_net_free(net);
+    rm_tree(dir);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- suite */
+
+static Suite *json_suite(void)
+{
+    Suite *s = suite_create("json");
+    TCase *tc = tcase_create("load");
+    tcase_add_loop_test(tc, every_fixture_loads_with_its_shape, 0, N_VALID);
+    tcase_add_test(tc, fixture_values_are_read_as_written);
+    tcase_add_test(tc, load_buffer_equals_load_file);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("round trip");
+    tcase_add_loop_test(tc, saved_fixture_reloads_bit_identically, 0, N_VALID);
+    tcase_add_loop_test(tc, saving_is_deterministic, 0, N_VALID);
+    tcase_add_loop_test(tc, random_net_reloads_bit_identically, 0, 2 * NND_ACT_COUNT);
+    tcase_add_test(tc, awkward_numbers_round_trip_exactly);
+    tcase_add_test(tc, save_replaces_atomically_and_reports_io_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("malformed");
+    tcase_add_loop_test(tc, malformed_file_is_rejected_with_file_and_field, 0, N_BAD);
+    tcase_add_test(tc, malformed_buffer_names_the_buffer);
+    tcase_add_test(tc, missing_file_is_an_io_error);
+    tcase_add_test(tc, every_truncation_is_rejected);
+    tcase_add_test(tc, corrupted_bytes_never_crash);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(json_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -6,12 +6,15 @@
  *   when |u| is large, where 1 - t^2 would lose every digit.
  * - sigmoid and its complement are each computed from exp(-|z|), so s(1-s) keeps full
  *   relative accuracy in both tails.
- * - A NaN input gives NaN value and derivatives, also for the piecewise ones. */
+ * - A NaN input gives NaN value and derivatives, also for the piecewise ones.
+ * - tansig and logsig run SLEEF's 1-ULP vector functions on AVX2 CPUs (src/kernels/avx2.c);
+ *   the scalar code below is the same formulas on libm, used elsewhere. */
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
 #include "internal.h"
+#include "kernels/kernels.h"
 
 #define SQRT_2_OVER_PI 0.79788456080286535587989211986876
 #define INV_SQRT_2PI 0.39894228040143267793994605993438
@@ -61,6 +64,10 @@ static void act_purelin(size_t n, const double *z, double *f, double *df, double
 static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, double p)
 {
     (void)p;
+    if (nnd__cpu_avx2()) {
+        nnd__tansig_avx2(n, z, f, df, d2f);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         double t = tanh(z[i]), d = sech2(z[i]);
         put(f, df, d2f, i, t, d, -2.0 * t * d);
@@ -70,6 +77,10 @@ static void act_tansig(size_t n, const double *z, double *f, double *df, double 
 static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, double p)
 {
     (void)p;
+    if (nnd__cpu_avx2()) {
+        nnd__logsig_avx2(n, z, f, df, d2f);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         double s, sm;
         sigmoid_pair(z[i], &s, &sm);

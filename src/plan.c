@@ -5,9 +5,12 @@
 
 #include "plan.h"
 
-/* Target size of one block's workspace: large enough that the per-layer GEMMs have a long
- * N dimension, small enough to stay near the last-level cache. */
+/* The batch block: as many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise
+ * passes then run in cache), but at least enough that each layer's GEMM has BLOCK_MIN_COLUMNS
+ * columns (below that GEMMs lose efficiency; it matters for many inputs, where one sample's
+ * workspace alone is megabytes). */
 #define BLOCK_TARGET_BYTES ((size_t)4 << 20)
+#define BLOCK_MIN_COLUMNS 1024
 
 typedef struct {
     double fwd, rev;
@@ -109,8 +112,10 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
         it[k++] = (ws_item){&p->jz, p->D, nb * p->n};
         it[k++] = (ws_item){&p->tan, p->dmax, nb * p->n};
         it[k++] = (ws_item){&p->cst, p->D, nb * p->me};
-        it[k++] = (ws_item){&p->S, p->D, p->me * p->n};
+        it[k++] = (ws_item){&p->S, p->D, (p->me > 2 ? p->me : 2) * p->n};
         it[k++] = (ws_item){&p->hall, p->me, sq};
+        if (p->hkernel == NND_HK_BLOCK)
+            it[k++] = (ws_item){&p->hacc, nb * p->me, p->s};
     }
     return k;
 }
@@ -223,6 +228,23 @@ static nnd_status plan_sizes(nnd_plan *p)
     return NND_OK;
 }
 
+/* Few inputs: streaming loops over the block (2 D me s flops) beat per-sample BLAS calls (the
+ * GEMM does 2 D me n^2). Otherwise the SYRK pair halves the flops of the GEMM but costs two calls
+ * per output: worth it once one output's n^2 D flops dwarf a call (~1e5 flops). */
+static void choose_hkernel(nnd_plan *p)
+{
+    p->hchunk = 1;
+    if (p->n <= 8) {
+        /* a chunk's accumulators: about 32 KiB, to stay in L1 (me * s cannot overflow here) */
+        size_t per = p->me * p->s;
+        p->hchunk = per < 4096 ? 4096 / per : 1;
+        p->hkernel = NND_HK_BLOCK;
+    } else if ((double)p->n * (double)p->n * (double)p->D >= 131072.0)
+        p->hkernel = NND_HK_SYRK;
+    else
+        p->hkernel = NND_HK_GEMM;
+}
+
 static void choose_mode(nnd_plan *p, nnd_mode asked)
 {
     costs c = cost_model(p->net, p->what);
@@ -267,6 +289,7 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
     if ((st = plan_sizes(p)) != NND_OK)
         goto fail;
     choose_mode(p, mode);
+    choose_hkernel(p);
 
     size_t one = ws_size(p, 1);
     if (!one) {
@@ -274,7 +297,9 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
         goto fail;
     }
     size_t nb = BLOCK_TARGET_BYTES / sizeof(double) / one;
-    if (nb < 1) nb = 1;
+    size_t per_sample = p->mode == NND_MODE_FORWARD ? p->C : ((what & NND_HESSIAN) ? p->n : p->me);
+    size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
+    if (nb < for_gemm) nb = for_gemm;
     if (nb > max_batch) nb = max_batch;
     p->block = nb;
     p->ws_doubles = ws_size(p, nb);

@@ -4,6 +4,11 @@
 
 #include "internal.h"
 
+/* Reverse-mode Hessian assembly: direct loops over the whole block (few inputs), one GEMM for
+ * all outputs of a sample, or a sign-split pair of SYRKs per output (many inputs: half the
+ * flops of the GEMM). */
+typedef enum { NND_HK_BLOCK, NND_HK_GEMM, NND_HK_SYRK } nnd_hkernel;
+
 struct nnd_plan {
     const nnd_net *net;
     unsigned what;
@@ -19,6 +24,8 @@ struct nnd_plan {
     size_t L, dmax, D;   /* layers, widest layer, sum of widths        */
     size_t *off;         /* off[l]: first row of layer l in a stack of all layers (L entries) */
     size_t C;            /* forward mode: entries per (unit, sample): 1 [+ n [+ s]] */
+    nnd_hkernel hkernel; /* reverse mode: how H_k = Jt^T diag(c_k) Jt is formed */
+    size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
 
     double *W1g;         /* d_1 x n: dz_1/dx, the input processing folded in                */
     size_t *row_of;      /* engine output k -> raw output row                                */
@@ -36,7 +43,8 @@ struct nnd_plan {
     double *tan;         /* reverse: dmax x block*n, activated tangents   */
     double *cst;         /* reverse: D x block*me, c_{k,l} for H          */
     double *jout;        /* reverse: block*me x n                         */
-    double *S, *hall;    /* reverse: D x me*n and n x me*n per sample      */
+    double *S, *hall;    /* reverse: D x max(me, 2)*n scratch, me x n x n per sample */
+    double *hacc;        /* reverse, NND_HK_BLOCK: block x me x s packed accumulators     */
     double *smx;         /* softmax scratch: n + 2s                        */
     double *aout;        /* block x me: last layer values                  */
 

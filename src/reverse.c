@@ -14,6 +14,7 @@
  *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
  *   deltas: d_l x (nb*me), column b*me + k for sample b and output k. */
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 
 #include "plan.h"
@@ -130,10 +131,10 @@ static void jacobian(nnd_plan *p, size_t nb, double *J)
             memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + (b * me + k) * n, n * sizeof *J);
 }
 
-/* The softmax coupling term of layer l for sample b: hall_k -= u v^T + v u^T. */
+/* The softmax coupling term of layer l for sample b: hall_k -= u v^T + v u^T (upper triangle). */
 static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
 {
-    size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n, mn = me * n;
+    size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n, sq = n * n;
     size_t d = p->net->layers[l].n_out, o = p->off[l];
     const double *Jl = p->jz + o * ncols + b * n;
     double *u = p->smx, *v = p->smx + n;
@@ -141,36 +142,151 @@ static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
     for (size_t k = 0; k < me; k++) {
         cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, p->cst + o * cols + b * me + k,
                     (int)cols, 0.0, u, 1);
+        double *Hk = p->hall + k * sq;
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < n; j++)
-                p->hall[i * mn + k * n + j] -= u[i] * v[j] + v[i] * u[j];
+                Hk[i * n + j] -= u[i] * v[j] + v[i] * u[j];
+    }
+}
+
+/* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
+ * (chosen when planning, see choose_hkernel in plan.c). */
+
+/* Few inputs: the whole block at once, no BLAS call, 2 D me s flops per sample:
+ *   hacc[b][k][q] += c[u][b,k] J[u][b,i] J[u][b,j]   (q: packed i <= j)
+ * Samples in chunks, units inside: J and c stream through once while the chunk's accumulators
+ * stay in L1. The per-(unit, sample) update is compiled for each n <= 8 so it unrolls fully. */
+static inline __attribute__((always_inline)) void accum_unit(size_t n, size_t me, const double *jr, const double *c,
+                                                             double *acc)
+{
+    size_t s = n * (n + 1) / 2;
+    for (size_t k = 0; k < me; k++, acc += s) {
+        double ck = c[k];
+        if (ck == 0.0)
+            continue;
+        double *a = acc;
+        for (size_t i = 0; i < n; i++) {
+            double ci = ck * jr[i];
+            for (size_t j = i; j < n; j++)
+                *a++ += ci * jr[j];
+        }
+    }
+}
+
+static void accum_range(size_t n, size_t me, size_t s, const double *jrow, const double *crow, double *hacc,
+                        size_t b0, size_t b1)
+{
+    switch (n) {
+#define NND_ACCUM_CASE(N)                                                                                             \
+    case N:                                                                                                           \
+        for (size_t b = b0; b < b1; b++)                                                                              \
+            accum_unit(N, me, jrow + b * N, crow + b * me, hacc + b * me * s);                                        \
+        return;
+        NND_ACCUM_CASE(1)
+        NND_ACCUM_CASE(2)
+        NND_ACCUM_CASE(3)
+        NND_ACCUM_CASE(4)
+        NND_ACCUM_CASE(5)
+        NND_ACCUM_CASE(6)
+        NND_ACCUM_CASE(7)
+        NND_ACCUM_CASE(8)
+#undef NND_ACCUM_CASE
+    default:
+        for (size_t b = b0; b < b1; b++)
+            accum_unit(n, me, jrow + b * n, crow + b * me, hacc + b * me * s);
+    }
+}
+
+static void assemble_block(nnd_plan *p, size_t nb)
+{
+    size_t n = p->n, me = p->me, s = p->s, cols = nb * me, ncols = nb * n;
+    memset(p->hacc, 0, nb * me * s * sizeof *p->hacc);
+    for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
+        size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
+        for (size_t u = 0; u < p->D; u++)
+            accum_range(n, me, s, p->jz + u * ncols, p->cst + u * cols, p->hacc, b0, b1);
+    }
+}
+
+/* Sample b's accumulators, packed, into the upper triangles of hall. */
+static void unpack_block(nnd_plan *p, size_t b)
+{
+    size_t n = p->n, me = p->me, s = p->s, sq = n * n;
+    const double *a = p->hacc + b * me * s;
+    for (size_t k = 0; k < me; k++)
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < n; j++)
+                p->hall[k * sq + i * n + j] = *a++;
+}
+
+/* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
+static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
+{
+    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
+    for (size_t u = 0; u < D; u++) {
+        const double *jr = p->jz + u * ncols + b * n;
+        for (size_t k = 0; k < me; k++) {
+            double c = p->cst[u * cols + b * me + k];
+            double *sr = p->S + u * mn + k * n;
+            for (size_t i = 0; i < n; i++)
+                sr[i] = c * jr[i];
+        }
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mn, (int)n, (int)D, 1.0, p->S, (int)mn, p->jz + b * n,
+                (int)ncols, 0.0, p->hall, (int)n);
+}
+
+/* Many inputs: per output, split the rows by the sign of c and use two symmetric rank-k updates,
+ * hall_k = P^T P - N^T N with P = sqrt(c+) Jt, N = sqrt(c-) Jt (rows with c = 0 skipped):
+ * D n^2 flops per output, half of the GEMM. */
+static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
+{
+    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
+    double *P = p->S, *N = p->S + D * n;
+    for (size_t k = 0; k < me; k++) {
+        size_t np = 0, nn = 0;
+        for (size_t u = 0; u < D; u++) {
+            double c = p->cst[u * cols + b * me + k];
+            if (c == 0.0)
+                continue;
+            double r = sqrt(fabs(c));
+            double *dst = c > 0 ? P + np++ * n : N + nn++ * n;
+            const double *jr = p->jz + u * ncols + b * n;
+            for (size_t i = 0; i < n; i++)
+                dst[i] = r * jr[i];
+        }
+        double *Hk = p->hall + k * sq;
+        if (np)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)np, 1.0, P, (int)n, 0.0, Hk, (int)n);
+        else
+            memset(Hk, 0, sq * sizeof *Hk);
+        if (nn)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nn, -1.0, N, (int)n, 1.0, Hk, (int)n);
     }
 }
 
 static void hessian(nnd_plan *p, size_t nb, double *H)
 {
     const nnd_net *net = p->net;
-    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n, sq = n * n;
+    size_t n = p->n, me = p->me, sq = n * n;
+    if (p->hkernel == NND_HK_BLOCK)
+        assemble_block(p, nb);
     for (size_t b = 0; b < nb; b++) {
-        for (size_t u = 0; u < D; u++)
-            for (size_t k = 0; k < me; k++) {
-                double c = p->cst[u * cols + b * me + k];
-                const double *jr = p->jz + u * ncols + b * n;
-                double *sr = p->S + u * mn + k * n;
-                for (size_t i = 0; i < n; i++)
-                    sr[i] = c * jr[i];
-            }
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)mn, (int)D, 1.0, p->jz + b * n, (int)ncols,
-                    p->S, (int)mn, 0.0, p->hall, (int)mn);
+        switch (p->hkernel) {
+        case NND_HK_BLOCK: unpack_block(p, b); break;
+        case NND_HK_GEMM: assemble_gemm(p, nb, b); break;
+        case NND_HK_SYRK: assemble_syrk(p, nb, b); break;
+        }
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX)
                 softmax_coupling(p, nb, b, l);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
+            const double *hk = p->hall + k * sq;
             double *Hk = H + (b * p->m + p->row_of[k]) * sq;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
-                    Hk[i * n + j] = Hk[j * n + i] = p->hall[i * mn + k * n + j];
+                    Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
         }
     }
 }

@@ -122,7 +122,8 @@ static void act_radbas(size_t n, const double *z, double *f, double *df, double 
     (void)p;
     for (size_t i = 0; i < n; i++) {
         double x = z[i], e = exp(-x * x);
-        put(f, df, d2f, i, e, -2.0 * x * e, (4.0 * x * x - 2.0) * e);
+        /* once e underflows, x^2 may be inf: the derivatives are 0, not inf * 0 */
+        put(f, df, d2f, i, e, e != 0 ? -2.0 * x * e : 0.0, e != 0 ? (4.0 * x * x - 2.0) * e : 0.0);
     }
 }
 
@@ -224,7 +225,10 @@ static void act_gelu(size_t n, const double *z, double *f, double *df, double *d
         double x = z[i];
         double cdf = 0.5 * erfc(-x * INV_SQRT_2);
         double pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
-        put(f, df, d2f, i, x * cdf, cdf + x * pdf, pdf * (2.0 - x * x));
+        if (pdf == 0) /* saturated: x^2 may be inf */
+            put(f, df, d2f, i, x * cdf, cdf, 0.0);
+        else
+            put(f, df, d2f, i, x * cdf, cdf + x * pdf, pdf * (2.0 - x * x));
     }
 }
 
@@ -241,9 +245,11 @@ static void act_gelu_tanh(size_t n, const double *z, double *f, double *df, doub
         double e = exp(-2.0 * fabs(u));
         double onep = u >= 0 ? 2.0 / (1.0 + e) : 2.0 * e / (1.0 + e);
         if (u != u) onep = u;
-        double v = 0.5 * x * onep;
-        double d = 0.5 * onep + 0.5 * x * s2 * du;
-        double d2 = s2 * du + 0.5 * x * s2 * (d2u - 2.0 * t * du * du);
+        double v = 0.5 * x * onep, d = 0.5 * onep, d2 = 0.0;
+        if (s2 != 0) { /* else saturated: du may overflow, and the terms are 0 */
+            d += 0.5 * x * s2 * du;
+            d2 = s2 * du + 0.5 * x * s2 * (d2u - 2.0 * t * du * du);
+        }
         put(f, df, d2f, i, v, d, d2);
     }
 }

@@ -1,0 +1,834 @@
+/*
+ * The tests' independent reference: see ref.h.  Deliberately plain: explicit loops, long double,
+ * formulas written out from their definitions, no BLAS and nothing from src/.
+ */
+#include "ref.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- random numbers */
+
+void ref_rng_seed(ref_rng *r, uint64_t seed)
+{
+    r->state = seed;
+    r->have_spare = 0;
+    r->spare = 0.0;
+}
+
+uint64_t ref_rng_next(ref_rng *r)
+{
+    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double ref_rng_uniform(ref_rng *r) { return (double)(ref_rng_next(r) >> 11) * 0x1.0p-53; }
+
+double ref_rng_range(ref_rng *r, double lo, double hi) { return lo + (hi - lo) * ref_rng_uniform(r); }
+
+double ref_rng_normal(ref_rng *r)
+{
+    if (r->have_spare) {
+        r->have_spare = 0;
+        return r->spare;
+    }
+    double u1 = 1.0 - ref_rng_uniform(r); /* (0, 1] so that log is finite */
+    double u2 = ref_rng_uniform(r);
+    double rad = sqrt(-2.0 * log(u1));
+    double th = 6.283185307179586476925286766559 * u2;
+    r->spare = rad * sin(th);
+    r->have_spare = 1;
+    return rad * cos(th);
+}
+
+size_t ref_rng_below(ref_rng *r, size_t n) { return n <= 1 ? 0 : (size_t)(ref_rng_next(r) % (uint64_t)n); }
+
+/* ---------------------------------------------------------------- activations */
+
+/* Activation codes as the header numbers them; the reference keeps its own table. */
+enum {
+    A_PURELIN, A_TANSIG, A_LOGSIG, A_POSLIN, A_SATLIN, A_SATLINS, A_RADBAS, A_TRIBAS, A_ELLIOTSIG,
+    A_HARDLIM, A_HARDLIMS, A_SOFTPLUS, A_ELU, A_SELU, A_LEAKY_RELU, A_GELU, A_GELU_TANH, A_SILU,
+    A_MISH, A_SOFTMAX, A_COUNT
+};
+
+static const char *const act_labels[A_COUNT] = {
+    "purelin", "tansig", "logsig", "poslin", "satlin", "satlins", "radbas", "tribas", "elliotsig",
+    "hardlim", "hardlims", "softplus", "elu", "selu", "leaky_relu", "gelu", "gelu_tanh", "silu",
+    "mish", "softmax"};
+
+const char *ref_act_label(int act) { return act >= 0 && act < A_COUNT ? act_labels[act] : "?"; }
+
+/* sigmoid(z) = 1/(1+e^-z), written so that neither branch overflows or cancels. */
+static long double sigm(long double z)
+{
+    if (z >= 0) return 1.0L / (1.0L + expl(-z));
+    long double e = expl(z);
+    return e / (1.0L + e);
+}
+
+/* 1 - tanh(z)^2 = sech(z)^2 = 4 e^{-2|z|} / (1 + e^{-2|z|})^2, without the cancellation of 1 - t^2. */
+static long double sech2(long double z)
+{
+    long double e = expl(-2.0L * fabsl(z));
+    return 4.0L * e / ((1.0L + e) * (1.0L + e));
+}
+
+/* log(1 + e^z) without overflow or cancellation. */
+static long double softplus(long double z) { return z > 0 ? z + log1pl(expl(-z)) : log1pl(expl(z)); }
+
+static const long double SQRT_2_OVER_PI = 0.79788456080286535587989211986876373695L;
+static const long double INV_SQRT_2PI = 0.39894228040143267793994605993438186848L;
+static const long double INV_SQRT_2 = 0.70710678118654752440084436210484903928L;
+static const long double SELU_LAMBDA = 1.0507009873554804934193349852946L;
+static const long double SELU_ALPHA = 1.6732632423543772848170429916717L;
+
+int ref_act(int act, long double param, long double z, long double *fo, long double *dfo, long double *d2fo)
+{
+    long double f, df, d2f;
+    switch (act) {
+    case A_PURELIN:
+        f = z, df = 1, d2f = 0;
+        break;
+    case A_TANSIG: {
+        long double t = tanhl(z), s2 = sech2(z);
+        f = t, df = s2, d2f = -2.0L * t * s2;
+        break;
+    }
+    case A_LOGSIG: {
+        long double s = sigm(z), c = sigm(-z); /* c = 1 - s */
+        f = s, df = s * c, d2f = s * c * (c - s);
+        break;
+    }
+    case A_POSLIN:
+        f = z > 0 ? z : 0, df = z >= 0 ? 1 : 0, d2f = 0;
+        break;
+    case A_SATLIN:
+        f = z < 0 ? 0 : (z > 1 ? 1 : z), df = (z >= 0 && z <= 1) ? 1 : 0, d2f = 0;
+        break;
+    case A_SATLINS:
+        f = z < -1 ? -1 : (z > 1 ? 1 : z), df = (z >= -1 && z <= 1) ? 1 : 0, d2f = 0;
+        break;
+    case A_RADBAS: {
+        long double e = expl(-z * z);
+        f = e, df = -2.0L * z * e, d2f = (4.0L * z * z - 2.0L) * e;
+        break;
+    }
+    case A_TRIBAS:
+        f = fabsl(z) >= 1 ? 0 : 1 - fabsl(z);
+        df = (z >= -1 && z < 0) ? 1 : ((z >= 0 && z <= 1) ? -1 : 0);
+        d2f = 0;
+        break;
+    case A_ELLIOTSIG: {
+        long double q = 1.0L + fabsl(z);
+        long double sg = z > 0 ? 1 : (z < 0 ? -1 : 0);
+        f = z / q, df = 1.0L / (q * q), d2f = -2.0L * sg / (q * q * q);
+        break;
+    }
+    case A_HARDLIM:
+        f = z >= 0 ? 1 : 0, df = 0, d2f = 0;
+        break;
+    case A_HARDLIMS:
+        f = z >= 0 ? 1 : -1, df = 0, d2f = 0;
+        break;
+    case A_SOFTPLUS: {
+        long double s = sigm(z), c = sigm(-z);
+        f = softplus(z), df = s, d2f = s * c;
+        break;
+    }
+    case A_ELU:
+    case A_SELU: {
+        long double alpha = act == A_ELU ? param : SELU_ALPHA;
+        long double lam = act == A_ELU ? 1.0L : SELU_LAMBDA;
+        if (z > 0) {
+            f = lam * z, df = lam, d2f = 0;
+        } else {
+            long double e = expl(z);
+            f = lam * alpha * expm1l(z), df = lam * alpha * e, d2f = lam * alpha * e;
+        }
+        break;
+    }
+    case A_LEAKY_RELU:
+        if (z > 0)
+            f = z, df = 1, d2f = 0;
+        else
+            f = param * z, df = param, d2f = 0;
+        break;
+    case A_GELU: {
+        /* z Phi(z); f' = Phi + z phi; f'' = 2 phi + z phi' = phi (2 - z^2) */
+        long double Phi = 0.5L * erfcl(-z * INV_SQRT_2);
+        long double phi = INV_SQRT_2PI * expl(-0.5L * z * z);
+        f = z * Phi, df = Phi + z * phi, d2f = phi * (2.0L - z * z);
+        break;
+    }
+    case A_GELU_TANH: {
+        /* u = c (z + k z^3), f = z/2 (1 + tanh u) = z sigmoid(2u),
+         * f' = (1 + t)/2 + z/2 sech^2(u) u',  f'' = sech^2(u) [u' + z/2 (u'' - 2 t u'^2)] */
+        const long double k = 0.044715L;
+        long double u = SQRT_2_OVER_PI * (z + k * z * z * z);
+        long double u1 = SQRT_2_OVER_PI * (1.0L + 3.0L * k * z * z);
+        long double u2 = SQRT_2_OVER_PI * 6.0L * k * z;
+        long double t = tanhl(u), s2 = sech2(u);
+        long double half1pt = sigm(2.0L * u); /* (1 + tanh u)/2 */
+        f = z * half1pt;
+        df = half1pt + 0.5L * z * s2 * u1;
+        d2f = s2 == 0 ? 0 : s2 * (u1 + 0.5L * z * (u2 - 2.0L * t * u1 * u1));
+        break;
+    }
+    case A_SILU: {
+        long double s = sigm(z), c = sigm(-z);
+        f = z * s, df = s * (1.0L + z * c), d2f = s * c * (2.0L + z * (c - s));
+        break;
+    }
+    case A_MISH: {
+        /* f = z t, t = tanh(sp(z)), sp' = s:  f' = t + z sech^2(sp) s,
+         * f'' = sech^2(sp) s [2 + z (1 - s - 2 t s)] */
+        long double sp = softplus(z), t = tanhl(sp), s2 = sech2(sp), s = sigm(z), c = sigm(-z);
+        f = z * t, df = t + z * s2 * s, d2f = s2 * s * (2.0L + z * (c - 2.0L * t * s));
+        break;
+    }
+    default:
+        return -1;
+    }
+    if (fo) *fo = f;
+    if (dfo) *dfo = df;
+    if (d2fo) *d2fo = d2f;
+    return 0;
+}
+
+int ref_act_smooth(int act)
+{
+    switch (act) {
+    case A_PURELIN: case A_TANSIG: case A_LOGSIG: case A_RADBAS: case A_SOFTPLUS: case A_GELU:
+    case A_GELU_TANH: case A_SILU: case A_MISH: case A_SOFTMAX:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int ref_act_has_param(int act) { return act == A_ELU || act == A_LEAKY_RELU; }
+
+double ref_act_default_param(int act) { return act == A_ELU ? 1.0 : (act == A_LEAKY_RELU ? 0.01 : 0.0); }
+
+int ref_act_kinks(int act, double k[3])
+{
+    switch (act) {
+    case A_POSLIN: case A_HARDLIM: case A_HARDLIMS: case A_ELLIOTSIG: case A_ELU: case A_SELU:
+    case A_LEAKY_RELU:
+        k[0] = 0;
+        return 1;
+    case A_SATLIN:
+        k[0] = 0, k[1] = 1;
+        return 2;
+    case A_SATLINS:
+        k[0] = -1, k[1] = 1;
+        return 2;
+    case A_TRIBAS:
+        k[0] = -1, k[1] = 0, k[2] = 1;
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- networks */
+
+static void proc_free(ref_proc *p)
+{
+    free(p->xoffset);
+    free(p->gain);
+    free(p->keep);
+    free(p->constants);
+    memset(p, 0, sizeof *p);
+}
+
+void ref_net_free(ref_net *net)
+{
+    if (!net) return;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        free(net->layer[l].W);
+        free(net->layer[l].b);
+    }
+    for (size_t i = 0; i < net->n_pre; i++) proc_free(&net->pre[i]);
+    for (size_t i = 0; i < net->n_post; i++) proc_free(&net->post[i]);
+    memset(net, 0, sizeof *net);
+}
+
+/* A sorted random subset of size k of {0..n-1} (k <= n). */
+static void random_subset(ref_rng *r, size_t n, size_t k, size_t *out)
+{
+    size_t chosen = 0;
+    for (size_t i = 0; i < n && chosen < k; i++) {
+        /* select i with probability (k - chosen)/(n - i): every subset equally likely */
+        if (ref_rng_below(r, n - i) < k - chosen) out[chosen++] = i;
+    }
+}
+
+static int proc_random(ref_rng *r, ref_proc *p, int kind, size_t n_raw, size_t n_proc, int output)
+{
+    memset(p, 0, sizeof *p);
+    p->kind = kind;
+    p->n_raw = n_raw;
+    p->n_proc = n_proc;
+    if (kind == REF_PROC_MAPMINMAX || kind == REF_PROC_MAPSTD) {
+        p->xoffset = malloc(n_raw * sizeof(double));
+        p->gain = malloc(n_raw * sizeof(double));
+        if (!p->xoffset || !p->gain) return -1;
+        for (size_t i = 0; i < n_raw; i++) {
+            p->xoffset[i] = kind == REF_PROC_MAPMINMAX ? -1.0 + 0.5 * ref_rng_normal(r) : 0.5 * ref_rng_normal(r);
+            p->gain[i] = ref_rng_range(r, 0.3, 3.0);
+        }
+        p->y = kind == REF_PROC_MAPMINMAX ? -1.0 : ref_rng_range(r, -0.5, 0.5);
+    } else if (kind == REF_PROC_RCR) {
+        p->keep = malloc(n_proc * sizeof(size_t));
+        if (!p->keep) return -1;
+        random_subset(r, n_raw, n_proc, p->keep);
+        if (output && n_raw > n_proc) {
+            p->constants = malloc((n_raw - n_proc) * sizeof(double));
+            if (!p->constants) return -1;
+            for (size_t i = 0; i < n_raw - n_proc; i++) p->constants[i] = ref_rng_normal(r);
+        }
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int ref_net_random(ref_net *net, const ref_spec *s, uint64_t seed)
+{
+    memset(net, 0, sizeof *net);
+    if (s->n_in < 1 || s->n_layers < 1 || s->n_layers > REF_MAX_LAYERS || s->n_pre > REF_MAX_STEPS ||
+        s->n_post > REF_MAX_STEPS)
+        return -1;
+    ref_rng r;
+    ref_rng_seed(&r, seed);
+    net->n_in = s->n_in;
+
+    size_t n = s->n_in;
+    for (size_t i = 0; i < s->n_pre; i++) {
+        size_t np = n;
+        if (s->pre[i] == REF_PROC_RCR) np = 1 + ref_rng_below(&r, n); /* keep 1..n rows */
+        net->n_pre = i + 1;
+        if (proc_random(&r, &net->pre[i], s->pre[i], n, np, 0)) goto fail;
+        n = np;
+    }
+
+    double ws = s->weight_scale > 0 ? s->weight_scale : 1.0;
+    double bs = s->bias_scale > 0 ? s->bias_scale : 0.5;
+    for (size_t l = 0; l < s->n_layers; l++) {
+        ref_layer *L = &net->layer[l];
+        if (s->width[l] < 1) goto fail;
+        L->n_in = n;
+        L->n_out = s->width[l];
+        L->act = s->act[l];
+        L->param = s->param[l] != 0 ? s->param[l] : ref_act_default_param(s->act[l]);
+        L->W = malloc(L->n_out * L->n_in * sizeof(double));
+        L->b = malloc(L->n_out * sizeof(double));
+        net->n_layers = l + 1;
+        if (!L->W || !L->b) goto fail;
+        double sc = ws / sqrt((double)n);
+        for (size_t i = 0; i < L->n_out * L->n_in; i++) L->W[i] = sc * ref_rng_normal(&r);
+        for (size_t i = 0; i < L->n_out; i++) L->b[i] = bs * ref_rng_normal(&r);
+        n = L->n_out;
+    }
+
+    /* Output steps: the last one's processed length is the last layer's units; walk back to the
+     * raw length, each removeconstantrows adding 1..3 constant rows. */
+    size_t len[REF_MAX_STEPS + 1];
+    len[s->n_post] = n;
+    for (size_t i = s->n_post; i-- > 0;) len[i] = len[i + 1] + (s->post[i] == REF_PROC_RCR ? 1 + ref_rng_below(&r, 3) : 0);
+    for (size_t i = 0; i < s->n_post; i++) {
+        net->n_post = i + 1;
+        if (proc_random(&r, &net->post[i], s->post[i], len[i], len[i + 1], 1)) goto fail;
+    }
+    net->n_out = len[0];
+    return 0;
+fail:
+    ref_net_free(net);
+    return -1;
+}
+
+size_t ref_net_d0(const ref_net *net) { return net->n_pre ? net->pre[net->n_pre - 1].n_proc : net->n_in; }
+
+nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out)
+{
+    nnd_net *nn = NULL;
+    *out = NULL;
+    nnd_status s = nnd_net_new(net->n_in, &nn);
+    if (s) return s;
+    for (size_t i = 0; i < net->n_pre && !s; i++) {
+        const ref_proc *p = &net->pre[i];
+        if (p->kind == REF_PROC_MAPMINMAX)
+            s = nnd_net_add_input_mapminmax(nn, p->xoffset, p->gain, p->y);
+        else if (p->kind == REF_PROC_MAPSTD)
+            s = nnd_net_add_input_mapstd(nn, p->xoffset, p->gain, p->y);
+        else
+            s = nnd_net_add_input_removeconstantrows(nn, p->n_proc, p->keep);
+    }
+    for (size_t l = 0; l < net->n_layers && !s; l++) {
+        const ref_layer *L = &net->layer[l];
+        s = nnd_net_add_dense(nn, L->n_out, L->W, L->b, L->act);
+        if (!s && ref_act_has_param(L->act)) s = nnd_net_set_act_param(nn, l, L->param);
+    }
+    for (size_t i = 0; i < net->n_post && !s; i++) {
+        const ref_proc *p = &net->post[i];
+        if (p->kind == REF_PROC_MAPMINMAX)
+            s = nnd_net_add_output_mapminmax(nn, p->n_raw, p->xoffset, p->gain, p->y);
+        else if (p->kind == REF_PROC_MAPSTD)
+            s = nnd_net_add_output_mapstd(nn, p->n_raw, p->xoffset, p->gain, p->y);
+        else
+            s = nnd_net_add_output_removeconstantrows(nn, p->n_raw, p->n_proc, p->keep, p->constants);
+    }
+    if (s) {
+        nnd_net_free(nn);
+        return s;
+    }
+    *out = nn;
+    return NND_OK;
+}
+
+static const char *proc_label(int kind)
+{
+    return kind == REF_PROC_MAPMINMAX ? "mapminmax" : kind == REF_PROC_MAPSTD ? "mapstd" : kind == REF_PROC_RCR ? "removeconstantrows" : "?";
+}
+
+void ref_net_describe(const ref_net *net, char *buf, size_t size)
+{
+    size_t at = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        if (at < size) {                                                                           \
+            int k_ = snprintf(buf + at, size - at, __VA_ARGS__);                                   \
+            if (k_ > 0) at += (size_t)k_;                                                          \
+        }                                                                                          \
+    } while (0)
+    if (size) buf[0] = 0;
+    PUT("n_in %zu", net->n_in);
+    if (net->n_pre) {
+        PUT(" pre[");
+        for (size_t i = 0; i < net->n_pre; i++) {
+            const ref_proc *p = &net->pre[i];
+            PUT("%s%s", i ? ", " : "", proc_label(p->kind));
+            if (p->kind == REF_PROC_RCR) PUT(" %zu->%zu", p->n_raw, p->n_proc);
+        }
+        PUT("]");
+    }
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const ref_layer *L = &net->layer[l];
+        PUT(" -> %zu %s", L->n_out, ref_act_label(L->act));
+        if (ref_act_has_param(L->act)) PUT("(%g)", L->param);
+    }
+    if (net->n_post) {
+        PUT(" post[");
+        for (size_t i = 0; i < net->n_post; i++) {
+            const ref_proc *p = &net->post[i];
+            PUT("%s%s", i ? ", " : "", proc_label(p->kind));
+            if (p->kind == REF_PROC_RCR) PUT(" %zu->%zu", p->n_raw, p->n_proc);
+        }
+        PUT("]");
+    }
+    PUT(" (n_out %zu)", net->n_out);
+#undef PUT
+}
+
+/* ---------------------------------------------------------------- evaluation
+ *
+ * State per unit: a (value), da[p] = da/dx_p, and d2a[pq] = d2a/dx_p dx_q stored packed for p <= q
+ * (index pq = p*n - p(p-1)/2 + (q - p)).  Each stage maps (a, da, d2a) to the next by the chain rule:
+ *   affine maps act linearly on all three; an elementwise f gives
+ *     a' = f(z),  da' = f'(z) dz,  d2a' = f''(z) dz dz^T + f'(z) d2z;
+ *   softmax, written as a_i = exp(u_i) with u_i = z_i - lse(z):
+ *     m = sum_j s_j dz_j,  L = sum_j s_j (d2z_j + dz_j dz_j^T) - m m^T  (the derivatives of lse),
+ *     du_i = dz_i - m,  d2u_i = d2z_i - L,  da_i = a_i du_i,  d2a_i = a_i (d2u_i + du_i du_i^T). */
+
+typedef struct {
+    size_t n, P, cap;     /* inputs, packed second-derivative length, capacity in units */
+    int order;            /* 0: values only, 1: + first, 2: + second derivatives */
+    long double *a, *da, *d2a;
+} ref_state;
+
+static int state_alloc(ref_state *st, size_t cap, size_t n, int order)
+{
+    st->n = n;
+    st->P = n * (n + 1) / 2;
+    st->cap = cap;
+    st->order = order;
+    st->a = calloc(cap, sizeof(long double));
+    st->da = order >= 1 ? calloc(cap * n, sizeof(long double)) : NULL;
+    st->d2a = order >= 2 ? calloc(cap * st->P, sizeof(long double)) : NULL;
+    return (!st->a || (order >= 1 && !st->da) || (order >= 2 && !st->d2a)) ? -1 : 0;
+}
+
+static void state_free(ref_state *st)
+{
+    free(st->a);
+    free(st->da);
+    free(st->d2a);
+}
+
+static size_t net_max_width(const ref_net *net)
+{
+    size_t w = net->n_in;
+    for (size_t i = 0; i < net->n_pre; i++) w = net->pre[i].n_raw > w ? net->pre[i].n_raw : w;
+    for (size_t l = 0; l < net->n_layers; l++) w = net->layer[l].n_out > w ? net->layer[l].n_out : w;
+    for (size_t i = 0; i < net->n_post; i++) w = net->post[i].n_raw > w ? net->post[i].n_raw : w;
+    return w;
+}
+
+/* Scale unit i (value shifted, derivatives scaled): out = (in - off) * g + y. */
+static void unit_affine(ref_state *s, size_t i, long double off, long double g, long double y)
+{
+    s->a[i] = (s->a[i] - off) * g + y;
+    if (s->order >= 1)
+        for (size_t p = 0; p < s->n; p++) s->da[i * s->n + p] *= g;
+    if (s->order >= 2)
+        for (size_t p = 0; p < s->P; p++) s->d2a[i * s->P + p] *= g;
+}
+
+/* Copy unit src of s into unit dst of t. */
+static void unit_copy(const ref_state *s, size_t src, ref_state *t, size_t dst)
+{
+    t->a[dst] = s->a[src];
+    if (s->order >= 1) memcpy(&t->da[dst * s->n], &s->da[src * s->n], s->n * sizeof(long double));
+    if (s->order >= 2) memcpy(&t->d2a[dst * s->P], &s->d2a[src * s->P], s->P * sizeof(long double));
+}
+
+static void unit_const(ref_state *t, size_t dst, long double c)
+{
+    t->a[dst] = c;
+    if (t->order >= 1) memset(&t->da[dst * t->n], 0, t->n * sizeof(long double));
+    if (t->order >= 2) memset(&t->d2a[dst * t->P], 0, t->P * sizeof(long double));
+}
+
+static void swap_states(ref_state *a, ref_state *b)
+{
+    ref_state t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* The whole network: cur starts as (x, I, 0) and ends as (y, J, H-packed); tmp is scratch of the
+ * same size.  If zmin/zmaxabs are non-NULL, also report kink distances / largest |z|. */
+static void propagate(const ref_net *net, const long double *x, ref_state *cur, ref_state *tmp, double *kinkdist,
+                      double *zmaxabs)
+{
+    const size_t n = cur->n, P = cur->P;
+    size_t d = net->n_in;
+    for (size_t i = 0; i < d; i++) {
+        cur->a[i] = x[i];
+        if (cur->order >= 1)
+            for (size_t p = 0; p < n; p++) cur->da[i * n + p] = (p == i) ? 1.0L : 0.0L;
+        if (cur->order >= 2) memset(&cur->d2a[i * P], 0, P * sizeof(long double));
+    }
+
+    for (size_t k = 0; k < net->n_pre; k++) {
+        const ref_proc *pr = &net->pre[k];
+        if (pr->kind == REF_PROC_RCR) {
+            for (size_t i = 0; i < pr->n_proc; i++) unit_copy(cur, pr->keep[i], tmp, i);
+            swap_states(cur, tmp);
+        } else {
+            for (size_t i = 0; i < d; i++) unit_affine(cur, i, pr->xoffset[i], pr->gain[i], pr->y);
+        }
+        d = pr->n_proc;
+    }
+
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const ref_layer *L = &net->layer[l];
+        /* z = W a + b and its derivatives, into tmp */
+        for (size_t i = 0; i < L->n_out; i++) {
+            const double *w = &L->W[i * L->n_in];
+            long double z = L->b[i];
+            for (size_t j = 0; j < L->n_in; j++) z += (long double)w[j] * cur->a[j];
+            tmp->a[i] = z;
+            if (cur->order >= 1) {
+                long double *dz = &tmp->da[i * n];
+                for (size_t p = 0; p < n; p++) dz[p] = 0;
+                for (size_t j = 0; j < L->n_in; j++) {
+                    const long double wj = w[j], *src = &cur->da[j * n];
+                    for (size_t p = 0; p < n; p++) dz[p] += wj * src[p];
+                }
+            }
+            if (cur->order >= 2) {
+                long double *d2z = &tmp->d2a[i * P];
+                for (size_t p = 0; p < P; p++) d2z[p] = 0;
+                for (size_t j = 0; j < L->n_in; j++) {
+                    const long double wj = w[j], *src = &cur->d2a[j * P];
+                    if (wj == 0) continue;
+                    for (size_t p = 0; p < P; p++) d2z[p] += wj * src[p];
+                }
+            }
+        }
+        swap_states(cur, tmp); /* cur now holds z */
+        const size_t m = L->n_out;
+
+        if (zmaxabs)
+            for (size_t i = 0; i < m; i++) {
+                double az = (double)fabsl(cur->a[i]);
+                if (az > *zmaxabs) *zmaxabs = az;
+            }
+        if (kinkdist) {
+            double kk[3];
+            int nk = ref_act_kinks(L->act, kk);
+            for (size_t i = 0; i < m; i++)
+                for (int q = 0; q < nk; q++) {
+                    double dist = (double)fabsl(cur->a[i] - kk[q]);
+                    if (dist < *kinkdist) *kinkdist = dist;
+                }
+        }
+
+        if (L->act == A_SOFTMAX) {
+            long double zmax = cur->a[0];
+            for (size_t i = 1; i < m; i++) zmax = cur->a[i] > zmax ? cur->a[i] : zmax;
+            long double sum = 0;
+            for (size_t i = 0; i < m; i++) sum += expl(cur->a[i] - zmax);
+            long double *s = tmp->a; /* softmax values */
+            for (size_t i = 0; i < m; i++) s[i] = expl(cur->a[i] - zmax) / sum;
+            if (cur->order >= 1) {
+                long double *mv = calloc(n, sizeof(long double));
+                long double *Lv = cur->order >= 2 ? calloc(P, sizeof(long double)) : NULL;
+                long double *du = calloc(n, sizeof(long double));
+                if (!mv || !du || (cur->order >= 2 && !Lv)) abort();
+                for (size_t j = 0; j < m; j++)
+                    for (size_t p = 0; p < n; p++) mv[p] += s[j] * cur->da[j * n + p];
+                if (cur->order >= 2) {
+                    for (size_t j = 0; j < m; j++) {
+                        const long double *dz = &cur->da[j * n], *d2z = &cur->d2a[j * P];
+                        size_t pq = 0;
+                        for (size_t p = 0; p < n; p++)
+                            for (size_t q = p; q < n; q++, pq++) Lv[pq] += s[j] * (d2z[pq] + dz[p] * dz[q]);
+                    }
+                    size_t pq = 0;
+                    for (size_t p = 0; p < n; p++)
+                        for (size_t q = p; q < n; q++, pq++) Lv[pq] -= mv[p] * mv[q];
+                }
+                for (size_t i = 0; i < m; i++) {
+                    for (size_t p = 0; p < n; p++) du[p] = cur->da[i * n + p] - mv[p];
+                    for (size_t p = 0; p < n; p++) tmp->da[i * n + p] = s[i] * du[p];
+                    if (cur->order >= 2) {
+                        size_t pq = 0;
+                        for (size_t p = 0; p < n; p++)
+                            for (size_t q = p; q < n; q++, pq++)
+                                tmp->d2a[i * P + pq] = s[i] * (cur->d2a[i * P + pq] - Lv[pq] + du[p] * du[q]);
+                    }
+                }
+                free(mv);
+                free(Lv);
+                free(du);
+            }
+            swap_states(cur, tmp);
+        } else {
+            for (size_t i = 0; i < m; i++) {
+                long double f, df, d2f;
+                ref_act(L->act, L->param, cur->a[i], &f, &df, &d2f);
+                cur->a[i] = f;
+                if (cur->order >= 2) {
+                    /* uses dz before it is scaled below */
+                    const long double *dz = &cur->da[i * n];
+                    long double *d2 = &cur->d2a[i * P];
+                    size_t pq = 0;
+                    for (size_t p = 0; p < n; p++)
+                        for (size_t q = p; q < n; q++, pq++) d2[pq] = d2f * dz[p] * dz[q] + df * d2[pq];
+                }
+                if (cur->order >= 1)
+                    for (size_t p = 0; p < n; p++) cur->da[i * n + p] *= df;
+            }
+        }
+        d = m;
+    }
+
+    /* output processing: reverse of the MATLAB steps, last to first */
+    for (size_t k = net->n_post; k-- > 0;) {
+        const ref_proc *pr = &net->post[k];
+        if (pr->kind == REF_PROC_RCR) {
+            size_t ik = 0, ic = 0;
+            for (size_t row = 0; row < pr->n_raw; row++) {
+                if (ik < pr->n_proc && pr->keep[ik] == row)
+                    unit_copy(cur, ik++, tmp, row);
+                else
+                    unit_const(tmp, row, pr->constants[ic++]);
+            }
+            swap_states(cur, tmp);
+        } else {
+            /* y = (a - y0)/gain + xoffset */
+            for (size_t i = 0; i < pr->n_raw; i++) {
+                long double g = 1.0L / (long double)pr->gain[i];
+                cur->a[i] = (cur->a[i] - pr->y) / (long double)pr->gain[i] + pr->xoffset[i];
+                if (cur->order >= 1)
+                    for (size_t p = 0; p < n; p++) cur->da[i * n + p] *= g;
+                if (cur->order >= 2)
+                    for (size_t p = 0; p < P; p++) cur->d2a[i * P + p] *= g;
+            }
+        }
+        d = pr->n_raw;
+    }
+    (void)d;
+}
+
+static int run(const ref_net *net, const long double *x, int order, long double *y, long double *J, long double *H,
+               double *kinkdist, double *zmaxabs)
+{
+    size_t cap = net_max_width(net);
+    size_t n = net->n_in;
+    ref_state a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    if (state_alloc(&a, cap, n, order) || state_alloc(&b, cap, n, order)) {
+        state_free(&a);
+        state_free(&b);
+        return -1;
+    }
+    ref_state *cur = &a, *tmp = &b;
+    propagate(net, x, cur, tmp, kinkdist, zmaxabs);
+    const size_t m = net->n_out, P = cur->P;
+    if (y)
+        for (size_t k = 0; k < m; k++) y[k] = cur->a[k];
+    if (J && order >= 1)
+        for (size_t k = 0; k < m; k++)
+            for (size_t p = 0; p < n; p++) J[k * n + p] = cur->da[k * n + p];
+    if (H && order >= 2)
+        for (size_t k = 0; k < m; k++) {
+            size_t pq = 0;
+            for (size_t p = 0; p < n; p++)
+                for (size_t q = p; q < n; q++, pq++) {
+                    long double v = cur->d2a[k * P + pq];
+                    H[(k * n + p) * n + q] = v;
+                    H[(k * n + q) * n + p] = v;
+                }
+        }
+    state_free(&a);
+    state_free(&b);
+    return 0;
+}
+
+static long double *to_ld(const double *x, size_t n)
+{
+    long double *v = malloc((n ? n : 1) * sizeof(long double));
+    if (!v) abort();
+    for (size_t i = 0; i < n; i++) v[i] = x[i];
+    return v;
+}
+
+void ref_value_ld(const ref_net *net, const long double *x, long double *y)
+{
+    if (run(net, x, 0, y, NULL, NULL, NULL, NULL)) abort();
+}
+
+void ref_value(const ref_net *net, const double *x, long double *y)
+{
+    long double *xl = to_ld(x, net->n_in);
+    ref_value_ld(net, xl, y);
+    free(xl);
+}
+
+int ref_derivs(const ref_net *net, const double *x, long double *y, long double *J, long double *H)
+{
+    long double *xl = to_ld(x, net->n_in);
+    int order = H ? 2 : (J ? 1 : 0);
+    int rc = run(net, xl, order, y, J, H, NULL, NULL);
+    free(xl);
+    return rc;
+}
+
+double ref_kink_distance(const ref_net *net, const double *x)
+{
+    long double *xl = to_ld(x, net->n_in);
+    double dist = INFINITY;
+    if (run(net, xl, 0, NULL, NULL, NULL, &dist, NULL)) abort();
+    free(xl);
+    return dist;
+}
+
+double ref_max_abs_z(const ref_net *net, const double *x)
+{
+    long double *xl = to_ld(x, net->n_in);
+    double zm = 0;
+    if (run(net, xl, 0, NULL, NULL, NULL, NULL, &zm)) abort();
+    free(xl);
+    return zm;
+}
+
+/* ---------------------------------------------------------------- finite differences */
+
+void ref_fd_jacobian(const ref_net *net, const double *x, double h, long double *J)
+{
+    const size_t n = net->n_in, m = net->n_out;
+    long double *xp = to_ld(x, n);
+    long double *yp = malloc(m * sizeof(long double)), *ym = malloc(m * sizeof(long double));
+    long double *D1 = malloc(m * sizeof(long double));
+    if (!yp || !ym || !D1) abort();
+    for (size_t p = 0; p < n; p++) {
+        const long double x0 = x[p];
+        for (int level = 0; level < 2; level++) {
+            long double hh = level == 0 ? (long double)h : 0.5L * (long double)h;
+            xp[p] = x0 + hh;
+            ref_value_ld(net, xp, yp);
+            xp[p] = x0 - hh;
+            ref_value_ld(net, xp, ym);
+            for (size_t k = 0; k < m; k++) {
+                long double D = (yp[k] - ym[k]) / (2.0L * hh);
+                if (level == 0)
+                    D1[k] = D;
+                else
+                    J[k * n + p] = (4.0L * D - D1[k]) / 3.0L; /* Richardson: cancels the h^2 term */
+            }
+        }
+        xp[p] = x0;
+    }
+    free(xp);
+    free(yp);
+    free(ym);
+    free(D1);
+}
+
+int ref_fd_hessian(const ref_net *net, const double *x, double h, long double *H)
+{
+    const size_t n = net->n_in, m = net->n_out;
+    long double *xp = to_ld(x, n);
+    long double *f[4], *D1 = malloc(m * sizeof(long double));
+    int bad = !D1;
+    for (int i = 0; i < 4; i++) bad |= !(f[i] = malloc(m * sizeof(long double)));
+    if (bad) {
+        for (int i = 0; i < 4; i++) free(f[i]);
+        free(D1);
+        free(xp);
+        return -1;
+    }
+    static const int sp[4] = {+1, +1, -1, -1}, sq[4] = {+1, -1, +1, -1};
+    for (size_t p = 0; p < n; p++)
+        for (size_t q = p; q < n; q++) {
+            const long double xp0 = x[p], xq0 = x[q];
+            for (int level = 0; level < 2; level++) {
+                long double hh = level == 0 ? (long double)h : 0.5L * (long double)h;
+                for (int c = 0; c < 4; c++) {
+                    /* x + sp hh e_p + sq hh e_q (for p == q the two steps add) */
+                    xp[p] = xp0;
+                    xp[q] = xq0;
+                    xp[p] += sp[c] * hh;
+                    xp[q] += sq[c] * hh;
+                    ref_value_ld(net, xp, f[c]);
+                }
+                xp[p] = xp0;
+                xp[q] = xq0;
+                for (size_t k = 0; k < m; k++) {
+                    long double D = (f[0][k] - f[1][k] - f[2][k] + f[3][k]) / (4.0L * hh * hh);
+                    if (level == 0)
+                        D1[k] = D;
+                    else {
+                        long double v = (4.0L * D - D1[k]) / 3.0L;
+                        H[(k * n + p) * n + q] = v;
+                        H[(k * n + q) * n + p] = v;
+                    }
+                }
+            }
+        }
+    for (int i = 0; i < 4; i++) free(f[i]);
+    free(D1);
+    free(xp);
+    return 0;
+}

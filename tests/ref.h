@@ -1,0 +1,139 @@
+/*
+ * An independent reference for the nnderiv tests.
+ *
+ * Nothing here uses the library's internals or BLAS: a network is a plain struct, its value, Jacobian
+ * and full Hessian are propagated forward sample by sample with explicit loops in long double, and
+ * every activation's f, f', f'' is written out again from its formula.  The only contact with the
+ * library is ref_net_to_nnd(), which replays the struct through the public builder API.
+ *
+ * Also here: a seeded random generator (splitmix64 + Box-Muller), random networks built from a
+ * shape description, and a finite-difference oracle (Richardson-extrapolated central differences of
+ * the reference value function, in long double).
+ */
+#ifndef NND_TEST_REF_H
+#define NND_TEST_REF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nnderiv.h"
+
+#define REF_MAX_LAYERS 8
+#define REF_MAX_STEPS 4
+
+/* ---------------------------------------------------------------- random numbers */
+
+typedef struct {
+    uint64_t state;
+    int have_spare;
+    double spare;
+} ref_rng;
+
+void ref_rng_seed(ref_rng *r, uint64_t seed);
+uint64_t ref_rng_next(ref_rng *r);                    /* splitmix64 */
+double ref_rng_uniform(ref_rng *r);                   /* [0, 1), 53 random bits */
+double ref_rng_range(ref_rng *r, double lo, double hi); /* [lo, hi) */
+double ref_rng_normal(ref_rng *r);                    /* N(0, 1), Box-Muller */
+size_t ref_rng_below(ref_rng *r, size_t n);           /* uniform in [0, n), n >= 1 */
+
+/* ---------------------------------------------------------------- activations (own formulas) */
+
+/* f, f', f'' of an elementwise activation at z in long double; any output may be NULL.
+ * param: elu alpha or leaky_relu slope (ignored by the others).  Returns 0, or -1 for softmax or an
+ * unknown code.  Kink conventions: poslin'(0) = 1; satlin, satlins, tribas use closed intervals;
+ * tribas'(0) = -1; leaky_relu'(0) = slope; elu'(0) = alpha; hardlim(0) = hardlims(0) = 1. */
+int ref_act(int act, long double param, long double z, long double *f, long double *df, long double *d2f);
+/* 1 when f is C2 everywhere (softmax counts as smooth). */
+int ref_act_smooth(int act);
+/* 1 for elu and leaky_relu. */
+int ref_act_has_param(int act);
+double ref_act_default_param(int act);
+/* The points where f, f' or f'' is not smooth; returns how many (at most 3). */
+int ref_act_kinks(int act, double kinks[3]);
+/* The reference's own name for an activation code ("?" when unknown). */
+const char *ref_act_label(int act);
+
+/* ---------------------------------------------------------------- networks */
+
+enum { REF_PROC_NONE = 0, REF_PROC_MAPMINMAX = 1, REF_PROC_MAPSTD = 2, REF_PROC_RCR = 3 };
+
+/* One processing step in MATLAB's direction (raw, length n_raw -> processed, length n_proc):
+ *   mapminmax / mapstd: out = (in - xoffset) * gain + y        (n_raw == n_proc)
+ *   removeconstantrows: out = in[keep]; constants: the n_raw - n_proc removed rows (outputs only). */
+typedef struct {
+    int kind;
+    size_t n_raw, n_proc;
+    double *xoffset, *gain;
+    double y;
+    size_t *keep;
+    double *constants;
+} ref_proc;
+
+typedef struct {
+    size_t n_in, n_out; /* previous width, units */
+    double *W;          /* n_out x n_in, row-major */
+    double *b;          /* n_out */
+    int act;
+    double param;
+} ref_layer;
+
+typedef struct {
+    size_t n_in;  /* raw input length */
+    size_t n_out; /* raw output length (after the reversed output processing) */
+    size_t n_layers;
+    ref_layer layer[REF_MAX_LAYERS];
+    size_t n_pre;
+    ref_proc pre[REF_MAX_STEPS];  /* applied in order */
+    size_t n_post;
+    ref_proc post[REF_MAX_STEPS]; /* MATLAB order; applied reversed, last to first */
+} ref_net;
+
+/* What a random net looks like; the numbers in it are drawn from the seed. */
+typedef struct {
+    size_t n_in;
+    size_t n_layers;
+    size_t width[REF_MAX_LAYERS]; /* units per layer; the last one is the processed output length */
+    int act[REF_MAX_LAYERS];
+    double param[REF_MAX_LAYERS]; /* activation parameter; 0 means the default */
+    size_t n_pre;
+    int pre[REF_MAX_STEPS];       /* REF_PROC_* */
+    size_t n_post;
+    int post[REF_MAX_STEPS];      /* REF_PROC_*, MATLAB order */
+    double weight_scale;          /* weights are N(0,1)/sqrt(fan_in) * weight_scale (0 means 1) */
+    double bias_scale;            /* biases are N(0,1) * bias_scale (0 means 0.5) */
+} ref_spec;
+
+/* Build a random net; 0 on success, -1 on a bad spec or allocation failure. */
+int ref_net_random(ref_net *net, const ref_spec *spec, uint64_t seed);
+void ref_net_free(ref_net *net);
+/* Processed input length (what the first layer sees). */
+size_t ref_net_d0(const ref_net *net);
+/* The same net through the public builder API; the library's status on failure (*out NULL). */
+nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out);
+/* One line: "n_in 5 pre[mapminmax] -> 7 tansig -> 3 softmax post[removeconstantrows 3->5]". */
+void ref_net_describe(const ref_net *net, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- evaluation (long double) */
+
+/* y (n_out) at x (n_in). */
+void ref_value(const ref_net *net, const double *x, long double *y);
+void ref_value_ld(const ref_net *net, const long double *x, long double *y);
+/* y (n_out), J (n_out x n_in) and H (n_out x n_in x n_in) by forward-mode propagation of
+ * (a, da/dx, d2a/dx2); any of y, J, H may be NULL.  Returns 0, or -1 if memory ran out. */
+int ref_derivs(const ref_net *net, const double *x, long double *y, long double *J, long double *H);
+/* Smallest distance of any pre-activation of a kinked layer to a kink of its activation at x
+ * (+infinity when the net has no kinked layer); and the largest |z| over all units. */
+double ref_kink_distance(const ref_net *net, const double *x);
+double ref_max_abs_z(const ref_net *net, const double *x);
+
+/* ---------------------------------------------------------------- finite-difference oracle */
+
+/* Central differences of ref_value with steps h and h/2 combined by Richardson extrapolation
+ * (error O(h^4) plus rounding of order 1e-19/h).  J: n_out x n_in. */
+void ref_fd_jacobian(const ref_net *net, const double *x, double h, long double *J);
+/* Second-order (mixed) central differences of ref_value with steps h and h/2 and Richardson
+ * extrapolation (error O(h^4) plus rounding of order 1e-19/h^2).  H: n_out x n_in x n_in.
+ * Returns 0, or -1 if memory ran out. */
+int ref_fd_hessian(const ref_net *net, const double *x, double h, long double *H);
+
+#endif

@@ -1,11 +1,12 @@
 /* Loading a model: read the bytes, recognise the format by content, hand over to its reader.
  * Each format is one row of `formats`: a sniffer that looks at the first bytes and a reader
- * (one file per format). ONNX, MATLAB genFunction .m files and MAT-files slot in as rows. */
+ * (one file per format). ONNX, MATLAB genFunction code and MAT-files are rows too (model_import.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "model_import.h"
 #include "model_json.h"
 
 typedef struct {
@@ -27,6 +28,9 @@ static int sniff_json(const unsigned char *p, size_t n)
 
 static const nnd_format formats[] = {
     {"nnderiv JSON", sniff_json, nnd__load_json},
+    {"MATLAB genFunction code", nnd__sniff_matlab, nnd__load_matlab},
+    {"ONNX", nnd__sniff_onnx, nnd__load_onnx},
+    {"MAT-file", nnd__sniff_mat, nnd__load_mat},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 

@@ -1,0 +1,26 @@
+/* Readers of other frameworks' model files, used by model_load.c: MATLAB genFunction code
+ * (model_matlab.c), MAT-files (model_mat.c) and ONNX (model_onnx.c).
+ *
+ * Each has a sniffer that looks only at the first bytes (1 if they look like its format) and a
+ * reader with the signature of nnd__load_json: it parses `len` bytes and builds a validated net
+ * through the public builder. name: the file name used in messages (never NULL). *net is NULL on
+ * failure; failures are NND_EFORMAT (malformed: the message names the file and the line, variable
+ * or node), NND_EUNSUPPORTED (well-formed, but uses something the library does not implement: the
+ * message says what and why), NND_ENOMEM, or NND_EIO (MAT-files only: no temporary file). */
+#ifndef NND_MODEL_IMPORT_H
+#define NND_MODEL_IMPORT_H
+
+#include <stddef.h>
+
+#include "nnderiv.h"
+
+int nnd__sniff_matlab(const unsigned char *p, size_t n);
+nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_net **net);
+
+int nnd__sniff_onnx(const unsigned char *p, size_t n);
+nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net);
+
+int nnd__sniff_mat(const unsigned char *p, size_t n);
+nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net);
+
+#endif

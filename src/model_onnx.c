@@ -1,0 +1,1137 @@
+/* ONNX models (torch.onnx.export, tf2onnx, MATLAB's exportONNXNetwork) whose graph is a chain of
+ * dense layers: parsed with protobuf-c from code generated at build time (onnx_subset.proto), then
+ * read by symbolic evaluation of the graph in node order.
+ *
+ * Every value of the graph is either a constant tensor (initializer, Constant node) or a "stream":
+ * an elementwise function t(z) of a pending affine map z = W h + b, where h is the output of the
+ * last layer built so far (or the network input). Gemm and MatMul start a new affine map; Add, Sub,
+ * Mul, Div by a per-unit vector change the pending map (a bias on either side, a scaling); unary
+ * ops and arithmetic with scalars or with another function of the same z grow t as a small
+ * expression tree. When a linear op consumes a stream (or the stream is the graph output), t must
+ * be an activation of the library: a single op maps exactly (Tanh -> tansig, Relu -> poslin,
+ * LeakyRelu(alpha) -> leaky_relu, ...); a larger tree - the subgraphs exporters emit for GELU
+ * (x/sqrt2, Erf, +1, *x, *0.5), tanh-GELU, SiLU (x*Sigmoid(x)), Mish (x*Tanh(Softplus(x))) and
+ * Softsign (x/(1+|x|)) - is recognised by value: it must agree with exactly one activation at 48
+ * points of [-6, 6] to 1e-6 relative. Exporters store such constants (sqrt(2), 0.044715) in
+ * float32, so the tolerance is float32's and the net gets the exact activation, as in the
+ * framework's float64 computation. Float attributes (LeakyRelu alpha, Gemm alpha, ...) are read as
+ * the shortest decimal that gives the stored float32 (0.01f is 0.01), which is what the framework
+ * meant; weights keep their stored values exactly (float32 converts to double without error).
+ *
+ * Kink conventions are the library's: Relu and Clip(0, inf) become poslin, whose derivative at 0
+ * is 1 (MATLAB), where PyTorch's relu has 0; the two differ only at z = 0 exactly.
+ *
+ * Anything else (convolutions, residual additions, normalisation of the input, ops without an
+ * exact activation such as HardSigmoid, HardSwish, LogSoftmax, Celu with alpha != 1) is refused
+ * with NND_EUNSUPPORTED and a message naming the node, its op and why. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "internal.h"
+#include "model_import.h"
+#include "onnx_subset.pb-c.h"
+
+typedef OnnxSubset__ModelProto ModelProto;
+typedef OnnxSubset__GraphProto GraphProto;
+typedef OnnxSubset__NodeProto NodeProto;
+typedef OnnxSubset__TensorProto TensorProto;
+typedef OnnxSubset__AttributeProto AttributeProto;
+typedef OnnxSubset__ValueInfoProto ValueInfoProto;
+
+/* TensorProto.DataType and AttributeProto.AttributeType values used here (onnx.proto). */
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_DOUBLE = 11 };
+enum { AT_FLOAT = 1, AT_INT = 2, AT_STRING = 3, AT_TENSOR = 4, AT_FLOATS = 6, AT_INTS = 7 };
+
+#define MAX_RANK 8
+/* The deepest elementwise expression accepted between two linear ops (exporters emit about 10). */
+#define MAX_TREE_DEPTH 64
+#define N_PROBE 48
+
+typedef struct {
+    size_t rank, numel;
+    int64_t dims[MAX_RANK];
+    double *v; /* numel values */
+} tensor;
+
+enum { V_TENSOR = 1, V_STREAM = 2 };
+
+typedef struct {
+    const char *name;
+    int kind;
+    size_t t;     /* V_TENSOR: index into tensors */
+    size_t zi;    /* V_STREAM: index into z */
+    int tree;     /* V_STREAM: root of its expression tree */
+    size_t width; /* V_STREAM: units; 0 while unknown (the input before its first use) */
+} value;
+
+/* An affine map z = W h + b of a pending layer, or the network input (is_input). */
+typedef struct {
+    int is_input;
+    int used; /* a layer has been built from it */
+    size_t n_in, n_out;
+    double *W, *b;
+    size_t src; /* the layers built when it was made: it reads the output of that many layers */
+} zmap;
+
+enum {
+    T_VAR, T_CONST, T_ADD, T_SUB, T_MUL, T_DIV, T_POW, T_NEG, T_ERF, T_EXP, T_LOG, T_ABS, T_SQRT, T_RECIP,
+    T_ACT,    /* an activation of the library with its parameter */
+    T_SOFTMAX /* coupled: only as a whole layer's activation */
+};
+
+typedef struct {
+    int op, a, b;
+    double c;     /* T_CONST value; T_ACT parameter */
+    int act;      /* T_ACT */
+    int depth;
+    size_t node;  /* the ONNX node that made it (messages) */
+} tnode;
+
+typedef struct {
+    const char *name;
+    const GraphProto *g;
+    int64_t opset;
+    nnd_net *net;
+    size_t n_layers;
+    /* name -> value, open addressing */
+    value *tab;
+    size_t tab_cap;
+    tensor *t;
+    size_t nt, capt;
+    zmap *z;
+    size_t nz, capz;
+    tnode *tr;
+    size_t ntr, captr;
+    size_t node; /* the node being read */
+} octx;
+
+/* ---------------------------------------------------------------- messages */
+
+typedef struct {
+    char s[72];
+} quoted;
+
+static quoted q(const char *text)
+{
+    quoted r;
+    size_t i = 0, max = 60;
+    if (!text)
+        text = "";
+    for (; i < max && text[i]; i++)
+        r.s[i] = (unsigned char)text[i] < 0x20 || (unsigned char)text[i] >= 0x7f ? '?' : text[i];
+    r.s[i] = '\0';
+    if (text[i])
+        memcpy(r.s + i, "...", 4);
+    return r;
+}
+
+static const char *str(const char *s) { return s ? s : ""; }
+
+/* "node 'fc1' (op 'Gemm')" or "node 3 (op 'Gemm')" for an unnamed node. */
+typedef struct {
+    char s[176];
+} label;
+
+static label node_label(const octx *c, size_t i)
+{
+    label r;
+    const NodeProto *n = c->g->node[i];
+    if (n->name && n->name[0])
+        snprintf(r.s, sizeof r.s, "node '%s' (op '%s')", q(n->name).s, q(n->op_type).s);
+    else
+        snprintf(r.s, sizeof r.s, "node %zu (op '%s')", i + 1, q(n->op_type).s);
+    return r;
+}
+
+static nnd_status bad(nnd_status s, const octx *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static nnd_status bad(nnd_status s, const octx *c, const char *fmt, ...)
+{
+    char detail[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return nnd__fail(s, "%s: %s", c->name, detail);
+}
+
+/* Fail naming the current node. */
+static nnd_status bad_node(nnd_status s, const octx *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static nnd_status bad_node(nnd_status s, const octx *c, const char *fmt, ...)
+{
+    char detail[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return nnd__fail(s, "%s: %s: %s", c->name, node_label(c, c->node).s, detail);
+}
+
+static nnd_status builder_failed(nnd_status s, const octx *c, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", nnd_errmsg());
+    if (s != NND_ENOMEM && s != NND_EUNSUPPORTED)
+        s = NND_EFORMAT;
+    return bad(s, c, "%s: %s", what, msg[0] ? msg : nnd_strerror(s));
+}
+
+/* ---------------------------------------------------------------- sniffing and parsing */
+
+/* A serialised ModelProto starts with its ir_version (field 1, varint: tag 0x08) and a small
+ * version number; nothing else we read starts with a backspace byte. */
+int nnd__sniff_onnx(const unsigned char *p, size_t n) { return n >= 2 && p[0] == 0x08 && p[1] >= 1 && p[1] < 0x80; }
+
+/* protobuf-c allocates through the library's wrappers; *data (an int) records a failure, since
+ * unpack reports it like malformed input. */
+static void *pb_alloc(void *data, size_t size)
+{
+    void *p = nnd__malloc(size ? size : 1, 1);
+    if (!p)
+        *(int *)data = 1;
+    return p;
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    nnd__free(p);
+}
+
+/* ---------------------------------------------------------------- the value table */
+
+static size_t hash(const char *s)
+{
+    size_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static value *lookup(const octx *c, const char *name)
+{
+    if (!name || !name[0])
+        return NULL;
+    for (size_t i = hash(name) & (c->tab_cap - 1);; i = (i + 1) & (c->tab_cap - 1)) {
+        if (!c->tab[i].name)
+            return NULL;
+        if (strcmp(c->tab[i].name, name) == 0)
+            return &c->tab[i];
+    }
+}
+
+static nnd_status define(octx *c, const char *name, const value *v, const char *what)
+{
+    if (!name || !name[0])
+        return bad(NND_EFORMAT, c, "%s has no name", what);
+    size_t i = hash(name) & (c->tab_cap - 1);
+    for (; c->tab[i].name; i = (i + 1) & (c->tab_cap - 1))
+        if (strcmp(c->tab[i].name, name) == 0)
+            return bad(NND_EFORMAT, c, "%s: the name '%s' is defined twice", what, q(name).s);
+    c->tab[i] = *v;
+    c->tab[i].name = name;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+static double le_float(const uint8_t *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint64_t le_u64(const uint8_t *p)
+{
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = u << 8 | p[i];
+    return u;
+}
+
+/* A TensorProto as doubles. `what` names it in messages. */
+static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, tensor *out)
+{
+    memset(out, 0, sizeof *out);
+    if (tp->has_data_location && tp->data_location == 1)
+        return bad(NND_EUNSUPPORTED, c,
+                   "%s keeps its data in an external file; export with the weights inside the model "
+                   "(torch.onnx.export of a model under 2 GB does)",
+                   what);
+    if (tp->n_dims > MAX_RANK)
+        return bad(NND_EUNSUPPORTED, c, "%s has rank %zu (at most %d is supported)", what, tp->n_dims, MAX_RANK);
+    size_t numel = 1;
+    for (size_t i = 0; i < tp->n_dims; i++) {
+        if (tp->dims[i] < 0)
+            return bad(NND_EFORMAT, c, "%s: dimension %zu is negative (%lld)", what, i + 1, (long long)tp->dims[i]);
+        if ((uint64_t)tp->dims[i] > SIZE_MAX || !nnd__mul(numel, (size_t)tp->dims[i], &numel) ||
+            numel > SIZE_MAX / 8)
+            return bad(NND_EFORMAT, c, "%s: its dimensions overflow", what);
+        out->dims[i] = tp->dims[i];
+    }
+    out->rank = tp->n_dims;
+    out->numel = numel;
+    int dt = tp->has_data_type ? tp->data_type : 0;
+    size_t esize = dt == DT_FLOAT || dt == DT_INT32 ? 4 : dt == DT_DOUBLE || dt == DT_INT64 ? 8 : 0;
+    if (!esize)
+        return bad(NND_EUNSUPPORTED, c, "%s has data type %d (only float32, float64, int32 and int64 are supported)",
+                   what, dt);
+    size_t have = tp->has_raw_data ? tp->raw_data.len / esize
+                  : dt == DT_FLOAT  ? tp->n_float_data
+                  : dt == DT_DOUBLE ? tp->n_double_data
+                  : dt == DT_INT64  ? tp->n_int64_data
+                                    : tp->n_int32_data;
+    if ((tp->has_raw_data && tp->raw_data.len % esize) || have != numel)
+        return bad(NND_EFORMAT, c, "%s holds %zu value%s, its dimensions say %zu", what, have, have == 1 ? "" : "s",
+                   numel);
+    if (!numel)
+        return NND_OK;
+    if (!(out->v = nnd__malloc(numel, sizeof(double))))
+        return bad(NND_ENOMEM, c, "%s: out of memory for %zu values", what, numel);
+    const uint8_t *raw = tp->raw_data.data;
+    for (size_t i = 0; i < numel; i++) {
+        double x;
+        if (tp->has_raw_data) {
+            const uint8_t *p = raw + i * esize;
+            if (dt == DT_FLOAT)
+                x = le_float(p);
+            else if (dt == DT_INT32)
+                x = (double)(int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+            else if (dt == DT_INT64)
+                x = (double)(int64_t)le_u64(p);
+            else {
+                uint64_t u = le_u64(p);
+                memcpy(&x, &u, sizeof x);
+            }
+        } else {
+            x = dt == DT_FLOAT    ? (double)tp->float_data[i]
+                : dt == DT_DOUBLE ? tp->double_data[i]
+                : dt == DT_INT64  ? (double)tp->int64_data[i]
+                                  : (double)tp->int32_data[i];
+        }
+        out->v[i] = x;
+    }
+    return NND_OK;
+}
+
+static nnd_status push_tensor(octx *c, tensor *t, size_t *index)
+{
+    if (c->nt == c->capt) { /* sized in advance: never happens on a well-counted graph */
+        nnd__free(t->v);
+        return bad(NND_ENOMEM, c, "too many tensors");
+    }
+    c->t[c->nt] = *t;
+    *index = c->nt++;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+static const AttributeProto *attr(const NodeProto *n, const char *name)
+{
+    for (size_t i = 0; i < n->n_attribute; i++)
+        if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
+            return n->attribute[i];
+    return NULL;
+}
+
+/* The shortest decimal that gives the stored float32: what the exporter was given. */
+static double float_attr_value(float f)
+{
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f)
+            return strtod(buf, NULL);
+    }
+    return f;
+}
+
+static nnd_status get_float(const octx *c, const NodeProto *n, const char *name, double dflt, double *out)
+{
+    const AttributeProto *a = attr(n, name);
+    *out = dflt;
+    if (!a)
+        return NND_OK;
+    if (!a->has_f && !(a->has_type && a->type == AT_FLOAT))
+        return bad_node(NND_EFORMAT, c, "attribute '%s' is not a float", name);
+    *out = float_attr_value(a->f);
+    if (!isfinite(*out))
+        return bad_node(NND_EFORMAT, c, "attribute '%s' is not finite", name);
+    return NND_OK;
+}
+
+static nnd_status get_int(const octx *c, const NodeProto *n, const char *name, int64_t dflt, int64_t *out)
+{
+    const AttributeProto *a = attr(n, name);
+    *out = dflt;
+    if (!a)
+        return NND_OK;
+    if (!a->has_i && !(a->has_type && a->type == AT_INT))
+        return bad_node(NND_EFORMAT, c, "attribute '%s' is not an integer", name);
+    *out = a->i;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- expression trees */
+
+static int tree_new(octx *c, int op, int a, int b, double k)
+{
+    if (c->ntr == c->captr)
+        return -1; /* sized in advance */
+    int da = a >= 0 ? c->tr[a].depth : 0, db = b >= 0 ? c->tr[b].depth : 0;
+    tnode t = {op, a, b, k, -1, 1 + (da > db ? da : db), c->node};
+    c->tr[c->ntr] = t;
+    return (int)c->ntr++;
+}
+
+static double tree_eval(const octx *c, int i, double z)
+{
+    const tnode *t = &c->tr[i];
+    double a = t->a >= 0 ? tree_eval(c, t->a, z) : 0, b = t->b >= 0 ? tree_eval(c, t->b, z) : 0, f = NAN;
+    switch (t->op) {
+    case T_VAR: return z;
+    case T_CONST: return t->c;
+    case T_ADD: return a + b;
+    case T_SUB: return a - b;
+    case T_MUL: return a * b;
+    case T_DIV: return a / b;
+    case T_POW: return pow(a, b);
+    case T_NEG: return -a;
+    case T_ERF: return erf(a);
+    case T_EXP: return exp(a);
+    case T_LOG: return log(a);
+    case T_ABS: return fabs(a);
+    case T_SQRT: return sqrt(a);
+    case T_RECIP: return 1 / a;
+    case T_ACT:
+        if (nnd_act_eval(t->act, t->c, 1, &a, &f, NULL, NULL) != NND_OK)
+            return NAN;
+        return f;
+    }
+    return NAN; /* T_SOFTMAX has no scalar value */
+}
+
+static int tree_has_softmax(const octx *c, int i)
+{
+    const tnode *t = &c->tr[i];
+    return t->op == T_SOFTMAX || (t->a >= 0 && tree_has_softmax(c, t->a)) || (t->b >= 0 && tree_has_softmax(c, t->b));
+}
+
+/* The activation a stream's tree stands for. */
+static nnd_status identify(octx *c, int root, int *act, double *param)
+{
+    const tnode *t = &c->tr[root];
+    *param = 0;
+    if (t->op == T_VAR) {
+        *act = NND_ACT_PURELIN;
+        return NND_OK;
+    }
+    if ((t->op == T_ACT || t->op == T_SOFTMAX) && c->tr[t->a].op == T_VAR) {
+        *act = t->op == T_SOFTMAX ? NND_ACT_SOFTMAX : t->act;
+        *param = t->op == T_ACT ? t->c : 0;
+        return NND_OK;
+    }
+    c->node = t->node;
+    if (tree_has_softmax(c, root))
+        return bad_node(NND_EUNSUPPORTED, c, "Softmax must be the whole activation of a layer, not part of an expression");
+    /* Compare with every elementwise activation at N_PROBE points of [-6, 6]; the points avoid the
+     * kinks at 0 and +-1, where conventions differ. */
+    int found = -1;
+    for (int a = 0; a < NND_ACT_COUNT; a++) {
+        if (a == NND_ACT_SOFTMAX)
+            continue;
+        int ok = 1;
+        for (int k = 0; k < N_PROBE && ok; k++) {
+            double z = -6 + 12 * (k + 0.37) / N_PROBE, f, e = tree_eval(c, root, z);
+            if (nnd_act_eval(a, nnd_act_default_param(a), 1, &z, &f, NULL, NULL) != NND_OK)
+                ok = 0;
+            else
+                ok = isfinite(e) && fabs(e - f) <= 1e-6 * (1 + fabs(f));
+        }
+        if (ok) {
+            if (found >= 0)
+                return bad_node(NND_EUNSUPPORTED, c, "the elementwise subgraph ending here matches two activations (%s, %s)",
+                                nnd_act_name(found), nnd_act_name(a));
+            found = a;
+        }
+    }
+    if (found < 0)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "the elementwise subgraph ending here is not an activation of this library (tansig, logsig, "
+                        "gelu, gelu_tanh, silu, mish, softsign, ...)");
+    *act = found;
+    *param = nnd_act_default_param(found);
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- layers */
+
+static nnd_status new_z(octx *c, size_t *zi)
+{
+    if (c->nz == c->capz)
+        return bad(NND_ENOMEM, c, "too many affine maps");
+    memset(&c->z[c->nz], 0, sizeof c->z[0]);
+    *zi = c->nz++;
+    return NND_OK;
+}
+
+/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
+ * graph output). On success *width is the layer's units (the input's length for the input). */
+static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width)
+{
+    zmap *z = &c->z[v->zi];
+    nnd_status s;
+    if (z->is_input) {
+        if (c->tr[v->tree].op != T_VAR)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "elementwise operations on the network input '%s' are not supported (export the network "
+                            "without input normalisation, or use a native JSON file with input_processing)",
+                            q(input_name).s);
+        if (c->n_layers)
+            return bad_node(NND_EUNSUPPORTED, c, "reads the network input again after layer %zu: the graph is not a chain",
+                            c->n_layers);
+        if (!c->net) {
+            if (!v->width && !n_in_if_input)
+                return bad_node(NND_EFORMAT, c, "cannot tell the length of the input");
+            if ((s = nnd_net_new(v->width ? v->width : n_in_if_input, &c->net)))
+                return builder_failed(s, c, "the net");
+        }
+        *width = c->net->n_in;
+        return NND_OK;
+    }
+    if (z->used || z->src != c->n_layers)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "uses the output of layer %zu after layer %zu was built: the graph is not a chain of dense "
+                        "layers (branches and residual connections are not supported)",
+                        z->src + 1, c->n_layers);
+    int act = NND_ACT_PURELIN;
+    double param = 0;
+    size_t keep = c->node;
+    if ((s = identify(c, v->tree, &act, &param)))
+        return s;
+    c->node = keep;
+    char what[32];
+    snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
+    if ((s = nnd_net_add_dense(c->net, z->n_out, z->W, z->b, act)))
+        return builder_failed(s, c, what);
+    if (nnd__act(act)->has_param && (s = nnd_net_set_act_param(c->net, c->n_layers, param)))
+        return builder_failed(s, c, what);
+    z->used = 1;
+    c->n_layers++;
+    *width = z->n_out;
+    return NND_OK;
+}
+
+/* A new affine map W h + b reading the stream v; W: n_out x n_in. */
+static nnd_status new_affine(octx *c, const value *v, const char *input_name, size_t n_in, size_t n_out,
+                             double **W, double **b, size_t *zi_out)
+{
+    size_t width = 0, zi = 0;
+    nnd_status s;
+    if (v->width && v->width != n_in)
+        return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, v->width);
+    if ((s = realise(c, v, input_name, n_in, &width)))
+        return s;
+    if (width != n_in)
+        return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, width);
+    if ((s = new_z(c, &zi)))
+        return s;
+    zmap *z = &c->z[zi];
+    z->n_in = n_in;
+    z->n_out = n_out;
+    z->src = c->n_layers;
+    z->W = nnd__malloc(n_in * n_out, sizeof(double)); /* n_in * n_out checked by the caller */
+    z->b = nnd__calloc(n_out, sizeof(double));
+    if (!z->W || !z->b)
+        return bad_node(NND_ENOMEM, c, "out of memory for %zu x %zu weights", n_out, n_in);
+    *W = z->W;
+    *b = z->b;
+    *zi_out = zi;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- nodes */
+
+typedef struct {
+    const char *op;
+    int tree_op; /* T_* for unary tree ops; -1 otherwise */
+} unary_op;
+
+static const unary_op unary_ops[] = {
+    {"Erf", T_ERF}, {"Exp", T_EXP}, {"Log", T_LOG}, {"Abs", T_ABS}, {"Sqrt", T_SQRT}, {"Neg", T_NEG},
+    {"Reciprocal", T_RECIP},
+};
+
+/* Ops that are refused with a reason. */
+static const char *refused(const char *op)
+{
+    static const struct {
+        const char *op, *why;
+    } list[] = {
+        {"HardSigmoid", "max(0, min(1, alpha*x + beta)) is not one of the library's activations"},
+        {"HardSwish", "x*max(0, min(1, x/6 + 1/2)) is not one of the library's activations"},
+        {"LogSoftmax", "log-softmax is not one of the library's activations (export softmax, or the logits)"},
+        {"PRelu", "a learned per-unit slope is not one of the library's activations"},
+        {"ThresholdedRelu", "it is not one of the library's activations"},
+        {"Shrink", "it is not one of the library's activations"},
+        {"Conv", "only dense layers are supported"},
+        {"BatchNormalization", "fold it into the preceding Gemm before exporting"},
+        {"LayerNormalization", "only dense layers with elementwise activations are supported"},
+        {"Concat", "only a chain of dense layers is supported"},
+        {"Shape", "dynamic shapes are not supported: use nn.Flatten or constant shapes"},
+    };
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (strcmp(op, list[i].op) == 0)
+            return list[i].why;
+    return NULL;
+}
+
+/* A scalar tensor: one value, any shape of ones. */
+static int is_scalar(const tensor *t) { return t->numel == 1; }
+
+/* A per-unit vector for a stream of `width` units: width values along the last axis. */
+static int is_unit_vector(const tensor *t, size_t width)
+{
+    if (t->numel != width || t->rank == 0 || (uint64_t)t->dims[t->rank - 1] != width)
+        return 0;
+    return 1;
+}
+
+static nnd_status out_value(octx *c, const NodeProto *n, const value *v)
+{
+    if (n->n_output < 1)
+        return bad_node(NND_EFORMAT, c, "has no output");
+    return define(c, n->output[0], v, node_label(c, c->node).s);
+}
+
+static nnd_status arg(octx *c, const NodeProto *n, size_t i, value **v)
+{
+    *v = NULL;
+    if (i >= n->n_input || !n->input[i][0])
+        return NND_OK; /* absent optional input */
+    if (!(*v = lookup(c, n->input[i])))
+        return bad_node(NND_EFORMAT, c,
+                        "input '%s' is not defined before this node (not an initializer, graph input or earlier "
+                        "output: the graph must be topologically sorted)",
+                        q(n->input[i]).s);
+    return NND_OK;
+}
+
+static nnd_status need_args(octx *c, const NodeProto *n, size_t k)
+{
+    if (n->n_input < k)
+        return bad_node(NND_EFORMAT, c, "has %zu input%s, expected %zu", n->n_input, n->n_input == 1 ? "" : "s", k);
+    return NND_OK;
+}
+
+static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *input_name)
+{
+    value *A, *B, *C = NULL;
+    nnd_status s;
+    double alpha = 1, beta = 1;
+    int64_t ta = 0, tb = 0;
+    if ((s = need_args(c, n, 2)) || (s = arg(c, n, 0, &A)) || (s = arg(c, n, 1, &B)))
+        return s;
+    if (!A || !B)
+        return bad_node(NND_EFORMAT, c, "an input name is empty");
+    if (!matmul && ((s = arg(c, n, 2, &C)) || (s = get_float(c, n, "alpha", 1, &alpha)) ||
+                    (s = get_float(c, n, "beta", 1, &beta)) || (s = get_int(c, n, "transA", 0, &ta)) ||
+                    (s = get_int(c, n, "transB", 0, &tb))))
+        return s;
+    if (A->kind != V_STREAM || B->kind != V_TENSOR)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "only data times constant weights is supported (the first input must come from the network "
+                        "input, the second must be an initializer or Constant)");
+    if (ta)
+        return bad_node(NND_EUNSUPPORTED, c, "transA = 1 (samples as columns) is not supported");
+    const tensor *w = &c->t[B->t];
+    if (w->rank != 2)
+        return bad_node(NND_EUNSUPPORTED, c, "the weights have rank %zu, expected a 2-D matrix", w->rank);
+    size_t K = (size_t)(tb ? w->dims[1] : w->dims[0]), N = (size_t)(tb ? w->dims[0] : w->dims[1]), nw;
+    if (!K || !N || !nnd__mul(K, N, &nw))
+        return bad_node(NND_EFORMAT, c, "the weights are %lld x %lld", (long long)w->dims[0], (long long)w->dims[1]);
+    const tensor *ct = C && C->kind == V_TENSOR ? &c->t[C->t] : NULL;
+    if (C && !ct)
+        return bad_node(NND_EUNSUPPORTED, c, "the bias C must be a constant");
+    if (ct && !is_scalar(ct) && !is_unit_vector(ct, N))
+        return bad_node(NND_EUNSUPPORTED, c, "the bias C has %zu values, expected 1 or %zu (one per unit)", ct->numel,
+                        N);
+    double *W = NULL, *b = NULL;
+    size_t zi = 0;
+    if ((s = new_affine(c, A, input_name, K, N, &W, &b, &zi)))
+        return s;
+    for (size_t o = 0; o < N; o++) {
+        for (size_t k = 0; k < K; k++)
+            W[o * K + k] = alpha * (tb ? w->v[o * K + k] : w->v[k * N + o]);
+        if (ct)
+            b[o] = beta * ct->v[is_scalar(ct) ? 0 : o];
+    }
+    int root = tree_new(c, T_VAR, -1, -1, 0);
+    value v = {NULL, V_STREAM, 0, zi, root, N};
+    return out_value(c, n, &v);
+}
+
+/* A pending affine map changed by a per-unit vector: z' = z + c, z - c, c - z, z * c, z / c. */
+static nnd_status affine_update(octx *c, const NodeProto *n, const value *sv, const tensor *t, char op, int const_left)
+{
+    size_t zi = 0, N = sv->width;
+    nnd_status s;
+    const zmap *z0 = &c->z[sv->zi];
+    size_t nw = z0->n_in * z0->n_out; /* checked when it was made */
+    if ((s = new_z(c, &zi)))
+        return s;
+    zmap *z = &c->z[zi];
+    z0 = &c->z[sv->zi];
+    *z = *z0;
+    z->used = 0;
+    z->W = nnd__malloc(nw, sizeof(double));
+    z->b = nnd__malloc(N, sizeof(double));
+    if (!z->W || !z->b)
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    memcpy(z->W, z0->W, nw * sizeof(double));
+    memcpy(z->b, z0->b, N * sizeof(double));
+    for (size_t o = 0; o < N; o++) {
+        double k = t->v[o];
+        if (op == '+')
+            z->b[o] += k;
+        else if (op == '-' && !const_left)
+            z->b[o] -= k;
+        else if (op == '-') {
+            z->b[o] = k - z->b[o];
+            for (size_t i = 0; i < z->n_in; i++)
+                z->W[o * z->n_in + i] = -z->W[o * z->n_in + i];
+        } else {
+            if (op == '/' && k == 0)
+                return bad_node(NND_EFORMAT, c, "divides by zero (unit %zu)", o + 1);
+            double m = op == '*' ? k : 1 / k;
+            z->b[o] *= m;
+            for (size_t i = 0; i < z->n_in; i++)
+                z->W[o * z->n_in + i] *= m;
+        }
+    }
+    value v = *sv;
+    v.zi = zi;
+    return out_value(c, n, &v);
+}
+
+static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
+{
+    value *a, *b;
+    nnd_status s;
+    if ((s = need_args(c, n, 2)) || (s = arg(c, n, 0, &a)) || (s = arg(c, n, 1, &b)))
+        return s;
+    if (!a || !b)
+        return bad_node(NND_EFORMAT, c, "an input name is empty");
+    char sym = op[0] == 'A' ? '+' : op[0] == 'S' ? '-' : op[0] == 'M' ? '*' : op[0] == 'D' ? '/' : '^';
+    int top = sym == '+' ? T_ADD : sym == '-' ? T_SUB : sym == '*' ? T_MUL : sym == '/' ? T_DIV : T_POW;
+    if (a->kind == V_TENSOR && b->kind == V_TENSOR)
+        return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
+    if (a->kind == V_STREAM && b->kind == V_STREAM) {
+        if (a->zi != b->zi)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "combines two different layers' values (residual or parallel branches are not supported)");
+        if (c->z[a->zi].is_input)
+            return bad_node(NND_EUNSUPPORTED, c, "elementwise operations on the network input are not supported");
+        value v = *a;
+        if ((v.tree = tree_new(c, top, a->tree, b->tree, 0)) < 0)
+            return bad_node(NND_ENOMEM, c, "expression too large");
+        if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
+            return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
+        return out_value(c, n, &v);
+    }
+    int const_left = a->kind == V_TENSOR;
+    const value *sv = const_left ? b : a;
+    const tensor *t = &c->t[(const_left ? a : b)->t];
+    if (c->z[sv->zi].is_input)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "elementwise operations on the network input are not supported (export the network without "
+                        "input normalisation, or use a native JSON file with input_processing)");
+    /* A vector on the pending affine map itself is a bias or a scaling. */
+    if (sym != '^' && c->tr[sv->tree].op == T_VAR && is_unit_vector(t, sv->width) && !(sym == '/' && const_left) &&
+        !(sym != '-' && sym != '+' && sym != '*' && sym != '/'))
+        return affine_update(c, n, sv, t, sym, const_left);
+    if (!is_scalar(t))
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "a %zu-value constant on a layer's activated values: only scalars can be part of an "
+                        "activation, and per-unit vectors only act on a Gemm/MatMul result",
+                        t->numel);
+    int k = tree_new(c, T_CONST, -1, -1, t->v[0]);
+    value v = *sv;
+    if (k < 0 || (v.tree = tree_new(c, top, const_left ? k : sv->tree, const_left ? sv->tree : k, 0)) < 0)
+        return bad_node(NND_ENOMEM, c, "expression too large");
+    if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
+        return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
+    return out_value(c, n, &v);
+}
+
+/* Clip's bounds: inputs 2 and 3 (opset >= 11) or attributes min, max (before). */
+static nnd_status clip_bounds(octx *c, const NodeProto *n, double *lo, double *hi)
+{
+    nnd_status s;
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    if ((s = get_float(c, n, "min", -INFINITY, lo)) && attr(n, "min"))
+        return s;
+    if ((s = get_float(c, n, "max", INFINITY, hi)) && attr(n, "max"))
+        return s;
+    for (size_t i = 1; i <= 2; i++) {
+        value *v;
+        if ((s = arg(c, n, i, &v)))
+            return s;
+        if (!v)
+            continue;
+        if (v->kind != V_TENSOR || !is_scalar(&c->t[v->t]))
+            return bad_node(NND_EUNSUPPORTED, c, "the %s bound must be a scalar constant", i == 1 ? "min" : "max");
+        *(i == 1 ? lo : hi) = c->t[v->t].v[0];
+    }
+    return NND_OK;
+}
+
+/* A single-op activation: its library code and parameter, or a refusal. */
+static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, double *param, int *is_act)
+{
+    nnd_status s;
+    double alpha, gamma;
+    *is_act = 1;
+    *param = 0;
+    if (!strcmp(op, "Tanh"))
+        *act = NND_ACT_TANSIG;
+    else if (!strcmp(op, "Sigmoid"))
+        *act = NND_ACT_LOGSIG;
+    else if (!strcmp(op, "Relu"))
+        *act = NND_ACT_POSLIN;
+    else if (!strcmp(op, "Softplus"))
+        *act = NND_ACT_SOFTPLUS;
+    else if (!strcmp(op, "Softsign"))
+        *act = NND_ACT_ELLIOTSIG;
+    else if (!strcmp(op, "Mish"))
+        *act = NND_ACT_MISH;
+    else if (!strcmp(op, "LeakyRelu")) {
+        *act = NND_ACT_LEAKY_RELU;
+        if ((s = get_float(c, n, "alpha", 0.01, param)))
+            return s;
+    } else if (!strcmp(op, "Elu")) {
+        *act = NND_ACT_ELU;
+        if ((s = get_float(c, n, "alpha", 1, param)))
+            return s;
+    } else if (!strcmp(op, "Celu")) {
+        if ((s = get_float(c, n, "alpha", 1, &alpha)))
+            return s;
+        if (alpha != 1)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "alpha = %g: celu equals elu only for alpha = 1, and celu is not one of the library's "
+                            "activations",
+                            alpha);
+        *act = NND_ACT_ELU;
+        *param = 1;
+    } else if (!strcmp(op, "Selu")) {
+        if ((s = get_float(c, n, "alpha", 1.67326319217681884765625, &alpha)) ||
+            (s = get_float(c, n, "gamma", 1.05070102214813232421875, &gamma)))
+            return s;
+        if (fabs(alpha - 1.6732632423543772) > 1e-6 || fabs(gamma - 1.0507009873554805) > 1e-6)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "alpha = %g, gamma = %g: only the standard selu (alpha 1.6733, gamma 1.0507) is supported",
+                            alpha, gamma);
+        *act = NND_ACT_SELU;
+    } else if (!strcmp(op, "Gelu")) {
+        const AttributeProto *a = attr(n, "approximate");
+        if (!a || (a->s.len == 4 && !memcmp(a->s.data, "none", 4)))
+            *act = NND_ACT_GELU;
+        else if (a->s.len == 4 && !memcmp(a->s.data, "tanh", 4))
+            *act = NND_ACT_GELU_TANH;
+        else
+            return bad_node(NND_EFORMAT, c, "attribute approximate must be \"none\" or \"tanh\"");
+    } else if (!strcmp(op, "Clip")) {
+        double lo, hi;
+        if ((s = clip_bounds(c, n, &lo, &hi)))
+            return s;
+        if (lo == 0 && hi == INFINITY)
+            *act = NND_ACT_POSLIN;
+        else if (lo == 0 && hi == 1)
+            *act = NND_ACT_SATLIN;
+        else if (lo == -1 && hi == 1)
+            *act = NND_ACT_SATLINS;
+        else
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "Clip(%g, %g): only Clip(0, inf) = poslin, Clip(0, 1) = satlin and Clip(-1, 1) = satlins "
+                            "are activations of this library",
+                            lo, hi);
+    } else
+        *is_act = 0;
+    return NND_OK;
+}
+
+static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
+{
+    const char *op = str(n->op_type), *dom = str(n->domain);
+    nnd_status s;
+    value *a;
+    if (dom[0] && strcmp(dom, "ai.onnx") != 0)
+        return bad_node(NND_EUNSUPPORTED, c, "operators of domain '%s' are not supported", q(dom).s);
+
+    if (!strcmp(op, "Constant")) {
+        tensor t;
+        const AttributeProto *v = attr(n, "value"), *vf = attr(n, "value_float"), *vfs = attr(n, "value_floats");
+        const AttributeProto *vi = attr(n, "value_int"), *vis = attr(n, "value_ints");
+        memset(&t, 0, sizeof t);
+        if (v && v->t) {
+            char what[200];
+            snprintf(what, sizeof what, "%s: value", node_label(c, c->node).s);
+            if ((s = read_tensor(c, v->t, what, &t)))
+                return s;
+        } else if (vf || vi) {
+            t.numel = 1;
+            if (!(t.v = nnd__malloc(1, sizeof(double))))
+                return bad_node(NND_ENOMEM, c, "out of memory");
+            t.v[0] = vf ? float_attr_value(vf->f) : (double)vi->i;
+        } else if (vfs || vis) {
+            size_t k = vfs ? vfs->n_floats : vis->n_ints;
+            t.rank = 1;
+            t.dims[0] = (int64_t)k;
+            t.numel = k;
+            if (k && !(t.v = nnd__malloc(k, sizeof(double))))
+                return bad_node(NND_ENOMEM, c, "out of memory");
+            for (size_t i = 0; i < k; i++)
+                t.v[i] = vfs ? (double)vfs->floats[i] : (double)vis->ints[i];
+        } else {
+            return bad_node(NND_EUNSUPPORTED, c, "only value, value_float(s) and value_int(s) constants are supported");
+        }
+        value val = {NULL, V_TENSOR, 0, 0, -1, 0};
+        if ((s = push_tensor(c, &t, &val.t)))
+            return s;
+        return out_value(c, n, &val);
+    }
+    if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul"))
+        return do_gemm(c, n, op[0] == 'M', input_name);
+    if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Pow"))
+        return do_binary(c, n, op);
+
+    if ((s = need_args(c, n, 1)) || (s = arg(c, n, 0, &a)))
+        return s;
+    if (!a)
+        return bad_node(NND_EFORMAT, c, "its data input name is empty");
+    const char *why = refused(op);
+    if (why)
+        return bad_node(NND_EUNSUPPORTED, c, "not supported: %s", why);
+    if (a->kind != V_STREAM)
+        return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
+
+    if (!strcmp(op, "Identity") || !strcmp(op, "Dropout"))
+        return out_value(c, n, a);
+    if (!strcmp(op, "Flatten")) {
+        int64_t axis;
+        if ((s = get_int(c, n, "axis", 1, &axis)))
+            return s;
+        if (axis != 1 && axis != -1)
+            return bad_node(NND_EUNSUPPORTED, c, "axis %lld on 2-D data (only axis 1 is a no-op)", (long long)axis);
+        return out_value(c, n, a);
+    }
+    if (!strcmp(op, "Reshape")) {
+        value *shape;
+        if ((s = need_args(c, n, 2)) || (s = arg(c, n, 1, &shape)))
+            return s;
+        const tensor *t = shape && shape->kind == V_TENSOR ? &c->t[shape->t] : NULL;
+        if (!t || t->numel != 2 || !(t->v[0] == -1 || t->v[0] == 0 || t->v[0] >= 1) ||
+            !(t->v[1] == -1 || (a->width && t->v[1] == (double)a->width) || (!a->width && t->v[1] >= 1)))
+            return bad_node(NND_EUNSUPPORTED, c, "only a constant reshape to [batch, %zu] (a no-op) is supported",
+                            a->width);
+        return out_value(c, n, a);
+    }
+    if (!strcmp(op, "Softmax")) {
+        int64_t axis;
+        if ((s = get_int(c, n, "axis", c->opset >= 13 ? -1 : 1, &axis)))
+            return s;
+        if (axis != 1 && axis != -1)
+            return bad_node(NND_EUNSUPPORTED, c, "softmax over axis %lld (only over the units, axis 1 or -1)",
+                            (long long)axis);
+        if (c->z[a->zi].is_input)
+            return bad_node(NND_EUNSUPPORTED, c, "elementwise operations on the network input are not supported");
+        value v = *a;
+        if ((v.tree = tree_new(c, T_SOFTMAX, a->tree, -1, 0)) < 0)
+            return bad_node(NND_ENOMEM, c, "expression too large");
+        return out_value(c, n, &v);
+    }
+
+    int act = NND_ACT_PURELIN, is_act = 0, top = -1;
+    double param = 0;
+    if ((s = act_op(c, n, op, &act, &param, &is_act)))
+        return s;
+    for (size_t i = 0; !is_act && i < sizeof unary_ops / sizeof unary_ops[0]; i++)
+        if (!strcmp(op, unary_ops[i].op))
+            top = unary_ops[i].tree_op;
+    if (!is_act && top < 0)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "op not supported (dense layers: Gemm, MatMul + Add; activations: Tanh, Sigmoid, Relu, "
+                        "LeakyRelu, Elu, Selu, Softplus, Softsign, Gelu, Mish, Clip, Softmax and the subgraphs "
+                        "exporters write for them)");
+    if (c->z[a->zi].is_input)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "elementwise operations on the network input are not supported (export the network without "
+                        "input normalisation, or use a native JSON file with input_processing)");
+    value v = *a;
+    if ((v.tree = tree_new(c, is_act ? T_ACT : top, a->tree, -1, param)) < 0)
+        return bad_node(NND_ENOMEM, c, "expression too large");
+    if (is_act)
+        c->tr[v.tree].act = act;
+    if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
+        return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
+    return out_value(c, n, &v);
+}
+
+/* ---------------------------------------------------------------- the model */
+
+static nnd_status read_graph(octx *c, const ModelProto *m)
+{
+    const GraphProto *g = m->graph;
+    nnd_status s;
+    if (!g)
+        return bad(NND_EFORMAT, c, "the model has no graph (truncated file, or not an ONNX model)");
+    c->g = g;
+    c->opset = 0;
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const char *d = str(m->opset_import[i]->domain);
+        if ((!d[0] || !strcmp(d, "ai.onnx")) && m->opset_import[i]->has_version)
+            c->opset = m->opset_import[i]->version;
+    }
+    if (!c->opset)
+        c->opset = 1;
+
+    /* Sizes: every value is an initializer, the input, or a node's first output. */
+    size_t n_values = 2, cap = 16, ntr;
+    if (!nnd__add(n_values, g->n_initializer, &n_values) || !nnd__add(n_values, g->n_node, &n_values) ||
+        !nnd__add(n_values, g->n_input, &n_values))
+        return bad(NND_EFORMAT, c, "the graph is too large");
+    while (cap < 2 * n_values) {
+        if (cap > SIZE_MAX / 4)
+            return bad(NND_EFORMAT, c, "the graph is too large");
+        cap *= 2;
+    }
+    if (!nnd__mul(g->n_node, 2, &ntr) || !nnd__add(ntr, 4, &ntr))
+        return bad(NND_EFORMAT, c, "the graph is too large");
+    c->tab_cap = cap;
+    c->capt = n_values;
+    c->capz = g->n_node + 2;
+    c->captr = ntr;
+    c->tab = nnd__calloc(cap, sizeof *c->tab);
+    c->t = nnd__calloc(c->capt, sizeof *c->t);
+    c->z = nnd__calloc(c->capz, sizeof *c->z);
+    c->tr = nnd__calloc(c->captr, sizeof *c->tr);
+    if (!c->tab || !c->t || !c->z || !c->tr)
+        return bad(NND_ENOMEM, c, "out of memory for a graph of %zu nodes", g->n_node);
+
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        char what[128];
+        tensor t;
+        value v = {NULL, V_TENSOR, 0, 0, -1, 0};
+        snprintf(what, sizeof what, "initializer '%s'", q(g->initializer[i]->name).s);
+        if ((s = read_tensor(c, g->initializer[i], what, &t)) || (s = push_tensor(c, &t, &v.t)) ||
+            (s = define(c, g->initializer[i]->name, &v, what)))
+            return s;
+    }
+    /* The data input: the graph input that is no initializer (IR < 4 lists initializers as inputs). */
+    const ValueInfoProto *in = NULL;
+    for (size_t i = 0; i < g->n_input; i++) {
+        if (lookup(c, g->input[i]->name))
+            continue;
+        if (in)
+            return bad(NND_EUNSUPPORTED, c, "the graph has more than one input ('%s', '%s'): only one is supported",
+                       q(in->name).s, q(g->input[i]->name).s);
+        in = g->input[i];
+    }
+    if (!in)
+        return bad(NND_EFORMAT, c, "the graph has no input");
+    size_t width = 0;
+    const OnnxSubset__TypeProto *ty = in->type;
+    if (ty && ty->value_case == ONNX_SUBSET__TYPE_PROTO__VALUE_TENSOR_TYPE && ty->tensor_type) {
+        const OnnxSubset__TypeProto__Tensor *tt = ty->tensor_type;
+        if (tt->has_elem_type && tt->elem_type != DT_FLOAT && tt->elem_type != DT_DOUBLE)
+            return bad(NND_EUNSUPPORTED, c, "input '%s' has element type %d (only float32 and float64 are supported)",
+                       q(in->name).s, tt->elem_type);
+        if (tt->shape) {
+            if (tt->shape->n_dim != 2)
+                return bad(NND_EUNSUPPORTED, c, "input '%s' has rank %zu: only 2-D [batch, features] inputs are supported",
+                           q(in->name).s, tt->shape->n_dim);
+            const OnnxSubset__TensorShapeProto__Dimension *d = tt->shape->dim[1];
+            if (d->value_case == ONNX_SUBSET__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+                if (d->dim_value < 1 || d->dim_value > (int64_t)INT32_MAX)
+                    return bad(NND_EFORMAT, c, "input '%s' has %lld features", q(in->name).s, (long long)d->dim_value);
+                width = (size_t)d->dim_value;
+            }
+        }
+    }
+    size_t zi = 0;
+    if ((s = new_z(c, &zi)))
+        return s;
+    c->z[zi].is_input = 1;
+    value iv = {NULL, V_STREAM, 0, zi, tree_new(c, T_VAR, -1, -1, 0), width};
+    if ((s = define(c, in->name, &iv, "the graph input")))
+        return s;
+
+    for (size_t i = 0; i < g->n_node; i++) {
+        c->node = i;
+        if ((s = do_node(c, g->node[i], in->name)))
+            return s;
+    }
+    if (g->n_output != 1)
+        return bad(NND_EUNSUPPORTED, c, "the graph has %zu outputs: exactly one is supported", g->n_output);
+    const value *out = lookup(c, g->output[0]->name);
+    if (!out)
+        return bad(NND_EFORMAT, c, "the graph output '%s' is not computed by any node", q(g->output[0]->name).s);
+    if (out->kind != V_STREAM || c->z[out->zi].is_input)
+        return bad(NND_EUNSUPPORTED, c, "the graph output '%s' does not come from a layer", q(g->output[0]->name).s);
+    /* The output's own layer: messages name the node that made the output. */
+    c->node = c->tr[out->tree].node;
+    size_t units;
+    if ((s = realise(c, out, in->name, 0, &units)))
+        return s;
+    if ((s = nnd_net_validate(c->net)))
+        return builder_failed(s, c, "the net");
+    return NND_OK;
+}
+
+nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net)
+{
+    octx c;
+    memset(&c, 0, sizeof c);
+    c.name = name ? name : "<buffer>";
+    if (!net)
+        return nnd__fail(NND_EINVAL, "%s: net is NULL", c.name);
+    *net = NULL;
+    if (!data && len)
+        return nnd__fail(NND_EINVAL, "%s: data is NULL", c.name);
+    int alloc_failed = 0;
+    ProtobufCAllocator alloc = {pb_alloc, pb_free, &alloc_failed};
+    ModelProto *m = onnx_subset__model_proto__unpack(&alloc, len, (const uint8_t *)data);
+    if (!m) {
+        if (alloc_failed)
+            return nnd__fail(NND_ENOMEM, "%s: out of memory while parsing ONNX", c.name);
+        return nnd__fail(NND_EFORMAT, "%s: not a valid ONNX model (the protobuf data is malformed or truncated)",
+                         c.name);
+    }
+    nnd_status s = read_graph(&c, m);
+    if (s) {
+        nnd_net_free(c.net);
+        c.net = NULL;
+    }
+    *net = c.net;
+    for (size_t i = 0; i < c.nt; i++)
+        nnd__free(c.t[i].v);
+    for (size_t i = 0; i < c.nz; i++) {
+        nnd__free(c.z[i].W);
+        nnd__free(c.z[i].b);
+    }
+    nnd__free(c.tab);
+    nnd__free(c.t);
+    nnd__free(c.z);
+    nnd__free(c.tr);
+    onnx_subset__model_proto__free_unpacked(m, &alloc);
+    return s;
+}

@@ -9,7 +9,8 @@
  * The activation then applies the chain rule per (unit, sample):
  *   a = f(z),  a' = f'(z) z',  a'' = f'(z) z'' + f''(z) z' z'^T.
  * Softmax couples the units of a sample (derivation in the README, "softmax"):
- *   with sigma = softmax(z), m1 = sum_u sigma_u z'_u, v_u = z'_u - m1,
+ *   with sigma = softmax(z), m1 = sum_u sigma_u z'_u, v_u = z'_u - m1 (computed after shifting all
+ *   z'_u, z''_u by those of the dominant unit, which leaves the formulas unchanged and avoids cancellation),
  *   a'_u = sigma_u v_u,
  *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T. */
 #include <cblas.h>
@@ -36,8 +37,16 @@ static void chain_elementwise(size_t n, int hess, double f1, double f2, double *
 /* Softmax over the d units of sample b; sigma (stride nb) already holds softmax(z). */
 static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const double *sigma, double *A, int hess)
 {
-    size_t n = p->n, s = p->s, C = p->C, us = nb * C;
-    double *m1 = p->smx, *M2 = m1 + n, *Cv = M2 + s;
+    size_t n = p->n, s = p->s, C = p->C, us = nb * C, w = n + (hess ? s : 0);
+    double *m1 = p->smx, *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s;
+    /* Shift every unit's derivatives by those of the largest sigma: v_u and z''_u - M2 do not change
+     * (sum sigma = 1), but they no longer cancel when that sigma is close to 1 (saturation). */
+    memcpy(pivot, A + nnd__softmax_top(sigma, d, nb, b) * us + b * C + 1, w * sizeof *pivot);
+    for (size_t u = 0; u < d; u++) {
+        double *t = A + u * us + b * C + 1;
+        for (size_t i = 0; i < w; i++)
+            t[i] -= pivot[i];
+    }
     memset(m1, 0, (n + (hess ? 2 * s : 0)) * sizeof *m1);
     for (size_t u = 0; u < d; u++) {
         const double *t = A + u * us + b * C;

@@ -116,3 +116,12 @@ void nnd__softmax_values(size_t d, size_t nb, const double *z, double *sigma)
             sigma[u * nb + b] /= sum;
     }
 }
+
+size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b)
+{
+    size_t top = 0;
+    for (size_t u = 1; u < d; u++)
+        if (sigma[u * nb + b] > sigma[top * nb + b])
+            top = u;
+    return top;
+}

@@ -90,7 +90,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
     it[k++] = (ws_item){&p->xt, nb, p->d0};
     it[k++] = (ws_item){&p->tmp, 2, big};
     it[k++] = (ws_item){&p->aout, nb, p->me};
-    it[k++] = (ws_item){&p->smx, 1, p->n + 2 * p->s + 1};
+    it[k++] = (ws_item){&p->smx, 1, 2 * p->n + 3 * p->s + 1};
     if (p->mode == NND_MODE_FORWARD) {
         it[k++] = (ws_item){&p->zv, p->dmax, nb};
         it[k++] = (ws_item){&p->f0, p->dmax, nb};
@@ -202,6 +202,7 @@ static nnd_status plan_sizes(nnd_plan *p)
     p->d0 = nnd__net_d0(net);
     p->L = net->n_layers;
     p->me = net->layers[p->L - 1].n_out;
+    p->nk = p->me;
     p->m = nnd_net_n_out(net);
     size_t s;
     if (!nnd__mul(p->n, p->n + 1, &s))

@@ -26,6 +26,8 @@ struct nnd_plan {
     size_t C;            /* forward mode: entries per (unit, sample): 1 [+ n [+ s]] */
     nnd_hkernel hkernel; /* reverse mode: how H_k = Jt^T diag(c_k) Jt is formed */
     size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
+    size_t nk;           /* reverse: backward columns per sample: me, or 1 while seeded     */
+    const double *seed;  /* reverse: block x m output weights while seeded, else NULL       */
 
     double *W1g;         /* d_1 x n: dz_1/dx, the input processing folded in                */
     size_t *row_of;      /* engine output k -> raw output row                                */
@@ -45,7 +47,7 @@ struct nnd_plan {
     double *jout;        /* reverse: block*me x n                         */
     double *S, *hall;    /* reverse: D x max(me, 2)*n scratch, me x n x n per sample */
     double *hacc;        /* reverse, NND_HK_BLOCK: block x me x s packed accumulators     */
-    double *smx;         /* softmax scratch: n + 2s                        */
+    double *smx;         /* softmax scratch: 2n + 3s + 1                   */
     double *aout;        /* block x me: last layer values                  */
 
     char explain[192];
@@ -54,6 +56,12 @@ struct nnd_plan {
 /* forward.c / reverse.c: run `nb` <= block samples. Outputs as in nnd_plan_execute. */
 void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
 void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+/* Reverse mode with the outputs weighted: w[b][r] (nb x m raw outputs). y as above (may be NULL);
+ * g[b][:] = sum_r w_br dy_r/dx (nb x n) and Hw[b] = sum_r w_br d2y_r/dx2 (nb x n x n, full and
+ * exactly symmetric), either may be NULL (Hw needs a plan with NND_HESSIAN). One backward pass per
+ * sample whatever m: the cost of the Lagrangian Hessian IPOPT asks for. p must be a reverse plan. */
+void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+                               double *Hw);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);
@@ -67,6 +75,9 @@ void nnd__unpack_sym(size_t n, const double *packed, double scale, double *full)
 
 /* Softmax over the units of each sample: z and sigma are d x nb, unit-major. */
 void nnd__softmax_values(size_t d, size_t nb, const double *z, double *sigma);
+/* The unit with the largest sigma in sample b (sigma: d x nb): the pivot that keeps softmax
+ * derivatives free of cancellation when that sigma is close to 1. */
+size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b);
 
 /* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points). */
 void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f);

@@ -12,7 +12,8 @@
  *
  * Layouts are unit-major so that each layer is one GEMM over the block:
  *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
- *   deltas: d_l x (nb*me), column b*me + k for sample b and output k. */
+ *   deltas: d_l x (nb*nk), column b*nk + k for sample b and output k (nk = me), or one column
+ *   per sample (nk = 1) when a seed weights the outputs (nnd__reverse_seeded_block). */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -55,14 +56,18 @@ static void forward_tangents(nnd_plan *p, size_t nb)
         size_t d = prev->n_out, o = p->off[l - 1];
         const double *jp = p->jz + o * cols, *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb;
         if (prev->act == NND_ACT_SOFTMAX) {
+            /* sigma_u (J_u - sum_w sigma_w J_w), with every J_w taken relative to the dominant
+             * unit's (no cancellation when its sigma is close to 1) */
             for (size_t b = 0; b < nb; b++) {
                 double *m1 = p->smx;
+                const double *pv = jp + nnd__softmax_top(sg, d, nb, b) * cols + b * n;
                 memset(m1, 0, n * sizeof *m1);
                 for (size_t u = 0; u < d; u++)
-                    cblas_daxpy((int)n, sg[u * nb + b], jp + u * cols + b * n, 1, m1, 1);
+                    for (size_t i = 0; i < n; i++)
+                        m1[i] += sg[u * nb + b] * (jp[u * cols + b * n + i] - pv[i]);
                 for (size_t u = 0; u < d; u++)
                     for (size_t i = 0; i < n; i++)
-                        p->tan[u * cols + b * n + i] = sg[u * nb + b] * (jp[u * cols + b * n + i] - m1[i]);
+                        p->tan[u * cols + b * n + i] = sg[u * nb + b] * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
             }
         } else {
             for (size_t u = 0; u < d; u++)
@@ -79,12 +84,18 @@ static void forward_tangents(nnd_plan *p, size_t nb)
 static void backward(nnd_plan *p, size_t nb, int hess)
 {
     const nnd_net *net = p->net;
-    size_t me = p->me, cols = nb * me;
+    size_t me = p->nk, cols = nb * me;
     double *G = p->bufA, *Dl = p->bufB;
-    memset(G, 0, me * cols * sizeof *G);
-    for (size_t k = 0; k < me; k++)
-        for (size_t b = 0; b < nb; b++)
-            G[k * cols + b * me + k] = p->oscale[k];
+    if (p->seed) { /* one column per sample: dy/da_L weighted by the seed */
+        for (size_t k = 0; k < p->me; k++)
+            for (size_t b = 0; b < nb; b++)
+                G[k * cols + b] = p->oscale[k] * p->seed[b * p->m + p->row_of[k]];
+    } else { /* one column per output: the identity, scaled by the output processing */
+        memset(G, 0, p->me * cols * sizeof *G);
+        for (size_t k = 0; k < p->me; k++)
+            for (size_t b = 0; b < nb; b++)
+                G[k * cols + b * me + k] = p->oscale[k];
+    }
     for (size_t l = p->L; l-- > 0;) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l];
@@ -93,12 +104,13 @@ static void backward(nnd_plan *p, size_t nb, int hess)
         if (L->act == NND_ACT_SOFTMAX) {
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < me; k++) {
+                    /* r = sigma o (g - sigma^T g), g taken relative to the dominant unit's */
                     size_t j = b * me + k;
-                    double gbar = 0.0;
+                    double gbar = 0.0, gt = G[nnd__softmax_top(sg, d, nb, b) * cols + j];
                     for (size_t u = 0; u < d; u++)
-                        gbar += sg[u * nb + b] * G[u * cols + j];
+                        gbar += sg[u * nb + b] * (G[u * cols + j] - gt);
                     for (size_t u = 0; u < d; u++) {
-                        double r = sg[u * nb + b] * (G[u * cols + j] - gbar);
+                        double r = sg[u * nb + b] * ((G[u * cols + j] - gt) - gbar);
                         Dl[u * cols + j] = r;
                         if (c)
                             c[u * cols + j] = r;
@@ -123,9 +135,13 @@ static void backward(nnd_plan *p, size_t nb, int hess)
 /* dy_k/dx = delta_{k,1}^T dz_1/dx for every (sample, output): one GEMM, rows b*me + k. */
 static void jacobian(nnd_plan *p, size_t nb, double *J)
 {
-    size_t me = p->me, n = p->n, d1 = p->net->layers[0].n_out;
+    size_t me = p->nk, n = p->n, d1 = p->net->layers[0].n_out;
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nb * me), (int)n, (int)d1, 1.0, p->bufB,
                 (int)(nb * me), p->W1g, (int)n, 0.0, p->jout, (int)n);
+    if (p->seed) {
+        memcpy(J, p->jout, nb * n * sizeof *J);
+        return;
+    }
     for (size_t b = 0; b < nb; b++)
         for (size_t k = 0; k < me; k++)
             memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + (b * me + k) * n, n * sizeof *J);
@@ -134,7 +150,7 @@ static void jacobian(nnd_plan *p, size_t nb, double *J)
 /* The softmax coupling term of layer l for sample b: hall_k -= u v^T + v u^T (upper triangle). */
 static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
 {
-    size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n, sq = n * n;
+    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n, sq = n * n;
     size_t d = p->net->layers[l].n_out, o = p->off[l];
     const double *Jl = p->jz + o * ncols + b * n;
     double *u = p->smx, *v = p->smx + n;
@@ -199,7 +215,7 @@ static void accum_range(size_t n, size_t me, size_t s, const double *jrow, const
 
 static void assemble_block(nnd_plan *p, size_t nb)
 {
-    size_t n = p->n, me = p->me, s = p->s, cols = nb * me, ncols = nb * n;
+    size_t n = p->n, me = p->nk, s = p->s, cols = nb * me, ncols = nb * n;
     memset(p->hacc, 0, nb * me * s * sizeof *p->hacc);
     for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
         size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
@@ -211,7 +227,7 @@ static void assemble_block(nnd_plan *p, size_t nb)
 /* Sample b's accumulators, packed, into the upper triangles of hall. */
 static void unpack_block(nnd_plan *p, size_t b)
 {
-    size_t n = p->n, me = p->me, s = p->s, sq = n * n;
+    size_t n = p->n, me = p->nk, s = p->s, sq = n * n;
     const double *a = p->hacc + b * me * s;
     for (size_t k = 0; k < me; k++)
         for (size_t i = 0; i < n; i++)
@@ -222,7 +238,7 @@ static void unpack_block(nnd_plan *p, size_t b)
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
 static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
+    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
     for (size_t u = 0; u < D; u++) {
         const double *jr = p->jz + u * ncols + b * n;
         for (size_t k = 0; k < me; k++) {
@@ -241,7 +257,7 @@ static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
  * D n^2 flops per output, half of the GEMM. */
 static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->me, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
+    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
     double *P = p->S, *N = p->S + D * n;
     for (size_t k = 0; k < me; k++) {
         size_t np = 0, nn = 0;
@@ -268,7 +284,7 @@ static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
 static void hessian(nnd_plan *p, size_t nb, double *H)
 {
     const nnd_net *net = p->net;
-    size_t n = p->n, me = p->me, sq = n * n;
+    size_t n = p->n, me = p->nk, sq = n * n;
     if (p->hkernel == NND_HK_BLOCK)
         assemble_block(p, nb);
     for (size_t b = 0; b < nb; b++) {
@@ -283,12 +299,22 @@ static void hessian(nnd_plan *p, size_t nb, double *H)
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const double *hk = p->hall + k * sq;
-            double *Hk = H + (b * p->m + p->row_of[k]) * sq;
+            double *Hk = p->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
         }
     }
+}
+
+void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+                               double *Hw)
+{
+    p->seed = w;
+    p->nk = 1;
+    nnd__reverse_block(p, nb, x, y, g, Hw);
+    p->seed = NULL;
+    p->nk = p->me;
 }
 
 void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)

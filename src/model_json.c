@@ -561,7 +561,7 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
 nnd_status nnd__load_json(const char *text, size_t len, const char *name, nnd_net **net)
 {
     jctx c = {name ? name : "<buffer>", ""};
-    json_error_t err;
+    json_error_t err = {0};
     if (!net)
         return nnd__fail(NND_EINVAL, "%s: no place for the net (net is NULL)", c.name);
     *net = NULL;

@@ -192,8 +192,9 @@ static nnd_status make_keep(size_t n_rows, size_t n_keep, const size_t *keep, co
         return nnd__fail(NND_EINVAL, "%s removeconstantrows: constants are not finite", side);
     nnd_proc p = {.type = NND_PROC_REMOVECONSTANTROWS, .n_in = n_rows, .n_out = n_keep};
     p.keep = nnd__malloc(n_keep, sizeof *p.keep);
-    p.constants = nnd__calloc(n_const ? n_const : 1, sizeof(double));
-    if (!p.keep || !p.constants) {
+    if (constants) /* outputs only: inputs have no constants to keep */
+        p.constants = nnd__calloc(n_const ? n_const : 1, sizeof(double));
+    if (!p.keep || (constants && !p.constants)) {
         proc_clear(&p);
         return nnd__fail(NND_ENOMEM, "%s removeconstantrows: out of memory", side);
     }

@@ -22,6 +22,8 @@ static inline int nnd__add(size_t a, size_t b, size_t *r) { return !__builtin_ad
 void *nnd__malloc(size_t n, size_t size);
 void *nnd__calloc(size_t n, size_t size);
 void nnd__free(void *p);
+/* Test hook (errors.c): make this thread's k-th next allocation (0-based) fail; k < 0 disarms. */
+void nnd__set_alloc_failure(long k);
 
 /* ---------------------------------------------------------------- activations (activations.c) */
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run every libFuzzer target for a bounded time on a copy of its seed corpus.
+#   fuzz/run.sh BUILD_DIR SECONDS_PER_TARGET
+# BUILD_DIR is a clang build configured as fuzz/meson.build says. Model-loader seeds are
+# fuzz/corpus/model_load plus every file under tests/data (so each import format's fixtures seed
+# the loader as the format lands). A crash leaves its input under $NND_FUZZ_OUT (default a
+# temporary directory), is printed, and fails the run; commit such an input to fuzz/regressions/TARGET/
+# once the bug is fixed: the replay tests (tests/reliability) then run it on every build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
+SECS=${2:?usage: fuzz/run.sh BUILD_DIR SECONDS}
+OUT=${NND_FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/nnd_fuzz.XXXXXX")}
+mkdir -p "$OUT"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export OPENBLAS_NUM_THREADS=1
+export NND_FUZZ_TMPDIR=$OUT
+
+status=0
+for t in model_load npy csv; do
+    work=$OUT/corpus_$t
+    rm -rf "$work"
+    mkdir -p "$work"
+    cp fuzz/corpus/$t/* "$work"/
+    cp fuzz/regressions/$t/* "$work"/ 2>/dev/null || true
+    if [ "$t" = model_load ]; then
+        find tests/data -type f | while read -r f; do cp "$f" "$work/data_$(echo "$f" | tr '/' '_')"; done
+    fi
+    seeds=$(ls "$work" | wc -l)
+    log=$OUT/$t.log
+    start=$(date +%s)
+    rc=0
+    "$BUILD/fuzz/fuzz_$t" "$work" -dict=fuzz/$t.dict -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 \
+        -max_len=65536 -print_final_stats=1 -artifact_prefix="$OUT/crash_${t}_" >"$log" 2>&1 || rc=$?
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+    cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+    printf '== fuzz_%s: %ss, %s executions, %s seeds -> %s corpus inputs, coverage %s edges, exit %s\n' \
+        "$t" "$(( $(date +%s) - start ))" "$execs" "$seeds" "$(ls "$work" | wc -l)" "$cov" "$rc"
+    if [ "$rc" -ne 0 ]; then
+        status=1
+        tail -40 "$log"
+        ls "$OUT"/crash_"${t}"_* 2>/dev/null || true
+    fi
+done
+exit $status

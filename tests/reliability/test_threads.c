@@ -1,0 +1,140 @@
+/* Concurrency: 2 to 8 threads, each with its own plans on one shared net, compute results
+ * bit-identical to a serial run; failures in one thread leave the other threads' nnd_errmsg()
+ * alone. Run under ThreadSanitizer in CI (.ci/run). */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nnderiv.h"
+#include "rel.h"
+
+enum { BATCH = 16, ROUNDS = 20, MAX_THREADS = 8 };
+
+typedef struct {
+    const nnd_net *net;
+    size_t n, m;
+    const double *x;           /* ROUNDS x BATCH x n */
+    const double *ref[2][3];   /* serial results per mode: y, J, H over all rounds */
+    int id, ok;
+    char why[256];
+} job;
+
+static size_t sizes(const job *j, int k)
+{
+    size_t per = k == 0 ? j->m : k == 1 ? j->m * j->n : j->m * j->n * j->n;
+    return (size_t)ROUNDS * BATCH * per;
+}
+
+/* All rounds in one mode into y, J, H. */
+static int compute(const nnd_net *net, nnd_mode mode, size_t n, size_t m, const double *x, double *y, double *J, double *H)
+{
+    nnd_plan *plan;
+    if (nnd_plan_new(net, BATCH, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, mode, &plan) != NND_OK)
+        return -1;
+    for (size_t r = 0; r < ROUNDS; r++)
+        if (nnd_plan_execute(plan, BATCH, x + r * BATCH * n, y + r * BATCH * m, J + r * BATCH * m * n,
+                             H + r * BATCH * m * n * n) != NND_OK) {
+            nnd_plan_free(plan);
+            return -1;
+        }
+    nnd_plan_free(plan);
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    j->ok = 1;
+    double *out[3];
+    for (int k = 0; k < 3; k++)
+        out[k] = malloc(sizes(j, k) * sizeof(double));
+    for (int rep = 0; rep < (rel_quick() ? 2 : 10) && j->ok; rep++) {
+        for (int mode = 0; mode < 2 && j->ok; mode++) {
+            /* alternate the order of the modes between threads so that they overlap differently */
+            int md = (mode + j->id) % 2;
+            if (compute(j->net, md ? NND_MODE_REVERSE : NND_MODE_FORWARD, j->n, j->m, j->x, out[0], out[1], out[2])) {
+                snprintf(j->why, sizeof j->why, "thread %d: %s", j->id, nnd_errmsg());
+                j->ok = 0;
+                break;
+            }
+            for (int k = 0; k < 3; k++)
+                if (memcmp(out[k], j->ref[md][k], sizes(j, k) * sizeof(double)) != 0) {
+                    snprintf(j->why, sizeof j->why, "thread %d, %s mode: %s differs from the serial run", j->id,
+                             md ? "reverse" : "forward", k == 0 ? "y" : k == 1 ? "J" : "H");
+                    j->ok = 0;
+                }
+        }
+        /* a failing call in this thread sets this thread's message only */
+        nnd_plan *bad;
+        if (nnd_plan_new(j->net, 0, NND_VALUE, NND_MODE_AUTO, &bad) != NND_EINVAL || !strstr(nnd_errmsg(), "max_batch")) {
+            snprintf(j->why, sizeof j->why, "thread %d: error message not its own: %s", j->id, nnd_errmsg());
+            j->ok = 0;
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        free(out[k]);
+    return NULL;
+}
+
+START_TEST(test_threads_match_serial)
+{
+    static const int counts[] = {2, 3, 4, 8};
+    rel_rng r = {1234};
+    rel_shape sh = {8, 32, 3, 4, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0};
+    for (int net_i = 0; net_i < (rel_quick() ? 1 : 3); net_i++) {
+        rel_net d;
+        nnd_net *net;
+        rel_net_random(&r, &sh, &d);
+        ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
+        job base = {.net = net, .n = d.n_in, .m = nnd_net_n_out(net)};
+        double *x = malloc((size_t)ROUNDS * BATCH * base.n * sizeof *x);
+        for (size_t i = 0; i < (size_t)ROUNDS * BATCH * base.n; i++)
+            x[i] = rel_range(&r, -2, 2);
+        base.x = x;
+        double *ref[2][3];
+        for (int md = 0; md < 2; md++) {
+            for (int k = 0; k < 3; k++)
+                ref[md][k] = malloc(sizes(&base, k) * sizeof(double));
+            ck_assert_int_eq(compute(net, md ? NND_MODE_REVERSE : NND_MODE_FORWARD, base.n, base.m, x, ref[md][0],
+                                     ref[md][1], ref[md][2]), 0);
+            for (int k = 0; k < 3; k++)
+                base.ref[md][k] = ref[md][k];
+        }
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            pthread_t th[MAX_THREADS];
+            job jobs[MAX_THREADS];
+            for (int t = 0; t < counts[c]; t++) {
+                jobs[t] = base;
+                jobs[t].id = t;
+                ck_assert_int_eq(pthread_create(&th[t], NULL, worker, &jobs[t]), 0);
+            }
+            for (int t = 0; t < counts[c]; t++)
+                pthread_join(th[t], NULL);
+            for (int t = 0; t < counts[c]; t++)
+                ck_assert_msg(jobs[t].ok, "%d threads: %s", counts[c], jobs[t].why);
+        }
+        for (int md = 0; md < 2; md++)
+            for (int k = 0; k < 3; k++)
+                free(ref[md][k]);
+        free(x);
+        nnd_net_free(net);
+        rel_net_clear(&d);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("shared net");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_threads_match_serial);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

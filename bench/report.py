@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Merge nnderiv-bench's and peers.py's results: print the table, write the plots and RESULTS.md.
+
+    python bench/report.py --bench nnderiv.json [--peers peers.json] [--plots DIR] [--results FILE]
+
+The table and RESULTS.md need only the standard library; the plots need matplotlib (bench/.venv).
+Targets are those of the benchmark issue: every throughput shape >= 10x the best peer; mpc, pinn,
+wide, hidim, taylor50 >= 50% of the same-run dgemm rate; latency <= 5 us per call; workspace
+O(batch block), i.e. the same for a 16x larger max batch.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+PEERS = ("jax", "torch.func", "hessQuik-fwd", "hessQuik-bwd")
+PEER_RATIO_TARGET = 10.0
+DGEMM_TARGET = 50.0
+DGEMM_TARGET_SHAPES = ("mpc", "pinn", "wide", "hidim", "taylor50")
+LATENCY_TARGET_US = 5.0
+# The published collapsed-Taylor / forward-Laplacian figures for taylor50 (full 50 x 50 Hessian,
+# float64, on a GPU), ms per input.
+PUBLISHED_TAYLOR50 = (("vmap(torch.func.hessian), GPU", 0.61), ("jit(jax.hessian), GPU", 0.575))
+
+
+# ---------------------------------------------------------------- loading
+
+def load(path):
+    with open(path) as fp:
+        return json.load(fp)
+
+
+def peer_result(peers, peer, name):
+    if not peers or peer not in peers["peers"]:
+        return None
+    return peers["peers"][peer]["results"].get(name)
+
+
+def peer_rate(r):
+    """Samples/s of a peer's result, or None when it did not run to a correct result."""
+    return r["samples_per_s"] if r and r.get("status") == "ok" else None
+
+
+def best_peer(peers, name):
+    rates = [(peer_rate(peer_result(peers, p, name)), p) for p in PEERS]
+    rates = [(r, p) for r, p in rates if r]
+    return max(rates) if rates else (None, None)
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def fmt_peer(r, latency):
+    if r is None:
+        return "-"
+    if r.get("status") == "ok":
+        txt = f"{1e6 / r['samples_per_s']:.0f} us" if latency else fmt_rate(r["samples_per_s"])
+        return txt + ("*" if r.get("note") else "")
+    if r.get("status") == "mismatch":
+        return f"wrong (H err {r['err_H']:.0e})"
+    return {"oom": "OOM"}.get(r["status"], "failed")
+
+
+def hidden(r):
+    return ",".join(str(w) for w in r["hidden"])
+
+
+def table(headers, rows, align=None):
+    """A Markdown table, columns padded so that it also reads as plain text."""
+    cols = list(zip(headers, *rows))
+    widths = [max(len(str(c)) for c in col) for col in cols]
+    align = align or ["l"] + ["r"] * (len(headers) - 1)
+
+    def line(cells):
+        out = []
+        for c, w, a in zip(cells, widths, align):
+            out.append(str(c).ljust(w) if a == "l" else str(c).rjust(w))
+        return "| " + " | ".join(out) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(headers), sep] + [line(r) for r in rows])
+
+
+# ---------------------------------------------------------------- the sections
+
+def main_table(bench, peers, group):
+    heads = ["shape", "n_in", "hidden", "n_out", "batch", "nnderiv", "GFLOP/s", "% dgemm"] + list(PEERS) + [
+        "best peer", "nnderiv / best"]
+    rows = []
+    for r in bench["results"]:
+        if r["group"] != group:
+            continue
+        lat = r["latency"]
+        best, who = best_peer(peers, r["name"])
+        ratio = r["samples_per_s"] / best if best else None
+        rows.append([r["name"], r["n_in"], hidden(r), r["n_out"], r["batch"],
+                     f"{r['seconds_per_call'] * 1e6:.2f} us" if lat else fmt_rate(r["samples_per_s"]),
+                     f"{r['gflops']:.2f}", f"{r['pct_dgemm']:.1f}%"]
+                    + [fmt_peer(peer_result(peers, p, r["name"]), lat) for p in PEERS]
+                    + [who or "-", f"{ratio:.2f}x" if ratio else "-"])
+    return table(heads, rows, ["l", "r", "l"] + ["r"] * (len(heads) - 3))
+
+
+def peer_notes(bench, peers):
+    notes = []
+    for r in bench["results"]:
+        for p in PEERS:
+            pr = peer_result(peers, p, r["name"])
+            if pr and (pr.get("note") or pr.get("status") != "ok"):
+                notes.append(f"- {p} on {r['name']}: {pr.get('status')}" + (f", {pr['note']}" if pr.get("note") else ""))
+    return notes
+
+
+def taylor50_section(bench, peers):
+    r = next((x for x in bench["results"] if x["name"] == "taylor50"), None)
+    if not r:
+        return []
+    rows = [["nnderiv (this machine, CPU)", f"{1e3 / r['samples_per_s']:.3f}"]]
+    for p in PEERS:
+        rate = peer_rate(peer_result(peers, p, "taylor50"))
+        rows.append([f"{p} (this machine, CPU)", f"{1e3 / rate:.3f}" if rate else fmt_peer(peer_result(peers, p, "taylor50"), False)])
+    for label, ms in PUBLISHED_TAYLOR50:
+        rows.append([f"published: {label}", f"{ms:.3f}"])
+    return [table(["taylor50: full 50 x 50 Hessian", "ms per input"], rows, ["l", "r"])]
+
+
+def mode_section(bench):
+    heads = ["shape", "cost fwd", "cost rev", "AUTO", "fwd samples/s", "rev samples/s", "fastest", "AUTO loses",
+             "H fwd vs rev"]
+    rows, wrong = [], 0
+    for r in bench["results"]:
+        f, v = r["forward_samples_per_s"], r["reverse_samples_per_s"]
+        fastest = "forward" if f > v else "reverse"
+        auto = f if r["auto_mode"] == "forward" else v
+        loss = 1 - auto / max(f, v)
+        wrong += fastest != r["auto_mode"] and loss > 0.05
+        rows.append([r["name"], f"{r['cost_forward']:.3g}", f"{r['cost_reverse']:.3g}", r["auto_mode"], fmt_rate(f),
+                     fmt_rate(v), fastest, f"{100 * loss:.0f}%" if loss > 0 else "-",
+                     f"{r['forward_reverse_hdiff']:.0e}"])
+    return table(heads, rows), wrong, len(rows)
+
+
+def phase_split(r):
+    """Shares of the time in the value, the Jacobian and the Hessian, from timing VALUE,
+    VALUE|JACOBIAN and all three (timing noise can make a difference negative: clamped)."""
+    t, tv, tvj = r["seconds_per_call"], r["value_seconds_per_call"], r["value_jacobian_seconds_per_call"]
+    tvj = max(tv, tvj)
+    return 100 * min(tv, t) / t, 100 * max(0.0, min(tvj, t) - tv) / t, 100 * max(0.0, t - tvj) / t
+
+
+def targets_section(bench, peers):
+    """One line per target, with the measurement; misses say by how much and what the time is spent on."""
+    lines = []
+    dg = bench["dgemm_gflops"]
+    for r in bench["results"]:
+        if r["group"] != "shape":
+            continue
+        name = r["name"]
+        pv, pj, ph = phase_split(r)
+        engine_rate = r["samples_per_s"] * min(r["cost_forward"], r["cost_reverse"]) * 1e-9
+        where = (f"{r['auto_mode']} mode; time: value {pv:.0f}%, Jacobian {pj:.0f}%, Hessian {ph:.0f}%; "
+                 f"{engine_rate:.1f} GFLOP/s by the engine's own count ({min(r['cost_forward'], r['cost_reverse']):.3g} "
+                 f"flops/sample vs reference {r['ref_flops']:.3g})")
+        if r["latency"]:
+            us = r["seconds_per_call"] * 1e6
+            ok = us <= LATENCY_TARGET_US
+            lines.append(f"- **latency** <= {LATENCY_TARGET_US:g} us per call: {us:.2f} us, "
+                         + ("met" if ok else f"missed by {us - LATENCY_TARGET_US:.2f} us ({us / LATENCY_TARGET_US:.1f}x); {where}"))
+            continue
+        best, who = best_peer(peers, name)
+        if best:
+            ratio = r["samples_per_s"] / best
+            ok = ratio >= PEER_RATIO_TARGET
+            lines.append(f"- **{name}** >= {PEER_RATIO_TARGET:g}x best peer: {ratio:.2f}x {who} "
+                         f"({fmt_rate(r['samples_per_s'])} vs {fmt_rate(best)} samples/s), "
+                         + ("met" if ok else f"missed by {PEER_RATIO_TARGET / ratio:.1f}x; {where}"))
+        elif peers:
+            lines.append(f"- **{name}** >= {PEER_RATIO_TARGET:g}x best peer: no peer ran it")
+        if name in DGEMM_TARGET_SHAPES:
+            ok = r["pct_dgemm"] >= DGEMM_TARGET
+            lines.append(f"- **{name}** >= {DGEMM_TARGET:g}% of dgemm ({dg:.1f} GFLOP/s): {r['pct_dgemm']:.1f}% "
+                         f"({r['gflops']:.1f} GFLOP/s), "
+                         + ("met" if ok else f"missed by {DGEMM_TARGET - r['pct_dgemm']:.1f} points "
+                            f"({DGEMM_TARGET / r['pct_dgemm']:.1f}x short); {where}"))
+    # O(batch block): once the batch spans more than one block, a larger max batch adds nothing
+    multi = [r for r in bench["results"] if r["block"] < r["batch"]]
+    grow = [f"{r['name']} ({r['workspace_bytes'] / 1024:.0f} KiB -> {r['workspace_bytes_16x_batch'] / 1024:.0f} KiB)"
+            for r in multi if r["workspace_bytes_16x_batch"] > r["workspace_bytes"]]
+    ws = [r["workspace_bytes"] for r in bench["results"]]
+    lines.append(f"- **memory O(batch block)**: plan workspace {min(ws) / 1024:.0f}-{max(ws) / 1024:.0f} KiB; "
+                 f"of the {len(multi)} shapes whose batch spans several blocks, a plan for 16x the batch holds "
+                 + ("the same workspace for every one: met" if not grow else "more for " + ", ".join(grow)))
+    return lines
+
+
+# ---------------------------------------------------------------- plots
+
+def plots(bench, peers, outdir):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    os.makedirs(outdir, exist_ok=True)
+    made = []
+    for group, xkey, xlabel, title in (
+            ("width", lambda r: r["hidden"][0], "hidden width (two hidden layers)",
+             "value + Jacobian + Hessian: n_in 8, two hidden layers, n_out 1"),
+            ("n_in", lambda r: r["n_in"], "n_in",
+             "value + Jacobian + Hessian: width 64, two hidden layers, n_out 1")):
+        rs = [r for r in bench["results"] if r["group"] == group]
+        if not rs:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+        xs = [xkey(r) for r in rs]
+        ax.plot(xs, [r["samples_per_s"] for r in rs], "o-", lw=2.5, color="black", label="nnderiv", zorder=5)
+        for p, style in zip(PEERS, ("s--", "^--", "v:", "D:")):
+            pts = [(xkey(r), peer_rate(peer_result(peers, p, r["name"]))) for r in rs]
+            pts = [(x, y) for x, y in pts if y]
+            if pts:
+                ax.plot(*zip(*pts), style, label=p)
+            failed = [xkey(r) for r in rs if (pr := peer_result(peers, p, r["name"])) and pr.get("status") != "ok"]
+            if failed:
+                ax.plot(failed, [min(r["samples_per_s"] for r in rs) / 30] * len(failed), "x", ms=9,
+                        color=ax.lines[-1].get_color() if pts else "red", label=f"{p}: failed/OOM")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("samples / s (higher is better)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=9)
+        fig.tight_layout()
+        path = os.path.join(outdir, f"sweep_{group}.png")
+        fig.savefig(path)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+# ---------------------------------------------------------------- machine and versions
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fp:
+            model = next(l.split(":", 1)[1].strip() for l in fp if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fp:
+            kb = int(next(l.split()[1] for l in fp if l.startswith("MemTotal")))
+            mem = f", {kb / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}"
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages at the end of the run (the benchmark itself accounts
+    for about as many as it has threads): other work on the machine shows as more."""
+    try:
+        with open("/proc/loadavg") as fp:
+            return [float(v) for v in fp.read().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def load_lines(threads):
+    load = load_average()
+    if load is None:
+        return []
+    lines = [f"- load average at the end of the run (1 / 5 / 15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
+             f"the benchmark itself accounts for about {threads}"]
+    if load[2] > threads + 0.75:
+        lines.append(f"- **warning: the machine was shared with other work during this run** (15-minute load "
+                     f"{load[2]:.1f} on {os.cpu_count()} cores): every timing is slowed by an unknown, varying "
+                     "factor; the ratios to the same-run dgemm rate are less affected than absolute rates, and "
+                     "peers that spin-wait on their threads (PyTorch's OpenMP) suffer most")
+    return lines
+
+
+def command_line(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def git_state():
+    here = os.path.dirname(os.path.abspath(__file__))
+    head = command_line(["git", "-C", here, "rev-parse", "--short", "HEAD"])
+    try:
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        dirty = False
+    return head + (", with uncommitted changes" if dirty else "")
+
+
+def versions(bench, peers):
+    v = [f"nnderiv {bench['nnderiv_version']} (commit {git_state()})",
+         f"{bench['openblas']} (core {bench['openblas_core']}), {bench['threads']} threads",
+         f"compiler: {command_line(['cc', '--version'])}"]
+    if peers:
+        for p in PEERS:
+            if p in peers["peers"]:
+                v.append(f"{p}: {peers['peers'][p].get('version') or 'not importable'}")
+        v.append(f"Python {platform.python_version()}")
+    return v
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", required=True, help="nnderiv-bench --json output")
+    ap.add_argument("--peers", help="peers.py --json output")
+    ap.add_argument("--plots", help="directory for the PNG plots")
+    ap.add_argument("--results", help="write RESULTS.md here")
+    ap.add_argument("--plots-link", default="plots", help="path of the plots directory as linked from RESULTS.md")
+    args = ap.parse_args()
+    bench = load(args.bench)
+    peers = load(args.peers) if args.peers and os.path.exists(args.peers) else None
+
+    shapes = main_table(bench, peers, "shape")
+    tay = taylor50_section(bench, peers)
+    modes, wrong, nmodes = mode_section(bench)
+    targets = targets_section(bench, peers)
+    notes = peer_notes(bench, peers)
+    print(f"\ndgemm {bench['dgemm_n']}^3: {bench['dgemm_gflops']:.1f} GFLOP/s on {bench['threads']} threads\n")
+    print(shapes)
+    for t in tay:
+        print("\n" + t)
+    print("\nTargets:\n" + "\n".join(targets))
+    print(f"\nCost model: AUTO picked the measured-fastest mode (or lost < 5%) on {nmodes - wrong} of {nmodes} shapes")
+    made = plots(bench, peers, args.plots) if args.plots else []
+    for m in made:
+        print(f"wrote {m}")
+    if not args.results:
+        return
+
+    sweeps = [g for g in ("width", "n_in") if any(r["group"] == g for r in bench["results"])]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = ["# nnderiv benchmark results", "",
+          "Generated by `bench/run.sh` (value + Jacobian + Hessian of the whole batch, float64). "
+          "Do not edit by hand: rerun it.", "",
+          f"- date: {now}", f"- machine: {machine()}"] + load_lines(bench["threads"]) + [f"- {v}" for v in versions(bench, peers)] + [
+          f"- dgemm {bench['dgemm_n']}x{bench['dgemm_n']}x{bench['dgemm_n']} in the same run: "
+          f"{bench['dgemm_gflops']:.1f} GFLOP/s", "",
+          "Samples/s (the latency shape: time per call of one sample); GFLOP/s by the issue's reference flop count; "
+          "weights W ~ N(0,1)/sqrt(fan_in), b ~ 0.1 N(0,1), tansig hidden layers, purelin output, inputs N(0,1), "
+          "fixed seeds; every peer on the same nets and inputs, each checked against nnderiv on the first samples. "
+          "Median of repeats after a warm-up. `*`: timed on a chunk of the batch (memory or time budget), "
+          "throughput scaled (notes below).", "",
+          "## Shapes", "", shapes, ""]
+    if notes:
+        md += ["Peer notes:", ""] + notes + [""]
+    if tay:
+        md += ["## taylor50 against the published figures", "", tay[0], "",
+               "The published figures are on a GPU; the rows above are this machine's 2 CPU cores.", ""]
+    md += ["## Targets", ""] + targets + [""]
+    md += ["## Cost model (AUTO) against measurement", "",
+           "Cost: the engine's model (nnd_net_cost), flops per sample. Each mode forced and timed "
+           "(the mode AUTO did not pick on a sub-batch when predicted slow). "
+           f"AUTO picked the measured-fastest mode, or lost less than 5%, on {nmodes - wrong} of {nmodes} shapes.",
+           "", modes, ""]
+    for g in sweeps:
+        md += [f"## Sweep over {'the hidden width (n_in 8)' if g == 'width' else 'n_in (width 64)'}", "",
+               main_table(bench, peers, g), "", f"![sweep {g}]({args.plots_link}/sweep_{g}.png)", ""]
+    with open(args.results, "w") as fp:
+        fp.write("\n".join(md))
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()

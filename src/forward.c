@@ -110,8 +110,7 @@ static void first_layer(nnd_plan *p, size_t nb, double *A)
 {
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = p->C, n = p->n, us = nb * C;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)p->d0, 1.0, L->W, (int)p->d0, p->xt,
-                (int)p->d0, 0.0, p->zv, (int)nb);
+    nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, p->xt, p->d0, p->zv, nb);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
             double *t = A + u * us + b * C;
@@ -133,8 +132,7 @@ void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, doub
     activate(p, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L->n_out, (int)us, (int)L->n_in, 1.0, L->W,
-                    (int)L->n_in, A, (int)us, 0.0, B, (int)us);
+        nnd__dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
                 B[u * us + b * C] += L->b[u];

@@ -1,8 +1,10 @@
 /* Planning: the cost model, the mode choice, the batch block and the workspace.
  * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/accum.h"
 #include "plan.h"
 
 /* The batch block: as many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise
@@ -115,7 +117,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
         it[k++] = (ws_item){&p->S, p->D, (p->me > 2 ? p->me : 2) * p->n};
         it[k++] = (ws_item){&p->hall, p->me, sq};
         if (p->hkernel == NND_HK_BLOCK)
-            it[k++] = (ws_item){&p->hacc, nb * p->me, p->s};
+            it[k++] = (ws_item){&p->hacc, nb * p->me, p->n * nnd__accum_ld(p->n)};
     }
     return k;
 }
@@ -236,10 +238,11 @@ static void choose_hkernel(nnd_plan *p)
 {
     p->hchunk = 1;
     if (p->n <= 8) {
-        /* a chunk's accumulators: about 32 KiB, to stay in L1 (me * s cannot overflow here) */
-        size_t per = p->me * p->s;
+        /* a chunk's accumulators: about 32 KiB, to stay in L1 (me n^2 cannot overflow here) */
+        size_t per = p->me * p->n * nnd__accum_ld(p->n);
         p->hchunk = per < 4096 ? 4096 / per : 1;
         p->hkernel = NND_HK_BLOCK;
+        p->accum = nnd__accum_select();
     } else if ((double)p->n * (double)p->n * (double)p->D >= 131072.0)
         p->hkernel = NND_HK_SYRK;
     else
@@ -302,6 +305,13 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
     size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
     if (nb < for_gemm) nb = for_gemm;
     if (nb > max_batch) nb = max_batch;
+    /* BLAS indexes with int: every matrix the engines pass (at most the whole workspace) must fit */
+    while (nb > 1 && (!ws_size(p, nb) || ws_size(p, nb) > INT_MAX))
+        nb /= 2;
+    if (one > INT_MAX) {
+        st = nnd__fail(NND_EDIM, "nnd_plan_new: one sample needs %zu doubles of workspace, more than BLAS can index", one);
+        goto fail;
+    }
     p->block = nb;
     p->ws_doubles = ws_size(p, nb);
     if (!p->ws_doubles) {

@@ -3,6 +3,7 @@
 #define NND_PLAN_H
 
 #include "internal.h"
+#include "kernels/kernels.h"
 
 /* Reverse-mode Hessian assembly: direct loops over the whole block (few inputs), one GEMM for
  * all outputs of a sample, or a sign-split pair of SYRKs per output (many inputs: half the
@@ -26,6 +27,7 @@ struct nnd_plan {
     size_t C;            /* forward mode: entries per (unit, sample): 1 [+ n [+ s]] */
     nnd_hkernel hkernel; /* reverse mode: how H_k = Jt^T diag(c_k) Jt is formed */
     size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
+    nnd_accum_fn accum;  /* NND_HK_BLOCK: the update kernel for this CPU                    */
     size_t nk;           /* reverse: backward columns per sample: me, or 1 while seeded     */
     const double *seed;  /* reverse: block x m output weights while seeded, else NULL       */
 
@@ -46,7 +48,7 @@ struct nnd_plan {
     double *cst;         /* reverse: D x block*me, c_{k,l} for H          */
     double *jout;        /* reverse: block*me x n                         */
     double *S, *hall;    /* reverse: D x max(me, 2)*n scratch, me x n x n per sample */
-    double *hacc;        /* reverse, NND_HK_BLOCK: block x me x s packed accumulators     */
+    double *hacc;        /* reverse, NND_HK_BLOCK: block x me x n x n accumulators        */
     double *smx;         /* softmax scratch: 2n + 3s + 1                   */
     double *aout;        /* block x me: last layer values                  */
 

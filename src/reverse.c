@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/accum.h"
 #include "plan.h"
 
 static void forward_values(nnd_plan *p, size_t nb, int hess)
@@ -28,11 +29,9 @@ static void forward_values(nnd_plan *p, size_t nb, int hess)
         size_t d = L->n_out, o = p->off[l] * nb;
         double *z = p->zv + o;
         if (l == 0)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)p->d0, 1.0, L->W, (int)p->d0,
-                        p->xt, (int)p->d0, 0.0, z, (int)nb);
+            nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, p->xt, p->d0, z, nb);
         else
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)nb, (int)L->n_in, 1.0, L->W,
-                        (int)L->n_in, p->f0 + p->off[l - 1] * nb, (int)nb, 0.0, z, (int)nb);
+            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, p->f0 + p->off[l - 1] * nb, nb, z, nb);
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
                 z[u * nb + b] += L->b[u];
@@ -75,8 +74,7 @@ static void forward_tangents(nnd_plan *p, size_t nb)
                     for (size_t i = 0; i < n; i++)
                         p->tan[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L->n_out, (int)cols, (int)L->n_in, 1.0, L->W,
-                    (int)L->n_in, p->tan, (int)cols, 0.0, p->jz + p->off[l] * cols, (int)cols);
+        nnd__dgemm(0, 0, L->n_out, cols, L->n_in, L->W, L->n_in, p->tan, cols, p->jz + p->off[l] * cols, cols);
     }
 }
 
@@ -127,8 +125,7 @@ static void backward(nnd_plan *p, size_t nb, int hess)
                     }
         }
         if (l > 0)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L->n_in, (int)cols, (int)d, 1.0, L->W,
-                        (int)L->n_in, Dl, (int)cols, 0.0, G, (int)cols);
+            nnd__dgemm(1, 0, L->n_in, cols, d, L->W, L->n_in, Dl, cols, G, cols);
     }
 }
 
@@ -136,8 +133,7 @@ static void backward(nnd_plan *p, size_t nb, int hess)
 static void jacobian(nnd_plan *p, size_t nb, double *J)
 {
     size_t me = p->nk, n = p->n, d1 = p->net->layers[0].n_out;
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nb * me), (int)n, (int)d1, 1.0, p->bufB,
-                (int)(nb * me), p->W1g, (int)n, 0.0, p->jout, (int)n);
+    nnd__dgemm(1, 0, nb * me, n, d1, p->bufB, nb * me, p->W1g, n, p->jout, n);
     if (p->seed) {
         memcpy(J, p->jout, nb * n * sizeof *J);
         return;
@@ -168,71 +164,27 @@ static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
 /* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
  * (chosen when planning, see choose_hkernel in plan.c). */
 
-/* Few inputs: the whole block at once, no BLAS call, 2 D me s flops per sample:
- *   hacc[b][k][q] += c[u][b,k] J[u][b,i] J[u][b,j]   (q: packed i <= j)
- * Samples in chunks, units inside: J and c stream through once while the chunk's accumulators
- * stay in L1. The per-(unit, sample) update is compiled for each n <= 8 so it unrolls fully. */
-static inline __attribute__((always_inline)) void accum_unit(size_t n, size_t me, const double *jr, const double *c,
-                                                             double *acc)
-{
-    size_t s = n * (n + 1) / 2;
-    for (size_t k = 0; k < me; k++, acc += s) {
-        double ck = c[k];
-        if (ck == 0.0)
-            continue;
-        double *a = acc;
-        for (size_t i = 0; i < n; i++) {
-            double ci = ck * jr[i];
-            for (size_t j = i; j < n; j++)
-                *a++ += ci * jr[j];
-        }
-    }
-}
-
-static void accum_range(size_t n, size_t me, size_t s, const double *jrow, const double *crow, double *hacc,
-                        size_t b0, size_t b1)
-{
-    switch (n) {
-#define NND_ACCUM_CASE(N)                                                                                             \
-    case N:                                                                                                           \
-        for (size_t b = b0; b < b1; b++)                                                                              \
-            accum_unit(N, me, jrow + b * N, crow + b * me, hacc + b * me * s);                                        \
-        return;
-        NND_ACCUM_CASE(1)
-        NND_ACCUM_CASE(2)
-        NND_ACCUM_CASE(3)
-        NND_ACCUM_CASE(4)
-        NND_ACCUM_CASE(5)
-        NND_ACCUM_CASE(6)
-        NND_ACCUM_CASE(7)
-        NND_ACCUM_CASE(8)
-#undef NND_ACCUM_CASE
-    default:
-        for (size_t b = b0; b < b1; b++)
-            accum_unit(n, me, jrow + b * n, crow + b * me, hacc + b * me * s);
-    }
-}
-
+/* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
+ * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
+ * chunk's accumulators stay in L1. */
 static void assemble_block(nnd_plan *p, size_t nb)
 {
-    size_t n = p->n, me = p->nk, s = p->s, cols = nb * me, ncols = nb * n;
-    memset(p->hacc, 0, nb * me * s * sizeof *p->hacc);
+    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
+    memset(p->hacc, 0, nb * me * n * nnd__accum_ld(n) * sizeof *p->hacc);
     for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
         size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
         for (size_t u = 0; u < p->D; u++)
-            accum_range(n, me, s, p->jz + u * ncols, p->cst + u * cols, p->hacc, b0, b1);
+            p->accum(n, me, p->jz + u * ncols, p->cst + u * cols, p->hacc, b0, b1);
     }
 }
 
-/* Sample b's accumulators, packed, into the upper triangles of hall. */
+/* Sample b's accumulators (rows padded to nnd__accum_ld(n)) into hall. */
 static void unpack_block(nnd_plan *p, size_t b)
 {
-    size_t n = p->n, me = p->nk, s = p->s, sq = n * n;
-    const double *a = p->hacc + b * me * s;
-    for (size_t k = 0; k < me; k++)
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = i; j < n; j++)
-                p->hall[k * sq + i * n + j] = *a++;
+    size_t n = p->n, me = p->nk, ld = nnd__accum_ld(n);
+    const double *a = p->hacc + b * me * n * ld;
+    for (size_t r = 0; r < me * n; r++)
+        memcpy(p->hall + r * n, a + r * ld, n * sizeof *a);
 }
 
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
@@ -248,8 +200,7 @@ static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
                 sr[i] = c * jr[i];
         }
     }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mn, (int)n, (int)D, 1.0, p->S, (int)mn, p->jz + b * n,
-                (int)ncols, 0.0, p->hall, (int)n);
+    nnd__dgemm(1, 0, mn, n, D, p->S, mn, p->jz + b * n, ncols, p->hall, n);
 }
 
 /* Many inputs: per output, split the rows by the sign of c and use two symmetric rank-k updates,

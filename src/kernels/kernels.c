@@ -1,5 +1,33 @@
 /* CPU dispatch for the architecture-specific kernels. */
+#include <cblas.h>
+
 #include "kernels.h"
+#include "accum.h"
+#include "gemm_small.h"
+
+void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                size_t ldb, double *C, size_t ldc)
+{
+    if (M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL) {
+        if (nnd__cpu_avx2())
+            nnd__gemm_small_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+        else
+            gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+        return;
+    }
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+                1.0, A, (int)lda, B, (int)ldb, 0.0, C, (int)ldc);
+}
+
+void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
+{
+    accum_range_impl(n, me, jrow, crow, acc, b0, b1);
+}
+
+nnd_accum_fn nnd__accum_select(void)
+{
+    return nnd__cpu_avx2() ? nnd__accum_avx2 : nnd__accum_generic;
+}
 
 int nnd__cpu_avx2(void)
 {
@@ -20,5 +48,16 @@ void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
 {
     (void)n, (void)z, (void)f, (void)df, (void)d2f;
+}
+
+void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
+{
+    accum_range_impl(n, me, jrow, crow, acc, b0, b1);
+}
+
+void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
+                          const double *B, size_t ldb, double *C, size_t ldc)
+{
+    gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
 }
 #endif

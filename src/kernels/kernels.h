@@ -11,4 +11,22 @@ int nnd__cpu_avx2(void);
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 
+/* Reverse-mode Hessian update for few inputs (accum.h): acc[b][k] (n x n) += c[u][b,k] J_u J_u^T
+ * for one unit's row of J and of c, samples b0 <= b < b1. */
+typedef void (*nnd_accum_fn)(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0,
+                             size_t b1);
+void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
+void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
+/* The best of the above for this CPU. */
+nnd_accum_fn nnd__accum_select(void);
+
+/* C = op(A) op(B) (row-major, beta = 0; ta/tb: 1 to transpose): OpenBLAS, or for tiny products
+ * (M N K <= NND_GEMM_SMALL) loops without a BLAS call's fixed cost. Dimensions must fit an int
+ * (the plan guarantees it). */
+#define NND_GEMM_SMALL 4096
+void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                size_t ldb, double *C, size_t ldc);
+void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
+                          const double *B, size_t ldb, double *C, size_t ldc);
+
 #endif

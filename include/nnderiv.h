@@ -172,7 +172,9 @@ NND_API size_t nnd_net_n_params(const nnd_net *net);
 /* ---------------------------------------------------------------- planning */
 
 enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u };
-typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2 } nnd_mode;
+/* AUTO: the cost model below. MEASURE: plan both modes and time them on a block of samples (like
+ * FFTW_MEASURE): slower planning, the faster mode whatever the model says. */
+typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NND_MODE_MEASURE = 3 } nnd_mode;
 
 /* Cost model, in floating-point operations per sample (GEMM flops plus elementwise work):
  *   forward:  propagate (a, da/dx, d2a/dx2) with d2a/dx2 packed (s = n(n+1)/2 entries):

@@ -2,6 +2,7 @@
  * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
 #include <limits.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "kernels/accum.h"
@@ -256,7 +257,7 @@ static void choose_mode(nnd_plan *p, nnd_mode asked)
     if (!(p->what & (NND_JACOBIAN | NND_HESSIAN))) {
         p->mode = NND_MODE_FORWARD; /* values only: both modes are the same forward pass */
         why = "values only";
-    } else if (asked != NND_MODE_AUTO) {
+    } else if (asked == NND_MODE_FORWARD || asked == NND_MODE_REVERSE) {
         p->mode = asked;
         why = "as asked";
     } else {
@@ -269,7 +270,85 @@ static void choose_mode(nnd_plan *p, nnd_mode asked)
              p->n, p->me, p->L);
 }
 
+static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Seconds per sample of plan p on nb zero inputs: the best of a few runs after a warm-up. */
+static nnd_status time_plan(nnd_plan *p, size_t nb, double *x, double *y, double *J, double *H, double *secs)
+{
+    double best = 0.0;
+    for (int r = 0; r < 4; r++) {
+        double t0 = now();
+        nnd_status st = nnd_plan_execute(p, nb, x, y, J, H);
+        double t = now() - t0;
+        if (st != NND_OK)
+            return st;
+        if (r == 1 || (r > 1 && t < best))
+            best = t;
+    }
+    *secs = best / (double)nb;
+    return NND_OK;
+}
+
+/* NND_MODE_MEASURE: both plans, timed on one block; the slower is freed. */
+static nnd_status plan_measure(const nnd_net *net, size_t max_batch, unsigned what, nnd_plan **plan)
+{
+    nnd_plan *cand[2] = {NULL, NULL};
+    double secs[2] = {0, 0}, *x = NULL, *y = NULL, *J = NULL, *H = NULL;
+    nnd_status st = plan_make(net, max_batch, what, NND_MODE_FORWARD, &cand[0]);
+    if (st == NND_OK)
+        st = plan_make(net, max_batch, what, NND_MODE_REVERSE, &cand[1]);
+    if (st == NND_OK && cand[0]->mode == cand[1]->mode) { /* values only: one engine */
+        *plan = cand[0];
+        nnd_plan_free(cand[1]);
+        return NND_OK;
+    }
+    if (st == NND_OK) {
+        const nnd_plan *p = cand[0];
+        size_t nb = p->block < cand[1]->block ? p->block : cand[1]->block;
+        x = nnd__calloc(nb * p->n, sizeof *x);
+        y = (what & NND_VALUE) ? nnd__malloc(nb * p->m, sizeof *y) : NULL;
+        J = (what & NND_JACOBIAN) ? nnd__malloc(nb * p->m * p->n, sizeof *J) : NULL;
+        H = (what & NND_HESSIAN) ? nnd__malloc(nb * p->m * p->n * p->n, sizeof *H) : NULL;
+        if (!x || ((what & NND_VALUE) && !y) || ((what & NND_JACOBIAN) && !J) || ((what & NND_HESSIAN) && !H))
+            st = nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for measuring");
+        for (int i = 0; i < 2 && st == NND_OK; i++)
+            st = time_plan(cand[i], nb, x, y, J, H, &secs[i]);
+    }
+    nnd__free(x);
+    nnd__free(y);
+    nnd__free(J);
+    nnd__free(H);
+    if (st != NND_OK) {
+        nnd_plan_free(cand[0]);
+        nnd_plan_free(cand[1]);
+        return st;
+    }
+    int r = secs[1] < secs[0];
+    *plan = cand[r];
+    nnd_plan_free(cand[!r]);
+    snprintf((*plan)->explain, sizeof (*plan)->explain, "%s (measured): %.3g us/sample, %s %.3g us/sample (n_in %zu, n_out %zu, %zu layers)",
+             r ? "reverse" : "forward", 1e6 * secs[r], r ? "forward" : "reverse", 1e6 * secs[!r], (*plan)->n, (*plan)->me,
+             (*plan)->L);
+    return NND_OK;
+}
+
 nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
+{
+    if (plan)
+        *plan = NULL;
+    if (mode == NND_MODE_MEASURE && plan && max_batch && what && !(what & ~7u) && nnd_net_validate(net) == NND_OK)
+        return plan_measure(net, max_batch, what, plan);
+    return plan_make(net, max_batch, what, mode, plan);
+}
+
+static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
 {
     if (!plan)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: plan is NULL");
@@ -279,7 +358,7 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
         return st;
     if (!what || (what & ~7u))
         return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (got %u)", what);
-    if (mode != NND_MODE_AUTO && mode != NND_MODE_FORWARD && mode != NND_MODE_REVERSE)
+    if (mode != NND_MODE_AUTO && mode != NND_MODE_FORWARD && mode != NND_MODE_REVERSE && mode != NND_MODE_MEASURE)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: unknown mode %d", (int)mode);
     if (max_batch == 0)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: max_batch must be at least 1");

@@ -560,6 +560,9 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
     nnd_plan *pf = plan_for(t, batch, all, NND_MODE_FORWARD);
     nnd_plan *pr = plan_for(t, batch, all, NND_MODE_REVERSE);
     nnd_plan *pa = plan_for(t, batch, all, NND_MODE_AUTO);
+    nnd_plan *pm = plan_for(t, batch, all, NND_MODE_MEASURE);
+    ck_assert_msg(nnd_plan_mode(pm) == NND_MODE_FORWARD || nnd_plan_mode(pm) == NND_MODE_REVERSE,
+                  "measure chose mode %d", (int)nnd_plan_mode(pm));
     ck_assert_int_eq(nnd_plan_mode(pf), NND_MODE_FORWARD);
     ck_assert_int_eq(nnd_plan_mode(pr), NND_MODE_REVERSE);
     double cf = 0, cr = 0;
@@ -568,13 +571,15 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
     ck_assert_msg(nnd_plan_mode(pa) == expect, "auto chose %s, costs forward %g reverse %g (%s); net %s",
                   mode_name(nnd_plan_mode(pa)), cf, cr, nnd_plan_explain(pa), t->desc);
     ck_assert_msg(nnd_plan_explain(pa) && nnd_plan_explain(pa)[0], "empty nnd_plan_explain");
-    outs F, Rv, A;
+    outs F, Rv, A, Me;
     outs_alloc(&F, t, batch);
     outs_alloc(&Rv, t, batch);
     outs_alloc(&A, t, batch);
+    outs_alloc(&Me, t, batch);
     exec_ok(pf, t, batch, x, F.y, F.J, F.H);
     exec_ok(pr, t, batch, x, Rv.y, Rv.J, Rv.H);
     exec_ok(pa, t, batch, x, A.y, A.J, A.H);
+    exec_ok(pm, t, batch, x, Me.y, Me.J, Me.H);
     for (size_t b = 0; b < batch; b++) {
         expect_close(property, t, "reverse vs forward", b, 'y', diff_d(m, &Rv.y[b * m], &F.y[b * m]), TOL_MODES);
         expect_close(property, t, "reverse vs forward", b, 'J', diff_d(m * n, &Rv.J[b * m * n], &F.J[b * m * n]),
@@ -586,17 +591,21 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
                      TOL_MODES);
         expect_close(property, t, "auto vs forward", b, 'H', diff_d(m * n * n, &A.H[b * m * n * n], &F.H[b * m * n * n]),
                      TOL_MODES);
+        expect_close(property, t, "measure vs forward", b, 'H',
+                     diff_d(m * n * n, &Me.H[b * m * n * n], &F.H[b * m * n * n]), TOL_MODES);
     }
     outs_free(&F);
     outs_free(&Rv);
     outs_free(&A);
+    outs_free(&Me);
     nnd_plan_free(pf);
     nnd_plan_free(pr);
     nnd_plan_free(pa);
+    nnd_plan_free(pm);
     free(x);
 }
 
-START_TEST(forward_equals_reverse_equals_auto)
+START_TEST(forward_equals_reverse_equals_auto_equals_measure)
 {
     ref_rng r;
     ref_rng_seed(&r, 777);
@@ -954,7 +963,7 @@ static Suite *derivatives_suite(void)
     ADD(library_equals_reference_random_shapes);
     ADD(library_equals_reference_extreme_shapes);
     ADD(agrees_with_finite_differences);
-    ADD(forward_equals_reverse_equals_auto);
+    ADD(forward_equals_reverse_equals_auto_equals_measure);
     ADD(hessian_exactly_symmetric);
     ADD(batch_equals_samples_one_by_one);
     ADD(requested_subsets_equal_full_plan);

@@ -388,7 +388,7 @@ START_TEST(plan_new_errors)
     EXPECT_FAIL(nnd_plan_new(net, 1, 0xFFFFFFFFu, NND_MODE_AUTO, &p), NND_EINVAL);
     EXPECT_FAIL(nnd_plan_new(net, 0, NND_VALUE, NND_MODE_AUTO, &p), NND_EINVAL);
     ck_assert_ptr_null(p);
-    EXPECT_FAIL(nnd_plan_new(net, 1, NND_VALUE, (nnd_mode)3, &p), NND_EINVAL);
+    EXPECT_FAIL(nnd_plan_new(net, 1, NND_VALUE, (nnd_mode)(NND_MODE_MEASURE + 1), &p), NND_EINVAL);
     EXPECT_FAIL(nnd_plan_new(net, 1, NND_VALUE, (nnd_mode)-1, &p), NND_EINVAL);
     ck_assert_ptr_null(p);
     double cf, cr;

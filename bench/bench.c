@@ -279,33 +279,53 @@ static size_t calibrate_calls(job j)
     return calls < 1 ? 1 : (size_t)calls;
 }
 
-/* OpenBLAS dgemm C = A B, 1024 x 1024 x 1024, on the threads the engine uses: GFLOP/s. */
+/* OpenBLAS dgemm C = A B, 1024 x 1024 x 1024, on the threads the engine uses. It is measured
+ * right before every shape, so that each shape's share of the dgemm rate compares two timings
+ * taken under the same conditions (the rate drifts when the machine is shared). */
 #define DGEMM_N 1024
 
-static double dgemm_rate(void)
+typedef struct {
+    double *A, *B, *C;
+} dgemm_bufs;
+
+static dgemm_bufs dgemm_alloc(void)
 {
     size_t nn = (size_t)DGEMM_N * DGEMM_N;
-    double *A = xcalloc(nn, sizeof *A), *B = xcalloc(nn, sizeof *B), *C = xcalloc(nn, sizeof *C);
+    dgemm_bufs g = {xcalloc(nn, sizeof(double)), xcalloc(nn, sizeof(double)), xcalloc(nn, sizeof(double))};
     rng r = {.s = 1};
     for (size_t i = 0; i < nn; i++) {
-        A[i] = rng_normal(&r);
-        B[i] = rng_normal(&r);
+        g.A[i] = rng_normal(&r);
+        g.B[i] = rng_normal(&r);
     }
+    return g;
+}
+
+static void dgemm_free(dgemm_bufs *g)
+{
+    free(g->A);
+    free(g->B);
+    free(g->C);
+}
+
+static double dgemm_call(const dgemm_bufs *g)
+{
+    double t0 = now();
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, DGEMM_N, DGEMM_N, DGEMM_N, 1.0, g->A, DGEMM_N, g->B,
+                DGEMM_N, 0.0, g->C, DGEMM_N);
+    return now() - t0;
+}
+
+/* GFLOP/s: the median of repeats after a warm-up, as time_job. */
+static double dgemm_rate(const dgemm_bufs *g)
+{
     double reps[MAX_REPS], total = 0;
     size_t n = 0;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, DGEMM_N, DGEMM_N, DGEMM_N, 1.0, A, DGEMM_N, B, DGEMM_N,
-                0.0, C, DGEMM_N);
+    dgemm_call(g);
     while (n < MAX_REPS && !(n >= MIN_REPS && total >= MIN_TIME)) {
-        double t0 = now();
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, DGEMM_N, DGEMM_N, DGEMM_N, 1.0, A, DGEMM_N, B,
-                    DGEMM_N, 0.0, C, DGEMM_N);
-        reps[n] = now() - t0;
+        reps[n] = dgemm_call(g);
         total += reps[n++];
     }
     qsort(reps, n, sizeof *reps, cmp_double);
-    free(A);
-    free(B);
-    free(C);
     return 2.0 * DGEMM_N * DGEMM_N * DGEMM_N / reps[n / 2] * 1e-9;
 }
 
@@ -320,6 +340,7 @@ static double dgemm_rate(void)
 typedef struct {
     shape sh;
     double ref;                 /* reference flops per sample */
+    double dgemm;               /* dgemm GFLOP/s measured right before this shape */
     double cost_fwd, cost_rev;  /* the engine's cost model, flops per sample */
     nnd_mode auto_mode;
     double t_auto;              /* seconds per call, whole batch (latency: batch 1) */
@@ -361,9 +382,9 @@ static int write_npy(const char *path, const double *a, size_t ndim, const size_
 static void export_shape(const char *dir, const shape *sh, const nnd_net *net, const double *x, const double *y,
                          const double *J, const double *H);
 
-static result run_shape(const shape *sh, const char *export_dir)
+static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export_dir)
 {
-    result r = {.sh = *sh, .ref = ref_flops(sh)};
+    result r = {.sh = *sh, .ref = ref_flops(sh), .dgemm = dgemm_rate(g)};
     const unsigned all = NND_VALUE | NND_JACOBIAN | NND_HESSIAN;
     size_t B = sh->batch, n = sh->n_in, m = sh->n_out;
     nnd_net *net = make_net(sh);
@@ -537,20 +558,21 @@ static void hidden_str(const shape *sh, char *buf, size_t size)
 
 static void print_header(void)
 {
-    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s | %12s %12s %-7s %8s | %6s %6s | %9s\n", "shape", "n_in",
-           "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "%dgemm", "fwd s/s", "rev s/s", "fastest",
-           "H diff", "%val", "%jac", "ws KiB");
+    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %6s %6s | %9s\n", "shape",
+           "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "fwd s/s", "rev s/s",
+           "fastest", "H diff", "%val", "%jac", "ws KiB");
 }
 
-static void print_result(const result *r, double dgemm)
+static void print_result(const result *r)
 {
     char hid[64];
     hidden_str(&r->sh, hid, sizeof hid);
     double sps = (double)r->sh.batch / r->t_auto, gf = sps * r->ref * 1e-9;
     const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse";
-    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %5.1f%% %5.1f%% | %9.0f",
-           r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf,
-           100 * gf / dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, 100 * r->t_value / r->t_auto,
+    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %5.1f%% %5.1f%% | "
+           "%9.0f",
+           r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf, r->dgemm,
+           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, 100 * r->t_value / r->t_auto,
            100 * fmax(0, r->t_vj - r->t_value) / r->t_auto, (double)r->ws_bytes / 1024);
     if (r->sh.latency)
         printf("  (%.2f us/call)", r->t_auto * 1e6);
@@ -558,7 +580,7 @@ static void print_result(const result *r, double dgemm)
     fflush(stdout);
 }
 
-static void write_json(const char *path, const result *res, size_t count, double dgemm, int threads)
+static void write_json(const char *path, const result *res, size_t count, int threads)
 {
     FILE *fp = fopen(path, "w");
     if (!fp)
@@ -566,21 +588,22 @@ static void write_json(const char *path, const result *res, size_t count, double
     fprintf(fp, "{\"format\": \"nnderiv-bench-results\", \"version\": 1,\n");
     fprintf(fp, " \"nnderiv_version\": \"%s\", \"openblas\": \"%s\", \"openblas_core\": \"%s\", \"threads\": %d,\n",
             nnd_version(), openblas_get_config(), openblas_get_corename(), threads);
-    fprintf(fp, " \"dgemm_n\": %d, \"dgemm_gflops\": %.6g,\n \"results\": [", DGEMM_N, dgemm);
+    fprintf(fp, " \"dgemm_n\": %d,\n \"results\": [", DGEMM_N);
     for (size_t i = 0; i < count; i++) {
         const result *r = &res[i];
         double sps = (double)r->sh.batch / r->t_auto;
         fprintf(fp, "%s\n  {", i ? "," : "");
         json_shape_fields(fp, &r->sh);
         fprintf(fp,
-                ",\n   \"seconds_per_call\": %.6g, \"samples_per_s\": %.6g, \"gflops\": %.6g, \"pct_dgemm\": %.4g,"
+                ",\n   \"seconds_per_call\": %.6g, \"samples_per_s\": %.6g, \"gflops\": %.6g, \"dgemm_gflops\": %.6g,"
+                " \"pct_dgemm\": %.4g,"
                 "\n   \"auto_mode\": \"%s\", \"explain\": \"%s\", \"cost_forward\": %.6g, \"cost_reverse\": %.6g,"
                 "\n   \"forward_samples_per_s\": %.6g, \"reverse_samples_per_s\": %.6g, \"other_mode_batch\": %zu,"
                 " \"forward_reverse_hdiff\": %.3g,"
                 "\n   \"value_seconds_per_call\": %.6g, \"value_jacobian_seconds_per_call\": %.6g,"
                 "\n   \"workspace_bytes\": %zu, \"workspace_bytes_16x_batch\": %zu, \"block\": %zu}",
-                r->t_auto, sps, sps * r->ref * 1e-9, 100 * sps * r->ref * 1e-9 / dgemm, mode_name(r->auto_mode),
-                r->explain, r->cost_fwd, r->cost_rev, r->sps_fwd, r->sps_rev, r->other_batch, r->mode_diff,
+                r->t_auto, sps, sps * r->ref * 1e-9, r->dgemm, 100 * sps * r->ref * 1e-9 / r->dgemm,
+                mode_name(r->auto_mode), r->explain, r->cost_fwd, r->cost_rev, r->sps_fwd, r->sps_rev, r->other_batch, r->mode_diff,
                 r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
     }
     fputs("\n ]}\n", fp);
@@ -679,20 +702,22 @@ int main(int argc, char **argv)
         write_manifest(export_dir, shapes, kept);
     }
 
-    double dgemm = dgemm_rate();
     printf("nnderiv %s, %s (core %s), %d threads\n", nnd_version(), openblas_get_config(), openblas_get_corename(),
            threads);
-    printf("dgemm %dx%dx%d: %.2f GFLOP/s\n", DGEMM_N, DGEMM_N, DGEMM_N, dgemm);
-    printf("value + Jacobian + Hessian, whole batch, float64; GFLOP/s by the reference count; fwd/rev: mode "
-           "forced;\nH diff: forward vs reverse; %%val, %%jac: share of the time in value, Jacobian\n\n");
+    printf("value + Jacobian + Hessian, whole batch, float64; GFLOP/s by the reference count; dgemm: GFLOP/s of\n"
+           "dgemm %dx%dx%d right before the shape; fwd/rev: mode forced; H diff: forward vs reverse;\n"
+           "%%val, %%jac: share of the time in value, Jacobian\n\n",
+           DGEMM_N, DGEMM_N, DGEMM_N);
     print_header();
+    dgemm_bufs g = dgemm_alloc();
     result *res = xcalloc(kept, sizeof *res);
     for (size_t i = 0; i < kept; i++) {
-        res[i] = run_shape(&shapes[i], export_dir);
-        print_result(&res[i], dgemm);
+        res[i] = run_shape(&shapes[i], &g, export_dir);
+        print_result(&res[i]);
     }
+    dgemm_free(&g);
     if (json_out)
-        write_json(json_out, res, kept, dgemm, threads);
+        write_json(json_out, res, kept, threads);
     free(res);
     free(shapes);
     return 0;

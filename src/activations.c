@@ -55,13 +55,13 @@ static inline double sech2(double u)
     return 4.0 * e / ((1.0 + e) * (1.0 + e));
 }
 
-static void act_purelin(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_purelin(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) put(f, df, d2f, i, z[i], 1.0, 0.0);
 }
 
-static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     if (nnd__cpu_avx2()) {
@@ -74,7 +74,7 @@ static void act_tansig(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     if (nnd__cpu_avx2()) {
@@ -88,7 +88,7 @@ static void act_logsig(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_poslin(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_poslin(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -97,7 +97,7 @@ static void act_poslin(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_satlin(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_satlin(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -107,7 +107,7 @@ static void act_satlin(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_satlins(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_satlins(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -117,7 +117,7 @@ static void act_satlins(size_t n, const double *z, double *f, double *df, double
     }
 }
 
-static void act_radbas(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_radbas(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -127,7 +127,7 @@ static void act_radbas(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_tribas(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_tribas(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -138,7 +138,7 @@ static void act_tribas(size_t n, const double *z, double *f, double *df, double 
     }
 }
 
-static void act_elliotsig(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_elliotsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -147,7 +147,7 @@ static void act_elliotsig(size_t n, const double *z, double *f, double *df, doub
     }
 }
 
-static void act_hardlim(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_hardlim(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -156,7 +156,7 @@ static void act_hardlim(size_t n, const double *z, double *f, double *df, double
     }
 }
 
-static void act_hardlims(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_hardlims(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -165,7 +165,7 @@ static void act_hardlims(size_t n, const double *z, double *f, double *df, doubl
     }
 }
 
-static void act_softplus(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_softplus(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -191,16 +191,16 @@ static inline void elu1(double x, double alpha, double scale, double *v, double 
     }
 }
 
-static void act_elu(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_elu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     for (size_t i = 0; i < n; i++) {
         double v, d, d2;
-        elu1(z[i], p, 1.0, &v, &d, &d2);
+        elu1(z[i], p[0], 1.0, &v, &d, &d2);
         put(f, df, d2f, i, v, d, d2);
     }
 }
 
-static void act_selu(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_selu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -210,15 +210,15 @@ static void act_selu(size_t n, const double *z, double *f, double *df, double *d
     }
 }
 
-static void act_leaky_relu(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_leaky_relu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     for (size_t i = 0; i < n; i++) {
         double x = z[i];
-        put(f, df, d2f, i, x > 0 ? x : p * x, nan_or(x, x > 0 ? 1.0 : p), nan_or(x, 0.0));
+        put(f, df, d2f, i, x > 0 ? x : p[0] * x, nan_or(x, x > 0 ? 1.0 : p[0]), nan_or(x, 0.0));
     }
 }
 
-static void act_gelu(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_gelu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -232,7 +232,7 @@ static void act_gelu(size_t n, const double *z, double *f, double *df, double *d
     }
 }
 
-static void act_gelu_tanh(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_gelu_tanh(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -254,7 +254,7 @@ static void act_gelu_tanh(size_t n, const double *z, double *f, double *df, doub
     }
 }
 
-static void act_silu(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_silu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -264,7 +264,7 @@ static void act_silu(size_t n, const double *z, double *f, double *df, double *d
     }
 }
 
-static void act_mish(size_t n, const double *z, double *f, double *df, double *d2f, double p)
+static void act_mish(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
     for (size_t i = 0; i < n; i++) {
@@ -277,27 +277,88 @@ static void act_mish(size_t n, const double *z, double *f, double *df, double *d
     }
 }
 
+/* max(0, min(1, u)), u = alpha z + beta. The kinks are where u is 0 or 1; f' = alpha on the closed
+ * 0 <= u <= 1 (as satlin), so the convention is decided on the computed u. */
+static void act_hardsigmoid(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    const double alpha = p[0], beta = p[1];
+    for (size_t i = 0; i < n; i++) {
+        double x = z[i], u = alpha * x + beta;
+        double v = u < 0 ? 0.0 : (u > 1 ? 1.0 : u);
+        put(f, df, d2f, i, nan_or(x, v), nan_or(x, (u >= 0 && u <= 1) ? alpha : 0.0), nan_or(x, 0.0));
+    }
+}
+
+/* z relu6(z + 3)/6, written as PyTorch's forward (x (x + 3))/6 in the middle so that values agree to
+ * the bit. f' = (2z + 3)/6 = z/3 + 1/2 is PyTorch's backward expression; at z = -3 and z = 3 the
+ * outer branches hold (PyTorch: 0 and 1), so f' jumps there from -1/2 and 3/2. */
+static void act_hardswish(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    (void)p;
+    for (size_t i = 0; i < n; i++) {
+        double x = z[i];
+        if (x <= -3)
+            put(f, df, d2f, i, 0.0, 0.0, 0.0);
+        else if (x >= 3)
+            put(f, df, d2f, i, x, 1.0, 0.0);
+        else
+            put(f, df, d2f, i, x * (x + 3) / 6, x / 3 + 0.5, nan_or(x, 1.0 / 3.0));
+    }
+}
+
+/* celu_alpha(z) = z for z > 0, alpha (exp(z/alpha) - 1) for z <= 0: f' = exp(z/alpha) (1 at 0 from
+ * both sides), f'' = exp(z/alpha)/alpha on z <= 0 (so f''(0) = 1/alpha, the elu convention). */
+static void act_celu(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    const double alpha = p[0];
+    for (size_t i = 0; i < n; i++) {
+        double x = z[i];
+        if (x > 0) {
+            put(f, df, d2f, i, x, 1.0, 0.0);
+        } else {
+            double u = x / alpha, e = exp(u);
+            put(f, df, d2f, i, alpha * expm1(u), e, e / alpha);
+        }
+    }
+}
+
+/* clamp(z, lo, hi), f' = 1 on the closed [lo, hi] (satlin's convention). */
+static void act_clip(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    const double lo = p[0], hi = p[1];
+    for (size_t i = 0; i < n; i++) {
+        double x = z[i];
+        double v = x < lo ? lo : (x > hi ? hi : x);
+        put(f, df, d2f, i, v, nan_or(x, (x >= lo && x <= hi) ? 1.0 : 0.0), nan_or(x, 0.0));
+    }
+}
+
 static const nnd_act_info acts[NND_ACT_COUNT] = {
-    [NND_ACT_PURELIN] = {"purelin", {"linear", "identity", NULL}, act_purelin, 0, 0.0, 1},
-    [NND_ACT_TANSIG] = {"tansig", {"tanh", NULL, NULL}, act_tansig, 0, 0.0, 1},
-    [NND_ACT_LOGSIG] = {"logsig", {"sigmoid", NULL, NULL}, act_logsig, 0, 0.0, 1},
-    [NND_ACT_POSLIN] = {"poslin", {"relu", NULL, NULL}, act_poslin, 0, 0.0, 0},
-    [NND_ACT_SATLIN] = {"satlin", {NULL, NULL, NULL}, act_satlin, 0, 0.0, 0},
-    [NND_ACT_SATLINS] = {"satlins", {"hardtanh", NULL, NULL}, act_satlins, 0, 0.0, 0},
-    [NND_ACT_RADBAS] = {"radbas", {NULL, NULL, NULL}, act_radbas, 0, 0.0, 1},
-    [NND_ACT_TRIBAS] = {"tribas", {NULL, NULL, NULL}, act_tribas, 0, 0.0, 0},
-    [NND_ACT_ELLIOTSIG] = {"elliotsig", {"softsign", NULL, NULL}, act_elliotsig, 0, 0.0, 0},
-    [NND_ACT_HARDLIM] = {"hardlim", {NULL, NULL, NULL}, act_hardlim, 0, 0.0, 0},
-    [NND_ACT_HARDLIMS] = {"hardlims", {NULL, NULL, NULL}, act_hardlims, 0, 0.0, 0},
-    [NND_ACT_SOFTPLUS] = {"softplus", {NULL, NULL, NULL}, act_softplus, 0, 0.0, 1},
-    [NND_ACT_ELU] = {"elu", {NULL, NULL, NULL}, act_elu, 1, 1.0, 0},
-    [NND_ACT_SELU] = {"selu", {NULL, NULL, NULL}, act_selu, 0, 0.0, 0},
-    [NND_ACT_LEAKY_RELU] = {"leaky_relu", {"leakyrelu", NULL, NULL}, act_leaky_relu, 1, 0.01, 0},
-    [NND_ACT_GELU] = {"gelu", {NULL, NULL, NULL}, act_gelu, 0, 0.0, 1},
-    [NND_ACT_GELU_TANH] = {"gelu_tanh", {NULL, NULL, NULL}, act_gelu_tanh, 0, 0.0, 1},
-    [NND_ACT_SILU] = {"silu", {"swish", NULL, NULL}, act_silu, 0, 0.0, 1},
-    [NND_ACT_MISH] = {"mish", {NULL, NULL, NULL}, act_mish, 0, 0.0, 1},
-    [NND_ACT_SOFTMAX] = {"softmax", {NULL, NULL, NULL}, NULL, 0, 0.0, 1},
+    [NND_ACT_PURELIN] = {"purelin", {"linear", "identity", NULL}, act_purelin, 0, {0.0}, 1},
+    [NND_ACT_TANSIG] = {"tansig", {"tanh", NULL, NULL}, act_tansig, 0, {0.0}, 1},
+    [NND_ACT_LOGSIG] = {"logsig", {"sigmoid", NULL, NULL}, act_logsig, 0, {0.0}, 1},
+    [NND_ACT_POSLIN] = {"poslin", {"relu", NULL, NULL}, act_poslin, 0, {0.0}, 0},
+    [NND_ACT_SATLIN] = {"satlin", {NULL, NULL, NULL}, act_satlin, 0, {0.0}, 0},
+    [NND_ACT_SATLINS] = {"satlins", {"hardtanh", NULL, NULL}, act_satlins, 0, {0.0}, 0},
+    [NND_ACT_RADBAS] = {"radbas", {NULL, NULL, NULL}, act_radbas, 0, {0.0}, 1},
+    [NND_ACT_TRIBAS] = {"tribas", {NULL, NULL, NULL}, act_tribas, 0, {0.0}, 0},
+    [NND_ACT_ELLIOTSIG] = {"elliotsig", {"softsign", NULL, NULL}, act_elliotsig, 0, {0.0}, 0},
+    [NND_ACT_HARDLIM] = {"hardlim", {NULL, NULL, NULL}, act_hardlim, 0, {0.0}, 0},
+    [NND_ACT_HARDLIMS] = {"hardlims", {NULL, NULL, NULL}, act_hardlims, 0, {0.0}, 0},
+    [NND_ACT_SOFTPLUS] = {"softplus", {NULL, NULL, NULL}, act_softplus, 0, {0.0}, 1},
+    [NND_ACT_ELU] = {"elu", {NULL, NULL, NULL}, act_elu, 1, {1.0}, 0},
+    [NND_ACT_SELU] = {"selu", {NULL, NULL, NULL}, act_selu, 0, {0.0}, 0},
+    [NND_ACT_LEAKY_RELU] = {"leaky_relu", {"leakyrelu", NULL, NULL}, act_leaky_relu, 1, {0.01}, 0},
+    [NND_ACT_GELU] = {"gelu", {NULL, NULL, NULL}, act_gelu, 0, {0.0}, 1},
+    [NND_ACT_GELU_TANH] = {"gelu_tanh", {NULL, NULL, NULL}, act_gelu_tanh, 0, {0.0}, 1},
+    [NND_ACT_SILU] = {"silu", {"swish", NULL, NULL}, act_silu, 0, {0.0}, 1},
+    [NND_ACT_MISH] = {"mish", {NULL, NULL, NULL}, act_mish, 0, {0.0}, 1},
+    [NND_ACT_SOFTMAX] = {"softmax", {NULL, NULL, NULL}, NULL, 0, {0.0}, 1},
+    [NND_ACT_HARDSIGMOID] = {"hardsigmoid", {NULL, NULL, NULL}, act_hardsigmoid, 2, {0.2, 0.5}, 0},
+    [NND_ACT_HARDSWISH] = {"hardswish", {"hard_swish", NULL, NULL}, act_hardswish, 0, {0.0}, 0},
+    [NND_ACT_CELU] = {"celu", {NULL, NULL, NULL}, act_celu, 1, {1.0}, 0},
+    [NND_ACT_CLIP] = {"clip", {NULL, NULL, NULL}, act_clip, 2, {-1.0, 1.0}, 0},
+    [NND_ACT_LOGSOFTMAX] = {"logsoftmax", {NULL, NULL, NULL}, NULL, 0, {0.0}, 1},
 };
 
 const nnd_act_info *nnd__act(int act)
@@ -325,13 +386,45 @@ const char *nnd_act_name(int act)
     return a ? a->name : NULL;
 }
 
+int nnd_act_n_params(int act)
+{
+    const nnd_act_info *a = nnd__act(act);
+    return a ? a->n_params : 0;
+}
+
 double nnd_act_default_param(int act)
 {
     const nnd_act_info *a = nnd__act(act);
-    return a ? a->default_param : 0.0;
+    return a ? a->default_param[0] : 0.0;
 }
 
-nnd_status nnd_act_eval(int act, double param, size_t n, const double *z, double *f, double *df, double *d2f)
+int nnd_act_default_params(int act, double params[2])
+{
+    const nnd_act_info *a = nnd__act(act);
+    if (params)
+        for (int k = 0; k < NND_ACT_MAX_PARAMS; k++)
+            params[k] = a ? a->default_param[k] : 0.0;
+    return a ? a->n_params : 0;
+}
+
+nnd_status nnd__act_check_params(int act, const double *params, const char *where)
+{
+    const nnd_act_info *a = nnd__act(act);
+    if (!a)
+        return nnd__fail(NND_EINVAL, "%s: unknown activation code %d", where, act);
+    for (int k = 0; k < a->n_params; k++)
+        if (!isfinite(params[k]))
+            return nnd__fail(NND_EINVAL, "%s: %s parameter %d is not finite", where, a->name, k + 1);
+    /* exp(z/alpha) overflows for alpha < 0 as z -> -inf, and alpha = 0 divides by zero */
+    if (act == NND_ACT_CELU && !(params[0] > 0))
+        return nnd__fail(NND_EINVAL, "%s: celu alpha must be > 0, not %g", where, params[0]);
+    if (act == NND_ACT_CLIP && !(params[0] <= params[1]))
+        return nnd__fail(NND_EINVAL, "%s: clip bounds lo = %g > hi = %g", where, params[0], params[1]);
+    return NND_OK;
+}
+
+nnd_status nnd_act_eval2(int act, const double params[2], size_t n, const double *z, double *f, double *df,
+                         double *d2f)
 {
     const nnd_act_info *a = nnd__act(act);
     if (!a)
@@ -340,6 +433,19 @@ nnd_status nnd_act_eval(int act, double param, size_t n, const double *z, double
         return nnd__fail(NND_EUNSUPPORTED, "nnd_act_eval: %s couples its units; it is not elementwise", a->name);
     if (n > 0 && !z)
         return nnd__fail(NND_EINVAL, "nnd_act_eval: z is NULL");
-    a->eval(n, z, f, df, d2f, param);
+    double p[NND_ACT_MAX_PARAMS];
+    for (int k = 0; k < NND_ACT_MAX_PARAMS; k++)
+        p[k] = params && k < a->n_params ? params[k] : a->default_param[k];
+    nnd_status s = nnd__act_check_params(act, p, "nnd_act_eval");
+    if (s)
+        return s;
+    a->eval(n, z, f, df, d2f, p);
     return NND_OK;
+}
+
+nnd_status nnd_act_eval(int act, double param, size_t n, const double *z, double *f, double *df, double *d2f)
+{
+    const nnd_act_info *a = nnd__act(act);
+    double p[NND_ACT_MAX_PARAMS] = {param, a ? a->default_param[1] : 0.0};
+    return nnd_act_eval2(act, p, n, z, f, df, d2f);
 }

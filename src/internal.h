@@ -27,19 +27,25 @@ void nnd__set_alloc_failure(long k);
 
 /* ---------------------------------------------------------------- activations (activations.c) */
 
-/* Vectorised f, f', f'' of an elementwise activation over n points; any output may be NULL. */
-typedef void (*nnd_act_fn)(size_t n, const double *z, double *f, double *df, double *d2f, double param);
+/* Vectorised f, f', f'' of an elementwise activation over n points; any output may be NULL.
+ * param: the activation's parameters (NND_ACT_MAX_PARAMS values; unused ones are ignored). */
+typedef void (*nnd_act_fn)(size_t n, const double *z, double *f, double *df, double *d2f, const double *param);
+
+#define NND_ACT_MAX_PARAMS 2
 
 typedef struct {
     const char *name;       /* MATLAB name                              */
     const char *aliases[3]; /* other accepted names, NULL-terminated    */
-    nnd_act_fn eval;        /* NULL for softmax (coupled)               */
-    int has_param;          /* 1 when nnd_net_set_act_param applies     */
-    double default_param;
+    nnd_act_fn eval;        /* NULL for softmax, logsoftmax (coupled)   */
+    int n_params;           /* parameters nnd_net_set_act_params sets   */
+    double default_param[NND_ACT_MAX_PARAMS];
     int smooth;             /* 1 when f is C2 everywhere                */
 } nnd_act_info;
 
 const nnd_act_info *nnd__act(int act); /* NULL when out of range */
+/* NND_OK when params (n_params of them) are finite and in the activation's domain (celu alpha > 0,
+ * clip lo <= hi); otherwise NND_EINVAL with a message that starts with "<where>: ". */
+nnd_status nnd__act_check_params(int act, const double *params, const char *where);
 
 /* ---------------------------------------------------------------- the net (net.c) */
 
@@ -48,7 +54,7 @@ typedef struct {
     double *W;          /* n_out x n_in row-major */
     double *b;          /* n_out */
     int act;
-    double param;
+    double param[NND_ACT_MAX_PARAMS]; /* activation parameters; unused ones are 0 */
 } nnd_layer;
 
 typedef enum { NND_PROC_MAPMINMAX = 1, NND_PROC_MAPSTD = 2, NND_PROC_REMOVECONSTANTROWS = 3 } nnd_proc_type;

@@ -417,15 +417,15 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
     at(c, "layer %zu", k + 1);
     if (!json_is_object(L))
         return bad_type(c, L, "an object");
-    /* "bias" and "alpha" are optional: a misspelt one must not silently become zero or the default. */
+    /* "bias", "alpha" and "params" are optional: a misspelt one must not silently become zero or the default. */
     for (void *it = json_object_iter(L); it; it = json_object_iter_next(L, it)) {
-        static const char *const known[] = {"activation", "weights", "bias", "alpha", "name", "comment"};
+        static const char *const known[] = {"activation", "weights", "bias", "alpha", "params", "name", "comment"};
         const char *key = json_object_iter_key(it);
         size_t i = 0;
         while (i < sizeof known / sizeof known[0] && strcmp(key, known[i]) != 0)
             i++;
         if (i == sizeof known / sizeof known[0])
-            return bad(NND_EFORMAT, c, "unknown field '%s' (a layer has activation, weights, bias, alpha)", q(key).s);
+            return bad(NND_EFORMAT, c, "unknown field '%s' (a layer has activation, weights, bias, alpha, params)", q(key).s);
     }
 
     if ((s = need(c, L, "activation", &v)))
@@ -458,7 +458,8 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
                        json_array_size(row), pl(json_array_size(row)), prev_what, n_prev, prev_unit, pl(n_prev));
     }
 
-    double *W = nnd__malloc(n_w, sizeof *W), *b = NULL, alpha = 0;
+    double *W = nnd__malloc(n_w, sizeof *W), *b = NULL, *params = NULL;
+    size_t n_params = 0;
     if (!W)
         return bad(NND_ENOMEM, c, "out of memory for weights (%zu x %zu)", n_out, n_prev);
     for (size_t r = 0; r < n_out; r++) {
@@ -475,23 +476,45 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
         if ((s = get_vec(c, L, "bias", n_out, "one per weights row", &b, &nb)))
             goto done;
     }
-    v = json_object_get(L, "alpha");
-    if (v) {
-        const nnd_act_info *info = nnd__act(act);
-        if (!info || !info->has_param) {
-            s = bad(NND_EFORMAT, c, "alpha: activation '%s' has no parameter (only elu and leaky_relu have one)",
-                    nnd_act_name(act));
+    /* The activation's parameters: "alpha" (one: elu, leaky_relu, celu) or "params" (all of them,
+     * e.g. [alpha, beta] of hardsigmoid, [lo, hi] of clip). */
+    const nnd_act_info *info = nnd__act(act);
+    json_t *av = json_object_get(L, "alpha"), *pv = json_object_get(L, "params");
+    const char *pkey = av ? "alpha" : "params";
+    if (av && pv) {
+        s = bad(NND_EFORMAT, c, "has both alpha and params: give the parameters once");
+        goto done;
+    }
+    if ((av || pv) && info->n_params == 0) {
+        s = bad(NND_EFORMAT, c, "%s: activation '%s' has no parameter (elu, leaky_relu, celu have one, hardsigmoid "
+                "and clip two)", pkey, nnd_act_name(act));
+        goto done;
+    }
+    if (av && info->n_params != 1) {
+        s = bad(NND_EFORMAT, c, "alpha: activation '%s' has %d parameters: give them as \"params\": [...]",
+                nnd_act_name(act), info->n_params);
+        goto done;
+    }
+    if (av) {
+        if (!(params = nnd__malloc(1, sizeof *params))) {
+            s = bad(NND_ENOMEM, c, "out of memory");
             goto done;
         }
-        if ((s = get_real(c, "alpha", v, &alpha)))
+        n_params = 1;
+        if ((s = get_real(c, "alpha", av, params)))
+            goto done;
+    } else if (pv) {
+        char want[64];
+        snprintf(want, sizeof want, "the parameters of %s", nnd_act_name(act));
+        if ((s = get_vec(c, L, "params", (size_t)info->n_params, want, &params, &n_params)))
             goto done;
     }
     if ((s = nnd_net_add_dense(net, n_out, W, b, act))) {
         s = builder_failed(s, c);
         goto done;
     }
-    if (v && (s = nnd_net_set_act_param(net, k, alpha))) {
-        at(c, "layer %zu: alpha", k + 1);
+    if (n_params && (s = nnd_net_set_act_params(net, k, n_params, params))) {
+        at(c, "layer %zu: %s", k + 1, pkey);
         s = builder_failed(s, c);
         goto done;
     }
@@ -499,6 +522,7 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
 done:
     nnd__free(W);
     nnd__free(b);
+    nnd__free(params);
     return s;
 }
 
@@ -630,7 +654,7 @@ static nnd_status check_finite(const nnd_net *net)
 {
     for (size_t k = 0; k < net->n_layers; k++) {
         const nnd_layer *L = &net->layers[k];
-        if (!all_finite(L->W, L->n_in * L->n_out) || (L->b && !all_finite(L->b, L->n_out)) || !isfinite(L->param))
+        if (!all_finite(L->W, L->n_in * L->n_out) || (L->b && !all_finite(L->b, L->n_out)) || !all_finite(L->param, 2))
             return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has a non-finite weight, bias or parameter",
                              k + 1);
     }
@@ -704,9 +728,13 @@ static nnd_status put_net(FILE *fp, const nnd_net *net)
             return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has an unknown activation code %d", k + 1,
                              L->act);
         fprintf(fp, "%s    {\"activation\": \"%s\"", k ? ",\n" : "\n", act);
-        if (info && info->has_param) {
+        if (info && info->n_params == 1) {
             fputs(", \"alpha\": ", fp);
-            if ((s = put_real(fp, L->param)))
+            if ((s = put_real(fp, L->param[0])))
+                return s;
+        } else if (info && info->n_params > 1) {
+            fputs(", \"params\": ", fp);
+            if ((s = put_vec(fp, L->param, (size_t)info->n_params)))
                 return s;
         }
         fputs(",\n     \"weights\": [", fp);

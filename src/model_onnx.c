@@ -9,7 +9,8 @@
  * ops and arithmetic with scalars or with another function of the same z grow t as a small
  * expression tree. When a linear op consumes a stream (or the stream is the graph output), t must
  * be an activation of the library: a single op maps exactly (Tanh -> tansig, Relu -> poslin,
- * LeakyRelu(alpha) -> leaky_relu, ...); a larger tree - the subgraphs exporters emit for GELU
+ * LeakyRelu(alpha) -> leaky_relu, HardSigmoid(alpha, beta) -> hardsigmoid, Clip(lo, hi) -> clip, ...);
+ * a larger tree - the subgraphs exporters emit for GELU
  * (x/sqrt2, Erf, +1, *x, *0.5), tanh-GELU, SiLU (x*Sigmoid(x)), Mish (x*Tanh(Softplus(x))) and
  * Softsign (x/(1+|x|)) - is recognised by value: it must agree with exactly one activation at 48
  * points of [-6, 6] to 1e-6 relative. Exporters store such constants (sqrt(2), 0.044715) in
@@ -19,10 +20,12 @@
  * meant; weights keep their stored values exactly (float32 converts to double without error).
  *
  * Kink conventions are the library's: Relu and Clip(0, inf) become poslin, whose derivative at 0
- * is 1 (MATLAB), where PyTorch's relu has 0; the two differ only at z = 0 exactly.
+ * is 1 (MATLAB), where PyTorch's relu has 0; Clip and HardSigmoid have f' = 1 (alpha) on their
+ * closed linear interval, where PyTorch's hardtanh and hardsigmoid use the open one. They differ
+ * only at the kinks exactly.
  *
  * Anything else (convolutions, residual additions, normalisation of the input, ops without an
- * exact activation such as HardSigmoid, HardSwish, LogSoftmax, Celu with alpha != 1) is refused
+ * exact activation such as PRelu, Clip with one infinite bound other than Clip(0, inf)) is refused
  * with NND_EUNSUPPORTED and a message naming the node, its op and why. */
 #include <math.h>
 #include <stdarg.h>
@@ -81,13 +84,15 @@ typedef struct {
 
 enum {
     T_VAR, T_CONST, T_ADD, T_SUB, T_MUL, T_DIV, T_POW, T_NEG, T_ERF, T_EXP, T_LOG, T_ABS, T_SQRT, T_RECIP,
-    T_ACT,    /* an activation of the library with its parameter */
-    T_SOFTMAX /* coupled: only as a whole layer's activation */
+    T_ACT,       /* an activation of the library with its parameters */
+    T_SOFTMAX,   /* coupled: only as a whole layer's activation */
+    T_LOGSOFTMAX /* the same */
 };
 
 typedef struct {
     int op, a, b;
-    double c;     /* T_CONST value; T_ACT parameter */
+    double c;     /* T_CONST value; T_ACT first parameter */
+    double c2;    /* T_ACT second parameter */
     int act;      /* T_ACT */
     int depth;
     size_t node;  /* the ONNX node that made it (messages) */
@@ -387,7 +392,7 @@ static int tree_new(octx *c, int op, int a, int b, double k)
     if (c->ntr == c->captr)
         return -1; /* sized in advance */
     int da = a >= 0 ? c->tr[a].depth : 0, db = b >= 0 ? c->tr[b].depth : 0;
-    tnode t = {op, a, b, k, -1, 1 + (da > db ? da : db), c->node};
+    tnode t = {op, a, b, k, 0, -1, 1 + (da > db ? da : db), c->node};
     c->tr[c->ntr] = t;
     return (int)c->ntr++;
 }
@@ -411,47 +416,52 @@ static double tree_eval(const octx *c, int i, double z)
     case T_ABS: return fabs(a);
     case T_SQRT: return sqrt(a);
     case T_RECIP: return 1 / a;
-    case T_ACT:
-        if (nnd_act_eval(t->act, t->c, 1, &a, &f, NULL, NULL) != NND_OK)
+    case T_ACT: {
+        double p[2] = {t->c, t->c2};
+        if (nnd_act_eval2(t->act, p, 1, &a, &f, NULL, NULL) != NND_OK)
             return NAN;
         return f;
     }
-    return NAN; /* T_SOFTMAX has no scalar value */
+    }
+    return NAN; /* T_SOFTMAX, T_LOGSOFTMAX have no scalar value */
 }
 
 static int tree_has_softmax(const octx *c, int i)
 {
     const tnode *t = &c->tr[i];
-    return t->op == T_SOFTMAX || (t->a >= 0 && tree_has_softmax(c, t->a)) || (t->b >= 0 && tree_has_softmax(c, t->b));
+    return t->op == T_SOFTMAX || t->op == T_LOGSOFTMAX || (t->a >= 0 && tree_has_softmax(c, t->a)) || (t->b >= 0 && tree_has_softmax(c, t->b));
 }
 
 /* The activation a stream's tree stands for. */
-static nnd_status identify(octx *c, int root, int *act, double *param)
+static nnd_status identify(octx *c, int root, int *act, double param[2])
 {
     const tnode *t = &c->tr[root];
-    *param = 0;
+    param[0] = param[1] = 0;
     if (t->op == T_VAR) {
         *act = NND_ACT_PURELIN;
         return NND_OK;
     }
-    if ((t->op == T_ACT || t->op == T_SOFTMAX) && c->tr[t->a].op == T_VAR) {
-        *act = t->op == T_SOFTMAX ? NND_ACT_SOFTMAX : t->act;
-        *param = t->op == T_ACT ? t->c : 0;
+    if ((t->op == T_ACT || t->op == T_SOFTMAX || t->op == T_LOGSOFTMAX) && c->tr[t->a].op == T_VAR) {
+        *act = t->op == T_SOFTMAX ? NND_ACT_SOFTMAX : t->op == T_LOGSOFTMAX ? NND_ACT_LOGSOFTMAX : t->act;
+        if (t->op == T_ACT)
+            param[0] = t->c, param[1] = t->c2;
         return NND_OK;
     }
     c->node = t->node;
     if (tree_has_softmax(c, root))
-        return bad_node(NND_EUNSUPPORTED, c, "Softmax must be the whole activation of a layer, not part of an expression");
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "Softmax and LogSoftmax must be the whole activation of a layer, not part of an expression");
     /* Compare with every elementwise activation at N_PROBE points of [-6, 6]; the points avoid the
-     * kinks at 0 and +-1, where conventions differ. */
+     * kinks at 0, +-1, +-2.5 and +-3, where conventions differ. celu and clip are left out: at their
+     * default parameters they are elu and satlins. */
     int found = -1;
     for (int a = 0; a < NND_ACT_COUNT; a++) {
-        if (a == NND_ACT_SOFTMAX)
+        if (a == NND_ACT_SOFTMAX || a == NND_ACT_LOGSOFTMAX || a == NND_ACT_CELU || a == NND_ACT_CLIP)
             continue;
         int ok = 1;
         for (int k = 0; k < N_PROBE && ok; k++) {
             double z = -6 + 12 * (k + 0.37) / N_PROBE, f, e = tree_eval(c, root, z);
-            if (nnd_act_eval(a, nnd_act_default_param(a), 1, &z, &f, NULL, NULL) != NND_OK)
+            if (nnd_act_eval2(a, NULL, 1, &z, &f, NULL, NULL) != NND_OK)
                 ok = 0;
             else
                 ok = isfinite(e) && fabs(e - f) <= 1e-6 * (1 + fabs(f));
@@ -468,7 +478,7 @@ static nnd_status identify(octx *c, int root, int *act, double *param)
                         "the elementwise subgraph ending here is not an activation of this library (tansig, logsig, "
                         "gelu, gelu_tanh, silu, mish, softsign, ...)");
     *act = found;
-    *param = nnd_act_default_param(found);
+    nnd_act_default_params(found, param);
     return NND_OK;
 }
 
@@ -513,16 +523,17 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
                         "layers (branches and residual connections are not supported)",
                         z->src + 1, c->n_layers);
     int act = NND_ACT_PURELIN;
-    double param = 0;
+    double param[2];
     size_t keep = c->node;
-    if ((s = identify(c, v->tree, &act, &param)))
+    if ((s = identify(c, v->tree, &act, param)))
         return s;
     c->node = keep;
     char what[32];
     snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
     if ((s = nnd_net_add_dense(c->net, z->n_out, z->W, z->b, act)))
         return builder_failed(s, c, what);
-    if (nnd__act(act)->has_param && (s = nnd_net_set_act_param(c->net, c->n_layers, param)))
+    int np = nnd_act_n_params(act);
+    if (np && (s = nnd_net_set_act_params(c->net, c->n_layers, (size_t)np, param)))
         return builder_failed(s, c, what);
     z->used = 1;
     c->n_layers++;
@@ -576,9 +587,6 @@ static const char *refused(const char *op)
     static const struct {
         const char *op, *why;
     } list[] = {
-        {"HardSigmoid", "max(0, min(1, alpha*x + beta)) is not one of the library's activations"},
-        {"HardSwish", "x*max(0, min(1, x/6 + 1/2)) is not one of the library's activations"},
-        {"LogSoftmax", "log-softmax is not one of the library's activations (export softmax, or the logits)"},
         {"PRelu", "a learned per-unit slope is not one of the library's activations"},
         {"ThresholdedRelu", "it is not one of the library's activations"},
         {"Shrink", "it is not one of the library's activations"},
@@ -795,13 +803,13 @@ static nnd_status clip_bounds(octx *c, const NodeProto *n, double *lo, double *h
     return NND_OK;
 }
 
-/* A single-op activation: its library code and parameter, or a refusal. */
-static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, double *param, int *is_act)
+/* A single-op activation: its library code and parameters, or a refusal. */
+static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, double param[2], int *is_act)
 {
     nnd_status s;
     double alpha, gamma;
     *is_act = 1;
-    *param = 0;
+    param[0] = param[1] = 0;
     if (!strcmp(op, "Tanh"))
         *act = NND_ACT_TANSIG;
     else if (!strcmp(op, "Sigmoid"))
@@ -823,15 +831,21 @@ static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, 
         if ((s = get_float(c, n, "alpha", 1, param)))
             return s;
     } else if (!strcmp(op, "Celu")) {
-        if ((s = get_float(c, n, "alpha", 1, &alpha)))
+        if ((s = get_float(c, n, "alpha", 1, param)))
             return s;
-        if (alpha != 1)
-            return bad_node(NND_EUNSUPPORTED, c,
-                            "alpha = %g: celu equals elu only for alpha = 1, and celu is not one of the library's "
-                            "activations",
-                            alpha);
-        *act = NND_ACT_ELU;
-        *param = 1;
+        if (!(param[0] > 0))
+            return bad_node(NND_EUNSUPPORTED, c, "alpha = %g: only celu with alpha > 0 is supported", param[0]);
+        *act = NND_ACT_CELU;
+    } else if (!strcmp(op, "HardSigmoid")) {
+        if ((s = get_float(c, n, "alpha", 0.2, &param[0])) || (s = get_float(c, n, "beta", 0.5, &param[1])))
+            return s;
+        /* PyTorch's Hardsigmoid (and the HardSigmoid inside its HardSwish at old opsets) is relu6(x+3)/6:
+         * the float32 alpha 1/6 stands for 1/6, not for its shortest decimal 0.16666667. */
+        if ((float)param[0] == (float)(1.0 / 6.0))
+            param[0] = 1.0 / 6.0;
+        *act = NND_ACT_HARDSIGMOID;
+    } else if (!strcmp(op, "HardSwish")) {
+        *act = NND_ACT_HARDSWISH;
     } else if (!strcmp(op, "Selu")) {
         if ((s = get_float(c, n, "alpha", 1.67326319217681884765625, &alpha)) ||
             (s = get_float(c, n, "gamma", 1.05070102214813232421875, &gamma)))
@@ -855,14 +869,22 @@ static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, 
             return s;
         if (lo == 0 && hi == INFINITY)
             *act = NND_ACT_POSLIN;
+        else if (lo == -INFINITY && hi == INFINITY)
+            *act = NND_ACT_PURELIN;
         else if (lo == 0 && hi == 1)
             *act = NND_ACT_SATLIN;
         else if (lo == -1 && hi == 1)
             *act = NND_ACT_SATLINS;
+        else if (isfinite(lo) && isfinite(hi) && lo <= hi) {
+            *act = NND_ACT_CLIP;
+            param[0] = lo;
+            param[1] = hi;
+        } else if (lo != lo || hi != hi || lo > hi)
+            return bad_node(NND_EUNSUPPORTED, c, "Clip(%g, %g): the bounds must satisfy min <= max", lo, hi);
         else
             return bad_node(NND_EUNSUPPORTED, c,
-                            "Clip(%g, %g): only Clip(0, inf) = poslin, Clip(0, 1) = satlin and Clip(-1, 1) = satlins "
-                            "are activations of this library",
+                            "Clip(%g, %g): one-sided clips other than Clip(0, inf) = poslin are not activations of "
+                            "this library (clip needs two finite bounds)",
                             lo, hi);
     } else
         *is_act = 0;
@@ -926,6 +948,17 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
 
     if (!strcmp(op, "Identity") || !strcmp(op, "Dropout"))
         return out_value(c, n, a);
+    if (!strcmp(op, "Cast")) {
+        /* Exporters wrap float32-only ops (Celu) of a float64 model in Cast to float and back; the
+         * framework's float64 computation has no rounding there, so neither has the net. */
+        int64_t to;
+        if ((s = get_int(c, n, "to", 0, &to)))
+            return s;
+        if (to != DT_FLOAT && to != DT_DOUBLE)
+            return bad_node(NND_EUNSUPPORTED, c, "a cast to data type %lld (only float32 and float64 are no-ops)",
+                            (long long)to);
+        return out_value(c, n, a);
+    }
     if (!strcmp(op, "Flatten")) {
         int64_t axis;
         if ((s = get_int(c, n, "axis", 1, &axis)))
@@ -945,24 +978,24 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
                             a->width);
         return out_value(c, n, a);
     }
-    if (!strcmp(op, "Softmax")) {
+    if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
         int64_t axis;
         if ((s = get_int(c, n, "axis", c->opset >= 13 ? -1 : 1, &axis)))
             return s;
         if (axis != 1 && axis != -1)
-            return bad_node(NND_EUNSUPPORTED, c, "softmax over axis %lld (only over the units, axis 1 or -1)",
-                            (long long)axis);
+            return bad_node(NND_EUNSUPPORTED, c, "%s over axis %lld (only over the units, axis 1 or -1)",
+                            op[0] == 'L' ? "log-softmax" : "softmax", (long long)axis);
         if (c->z[a->zi].is_input)
             return bad_node(NND_EUNSUPPORTED, c, "elementwise operations on the network input are not supported");
         value v = *a;
-        if ((v.tree = tree_new(c, T_SOFTMAX, a->tree, -1, 0)) < 0)
+        if ((v.tree = tree_new(c, op[0] == 'L' ? T_LOGSOFTMAX : T_SOFTMAX, a->tree, -1, 0)) < 0)
             return bad_node(NND_ENOMEM, c, "expression too large");
         return out_value(c, n, &v);
     }
 
     int act = NND_ACT_PURELIN, is_act = 0, top = -1;
-    double param = 0;
-    if ((s = act_op(c, n, op, &act, &param, &is_act)))
+    double param[2] = {0, 0};
+    if ((s = act_op(c, n, op, &act, param, &is_act)))
         return s;
     for (size_t i = 0; !is_act && i < sizeof unary_ops / sizeof unary_ops[0]; i++)
         if (!strcmp(op, unary_ops[i].op))
@@ -970,17 +1003,19 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
     if (!is_act && top < 0)
         return bad_node(NND_EUNSUPPORTED, c,
                         "op not supported (dense layers: Gemm, MatMul + Add; activations: Tanh, Sigmoid, Relu, "
-                        "LeakyRelu, Elu, Selu, Softplus, Softsign, Gelu, Mish, Clip, Softmax and the subgraphs "
-                        "exporters write for them)");
+                        "LeakyRelu, Elu, Celu, Selu, Softplus, Softsign, Gelu, Mish, HardSigmoid, HardSwish, Clip, "
+                        "Softmax, LogSoftmax and the subgraphs exporters write for them)");
     if (c->z[a->zi].is_input)
         return bad_node(NND_EUNSUPPORTED, c,
                         "elementwise operations on the network input are not supported (export the network without "
                         "input normalisation, or use a native JSON file with input_processing)");
     value v = *a;
-    if ((v.tree = tree_new(c, is_act ? T_ACT : top, a->tree, -1, param)) < 0)
+    if ((v.tree = tree_new(c, is_act ? T_ACT : top, a->tree, -1, param[0])) < 0)
         return bad_node(NND_ENOMEM, c, "expression too large");
-    if (is_act)
+    if (is_act) {
         c->tr[v.tree].act = act;
+        c->tr[v.tree].c2 = param[1];
+    }
     if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
         return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
     return out_value(c, n, &v);

@@ -1,5 +1,6 @@
 /* Building and validating a net: layers with copied weights, input and output processing. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -102,7 +103,8 @@ nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const 
         net->layers = grown;
         net->cap_layers = cap;
     }
-    nnd_layer L = {.n_in = n_in, .n_out = n_out, .act = act, .param = ai->default_param};
+    nnd_layer L = {.n_in = n_in, .n_out = n_out, .act = act};
+    memcpy(L.param, ai->default_param, sizeof L.param);
     L.W = dup_array(W, nw);
     L.b = nnd__calloc(n_out, sizeof(double));
     if (!L.W || !L.b) {
@@ -116,21 +118,38 @@ nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const 
     return NND_OK;
 }
 
-nnd_status nnd_net_set_act_param(nnd_net *net, size_t layer, double param)
+nnd_status nnd_net_set_act_params(nnd_net *net, size_t layer, size_t count, const double *params)
 {
     if (!net)
-        return nnd__fail(NND_EINVAL, "nnd_net_set_act_param: net is NULL");
+        return nnd__fail(NND_EINVAL, "nnd_net_set_act_params: net is NULL");
     if (layer >= net->n_layers)
-        return nnd__fail(NND_EINVAL, "nnd_net_set_act_param: layer %zu does not exist (the net has %zu)",
+        return nnd__fail(NND_EINVAL, "nnd_net_set_act_params: layer %zu does not exist (the net has %zu)",
                          layer, net->n_layers);
     nnd_layer *L = &net->layers[layer];
-    if (!nnd__act(L->act)->has_param)
+    int np = nnd__act(L->act)->n_params;
+    if (np == 0)
         return nnd__fail(NND_EINVAL, "layer %zu: activation %s has no parameter", layer + 1,
                          nnd_act_name(L->act));
-    if (!isfinite(param))
-        return nnd__fail(NND_EINVAL, "layer %zu: activation parameter is not finite", layer + 1);
-    L->param = param;
+    if (count < 1 || count > (size_t)np)
+        return nnd__fail(NND_EINVAL, "layer %zu: activation %s has %d parameter%s, not %zu", layer + 1,
+                         nnd_act_name(L->act), np, np == 1 ? "" : "s", count);
+    if (!params)
+        return nnd__fail(NND_EINVAL, "nnd_net_set_act_params: params is NULL");
+    double p[NND_ACT_MAX_PARAMS];
+    memcpy(p, L->param, sizeof p);
+    memcpy(p, params, count * sizeof *p);
+    char where[48];
+    snprintf(where, sizeof where, "layer %zu", layer + 1);
+    nnd_status s = nnd__act_check_params(L->act, p, where);
+    if (s)
+        return s;
+    memcpy(L->param, p, sizeof p);
     return NND_OK;
+}
+
+nnd_status nnd_net_set_act_param(nnd_net *net, size_t layer, double param)
+{
+    return nnd_net_set_act_params(net, layer, 1, &param);
 }
 
 /* Append a processing step to *list (grown by one). On failure nothing changes. */
@@ -343,7 +362,20 @@ nnd_status nnd_net_layer(const nnd_net *net, size_t layer, size_t *n_in, size_t 
     if (n_in) *n_in = L->n_in;
     if (n_out) *n_out = L->n_out;
     if (act) *act = L->act;
-    if (param) *param = L->param;
+    if (param) *param = L->param[0];
+    return NND_OK;
+}
+
+nnd_status nnd_net_layer_params(const nnd_net *net, size_t layer, size_t *count, double params[2])
+{
+    if (!net)
+        return nnd__fail(NND_EINVAL, "nnd_net_layer_params: net is NULL");
+    if (layer >= net->n_layers)
+        return nnd__fail(NND_EINVAL, "nnd_net_layer_params: layer %zu does not exist (the net has %zu)", layer,
+                         net->n_layers);
+    const nnd_layer *L = &net->layers[layer];
+    if (count) *count = (size_t)nnd__act(L->act)->n_params;
+    if (params) memcpy(params, L->param, sizeof L->param);
     return NND_OK;
 }
 

@@ -54,13 +54,13 @@ size_t ref_rng_below(ref_rng *r, size_t n) { return n <= 1 ? 0 : (size_t)(ref_rn
 enum {
     A_PURELIN, A_TANSIG, A_LOGSIG, A_POSLIN, A_SATLIN, A_SATLINS, A_RADBAS, A_TRIBAS, A_ELLIOTSIG,
     A_HARDLIM, A_HARDLIMS, A_SOFTPLUS, A_ELU, A_SELU, A_LEAKY_RELU, A_GELU, A_GELU_TANH, A_SILU,
-    A_MISH, A_SOFTMAX, A_COUNT
+    A_MISH, A_SOFTMAX, A_HARDSIGMOID, A_HARDSWISH, A_CELU, A_CLIP, A_LOGSOFTMAX, A_COUNT
 };
 
 static const char *const act_labels[A_COUNT] = {
     "purelin", "tansig", "logsig", "poslin", "satlin", "satlins", "radbas", "tribas", "elliotsig",
     "hardlim", "hardlims", "softplus", "elu", "selu", "leaky_relu", "gelu", "gelu_tanh", "silu",
-    "mish", "softmax"};
+    "mish", "softmax", "hardsigmoid", "hardswish", "celu", "clip", "logsoftmax"};
 
 const char *ref_act_label(int act) { return act >= 0 && act < A_COUNT ? act_labels[act] : "?"; }
 
@@ -88,9 +88,13 @@ static const long double INV_SQRT_2 = 0.70710678118654752440084436210484903928L;
 static const long double SELU_LAMBDA = 1.0507009873554804934193349852946L;
 static const long double SELU_ALPHA = 1.6732632423543772848170429916717L;
 
-int ref_act(int act, long double param, long double z, long double *fo, long double *dfo, long double *d2fo)
+int ref_act(int act, const double *prm, long double z, long double *fo, long double *dfo, long double *d2fo)
 {
     long double f, df, d2f;
+    double dp[2];
+    ref_act_default_params(act, dp);
+    if (!prm) prm = dp;
+    const long double param = prm[0], param2 = prm[1];
     switch (act) {
     case A_PURELIN:
         f = z, df = 1, d2f = 0;
@@ -192,6 +196,33 @@ int ref_act(int act, long double param, long double z, long double *fo, long dou
         f = z * t, df = t + z * s2 * s, d2f = s2 * s * (2.0L + z * (c - 2.0L * t * s));
         break;
     }
+    case A_HARDSIGMOID: {
+        /* clamp(u, 0, 1), u = alpha z + beta; f' = alpha on the closed 0 <= u <= 1 */
+        long double u = param * z + param2;
+        f = u < 0 ? 0 : (u > 1 ? 1 : u), df = (u >= 0 && u <= 1) ? param : 0, d2f = 0;
+        break;
+    }
+    case A_HARDSWISH:
+        /* z relu6(z + 3)/6; the middle branch on the open (-3, 3) */
+        if (z <= -3)
+            f = 0, df = 0, d2f = 0;
+        else if (z >= 3)
+            f = z, df = 1, d2f = 0;
+        else
+            f = z * (z + 3) / 6, df = (2 * z + 3) / 6, d2f = 1.0L / 3;
+        break;
+    case A_CELU:
+        /* max(0, z) + min(0, alpha (exp(z/alpha) - 1)), alpha > 0 */
+        if (z > 0) {
+            f = z, df = 1, d2f = 0;
+        } else {
+            long double e = expl(z / param);
+            f = param * expm1l(z / param), df = e, d2f = e / param;
+        }
+        break;
+    case A_CLIP:
+        f = z < param ? param : (z > param2 ? param2 : z), df = (z >= param && z <= param2) ? 1 : 0, d2f = 0;
+        break;
     default:
         return -1;
     }
@@ -205,20 +236,68 @@ int ref_act_smooth(int act)
 {
     switch (act) {
     case A_PURELIN: case A_TANSIG: case A_LOGSIG: case A_RADBAS: case A_SOFTPLUS: case A_GELU:
-    case A_GELU_TANH: case A_SILU: case A_MISH: case A_SOFTMAX:
+    case A_GELU_TANH: case A_SILU: case A_MISH: case A_SOFTMAX: case A_LOGSOFTMAX:
         return 1;
     default:
         return 0;
     }
 }
 
-int ref_act_has_param(int act) { return act == A_ELU || act == A_LEAKY_RELU; }
-
-double ref_act_default_param(int act) { return act == A_ELU ? 1.0 : (act == A_LEAKY_RELU ? 0.01 : 0.0); }
-
-int ref_act_kinks(int act, double k[3])
+int ref_act_n_params(int act)
 {
+    return (act == A_ELU || act == A_LEAKY_RELU || act == A_CELU) ? 1 : (act == A_HARDSIGMOID || act == A_CLIP) ? 2 : 0;
+}
+
+int ref_act_has_param(int act) { return ref_act_n_params(act) > 0; }
+
+void ref_act_default_params(int act, double p[2])
+{
+    p[0] = p[1] = 0;
     switch (act) {
+    case A_ELU: case A_CELU: p[0] = 1.0; break;
+    case A_LEAKY_RELU: p[0] = 0.01; break;
+    case A_HARDSIGMOID: p[0] = 0.2, p[1] = 0.5; break; /* ONNX's defaults */
+    case A_CLIP: p[0] = -1, p[1] = 1; break;
+    default: break;
+    }
+}
+
+double ref_act_default_param(int act)
+{
+    double p[2];
+    ref_act_default_params(act, p);
+    return p[0];
+}
+
+int ref_act_buildable(int act)
+{
+    static const double W = 1.0;
+    nnd_net *net = NULL;
+    if (nnd_net_new(1, &net) != NND_OK) return 0;
+    int ok = nnd_net_add_dense(net, 1, &W, NULL, act) == NND_OK;
+    nnd_net_free(net);
+    return ok;
+}
+
+int ref_act_kinks(int act, const double *prm, double k[3])
+{
+    double dp[2];
+    ref_act_default_params(act, dp);
+    if (!prm) prm = dp;
+    switch (act) {
+    case A_CELU:
+        k[0] = 0;
+        return 1;
+    case A_HARDSWISH:
+        k[0] = -3, k[1] = 3;
+        return 2;
+    case A_CLIP:
+        k[0] = prm[0], k[1] = prm[1];
+        return 2;
+    case A_HARDSIGMOID:
+        if (prm[0] == 0) return 0;
+        k[0] = -prm[1] / prm[0], k[1] = (1 - prm[1]) / prm[0];
+        return 2;
     case A_POSLIN: case A_HARDLIM: case A_HARDLIMS: case A_ELLIOTSIG: case A_ELU: case A_SELU:
     case A_LEAKY_RELU:
         k[0] = 0;
@@ -327,7 +406,9 @@ int ref_net_random(ref_net *net, const ref_spec *s, uint64_t seed)
         L->n_in = n;
         L->n_out = s->width[l];
         L->act = s->act[l];
-        L->param = s->param[l] != 0 ? s->param[l] : ref_act_default_param(s->act[l]);
+        ref_act_default_params(s->act[l], L->param);
+        if (s->param[l] != 0 && ref_act_n_params(s->act[l]) >= 1) L->param[0] = s->param[l];
+        if (s->param2[l] != 0 && ref_act_n_params(s->act[l]) >= 2) L->param[1] = s->param2[l];
         L->W = malloc(L->n_out * L->n_in * sizeof(double));
         L->b = malloc(L->n_out * sizeof(double));
         net->n_layers = l + 1;
@@ -374,7 +455,7 @@ nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out)
     for (size_t l = 0; l < net->n_layers && !s; l++) {
         const ref_layer *L = &net->layer[l];
         s = nnd_net_add_dense(nn, L->n_out, L->W, L->b, L->act);
-        if (!s && ref_act_has_param(L->act)) s = nnd_net_set_act_param(nn, l, L->param);
+        if (!s && ref_act_has_param(L->act)) s = nnd_net_set_act_params(nn, l, (size_t)ref_act_n_params(L->act), L->param);
     }
     for (size_t i = 0; i < net->n_post && !s; i++) {
         const ref_proc *p = &net->post[i];
@@ -422,7 +503,8 @@ void ref_net_describe(const ref_net *net, char *buf, size_t size)
     for (size_t l = 0; l < net->n_layers; l++) {
         const ref_layer *L = &net->layer[l];
         PUT(" -> %zu %s", L->n_out, ref_act_label(L->act));
-        if (ref_act_has_param(L->act)) PUT("(%g)", L->param);
+        if (ref_act_n_params(L->act) == 1) PUT("(%g)", L->param[0]);
+        if (ref_act_n_params(L->act) == 2) PUT("(%g, %g)", L->param[0], L->param[1]);
     }
     if (net->n_post) {
         PUT(" post[");
@@ -574,7 +656,7 @@ static void propagate(const ref_net *net, const long double *x, ref_state *cur, 
             }
         if (kinkdist) {
             double kk[3];
-            int nk = ref_act_kinks(L->act, kk);
+            int nk = ref_act_kinks(L->act, L->param, kk);
             for (size_t i = 0; i < m; i++)
                 for (int q = 0; q < nk; q++) {
                     double dist = (double)fabsl(cur->a[i] - kk[q]);
@@ -582,13 +664,16 @@ static void propagate(const ref_net *net, const long double *x, ref_state *cur, 
                 }
         }
 
-        if (L->act == A_SOFTMAX) {
+        if (L->act == A_SOFTMAX || L->act == A_LOGSOFTMAX) {
+            /* logsoftmax is u itself: a_i = u_i, da_i = du_i, d2a_i = d2u_i */
+            const int lg = L->act == A_LOGSOFTMAX;
             long double zmax = cur->a[0];
             for (size_t i = 1; i < m; i++) zmax = cur->a[i] > zmax ? cur->a[i] : zmax;
             long double sum = 0;
             for (size_t i = 0; i < m; i++) sum += expl(cur->a[i] - zmax);
             long double *s = tmp->a; /* softmax values */
             for (size_t i = 0; i < m; i++) s[i] = expl(cur->a[i] - zmax) / sum;
+            long double lse = zmax + logl(sum);
             if (cur->order >= 1) {
                 long double *mv = calloc(n, sizeof(long double));
                 long double *Lv = cur->order >= 2 ? calloc(P, sizeof(long double)) : NULL;
@@ -609,18 +694,21 @@ static void propagate(const ref_net *net, const long double *x, ref_state *cur, 
                 }
                 for (size_t i = 0; i < m; i++) {
                     for (size_t p = 0; p < n; p++) du[p] = cur->da[i * n + p] - mv[p];
-                    for (size_t p = 0; p < n; p++) tmp->da[i * n + p] = s[i] * du[p];
+                    for (size_t p = 0; p < n; p++) tmp->da[i * n + p] = lg ? du[p] : s[i] * du[p];
                     if (cur->order >= 2) {
                         size_t pq = 0;
                         for (size_t p = 0; p < n; p++)
                             for (size_t q = p; q < n; q++, pq++)
-                                tmp->d2a[i * P + pq] = s[i] * (cur->d2a[i * P + pq] - Lv[pq] + du[p] * du[q]);
+                                tmp->d2a[i * P + pq] = lg ? cur->d2a[i * P + pq] - Lv[pq]
+                                                          : s[i] * (cur->d2a[i * P + pq] - Lv[pq] + du[p] * du[q]);
                     }
                 }
                 free(mv);
                 free(Lv);
                 free(du);
             }
+            if (lg)
+                for (size_t i = 0; i < m; i++) tmp->a[i] = cur->a[i] - lse;
             swap_states(cur, tmp);
         } else {
             for (size_t i = 0; i < m; i++) {

@@ -39,17 +39,26 @@ size_t ref_rng_below(ref_rng *r, size_t n);           /* uniform in [0, n), n >=
 /* ---------------------------------------------------------------- activations (own formulas) */
 
 /* f, f', f'' of an elementwise activation at z in long double; any output may be NULL.
- * param: elu alpha or leaky_relu slope (ignored by the others).  Returns 0, or -1 for softmax or an
- * unknown code.  Kink conventions: poslin'(0) = 1; satlin, satlins, tribas use closed intervals;
- * tribas'(0) = -1; leaky_relu'(0) = slope; elu'(0) = alpha; hardlim(0) = hardlims(0) = 1. */
-int ref_act(int act, long double param, long double z, long double *f, long double *df, long double *d2f);
-/* 1 when f is C2 everywhere (softmax counts as smooth). */
+ * param: the activation's parameters (NULL: the defaults): elu alpha, leaky_relu slope, celu alpha,
+ * hardsigmoid (alpha, beta), clip (lo, hi); ignored by the others.  Returns 0, or -1 for softmax,
+ * logsoftmax or an unknown code.  Kink conventions: poslin'(0) = 1; satlin, satlins, tribas, clip and
+ * hardsigmoid use closed intervals; tribas'(0) = -1; leaky_relu'(0) = slope; elu'(0) = alpha;
+ * celu''(0) = 1/alpha; hardswish'(-3) = 0, hardswish'(3) = 1, hardswish''(+-3) = 0;
+ * hardlim(0) = hardlims(0) = 1. */
+int ref_act(int act, const double *param, long double z, long double *f, long double *df, long double *d2f);
+/* 1 when f is C2 everywhere (softmax and logsoftmax count as smooth). */
 int ref_act_smooth(int act);
-/* 1 for elu and leaky_relu. */
-int ref_act_has_param(int act);
+/* How many parameters: 1 for elu, leaky_relu, celu; 2 for hardsigmoid, clip; 0 otherwise. */
+int ref_act_n_params(int act);
+int ref_act_has_param(int act); /* ref_act_n_params(act) > 0 */
 double ref_act_default_param(int act);
-/* The points where f, f' or f'' is not smooth; returns how many (at most 3). */
-int ref_act_kinks(int act, double kinks[3]);
+/* Both defaults (unused entries 0). */
+void ref_act_default_params(int act, double p[2]);
+/* The points where f, f' or f'' is not smooth for these parameters (NULL: the defaults); returns how
+ * many (at most 3). */
+int ref_act_kinks(int act, const double *param, double kinks[3]);
+/* 1 when the library builds a layer with this activation (the engines may not support all yet). */
+int ref_act_buildable(int act);
 /* The reference's own name for an activation code ("?" when unknown). */
 const char *ref_act_label(int act);
 
@@ -74,7 +83,7 @@ typedef struct {
     double *W;          /* n_out x n_in, row-major */
     double *b;          /* n_out */
     int act;
-    double param;
+    double param[2]; /* activation parameters (unused ones 0) */
 } ref_layer;
 
 typedef struct {
@@ -94,7 +103,8 @@ typedef struct {
     size_t n_layers;
     size_t width[REF_MAX_LAYERS]; /* units per layer; the last one is the processed output length */
     int act[REF_MAX_LAYERS];
-    double param[REF_MAX_LAYERS]; /* activation parameter; 0 means the default */
+    double param[REF_MAX_LAYERS]; /* first activation parameter; 0 means the default */
+    double param2[REF_MAX_LAYERS]; /* second activation parameter; 0 means the default */
     size_t n_pre;
     int pre[REF_MAX_STEPS];       /* REF_PROC_* */
     size_t n_post;

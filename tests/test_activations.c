@@ -2,6 +2,7 @@
  * Activations: the library's f against the reference formulas, its f' and f'' against
  * high-accuracy finite differences (Ridders' extrapolation) of its own f and f', the kink
  * conventions of the header, accuracy near 0, finiteness when saturated, and the name table.
+ * Activations with parameters are checked at their defaults and at other values of both.
  */
 #include <check.h>
 #include <float.h>
@@ -15,22 +16,34 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* Evaluate one point through the library. */
-static void lib_eval(int act, double param, double z, double *f, double *df, double *d2f)
+/* A parameter pair, and the defaults of an activation as one. */
+typedef struct {
+    double p[2];
+} params2;
+
+static params2 defaults(int act)
 {
-    nnd_status s = nnd_act_eval(act, param, 1, &z, f, df, d2f);
-    ck_assert_msg(s == NND_OK, "nnd_act_eval(%s, z=%.17g) returned %d (%s)", ref_act_label(act), z, (int)s,
+    params2 r;
+    nnd_act_default_params(act, r.p);
+    return r;
+}
+
+/* Evaluate one point through the library. */
+static void lib_eval(int act, const double *param, double z, double *f, double *df, double *d2f)
+{
+    nnd_status s = nnd_act_eval2(act, param, 1, &z, f, df, d2f);
+    ck_assert_msg(s == NND_OK, "nnd_act_eval2(%s, z=%.17g) returned %d (%s)", ref_act_label(act), z, (int)s,
                   nnd_errmsg());
 }
 
-static double lib_f(int act, double param, double z)
+static double lib_f(int act, const double *param, double z)
 {
     double f;
     lib_eval(act, param, z, &f, NULL, NULL);
     return f;
 }
 
-static double lib_df(int act, double param, double z)
+static double lib_df(int act, const double *param, double z)
 {
     double df;
     lib_eval(act, param, z, NULL, &df, NULL);
@@ -39,7 +52,7 @@ static double lib_df(int act, double param, double z)
 
 /* Ridders' method: central differences at steps h0, h0/1.4, ... extrapolated in a Neville tableau;
  * returns the estimate with the smallest estimated error (*err).  which: 0 differentiates f, 1 f'. */
-static double ridders(int act, double param, int which, double z, double h0, double *err)
+static double ridders(int act, const double *param, int which, double z, double h0, double *err)
 {
     enum { NTAB = 12 };
     const double CON = 1.4, CON2 = CON * CON, SAFE = 2.0;
@@ -77,14 +90,18 @@ static double ridders(int act, double param, int which, double z, double h0, dou
 static int is_piecewise_linear(int act)
 {
     return act == NND_ACT_PURELIN || act == NND_ACT_POSLIN || act == NND_ACT_SATLIN || act == NND_ACT_SATLINS ||
-           act == NND_ACT_TRIBAS || act == NND_ACT_HARDLIM || act == NND_ACT_HARDLIMS || act == NND_ACT_LEAKY_RELU;
+           act == NND_ACT_TRIBAS || act == NND_ACT_HARDLIM || act == NND_ACT_HARDLIMS || act == NND_ACT_LEAKY_RELU ||
+           act == NND_ACT_HARDSIGMOID || act == NND_ACT_CLIP;
 }
 
-/* Distance from z to the nearest kink of act (+inf when smooth). */
-static double kink_dist(int act, double z)
+/* Coupled activations have no elementwise f. */
+static int is_coupled(int act) { return act == NND_ACT_SOFTMAX || act == NND_ACT_LOGSOFTMAX; }
+
+/* Distance from z to the nearest kink of act with these parameters (+inf when smooth). */
+static double kink_dist(int act, const double *param, double z)
 {
     double k[3], d = INFINITY;
-    int nk = ref_act_kinks(act, k);
+    int nk = ref_act_kinks(act, param, k);
     for (int i = 0; i < nk; i++) d = fmin(d, fabs(z - k[i]));
     return d;
 }
@@ -113,18 +130,26 @@ static size_t test_points(double *pts, size_t cap)
     return n;
 }
 
-/* The parameters each activation is checked with: the default, and two others for elu / leaky_relu. */
-static size_t test_params(int act, double *p)
+/* The parameters each activation is checked with: the defaults, and two others for those that have
+ * parameters (both changed for the two-parameter ones). */
+static size_t test_params(int act, params2 *p)
 {
-    p[0] = nnd_act_default_param(act);
-    if (act == NND_ACT_ELU) {
-        p[1] = 0.5, p[2] = 2.5;
-        return 3;
-    }
-    if (act == NND_ACT_LEAKY_RELU) {
-        p[1] = 0.2, p[2] = -0.3;
-        return 3;
-    }
+    p[0] = defaults(act);
+    static const struct {
+        int act;
+        params2 a, b;
+    } more[] = {
+        {NND_ACT_ELU, {{0.5, 0}}, {{2.5, 0}}},
+        {NND_ACT_LEAKY_RELU, {{0.2, 0}}, {{-0.3, 0}}},
+        {NND_ACT_CELU, {{0.5, 0}}, {{2.5, 0}}},
+        {NND_ACT_HARDSIGMOID, {{1.0 / 6.0, 0.5}}, {{-0.7, 0.3}}},
+        {NND_ACT_CLIP, {{0.0, 6.0}}, {{-2.0, 3.0}}},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+        if (more[i].act == act) {
+            p[1] = more[i].a, p[2] = more[i].b;
+            return 3;
+        }
     return 1;
 }
 
@@ -137,23 +162,23 @@ START_TEST(f_matches_reference_formula)
     double *f = malloc(n * sizeof(double)), *df = malloc(n * sizeof(double)), *d2f = malloc(n * sizeof(double));
     ck_assert(f && df && d2f);
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX) continue;
-        double params[3];
+        if (is_coupled(act)) continue;
+        params2 params[3];
         size_t np = test_params(act, params);
         for (size_t ip = 0; ip < np; ip++) {
-            ck_assert_int_eq(nnd_act_eval(act, params[ip], n, z, f, df, d2f), NND_OK);
+            ck_assert_int_eq(nnd_act_eval2(act, params[ip].p, n, z, f, df, d2f), NND_OK);
             for (size_t i = 0; i < n; i++) {
                 long double rf, rdf;
-                ck_assert_int_eq(ref_act(act, params[ip], z[i], &rf, &rdf, NULL), 0);
+                ck_assert_int_eq(ref_act(act, params[ip].p, z[i], &rf, &rdf, NULL), 0);
                 /* A correctly implemented f in double is off by a few ulps of f plus the
                  * conditioning of f at z (|z f'(z)| ulps); 1e-14 leaves ~45 ulps of room. */
                 double r = (double)rf;
                 double tol = 1e-14 * (fabsl(rf) + fabsl((long double)z[i] * rdf)) + 1e-300;
                 if (!isfinite(tol)) tol = 1e-14 * fabs(r);
                 ck_assert_msg(fabs(f[i] - r) <= tol,
-                              "%s(param %g) f(%.17g) = %.17g, reference %.17g (rel err %.3e, tol %.3e)",
-                              ref_act_label(act), params[ip], z[i], f[i], r, fabs(f[i] - r) / fmax(fabs(r), 1e-300),
-                              tol);
+                              "%s(params %g, %g) f(%.17g) = %.17g, reference %.17g (rel err %.3e, tol %.3e)",
+                              ref_act_label(act), params[ip].p[0], params[ip].p[1], z[i], f[i], r,
+                              fabs(f[i] - r) / fmax(fabs(r), 1e-300), tol);
             }
         }
     }
@@ -172,22 +197,23 @@ START_TEST(outputs_independent_of_which_are_requested)
     double *g = malloc(n * sizeof(double));
     ck_assert(f && df && d2f && g);
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX) continue;
-        double p = nnd_act_default_param(act);
-        ck_assert_int_eq(nnd_act_eval(act, p, n, z, f, df, d2f), NND_OK);
-        ck_assert_int_eq(nnd_act_eval(act, p, n, z, g, NULL, NULL), NND_OK);
+        if (is_coupled(act)) continue;
+        params2 dp = defaults(act);
+        const double *p = dp.p;
+        ck_assert_int_eq(nnd_act_eval2(act, p, n, z, f, df, d2f), NND_OK);
+        ck_assert_int_eq(nnd_act_eval2(act, p, n, z, g, NULL, NULL), NND_OK);
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(memcmp(&f[i], &g[i], sizeof(double)) == 0, "%s f(%.17g): %.17g alone, %.17g with f', f''",
                           ref_act_label(act), z[i], g[i], f[i]);
-        ck_assert_int_eq(nnd_act_eval(act, p, n, z, NULL, g, NULL), NND_OK);
+        ck_assert_int_eq(nnd_act_eval2(act, p, n, z, NULL, g, NULL), NND_OK);
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(memcmp(&df[i], &g[i], sizeof(double)) == 0, "%s f'(%.17g): %.17g alone, %.17g with f, f''",
                           ref_act_label(act), z[i], g[i], df[i]);
-        ck_assert_int_eq(nnd_act_eval(act, p, n, z, NULL, NULL, g), NND_OK);
+        ck_assert_int_eq(nnd_act_eval2(act, p, n, z, NULL, NULL, g), NND_OK);
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(memcmp(&d2f[i], &g[i], sizeof(double)) == 0, "%s f''(%.17g): %.17g alone, %.17g with f, f'",
                           ref_act_label(act), z[i], g[i], d2f[i]);
-        ck_assert_int_eq(nnd_act_eval(act, p, 0, z, f, df, d2f), NND_OK);
+        ck_assert_int_eq(nnd_act_eval2(act, p, 0, z, f, df, d2f), NND_OK);
     }
     free(f);
     free(df);
@@ -206,16 +232,16 @@ static void check_derivative_by_fd(int which)
     size_t n = test_points(z, 1024);
     const double margin = 1e-3;
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX) continue;
-        double params[3];
+        if (is_coupled(act)) continue;
+        params2 params[3];
         size_t np = test_params(act, params);
         for (size_t ip = 0; ip < np; ip++) {
-            const double p = params[ip];
+            const double *p = params[ip].p;
             size_t checked = 0;
             for (size_t i = 0; i < n; i++) {
                 const double zi = z[i];
                 if (fabs(zi) > 1e5) continue; /* extreme arguments: finiteness only (below) */
-                double kd = kink_dist(act, zi);
+                double kd = kink_dist(act, p, zi);
                 if (kd < margin) continue;
                 double h0 = fmin(0.1 * fmax(1.0, fabs(zi)), 0.5 * kd);
                 double err, fd = ridders(act, p, which, zi, h0, &err);
@@ -225,9 +251,9 @@ static void check_derivative_by_fd(int which)
                 /* Ridders' estimate is good to ~1e-12 here; a wrong formula is off by O(1). */
                 double tol = 1e-9 * fmax(1.0, fabs(got));
                 ck_assert_msg(fabs(got - fd) <= tol,
-                              "%s(param %g) f%s(%.17g) = %.17g, finite differences of f%s give %.17g "
+                              "%s(params %g, %g) f%s(%.17g) = %.17g, finite differences of f%s give %.17g "
                               "(est. err %.2e; diff %.3e > tol %.1e)",
-                              ref_act_label(act), p, which ? "''" : "'", zi, got, which ? "'" : "", fd, err,
+                              ref_act_label(act), p[0], p[1], which ? "''" : "'", zi, got, which ? "'" : "", fd, err,
                               fabs(got - fd), tol);
                 checked++;
             }
@@ -251,7 +277,7 @@ START_TEST(piecewise_linear_have_zero_second_derivative)
         if (!is_piecewise_linear(act)) continue;
         for (size_t i = 0; i < n; i++) {
             double f, df, d2f;
-            lib_eval(act, nnd_act_default_param(act), z[i], &f, &df, &d2f);
+            lib_eval(act, defaults(act).p, z[i], &f, &df, &d2f);
             ck_assert_msg(d2f == 0.0, "%s f''(%.17g) = %.17g, expected 0", ref_act_label(act), z[i], d2f);
             if (act == NND_ACT_HARDLIM || act == NND_ACT_HARDLIMS)
                 ck_assert_msg(df == 0.0, "%s f'(%.17g) = %.17g, expected 0", ref_act_label(act), z[i], df);
@@ -262,13 +288,25 @@ END_TEST
 
 /* ---------------------------------------------------------------- kink conventions */
 
+/* Through nnd_act_eval (one parameter; a second one takes its default). */
 static void expect3(int act, double param, double z, double ef, double edf)
 {
     double f, df, d2f;
-    lib_eval(act, param, z, &f, &df, &d2f);
+    nnd_status s = nnd_act_eval(act, param, 1, &z, &f, &df, &d2f);
+    ck_assert_msg(s == NND_OK, "nnd_act_eval(%s, %g, z=%.17g): %s", ref_act_label(act), param, z, nnd_errmsg());
     ck_assert_msg(f == ef, "%s(param %g): f(%.17g) = %.17g, expected %.17g", ref_act_label(act), param, z, f, ef);
     ck_assert_msg(df == edf, "%s(param %g): f'(%.17g) = %.17g, expected %.17g", ref_act_label(act), param, z, df,
                   edf);
+}
+
+/* Through nnd_act_eval2 with both parameters, f'' too. */
+static void expect4(int act, double p0, double p1, double z, double ef, double edf, double ed2f)
+{
+    double f, df, d2f, p[2] = {p0, p1};
+    lib_eval(act, p, z, &f, &df, &d2f);
+    ck_assert_msg(f == ef && df == edf && d2f == ed2f,
+                  "%s(params %g, %g) at %.17g: f, f', f'' = %.17g, %.17g, %.17g, expected %.17g, %.17g, %.17g",
+                  ref_act_label(act), p0, p1, z, f, df, d2f, ef, edf, ed2f);
 }
 
 START_TEST(kink_conventions_are_exact)
@@ -335,6 +373,89 @@ START_TEST(kink_conventions_are_exact)
     expect3(NND_ACT_GELU, 0, 0.0, 0.0, 0.5);
     expect3(NND_ACT_GELU_TANH, 0, 0.0, 0.0, 0.5);
     expect3(NND_ACT_SILU, 0, 0.0, 0.0, 0.5);
+
+    /* hardsigmoid: f' = alpha on the closed 0 <= alpha z + beta <= 1 (satlin's convention);
+     * alpha = 1/4, beta = 1/2 puts the kinks at exactly -2 and 2 */
+    expect4(NND_ACT_HARDSIGMOID, 0.25, 0.5, -2.0, 0.0, 0.25, 0.0);
+    expect4(NND_ACT_HARDSIGMOID, 0.25, 0.5, 2.0, 1.0, 0.25, 0.0);
+    expect4(NND_ACT_HARDSIGMOID, 0.25, 0.5, -2.0 - 1e-9, 0.0, 0.0, 0.0);
+    expect4(NND_ACT_HARDSIGMOID, 0.25, 0.5, 2.0 + 1e-9, 1.0, 0.0, 0.0);
+    expect4(NND_ACT_HARDSIGMOID, 0.25, 0.5, 0.0, 0.5, 0.25, 0.0);
+    expect4(NND_ACT_HARDSIGMOID, -0.25, 0.5, 2.0, 0.0, -0.25, 0.0); /* decreasing: kinks swap */
+    expect4(NND_ACT_HARDSIGMOID, -0.25, 0.5, -2.0 - 1e-9, 1.0, 0.0, 0.0);
+    /* defaults (ONNX): alpha 0.2, beta 0.5; nnd_act_eval's one parameter is alpha, beta stays 0.5 */
+    expect3(NND_ACT_HARDSIGMOID, 0.2, 0.0, 0.5, 0.2);
+    expect3(NND_ACT_HARDSIGMOID, 0.25, 2.0, 1.0, 0.25);
+    expect3(NND_ACT_HARDSIGMOID, 0.25, 3.0, 1.0, 0.0);
+    /* hardswish (PyTorch): the middle branch on the open (-3, 3): f'(-3) = 0, f'(3) = 1, f''(+-3) = 0 */
+    expect4(NND_ACT_HARDSWISH, 0, 0, -3.0, 0.0, 0.0, 0.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, 3.0, 3.0, 1.0, 0.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, 0.0, 0.0, 0.5, 1.0 / 3.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, 1.5, 1.125, 1.0, 1.0 / 3.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, -1.5, -0.375, 0.0, 1.0 / 3.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, -4.0, 0.0, 0.0, 0.0);
+    expect4(NND_ACT_HARDSWISH, 0, 0, 4.0, 4.0, 1.0, 0.0);
+    /* celu: C1 at 0 (f'(0) = 1 from both sides), f''(0) = 1/alpha (the z <= 0 branch, as elu) */
+    expect4(NND_ACT_CELU, 1.0, 0, 0.0, 0.0, 1.0, 1.0);
+    expect4(NND_ACT_CELU, 0.5, 0, 0.0, 0.0, 1.0, 2.0);
+    expect4(NND_ACT_CELU, 0.5, 0, 1e-300, 1e-300, 1.0, 0.0);
+    expect4(NND_ACT_CELU, 0.5, 0, 3.0, 3.0, 1.0, 0.0);
+    expect4(NND_ACT_CELU, 0.5, 0, -INFINITY, -0.5, 0.0, 0.0);
+    /* clip: f' = 1 on the closed [lo, hi] (MATLAB's satlin convention) */
+    expect4(NND_ACT_CLIP, -2.0, 3.0, -2.0, -2.0, 1.0, 0.0);
+    expect4(NND_ACT_CLIP, -2.0, 3.0, 3.0, 3.0, 1.0, 0.0);
+    expect4(NND_ACT_CLIP, -2.0, 3.0, -2.0 - 1e-9, -2.0, 0.0, 0.0);
+    expect4(NND_ACT_CLIP, -2.0, 3.0, 3.0 + 1e-9, 3.0, 0.0, 0.0);
+    expect4(NND_ACT_CLIP, 0.0, 6.0, 0.0, 0.0, 1.0, 0.0); /* relu6 */
+    expect4(NND_ACT_CLIP, 0.0, 6.0, 7.0, 6.0, 0.0, 0.0);
+    expect4(NND_ACT_CLIP, 0.5, 0.5, 0.5, 0.5, 1.0, 0.0); /* lo = hi: a constant with f' = 1 at the point */
+    expect3(NND_ACT_CLIP, -1.0, 1.0, 1.0, 1.0); /* defaults -1, 1: satlins */
+    expect3(NND_ACT_CLIP, -1.0, -1.0, -1.0, 1.0);
+}
+END_TEST
+
+/* At the default parameters celu is elu(1) and clip is satlins, bit for bit, kinks included. */
+START_TEST(defaults_equal_their_twins)
+{
+    static double z[1024];
+    size_t n = test_points(z, 1024);
+    static const int pairs[][2] = {{NND_ACT_CELU, NND_ACT_ELU}, {NND_ACT_CLIP, NND_ACT_SATLINS}};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < n; i++) {
+            double a[3], b[3];
+            lib_eval(pairs[k][0], NULL, z[i], &a[0], &a[1], &a[2]);
+            lib_eval(pairs[k][1], NULL, z[i], &b[0], &b[1], &b[2]);
+            ck_assert_msg(memcmp(a, b, sizeof a) == 0, "%s and %s differ at %.17g: (%.17g, %.17g, %.17g) vs (%.17g, %.17g, %.17g)",
+                          ref_act_label(pairs[k][0]), ref_act_label(pairs[k][1]), z[i], a[0], a[1], a[2], b[0], b[1], b[2]);
+        }
+}
+END_TEST
+
+/* nnd_act_eval2 refuses parameters out of the activation's domain; nnd_act_eval fills the second. */
+START_TEST(parameters_are_checked)
+{
+    double z = 0.5, f, bad[][2] = {{0.0, 0}, {-1.0, 0}, {NAN, 0}};
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(nnd_act_eval2(NND_ACT_CELU, bad[i], 1, &z, &f, NULL, NULL) == NND_EINVAL,
+                      "celu alpha %g accepted", bad[i][0]);
+    double lohi[2] = {1.0, -1.0};
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_CLIP, lohi, 1, &z, &f, NULL, NULL), NND_EINVAL);
+    ck_assert_msg(strstr(nnd_errmsg(), "clip") != NULL, "message: %s", nnd_errmsg());
+    double inf2[2] = {0.0, INFINITY};
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_CLIP, inf2, 1, &z, &f, NULL, NULL), NND_EINVAL);
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_HARDSIGMOID, (double[]){0.2, NAN}, 1, &z, &f, NULL, NULL), NND_EINVAL);
+    /* nnd_act_eval(clip, lo = 2): hi stays at its default 1 < lo */
+    ck_assert_int_eq(nnd_act_eval(NND_ACT_CLIP, 2.0, 1, &z, &f, NULL, NULL), NND_EINVAL);
+    /* NULL params: the defaults */
+    double g;
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_HARDSIGMOID, NULL, 1, &z, &f, NULL, NULL), NND_OK);
+    ck_assert_int_eq(nnd_act_eval(NND_ACT_HARDSIGMOID, 0.2, 1, &z, &g, NULL, NULL), NND_OK);
+    ck_assert_msg(f == 0.6 && g == 0.6, "hardsigmoid(0.5) = %.17g / %.17g, expected 0.6", f, g);
+    /* parameters past the activation's count are ignored */
+    double extra[2] = {0.7, 12345.0}, h;
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_CELU, extra, 1, &z, &f, NULL, NULL), NND_OK);
+    ck_assert_int_eq(nnd_act_eval(NND_ACT_CELU, 0.7, 1, &z, &h, NULL, NULL), NND_OK);
+    ck_assert(f == h);
 }
 END_TEST
 
@@ -342,10 +463,27 @@ START_TEST(default_parameters)
 {
     ck_assert(nnd_act_default_param(NND_ACT_ELU) == 1.0);
     ck_assert(nnd_act_default_param(NND_ACT_LEAKY_RELU) == 0.01);
-    for (int act = 0; act < NND_ACT_COUNT; act++)
-        if (act != NND_ACT_ELU && act != NND_ACT_LEAKY_RELU)
-            ck_assert_msg(nnd_act_default_param(act) == 0.0, "%s has default param %g, expected 0",
-                          ref_act_label(act), nnd_act_default_param(act));
+    double p[2];
+    ck_assert_int_eq(nnd_act_default_params(NND_ACT_HARDSIGMOID, p), 2);
+    ck_assert_msg(p[0] == 0.2 && p[1] == 0.5, "hardsigmoid defaults %g, %g (ONNX: 0.2, 0.5)", p[0], p[1]);
+    ck_assert_int_eq(nnd_act_default_params(NND_ACT_CLIP, p), 2);
+    ck_assert(p[0] == -1.0 && p[1] == 1.0);
+    ck_assert_int_eq(nnd_act_default_params(NND_ACT_CELU, p), 1);
+    ck_assert(p[0] == 1.0 && p[1] == 0.0);
+    ck_assert_int_eq(nnd_act_default_params(-1, p), 0);
+    ck_assert(p[0] == 0.0 && p[1] == 0.0);
+    /* the library and the reference agree on counts and defaults for every code */
+    for (int act = 0; act < NND_ACT_COUNT; act++) {
+        double r[2];
+        ref_act_default_params(act, r);
+        ck_assert_msg(nnd_act_n_params(act) == ref_act_n_params(act), "%s: %d parameters, reference %d",
+                      ref_act_label(act), nnd_act_n_params(act), ref_act_n_params(act));
+        ck_assert_int_eq(nnd_act_default_params(act, p), nnd_act_n_params(act));
+        ck_assert_msg(p[0] == r[0] && p[1] == r[1], "%s has defaults %g, %g, reference %g, %g", ref_act_label(act),
+                      p[0], p[1], r[0], r[1]);
+        ck_assert(nnd_act_default_param(act) == p[0]);
+    }
+    ck_assert_int_eq(nnd_act_n_params(NND_ACT_COUNT), 0);
 }
 END_TEST
 
@@ -364,8 +502,9 @@ START_TEST(accurate_near_zero)
     }
     /* the others near 0 against the reference, relative (cancellation in exp(z)-1, log(1+e^z), ...) */
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX || act == NND_ACT_HARDLIM || act == NND_ACT_HARDLIMS) continue;
-        double p = nnd_act_default_param(act);
+        if (is_coupled(act) || act == NND_ACT_HARDLIM || act == NND_ACT_HARDLIMS) continue;
+        params2 dp = defaults(act);
+        const double *p = dp.p;
         for (double z = 1e-3; z >= 1e-16; z *= 0.1)
             for (int sgn = -1; sgn <= 1; sgn += 2) {
                 double zz = sgn * z;
@@ -386,19 +525,19 @@ START_TEST(saturated_arguments_stay_finite)
     char report[2048] = "";
     size_t at = 0, bad = 0;
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX) continue;
-        double params[3];
+        if (is_coupled(act)) continue;
+        params2 params[3];
         size_t np = test_params(act, params);
         for (size_t ip = 0; ip < np; ip++)
             for (size_t i = 0; i < sizeof zs / sizeof zs[0]; i++)
                 for (int sgn = -1; sgn <= 1; sgn += 2) {
                     double z = sgn * zs[i], f, df, d2f;
-                    lib_eval(act, params[ip], z, &f, &df, &d2f);
+                    lib_eval(act, params[ip].p, z, &f, &df, &d2f);
                     /* f is finite (it grows at most like z), f' and f'' are finite */
                     if (isfinite(f) && isfinite(df) && isfinite(d2f)) continue;
                     if (bad++ < 12 && at < sizeof report)
-                        at += (size_t)snprintf(report + at, sizeof report - at, "\n  %s(param %g) at z = %g: f = %g, f' = %g, f'' = %g",
-                                               ref_act_label(act), params[ip], z, f, df, d2f);
+                        at += (size_t)snprintf(report + at, sizeof report - at, "\n  %s(params %g, %g) at z = %g: f = %g, f' = %g, f'' = %g",
+                                               ref_act_label(act), params[ip].p[0], params[ip].p[1], z, f, df, d2f);
                 }
     }
     ck_assert_msg(bad == 0, "%zu non-finite results at large |z|:%s", bad, report);
@@ -416,9 +555,10 @@ START_TEST(batch_equals_points)
     static double z[1024], f[1024], df[1024], d2f[1024];
     size_t n = test_points(z, 1024);
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (act == NND_ACT_SOFTMAX) continue;
-        double p = nnd_act_default_param(act);
-        ck_assert_int_eq(nnd_act_eval(act, p, n, z, f, df, d2f), NND_OK);
+        if (is_coupled(act)) continue;
+        params2 dp = defaults(act);
+        const double *p = dp.p;
+        ck_assert_int_eq(nnd_act_eval2(act, p, n, z, f, df, d2f), NND_OK);
         for (size_t i = 0; i < n; i += 7) {
             double a, b, c;
             lib_eval(act, p, z[i], &a, &b, &c);
@@ -436,6 +576,8 @@ START_TEST(softmax_is_not_elementwise)
     double z = 0.5, f;
     ck_assert_int_eq(nnd_act_eval(NND_ACT_SOFTMAX, 0, 1, &z, &f, NULL, NULL), NND_EUNSUPPORTED);
     ck_assert_str_ne(nnd_errmsg(), "");
+    ck_assert_int_eq(nnd_act_eval(NND_ACT_LOGSOFTMAX, 0, 1, &z, &f, NULL, NULL), NND_EUNSUPPORTED);
+    ck_assert_int_eq(nnd_act_eval2(NND_ACT_LOGSOFTMAX, NULL, 1, &z, &f, NULL, NULL), NND_EUNSUPPORTED);
 }
 END_TEST
 
@@ -445,7 +587,8 @@ START_TEST(names_round_trip)
 {
     static const char *const canonical[NND_ACT_COUNT] = {
         "purelin", "tansig", "logsig", "poslin", "satlin", "satlins", "radbas", "tribas", "elliotsig", "hardlim",
-        "hardlims", "softplus", "elu", "selu", "leaky_relu", "gelu", "gelu_tanh", "silu", "mish", "softmax"};
+        "hardlims", "softplus", "elu", "selu", "leaky_relu", "gelu", "gelu_tanh", "silu", "mish", "softmax",
+        "hardsigmoid", "hardswish", "celu", "clip", "logsoftmax"};
     for (int act = 0; act < NND_ACT_COUNT; act++) {
         const char *name = nnd_act_name(act);
         ck_assert_msg(name != NULL, "nnd_act_name(%d) is NULL", act);
@@ -477,12 +620,16 @@ START_TEST(aliases_and_unknown_names)
         {"swish", NND_ACT_SILU},       {"linear", NND_ACT_PURELIN},       {"identity", NND_ACT_PURELIN},
         {"Identity", NND_ACT_PURELIN}, {"Leaky_ReLU", NND_ACT_LEAKY_RELU}, {"GELU_TANH", NND_ACT_GELU_TANH},
         {"SoftMax", NND_ACT_SOFTMAX},  {"PureLin", NND_ACT_PURELIN},
+        {"HardSigmoid", NND_ACT_HARDSIGMOID}, {"HardSwish", NND_ACT_HARDSWISH}, {"hard_swish", NND_ACT_HARDSWISH},
+        {"Hard_Swish", NND_ACT_HARDSWISH},    {"CELU", NND_ACT_CELU},           {"Clip", NND_ACT_CLIP},
+        {"LogSoftmax", NND_ACT_LOGSOFTMAX},   {"LOGSOFTMAX", NND_ACT_LOGSOFTMAX},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         ck_assert_msg(nnd_act_from_name(cases[i].name) == cases[i].act, "nnd_act_from_name(\"%s\") = %d, expected %d",
                       cases[i].name, nnd_act_from_name(cases[i].name), cases[i].act);
     static const char *const unknown[] = {"", "foo", "tansig ", " tansig", "tan", "tansigx", "relu6", "leaky relu",
-                                          "gelu-tanh", "soft_max", "sigmoid2"};
+                                          "gelu-tanh", "soft_max", "sigmoid2", "hard-swish",
+                                          "hardswish6", "log_softmax", "clamp"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         ck_assert_msg(nnd_act_from_name(unknown[i]) == -1, "nnd_act_from_name(\"%s\") = %d, expected -1", unknown[i],
                       nnd_act_from_name(unknown[i]));
@@ -501,6 +648,8 @@ static Suite *activations_suite(void)
     tcase_add_test(tc, second_derivative_matches_finite_differences);
     tcase_add_test(tc, piecewise_linear_have_zero_second_derivative);
     tcase_add_test(tc, kink_conventions_are_exact);
+    tcase_add_test(tc, defaults_equal_their_twins);
+    tcase_add_test(tc, parameters_are_checked);
     tcase_add_test(tc, default_parameters);
     tcase_add_test(tc, accurate_near_zero);
     tcase_add_test(tc, saturated_arguments_stay_finite);

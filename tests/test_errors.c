@@ -259,6 +259,42 @@ START_TEST(set_act_param_errors)
 }
 END_TEST
 
+/* Two-parameter activations: count, domain, and nothing changes on a failure. */
+START_TEST(set_act_params_errors)
+{
+    nnd_net *net = NULL;
+    const double ok2[2] = {-0.5, 2.0}, rev[2] = {2.0, -0.5}, nan2[2] = {0.1, NAN};
+    EXPECT_OK(nnd_net_new(3, &net));
+    EXPECT_OK(nnd_net_add_dense(net, 4, W1, B1, NND_ACT_CLIP));
+    EXPECT_OK(nnd_net_add_dense(net, 2, W2, NULL, NND_ACT_CELU));
+    EXPECT_FAIL(nnd_net_set_act_params(NULL, 0, 2, ok2), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_set_act_params(net, 0, 2, NULL), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_set_act_params(net, 0, 0, ok2), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_set_act_params(net, 0, 3, ok2), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_set_act_params(net, 1, 2, ok2), NND_EINVAL); /* celu has one */
+    EXPECT_FAIL(nnd_net_set_act_params(net, 2, 1, ok2), NND_EINVAL); /* no such layer */
+    EXPECT_FAIL(nnd_net_set_act_params(net, 0, 2, rev), NND_EINVAL); /* lo > hi */
+    EXPECT_FAIL(nnd_net_set_act_params(net, 0, 2, nan2), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_set_act_param(net, 0, 1.5), NND_EINVAL);     /* lo 1.5 > default hi 1 */
+    EXPECT_FAIL(nnd_net_set_act_param(net, 1, 0.0), NND_EINVAL);     /* celu alpha must be > 0 */
+    EXPECT_FAIL(nnd_net_set_act_param(net, 1, -1.0), NND_EINVAL);
+    double p[2];
+    size_t count = 0;
+    EXPECT_OK(nnd_net_layer_params(net, 0, &count, p));
+    ck_assert_msg(count == 2 && p[0] == -1 && p[1] == 1, "clip after failures: %zu parameters %g, %g", count, p[0], p[1]);
+    EXPECT_OK(nnd_net_set_act_params(net, 0, 2, ok2));
+    EXPECT_OK(nnd_net_set_act_param(net, 0, 1.0)); /* only lo changes: hi stays 2 */
+    EXPECT_OK(nnd_net_layer_params(net, 0, &count, p));
+    ck_assert_msg(p[0] == 1.0 && p[1] == 2.0, "clip: %g, %g, expected 1, 2", p[0], p[1]);
+    EXPECT_OK(nnd_net_layer_params(net, 1, &count, p));
+    ck_assert_msg(count == 1 && p[0] == 1.0 && p[1] == 0.0, "celu: %zu parameters %g, %g", count, p[0], p[1]);
+    EXPECT_FAIL(nnd_net_layer_params(NULL, 0, &count, p), NND_EINVAL);
+    EXPECT_FAIL(nnd_net_layer_params(net, 2, &count, p), NND_EINVAL);
+    EXPECT_OK(nnd_net_layer_params(net, 0, NULL, NULL));
+    nnd_net_free(net);
+}
+END_TEST
+
 START_TEST(input_processing_errors)
 {
     nnd_net *net = NULL;
@@ -533,6 +569,7 @@ static Suite *errors_suite(void)
     tcase_add_test(tc, net_new_rejects_zero_inputs);
     tcase_add_test(tc, add_dense_errors_leave_net_usable);
     tcase_add_test(tc, set_act_param_errors);
+    tcase_add_test(tc, set_act_params_errors);
     tcase_add_test(tc, input_processing_errors);
     tcase_add_test(tc, output_processing_errors);
     tcase_add_test(tc, plan_new_errors);

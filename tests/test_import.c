@@ -289,7 +289,8 @@ END_TEST
 
 static const char *const onnx_fixtures[] = {
     "onnx_tanh_f32", "onnx_acts_f64", "onnx_gelu_subgraph", "onnx_gelu_op", "onnx_silu_mish_softmax",
-    "onnx_mish_op", "onnx_matmul_flatten",
+    "onnx_mish_op", "onnx_matmul_flatten", "onnx_hard_ops", "onnx_hardswish_subgraph", "onnx_celu_clip",
+    "onnx_clip_attributes", "onnx_logsoftmax",
 };
 #define N_ONNX (sizeof onnx_fixtures / sizeof onnx_fixtures[0])
 
@@ -313,6 +314,17 @@ START_TEST(onnx_equals_torch)
     const char *name = onnx_fixtures[_i];
     char p[1024], e[1024];
     snprintf(p, sizeof p, "%s/%s.onnx", IMPORT_DIR, name);
+    if (!strcmp(name, "onnx_logsoftmax")) {
+        /* TEMPORARY: until the engines implement logsoftmax, the builder refuses it; the import
+         * itself must get as far as that refusal. */
+        nnd_net *net = NULL;
+        nnd_status s = nnd_net_load(p, &net);
+        if (s == NND_EUNSUPPORTED && strstr(nnd_errmsg(), "not supported by the engines yet")) {
+            fprintf(stderr, "%s: skipped until the engines support logsoftmax (%s)\n", name, nnd_errmsg());
+            return;
+        }
+        nnd_net_free(net);
+    }
     snprintf(e, sizeof e, "%s/%s.expected.json", IMPORT_DIR, name);
     json_error_t err;
     json_t *exp = json_load_file(e, 0, &err);
@@ -343,8 +355,9 @@ END_TEST
 
 START_TEST(onnx_unsupported_ops)
 {
-    static const char *const files[][2] = {{"unsupported_hardsigmoid.onnx", "HardSigmoid"},
-                                           {"unsupported_logsoftmax.onnx", "LogSoftmax"}};
+    /* PRelu has a learned per-unit slope; Softshrink is exported as comparisons and Where */
+    static const char *const files[][2] = {{"unsupported_prelu.onnx", "PRelu"},
+                                           {"unsupported_shrink.onnx", "Greater"}};
     for (size_t i = 0; i < 2; i++) {
         char p[1024];
         size_t size;

@@ -105,9 +105,30 @@ ACTS = {
     "silu": lambda z, p: z * torch.sigmoid(z),
     "mish": lambda z, p: z * torch.tanh(torch.logaddexp(z, torch.zeros_like(z))),
     "softmax": lambda z, p: torch.softmax(z, dim=-1),
+    "logsoftmax": lambda z, p: torch.log_softmax(z, dim=-1),
+    # PyTorch's Hardsigmoid/Hardswish written as relu6 (aten::hardsigmoid_backward has no derivative)
+    "hardsigmoid": lambda z, p: torch.clamp(p[0] * z + p[1], 0.0, 1.0),
+    "hardswish": lambda z, p: z * torch.nn.functional.relu6(z + 3) / 6,
+    "celu": lambda z, p: torch.where(z > 0, z, p * torch.expm1(torch.clamp(z, max=0.0) / p)),
+    "clip": lambda z, p: torch.clamp(z, p[0], p[1]),
 }
-KINKS = {"poslin": [0.0], "elliotsig": [0.0], "elu": [0.0], "selu": [0.0], "leaky_relu": [0.0]}
-DEFAULT_PARAM = {"elu": 1.0, "leaky_relu": 0.01}
+KINKS = {"poslin": [0.0], "elliotsig": [0.0], "elu": [0.0], "selu": [0.0], "leaky_relu": [0.0], "celu": [0.0],
+         "hardswish": [-3.0, 3.0]}
+DEFAULT_PARAM = {"elu": 1.0, "leaky_relu": 0.01, "celu": 1.0, "hardsigmoid": [0.2, 0.5], "clip": [-1.0, 1.0]}
+
+
+def kinks(L):
+    """Where the layer's activation is not smooth, with its parameters."""
+    act, p = L["activation"], layer_param(L)
+    if act == "clip":
+        return list(p)
+    if act == "hardsigmoid":
+        return [-p[1] / p[0], (1 - p[1]) / p[0]]
+    return KINKS.get(act, [])
+
+
+def layer_param(L):
+    return L.get("params", L.get("alpha", DEFAULT_PARAM.get(L["activation"], 0.0)))
 
 # ---------------------------------------------------------------- random networks
 
@@ -138,8 +159,10 @@ class Net:
             W = (torch.randn(units, n, generator=gen) / math.sqrt(n)).tolist()
             b = (torch.randn(units, generator=gen) * 0.5).tolist()
             L = {"weights": W, "bias": b, "activation": act}
-            if param:
+            if len(param) == 1:
                 L["alpha"] = param[0]
+            elif param:
+                L["params"] = list(param)
             self.layers.append(L)
             n = units
         # output steps in MATLAB order: walk back from the last layer's units to the raw rows
@@ -193,8 +216,8 @@ class Net:
         for L in self.layers:
             z = torch.tensor(L["weights"]) @ a + torch.tensor(L["bias"])
             if zs is not None:
-                zs.append((L["activation"], z))
-            a = ACTS[L["activation"]](z, L.get("alpha", DEFAULT_PARAM.get(L["activation"], 0.0)))
+                zs.append((L, z))
+            a = ACTS[L["activation"]](z, layer_param(L))
         for st in reversed(self.post):
             if st["type"] == "removeconstantrows":
                 rows, keep = st["rows"], st["keep"]
@@ -218,8 +241,8 @@ class Net:
         with torch.no_grad():
             self.forward(x, zs)
         d = math.inf
-        for act, z in zs:
-            for k in KINKS.get(act, []):
+        for L, z in zs:
+            for k in kinks(L):
                 d = min(d, float(torch.min(torch.abs(z - k))))
         return d
 
@@ -233,6 +256,8 @@ NETS = [
     (2, [(4, "elliotsig"), (3, "leaky_relu", 0.1), (5, "poslin"), (2, "tansig")], (), ("mapminmax",)),
     (12, [(16, "tansig"), (10, "softmax"), (12, "logsig")], ("mapminmax", "removeconstantrows"),
      ("mapminmax", "removeconstantrows")),
+    (4, [(6, "hardsigmoid", 1.0 / 6.0, 0.5), (5, "hardswish"), (5, "celu", 0.7), (4, "clip", -0.4, 0.6),
+         (3, "hardsigmoid"), (3, "clip"), (3, "logsoftmax")], ("mapstd",), ("mapminmax",)),
 ]
 
 # ---------------------------------------------------------------- comparison

@@ -2,7 +2,7 @@
  * nnderiv: exact, batched Jacobians and Hessians of feed-forward networks.
  *
  * Read top to bottom, this header is the manual: handles, status codes, activations,
- * building a net, input/output processing, planning, executing, checking.
+ * building a net, input/output processing, planning, executing, products, curvature, checking.
  *
  * The network is  y = post( a_L ),  a_l = f_l(W_l a_{l-1} + b_l),  a_0 = pre(x)
  * where pre/post are MATLAB-style processing steps (mapminmax, mapstd, removeconstantrows).
@@ -66,7 +66,8 @@ NND_API const char *nnd_version(void);
 /* ---------------------------------------------------------------- activations
  * Every activation has exact f, f', f''. Kinks follow MATLAB for MATLAB's transfer functions
  * (poslin'(0) = 1; satlin, satlins, tribas use closed intervals) and PyTorch for the others
- * (leaky_relu'(0) = slope, elu'(0) = alpha). Names are case-insensitive; aliases in brackets. */
+ * (leaky_relu'(0) = slope, elu'(0) = alpha). Names are case-insensitive; aliases in brackets.
+ * An activation has 0, 1 or 2 parameters (nnd_act_n_params), set per layer; "params p, q" below. */
 enum {
     NND_ACT_PURELIN = 0, /* purelin [linear, identity]: f(z) = z                               */
     NND_ACT_TANSIG,      /* tansig [tanh]: tanh(z) = 2/(1+exp(-2z)) - 1; f' = 1-t^2, f'' = -2t(1-t^2) */
@@ -88,6 +89,21 @@ enum {
     NND_ACT_SILU,        /* silu [swish]: z*sigmoid(z)                                         */
     NND_ACT_MISH,        /* mish: z*tanh(softplus(z))                                          */
     NND_ACT_SOFTMAX,     /* softmax: exp(z_i)/sum_j exp(z_j); couples the units of its layer   */
+    /* hardsigmoid: max(0, min(1, alpha z + beta)); params alpha, beta, default 0.2, 0.5 (ONNX
+     * HardSigmoid; PyTorch's Hardsigmoid is alpha = 1/6, beta = 0.5). f' = alpha where
+     * 0 <= alpha z + beta <= 1 (closed, as satlin; PyTorch's backward uses the open interval). */
+    NND_ACT_HARDSIGMOID,
+    /* hardswish [hard_swish]: z*hardsigmoid_{1/6, 1/2}(z): 0 for z <= -3, z for z >= 3, z(z+3)/6
+     * between (ONNX HardSwish = PyTorch Hardswish). f' = z/3 + 1/2 and f'' = 1/3 on the open
+     * (-3, 3); at the kinks the outer branch, as PyTorch: f'(-3) = 0, f'(3) = 1, f''(+-3) = 0. */
+    NND_ACT_HARDSWISH,
+    /* celu: max(0, z) + min(0, alpha(exp(z/alpha) - 1)); param alpha > 0, default 1. C1 at 0;
+     * f''(0) = 1/alpha (the z <= 0 branch, as elu). */
+    NND_ACT_CELU,
+    /* clip: clamp(z, lo, hi); params lo, hi (lo <= hi), default -1, 1. f' = 1 on the closed
+     * [lo, hi] (MATLAB's satlin convention; PyTorch's hardtanh backward uses the open interval). */
+    NND_ACT_CLIP,
+    NND_ACT_LOGSOFTMAX,  /* logsoftmax: z_i - log sum_j exp(z_j); couples the units of its layer */
     NND_ACT_COUNT
 };
 
@@ -95,13 +111,23 @@ enum {
 NND_API int nnd_act_from_name(const char *name);
 /* The canonical (MATLAB) name of an activation code, or NULL if the code is out of range. */
 NND_API const char *nnd_act_name(int act);
-/* The default parameter of an activation (elu alpha 1, leaky_relu slope 0.01), 0 if it has none. */
+/* How many parameters an activation has: 0, 1 (elu, leaky_relu, celu) or 2 (hardsigmoid, clip);
+ * 0 for an unknown code. */
+NND_API int nnd_act_n_params(int act);
+/* The default (first) parameter of an activation (elu alpha 1, leaky_relu slope 0.01,
+ * hardsigmoid alpha 0.2, celu alpha 1, clip lo -1), 0 if it has none. */
 NND_API double nnd_act_default_param(int act);
-/* Evaluate f, f', f'' of an elementwise activation at n points (softmax: NND_EUNSUPPORTED).
- * param: the activation's parameter (see nnd_act_default_param); ignored by the others.
+/* Both default parameters into params[0..1]; unused entries are 0. Returns nnd_act_n_params(act). */
+NND_API int nnd_act_default_params(int act, double params[2]);
+/* Evaluate f, f', f'' of an elementwise activation at n points (softmax, logsoftmax: NND_EUNSUPPORTED).
+ * param: the activation's first parameter (see nnd_act_default_param); a second one takes its
+ * default (use nnd_act_eval2 for both); ignored by activations without parameters.
  * f, df, d2f: outputs of length n, each may be NULL. */
 NND_API nnd_status nnd_act_eval(int act, double param, size_t n, const double *z, double *f,
                                 double *df, double *d2f);
+/* The same with all parameters: params[0..nnd_act_n_params(act)-1] (NULL: the defaults). */
+NND_API nnd_status nnd_act_eval2(int act, const double params[2], size_t n, const double *z, double *f,
+                                 double *df, double *d2f);
 
 /* ---------------------------------------------------------------- building a net */
 
@@ -112,12 +138,18 @@ NND_API nnd_status nnd_net_new(size_t n_in, nnd_net **net);
  * n_out: units of the layer (>= 1).
  * W: row-major n_out x n_prev weights (n_prev: units of the previous layer, or the processed input length); copied.
  * b: n_out biases, copied; NULL means zero.
- * act: an activation code (NND_ACT_*). Its parameter starts at nnd_act_default_param(act). */
+ * act: an activation code (NND_ACT_*). Its parameters start at nnd_act_default_params(act). */
 NND_API nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const double *b, int act);
 
-/* Set the activation parameter of layer `layer` (0-based): elu alpha, leaky_relu slope.
- * NND_EINVAL for an activation without a parameter or a non-finite value. */
+/* Set the first activation parameter of layer `layer` (0-based): elu alpha, leaky_relu slope,
+ * celu alpha, hardsigmoid alpha, clip lo; a second parameter keeps its value.
+ * NND_EINVAL for an activation without a parameter, a non-finite value, or one out of its domain
+ * (celu alpha <= 0, clip lo > hi). */
 NND_API nnd_status nnd_net_set_act_param(nnd_net *net, size_t layer, double param);
+/* Set the first `count` activation parameters of layer `layer` (1 <= count <= nnd_act_n_params):
+ * hardsigmoid (alpha, beta), clip (lo, hi), or the one of elu, leaky_relu, celu.
+ * NND_EINVAL as nnd_net_set_act_param, or for a count out of range; on failure nothing changes. */
+NND_API nnd_status nnd_net_set_act_params(nnd_net *net, size_t layer, size_t count, const double *params);
 
 /* Input processing, applied to x in the order added, before the first layer; add all steps
  * before the first nnd_net_add_dense. Each step acts on the current processed length n.
@@ -159,8 +191,11 @@ NND_API void nnd_net_free(nnd_net *net); /* NULL is a no-op */
 NND_API size_t nnd_net_n_in(const nnd_net *net);  /* raw input length; 0 for NULL */
 NND_API size_t nnd_net_n_out(const nnd_net *net); /* raw output length (after output processing); 0 for NULL or no layer */
 NND_API size_t nnd_net_n_layers(const nnd_net *net);
-/* Describe layer `layer` (0-based): any output pointer may be NULL. */
+/* Describe layer `layer` (0-based): any output pointer may be NULL. param: its first activation parameter. */
 NND_API nnd_status nnd_net_layer(const nnd_net *net, size_t layer, size_t *n_in, size_t *n_out, int *act, double *param);
+/* Both activation parameters of layer `layer` into params[0..1] (unused entries 0); *count (may be
+ * NULL) is how many the activation has. */
+NND_API nnd_status nnd_net_layer_params(const nnd_net *net, size_t layer, size_t *count, double params[2]);
 /* Number of input / output processing steps, and the MATLAB name of step i ("mapminmax", ...). */
 NND_API size_t nnd_net_n_input_steps(const nnd_net *net);
 NND_API size_t nnd_net_n_output_steps(const nnd_net *net);
@@ -208,6 +243,123 @@ NND_API const char *nnd_plan_explain(const nnd_plan *plan);
 /* Bytes of workspace the plan holds, and its batch block (samples per pass). */
 NND_API size_t nnd_plan_workspace_bytes(const nnd_plan *plan);
 NND_API size_t nnd_plan_block(const nnd_plan *plan);
+/* Threads the plan runs on: NND_NUM_THREADS if set, else the online CPUs, at most one per batch
+ * block of max_batch. With more than one, each thread takes whole blocks with its own workspace
+ * (nnd_plan_workspace_bytes is the total), results are bit-identical for every thread count, and
+ * the plan sets OpenBLAS to one thread (openblas_set_num_threads(1)) so that OpenBLAS's threads do
+ * not oversubscribe the cores. NND_NUM_THREADS=1 leaves OpenBLAS's threading as it is. */
+NND_API size_t nnd_plan_threads(const nnd_plan *plan);
+
+/* ---------------------------------------------------------------- products
+ * One contraction of the derivatives, much cheaper than forming the n_out x n_in x n_in tensor.
+ * A product plan is made once (all workspace allocated there) and executed like nnd_plan_execute,
+ * with the same processing conventions: derivatives are of the raw outputs with respect to the raw
+ * inputs, and raw outputs that are constants (output removeconstantrows) have zero derivatives.
+ *
+ * Costs in flops per sample, with G = sum_l 2 d_l d_{l-1} (one value pass), G' = G without the first
+ * layer, U = sum of the widths, n = n_in, m = units of the last layer, d_1 = first layer's units.
+ * Compare the full Hessian: forward G + (n + n(n+1)/2) G' + ..., reverse G + (n + m) G' + 2 m U n^2
+ * (nnd_net_cost). nnd_product_cost returns the figure for a net.
+ *
+ *   kind             in                  out                      out2                  cost
+ *   WHESS            w[batch][n_out]     sum_k w_k H_k,           sum_k w_k grad y_k,   G + (n+1) G' + 2 d_1 n + U n^2
+ *                                        batch x n x n (full)     batch x n (or NULL)   (one backward pass, whatever n_out)
+ *   HVP              v[batch][n]         H_k v for every k,       NULL                  2 G + 2 m G' + 2 m d_1 n + 2 d_1 n
+ *                                        batch x n_out x n                              (forward tangent + m backward
+ *                                                                                        passes of 2 columns; no H formed)
+ *   JVP              u[batch][n]         J u, batch x n_out       NULL                  G + G' + 2 d_1 n
+ *   VJP              w[batch][n_out]     w^T J, batch x n         NULL                  G + G' + 2 d_1 n
+ *   LAPLACIAN        NULL                tr H_k, batch x n_out    NULL                  G + 2n G' + 4 n U
+ *   HDIAG            NULL                diag H_k,                NULL                  G + 2n G' + 4 n U
+ *                                        batch x n_out x n
+ *   UNCERTAINTY      Sigma[batch][n][n]  J Sigma J^T,             1/2 tr(H_k Sigma),    G + 2n G' + 4 n U + 2 d_1 n^2
+ *                                        batch x n_out x n_out    batch x n_out            + n^3/3 + n_out^2 n
+ *   UNCERTAINTY_SHARED Sigma[n][n]       the same, one Sigma for every sample           (the n^3/3 once per call)
+ *
+ * Algorithms (exact, no finite differences):
+ *   WHESS, VJP: one reverse pass per sample with the outputs weighted by w (the seed), so the
+ *     backward pass and the Hessian assembly are those of a single output.
+ *   JVP, LAPLACIAN, HDIAG, UNCERTAINTY: a forward pass that carries, per unit, the value, the
+ *     tangents along K directions and the second derivatives along each of them (not the K^2 mixed
+ *     ones): a' = f' z',  a'' = f' z'' + f'' z'^2 (softmax: its coupled rule). Directions: u (JVP);
+ *     e_1..e_n (LAPLACIAN, HDIAG: d2y/dx_i^2); the columns l_j of a square root Sigma = L L^T
+ *     (UNCERTAINTY: J Sigma J^T = (J L)(J L)^T and tr(H Sigma) = sum_j l_j^T H l_j). The square root
+ *     is the Cholesky factor, or Q sqrt(Lambda) from an eigen-decomposition when Sigma is only
+ *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
+ *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
+ *     pass of the gradient and of its derivative along v (reverse-over-forward).
+ * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
+ * Cov[y] ~ J Sigma J^T (first order). */
+
+typedef struct nnd_product_plan nnd_product_plan; /* a net + one product + max batch + its workspace */
+
+typedef enum {
+    NND_PRODUCT_WHESS = 1,          /* weighted Hessian (the Hessian of a Lagrangian)          */
+    NND_PRODUCT_HVP = 2,            /* Hessian-vector products H_k v for every output          */
+    NND_PRODUCT_JVP = 3,            /* Jacobian-vector product J u                              */
+    NND_PRODUCT_VJP = 4,            /* vector-Jacobian product w^T J                            */
+    NND_PRODUCT_LAPLACIAN = 5,      /* tr H_k for every output                                  */
+    NND_PRODUCT_HDIAG = 6,          /* diag H_k for every output                                */
+    NND_PRODUCT_UNCERTAINTY = 7,    /* delta method with one input covariance per sample        */
+    NND_PRODUCT_UNCERTAINTY_SHARED = 8 /* delta method with one input covariance for the batch  */
+} nnd_product;
+
+/* The name of a product kind ("whess", "hvp", ...), or NULL if the kind is unknown. */
+NND_API const char *nnd_product_name(nnd_product kind);
+
+/* Flops per sample of `kind` on this net (the table above). */
+NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops);
+
+/* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB:
+ * the batch is processed in blocks). *plan is NULL on failure. The net must outlive the plan. */
+NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,
+                                        nnd_product_plan **plan);
+
+/* Compute the product for `batch` samples (1 <= batch <= max_batch; 0 is a no-op).
+ * x: batch x n_in inputs. in, out, out2: as in the table above (in must be NULL where the table
+ * says so, out2 must be NULL where it says NULL and not NULL for UNCERTAINTY*).
+ * No allocation. NND_EINVAL on bad arguments or a covariance that is not positive semidefinite
+ * (the outputs are then unspecified). */
+NND_API nnd_status nnd_product_execute(nnd_product_plan *plan, size_t batch, const double *x, const double *in,
+                                       double *out, double *out2);
+
+NND_API void nnd_product_plan_free(nnd_product_plan *plan); /* NULL is a no-op */
+
+NND_API nnd_product nnd_product_plan_kind(const nnd_product_plan *plan); /* 0 for NULL */
+NND_API size_t nnd_product_plan_block(const nnd_product_plan *plan);     /* samples per pass */
+
+/* Weighted Hessians (batch x n x n, as NND_PRODUCT_WHESS gives them) in the order of a dense
+ * IPOPT eval_h: the lower triangle row by row, entry (i, j), j <= i, at index i(i+1)/2 + j, so
+ * values[b][i(i+1)/2 + j] = H[b][i][j]: n(n+1)/2 values per sample. The matching structure is
+ * iRow[q] = i, jCol[q] = j in the same loop (examples/ipopt_hessian.c). H and values may not overlap. */
+NND_API nnd_status nnd_whess_to_ipopt_lower(size_t batch, size_t n, const double *H, double *values);
+
+/* ---------------------------------------------------------------- curvature */
+
+/* The curvature class of a symmetric matrix from its eigenvalues, an eigenvalue counting as zero
+ * when |lambda| <= tol * max_i |lambda_i|. */
+typedef enum {
+    NND_CURV_POSITIVE_DEFINITE = 0,     /* every eigenvalue > 0                                   */
+    NND_CURV_NEGATIVE_DEFINITE = 1,     /* every eigenvalue < 0                                   */
+    NND_CURV_POSITIVE_SEMIDEFINITE = 2, /* singular: some zero, the others > 0                    */
+    NND_CURV_NEGATIVE_SEMIDEFINITE = 3, /* singular: some zero, the others < 0                    */
+    NND_CURV_INDEFINITE = 4,            /* eigenvalues of both signs (zeros or not)               */
+    NND_CURV_ZERO = 5                   /* every eigenvalue zero (to the tolerance)              */
+} nnd_curvature_class;
+
+/* "positive definite", ..., or NULL for an unknown class. */
+NND_API const char *nnd_curvature_name(int cls);
+
+/* Eigen-analysis of `count` symmetric n x n matrices H (count x n x n, e.g. the H of nnd_plan_execute
+ * with count = batch x n_out, or the out of NND_PRODUCT_WHESS with count = batch) by LAPACK's dsyevd
+ * (divide and conquer: about 9 n^3 flops each with vectors, 4/3 n^3 without).
+ * tol >= 0: the relative zero threshold above (e.g. 1e-10).
+ * eig: count x n eigenvalues, ascending (may be NULL).
+ * vec: count x n x n eigenvectors, vec[c][i][j] = component i of the eigenvector of eig[c][j] (may be NULL).
+ * cls: count classes (nnd_curvature_class; may be NULL).
+ * Allocates O(n^2) scratch per call. NND_EINVAL for a bad argument or a matrix with a NaN. */
+NND_API nnd_status nnd_curvature(size_t count, size_t n, const double *H, double tol, double *eig, double *vec,
+                                 int *cls);
 
 /* ---------------------------------------------------------------- checking */
 

@@ -8,11 +8,12 @@
  *   Z (d_l x nb*C) = W_l (d_l x d_{l-1}) * A (d_{l-1} x nb*C), then the bias on the values.
  * The activation then applies the chain rule per (unit, sample):
  *   a = f(z),  a' = f'(z) z',  a'' = f'(z) z'' + f''(z) z' z'^T.
- * Softmax couples the units of a sample (derivation in the README, "softmax"):
+ * Softmax and logsoftmax couple the units of a sample (derivation in the README, "softmax"):
  *   with sigma = softmax(z), m1 = sum_u sigma_u z'_u, v_u = z'_u - m1 (computed after shifting all
  *   z'_u, z''_u by those of the dominant unit, which leaves the formulas unchanged and avoids cancellation),
  *   a'_u = sigma_u v_u,
- *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T. */
+ *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T;
+ *   logsoftmax a_u = z_u - lse(z): a'_u = v_u, a''_u = z''_u - M2 - Cv. */
 #include <cblas.h>
 #include <string.h>
 
@@ -35,7 +36,8 @@ static void chain_elementwise(size_t n, int hess, double f1, double f2, double *
 }
 
 /* Softmax over the d units of sample b; sigma (stride nb) already holds softmax(z). */
-static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const double *sigma, double *A, int hess)
+static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const double *sigma, double *A, int hess,
+                          int logsm)
 {
     size_t n = p->n, s = p->s, C = p->C, us = nb * C, w = n + (hess ? s : 0);
     double *m1 = p->smx, *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s;
@@ -70,6 +72,11 @@ static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const doub
     for (size_t u = 0; u < d; u++) {
         double *t = A + u * us + b * C, su = sigma[u * nb + b];
         double *z1 = t + 1, *z2 = t + 1 + n;
+        if (logsm) { /* a = z - lse(z): a' = v_u, a'' = z''_u - M2 - Cv */
+            for (size_t q = 0; hess && q < s; q++)
+                z2[q] -= M2[q] + Cv[q];
+            continue;
+        }
         if (hess) {
             size_t q = 0;
             for (size_t i = 0; i < n; i++)
@@ -88,11 +95,14 @@ static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, double *A)
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
             p->zv[u * nb + b] = A[u * us + b * C];
-    if (L->act == NND_ACT_SOFTMAX) {
-        nnd__softmax_values(d, nb, p->zv, p->f0);
+    if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
+        int logsm = L->act == NND_ACT_LOGSOFTMAX;
+        nnd__softmax_values(d, nb, p->zv, logsm ? p->f1 : p->f0); /* sigma */
         if (tangents)
             for (size_t b = 0; b < nb; b++)
-                chain_softmax(p, d, nb, b, p->f0, A, hess);
+                chain_softmax(p, d, nb, b, logsm ? p->f1 : p->f0, A, hess, logsm);
+        if (logsm)
+            nnd__logsoftmax_values(d, nb, p->zv, p->f0);
     } else {
         nnd__act_eval_layer(L, d * nb, p->zv, p->f0, tangents ? p->f1 : NULL, hess ? p->f2 : NULL);
         if (tangents)

@@ -125,3 +125,18 @@ size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b)
             top = u;
     return top;
 }
+
+void nnd__logsoftmax_values(size_t d, size_t nb, const double *z, double *out)
+{
+    for (size_t b = 0; b < nb; b++) {
+        double zmax = z[b], sum = 0.0;
+        for (size_t u = 1; u < d; u++)
+            if (z[u * nb + b] > zmax)
+                zmax = z[u * nb + b];
+        for (size_t u = 0; u < d; u++)
+            sum += exp(z[u * nb + b] - zmax);
+        double lse = log(sum);
+        for (size_t u = 0; u < d; u++)
+            out[u * nb + b] = (z[u * nb + b] - zmax) - lse;
+    }
+}

@@ -1,9 +1,13 @@
 /* Planning: the cost model, the mode choice, the batch block and the workspace.
  * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
+#include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
-#include <time.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "kernels/accum.h"
 #include "plan.h"
@@ -272,6 +276,84 @@ static void choose_mode(nnd_plan *p, nnd_mode asked)
 
 static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 
+/* ---------------------------------------------------------------- threads
+ * nnderiv's threads take whole batch blocks, each with its own workspace (a peer: a copy of the
+ * plan that shares everything read-only). A block's arithmetic does not depend on which thread
+ * runs it, so results are bit-identical for every thread count. OpenBLAS is then set to one
+ * thread (openblas_set_num_threads(1)): its own threads would oversubscribe the cores, and its
+ * threaded GEMMs round differently from its serial ones. */
+#define MAX_THREADS 64
+
+static size_t default_threads(void)
+{
+    const char *e = getenv("NND_NUM_THREADS");
+    long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return v < 1 ? 1 : (v > MAX_THREADS ? MAX_THREADS : (size_t)v);
+}
+
+static nnd_status make_peers(nnd_plan *p)
+{
+    size_t want = p->max_batch / p->block + (p->max_batch % p->block != 0); /* more would idle */
+    if (p->nthreads > want)
+        p->nthreads = want;
+    if (p->nthreads < 2)
+        return NND_OK;
+    p->peers = nnd__calloc(p->nthreads - 1, sizeof *p->peers);
+    if (!p->peers)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for %zu threads", p->nthreads);
+    for (size_t t = 0; t + 1 < p->nthreads; t++) {
+        nnd_plan *q = &p->peers[t];
+        *q = *p;
+        q->peers = NULL;
+        q->nthreads = 1;
+        q->ws = nnd__malloc(p->ws_doubles, sizeof(double));
+        if (!q->ws) {
+            for (size_t k = 0; k < t; k++)
+                nnd__free(p->peers[k].ws);
+            nnd__free(p->peers);
+            p->peers = NULL;
+            return nnd__fail(NND_ENOMEM, "nnd_plan_new: cannot allocate the workspace of thread %zu", t + 2);
+        }
+        ws_item it[WS_MAX_ITEMS];
+        ws_carve(q->ws, it, ws_layout(q, q->block, it));
+    }
+    openblas_set_num_threads(1);
+    return NND_OK;
+}
+
+typedef struct {
+    nnd_plan *p;
+    size_t first, stride, batch;
+    const double *x;
+    double *y, *J, *H;
+} job;
+
+/* Blocks first, first + stride, ... of the batch. */
+static void run_blocks(const job *j)
+{
+    nnd_plan *p = j->p;
+    size_t sq = p->n * p->n;
+    for (size_t b0 = j->first * p->block; b0 < j->batch; b0 += j->stride * p->block) {
+        size_t nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
+        const double *xb = j->x + b0 * p->n;
+        double *yb = j->y ? j->y + b0 * p->m : NULL;
+        double *Jb = j->J ? j->J + b0 * p->m * p->n : NULL;
+        double *Hb = j->H ? j->H + b0 * p->m * sq : NULL;
+        if (p->const_rows)
+            nnd__zero_const_rows(p, nb, Jb, Hb);
+        if (p->mode == NND_MODE_REVERSE)
+            nnd__reverse_block(p, nb, xb, yb, Jb, Hb);
+        else
+            nnd__forward_block(p, nb, xb, yb, Jb, Hb);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    run_blocks(arg);
+    return NULL;
+}
+
 static double now(void)
 {
     struct timespec t;
@@ -369,6 +451,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     p->net = net;
     p->what = what;
     p->max_batch = max_batch;
+    p->nthreads = default_threads();
     if ((st = plan_sizes(p)) != NND_OK)
         goto fail;
     choose_mode(p, mode);
@@ -406,6 +489,8 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     }
     ws_item it[WS_MAX_ITEMS];
     ws_carve(p->ws, it, ws_layout(p, nb, it));
+    if ((st = make_peers(p)) != NND_OK)
+        goto fail;
     *plan = p;
     return NND_OK;
 fail:
@@ -417,6 +502,9 @@ void nnd_plan_free(nnd_plan *p)
 {
     if (!p)
         return;
+    for (size_t t = 0; p->peers && t + 1 < p->nthreads; t++)
+        nnd__free(p->peers[t].ws);
+    nnd__free(p->peers);
     nnd__free(p->off);
     nnd__free(p->W1g);
     nnd__free(p->row_of);
@@ -442,24 +530,29 @@ nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *
     }
     if (batch && !x)
         return nnd__fail(NND_EINVAL, "nnd_plan_execute: x is NULL");
-    size_t sq = p->n * p->n;
-    for (size_t b0 = 0; b0 < batch; b0 += p->block) {
-        size_t nb = batch - b0 < p->block ? batch - b0 : p->block;
-        const double *xb = x + b0 * p->n;
-        double *yb = y ? y + b0 * p->m : NULL;
-        double *Jb = J ? J + b0 * p->m * p->n : NULL;
-        double *Hb = H ? H + b0 * p->m * sq : NULL;
-        if (p->const_rows)
-            nnd__zero_const_rows(p, nb, Jb, Hb);
-        if (p->mode == NND_MODE_REVERSE)
-            nnd__reverse_block(p, nb, xb, yb, Jb, Hb);
-        else
-            nnd__forward_block(p, nb, xb, yb, Jb, Hb);
+    if (batch == 0)
+        return NND_OK;
+    size_t blocks = batch / p->block + (batch % p->block != 0);
+    size_t T = blocks < p->nthreads ? blocks : p->nthreads;
+    job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (size_t t = 0; t < T; t++)
+        jobs[t] = (job){t ? &p->peers[t - 1] : p, t, T, batch, x, y, J, H};
+    for (size_t t = 1; t < T; t++)
+        started[t] = pthread_create(&tid[t], NULL, thread_main, &jobs[t]) == 0;
+    run_blocks(&jobs[0]);
+    for (size_t t = 1; t < T; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else /* no thread to be had: the same blocks, here */
+            run_blocks(&jobs[t]);
     }
     return NND_OK;
 }
 
 nnd_mode nnd_plan_mode(const nnd_plan *p) { return p ? p->mode : NND_MODE_AUTO; }
 const char *nnd_plan_explain(const nnd_plan *p) { return p ? p->explain : ""; }
-size_t nnd_plan_workspace_bytes(const nnd_plan *p) { return p ? p->ws_doubles * sizeof(double) : 0; }
+size_t nnd_plan_workspace_bytes(const nnd_plan *p) { return p ? p->nthreads * p->ws_doubles * sizeof(double) : 0; }
+size_t nnd_plan_threads(const nnd_plan *p) { return p ? p->nthreads : 0; }
 size_t nnd_plan_block(const nnd_plan *p) { return p ? p->block : 0; }

@@ -52,6 +52,9 @@ struct nnd_plan {
     double *smx;         /* softmax scratch: 2n + 3s + 1                   */
     double *aout;        /* block x me: last layer values                  */
 
+    size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
+    struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
+
     char explain[192];
 };
 
@@ -64,6 +67,11 @@ void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, doub
  * sample whatever m: the cost of the Lagrangian Hessian IPOPT asks for. p must be a reverse plan. */
 void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
                                double *Hw);
+/* The diagonals of the Hessians without forming them: D[b][r][i] = d2y_r/dx_i^2 (nb x m x n; the
+ * rows of constant outputs are not written). From the same tangents and deltas as the full
+ * Hessian, with diag H_k = sum_u c_{k,u} (dz_u/dx)^2 plus the coupling terms: D m n flops instead of
+ * the assembly's D m n^2. p must be a reverse plan with NND_HESSIAN. */
+void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);
@@ -77,6 +85,8 @@ void nnd__unpack_sym(size_t n, const double *packed, double scale, double *full)
 
 /* Softmax over the units of each sample: z and sigma are d x nb, unit-major. */
 void nnd__softmax_values(size_t d, size_t nb, const double *z, double *sigma);
+/* Logsoftmax values z_u - log sum_w exp(z_w), the same layout. */
+void nnd__logsoftmax_values(size_t d, size_t nb, const double *z, double *out);
 /* The unit with the largest sigma in sample b (sigma: d x nb): the pivot that keeps softmax
  * derivatives free of cancellation when that sigma is close to 1. */
 size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b);

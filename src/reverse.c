@@ -37,7 +37,10 @@ static void forward_values(nnd_plan *p, size_t nb, int hess)
                 z[u * nb + b] += L->b[u];
         if (L->act == NND_ACT_SOFTMAX)
             nnd__softmax_values(d, nb, z, p->f0 + o);
-        else
+        else if (L->act == NND_ACT_LOGSOFTMAX) { /* f0: the values, f1: sigma */
+            nnd__softmax_values(d, nb, z, p->f1 + o);
+            nnd__logsoftmax_values(d, nb, z, p->f0 + o);
+        } else
             nnd__act_eval_layer(L, d * nb, z, p->f0 + o, p->f1 + o, hess ? p->f2 + o : NULL);
     }
 }
@@ -54,9 +57,12 @@ static void forward_tangents(nnd_plan *p, size_t nb)
         const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
         size_t d = prev->n_out, o = p->off[l - 1];
         const double *jp = p->jz + o * cols, *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb;
-        if (prev->act == NND_ACT_SOFTMAX) {
-            /* sigma_u (J_u - sum_w sigma_w J_w), with every J_w taken relative to the dominant
-             * unit's (no cancellation when its sigma is close to 1) */
+        if (prev->act == NND_ACT_SOFTMAX || prev->act == NND_ACT_LOGSOFTMAX) {
+            /* sigma_u (J_u - sum_w sigma_w J_w) (logsoftmax: without the sigma_u), with every J_w
+             * taken relative to the dominant unit's (no cancellation when its sigma is close to 1) */
+            int logsm = prev->act == NND_ACT_LOGSOFTMAX;
+            if (logsm)
+                sg = f1;
             for (size_t b = 0; b < nb; b++) {
                 double *m1 = p->smx;
                 const double *pv = jp + nnd__softmax_top(sg, d, nb, b) * cols + b * n;
@@ -66,7 +72,8 @@ static void forward_tangents(nnd_plan *p, size_t nb)
                         m1[i] += sg[u * nb + b] * (jp[u * cols + b * n + i] - pv[i]);
                 for (size_t u = 0; u < d; u++)
                     for (size_t i = 0; i < n; i++)
-                        p->tan[u * cols + b * n + i] = sg[u * nb + b] * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
+                        p->tan[u * cols + b * n + i] =
+                            (logsm ? 1.0 : sg[u * nb + b]) * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
             }
         } else {
             for (size_t u = 0; u < d; u++)
@@ -114,6 +121,22 @@ static void backward(nnd_plan *p, size_t nb, int hess)
                             c[u * cols + j] = r;
                     }
                 }
+        } else if (L->act == NND_ACT_LOGSOFTMAX) {
+            /* a = z - lse(z), sigma in f1: delta = g - sigma sum(g), and
+             * sum_u g_u d2a_u/dz2 = -sum(g) (diag(sigma) - sigma sigma^T): its diagonal is c,
+             * the rank-one rest is added in coupling() (which recovers sum(g) as -sum(c)). */
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < me; k++) {
+                    size_t j = b * me + k;
+                    double gs = 0.0;
+                    for (size_t u = 0; u < d; u++)
+                        gs += G[u * cols + j];
+                    for (size_t u = 0; u < d; u++) {
+                        Dl[u * cols + j] = G[u * cols + j] - f1[u * nb + b] * gs;
+                        if (c)
+                            c[u * cols + j] = -gs * f1[u * nb + b];
+                    }
+                }
         } else {
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++)
@@ -143,18 +166,31 @@ static void jacobian(nnd_plan *p, size_t nb, double *J)
             memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + (b * me + k) * n, n * sizeof *J);
 }
 
-/* The softmax coupling term of layer l for sample b: hall_k -= u v^T + v u^T (upper triangle). */
-static void softmax_coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
+/* The coupling terms of a softmax or logsoftmax layer l for sample b, with v = Jz^T sigma:
+ * softmax: hall_k -= u v^T + v u^T, u = Jz^T r (r = c of the layer);
+ * logsoftmax: hall_k += sum(g) v v^T, sum(g) = -sum of the layer's c. Upper triangles only. */
+static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
 {
     size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n, sq = n * n;
-    size_t d = p->net->layers[l].n_out, o = p->off[l];
-    const double *Jl = p->jz + o * ncols + b * n;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, o = p->off[l];
+    int logsm = L->act == NND_ACT_LOGSOFTMAX;
+    const double *Jl = p->jz + o * ncols + b * n, *sigma = (logsm ? p->f1 : p->f0) + o * nb + b;
     double *u = p->smx, *v = p->smx + n;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, p->f0 + o * nb + b, (int)nb, 0.0, v, 1);
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
     for (size_t k = 0; k < me; k++) {
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, p->cst + o * cols + b * me + k,
-                    (int)cols, 0.0, u, 1);
+        const double *c = p->cst + o * cols + b * me + k;
         double *Hk = p->hall + k * sq;
+        if (logsm) {
+            double gs = 0.0;
+            for (size_t w = 0; w < d; w++)
+                gs -= c[w * cols];
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++)
+                    Hk[i * n + j] += gs * v[i] * v[j];
+            continue;
+        }
+        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < n; j++)
                 Hk[i * n + j] -= u[i] * v[j] + v[i] * u[j];
@@ -245,8 +281,8 @@ static void hessian(nnd_plan *p, size_t nb, double *H)
         case NND_HK_SYRK: assemble_syrk(p, nb, b); break;
         }
         for (size_t l = 0; l < p->L; l++)
-            if (net->layers[l].act == NND_ACT_SOFTMAX)
-                softmax_coupling(p, nb, b, l);
+            if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
+                coupling(p, nb, b, l);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const double *hk = p->hall + k * sq;
@@ -255,6 +291,66 @@ static void hessian(nnd_plan *p, size_t nb, double *H)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
         }
+    }
+}
+
+/* The coupling terms' diagonals for a softmax or logsoftmax layer l, sample b (see coupling()):
+ * softmax: -2 u_i v_i; logsoftmax: sum(g) v_i^2; added to acc[k][i] (me x n). */
+static void coupling_diag(nnd_plan *p, size_t nb, size_t b, size_t l, double *acc)
+{
+    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, o = p->off[l];
+    int logsm = L->act == NND_ACT_LOGSOFTMAX;
+    const double *Jl = p->jz + o * ncols + b * n, *sigma = (logsm ? p->f1 : p->f0) + o * nb + b;
+    double *u = p->smx, *v = p->smx + n;
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
+    for (size_t k = 0; k < me; k++) {
+        const double *c = p->cst + o * cols + b * me + k;
+        double *a = acc + k * n;
+        if (logsm) {
+            double gs = 0.0;
+            for (size_t w = 0; w < d; w++)
+                gs -= c[w * cols];
+            for (size_t i = 0; i < n; i++)
+                a[i] += gs * v[i] * v[i];
+            continue;
+        }
+        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
+        for (size_t i = 0; i < n; i++)
+            a[i] -= 2.0 * u[i] * v[i];
+    }
+}
+
+void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D)
+{
+    const nnd_net *net = p->net;
+    size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n;
+    nnd__pre_block(p, nb, x);
+    forward_values(p, nb, 1);
+    forward_tangents(p, nb);
+    backward(p, nb, 1);
+    /* diag H_k = sum_u c_{k,u} (dz_u/dx)^2: units outside, so Jz and c stream through once */
+    double *acc = p->jout; /* nb*me x n */
+    memset(acc, 0, nb * me * n * sizeof *acc);
+    for (size_t u = 0; u < p->D; u++) {
+        const double *jr = p->jz + u * ncols, *cr = p->cst + u * cols;
+        for (size_t b = 0; b < nb; b++)
+            for (size_t k = 0; k < me; k++) {
+                double c = cr[b * me + k];
+                if (c == 0.0)
+                    continue;
+                double *a = acc + (b * me + k) * n;
+                for (size_t i = 0; i < n; i++)
+                    a[i] += c * jr[b * n + i] * jr[b * n + i];
+            }
+    }
+    for (size_t b = 0; b < nb; b++) {
+        for (size_t l = 0; l < p->L; l++)
+            if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
+                coupling_diag(p, nb, b, l, acc + b * me * n);
+        for (size_t k = 0; k < me; k++)
+            memcpy(D + (b * p->m + p->row_of[k]) * n, acc + (b * me + k) * n, n * sizeof *D);
     }
 }
 

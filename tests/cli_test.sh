@@ -322,5 +322,51 @@ if [ -n "$DATA" ] && [ -d "$DATA" ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- products and curvature
+# The demo net (3 inputs, 2 outputs); products against the core subcommands on the same samples.
+P="$T/demo.json"
+random_csv 3 5 11 >"$T/p_x.csv"
+run hessian -m "$P" -i "$T/p_x.csv" -o "$T/p_H.csv"
+run jacobian -m "$P" -i "$T/p_x.csv" -o "$T/p_J.csv"
+run hdiag -m "$P" -i "$T/p_x.csv" -o "$T/p_hd.csv"
+check "hdiag writes (B, m*n) rows" test "$(csv_shape "$T/p_hd.csv")" = "5 6"
+run laplacian -m "$P" -i "$T/p_x.csv" -o "$T/p_lap.csv"
+awk -F, '{ printf "%.17g,%.17g\n", $1 + $2 + $3, $4 + $5 + $6 }' "$T/p_hd.csv" >"$T/p_lap_ref.csv"
+check "laplacian equals the sum of hdiag" csv_close "$T/p_lap.csv" "$T/p_lap_ref.csv" 1e-12
+awk -F, '{ printf "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", $1, $5, $9, $10, $14, $18 }' "$T/p_H.csv" >"$T/p_hd_ref.csv"
+check "hdiag equals the diagonal of hessian" csv_close "$T/p_hd.csv" "$T/p_hd_ref.csv" 1e-12
+printf '1,0\n' >"$T/p_w10.csv"
+run whess -m "$P" -i "$T/p_x.csv" -w "$T/p_w10.csv" -o "$T/p_W.csv"
+cut -d, -f1-9 "$T/p_H.csv" >"$T/p_H0.csv"
+check "whess with weights (1, 0) equals H_0 (shared weights)" csv_close "$T/p_W.csv" "$T/p_H0.csv" 1e-12
+printf '0,1,0\n' >"$T/p_e1.csv"
+run jvp -m "$P" -i "$T/p_x.csv" -v "$T/p_e1.csv" -o "$T/p_jv.csv"
+awk -F, '{ printf "%.17g,%.17g\n", $2, $5 }' "$T/p_J.csv" >"$T/p_J1.csv"
+check "jvp along e_1 equals column 1 of the Jacobian" csv_close "$T/p_jv.csv" "$T/p_J1.csv" 1e-12
+run vjp -m "$P" -i "$T/p_x.csv" -w "$T/p_w10.csv" -o "$T/p_vj.csv"
+cut -d, -f1-3 "$T/p_J.csv" >"$T/p_J0.csv"
+check "vjp with (1, 0) equals row 0 of the Jacobian" csv_close "$T/p_vj.csv" "$T/p_J0.csv" 1e-12
+run hvp -m "$P" -i "$T/p_x.csv" -v "$T/p_e1.csv" -o "$T/p_hv.csv"
+awk -F, '{ printf "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", $4, $5, $6, $13, $14, $15 }' "$T/p_H.csv" >"$T/p_H1.csv"
+check "hvp along e_1 equals row 1 of every H_k" csv_close "$T/p_hv.csv" "$T/p_H1.csv" 1e-12
+printf '1,0,0\n0,1,0\n0,0,1\n' >"$T/p_I.csv"
+expect_rc "uncertainty with a shared Sigma" 0 uncertainty -m "$P" -i "$T/p_x.csv" -s "$T/p_I.csv" --ycov "$T/p_C.csv" --yshift "$T/p_D.csv"
+awk -F, '{ printf "%.17g,%.17g\n", ($1 + $5 + $9) / 2, ($10 + $14 + $18) / 2 }' "$T/p_H.csv" >"$T/p_D_ref.csv"
+check "uncertainty with Sigma = I: the mean shift is half the Laplacian" csv_close "$T/p_D.csv" "$T/p_D_ref.csv" 1e-12
+check "uncertainty writes (B, m*m) covariances" test "$(csv_shape "$T/p_C.csv")" = "5 4"
+printf '1,0,0\n0,-1,0\n0,0,1\n' >"$T/p_bad.csv"
+expect_error "uncertainty rejects an indefinite Sigma" "semidefinite" uncertainty -m "$P" -i "$T/p_x.csv" -s "$T/p_bad.csv" --ycov "$T/p_C2.csv"
+expect_rc "uncertainty without -s is a usage error" 2 uncertainty -m "$P" -i "$T/p_x.csv"
+expect_rc "whess without -w is a usage error" 2 whess -m "$P" -i "$T/p_x.csv"
+expect_error "whess rejects weights of the wrong length" "shape" whess -m "$P" -i "$T/p_x.csv" -w "$T/p_e1.csv"
+run curvature -m "$P" -i "$T/p_x.csv" -o "$T/p_E.csv"
+if [ "$rc" -eq 0 ] && [ "$(csv_shape "$T/p_E.csv")" = "5 6" ] && [ "$(grep -c 'definite\|indefinite\|zero' "$T/out")" -eq 10 ]; then
+    pass
+else
+    fail "curvature writes (B, m*n) eigenvalues and one class line per (sample, output)"
+fi
+awk -F, '{ printf "%.17g,%.17g\n", $1 + $2 + $3, $4 + $5 + $6 }' "$T/p_E.csv" >"$T/p_trE.csv"
+check "curvature: the eigenvalues sum to the Laplacian" csv_close "$T/p_trE.csv" "$T/p_lap.csv" 1e-10
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -35,13 +35,18 @@ enum {
     OPT_MODE = 1u << 3,
     OPT_TOL = 1u << 4,
     OPT_SAVE = 1u << 5,
+    OPT_WEIGHTS = 1u << 6, /* -w: weights/cotangents (B, m) */
+    OPT_VECTOR = 1u << 7,  /* -v: vectors (B, n)            */
+    OPT_SIGMA = 1u << 8,   /* -s, --ycov, --yshift           */
+    OPT_VECTORS = 1u << 9, /* --vectors (curvature)          */
 };
 
 /* getopt_long codes of the options without a short form */
-enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE };
+enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE, LONG_YCOV, LONG_YSHIFT, LONG_VECTORS };
 
 typedef struct {
     const char *model, *input, *output, *save;
+    const char *weights, *vector, *sigma, *ycov, *yshift, *vectors;
     nnd_mode mode;
     double tol_j, tol_h;
     const char *pos[2];
@@ -58,6 +63,7 @@ struct command {
     int n_pos;           /* positional arguments it takes */
     unsigned what;       /* NND_VALUE / NND_JACOBIAN / NND_HESSIAN for eval, jacobian, hessian */
     int (*run)(const command *cmd, const cli_args *args);
+    nnd_product product; /* the product subcommands: which one */
 };
 
 static const struct option long_options[] = {
@@ -65,6 +71,9 @@ static const struct option long_options[] = {
     {"output", required_argument, NULL, 'o'},  {"mode", required_argument, NULL, LONG_MODE},
     {"tol-j", required_argument, NULL, LONG_TOL_J}, {"tol-h", required_argument, NULL, LONG_TOL_H},
     {"save", required_argument, NULL, LONG_SAVE}, {"help", no_argument, NULL, 'h'},
+    {"weights", required_argument, NULL, 'w'}, {"vector", required_argument, NULL, 'v'},
+    {"sigma", required_argument, NULL, 's'}, {"ycov", required_argument, NULL, LONG_YCOV},
+    {"yshift", required_argument, NULL, LONG_YSHIFT}, {"vectors", required_argument, NULL, LONG_VECTORS},
     {NULL, 0, NULL, 0},
 };
 
@@ -532,13 +541,16 @@ static void print_layers(const nnd_net *net)
     for (size_t l = 0; l < L; l++) {
         size_t nin = 0, nout = 0;
         int act = -1;
-        double param = 0;
-        if (nnd_net_layer(net, l, &nin, &nout, &act, &param) != NND_OK)
+        double p[2] = {0, 0};
+        size_t np = 0;
+        if (nnd_net_layer(net, l, &nin, &nout, &act, NULL) != NND_OK || nnd_net_layer_params(net, l, &np, p) != NND_OK)
             continue;
         const char *name = nnd_act_name(act);
         printf("  layer %zu: %zu -> %zu units, %s", l + 1, nin, nout, name ? name : "?");
-        if (nnd_act_default_param(act) != 0.0)
-            printf(" (parameter %g)", param);
+        if (np == 1)
+            printf(" (parameter %g)", p[0]);
+        else if (np == 2)
+            printf(" (parameters %g, %g)", p[0], p[1]);
         putchar('\n');
     }
 }
@@ -587,6 +599,244 @@ static int cmd_convert(const command *cmd, const cli_args *a)
     return rc;
 }
 
+/* ---------------------------------------------------------------- products and curvature */
+
+/* One output array of a product subcommand: written to `path`, or printed when path is NULL. */
+typedef struct {
+    const char *path, *label;
+    size_t ndim, shape[4];
+    double *data;
+} out_array;
+
+static size_t shape_size(size_t ndim, const size_t *shape)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+/* Print one output for people: per sample, the rest as rows (last dimension across). */
+static void print_out_array(const out_array *o)
+{
+    size_t per = shape_size(o->ndim - 1, o->shape + 1), cols = o->shape[o->ndim - 1];
+    char title[64];
+    for (size_t b = 0; b < o->shape[0]; b++) {
+        snprintf(title, sizeof title, "sample %zu: %s", b, o->label);
+        if (o->ndim == 2) {
+            printf("%s\n", title);
+            print_row("", cols, o->data + b * per);
+        } else {
+            print_matrix(title, per / cols, cols, o->data + b * per, "r", "c");
+        }
+    }
+}
+
+static int emit(const out_array *o)
+{
+    char err[512];
+    if (o->path == NULL) {
+        print_out_array(o);
+        return EXIT_OK;
+    }
+    if (cli_array_write(o->path, o->data, o->ndim, o->shape, err, sizeof err) != 0) {
+        fail("%s", err);
+        return EXIT_ERR;
+    }
+    return EXIT_OK;
+}
+
+/* Read the per-sample operand of a product: shape (batch, len), or (len,) or (1, len) for every
+ * sample (broadcast). With `square`, (batch, len, len) or (len, len); *shared says which it was. */
+static int read_operand(const char *path, const char *what, size_t batch, size_t len, int square, cli_array *arr,
+                        int *shared)
+{
+    char err[512];
+    if (cli_array_read(path, arr, err, sizeof err) != 0) {
+        fail("%s", err);
+        return EXIT_ERR;
+    }
+    size_t nd = arr->ndim, base = square ? 2 : 1;
+    int ok_shared = nd == base && arr->shape[0] == len && (!square || arr->shape[1] == len);
+    ok_shared |= !square && nd == 2 && arr->shape[0] == 1 && arr->shape[1] == len; /* one CSV row */
+    int ok_batch = nd == base + 1 && arr->shape[0] == batch && arr->shape[1] == len && (!square || arr->shape[2] == len);
+    if (!ok_shared && !ok_batch) {
+        if (square)
+            fail("%s: %s must have shape (%zu, %zu) or (%zu, %zu, %zu)", path, what, len, len, batch, len, len);
+        else
+            fail("%s: %s must have shape (%zu,), (1, %zu) or (%zu, %zu)", path, what, len, len, batch, len);
+        cli_array_free(arr);
+        return EXIT_ERR;
+    }
+    *shared = ok_shared;
+    return EXIT_OK;
+}
+
+/* The operand a product reads, and its length per sample. */
+static const char *operand_path(const command *cmd, const cli_args *a, const char **what, const char **flag)
+{
+    switch (cmd->product) {
+    case NND_PRODUCT_WHESS: *what = "the weights LAMBDA"; *flag = "-w LAMBDA.npy"; return a->weights;
+    case NND_PRODUCT_VJP: *what = "the cotangents W"; *flag = "-w W.npy"; return a->weights;
+    case NND_PRODUCT_HVP:
+    case NND_PRODUCT_JVP: *what = "the vectors"; *flag = "-v V.npy"; return a->vector;
+    case NND_PRODUCT_UNCERTAINTY:
+    case NND_PRODUCT_UNCERTAINTY_SHARED: *what = "the input covariance"; *flag = "-s SIGMA.npy"; return a->sigma;
+    default: *what = *flag = NULL; return NULL;
+    }
+}
+
+static int cmd_product(const command *cmd, const cli_args *a)
+{
+    nnd_product kind = cmd->product;
+    const char *what = NULL, *flag = NULL, *opath = operand_path(cmd, a, &what, &flag);
+    if (flag != NULL && opath == NULL)
+        return usage_error(cmd, "missing %s", flag);
+    job j;
+    if (job_open(a, &j) != EXIT_OK)
+        return EXIT_ERR;
+    size_t B = j.batch, n = nnd_net_n_in(j.net), m = nnd_net_n_out(j.net);
+    int unc = kind == NND_PRODUCT_UNCERTAINTY, shared = 0;
+    size_t len = kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP ? m : n;
+    cli_array op = {0};
+    int rc = EXIT_OK;
+    if (opath != NULL)
+        rc = read_operand(opath, what, B, len, unc, &op, &shared);
+    if (rc != EXIT_OK) {
+        job_free(&j);
+        return rc;
+    }
+    if (unc && shared)
+        kind = NND_PRODUCT_UNCERTAINTY_SHARED;
+    out_array o[2] = {{a->output, "", 2, {B, m, 0, 0}, NULL}, {NULL, NULL, 0, {0}, NULL}};
+    switch (kind) {
+    case NND_PRODUCT_WHESS: o[0] = (out_array){a->output, "sum_k lambda_k H_k", 3, {B, n, n, 0}, NULL}; break;
+    case NND_PRODUCT_HVP: o[0] = (out_array){a->output, "H_k v (row k)", 3, {B, m, n, 0}, NULL}; break;
+    case NND_PRODUCT_JVP: o[0].label = "J u"; break;
+    case NND_PRODUCT_VJP: o[0] = (out_array){a->output, "w^T J", 2, {B, n, 0, 0}, NULL}; break;
+    case NND_PRODUCT_LAPLACIAN: o[0].label = "tr H_k"; break;
+    case NND_PRODUCT_HDIAG: o[0] = (out_array){a->output, "diag H_k (row k)", 3, {B, m, n, 0}, NULL}; break;
+    default:
+        o[0] = (out_array){a->ycov, "output covariance J Sigma J^T", 3, {B, m, m, 0}, NULL};
+        o[1] = (out_array){a->yshift, "mean correction 1/2 tr(H_k Sigma)", 2, {B, m, 0, 0}, NULL};
+        break;
+    }
+    size_t per_in = opath == NULL ? 0 : unc ? n * n : len;
+    size_t max_batch = B < CHUNK_MAX ? B : CHUNK_MAX;
+    double *in = NULL;
+    nnd_product_plan *plan = NULL;
+    for (int i = 0; i < 2 && rc == EXIT_OK; i++)
+        if (o[i].ndim && alloc_block(1, o[i].shape[0], shape_size(o[i].ndim - 1, o[i].shape + 1), 1, &o[i].data) != 0)
+            rc = EXIT_ERR;
+    /* a shared weight or vector is broadcast to every sample of a chunk (a shared Sigma is not:
+     * the library takes it once) */
+    if (rc == EXIT_OK && opath != NULL && shared && !unc && alloc_block(1, max_batch, per_in, 1, &in) != 0)
+        rc = EXIT_ERR;
+    if (rc != EXIT_OK)
+        fail("out of memory for %zu samples", B);
+    nnd_status s = NND_OK;
+    if (rc == EXIT_OK && (s = nnd_product_plan_new(j.net, max_batch, kind, &plan)) != NND_OK)
+        rc = lib_fail(s, a->model);
+    for (size_t b = 0; in != NULL && b < max_batch; b++)
+        memcpy(in + b * per_in, op.data, per_in * sizeof *in);
+    for (size_t b0 = 0; rc == EXIT_OK && b0 < B; b0 += max_batch) {
+        size_t nb = B - b0 < max_batch ? B - b0 : max_batch;
+        const double *ib = in != NULL ? in : opath == NULL ? NULL : shared ? op.data : op.data + b0 * per_in;
+        size_t o0 = shape_size(o[0].ndim - 1, o[0].shape + 1), o1 = o[1].ndim ? shape_size(1, o[1].shape + 1) : 0;
+        s = nnd_product_execute(plan, nb, j.x.data + b0 * n, ib, o[0].data + b0 * o0, o[1].data ? o[1].data + b0 * o1 : NULL);
+        if (s != NND_OK)
+            rc = lib_fail(s, opath != NULL ? opath : a->model);
+    }
+    for (int i = 0; i < 2 && rc == EXIT_OK; i++)
+        if (o[i].ndim && (o[i].path != NULL || (o[0].path == NULL && (!unc || o[1].path == NULL))))
+            rc = emit(&o[i]);
+    nnd_product_plan_free(plan);
+    free(in);
+    free(o[0].data);
+    free(o[1].data);
+    cli_array_free(&op);
+    job_free(&j);
+    return rc;
+}
+
+#define CURVATURE_TOL 1e-10
+
+/* Eigenvalues (ascending) of every H_k, or of the weighted Hessian with -w, and their classes. */
+static int cmd_curvature(const command *cmd, const cli_args *a)
+{
+    (void)cmd;
+    job j;
+    if (job_open(a, &j) != EXIT_OK)
+        return EXIT_ERR;
+    size_t B = j.batch, n = nnd_net_n_in(j.net), m = nnd_net_n_out(j.net), k = m;
+    cli_array w = {0};
+    int shared = 0, rc = EXIT_OK;
+    results r = {0};
+    double *H = NULL, *eig = NULL, *vec = NULL, *wb = NULL;
+    int *cls = NULL;
+    if (a->weights != NULL) {
+        k = 1;
+        rc = read_operand(a->weights, "the weights LAMBDA", B, m, 0, &w, &shared);
+    }
+    if (rc == EXIT_OK && a->weights == NULL) {
+        rc = compute(j.net, j.x.data, B, NND_HESSIAN, a->mode, a->model, &r, NULL);
+        H = r.H;
+    } else if (rc == EXIT_OK) {
+        nnd_product_plan *plan = NULL;
+        nnd_status s = NND_OK;
+        if (alloc_block(1, B, n, n, &H) != 0 || alloc_block(1, B, m, 1, &wb) != 0) {
+            fail("out of memory for %zu samples", B);
+            rc = EXIT_ERR;
+        }
+        for (size_t b = 0; rc == EXIT_OK && b < B; b++)
+            memcpy(wb + b * m, shared ? w.data : w.data + b * m, m * sizeof *wb);
+        if (rc == EXIT_OK && (s = nnd_product_plan_new(j.net, B < CHUNK_MAX ? B : CHUNK_MAX, NND_PRODUCT_WHESS, &plan)) != NND_OK)
+            rc = lib_fail(s, a->model);
+        for (size_t b0 = 0; rc == EXIT_OK && b0 < B; b0 += CHUNK_MAX) {
+            size_t nb = B - b0 < CHUNK_MAX ? B - b0 : CHUNK_MAX;
+            if ((s = nnd_product_execute(plan, nb, j.x.data + b0 * n, wb + b0 * m, H + b0 * n * n, NULL)) != NND_OK)
+                rc = lib_fail(s, a->model);
+        }
+        nnd_product_plan_free(plan);
+    }
+    if (rc == EXIT_OK && (alloc_block(1, B, k, n, &eig) != 0 || alloc_block(a->vectors != NULL, B * k, n, n, &vec) != 0 ||
+                          (cls = calloc(B * k, sizeof *cls)) == NULL)) {
+        fail("out of memory for %zu samples", B);
+        rc = EXIT_ERR;
+    }
+    nnd_status s;
+    if (rc == EXIT_OK && (s = nnd_curvature(B * k, n, H, CURVATURE_TOL, eig, vec, cls)) != NND_OK)
+        rc = lib_fail(s, a->model);
+    out_array oe = {a->output, "eigenvalues, ascending (row k)", 3, {B, k, n, 0}, eig};
+    out_array ov = {a->vectors, "", 4, {B, k, n, n}, vec};
+    if (rc == EXIT_OK && a->output != NULL)
+        rc = emit(&oe);
+    if (rc == EXIT_OK && a->vectors != NULL)
+        rc = emit(&ov);
+    for (size_t b = 0; rc == EXIT_OK && b < B; b++)
+        for (size_t q = 0; q < k; q++) {
+            const double *e = eig + (b * k + q) * n;
+            if (a->weights != NULL)
+                printf("sample %zu, weighted Hessian: %s", b, nnd_curvature_name(cls[b * k + q]));
+            else
+                printf("sample %zu, output %zu: %s", b, q, nnd_curvature_name(cls[b * k + q]));
+            printf(" (eigenvalues %.6g .. %.6g)\n", e[0], e[n - 1]);
+            if (a->output == NULL)
+                print_row("eig", n, e);
+        }
+    if (a->weights == NULL)
+        results_free(&r);
+    else
+        free(H);
+    free(wb);
+    free(eig);
+    free(vec);
+    free(cls);
+    cli_array_free(&w);
+    job_free(&j);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- the command table */
 
 #define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse]"
@@ -600,6 +850,12 @@ static int cmd_convert(const command *cmd, const cli_args *a)
     "  -h, --help          this help\n"                                                                   \
     "Samples with NaN or infinite inputs are computed anyway and listed in a warning on stderr.\n"
 
+#define PRODUCT_HELP                                                                                      \
+    "  -m, --model MODEL   the network (nnderiv JSON)\n"                                                  \
+    "  -i, --input INPUT   samples, .npy or .csv as for eval\n"                                           \
+    "  -o, --output OUT    write .npy (float64) or .csv; without -o the result is printed\n"              \
+    "  -h, --help          this help\n"
+
 static const command commands[] = {
     {"demo", "[--save OUT.json] [--mode auto|forward|reverse]",
      "the built-in example network: values, derivatives, finite-difference check",
@@ -609,22 +865,22 @@ static const command commands[] = {
      "  --save OUT.json     write the demo network as nnderiv JSON instead, and exit\n"
      "  --mode MODE         auto (default), forward or reverse\n"
      "  -h, --help          this help\n",
-     OPT_SAVE | OPT_MODE, 0, 0, 0, cmd_demo},
+     OPT_SAVE | OPT_MODE, 0, 0, 0, cmd_demo, 0},
     {"info", "MODEL", "describe a model: layers, processing, parameters, cost, mode choice",
      "Print the inputs, outputs, layers (units, activation, parameter), input and output\n"
      "processing, parameter count, the forward and reverse cost of value + Jacobian + Hessian\n"
      "in flops per sample, and the mode a plan would choose.\n"
      "  -h, --help          this help\n",
-     0, 0, 1, 0, cmd_info},
+     0, 0, 1, 0, cmd_info, 0},
     {"eval", COMPUTE_USAGE, "outputs y, shape (B, m)",
      "Evaluate the network: the output has shape (B, m).\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute, 0},
     {"jacobian", COMPUTE_USAGE, "Jacobians J[b][k][i] = dy_k/dx_i, shape (B, m, n)",
      "Compute the Jacobians: the output has shape (B, m, n), J[b][k][i] = dy_k/dx_i.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute, 0},
     {"hessian", COMPUTE_USAGE, "Hessians H[b][k][i][j] = d2y_k/dx_i dx_j, shape (B, m, n, n)",
      "Compute the Hessians: the output has shape (B, m, n, n), H[b][k][i][j] = d2y_k/dx_i dx_j.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
     {"check", "-m MODEL -i INPUT [--tol-j 1e-6] [--tol-h 1e-4] [--mode auto|forward|reverse]",
      "compare analytic J and H with finite differences",
      "Compare the analytic Jacobian and Hessian of every sample with finite differences\n"
@@ -637,11 +893,64 @@ static const command commands[] = {
      "  --tol-h TOL         tolerance for H (default 1e-4)\n"
      "  --mode MODE         auto (default), forward or reverse\n"
      "  -h, --help          this help\n",
-     OPT_MODEL | OPT_INPUT | OPT_MODE | OPT_TOL, OPT_MODEL | OPT_INPUT, 0, 0, cmd_check},
+     OPT_MODEL | OPT_INPUT | OPT_MODE | OPT_TOL, OPT_MODEL | OPT_INPUT, 0, 0, cmd_check, 0},
+    {"whess", "-m MODEL -i INPUT -w LAMBDA.npy [-o OUT]", "weighted Hessian sum_k lambda_k H_k, shape (B, n, n)",
+     "The Hessian of a Lagrangian: sum_k lambda_k d2y_k/dx2 for each sample, shape (B, n, n), in one\n"
+     "backward pass whatever the number of outputs (for IPOPT, KNITRO, acados: see the README).\n"
+     "  -w, --weights LAMBDA  weights, shape (B, m), or (m,) or (1, m) for every sample\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_WEIGHTS, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_WHESS},
+    {"hvp", "-m MODEL -i INPUT -v V.npy [-o OUT]", "Hessian-vector products H_k v, shape (B, m, n)",
+     "Hessian-vector products: OUT[b][k] = H_k v_b for every output k, shape (B, m, n), without\n"
+     "forming H (a forward tangent and one backward pass of two columns per output).\n"
+     "  -v, --vector V      vectors, shape (B, n), or (n,) or (1, n) for every sample\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_VECTOR, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_HVP},
+    {"jvp", "-m MODEL -i INPUT -v U.npy [-o OUT]", "Jacobian-vector products J u, shape (B, m)",
+     "Jacobian-vector products (directional derivatives): OUT[b] = J_b u_b, shape (B, m).\n"
+     "  -v, --vector U      vectors, shape (B, n), or (n,) or (1, n) for every sample\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_VECTOR, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_JVP},
+    {"vjp", "-m MODEL -i INPUT -w W.npy [-o OUT]", "vector-Jacobian products w^T J, shape (B, n)",
+     "Vector-Jacobian products (gradients of w . y): OUT[b] = w_b^T J_b, shape (B, n).\n"
+     "  -w, --weights W     cotangents, shape (B, m), or (m,) or (1, m) for every sample\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_WEIGHTS, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_VJP},
+    {"laplacian", "-m MODEL -i INPUT [-o OUT]", "Laplacians tr H_k, shape (B, m)",
+     "Laplacians: OUT[b][k] = sum_i d2y_k/dx_i^2, shape (B, m), without forming H.\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_LAPLACIAN},
+    {"hdiag", "-m MODEL -i INPUT [-o OUT]", "Hessian diagonals d2y_k/dx_i^2, shape (B, m, n)",
+     "Hessian diagonals: OUT[b][k][i] = d2y_k/dx_i^2, shape (B, m, n), without forming H.\n" PRODUCT_HELP,
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_HDIAG},
+    {"uncertainty", "-m MODEL -i INPUT -s SIGMA.npy [--ycov C.npy] [--yshift D.npy]",
+     "delta method: output covariance J Sigma J^T and mean shift 1/2 tr(H_k Sigma)",
+     "Propagate an input covariance through the network (delta method): the output covariance\n"
+     "C[b] = J Sigma J^T, shape (B, m, m), and the second-order mean correction\n"
+     "D[b][k] = 1/2 tr(H_k Sigma), shape (B, m) (E[y] ~ y(x) + D). Sigma must be symmetric positive\n"
+     "semidefinite (its lower triangle is read).\n"
+     "  -m, --model MODEL   the network (nnderiv JSON)\n"
+     "  -i, --input INPUT   the means x, .npy or .csv as for eval\n"
+     "  -s, --sigma SIGMA   covariances, shape (n, n) for every sample or (B, n, n)\n"
+     "  --ycov C.npy        write the output covariances (B, m, m)\n"
+     "  --yshift D.npy      write the mean corrections (B, m)\n"
+     "  -h, --help          this help\n"
+     "Without --ycov and --yshift both are printed.\n",
+     OPT_MODEL | OPT_INPUT | OPT_SIGMA, OPT_MODEL | OPT_INPUT, 0, 0, cmd_product, NND_PRODUCT_UNCERTAINTY},
+    {"curvature", "-m MODEL -i INPUT [-w LAMBDA.npy] [-o EIG.npy] [--vectors V.npy] [--mode ...]",
+     "eigenvalues and curvature class of each H_k (or of a weighted Hessian)",
+     "Eigen-analysis (LAPACK dsyevd) of every Hessian H_k, or with -w of the weighted Hessian\n"
+     "sum_k lambda_k H_k. Prints one line per (sample, output): the class (positive/negative\n"
+     "definite, positive/negative semidefinite = singular, indefinite, zero; an eigenvalue counts as\n"
+     "zero when |lambda| <= 1e-10 max |lambda|) and the extreme eigenvalues.\n"
+     "  -m, --model MODEL   the network (nnderiv JSON)\n"
+     "  -i, --input INPUT   samples, .npy or .csv as for eval\n"
+     "  -w, --weights LAMBDA  analyse sum_k lambda_k H_k instead, LAMBDA shape (B, m) or (m,)\n"
+     "  -o, --output EIG    write the eigenvalues, ascending, shape (B, m, n) ((B, 1, n) with -w)\n"
+     "  --vectors V         write the eigenvectors, shape (B, m, n, n): V[b][k][:, j] belongs to EIG[b][k][j]\n"
+     "  --mode MODE         how the Hessians are computed: auto (default), forward or reverse\n"
+     "  -h, --help          this help\n",
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_WEIGHTS | OPT_VECTORS | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, 0,
+     cmd_curvature, 0},
     {"convert", "MODEL OUT.json", "load a model and write it as nnderiv JSON",
      "Load MODEL (any format the library reads) and write it as nnderiv JSON to OUT.json.\n"
      "  -h, --help          this help\n",
-     0, 0, 2, 0, cmd_convert},
+     0, 0, 2, 0, cmd_convert, 0},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -676,6 +985,12 @@ static unsigned option_bit(int code)
     case LONG_TOL_J:
     case LONG_TOL_H: return OPT_TOL;
     case LONG_SAVE: return OPT_SAVE;
+    case 'w': return OPT_WEIGHTS;
+    case 'v': return OPT_VECTOR;
+    case 's':
+    case LONG_YCOV:
+    case LONG_YSHIFT: return OPT_SIGMA;
+    case LONG_VECTORS: return OPT_VECTORS;
     default: return 0;
     }
 }
@@ -723,6 +1038,12 @@ static int set_option(const command *cmd, int code, const char *arg, cli_args *a
     case 'i': a->input = arg; break;
     case 'o': a->output = arg; break;
     case LONG_SAVE: a->save = arg; break;
+    case 'w': a->weights = arg; break;
+    case 'v': a->vector = arg; break;
+    case 's': a->sigma = arg; break;
+    case LONG_YCOV: a->ycov = arg; break;
+    case LONG_YSHIFT: a->yshift = arg; break;
+    case LONG_VECTORS: a->vectors = arg; break;
     case LONG_MODE:
         if (parse_mode(arg, &a->mode) != 0)
             return usage_error(cmd, "--mode: '%s' is not auto, forward or reverse", arg);
@@ -747,7 +1068,7 @@ static int parse_args(const command *cmd, int argc, char **argv, cli_args *a)
     opterr = 0;
     optind = 1;
     int code;
-    while ((code = getopt_long(argc, argv, ":m:i:o:h", long_options, NULL)) != -1) {
+    while ((code = getopt_long(argc, argv, ":m:i:o:w:v:s:h", long_options, NULL)) != -1) {
         char label[32];
         if (code == 'h') {
             print_command_help(cmd);

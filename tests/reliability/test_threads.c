@@ -125,12 +125,65 @@ START_TEST(test_threads_match_serial)
 }
 END_TEST
 
+/* A plan's own threads (NND_NUM_THREADS, read when planning) take whole batch blocks: the results
+ * must be bit-identical for every thread count, in both modes, with a batch of many blocks and a
+ * partial last one. */
+START_TEST(test_plan_threads_bit_identical)
+{
+    rel_rng r = {99};
+    rel_shape sh = {6, 24, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0};
+    rel_net d;
+    nnd_net *net;
+    rel_net_random(&r, &sh, &d);
+    ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
+    size_t n = d.n_in, m = nnd_net_n_out(net), batch = 5000;
+    double *x = malloc(batch * n * sizeof *x);
+    for (size_t i = 0; i < batch * n; i++)
+        x[i] = rel_range(&r, -2, 2);
+    static const char *counts[] = {"1", "2", "3"};
+    for (int md = 0; md < 2; md++) {
+        double *ref[3] = {NULL, NULL, NULL};
+        for (size_t c = 0; c < 3; c++) {
+            ck_assert_int_eq(setenv("NND_NUM_THREADS", counts[c], 1), 0);
+            nnd_plan *plan;
+            ck_assert_int_eq(nnd_plan_new(net, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN,
+                                          md ? NND_MODE_REVERSE : NND_MODE_FORWARD, &plan), NND_OK);
+            size_t len[3] = {batch * m, batch * m * n, batch * m * n * n};
+            double *out[3];
+            for (int k = 0; k < 3; k++)
+                out[k] = malloc(len[k] * sizeof(double));
+            ck_assert_int_eq(nnd_plan_execute(plan, batch, x, out[0], out[1], out[2]), NND_OK);
+            ck_assert_msg(nnd_plan_threads(plan) >= 1 && nnd_plan_threads(plan) <= (size_t)(c + 1),
+                          "plan reports %zu threads for NND_NUM_THREADS=%s", nnd_plan_threads(plan), counts[c]);
+            ck_assert_msg(c == 0 || batch > nnd_plan_block(plan), "batch of one block: nothing to split");
+            for (int k = 0; k < 3; k++) {
+                if (!ref[k]) {
+                    ref[k] = out[k];
+                    continue;
+                }
+                ck_assert_msg(memcmp(ref[k], out[k], len[k] * sizeof(double)) == 0,
+                              "mode %d: output %d differs between 1 and %s threads", md, k, counts[c]);
+                free(out[k]);
+            }
+            nnd_plan_free(plan);
+        }
+        for (int k = 0; k < 3; k++)
+            free(ref[k]);
+    }
+    unsetenv("NND_NUM_THREADS");
+    free(x);
+    nnd_net_free(net);
+    rel_net_clear(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("threads");
     TCase *tc = tcase_create("shared net");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_threads_match_serial);
+    tcase_add_test(tc, test_plan_threads_bit_identical);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

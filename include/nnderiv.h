@@ -214,23 +214,26 @@ typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NN
 /* Cost model, in floating-point operations per sample (GEMM flops plus elementwise work):
  *   forward:  propagate (a, da/dx, d2a/dx2) with d2a/dx2 packed (s = n(n+1)/2 entries):
  *             sum_l 2 d_l d_{l-1} (1 + n + s)  [+ per unit 3s for the second-order chain rule]
- *   reverse:  values, dz_l/dx for every layer, back-propagation of one delta per output, and
- *             H_k = sum_l Jz_l^T diag(c_{k,l}) Jz_l:
- *             sum_l 2 d_l d_{l-1} (1 + n) + m sum_l 2 d_l d_{l-1} + m sum_l 2 d_l s
+ *   reverse:  values, dz_l/dx for every layer but the first (whose is a constant), back-propagation
+ *             of one delta per output, and H_k = sum_l Jz_l^T diag(c_{k,l}) Jz_l over the stacked Jz
+ *             (counted as a full n x n product per unit and output):
+ *             sum_l 2 d_l d_{l-1} + sum_{l>1} 2 d_l d_{l-1} (n + m) + 2 m d_1 n + m sum_l d_l (2n^2 + n)
  * (n = n_in, m = n_out of the last layer, d_0 = processed input length.)  Terms not needed by
- * `what` are left out. AUTO takes the smaller; ties go to forward.
+ * `what` are left out. AUTO takes the smaller; ties go to forward. NND_MODE_MEASURE times both.
  * what: NND_VALUE | NND_JACOBIAN | NND_HESSIAN bits. forward, reverse: flops per sample (either may be NULL). */
 NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, double *reverse);
 
 /* Plan the computation of `what` for up to max_batch samples per call with `mode`.
- * All workspace is allocated here: O(block x widths x (1 + n + s)), where the batch block is
- * chosen to keep the workspace near a few MiB (never O(max_batch x n^2 x width)).
+ * All workspace is allocated here, per thread: O(block x widths x (1 + n + s)) forward,
+ * O(block x sum of widths x (n + m)) reverse, where the batch block keeps the workspace near 4 MiB
+ * but gives every GEMM at least 1024 columns (never O(max_batch x n^2 x width)).
  * *plan is NULL on failure. The net must outlive the plan. */
 NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 
 /* Compute for `batch` samples (1 <= batch <= max_batch; 0 is a no-op). x: batch x n_in inputs.
- * y, J, H: outputs in the layouts above; one not in the plan's `what` may be NULL (and is then
- * ignored), one in `what` must not be NULL. No allocation; NND_EINVAL on bad arguments. */
+ * y, J, H: outputs in the layouts above; one not in the plan's `what` is NULL (a pointer there
+ * asks for something not planned: NND_EINVAL), one in `what` must not be NULL. No allocation (a plan with several threads starts them
+ * for the call and joins them before returning); NND_EINVAL on bad arguments. */
 NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *x, double *y, double *J, double *H);
 
 NND_API void nnd_plan_free(nnd_plan *plan); /* NULL is a no-op */
@@ -269,8 +272,8 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *                                                                                        passes of 2 columns; no H formed)
  *   JVP              u[batch][n]         J u, batch x n_out       NULL                  G + G' + 2 d_1 n
  *   VJP              w[batch][n_out]     w^T J, batch x n         NULL                  G + G' + 2 d_1 n
- *   LAPLACIAN        NULL                tr H_k, batch x n_out    NULL                  G + 2n G' + 4 n U
- *   HDIAG            NULL                diag H_k,                NULL                  G + 2n G' + 4 n U
+ *   LAPLACIAN        NULL                tr H_k, batch x n_out    NULL                  min(G + 2n G' + 4 n U,
+ *   HDIAG            NULL                diag H_k,                NULL                   G + (n+m) G' + 3 m U n + U n)
  *                                        batch x n_out x n
  *   UNCERTAINTY      Sigma[batch][n][n]  J Sigma J^T,             1/2 tr(H_k Sigma),    G + 2n G' + 4 n U + 2 d_1 n^2
  *                                        batch x n_out x n_out    batch x n_out            + n^3/3 + n_out^2 n
@@ -279,6 +282,9 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  * Algorithms (exact, no finite differences):
  *   WHESS, VJP: one reverse pass per sample with the outputs weighted by w (the seed), so the
  *     backward pass and the Hessian assembly are those of a single output.
+ *   LAPLACIAN, HDIAG: the cheaper by the costs above (or the reverse one for a net with logsoftmax)
+ *     of the forward pass below and the reverse engine without the Hessian assembly: its tangents
+ *     dz_u/dx and deltas c_{k,u} give diag H_k = sum_u c_{k,u} (dz_u/dx)^2 (+ softmax coupling terms).
  *   JVP, LAPLACIAN, HDIAG, UNCERTAINTY: a forward pass that carries, per unit, the value, the
  *     tangents along K directions and the second derivatives along each of them (not the K^2 mixed
  *     ones): a' = f' z',  a'' = f' z'' + f'' z'^2 (softmax: its coupled rule). Directions: u (JVP);

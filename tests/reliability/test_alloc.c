@@ -370,31 +370,67 @@ START_TEST(test_plan_sweep)
     nnd_net *net = build_clean();
     static const unsigned whats[] = {NND_VALUE, NND_JACOBIAN, NND_VALUE | NND_HESSIAN,
                                      NND_VALUE | NND_JACOBIAN | NND_HESSIAN};
+    /* max_batch 7 is one block; 5000 is several, so a multi-threaded plan makes its peers */
+    static const size_t max_batches[] = {7, 5000};
     long points = 0;
     for (size_t w = 0; w < sizeof whats / sizeof whats[0]; w++)
-        for (int mode = NND_MODE_AUTO; mode <= NND_MODE_REVERSE; mode++) {
-            long k;
-            for (k = 0; k < K_MAX; k++) {
-                size_t before = in_use();
-                nnd_plan *plan = (nnd_plan *)&plan;
-                arm(0, k);
-                nnd_status s = nnd_plan_new(net, 7, whats[w], (nnd_mode)mode, &plan);
-                int hit = disarm(0, k);
-                if (s == NND_OK) {
-                    ck_assert_msg(!hit, "planning: allocation %ld failed but nnd_plan_new returned NND_OK", k);
-                    nnd_plan_free(plan);
-                    break;
+        for (int mode = NND_MODE_AUTO; mode <= NND_MODE_MEASURE; mode++)
+            for (size_t mb = 0; mb < 2; mb++) {
+                long k;
+                for (k = 0; k < K_MAX; k++) {
+                    size_t before = in_use();
+                    nnd_plan *plan = (nnd_plan *)&plan;
+                    arm(0, k);
+                    nnd_status s = nnd_plan_new(net, max_batches[mb], whats[w], (nnd_mode)mode, &plan);
+                    int hit = disarm(0, k);
+                    if (s == NND_OK) {
+                        ck_assert_msg(!hit, "planning: allocation %ld failed but nnd_plan_new returned NND_OK", k);
+                        nnd_plan_free(plan);
+                        break;
+                    }
+                    assert_enomem(s, "planning", k);
+                    ck_assert_ptr_null(plan);
+                    assert_no_leak(before, "planning", k);
                 }
-                assert_enomem(s, "planning", k);
-                ck_assert_ptr_null(plan);
-                assert_no_leak(before, "planning", k);
+                ck_assert_msg(k < K_MAX && k > 0, "planning: sweep did not end");
+                points += k;
             }
-            ck_assert_msg(k < K_MAX && k > 0, "planning: sweep did not end");
-            points += k;
-        }
     assert_same_as_clean(net, "net after failed plans");
     nnd_net_free(net);
-    printf("alloc: planning (4 outputs x 3 modes): %ld allocation points, each fails cleanly\n", points);
+    printf("alloc: planning (4 outputs x 4 modes x 2 batch sizes): %ld allocation points, each fails cleanly\n",
+           points);
+}
+END_TEST
+
+START_TEST(test_product_plan_sweep)
+{
+    warm_up();
+    nnd_net *net = build_clean();
+    long points = 0;
+    for (int kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++) {
+        long k;
+        for (k = 0; k < K_MAX; k++) {
+            size_t before = in_use();
+            nnd_product_plan *plan = (nnd_product_plan *)&plan;
+            arm(0, k);
+            nnd_status s = nnd_product_plan_new(net, 7, (nnd_product)kind, &plan);
+            int hit = disarm(0, k);
+            if (s == NND_OK) {
+                ck_assert_msg(!hit, "product %s: allocation %ld failed but planning returned NND_OK",
+                              nnd_product_name((nnd_product)kind), k);
+                nnd_product_plan_free(plan);
+                break;
+            }
+            assert_enomem(s, "product planning", k);
+            ck_assert_ptr_null(plan);
+            assert_no_leak(before, "product planning", k);
+        }
+        ck_assert_msg(k < K_MAX && k > 0, "product planning: sweep did not end");
+        points += k;
+    }
+    assert_same_as_clean(net, "net after failed product plans");
+    nnd_net_free(net);
+    printf("alloc: product planning (8 kinds): %ld allocation points, each fails cleanly\n", points);
 }
 END_TEST
 
@@ -451,6 +487,7 @@ int main(void)
     tcase_add_test(tc, test_load_sweep);
     tcase_add_test(tc, test_save_sweep);
     tcase_add_test(tc, test_plan_sweep);
+    tcase_add_test(tc, test_product_plan_sweep);
     tcase_add_test(tc, test_execute_does_not_allocate);
     tcase_add_test(tc, test_fd_sweep);
     suite_add_tcase(s, tc);

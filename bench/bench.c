@@ -239,13 +239,19 @@ typedef struct {
     size_t batch, calls; /* samples per call, calls per repeat */
     const double *x;
     double *y, *J, *H;
+    const float *xf; /* set: a float32 plan, run by nnd_plan_execute_f32 on these */
+    float *yf, *Jf, *Hf;
 } job;
 
 static double time_rep(const job *j)
 {
     double t0 = now();
-    for (size_t c = 0; c < j->calls; c++)
-        check(nnd_plan_execute(j->plan, j->batch, j->x, j->y, j->J, j->H), "nnd_plan_execute", "timing");
+    for (size_t c = 0; c < j->calls; c++) {
+        if (j->xf)
+            check(nnd_plan_execute_f32(j->plan, j->batch, j->xf, j->yf, j->Jf, j->Hf), "nnd_plan_execute_f32", "timing");
+        else
+            check(nnd_plan_execute(j->plan, j->batch, j->x, j->y, j->J, j->H), "nnd_plan_execute", "timing");
+    }
     return now() - t0;
 }
 
@@ -351,6 +357,8 @@ typedef struct {
     nnd_mode auto_mode;
     double t_auto;              /* seconds per call, whole batch (latency: batch 1) */
     double sps_fwd, sps_rev;    /* samples/s with each mode forced */
+    double t_f32;               /* seconds per call of the float32 plan (AUTO), whole batch */
+    double f32_diff;            /* max |H_f32 - H| / max(1, |H|) over the checked samples */
     size_t other_batch;         /* batch the other mode was timed on */
     double t_value, t_vj;       /* seconds per call for VALUE and VALUE|JACOBIAN (AUTO) */
     double mode_diff;           /* max |H_fwd - H_rev| / max(1, |H|) over the checked samples */
@@ -368,10 +376,35 @@ static nnd_plan *plan_for(const nnd_net *net, const shape *sh, size_t max_batch,
 
 static double time_plan(nnd_plan *p, const shape *sh, size_t batch, const double *x, double *y, double *J, double *H)
 {
-    job j = {p, batch, 1, x, y, J, H};
+    job j = {p, batch, 1, x, y, J, H, NULL, NULL, NULL, NULL};
     if (sh->latency)
         j.calls = calibrate_calls(j);
     return time_job(&j);
+}
+
+/* The float32 plan (AUTO) on the same inputs rounded to float: samples/s, and its H against float64's. */
+static double time_f32(nnd_plan *p, const shape *sh, size_t batch, const double *x, const double *H, double *hdiff)
+{
+    size_t n = sh->n_in, m = sh->n_out, nc = batch < CHECK_SAMPLES ? batch : CHECK_SAMPLES;
+    float *xf = xcalloc(batch * n, sizeof *xf), *yf = xcalloc(batch * m, sizeof *yf);
+    float *Jf = xcalloc(batch * m * n, sizeof *Jf), *Hf = xcalloc(batch * m * n * n, sizeof *Hf);
+    for (size_t i = 0; i < batch * n; i++)
+        xf[i] = (float)x[i];
+    job j = {p, batch, 1, NULL, NULL, NULL, NULL, xf, yf, Jf, Hf};
+    if (sh->latency)
+        j.calls = calibrate_calls(j);
+    double t = time_job(&j);
+    double scale = 1, diff = 0;
+    for (size_t i = 0; i < nc * m * n * n; i++)
+        scale = fmax(scale, fabs(H[i]));
+    for (size_t i = 0; i < nc * m * n * n; i++)
+        diff = fmax(diff, fabs((double)Hf[i] - H[i]));
+    *hdiff = diff / scale;
+    free(xf);
+    free(yf);
+    free(Jf);
+    free(Hf);
+    return t;
 }
 
 static double max_rel_diff(size_t count, const double *a, const double *b)
@@ -404,6 +437,9 @@ static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export
     r.ws_bytes = nnd_plan_workspace_bytes(p);
     r.block = nnd_plan_block(p);
     r.t_auto = time_plan(p, sh, B, x, y, J, H);
+    nnd_plan_free(p);
+    p = plan_for(net, sh, B, all | NND_FLOAT32, NND_MODE_AUTO);
+    r.t_f32 = time_f32(p, sh, B, x, H, &r.f32_diff);
     nnd_plan_free(p);
     p = plan_for(net, sh, 16 * B, all, NND_MODE_AUTO);
     r.ws_bytes_16x = nnd_plan_workspace_bytes(p);
@@ -564,9 +600,9 @@ static void hidden_str(const shape *sh, char *buf, size_t size)
 
 static void print_header(void)
 {
-    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %6s %6s | %9s\n", "shape",
-           "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "fwd s/s", "rev s/s",
-           "fastest", "H diff", "%val", "%jac", "ws KiB");
+    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %12s %8s | %6s %6s | %9s\n",
+           "shape", "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "fwd s/s",
+           "rev s/s", "fastest", "H diff", "f32 s/s", "f32 err", "%val", "%jac", "ws KiB");
 }
 
 static void print_result(const result *r)
@@ -575,10 +611,11 @@ static void print_result(const result *r)
     hidden_str(&r->sh, hid, sizeof hid);
     double sps = (double)r->sh.batch / r->t_auto, gf = sps * r->ref * 1e-9;
     const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse";
-    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %5.1f%% %5.1f%% | "
-           "%9.0f",
+    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %12.4g %8.1e | "
+           "%5.1f%% %5.1f%% | %9.0f",
            r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf, r->dgemm,
-           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, 100 * r->t_value / r->t_auto,
+           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, (double)r->sh.batch / r->t_f32,
+           r->f32_diff, 100 * r->t_value / r->t_auto,
            100 * fmax(0, r->t_vj - r->t_value) / r->t_auto, (double)r->ws_bytes / 1024);
     if (r->sh.latency)
         printf("  (%.2f us/call)", r->t_auto * 1e6);
@@ -606,11 +643,12 @@ static void write_json(const char *path, const result *res, size_t count, int th
                 "\n   \"auto_mode\": \"%s\", \"explain\": \"%s\", \"cost_forward\": %.6g, \"cost_reverse\": %.6g,"
                 "\n   \"forward_samples_per_s\": %.6g, \"reverse_samples_per_s\": %.6g, \"other_mode_batch\": %zu,"
                 " \"forward_reverse_hdiff\": %.3g,"
+                "\n   \"float32_samples_per_s\": %.6g, \"float32_hdiff\": %.3g,"
                 "\n   \"value_seconds_per_call\": %.6g, \"value_jacobian_seconds_per_call\": %.6g,"
                 "\n   \"workspace_bytes\": %zu, \"workspace_bytes_16x_batch\": %zu, \"block\": %zu}",
                 r->t_auto, sps, sps * r->ref * 1e-9, r->dgemm, 100 * sps * r->ref * 1e-9 / r->dgemm,
                 mode_name(r->auto_mode), r->explain, r->cost_fwd, r->cost_rev, r->sps_fwd, r->sps_rev, r->other_batch, r->mode_diff,
-                r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
+                (double)r->sh.batch / r->t_f32, r->f32_diff, r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
     }
     fputs("\n ]}\n", fp);
     if (fclose(fp))
@@ -713,6 +751,7 @@ int main(int argc, char **argv)
            threads);
     printf("value + Jacobian + Hessian, whole batch, float64; GFLOP/s by the reference count; dgemm: GFLOP/s of\n"
            "dgemm %dx%dx%d right before the shape; fwd/rev: mode forced; H diff: forward vs reverse;\n"
+           "f32: the same with NND_FLOAT32 (AUTO), its H vs float64's;\n"
            "%%val, %%jac: share of the time in value, Jacobian\n\n",
            DGEMM_N, DGEMM_N, DGEMM_N);
     print_header();

@@ -206,7 +206,8 @@ NND_API size_t nnd_net_n_params(const nnd_net *net);
 
 /* ---------------------------------------------------------------- planning */
 
-enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u };
+/* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below). */
+enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u, NND_FLOAT32 = 0x100u };
 /* AUTO: the cost model below. MEASURE: plan both modes and time them on a block of samples (like
  * FFTW_MEASURE): slower planning, the faster mode whatever the model says. */
 typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NND_MODE_MEASURE = 3 } nnd_mode;
@@ -220,7 +221,7 @@ typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NN
  *             sum_l 2 d_l d_{l-1} + sum_{l>1} 2 d_l d_{l-1} (n + m) + 2 m d_1 n + m sum_l d_l (2n^2 + n)
  * (n = n_in, m = n_out of the last layer, d_0 = processed input length.)  Terms not needed by
  * `what` are left out. AUTO takes the smaller; ties go to forward. NND_MODE_MEASURE times both.
- * what: NND_VALUE | NND_JACOBIAN | NND_HESSIAN bits. forward, reverse: flops per sample (either may be NULL). */
+ * what: NND_VALUE | NND_JACOBIAN | NND_HESSIAN bits (NND_FLOAT32 ignored). forward, reverse: flops per sample (either may be NULL). */
 NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, double *reverse);
 
 /* Plan the computation of `what` for up to max_batch samples per call with `mode`.
@@ -235,6 +236,16 @@ NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned w
  * asks for something not planned: NND_EINVAL), one in `what` must not be NULL. No allocation (a plan with several threads starts them
  * for the call and joins them before returning); NND_EINVAL on bad arguments. */
 NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *x, double *y, double *J, double *H);
+
+/* The same for a plan made with NND_FLOAT32 (same layouts, float): the GEMMs, chain rule and Hessian
+ * assembly run in float (sgemm, ssyrk) on float copies of the weights made when planning; the
+ * input/output processing and the activations' f, f', f'' are evaluated in double on the float
+ * values and rounded once. About twice the samples/s of float64 for GEMM-bound shapes and half the
+ * workspace per sample. Accuracy against float64 (tests/test_float32.c asserts it on random nets):
+ * normwise relative error of y, J, H within a small multiple of FLT_EPSILON times the depth and the
+ * conditioning of the net; see the README, "float32". Each execute function refuses the other
+ * precision's plan (NND_EINVAL). */
+NND_API nnd_status nnd_plan_execute_f32(nnd_plan *plan, size_t batch, const float *x, float *y, float *J, float *H);
 
 NND_API void nnd_plan_free(nnd_plan *plan); /* NULL is a no-op */
 

@@ -13,20 +13,22 @@
  *   z'_u, z''_u by those of the dominant unit, which leaves the formulas unchanged and avoids cancellation),
  *   a'_u = sigma_u v_u,
  *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T;
- *   logsoftmax a_u = z_u - lse(z): a'_u = v_u, a''_u = z''_u - M2 - Cv. */
+ *   logsoftmax a_u = z_u - lse(z): a'_u = v_u, a''_u = z''_u - M2 - Cv.
+ * Written over REAL and compiled twice, for float64 and (forward_f32.c) float32 plans: see real.h. */
 #include <cblas.h>
 #include <string.h>
 
 #include "plan.h"
+#include "real.h"
 
 /* a'' = f1 z'' + f2 z' z'^T (packed), then a' = f1 z', in place on one (unit, sample) block. */
-static void chain_elementwise(size_t n, int hess, double f1, double f2, double *t)
+static void chain_elementwise(size_t n, int hess, REAL f1, REAL f2, REAL *t)
 {
-    double *z1 = t + 1, *z2 = t + 1 + n;
+    REAL *z1 = t + 1, *z2 = t + 1 + n;
     if (hess) {
         size_t q = 0;
         for (size_t i = 0; i < n; i++) {
-            double ci = f2 * z1[i];
+            REAL ci = f2 * z1[i];
             for (size_t j = i; j < n; j++, q++)
                 z2[q] = f1 * z2[q] + ci * z1[j];
         }
@@ -36,33 +38,33 @@ static void chain_elementwise(size_t n, int hess, double f1, double f2, double *
 }
 
 /* Softmax over the d units of sample b; sigma (stride nb) already holds softmax(z). */
-static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const double *sigma, double *A, int hess,
+static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const REAL *sigma, REAL *A, int hess,
                           int logsm)
 {
     size_t n = p->n, s = p->s, C = p->C, us = nb * C, w = n + (hess ? s : 0);
-    double *m1 = p->smx, *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s;
+    REAL *m1 = WS(smx), *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s;
     /* Shift every unit's derivatives by those of the largest sigma: v_u and z''_u - M2 do not change
      * (sum sigma = 1), but they no longer cancel when that sigma is close to 1 (saturation). */
-    memcpy(pivot, A + nnd__softmax_top(sigma, d, nb, b) * us + b * C + 1, w * sizeof *pivot);
+    memcpy(pivot, A + NND_SUF(nnd__softmax_top)(sigma, d, nb, b) * us + b * C + 1, w * sizeof *pivot);
     for (size_t u = 0; u < d; u++) {
-        double *t = A + u * us + b * C + 1;
+        REAL *t = A + u * us + b * C + 1;
         for (size_t i = 0; i < w; i++)
             t[i] -= pivot[i];
     }
     memset(m1, 0, (n + (hess ? 2 * s : 0)) * sizeof *m1);
     for (size_t u = 0; u < d; u++) {
-        const double *t = A + u * us + b * C;
-        double su = sigma[u * nb + b];
-        cblas_daxpy((int)n, su, t + 1, 1, m1, 1);
+        const REAL *t = A + u * us + b * C;
+        REAL su = sigma[u * nb + b];
+        AXPY((int)n, su, t + 1, 1, m1, 1);
         if (hess)
-            cblas_daxpy((int)s, su, t + 1 + n, 1, M2, 1);
+            AXPY((int)s, su, t + 1 + n, 1, M2, 1);
     }
     for (size_t u = 0; u < d; u++) {
-        double *z1 = A + u * us + b * C + 1;
+        REAL *z1 = A + u * us + b * C + 1;
         for (size_t i = 0; i < n; i++)
             z1[i] -= m1[i]; /* now v_u */
         if (hess) {
-            double su = sigma[u * nb + b];
+            REAL su = sigma[u * nb + b];
             size_t q = 0;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++, q++)
@@ -70,8 +72,8 @@ static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const doub
         }
     }
     for (size_t u = 0; u < d; u++) {
-        double *t = A + u * us + b * C, su = sigma[u * nb + b];
-        double *z1 = t + 1, *z2 = t + 1 + n;
+        REAL *t = A + u * us + b * C, su = sigma[u * nb + b];
+        REAL *z1 = t + 1, *z2 = t + 1 + n;
         if (logsm) { /* a = z - lse(z): a' = v_u, a'' = z''_u - M2 - Cv */
             for (size_t q = 0; hess && q < s; q++)
                 z2[q] -= M2[q] + Cv[q];
@@ -88,81 +90,81 @@ static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const doub
     }
 }
 
-static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, double *A)
+static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, REAL *A)
 {
     size_t d = L->n_out, C = p->C, us = nb * C;
     int tangents = C > 1, hess = (p->what & NND_HESSIAN) != 0;
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
-            p->zv[u * nb + b] = A[u * us + b * C];
+            WS(zv)[u * nb + b] = A[u * us + b * C];
     if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
         int logsm = L->act == NND_ACT_LOGSOFTMAX;
-        nnd__softmax_values(d, nb, p->zv, logsm ? p->f1 : p->f0); /* sigma */
+        NND_SUF(nnd__softmax_values)(d, nb, WS(zv), logsm ? WS(f1) : WS(f0)); /* sigma */
         if (tangents)
             for (size_t b = 0; b < nb; b++)
-                chain_softmax(p, d, nb, b, logsm ? p->f1 : p->f0, A, hess, logsm);
+                chain_softmax(p, d, nb, b, logsm ? WS(f1) : WS(f0), A, hess, logsm);
         if (logsm)
-            nnd__logsoftmax_values(d, nb, p->zv, p->f0);
+            NND_SUF(nnd__logsoftmax_values)(d, nb, WS(zv), WS(f0));
     } else {
-        nnd__act_eval_layer(L, d * nb, p->zv, p->f0, tangents ? p->f1 : NULL, hess ? p->f2 : NULL);
+        NND_SUF(nnd__act_eval_layer)(L, d * nb, WS(zv), WS(f0), tangents ? WS(f1) : NULL, hess ? WS(f2) : NULL);
         if (tangents)
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++)
-                    chain_elementwise(p->n, hess, p->f1[u * nb + b], hess ? p->f2[u * nb + b] : 0.0, A + u * us + b * C);
+                    chain_elementwise(p->n, hess, WS(f1)[u * nb + b], hess ? WS(f2)[u * nb + b] : 0.0, A + u * us + b * C);
     }
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
-            A[u * us + b * C] = p->f0[u * nb + b];
+            A[u * us + b * C] = WS(f0)[u * nb + b];
 }
 
 /* Layer 1: z = W_1 x~ + b_1 for the block, dz/dx = W1g (the same for every sample), d2z = 0. */
-static void first_layer(nnd_plan *p, size_t nb, double *A)
+static void first_layer(nnd_plan *p, size_t nb, REAL *A)
 {
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = p->C, n = p->n, us = nb * C;
-    nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, p->xt, p->d0, p->zv, nb);
+    GEMM(0, 1, d, nb, p->d0, WGT(0), p->d0, WS(xt), p->d0, WS(zv), nb);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
-            double *t = A + u * us + b * C;
-            t[0] = p->zv[u * nb + b] + L->b[u];
+            REAL *t = A + u * us + b * C;
+            t[0] = WS(zv)[u * nb + b] + BIAS(0)[u];
             if (C > 1) {
-                memcpy(t + 1, p->W1g + u * n, n * sizeof *t);
+                memcpy(t + 1, WS(W1g) + u * n, n * sizeof *t);
                 memset(t + 1 + n, 0, (C - 1 - n) * sizeof *t);
             }
         }
 }
 
-void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+void NND_SUF(nnd__forward_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
 {
     const nnd_net *net = p->net;
     size_t C = p->C, n = p->n, sq = n * n, us = nb * C;
-    double *A = p->bufA, *B = p->bufB;
-    nnd__pre_block(p, nb, x);
+    REAL *A = WS(bufA), *B = WS(bufB);
+    NND_SUF(nnd__pre_block)(p, nb, x);
     first_layer(p, nb, A);
     activate(p, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        nnd__dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us);
+        GEMM(0, 0, L->n_out, us, L->n_in, WGT(l), L->n_in, A, us, B, us);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
-                B[u * us + b * C] += L->b[u];
+                B[u * us + b * C] += BIAS(l)[u];
         activate(p, L, nb, B);
-        double *t = A;
+        REAL *t = A;
         A = B;
         B = t;
     }
     /* A holds the last layer: place its outputs in the raw rows */
     for (size_t k = 0; k < p->me; k++)
         for (size_t b = 0; b < nb; b++) {
-            const double *t = A + k * us + b * C;
+            const REAL *t = A + k * us + b * C;
             size_t r = b * p->m + p->row_of[k];
-            p->aout[b * p->me + k] = t[0];
+            WS(aout)[b * p->me + k] = t[0];
             if (J)
                 for (size_t i = 0; i < n; i++)
                     J[r * n + i] = p->oscale[k] * t[1 + i];
             if (H)
-                nnd__unpack_sym(n, t + 1 + n, p->oscale[k], H + r * sq);
+                NND_SUF(nnd__unpack_sym)(n, t + 1 + n, p->oscale[k], H + r * sq);
         }
     if (y)
-        nnd__post_values(p, nb, p->aout, y);
+        NND_SUF(nnd__post_values)(p, nb, WS(aout), y);
 }

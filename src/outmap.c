@@ -6,6 +6,13 @@
 
 #include "plan.h"
 
+#include "real.h"
+#include "outmap_real.h"
+#define NND_F32 1
+#include "real.h"
+#include "outmap_real.h"
+#undef NND_F32
+
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp)
 {
     size_t len = net->n_in;
@@ -69,74 +76,52 @@ void nnd__post_values(const nnd_plan *p, size_t nb, const double *a, double *y)
         post_apply(p, a + b * p->me, y + b * p->m, p->tmp);
 }
 
-void nnd__zero_const_rows(const nnd_plan *p, size_t nb, double *J, double *H)
-{
-    size_t n = p->n, sq = n * n;
-    /* rows hit by no engine output are constants: mark them in tmp (size >= m) */
-    double *hit = p->tmp;
-    memset(hit, 0, p->m * sizeof *hit);
-    for (size_t k = 0; k < p->me; k++)
-        hit[p->row_of[k]] = 1.0;
-    for (size_t b = 0; b < nb; b++)
-        for (size_t r = 0; r < p->m; r++) {
-            if (hit[r] != 0.0)
-                continue;
-            if (J)
-                memset(J + (b * p->m + r) * n, 0, n * sizeof *J);
-            if (H)
-                memset(H + (b * p->m + r) * sq, 0, sq * sizeof *H);
-        }
-}
-
-void nnd__unpack_sym(size_t n, const double *packed, double scale, double *full)
-{
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = i; j < n; j++) {
-            double v = scale * *packed++;
-            full[i * n + j] = v;
-            full[j * n + i] = v;
-        }
-}
-
 void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f)
 {
     nnd__act(L->act)->eval(count, z, f, df, d2f, L->param);
 }
 
-void nnd__softmax_values(size_t d, size_t nb, const double *z, double *sigma)
+/* float32 plans: the processing runs in double on each sample (O(n)), then rounds once. */
+void nnd__pre_block_f32(nnd_plan *p, size_t nb, const float *x)
 {
     for (size_t b = 0; b < nb; b++) {
-        double zmax = z[b], sum = 0.0;
-        for (size_t u = 1; u < d; u++)
-            if (z[u * nb + b] > zmax)
-                zmax = z[u * nb + b];
-        for (size_t u = 0; u < d; u++)
-            sum += sigma[u * nb + b] = exp(z[u * nb + b] - zmax);
-        for (size_t u = 0; u < d; u++)
-            sigma[u * nb + b] /= sum;
+        for (size_t i = 0; i < p->n; i++)
+            p->dx[i] = (double)x[b * p->n + i];
+        nnd__pre_apply(p->net, p->dx, p->dxt, p->dtmp);
+        for (size_t j = 0; j < p->d0; j++)
+            p->f32.xt[b * p->d0 + j] = (float)p->dxt[j];
     }
 }
 
-size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b)
-{
-    size_t top = 0;
-    for (size_t u = 1; u < d; u++)
-        if (sigma[u * nb + b] > sigma[top * nb + b])
-            top = u;
-    return top;
-}
-
-void nnd__logsoftmax_values(size_t d, size_t nb, const double *z, double *out)
+void nnd__post_values_f32(const nnd_plan *p, size_t nb, const float *a, float *y)
 {
     for (size_t b = 0; b < nb; b++) {
-        double zmax = z[b], sum = 0.0;
-        for (size_t u = 1; u < d; u++)
-            if (z[u * nb + b] > zmax)
-                zmax = z[u * nb + b];
-        for (size_t u = 0; u < d; u++)
-            sum += exp(z[u * nb + b] - zmax);
-        double lse = log(sum);
-        for (size_t u = 0; u < d; u++)
-            out[u * nb + b] = (z[u * nb + b] - zmax) - lse;
+        for (size_t k = 0; k < p->me; k++)
+            p->da[k] = (double)a[b * p->me + k];
+        post_apply(p, p->da, p->dy, p->dtmp);
+        for (size_t r = 0; r < p->m; r++)
+            y[b * p->m + r] = (float)p->dy[r];
+    }
+}
+
+/* The activation table is double: f, f', f'' of each float z are evaluated in double (the same
+ * formulas as float64 plans) and rounded once, in chunks on the stack. */
+#define ACT_CHUNK 256
+
+void nnd__act_eval_layer_f32(const nnd_layer *L, size_t count, const float *z, float *f, float *df, float *d2f)
+{
+    double zd[ACT_CHUNK], fd[ACT_CHUNK], dfd[ACT_CHUNK], d2fd[ACT_CHUNK];
+    for (size_t i0 = 0; i0 < count; i0 += ACT_CHUNK) {
+        size_t len = count - i0 < ACT_CHUNK ? count - i0 : ACT_CHUNK;
+        for (size_t i = 0; i < len; i++)
+            zd[i] = (double)z[i0 + i];
+        nnd__act_eval_layer(L, len, zd, fd, df ? dfd : NULL, d2f ? d2fd : NULL);
+        for (size_t i = 0; i < len; i++) {
+            f[i0 + i] = (float)fd[i];
+            if (df)
+                df[i0 + i] = (float)dfd[i];
+            if (d2f)
+                d2f[i0 + i] = (float)d2fd[i];
+        }
     }
 }

@@ -57,26 +57,34 @@ nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, doub
     nnd_status st = nnd_net_validate(net);
     if (st != NND_OK)
         return st;
-    if (!what || (what & ~7u))
-        return nnd__fail(NND_EINVAL, "nnd_net_cost: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN");
-    costs c = cost_model(net, what);
+    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32)))
+        return nnd__fail(NND_EINVAL, "nnd_net_cost: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (NND_FLOAT32 is ignored)");
+    costs c = cost_model(net, what & 7u);
     if (forward) *forward = c.fwd;
     if (reverse) *reverse = c.rev;
     return NND_OK;
 }
 
-/* One item of the workspace: where to put the pointer and how many doubles. */
+/* One item of the workspace: where to put the pointer (a double one, or a float one in a float32
+ * plan) and how many elements. The workspace is counted in doubles (8-byte units); a float item
+ * takes half as many, rounded up so that every item stays 8-byte aligned. */
 typedef struct {
     double **where;
-    size_t rows, cols; /* rows * cols doubles */
+    float **fwhere;
+    size_t rows, cols; /* rows * cols elements */
 } ws_item;
 
 static int ws_total(const ws_item *it, size_t count, size_t *total)
 {
     size_t sum = 0, part;
-    for (size_t i = 0; i < count; i++)
-        if (!nnd__mul(it[i].rows, it[i].cols, &part) || !nnd__add(sum, part, &sum))
+    for (size_t i = 0; i < count; i++) {
+        if (!nnd__mul(it[i].rows, it[i].cols, &part))
             return 0;
+        if (it[i].fwhere)
+            part = part / 2 + part % 2;
+        if (!nnd__add(sum, part, &sum))
+            return 0;
+    }
     *total = sum;
     return 1;
 }
@@ -84,48 +92,66 @@ static int ws_total(const ws_item *it, size_t count, size_t *total)
 static void ws_carve(double *base, const ws_item *it, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        *it[i].where = base;
-        base += it[i].rows * it[i].cols;
+        size_t len = it[i].rows * it[i].cols;
+        if (it[i].fwhere) {
+            *it[i].fwhere = (float *)(void *)base;
+            base += len / 2 + len % 2;
+        } else {
+            *it[i].where = base;
+            base += len;
+        }
     }
 }
+
+static int is_f32(const nnd_plan *p) { return (p->what & NND_FLOAT32) != 0; }
 
 /* The workspace of plan p for a block of nb samples; returns the number of items. */
 static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
 {
     size_t k = 0, sq = p->n * p->n;
     size_t big = p->n > p->m ? p->n : p->m;
-    it[k++] = (ws_item){&p->xt, nb, p->d0};
-    it[k++] = (ws_item){&p->tmp, 2, big};
-    it[k++] = (ws_item){&p->aout, nb, p->me};
-    it[k++] = (ws_item){&p->smx, 1, 2 * p->n + 3 * p->s + 1};
+    int f32 = is_f32(p);
+#define ITEM(field, r, c) ((ws_item){f32 ? NULL : &p->field, f32 ? &p->f32.field : NULL, (r), (c)})
+    if (f32) { /* one sample's processing, in double */
+        it[k++] = (ws_item){&p->dx, NULL, 1, p->n};
+        it[k++] = (ws_item){&p->dxt, NULL, 1, p->d0};
+        it[k++] = (ws_item){&p->dtmp, NULL, 2, big};
+        it[k++] = (ws_item){&p->da, NULL, 1, p->me};
+        it[k++] = (ws_item){&p->dy, NULL, 1, p->m};
+    }
+    it[k++] = ITEM(xt, nb, p->d0);
+    it[k++] = ITEM(tmp, 2, big);
+    it[k++] = ITEM(aout, nb, p->me);
+    it[k++] = ITEM(smx, 1, 2 * p->n + 3 * p->s + 1);
     if (p->mode == NND_MODE_FORWARD) {
-        it[k++] = (ws_item){&p->zv, p->dmax, nb};
-        it[k++] = (ws_item){&p->f0, p->dmax, nb};
-        it[k++] = (ws_item){&p->f1, p->dmax, nb};
-        it[k++] = (ws_item){&p->f2, p->dmax, nb};
-        it[k++] = (ws_item){&p->bufA, p->dmax, nb * p->C};
-        it[k++] = (ws_item){&p->bufB, p->dmax, nb * p->C};
+        it[k++] = ITEM(zv, p->dmax, nb);
+        it[k++] = ITEM(f0, p->dmax, nb);
+        it[k++] = ITEM(f1, p->dmax, nb);
+        it[k++] = ITEM(f2, p->dmax, nb);
+        it[k++] = ITEM(bufA, p->dmax, nb * p->C);
+        it[k++] = ITEM(bufB, p->dmax, nb * p->C);
         return k;
     }
     int hess = (p->what & NND_HESSIAN) != 0;
-    it[k++] = (ws_item){&p->zv, p->D, nb};
-    it[k++] = (ws_item){&p->f0, p->D, nb};
-    it[k++] = (ws_item){&p->f1, p->D, nb};
-    it[k++] = (ws_item){&p->f2, p->D, nb};
-    it[k++] = (ws_item){&p->bufA, p->dmax, nb * p->me};
-    it[k++] = (ws_item){&p->bufB, p->dmax, nb * p->me};
-    it[k++] = (ws_item){&p->jout, nb * p->me, p->n};
+    it[k++] = ITEM(zv, p->D, nb);
+    it[k++] = ITEM(f0, p->D, nb);
+    it[k++] = ITEM(f1, p->D, nb);
+    it[k++] = ITEM(f2, p->D, nb);
+    it[k++] = ITEM(bufA, p->dmax, nb * p->me);
+    it[k++] = ITEM(bufB, p->dmax, nb * p->me);
+    it[k++] = ITEM(jout, nb * p->me, p->n);
     if (hess) {
-        it[k++] = (ws_item){&p->jz, p->D, nb * p->n};
-        it[k++] = (ws_item){&p->tan, p->dmax, nb * p->n};
-        it[k++] = (ws_item){&p->cst, p->D, nb * p->me};
-        it[k++] = (ws_item){&p->S, p->D, (p->me > 2 ? p->me : 2) * p->n};
-        it[k++] = (ws_item){&p->hall, p->me, sq};
+        it[k++] = ITEM(jz, p->D, nb * p->n);
+        it[k++] = ITEM(tan, p->dmax, nb * p->n);
+        it[k++] = ITEM(cst, p->D, nb * p->me);
+        it[k++] = ITEM(S, p->D, (p->me > 2 ? p->me : 2) * p->n);
+        it[k++] = ITEM(hall, p->me, sq);
         if (p->hkernel == NND_HK_BLOCK)
-            it[k++] = (ws_item){&p->hacc, nb * p->me, p->n * nnd__accum_ld(p->n)};
+            it[k++] = (ws_item){&p->hacc, NULL, nb * p->me, p->n * nnd__accum_ld(p->n)};
     }
     return k;
 }
+#undef ITEM
 
 #define WS_MAX_ITEMS 24
 
@@ -174,6 +200,35 @@ static nnd_status fold_input(nnd_plan *p)
             p->W1g[u * n + src[j]] += W1[u * d0 + j] * fac[j];
     nnd__free(src);
     nnd__free(fac);
+    return NND_OK;
+}
+
+/* float32 plans: float copies of every layer's W and b and of W1g, in one allocation. */
+static nnd_status copy_f32(nnd_plan *p)
+{
+    const nnd_net *net = p->net;
+    size_t total = net->layers[0].n_out * p->n; /* W1g, then W and b: all fit, they exist in doubles */
+    for (size_t l = 0; l < p->L; l++)
+        total += net->layers[l].n_out * (net->layers[l].n_in + 1);
+    p->f32.W = nnd__malloc(p->L, sizeof *p->f32.W);
+    p->f32.b = nnd__malloc(p->L, sizeof *p->f32.b);
+    p->f32.Wb = nnd__malloc(total, sizeof *p->f32.Wb);
+    if (!p->f32.W || !p->f32.b || !p->f32.Wb)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the float32 weights");
+    float *dst = p->f32.Wb;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        size_t nw = L->n_out * L->n_in;
+        p->f32.W[l] = dst;
+        for (size_t i = 0; i < nw; i++)
+            *dst++ = (float)L->W[i];
+        p->f32.b[l] = dst;
+        for (size_t i = 0; i < L->n_out; i++)
+            *dst++ = (float)L->b[i];
+    }
+    p->f32.W1g = dst;
+    for (size_t i = 0; i < net->layers[0].n_out * p->n; i++)
+        dst[i] = (float)p->W1g[i];
     return NND_OK;
 }
 
@@ -242,7 +297,7 @@ static nnd_status plan_sizes(nnd_plan *p)
 static void choose_hkernel(nnd_plan *p)
 {
     p->hchunk = 1;
-    if (p->n <= 8) {
+    if (p->n <= 8 && !is_f32(p)) { /* the accum kernels are double: float32 plans take the GEMM */
         /* a chunk's accumulators: about 32 KiB, to stay in L1 (me n^2 cannot overflow here) */
         size_t per = p->me * p->n * nnd__accum_ld(p->n);
         p->hchunk = per < 4096 ? 4096 / per : 1;
@@ -324,8 +379,10 @@ static nnd_status make_peers(nnd_plan *p)
 typedef struct {
     nnd_plan *p;
     size_t first, stride, batch;
-    const double *x;
+    const double *x; /* float64 plans */
     double *y, *J, *H;
+    const float *xf; /* float32 plans */
+    float *yf, *Jf, *Hf;
 } job;
 
 /* Blocks first, first + stride, ... of the batch. */
@@ -335,6 +392,19 @@ static void run_blocks(const job *j)
     size_t sq = p->n * p->n;
     for (size_t b0 = j->first * p->block; b0 < j->batch; b0 += j->stride * p->block) {
         size_t nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
+        if (is_f32(p)) {
+            const float *xb = j->xf + b0 * p->n;
+            float *yb = j->yf ? j->yf + b0 * p->m : NULL;
+            float *Jb = j->Jf ? j->Jf + b0 * p->m * p->n : NULL;
+            float *Hb = j->Hf ? j->Hf + b0 * p->m * sq : NULL;
+            if (p->const_rows)
+                nnd__zero_const_rows_f32(p, nb, Jb, Hb);
+            if (p->mode == NND_MODE_REVERSE)
+                nnd__reverse_block_f32(p, nb, xb, yb, Jb, Hb);
+            else
+                nnd__forward_block_f32(p, nb, xb, yb, Jb, Hb);
+            continue;
+        }
         const double *xb = j->x + b0 * p->n;
         double *yb = j->y ? j->y + b0 * p->m : NULL;
         double *Jb = j->J ? j->J + b0 * p->m * p->n : NULL;
@@ -367,7 +437,10 @@ static nnd_status time_plan(nnd_plan *p, size_t nb, double *x, double *y, double
     double best = 0.0;
     for (int r = 0; r < 4; r++) {
         double t0 = now();
-        nnd_status st = nnd_plan_execute(p, nb, x, y, J, H);
+        /* the buffers are malloc'ed doubles: big enough for the floats of a float32 plan */
+        nnd_status st = is_f32(p) ? nnd_plan_execute_f32(p, nb, (const float *)(void *)x, (float *)(void *)y,
+                                                         (float *)(void *)J, (float *)(void *)H)
+                                  : nnd_plan_execute(p, nb, x, y, J, H);
         double t = now() - t0;
         if (st != NND_OK)
             return st;
@@ -425,7 +498,8 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
 {
     if (plan)
         *plan = NULL;
-    if (mode == NND_MODE_MEASURE && plan && max_batch && what && !(what & ~7u) && nnd_net_validate(net) == NND_OK)
+    if (mode == NND_MODE_MEASURE && plan && max_batch && (what & 7u) && !(what & ~(7u | NND_FLOAT32)) &&
+        nnd_net_validate(net) == NND_OK)
         return plan_measure(net, max_batch, what, plan);
     return plan_make(net, max_batch, what, mode, plan);
 }
@@ -438,8 +512,8 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     nnd_status st = nnd_net_validate(net);
     if (st != NND_OK)
         return st;
-    if (!what || (what & ~7u))
-        return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (got %u)", what);
+    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32)))
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN, optionally with NND_FLOAT32 (got %u)", what);
     if (mode != NND_MODE_AUTO && mode != NND_MODE_FORWARD && mode != NND_MODE_REVERSE && mode != NND_MODE_MEASURE)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: unknown mode %d", (int)mode);
     if (max_batch == 0)
@@ -468,9 +542,10 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     if (nb < for_gemm) nb = for_gemm;
     if (nb > max_batch) nb = max_batch;
     /* BLAS indexes with int: every matrix the engines pass (at most the whole workspace) must fit */
-    while (nb > 1 && (!ws_size(p, nb) || ws_size(p, nb) > INT_MAX))
+    size_t limit = is_f32(p) ? INT_MAX / 2 : INT_MAX; /* in doubles: a float32 plan has twice the elements */
+    while (nb > 1 && (!ws_size(p, nb) || ws_size(p, nb) > limit))
         nb /= 2;
-    if (one > INT_MAX) {
+    if (one > limit) {
         st = nnd__fail(NND_EDIM, "nnd_plan_new: one sample needs %zu doubles of workspace, more than BLAS can index", one);
         goto fail;
     }
@@ -480,7 +555,8 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
         st = nnd__fail(NND_EDIM, "nnd_plan_new: workspace size overflows");
         goto fail;
     }
-    if ((st = fold_input(p)) != NND_OK || (st = map_outputs(p)) != NND_OK)
+    if ((st = fold_input(p)) != NND_OK || (st = map_outputs(p)) != NND_OK ||
+        (is_f32(p) && (st = copy_f32(p)) != NND_OK))
         goto fail;
     p->ws = nnd__malloc(p->ws_doubles, sizeof(double));
     if (!p->ws) {
@@ -507,29 +583,41 @@ void nnd_plan_free(nnd_plan *p)
     nnd__free(p->peers);
     nnd__free(p->off);
     nnd__free(p->W1g);
+    nnd__free(p->f32.W);
+    nnd__free(p->f32.b);
+    nnd__free(p->f32.Wb);
     nnd__free(p->row_of);
     nnd__free(p->oscale);
     nnd__free(p->ws);
     nnd__free(p);
 }
 
-nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *y, double *J, double *H)
+/* Both precisions: f32 says which call this is, and only its pointers are used. */
+static nnd_status execute(nnd_plan *p, int f32, size_t batch, const double *x, double *y, double *J, double *H,
+                          const float *xf, float *yf, float *Jf, float *Hf)
 {
+    const char *fn = f32 ? "nnd_plan_execute_f32" : "nnd_plan_execute";
     if (!p)
-        return nnd__fail(NND_EINVAL, "nnd_plan_execute: plan is NULL");
+        return nnd__fail(NND_EINVAL, "%s: plan is NULL", fn);
+    if (is_f32(p) != f32)
+        return nnd__fail(NND_EINVAL, is_f32(p) ? "%s: the plan is float32 (NND_FLOAT32): use nnd_plan_execute_f32"
+                                                : "%s: the plan is float64: use nnd_plan_execute (or plan with NND_FLOAT32)",
+                         fn);
     if (batch > p->max_batch)
-        return nnd__fail(NND_EINVAL, "nnd_plan_execute: batch %zu exceeds the plan's max_batch %zu", batch, p->max_batch);
-    const struct { unsigned bit; const double *ptr; const char *name; } outs[3] = {
-        {NND_VALUE, y, "y"}, {NND_JACOBIAN, J, "J"}, {NND_HESSIAN, H, "H"}};
+        return nnd__fail(NND_EINVAL, "%s: batch %zu exceeds the plan's max_batch %zu", fn, batch, p->max_batch);
+    const struct { unsigned bit; const void *ptr; const char *name; } outs[3] = {
+        {NND_VALUE, f32 ? (const void *)yf : (const void *)y, "y"},
+        {NND_JACOBIAN, f32 ? (const void *)Jf : (const void *)J, "J"},
+        {NND_HESSIAN, f32 ? (const void *)Hf : (const void *)H, "H"}};
     for (int i = 0; i < 3; i++) {
         int planned = (p->what & outs[i].bit) != 0;
         if (planned && !outs[i].ptr && batch)
-            return nnd__fail(NND_EINVAL, "nnd_plan_execute: %s is NULL but the plan computes it", outs[i].name);
+            return nnd__fail(NND_EINVAL, "%s: %s is NULL but the plan computes it", fn, outs[i].name);
         if (!planned && outs[i].ptr)
-            return nnd__fail(NND_EINVAL, "nnd_plan_execute: %s was given but the plan does not compute it", outs[i].name);
+            return nnd__fail(NND_EINVAL, "%s: %s was given but the plan does not compute it", fn, outs[i].name);
     }
-    if (batch && !x)
-        return nnd__fail(NND_EINVAL, "nnd_plan_execute: x is NULL");
+    if (batch && !(f32 ? (const void *)xf : (const void *)x))
+        return nnd__fail(NND_EINVAL, "%s: x is NULL", fn);
     if (batch == 0)
         return NND_OK;
     size_t blocks = batch / p->block + (batch % p->block != 0);
@@ -538,7 +626,7 @@ nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (size_t t = 0; t < T; t++)
-        jobs[t] = (job){t ? &p->peers[t - 1] : p, t, T, batch, x, y, J, H};
+        jobs[t] = (job){t ? &p->peers[t - 1] : p, t, T, batch, x, y, J, H, xf, yf, Jf, Hf};
     for (size_t t = 1; t < T; t++)
         started[t] = pthread_create(&tid[t], NULL, thread_main, &jobs[t]) == 0;
     run_blocks(&jobs[0]);
@@ -549,6 +637,16 @@ nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *
             run_blocks(&jobs[t]);
     }
     return NND_OK;
+}
+
+nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *y, double *J, double *H)
+{
+    return execute(p, 0, batch, x, y, J, H, NULL, NULL, NULL, NULL);
+}
+
+nnd_status nnd_plan_execute_f32(nnd_plan *p, size_t batch, const float *x, float *y, float *J, float *H)
+{
+    return execute(p, 1, batch, NULL, NULL, NULL, NULL, x, y, J, H);
 }
 
 nnd_mode nnd_plan_mode(const nnd_plan *p) { return p ? p->mode : NND_MODE_AUTO; }

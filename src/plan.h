@@ -55,6 +55,16 @@ struct nnd_plan {
     size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
     struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
 
+    /* float32 plans (what & NND_FLOAT32): the engines read and write these instead of the double
+     * pointers above (those stay NULL), and process inputs and outputs in double per sample. */
+    struct nnd_plan_f32 {
+        float **W, **b;  /* L entries: float copies of each layer's W and b (one allocation) */
+        float *Wb;       /* that allocation                                                   */
+        float *W1g;
+        float *xt, *tmp, *zv, *f0, *f1, *f2, *bufA, *bufB, *jz, *tan, *cst, *jout, *S, *hall, *smx, *aout;
+    } f32;
+    double *dx, *dxt, *dtmp, *da, *dy; /* float32 plans: one sample in double (n, d0, 2 max(n, m), me, m) */
+
     char explain[192];
 };
 
@@ -93,5 +103,20 @@ size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b);
 
 /* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points). */
 void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f);
+
+/* The float32 engines (forward.c and reverse.c compiled again as forward_f32.c, reverse_f32.c with
+ * NND_F32 defined; see real.h) and their float versions of the helpers above: processing and
+ * activations run in double on each float value (O(n) per sample and O(1) per unit), the GEMMs,
+ * chain rule and assembly in float. */
+void nnd__forward_block_f32(nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
+void nnd__reverse_block_f32(nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
+void nnd__pre_block_f32(nnd_plan *p, size_t nb, const float *x);
+void nnd__post_values_f32(const nnd_plan *p, size_t nb, const float *a, float *y);
+void nnd__zero_const_rows_f32(const nnd_plan *p, size_t nb, float *J, float *H);
+void nnd__unpack_sym_f32(size_t n, const float *packed, double scale, float *full);
+void nnd__softmax_values_f32(size_t d, size_t nb, const float *z, float *sigma);
+void nnd__logsoftmax_values_f32(size_t d, size_t nb, const float *z, float *out);
+size_t nnd__softmax_top_f32(const float *sigma, size_t d, size_t nb, size_t b);
+void nnd__act_eval_layer_f32(const nnd_layer *L, size_t count, const float *z, float *f, float *df, float *d2f);
 
 #endif

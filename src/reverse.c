@@ -13,13 +13,16 @@
  * Layouts are unit-major so that each layer is one GEMM over the block:
  *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
  *   deltas: d_l x (nb*nk), column b*nk + k for sample b and output k (nk = me), or one column
- *   per sample (nk = 1) when a seed weights the outputs (nnd__reverse_seeded_block). */
+ *   per sample (nk = 1) when a seed weights the outputs (nnd__reverse_seeded_block).
+ * Written over REAL and compiled twice, for float64 and (reverse_f32.c) float32 plans: see real.h;
+ * the seeded and diagonal-only entry points (the products) exist in float64 only. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "kernels/accum.h"
 #include "plan.h"
+#include "real.h"
 
 static void forward_values(nnd_plan *p, size_t nb, int hess)
 {
@@ -27,21 +30,21 @@ static void forward_values(nnd_plan *p, size_t nb, int hess)
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb;
-        double *z = p->zv + o;
+        REAL *z = WS(zv) + o;
         if (l == 0)
-            nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, p->xt, p->d0, z, nb);
+            GEMM(0, 1, d, nb, p->d0, WGT(l), p->d0, WS(xt), p->d0, z, nb);
         else
-            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, p->f0 + p->off[l - 1] * nb, nb, z, nb);
+            GEMM(0, 0, d, nb, L->n_in, WGT(l), L->n_in, WS(f0) + p->off[l - 1] * nb, nb, z, nb);
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
-                z[u * nb + b] += L->b[u];
+                z[u * nb + b] += BIAS(l)[u];
         if (L->act == NND_ACT_SOFTMAX)
-            nnd__softmax_values(d, nb, z, p->f0 + o);
+            NND_SUF(nnd__softmax_values)(d, nb, z, WS(f0) + o);
         else if (L->act == NND_ACT_LOGSOFTMAX) { /* f0: the values, f1: sigma */
-            nnd__softmax_values(d, nb, z, p->f1 + o);
-            nnd__logsoftmax_values(d, nb, z, p->f0 + o);
+            NND_SUF(nnd__softmax_values)(d, nb, z, WS(f1) + o);
+            NND_SUF(nnd__logsoftmax_values)(d, nb, z, WS(f0) + o);
         } else
-            nnd__act_eval_layer(L, d * nb, z, p->f0 + o, p->f1 + o, hess ? p->f2 + o : NULL);
+            NND_SUF(nnd__act_eval_layer)(L, d * nb, z, WS(f0) + o, WS(f1) + o, hess ? WS(f2) + o : NULL);
     }
 }
 
@@ -52,11 +55,11 @@ static void forward_tangents(nnd_plan *p, size_t nb)
     size_t n = p->n, cols = nb * n;
     for (size_t u = 0; u < net->layers[0].n_out; u++)
         for (size_t b = 0; b < nb; b++)
-            memcpy(p->jz + u * cols + b * n, p->W1g + u * n, n * sizeof(double));
+            memcpy(WS(jz) + u * cols + b * n, WS(W1g) + u * n, n * sizeof(REAL));
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
         size_t d = prev->n_out, o = p->off[l - 1];
-        const double *jp = p->jz + o * cols, *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb;
+        const REAL *jp = WS(jz) + o * cols, *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb;
         if (prev->act == NND_ACT_SOFTMAX || prev->act == NND_ACT_LOGSOFTMAX) {
             /* sigma_u (J_u - sum_w sigma_w J_w) (logsoftmax: without the sigma_u), with every J_w
              * taken relative to the dominant unit's (no cancellation when its sigma is close to 1) */
@@ -64,33 +67,33 @@ static void forward_tangents(nnd_plan *p, size_t nb)
             if (logsm)
                 sg = f1;
             for (size_t b = 0; b < nb; b++) {
-                double *m1 = p->smx;
-                const double *pv = jp + nnd__softmax_top(sg, d, nb, b) * cols + b * n;
+                REAL *m1 = WS(smx);
+                const REAL *pv = jp + NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + b * n;
                 memset(m1, 0, n * sizeof *m1);
                 for (size_t u = 0; u < d; u++)
                     for (size_t i = 0; i < n; i++)
                         m1[i] += sg[u * nb + b] * (jp[u * cols + b * n + i] - pv[i]);
                 for (size_t u = 0; u < d; u++)
                     for (size_t i = 0; i < n; i++)
-                        p->tan[u * cols + b * n + i] =
+                        WS(tan)[u * cols + b * n + i] =
                             (logsm ? 1.0 : sg[u * nb + b]) * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
             }
         } else {
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++)
                     for (size_t i = 0; i < n; i++)
-                        p->tan[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
+                        WS(tan)[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
         }
-        nnd__dgemm(0, 0, L->n_out, cols, L->n_in, L->W, L->n_in, p->tan, cols, p->jz + p->off[l] * cols, cols);
+        GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(tan), cols, WS(jz) + p->off[l] * cols, cols);
     }
 }
 
-/* Back-propagate one delta per (sample, output). Leaves delta_1 in p->bufB; with H, c_{k,l} in p->cst. */
+/* Back-propagate one delta per (sample, output). Leaves delta_1 in WS(bufB); with H, c_{k,l} in WS(cst). */
 static void backward(nnd_plan *p, size_t nb, int hess)
 {
     const nnd_net *net = p->net;
     size_t me = p->nk, cols = nb * me;
-    double *G = p->bufA, *Dl = p->bufB;
+    REAL *G = WS(bufA), *Dl = WS(bufB);
     if (p->seed) { /* one column per sample: dy/da_L weighted by the seed */
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
@@ -104,18 +107,18 @@ static void backward(nnd_plan *p, size_t nb, int hess)
     for (size_t l = p->L; l-- > 0;) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l];
-        const double *sg = p->f0 + o * nb, *f1 = p->f1 + o * nb, *f2 = p->f2 + o * nb;
-        double *c = hess ? p->cst + o * cols : NULL;
+        const REAL *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb, *f2 = WS(f2) + o * nb;
+        REAL *c = hess ? WS(cst) + o * cols : NULL;
         if (L->act == NND_ACT_SOFTMAX) {
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < me; k++) {
                     /* r = sigma o (g - sigma^T g), g taken relative to the dominant unit's */
                     size_t j = b * me + k;
-                    double gbar = 0.0, gt = G[nnd__softmax_top(sg, d, nb, b) * cols + j];
+                    REAL gbar = 0.0, gt = G[NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + j];
                     for (size_t u = 0; u < d; u++)
                         gbar += sg[u * nb + b] * (G[u * cols + j] - gt);
                     for (size_t u = 0; u < d; u++) {
-                        double r = sg[u * nb + b] * ((G[u * cols + j] - gt) - gbar);
+                        REAL r = sg[u * nb + b] * ((G[u * cols + j] - gt) - gbar);
                         Dl[u * cols + j] = r;
                         if (c)
                             c[u * cols + j] = r;
@@ -128,7 +131,7 @@ static void backward(nnd_plan *p, size_t nb, int hess)
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < me; k++) {
                     size_t j = b * me + k;
-                    double gs = 0.0;
+                    REAL gs = 0.0;
                     for (size_t u = 0; u < d; u++)
                         gs += G[u * cols + j];
                     for (size_t u = 0; u < d; u++) {
@@ -148,22 +151,22 @@ static void backward(nnd_plan *p, size_t nb, int hess)
                     }
         }
         if (l > 0)
-            nnd__dgemm(1, 0, L->n_in, cols, d, L->W, L->n_in, Dl, cols, G, cols);
+            GEMM(1, 0, L->n_in, cols, d, WGT(l), L->n_in, Dl, cols, G, cols);
     }
 }
 
 /* dy_k/dx = delta_{k,1}^T dz_1/dx for every (sample, output): one GEMM, rows b*me + k. */
-static void jacobian(nnd_plan *p, size_t nb, double *J)
+static void jacobian(nnd_plan *p, size_t nb, REAL *J)
 {
     size_t me = p->nk, n = p->n, d1 = p->net->layers[0].n_out;
-    nnd__dgemm(1, 0, nb * me, n, d1, p->bufB, nb * me, p->W1g, n, p->jout, n);
+    GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, WS(W1g), n, WS(jout), n);
     if (p->seed) {
-        memcpy(J, p->jout, nb * n * sizeof *J);
+        memcpy(J, WS(jout), nb * n * sizeof *J);
         return;
     }
     for (size_t b = 0; b < nb; b++)
         for (size_t k = 0; k < me; k++)
-            memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + (b * me + k) * n, n * sizeof *J);
+            memcpy(J + (b * p->m + p->row_of[k]) * n, WS(jout) + (b * me + k) * n, n * sizeof *J);
 }
 
 /* The coupling terms of a softmax or logsoftmax layer l for sample b, with v = Jz^T sigma:
@@ -175,14 +178,14 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
     const nnd_layer *L = &p->net->layers[l];
     size_t d = L->n_out, o = p->off[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
-    const double *Jl = p->jz + o * ncols + b * n, *sigma = (logsm ? p->f1 : p->f0) + o * nb + b;
-    double *u = p->smx, *v = p->smx + n;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
+    const REAL *Jl = WS(jz) + o * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
+    REAL *u = WS(smx), *v = WS(smx) + n;
+    GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
     for (size_t k = 0; k < me; k++) {
-        const double *c = p->cst + o * cols + b * me + k;
-        double *Hk = p->hall + k * sq;
+        const REAL *c = WS(cst) + o * cols + b * me + k;
+        REAL *Hk = WS(hall) + k * sq;
         if (logsm) {
-            double gs = 0.0;
+            REAL gs = 0.0;
             for (size_t w = 0; w < d; w++)
                 gs -= c[w * cols];
             for (size_t i = 0; i < n; i++)
@@ -190,7 +193,7 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
                     Hk[i * n + j] += gs * v[i] * v[j];
             continue;
         }
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
+        GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < n; j++)
                 Hk[i * n + j] -= u[i] * v[j] + v[i] * u[j];
@@ -200,6 +203,7 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
 /* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
  * (chosen when planning, see choose_hkernel in plan.c). */
 
+#ifndef NND_F32 /* the accum kernels are double; float32 plans never choose NND_HK_BLOCK */
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
  * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
  * chunk's accumulators stay in L1. */
@@ -210,7 +214,7 @@ static void assemble_block(nnd_plan *p, size_t nb)
     for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
         size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
         for (size_t u = 0; u < p->D; u++)
-            p->accum(n, me, p->jz + u * ncols, p->cst + u * cols, p->hacc, b0, b1);
+            p->accum(n, me, WS(jz) + u * ncols, WS(cst) + u * cols, p->hacc, b0, b1);
     }
 }
 
@@ -218,25 +222,26 @@ static void assemble_block(nnd_plan *p, size_t nb)
 static void unpack_block(nnd_plan *p, size_t b)
 {
     size_t n = p->n, me = p->nk, ld = nnd__accum_ld(n);
-    const double *a = p->hacc + b * me * n * ld;
+    const REAL *a = p->hacc + b * me * n * ld;
     for (size_t r = 0; r < me * n; r++)
-        memcpy(p->hall + r * n, a + r * ld, n * sizeof *a);
+        memcpy(WS(hall) + r * n, a + r * ld, n * sizeof *a);
 }
+#endif
 
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
 static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
 {
     size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
     for (size_t u = 0; u < D; u++) {
-        const double *jr = p->jz + u * ncols + b * n;
+        const REAL *jr = WS(jz) + u * ncols + b * n;
         for (size_t k = 0; k < me; k++) {
-            double c = p->cst[u * cols + b * me + k];
-            double *sr = p->S + u * mn + k * n;
+            REAL c = WS(cst)[u * cols + b * me + k];
+            REAL *sr = WS(S) + u * mn + k * n;
             for (size_t i = 0; i < n; i++)
                 sr[i] = c * jr[i];
         }
     }
-    nnd__dgemm(1, 0, mn, n, D, p->S, mn, p->jz + b * n, ncols, p->hall, n);
+    GEMM(1, 0, mn, n, D, WS(S), mn, WS(jz) + b * n, ncols, WS(hall), n);
 }
 
 /* Many inputs: per output, split the rows by the sign of c and use two symmetric rank-k updates,
@@ -245,38 +250,44 @@ static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
 static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
 {
     size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
-    double *P = p->S, *N = p->S + D * n;
+    REAL *P = WS(S), *N = WS(S) + D * n;
     for (size_t k = 0; k < me; k++) {
         size_t np = 0, nn = 0;
         for (size_t u = 0; u < D; u++) {
-            double c = p->cst[u * cols + b * me + k];
+            REAL c = WS(cst)[u * cols + b * me + k];
             if (c == 0.0)
                 continue;
-            double r = sqrt(fabs(c));
-            double *dst = c > 0 ? P + np++ * n : N + nn++ * n;
-            const double *jr = p->jz + u * ncols + b * n;
+            REAL r = sqrt(fabs(c));
+            REAL *dst = c > 0 ? P + np++ * n : N + nn++ * n;
+            const REAL *jr = WS(jz) + u * ncols + b * n;
             for (size_t i = 0; i < n; i++)
                 dst[i] = r * jr[i];
         }
-        double *Hk = p->hall + k * sq;
+        REAL *Hk = WS(hall) + k * sq;
         if (np)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)np, 1.0, P, (int)n, 0.0, Hk, (int)n);
+            SYRK(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)np, 1.0, P, (int)n, 0.0, Hk, (int)n);
         else
             memset(Hk, 0, sq * sizeof *Hk);
         if (nn)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nn, -1.0, N, (int)n, 1.0, Hk, (int)n);
+            SYRK(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nn, -1.0, N, (int)n, 1.0, Hk, (int)n);
     }
 }
 
-static void hessian(nnd_plan *p, size_t nb, double *H)
+static void hessian(nnd_plan *p, size_t nb, REAL *H)
 {
     const nnd_net *net = p->net;
     size_t n = p->n, me = p->nk, sq = n * n;
+#ifndef NND_F32
     if (p->hkernel == NND_HK_BLOCK)
         assemble_block(p, nb);
+#endif
     for (size_t b = 0; b < nb; b++) {
         switch (p->hkernel) {
-        case NND_HK_BLOCK: unpack_block(p, b); break;
+        case NND_HK_BLOCK:
+#ifndef NND_F32
+            unpack_block(p, b);
+            break;
+#endif
         case NND_HK_GEMM: assemble_gemm(p, nb, b); break;
         case NND_HK_SYRK: assemble_syrk(p, nb, b); break;
         }
@@ -285,8 +296,8 @@ static void hessian(nnd_plan *p, size_t nb, double *H)
                 coupling(p, nb, b, l);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
-            const double *hk = p->hall + k * sq;
-            double *Hk = p->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
+            const REAL *hk = WS(hall) + k * sq;
+            REAL *Hk = p->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
@@ -294,53 +305,54 @@ static void hessian(nnd_plan *p, size_t nb, double *H)
     }
 }
 
+#ifndef NND_F32 /* the products (products.c) run double plans only */
 /* The coupling terms' diagonals for a softmax or logsoftmax layer l, sample b (see coupling()):
  * softmax: -2 u_i v_i; logsoftmax: sum(g) v_i^2; added to acc[k][i] (me x n). */
-static void coupling_diag(nnd_plan *p, size_t nb, size_t b, size_t l, double *acc)
+static void coupling_diag(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *acc)
 {
     size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
     const nnd_layer *L = &p->net->layers[l];
     size_t d = L->n_out, o = p->off[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
-    const double *Jl = p->jz + o * ncols + b * n, *sigma = (logsm ? p->f1 : p->f0) + o * nb + b;
-    double *u = p->smx, *v = p->smx + n;
-    cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
+    const REAL *Jl = WS(jz) + o * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
+    REAL *u = WS(smx), *v = WS(smx) + n;
+    GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
     for (size_t k = 0; k < me; k++) {
-        const double *c = p->cst + o * cols + b * me + k;
-        double *a = acc + k * n;
+        const REAL *c = WS(cst) + o * cols + b * me + k;
+        REAL *a = acc + k * n;
         if (logsm) {
-            double gs = 0.0;
+            REAL gs = 0.0;
             for (size_t w = 0; w < d; w++)
                 gs -= c[w * cols];
             for (size_t i = 0; i < n; i++)
                 a[i] += gs * v[i] * v[i];
             continue;
         }
-        cblas_dgemv(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
+        GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
         for (size_t i = 0; i < n; i++)
             a[i] -= 2.0 * u[i] * v[i];
     }
 }
 
-void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D)
+void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
 {
     const nnd_net *net = p->net;
     size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n;
-    nnd__pre_block(p, nb, x);
+    NND_SUF(nnd__pre_block)(p, nb, x);
     forward_values(p, nb, 1);
     forward_tangents(p, nb);
     backward(p, nb, 1);
     /* diag H_k = sum_u c_{k,u} (dz_u/dx)^2: units outside, so Jz and c stream through once */
-    double *acc = p->jout; /* nb*me x n */
+    REAL *acc = WS(jout); /* nb*me x n */
     memset(acc, 0, nb * me * n * sizeof *acc);
     for (size_t u = 0; u < p->D; u++) {
-        const double *jr = p->jz + u * ncols, *cr = p->cst + u * cols;
+        const REAL *jr = WS(jz) + u * ncols, *cr = WS(cst) + u * cols;
         for (size_t b = 0; b < nb; b++)
             for (size_t k = 0; k < me; k++) {
-                double c = cr[b * me + k];
+                REAL c = cr[b * me + k];
                 if (c == 0.0)
                     continue;
-                double *a = acc + (b * me + k) * n;
+                REAL *a = acc + (b * me + k) * n;
                 for (size_t i = 0; i < n; i++)
                     a[i] += c * jr[b * n + i] * jr[b * n + i];
             }
@@ -354,21 +366,22 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D
     }
 }
 
-void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
-                               double *Hw)
+void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const REAL *x, const REAL *w, REAL *y, REAL *g,
+                               REAL *Hw)
 {
     p->seed = w;
     p->nk = 1;
-    nnd__reverse_block(p, nb, x, y, g, Hw);
+    NND_SUF(nnd__reverse_block)(p, nb, x, y, g, Hw);
     p->seed = NULL;
     p->nk = p->me;
 }
+#endif
 
-void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+void NND_SUF(nnd__reverse_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
 {
     int hess = H != NULL;
     size_t last = p->off[p->L - 1] * nb;
-    nnd__pre_block(p, nb, x);
+    NND_SUF(nnd__pre_block)(p, nb, x);
     forward_values(p, nb, hess);
     if (hess)
         forward_tangents(p, nb);
@@ -380,7 +393,7 @@ void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, doub
     if (y) {
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
-                p->aout[b * p->me + k] = p->f0[last + k * nb + b];
-        nnd__post_values(p, nb, p->aout, y);
+                WS(aout)[b * p->me + k] = WS(f0)[last + k * nb + b];
+        NND_SUF(nnd__post_values)(p, nb, WS(aout), y);
     }
 }

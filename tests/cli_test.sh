@@ -270,6 +270,15 @@ fi
 
 # ---------------------------------------------------------------- check and convert
 
+# ---------------------------------------------------------------- --float32
+
+for what in eval jacobian hessian; do
+    expect_rc "$what --float32 exits 0" 0 "$what" -m "$MODEL" -i "$T/in.csv" -o "$T/${what}_f32.csv" --float32
+    expect_rc "$what float64 for --float32" 0 "$what" -m "$MODEL" -i "$T/in.csv" -o "$T/${what}_f64.csv"
+    check "$what --float32 is within 1e-5 of float64" csv_close "$T/${what}_f64.csv" "$T/${what}_f32.csv" 1e-5
+done
+expect_rc "--float32 does not apply to check" 2 check -m "$MODEL" -i "$T/in.csv" --float32
+
 expect_rc "check passes on the demo net" 0 check -m "$MODEL" -i "$T/in.csv"
 check "check prints J and H errors" bash -c "grep -q '^J: max abs error' '$T/out' && grep -q '^H: max abs error' '$T/out'"
 expect_rc "check --mode reverse passes" 0 check -m "$MODEL" -i "$T/in.csv" --mode reverse

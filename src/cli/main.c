@@ -39,15 +39,17 @@ enum {
     OPT_VECTOR = 1u << 7,  /* -v: vectors (B, n)            */
     OPT_SIGMA = 1u << 8,   /* -s, --ycov, --yshift           */
     OPT_VECTORS = 1u << 9, /* --vectors (curvature)          */
+    OPT_FLOAT32 = 1u << 10, /* --float32 (eval, jacobian, hessian) */
 };
 
 /* getopt_long codes of the options without a short form */
-enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE, LONG_YCOV, LONG_YSHIFT, LONG_VECTORS };
+enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE, LONG_YCOV, LONG_YSHIFT, LONG_VECTORS, LONG_FLOAT32 };
 
 typedef struct {
     const char *model, *input, *output, *save;
     const char *weights, *vector, *sigma, *ycov, *yshift, *vectors;
     nnd_mode mode;
+    int float32; /* --float32: a float32 plan (NND_FLOAT32) */
     double tol_j, tol_h;
     const char *pos[2];
 } cli_args;
@@ -74,7 +76,7 @@ static const struct option long_options[] = {
     {"weights", required_argument, NULL, 'w'}, {"vector", required_argument, NULL, 'v'},
     {"sigma", required_argument, NULL, 's'}, {"ycov", required_argument, NULL, LONG_YCOV},
     {"yshift", required_argument, NULL, LONG_YSHIFT}, {"vectors", required_argument, NULL, LONG_VECTORS},
-    {NULL, 0, NULL, 0},
+    {"float32", no_argument, NULL, LONG_FLOAT32}, {NULL, 0, NULL, 0},
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -219,11 +221,46 @@ static int results_alloc(results *r, size_t batch, size_t n, size_t m, unsigned 
     return EXIT_OK;
 }
 
-/* Run `plan` over all samples of x, at most max_batch at a time. */
-static int execute_chunks(nnd_plan *plan, size_t max_batch, const double *x, results *r, const char *context)
+/* One chunk of a float32 plan: x rounded to float, the float results widened into r's doubles. */
+static nnd_status execute_f32(nnd_plan *plan, size_t nb, size_t b0, const double *x, results *r)
+{
+    size_t n = r->n, m = r->m, len[4] = {nb * n, r->y ? nb * m : 0, r->J ? nb * m * n : 0, r->H ? nb * m * n * n : 0};
+    double *dst[4] = {NULL, r->y ? r->y + b0 * m : NULL, r->J ? r->J + b0 * m * n : NULL,
+                      r->H ? r->H + b0 * m * n * n : NULL};
+    float *buf[4] = {NULL, NULL, NULL, NULL};
+    nnd_status s = NND_OK;
+    for (int k = 0; k < 4; k++)
+        if (len[k] && (buf[k] = malloc(len[k] * sizeof(float))) == NULL)
+            s = NND_ENOMEM;
+    if (s == NND_OK) {
+        for (size_t i = 0; i < len[0]; i++)
+            buf[0][i] = (float)x[b0 * n + i];
+        s = nnd_plan_execute_f32(plan, nb, buf[0], buf[1], buf[2], buf[3]);
+    }
+    for (int k = 1; k < 4 && s == NND_OK; k++)
+        for (size_t i = 0; i < len[k]; i++)
+            dst[k][i] = (double)buf[k][i];
+    for (int k = 0; k < 4; k++)
+        free(buf[k]);
+    return s;
+}
+
+/* Run `plan` over all samples of x, at most max_batch at a time (f32: a float32 plan). */
+static int execute_chunks(nnd_plan *plan, size_t max_batch, const double *x, results *r, const char *context, int f32)
 {
     size_t n = r->n, m = r->m;
     for (size_t b0 = 0; b0 < r->batch; b0 += max_batch) {
+        if (f32) {
+            size_t nb = r->batch - b0 < max_batch ? r->batch - b0 : max_batch;
+            nnd_status s = execute_f32(plan, nb, b0, x, r);
+            if (s == NND_ENOMEM) {
+                fail("out of memory for a float32 chunk of %zu samples", nb);
+                return EXIT_ERR;
+            }
+            if (s != NND_OK)
+                return lib_fail(s, context);
+            continue;
+        }
         size_t nb = r->batch - b0 < max_batch ? r->batch - b0 : max_batch;
         nnd_status s = nnd_plan_execute(plan, nb, x + b0 * n, r->y ? r->y + b0 * m : NULL,
                                         r->J ? r->J + b0 * m * n : NULL, r->H ? r->H + b0 * m * n * n : NULL);
@@ -247,7 +284,7 @@ static int compute(const nnd_net *net, const double *x, size_t batch, unsigned w
         results_free(r);
         return lib_fail(s, context);
     }
-    int rc = execute_chunks(plan, max_batch, x, r, context);
+    int rc = execute_chunks(plan, max_batch, x, r, context, (what & NND_FLOAT32) != 0);
     if (rc != EXIT_OK)
         results_free(r);
     if (plan_out != NULL && rc == EXIT_OK)
@@ -376,7 +413,8 @@ static int cmd_compute(const command *cmd, const cli_args *a)
     }
     if (job_open(a, &j) != EXIT_OK)
         return EXIT_ERR;
-    int rc = compute(j.net, j.x.data, j.batch, cmd->what, a->mode, a->model, &r, NULL);
+    unsigned what = cmd->what | (a->float32 ? NND_FLOAT32 : 0u);
+    int rc = compute(j.net, j.x.data, j.batch, what, a->mode, a->model, &r, NULL);
     if (rc == EXIT_OK) {
         if (a->output != NULL)
             rc = write_results(a->output, &r, cmd->what);
@@ -839,7 +877,7 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 
 /* ---------------------------------------------------------------- the command table */
 
-#define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse]"
+#define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse] [--float32]"
 #define COMPUTE_HELP                                                                                      \
     "  -m, --model MODEL   the network (nnderiv JSON)\n"                                                  \
     "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)) or .csv (one sample\n"   \
@@ -847,6 +885,8 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
     "  -o, --output OUT    write .npy (float64) or .csv (one row per sample, the rest flattened);\n"      \
     "                      without -o the results are printed for people\n"                               \
     "  --mode MODE         auto (default: the cheaper by the cost model), forward or reverse\n"           \
+    "  --float32           compute in float32 (NND_FLOAT32: about 1e-6 relative error, up to twice as\n"  \
+    "                      fast); the inputs are rounded to float, the output is still float64\n"       \
     "  -h, --help          this help\n"                                                                   \
     "Samples with NaN or infinite inputs are computed anyway and listed in a warning on stderr.\n"
 
@@ -874,13 +914,13 @@ static const command commands[] = {
      0, 0, 1, 0, cmd_info, 0},
     {"eval", COMPUTE_USAGE, "outputs y, shape (B, m)",
      "Evaluate the network: the output has shape (B, m).\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute, 0},
     {"jacobian", COMPUTE_USAGE, "Jacobians J[b][k][i] = dy_k/dx_i, shape (B, m, n)",
      "Compute the Jacobians: the output has shape (B, m, n), J[b][k][i] = dy_k/dx_i.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute, 0},
     {"hessian", COMPUTE_USAGE, "Hessians H[b][k][i][j] = d2y_k/dx_i dx_j, shape (B, m, n, n)",
      "Compute the Hessians: the output has shape (B, m, n, n), H[b][k][i][j] = d2y_k/dx_i dx_j.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
     {"check", "-m MODEL -i INPUT [--tol-j 1e-6] [--tol-h 1e-4] [--mode auto|forward|reverse]",
      "compare analytic J and H with finite differences",
      "Compare the analytic Jacobian and Hessian of every sample with finite differences\n"
@@ -991,6 +1031,7 @@ static unsigned option_bit(int code)
     case LONG_YCOV:
     case LONG_YSHIFT: return OPT_SIGMA;
     case LONG_VECTORS: return OPT_VECTORS;
+    case LONG_FLOAT32: return OPT_FLOAT32;
     default: return 0;
     }
 }
@@ -1044,6 +1085,7 @@ static int set_option(const command *cmd, int code, const char *arg, cli_args *a
     case LONG_YCOV: a->ycov = arg; break;
     case LONG_YSHIFT: a->yshift = arg; break;
     case LONG_VECTORS: a->vectors = arg; break;
+    case LONG_FLOAT32: a->float32 = 1; break;
     case LONG_MODE:
         if (parse_mode(arg, &a->mode) != 0)
             return usage_error(cmd, "--mode: '%s' is not auto, forward or reverse", arg);

@@ -19,6 +19,17 @@ void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, s
                 1.0, A, (int)lda, B, (int)ldb, 0.0, C, (int)ldc);
 }
 
+void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                size_t ldb, float *C, size_t ldc)
+{
+    if (M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL) {
+        gemm_small_impl_f32(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+                1.0f, A, (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+}
+
 void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
 {
     accum_range_impl(n, me, jrow, crow, acc, b0, b1);

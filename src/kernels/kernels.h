@@ -26,6 +26,9 @@ nnd_accum_fn nnd__accum_select(void);
 #define NND_GEMM_SMALL 4096
 void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
                 size_t ldb, double *C, size_t ldc);
+/* The same in float (cblas_sgemm; the small path is gemm_small.h's float instance). */
+void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                size_t ldb, float *C, size_t ldc);
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                           const double *B, size_t ldb, double *C, size_t ldc);
 

@@ -156,6 +156,19 @@ def mode_section(bench):
     return table(heads, rows), wrong, len(rows)
 
 
+def float32_section(bench):
+    """float32 plans (NND_FLOAT32) beside float64, same shapes, same run."""
+    heads = ["shape", "float64 samples/s", "float32 samples/s", "float32 / float64", "H: max |f32 - f64| / max |f64|"]
+    rows = []
+    for r in bench["results"]:
+        f32 = r.get("float32_samples_per_s")
+        if not f32:
+            continue
+        rows.append([r["name"], fmt_rate(r["samples_per_s"]), fmt_rate(f32), f"{f32 / r['samples_per_s']:.2f}x",
+                     f"{r['float32_hdiff']:.1e}"])
+    return table(heads, rows) if rows else None
+
+
 def phase_split(r):
     """Shares of the time in the value, the Jacobian and the Hessian, from timing VALUE,
     VALUE|JACOBIAN and all three (timing noise can make a difference negative: clamped)."""
@@ -383,6 +396,11 @@ def main():
         md += ["## taylor50 against the published figures", "", tay[0], "",
                "The published figures are on a GPU; the rows above are this machine's 2 CPU cores.", ""]
     md += ["## Targets", ""] + targets + [""]
+    f32 = float32_section(bench)
+    if f32:
+        md += ["## float32", "",
+               "The same shapes with float32 plans (`NND_FLOAT32`, sgemm; activations evaluated in double), "
+               "samples/s in the same run, and the float32 Hessians' distance from the float64 ones.", "", f32, ""]
     md += ["## Cost model (AUTO) against measurement", "",
            "Cost: the engine's model (nnd_net_cost), flops per sample. Each mode forced and timed "
            "(the mode AUTO did not pick on a sub-batch when predicted slow). "

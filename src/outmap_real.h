@@ -31,14 +31,21 @@ void NND_SUF(nnd__unpack_sym)(size_t n, const REAL *packed, double scale, REAL *
         }
 }
 
+/* The largest of sample b's d values (z: d x nb, unit-major): the shift that keeps exp finite. */
+static REAL NND_SUF(sample_max)(size_t d, size_t nb, const REAL *z, size_t b)
+{
+    REAL zmax = z[b];
+    for (size_t u = 1; u < d; u++)
+        if (z[u * nb + b] > zmax)
+            zmax = z[u * nb + b];
+    return zmax;
+}
+
 void NND_SUF(nnd__softmax_values)(size_t d, size_t nb, const REAL *z, REAL *sigma)
 {
     for (size_t b = 0; b < nb; b++) {
-        REAL zmax = z[b];
+        REAL zmax = NND_SUF(sample_max)(d, nb, z, b);
         double sum = 0.0;
-        for (size_t u = 1; u < d; u++)
-            if (z[u * nb + b] > zmax)
-                zmax = z[u * nb + b];
         for (size_t u = 0; u < d; u++)
             sum += sigma[u * nb + b] = exp(z[u * nb + b] - zmax);
         for (size_t u = 0; u < d; u++)
@@ -58,11 +65,8 @@ size_t NND_SUF(nnd__softmax_top)(const REAL *sigma, size_t d, size_t nb, size_t 
 void NND_SUF(nnd__logsoftmax_values)(size_t d, size_t nb, const REAL *z, REAL *out)
 {
     for (size_t b = 0; b < nb; b++) {
-        REAL zmax = z[b];
+        REAL zmax = NND_SUF(sample_max)(d, nb, z, b);
         double sum = 0.0;
-        for (size_t u = 1; u < d; u++)
-            if (z[u * nb + b] > zmax)
-                zmax = z[u * nb + b];
         for (size_t u = 0; u < d; u++)
             sum += exp(z[u * nb + b] - zmax);
         double lse = log(sum);

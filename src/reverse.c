@@ -170,11 +170,12 @@ static void jacobian(nnd_plan *p, size_t nb, REAL *J)
 }
 
 /* The coupling terms of a softmax or logsoftmax layer l for sample b, with v = Jz^T sigma:
- * softmax: hall_k -= u v^T + v u^T, u = Jz^T r (r = c of the layer);
- * logsoftmax: hall_k += sum(g) v v^T, sum(g) = -sum of the layer's c. Upper triangles only. */
-static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
+ * softmax: -(u v^T + v u^T), u = Jz^T r (r = c of the layer); logsoftmax: sum(g) v v^T,
+ * sum(g) = -sum of the layer's c. Added to the upper triangles of out (me x n x n), or with diag
+ * to the diagonals only (out: me x n), which get the same arithmetic as the triangles' diagonals. */
+static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int diag)
 {
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n, sq = n * n;
+    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
     const nnd_layer *L = &p->net->layers[l];
     size_t d = L->n_out, o = p->off[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
@@ -183,20 +184,20 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l)
     GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
     for (size_t k = 0; k < me; k++) {
         const REAL *c = WS(cst) + o * cols + b * me + k;
-        REAL *Hk = WS(hall) + k * sq;
-        if (logsm) {
-            REAL gs = 0.0;
+        REAL *ok = out + k * (diag ? n : n * n), gs = 0.0;
+        if (logsm)
             for (size_t w = 0; w < d; w++)
                 gs -= c[w * cols];
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = i; j < n; j++)
-                    Hk[i * n + j] += gs * v[i] * v[j];
-            continue;
-        }
-        GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
+        else
+            GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
         for (size_t i = 0; i < n; i++)
-            for (size_t j = i; j < n; j++)
-                Hk[i * n + j] -= u[i] * v[j] + v[i] * u[j];
+            for (size_t j = i; j < (diag ? i + 1 : n); j++) {
+                REAL *e = diag ? &ok[i] : &ok[i * n + j];
+                if (logsm)
+                    *e += gs * v[i] * v[j];
+                else
+                    *e -= u[i] * v[j] + v[i] * u[j];
+            }
     }
 }
 
@@ -293,7 +294,7 @@ static void hessian(nnd_plan *p, size_t nb, REAL *H)
         }
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(p, nb, b, l);
+                coupling(p, nb, b, l, WS(hall), 0);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const REAL *hk = WS(hall) + k * sq;
@@ -306,34 +307,6 @@ static void hessian(nnd_plan *p, size_t nb, REAL *H)
 }
 
 #ifndef NND_F32 /* the products (products.c) run double plans only */
-/* The coupling terms' diagonals for a softmax or logsoftmax layer l, sample b (see coupling()):
- * softmax: -2 u_i v_i; logsoftmax: sum(g) v_i^2; added to acc[k][i] (me x n). */
-static void coupling_diag(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *acc)
-{
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
-    const nnd_layer *L = &p->net->layers[l];
-    size_t d = L->n_out, o = p->off[l];
-    int logsm = L->act == NND_ACT_LOGSOFTMAX;
-    const REAL *Jl = WS(jz) + o * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
-    REAL *u = WS(smx), *v = WS(smx) + n;
-    GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
-    for (size_t k = 0; k < me; k++) {
-        const REAL *c = WS(cst) + o * cols + b * me + k;
-        REAL *a = acc + k * n;
-        if (logsm) {
-            REAL gs = 0.0;
-            for (size_t w = 0; w < d; w++)
-                gs -= c[w * cols];
-            for (size_t i = 0; i < n; i++)
-                a[i] += gs * v[i] * v[i];
-            continue;
-        }
-        GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
-        for (size_t i = 0; i < n; i++)
-            a[i] -= 2.0 * u[i] * v[i];
-    }
-}
-
 void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
 {
     const nnd_net *net = p->net;
@@ -360,7 +333,7 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
     for (size_t b = 0; b < nb; b++) {
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling_diag(p, nb, b, l, acc + b * me * n);
+                coupling(p, nb, b, l, acc + b * me * n, 1);
         for (size_t k = 0; k < me; k++)
             memcpy(D + (b * p->m + p->row_of[k]) * n, acc + (b * me + k) * n, n * sizeof *D);
     }

@@ -177,7 +177,8 @@ NND_API nnd_status nnd_net_add_output_removeconstantrows(nnd_net *net, size_t n_
  * Planning does this too; loaders return only validated nets. */
 NND_API nnd_status nnd_net_validate(const nnd_net *net);
 
-/* Load a model file; the format is recognised by content (nnderiv JSON). *net is NULL on failure;
+/* Load a model file; the format is recognised by content, not by the name: nnderiv JSON, MATLAB
+ * genFunction code (.m), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
  * failures are NND_EIO (cannot read), NND_EFORMAT (malformed: message names file and field) or
  * NND_EUNSUPPORTED. */
 NND_API nnd_status nnd_net_load(const char *path, nnd_net **net);

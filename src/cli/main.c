@@ -879,7 +879,7 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 
 #define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse] [--float32]"
 #define COMPUTE_HELP                                                                                      \
-    "  -m, --model MODEL   the network (nnderiv JSON)\n"                                                  \
+    "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
     "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)) or .csv (one sample\n"   \
     "                      per row); a 1-D input is one sample and still gives B = 1 in the output\n"     \
     "  -o, --output OUT    write .npy (float64) or .csv (one row per sample, the rest flattened);\n"      \
@@ -891,7 +891,7 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
     "Samples with NaN or infinite inputs are computed anyway and listed in a warning on stderr.\n"
 
 #define PRODUCT_HELP                                                                                      \
-    "  -m, --model MODEL   the network (nnderiv JSON)\n"                                                  \
+    "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
     "  -i, --input INPUT   samples, .npy or .csv as for eval\n"                                           \
     "  -o, --output OUT    write .npy (float64) or .csv; without -o the result is printed\n"              \
     "  -h, --help          this help\n"
@@ -927,7 +927,7 @@ static const command commands[] = {
      "(nnd_fd_derivatives) and print the largest absolute and relative errors, the relative\n"
      "error being |a - f| / max(1, |f|). Exit status 1 if it exceeds the tolerance.\n"
      "Samples with non-finite inputs are skipped.\n"
-     "  -m, --model MODEL   the network (nnderiv JSON)\n"
+     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
      "  -i, --input INPUT   samples, .npy or .csv as for eval\n"
      "  --tol-j TOL         tolerance for J (default 1e-6)\n"
      "  --tol-h TOL         tolerance for H (default 1e-4)\n"
@@ -964,7 +964,7 @@ static const command commands[] = {
      "C[b] = J Sigma J^T, shape (B, m, m), and the second-order mean correction\n"
      "D[b][k] = 1/2 tr(H_k Sigma), shape (B, m) (E[y] ~ y(x) + D). Sigma must be symmetric positive\n"
      "semidefinite (its lower triangle is read).\n"
-     "  -m, --model MODEL   the network (nnderiv JSON)\n"
+     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
      "  -i, --input INPUT   the means x, .npy or .csv as for eval\n"
      "  -s, --sigma SIGMA   covariances, shape (n, n) for every sample or (B, n, n)\n"
      "  --ycov C.npy        write the output covariances (B, m, m)\n"
@@ -978,7 +978,7 @@ static const command commands[] = {
      "sum_k lambda_k H_k. Prints one line per (sample, output): the class (positive/negative\n"
      "definite, positive/negative semidefinite = singular, indefinite, zero; an eigenvalue counts as\n"
      "zero when |lambda| <= 1e-10 max |lambda|) and the extreme eigenvalues.\n"
-     "  -m, --model MODEL   the network (nnderiv JSON)\n"
+     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
      "  -i, --input INPUT   samples, .npy or .csv as for eval\n"
      "  -w, --weights LAMBDA  analyse sum_k lambda_k H_k instead, LAMBDA shape (B, m) or (m,)\n"
      "  -o, --output EIG    write the eigenvalues, ascending, shape (B, m, n) ((B, 1, n) with -w)\n"

@@ -34,6 +34,13 @@ nnd_status nnd__fail(nnd_status s, const char *fmt, ...)
     return s;
 }
 
+nnd_status nnd__builder_status(nnd_status s, char *msg, size_t size)
+{
+    nnd_status r = s == NND_ENOMEM || s == NND_EUNSUPPORTED ? s : NND_EFORMAT;
+    snprintf(msg, size, "%s", errbuf[0] ? errbuf : nnd_strerror(r));
+    return r;
+}
+
 /* Fault injection for the reliability tests: when >= 0, the allocation that brings the
  * thread's count to zero fails. Thread-local, so it is no global state shared between threads. */
 static _Thread_local long alloc_countdown = -1;

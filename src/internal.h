@@ -11,6 +11,10 @@
 
 /* Record the thread's failure detail (printf-style) and return s. */
 nnd_status nnd__fail(nnd_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A builder call (nnd_net_*) failed while a model reader built a net: the status the reader
+ * returns (NND_EFORMAT, unless NND_ENOMEM or NND_EUNSUPPORTED) and, in msg, a copy of the
+ * builder's message (copied, since the reader's own nnd__fail rewrites the buffer it lives in). */
+nnd_status nnd__builder_status(nnd_status s, char *msg, size_t size);
 /* Clear the detail message (called on entry of fallible public functions is not needed). */
 
 /* Checked size arithmetic: return 0 on overflow (and leave *r unspecified). */
@@ -83,5 +87,12 @@ struct nnd_net {
 
 /* Processed input length (what the first layer sees). */
 size_t nnd__net_d0(const nnd_net *net);
+
+/* The sums every cost model is made of: G = sum_l 2 d_l d_{l-1} (flops of one value pass),
+ * Gr = the same without the first layer, U = the sum of the widths. */
+typedef struct {
+    double G, Gr, U;
+} nnd_net_sums;
+nnd_net_sums nnd__net_sums(const nnd_net *net);
 
 #endif

@@ -105,10 +105,8 @@ static const char *pl(size_t n) { return n == 1 ? "" : "s"; }
 static nnd_status builder_failed(nnd_status s, const jctx *c)
 {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s", nnd_errmsg()); /* copy: nnd__fail rewrites the same buffer */
-    if (s != NND_ENOMEM && s != NND_EUNSUPPORTED)
-        s = NND_EFORMAT;
-    return bad(s, c, "%s", msg[0] ? msg : nnd_strerror(s));
+    s = nnd__builder_status(s, msg, sizeof msg);
+    return bad(s, c, "%s", msg);
 }
 
 /* A finite real; integers are accepted. NND_EFORMAT with "<what> is ..." otherwise. */

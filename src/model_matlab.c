@@ -111,10 +111,8 @@ static nnd_status bad(nnd_status s, const mctx *c, size_t line, const char *fmt,
 static nnd_status builder_failed(nnd_status s, const mctx *c, const char *what)
 {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s", nnd_errmsg());
-    if (s != NND_ENOMEM && s != NND_EUNSUPPORTED)
-        s = NND_EFORMAT;
-    return bad(s, c, 0, "%s: %s", what, msg[0] ? msg : nnd_strerror(s));
+    s = nnd__builder_status(s, msg, sizeof msg);
+    return bad(s, c, 0, "%s: %s", what, msg);
 }
 
 static const char *pl(size_t n) { return n == 1 ? "" : "s"; }

@@ -180,10 +180,8 @@ static nnd_status bad_node(nnd_status s, const octx *c, const char *fmt, ...)
 static nnd_status builder_failed(nnd_status s, const octx *c, const char *what)
 {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s", nnd_errmsg());
-    if (s != NND_ENOMEM && s != NND_EUNSUPPORTED)
-        s = NND_EFORMAT;
-    return bad(s, c, "%s: %s", what, msg[0] ? msg : nnd_strerror(s));
+    s = nnd__builder_status(s, msg, sizeof msg);
+    return bad(s, c, "%s: %s", what, msg);
 }
 
 /* ---------------------------------------------------------------- sniffing and parsing */

@@ -62,6 +62,18 @@ void nnd_net_free(nnd_net *net)
     nnd__free(net);
 }
 
+nnd_net_sums nnd__net_sums(const nnd_net *net)
+{
+    nnd_net_sums s = {0, 0, 0};
+    for (size_t l = 0; l < net->n_layers; l++) {
+        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
+        s.G += g;
+        s.Gr += l ? g : 0;
+        s.U += (double)net->layers[l].n_out;
+    }
+    return s;
+}
+
 size_t nnd__net_d0(const nnd_net *net)
 {
     return net->n_pre ? net->pre[net->n_pre - 1].n_out : net->n_in;

@@ -28,14 +28,8 @@ static costs cost_model(const nnd_net *net, unsigned what)
 {
     double n = (double)net->n_in, s = n * (n + 1) / 2;
     double me = (double)net->layers[net->n_layers - 1].n_out;
-    double g_all = 0, g_rest = 0, units = 0;
-    for (size_t l = 0; l < net->n_layers; l++) {
-        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
-        g_all += g;
-        if (l > 0)
-            g_rest += g;
-        units += (double)net->layers[l].n_out;
-    }
+    nnd_net_sums sums = nnd__net_sums(net);
+    double g_all = sums.G, g_rest = sums.Gr, units = sums.U;
     double d1 = (double)net->layers[0].n_out;
     costs c = {g_all, g_all};
     if (what & NND_HESSIAN) {

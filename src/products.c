@@ -61,13 +61,8 @@ nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops)
         return nnd__fail(NND_EINVAL, "nnd_product_cost: flops is NULL");
     double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
     double m = (double)nnd_net_n_out(net), d1 = (double)net->layers[0].n_out;
-    double G = 0, Gr = 0, U = 0;
-    for (size_t l = 0; l < net->n_layers; l++) {
-        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
-        G += g;
-        Gr += l ? g : 0;
-        U += (double)net->layers[l].n_out;
-    }
+    nnd_net_sums sums = nnd__net_sums(net);
+    double G = sums.G, Gr = sums.Gr, U = sums.U;
     double c = 0;
     switch (kind) {
     case NND_PRODUCT_WHESS: c = G + (n + 1) * Gr + 2 * d1 * n + U * n * n; break;
@@ -125,16 +120,11 @@ static nnd_status alloc_uncertainty(nnd_product_plan *P)
  * engine does not support the net (logsoftmax). */
 static int diag_by_reverse(const nnd_net *net)
 {
-    double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out, G = 0, Gr = 0, U = 0;
-    for (size_t l = 0; l < net->n_layers; l++) {
-        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
-        G += g;
-        Gr += l ? g : 0;
-        U += (double)net->layers[l].n_out;
-    }
+    double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
+    nnd_net_sums s = nnd__net_sums(net);
     if (nnd__products_supported(net) != NND_OK)
         return 1;
-    return diag_cost_reverse(n, me, G, Gr, U) < diag_cost_forward(n, G, Gr, U);
+    return diag_cost_reverse(n, me, s.G, s.Gr, s.U) < diag_cost_forward(n, s.G, s.Gr, s.U);
 }
 
 nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind, nnd_product_plan **plan)

@@ -207,8 +207,10 @@ NND_API size_t nnd_net_n_params(const nnd_net *net);
 
 /* ---------------------------------------------------------------- planning */
 
-/* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below). */
-enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u, NND_FLOAT32 = 0x100u };
+/* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below).
+ * NND_BLOCKED: never the fused engine for small nets (see nnd_plan_new), always the blocked
+ * engines: for comparing the two; results agree to rounding. */
+enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u, NND_FLOAT32 = 0x100u, NND_BLOCKED = 0x200u };
 /* AUTO: the cost model below. MEASURE: plan both modes and time them on a block of samples (like
  * FFTW_MEASURE): slower planning, the faster mode whatever the model says. */
 typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NND_MODE_MEASURE = 3 } nnd_mode;
@@ -229,6 +231,11 @@ NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forwa
  * All workspace is allocated here, per thread: O(block x widths x (1 + n + s)) forward,
  * O(block x sum of widths x (n + m)) reverse, where the batch block keeps the workspace near 4 MiB
  * but gives every GEMM at least 1024 columns (never O(max_batch x n^2 x width)).
+ * Small nets (n_in <= 16, last layer <= 16 units, widths <= 96, at most 16 layers, no softmax,
+ * float64) run the fused engine instead, in reverse mode unless FORWARD was asked: values and
+ * activations layer by layer over a block of at most 256 samples, then tangents, deltas, J and H
+ * one sample at a time in O(sum of widths x n) doubles, with no BLAS call (several times faster
+ * on such nets). nnd_plan_explain says which engine runs; NND_BLOCKED in `what` turns it off.
  * *plan is NULL on failure. The net must outlive the plan. */
 NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 

@@ -51,8 +51,8 @@ nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, doub
     nnd_status st = nnd_net_validate(net);
     if (st != NND_OK)
         return st;
-    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32)))
-        return nnd__fail(NND_EINVAL, "nnd_net_cost: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (NND_FLOAT32 is ignored)");
+    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32 | NND_BLOCKED)))
+        return nnd__fail(NND_EINVAL, "nnd_net_cost: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN (NND_FLOAT32 and NND_BLOCKED are ignored)");
     costs c = cost_model(net, what & 7u);
     if (forward) *forward = c.fwd;
     if (reverse) *reverse = c.rev;
@@ -117,6 +117,17 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
     it[k++] = ITEM(smx, 1, 2 * p->n + 3 * p->s + 1);
+    if (p->fused) { /* block-wide values and activations; the rest is one sample's */
+        size_t Dp = nnd__fused_dp_sum(p), npad = (p->n + 3) / 4 * 4;
+        it[k++] = ITEM(zv, Dp, nb);
+        it[k++] = ITEM(f0, Dp, nb);
+        it[k++] = ITEM(f1, Dp, nb);
+        it[k++] = ITEM(f2, Dp, nb);
+        it[k++] = (ws_item){&p->fzws, NULL, 1, nnd__fused_ws_doubles(p)};
+        it[k++] = ITEM(jout, p->me, npad);
+        it[k++] = ITEM(hall, p->me, npad * npad);
+        return k;
+    }
     if (p->mode == NND_MODE_FORWARD) {
         it[k++] = ITEM(zv, p->dmax, nb);
         it[k++] = ITEM(f0, p->dmax, nb);
@@ -323,6 +334,34 @@ static void choose_mode(nnd_plan *p, nnd_mode asked)
              p->n, p->me, p->L);
 }
 
+/* The fused engine (fused.c) for small nets: reverse mode without the blocked engines' fixed
+ * costs, taken wherever it fits (nnd__fused_fits: widths <= 96, n_in and n_out <= 16, no softmax,
+ * float64). Below those sizes the blocked engines spend more time on BLAS calls and passes over
+ * block-sized buffers than on arithmetic; above them OpenBLAS's GEMMs over the block beat its
+ * per-sample kernels (measured one core against the other with bench/, see RESULTS.md). It
+ * replaces forward mode too when the mode was the model's choice: on such nets it beats both. */
+#define FUSED_BLOCK_BYTES ((size_t)192 << 10)
+#define FUSED_BLOCK_MAX 256
+
+static void choose_fused(nnd_plan *p, nnd_mode asked)
+{
+    int derivs = (p->what & (NND_JACOBIAN | NND_HESSIAN)) != 0;
+    if ((p->what & NND_BLOCKED) || (asked == NND_MODE_FORWARD && derivs) || !nnd__fused_fits(p))
+        return;
+    /* decided on the net alone, whatever `what` is: every plan of a net takes the same engine,
+     * so a value-only plan's y is bit for bit the y of a plan with J and H */
+    p->fused = 1;
+    if (derivs && p->mode != NND_MODE_REVERSE) {
+        costs c = cost_model(p->net, p->what);
+        p->mode = NND_MODE_REVERSE;
+        snprintf(p->explain, sizeof p->explain, "reverse (fused engine, small net): %.3g flops/sample, forward %.3g (n_in %zu, n_out %zu, %zu layers)",
+                 c.rev, c.fwd, p->n, p->me, p->L);
+    } else {
+        size_t len = strlen(p->explain);
+        snprintf(p->explain + len, sizeof p->explain - len, "; fused engine");
+    }
+}
+
 static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 
 /* ---------------------------------------------------------------- threads
@@ -405,7 +444,9 @@ static void run_blocks(const job *j)
         double *Hb = j->H ? j->H + b0 * p->m * sq : NULL;
         if (p->const_rows)
             nnd__zero_const_rows(p, nb, Jb, Hb);
-        if (p->mode == NND_MODE_REVERSE)
+        if (p->fused)
+            nnd__fused_block(p, nb, xb, yb, Jb, Hb);
+        else if (p->mode == NND_MODE_REVERSE)
             nnd__reverse_block(p, nb, xb, yb, Jb, Hb);
         else
             nnd__forward_block(p, nb, xb, yb, Jb, Hb);
@@ -492,7 +533,7 @@ nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd
 {
     if (plan)
         *plan = NULL;
-    if (mode == NND_MODE_MEASURE && plan && max_batch && (what & 7u) && !(what & ~(7u | NND_FLOAT32)) &&
+    if (mode == NND_MODE_MEASURE && plan && max_batch && (what & 7u) && !(what & ~(7u | NND_FLOAT32 | NND_BLOCKED)) &&
         nnd_net_validate(net) == NND_OK)
         return plan_measure(net, max_batch, what, plan);
     return plan_make(net, max_batch, what, mode, plan);
@@ -506,8 +547,8 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     nnd_status st = nnd_net_validate(net);
     if (st != NND_OK)
         return st;
-    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32)))
-        return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN, optionally with NND_FLOAT32 (got %u)", what);
+    if (!(what & 7u) || (what & ~(7u | NND_FLOAT32 | NND_BLOCKED)))
+        return nnd__fail(NND_EINVAL, "nnd_plan_new: `what` must be a non-empty combination of NND_VALUE, NND_JACOBIAN, NND_HESSIAN, optionally with NND_FLOAT32 and NND_BLOCKED (got %u)", what);
     if (mode != NND_MODE_AUTO && mode != NND_MODE_FORWARD && mode != NND_MODE_REVERSE && mode != NND_MODE_MEASURE)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: unknown mode %d", (int)mode);
     if (max_batch == 0)
@@ -524,6 +565,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
         goto fail;
     choose_mode(p, mode);
     choose_hkernel(p);
+    choose_fused(p, mode);
 
     size_t one = ws_size(p, 1);
     if (!one) {
@@ -534,6 +576,9 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     size_t per_sample = p->mode == NND_MODE_FORWARD ? p->C : ((what & NND_HESSIAN) ? p->n : p->me);
     size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
     if (nb < for_gemm) nb = for_gemm;
+    if (p->fused) /* no GEMMs: the block only amortises a call per layer, and stays in L2 */
+        nb = FUSED_BLOCK_BYTES / sizeof(double) / one < 1 ? 1
+             : (FUSED_BLOCK_BYTES / sizeof(double) / one > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : FUSED_BLOCK_BYTES / sizeof(double) / one);
     if (nb > max_batch) nb = max_batch;
     /* BLAS indexes with int: every matrix the engines pass (at most the whole workspace) must fit */
     size_t limit = is_f32(p) ? INT_MAX / 2 : INT_MAX; /* in doubles: a float32 plan has twice the elements */
@@ -550,7 +595,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
         goto fail;
     }
     if ((st = fold_input(p)) != NND_OK || (st = map_outputs(p)) != NND_OK ||
-        (is_f32(p) && (st = copy_f32(p)) != NND_OK))
+        (is_f32(p) && (st = copy_f32(p)) != NND_OK) || (p->fused && (st = nnd__fused_setup(p)) != NND_OK))
         goto fail;
     p->ws = nnd__malloc(p->ws_doubles, sizeof(double));
     if (!p->ws) {
@@ -582,6 +627,9 @@ void nnd_plan_free(nnd_plan *p)
     nnd__free(p->f32.Wb);
     nnd__free(p->row_of);
     nnd__free(p->oscale);
+    nnd__free(p->fzdims);
+    nnd__free(p->fzptr);
+    nnd__free(p->fzbuf);
     nnd__free(p->ws);
     nnd__free(p);
 }

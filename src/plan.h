@@ -52,6 +52,17 @@ struct nnd_plan {
     double *smx;         /* softmax scratch: 2n + 3s + 1                   */
     double *aout;        /* block x me: last layer values                  */
 
+    /* the fused engine for small nets (fused.c; mode REVERSE): padded weights and their sizes */
+    int fused;
+    nnd_fused fz;
+    size_t *fzdims;      /* d and dp of fz (2 L)            */
+    const double **fzptr; /* WT, Wp, Wr, bp of fz (4 L)     */
+    double *fzbuf;       /* the padded weights              */
+    size_t fzDp;         /* sum of the padded widths        */
+    double *fzws;        /* per-sample workspace            */
+    void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
+    void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, double *, double *, double *);
+
     size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
     struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
 
@@ -82,6 +93,17 @@ void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const do
  * Hessian, with diag H_k = sum_u c_{k,u} (dz_u/dx)^2 plus the coupling terms: D m n flops instead of
  * the assembly's D m n^2. p must be a reverse plan with NND_HESSIAN. */
 void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D);
+
+/* fused.c: the fused engine for small nets. It takes nets of at most these sizes, without
+ * softmax layers, float64. */
+#define NND_FUSED_MAX_N 16
+#define NND_FUSED_MAX_OUT 16
+#define NND_FUSED_MAX_WIDTH 96
+int nnd__fused_fits(const nnd_plan *p);
+size_t nnd__fused_dp_sum(const nnd_plan *p);
+size_t nnd__fused_ws_doubles(const nnd_plan *p);
+nnd_status nnd__fused_setup(nnd_plan *p); /* after fold_input and map_outputs */
+void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);

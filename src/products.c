@@ -150,7 +150,7 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
     case NND_PRODUCT_WHESS:
     case NND_PRODUCT_VJP: {
         unsigned what = NND_VALUE | NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0);
-        st = nnd_plan_new(net, max_batch, what, NND_MODE_REVERSE, &P->rev);
+        st = nnd_plan_new(net, max_batch, what | NND_BLOCKED, NND_MODE_REVERSE, &P->rev);
         if (st == NND_OK)
             P->map = P->rev, P->block = P->rev->block;
         break;
@@ -163,7 +163,7 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
     case NND_PRODUCT_LAPLACIAN:
     case NND_PRODUCT_HDIAG:
         if (diag_by_reverse(net)) {
-            st = nnd_plan_new(net, max_batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, &P->rev);
+            st = nnd_plan_new(net, max_batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, NND_MODE_REVERSE, &P->rev);
             if (st == NND_OK)
                 P->map = P->rev, P->block = P->rev->block;
             if (st == NND_OK && kind == NND_PRODUCT_LAPLACIAN && !(P->diag = nnd__malloc(P->block * P->m, P->n * sizeof(double))))

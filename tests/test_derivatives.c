@@ -170,14 +170,24 @@ static void expect_finite(const char *property, const tnet *t, const char *detai
 
 /* ---------------------------------------------------------------- running the library */
 
+/* The engines under test: the three modes, and reverse mode with NND_BLOCKED (small nets run the
+ * fused engine in AUTO and REVERSE; this keeps the blocked reverse engine covered on them too). */
+#define MODE_BLOCKED ((nnd_mode)4)
+#define N_ENGINES 4
+static const nnd_mode engines[N_ENGINES] = {NND_MODE_AUTO, NND_MODE_FORWARD, NND_MODE_REVERSE, MODE_BLOCKED};
+
 static const char *mode_name(nnd_mode m)
 {
-    return m == NND_MODE_FORWARD ? "forward" : m == NND_MODE_REVERSE ? "reverse" : "auto";
+    return m == NND_MODE_FORWARD ? "forward" : m == NND_MODE_REVERSE ? "reverse" : m == MODE_BLOCKED ? "blocked reverse" : "auto";
 }
 
 static nnd_plan *plan_for(const tnet *t, size_t max_batch, unsigned what, nnd_mode mode)
 {
     nnd_plan *p = NULL;
+    if (mode == MODE_BLOCKED) {
+        mode = NND_MODE_REVERSE;
+        what |= NND_BLOCKED;
+    }
     nnd_status s = nnd_plan_new(t->net, max_batch, what, mode, &p);
     ck_assert_msg(s == NND_OK && p, "nnd_plan_new(max_batch %zu, what %u, %s) failed: %s (%s); net %s; seed %llu",
                   max_batch, what, mode_name(mode), nnd_strerror(s), nnd_errmsg(), t->desc,
@@ -248,14 +258,13 @@ static void check_against_reference(const char *property, const tnet *t, size_t 
     draw_inputs(t, &r, batch, x);
     routs R;
     reference(t, batch, x, &R);
-    static const nnd_mode modes[3] = {NND_MODE_AUTO, NND_MODE_FORWARD, NND_MODE_REVERSE};
-    for (int mi = 0; mi < 3; mi++) {
-        nnd_plan *p = plan_for(t, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, modes[mi]);
+    for (int mi = 0; mi < N_ENGINES; mi++) {
+        nnd_plan *p = plan_for(t, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, engines[mi]);
         outs o;
         outs_alloc(&o, t, batch);
         exec_ok(p, t, batch, x, o.y, o.J, o.H);
         char detail[64];
-        snprintf(detail, sizeof detail, "%s mode", mode_name(modes[mi]));
+        snprintf(detail, sizeof detail, "%s mode", mode_name(engines[mi]));
         for (size_t b = 0; b < batch; b++) {
             expect_close(property, t, detail, b, 'y', diff_ld(m, &o.y[b * m], &R.y[b * m]), TOL_REF);
             expect_close(property, t, detail, b, 'J', diff_ld(m * n, &o.J[b * m * n], &R.J[b * m * n]), TOL_REF);
@@ -578,13 +587,17 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
     nnd_plan *pr = plan_for(t, batch, all, NND_MODE_REVERSE);
     nnd_plan *pa = plan_for(t, batch, all, NND_MODE_AUTO);
     nnd_plan *pm = plan_for(t, batch, all, NND_MODE_MEASURE);
+    nnd_plan *pb = plan_for(t, batch, all, MODE_BLOCKED);
+    ck_assert_int_eq(nnd_plan_mode(pb), NND_MODE_REVERSE);
+    ck_assert_msg(!strstr(nnd_plan_explain(pb), "fused"), "NND_BLOCKED plan runs the fused engine: %s", nnd_plan_explain(pb));
     ck_assert_msg(nnd_plan_mode(pm) == NND_MODE_FORWARD || nnd_plan_mode(pm) == NND_MODE_REVERSE,
                   "measure chose mode %d", (int)nnd_plan_mode(pm));
     ck_assert_int_eq(nnd_plan_mode(pf), NND_MODE_FORWARD);
     ck_assert_int_eq(nnd_plan_mode(pr), NND_MODE_REVERSE);
     double cf = 0, cr = 0;
     ck_assert_int_eq(nnd_net_cost(t->net, all, &cf, &cr), NND_OK);
-    nnd_mode expect = cf <= cr ? NND_MODE_FORWARD : NND_MODE_REVERSE;
+    /* the cheaper mode by the model, except that small nets take the fused (reverse) engine */
+    nnd_mode expect = strstr(nnd_plan_explain(pa), "fused") ? NND_MODE_REVERSE : cf <= cr ? NND_MODE_FORWARD : NND_MODE_REVERSE;
     ck_assert_msg(nnd_plan_mode(pa) == expect, "auto chose %s, costs forward %g reverse %g (%s); net %s",
                   mode_name(nnd_plan_mode(pa)), cf, cr, nnd_plan_explain(pa), t->desc);
     ck_assert_msg(nnd_plan_explain(pa) && nnd_plan_explain(pa)[0], "empty nnd_plan_explain");
@@ -597,6 +610,9 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
     exec_ok(pr, t, batch, x, Rv.y, Rv.J, Rv.H);
     exec_ok(pa, t, batch, x, A.y, A.J, A.H);
     exec_ok(pm, t, batch, x, Me.y, Me.J, Me.H);
+    outs Bl;
+    outs_alloc(&Bl, t, batch);
+    exec_ok(pb, t, batch, x, Bl.y, Bl.J, Bl.H);
     for (size_t b = 0; b < batch; b++) {
         expect_close(property, t, "reverse vs forward", b, 'y', diff_d(m, &Rv.y[b * m], &F.y[b * m]), TOL_MODES);
         expect_close(property, t, "reverse vs forward", b, 'J', diff_d(m * n, &Rv.J[b * m * n], &F.J[b * m * n]),
@@ -610,15 +626,21 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
                      TOL_MODES);
         expect_close(property, t, "measure vs forward", b, 'H',
                      diff_d(m * n * n, &Me.H[b * m * n * n], &F.H[b * m * n * n]), TOL_MODES);
+        expect_close(property, t, "blocked reverse vs reverse", b, 'J',
+                     diff_d(m * n, &Bl.J[b * m * n], &Rv.J[b * m * n]), TOL_MODES);
+        expect_close(property, t, "blocked reverse vs reverse", b, 'H',
+                     diff_d(m * n * n, &Bl.H[b * m * n * n], &Rv.H[b * m * n * n]), TOL_MODES);
     }
     outs_free(&F);
     outs_free(&Rv);
     outs_free(&A);
     outs_free(&Me);
+    outs_free(&Bl);
     nnd_plan_free(pf);
     nnd_plan_free(pr);
     nnd_plan_free(pa);
     nnd_plan_free(pm);
+    nnd_plan_free(pb);
     free(x);
 }
 
@@ -657,13 +679,14 @@ START_TEST(hessian_exactly_symmetric)
         double *x = malloc(batch * t.n * sizeof(double));
         ck_assert(x);
         draw_inputs(&t, &r, batch, x);
-        for (int mode = 0; mode < 3; mode++) {
-            nnd_plan *p = plan_for(&t, batch, NND_HESSIAN, (nnd_mode)mode);
+        for (int mi = 0; mi < N_ENGINES; mi++) {
+            nnd_mode mode = engines[mi];
+            nnd_plan *p = plan_for(&t, batch, NND_HESSIAN, mode);
             double *H = malloc(batch * t.m * t.n * t.n * sizeof(double));
             ck_assert(H);
             exec_ok(p, &t, batch, x, NULL, NULL, H);
             for (size_t b = 0; b < batch; b++)
-                expect_symmetric("H exactly symmetric", &t, mode_name((nnd_mode)mode), b, &H[b * t.m * t.n * t.n]);
+                expect_symmetric("H exactly symmetric", &t, mode_name(mode), b, &H[b * t.m * t.n * t.n]);
             free(H);
             nnd_plan_free(p);
         }
@@ -772,6 +795,7 @@ START_TEST(batch_equals_samples_one_by_one)
         tnet_build(&t, &s, 9000 + (uint64_t)c);
         check_batching(&t, NND_MODE_FORWARD, 9100 + (uint64_t)c);
         check_batching(&t, NND_MODE_REVERSE, 9200 + (uint64_t)c);
+        check_batching(&t, MODE_BLOCKED, 9300 + (uint64_t)c);
         tnet_free(&t);
     }
     static const size_t ext[] = {0, 1, 4, 6};
@@ -781,6 +805,7 @@ START_TEST(batch_equals_samples_one_by_one)
         tnet_build(&t, &s, 9300 + i);
         check_batching(&t, NND_MODE_FORWARD, 9400 + i);
         check_batching(&t, NND_MODE_REVERSE, 9500 + i);
+        check_batching(&t, MODE_BLOCKED, 9600 + i);
         tnet_free(&t);
     }
 }
@@ -803,19 +828,20 @@ static void check_subsets(const tnet *t, uint64_t xseed)
     double *x = malloc(batch * n * sizeof(double));
     ck_assert(x);
     draw_inputs(t, &r, batch, x);
-    for (int mode = 0; mode < 3; mode++) {
-        nnd_plan *pfull = plan_for(t, batch, all, (nnd_mode)mode);
+    for (int mi = 0; mi < N_ENGINES; mi++) {
+        nnd_mode mode = engines[mi];
+        nnd_plan *pfull = plan_for(t, batch, all, mode);
         outs F, O;
         outs_alloc(&F, t, batch);
         outs_alloc(&O, t, batch);
         exec_ok(pfull, t, batch, x, F.y, F.J, F.H);
         for (size_t wi = 0; wi < sizeof whats / sizeof whats[0]; wi++) {
             const unsigned w = whats[wi];
-            nnd_plan *p = plan_for(t, batch, w, (nnd_mode)mode);
+            nnd_plan *p = plan_for(t, batch, w, mode);
             exec_ok(p, t, batch, x, (w & NND_VALUE) ? O.y : NULL, (w & NND_JACOBIAN) ? O.J : NULL,
                     (w & NND_HESSIAN) ? O.H : NULL);
             char detail[96];
-            snprintf(detail, sizeof detail, "%s mode, what %s%s%s vs the full plan", mode_name((nnd_mode)mode),
+            snprintf(detail, sizeof detail, "%s mode, what %s%s%s vs the full plan", mode_name(mode),
                      (w & NND_VALUE) ? "V" : "", (w & NND_JACOBIAN) ? "J" : "", (w & NND_HESSIAN) ? "H" : "");
             for (size_t b = 0; b < batch; b++) {
                 if (w & NND_VALUE)
@@ -933,13 +959,14 @@ START_TEST(saturated_units_finite_and_exact)
             ck_assert_msg(zmax > 20, "net %s: largest |z| is only %g, not saturated", t.desc, zmax);
             routs R;
             reference(&t, batch, x, &R);
-            for (int mode = 0; mode < 3; mode++) {
-                nnd_plan *p = plan_for(&t, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, (nnd_mode)mode);
+            for (int mi = 0; mi < N_ENGINES; mi++) {
+                nnd_mode mode = engines[mi];
+                nnd_plan *p = plan_for(&t, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, mode);
                 outs o;
                 outs_alloc(&o, &t, batch);
                 exec_ok(p, &t, batch, x, o.y, o.J, o.H);
                 char detail[96];
-                snprintf(detail, sizeof detail, "%s mode, weights x50, max |z| %.3g", mode_name((nnd_mode)mode), zmax);
+                snprintf(detail, sizeof detail, "%s mode, weights x50, max |z| %.3g", mode_name(mode), zmax);
                 expect_finite("saturated units finite and exact", &t, detail, batch * m, o.y, 'y');
                 expect_finite("saturated units finite and exact", &t, detail, batch * m * n, o.J, 'J');
                 expect_finite("saturated units finite and exact", &t, detail, batch * m * n * n, o.H, 'H');

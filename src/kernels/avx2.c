@@ -6,6 +6,7 @@
 #include <sleef.h>
 
 #include "accum.h"
+#include "fused.h"
 #include "gemm_small.h"
 #include "kernels.h"
 
@@ -119,4 +120,16 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
                           const double *B, size_t ldb, double *C, size_t ldc)
 {
     gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                            const double *bp, double *z)
+{
+    fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
+}
+
+void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                            double *J, double *H)
+{
+    fz_sample_impl(F, f1, f2, ws, J, H);
 }

@@ -4,6 +4,7 @@
 #include "kernels.h"
 #include "accum.h"
 #include "gemm_small.h"
+#include "fused.h"
 
 void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
                 size_t ldb, double *C, size_t ldc)
@@ -33,6 +34,18 @@ void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, si
 void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
 {
     accum_range_impl(n, me, jrow, crow, acc, b0, b1);
+}
+
+void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                               const double *bp, double *z)
+{
+    fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
+}
+
+void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                               double *J, double *H)
+{
+    fz_sample_impl(F, f1, f2, ws, J, H);
 }
 
 nnd_accum_fn nnd__accum_select(void)
@@ -70,5 +83,17 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
                           const double *B, size_t ldb, double *C, size_t ldc)
 {
     gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                            const double *bp, double *z)
+{
+    fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
+}
+
+void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                            double *J, double *H)
+{
+    fz_sample_impl(F, f1, f2, ws, J, H);
 }
 #endif

@@ -32,4 +32,28 @@ void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, si
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                           const double *B, size_t ldb, double *C, size_t ldc);
 
+/* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
+ * weights. Widths are rounded up to dp_l, a multiple of 4, and n to 4 nv; padding is zero. */
+#define NND_FUSED_MAX_LAYERS 16
+typedef struct {
+    size_t L, n, nv, me, d0;
+    const size_t *d, *dp;    /* widths and padded widths (L each)                                  */
+    const double *const *WT; /* l: d_{l-1} x dp_l (d_{-1} = d0): W_l transposed, for the values   */
+    const double *const *Wp; /* l >= 1: dp_l x d_{l-1}: W_l with zero rows, for the tangents       */
+    const double *const *Wr; /* l >= 1: d_l x dp_{l-1}: W_l with zero columns, for the backward pass */
+    const double *const *bp; /* l: dp_l biases                                                     */
+    const double *W1g;       /* dp_0 x 4 nv: dz_1/dx                                               */
+    const double *oscale;    /* me: dy/da_L of each engine output                                  */
+} nnd_fused;
+/* z (cb x dp) = a (cb x din, row stride lda) WT + bp for cb samples. */
+void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                               const double *bp, double *z);
+void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                            const double *bp, double *z);
+/* One sample's J and upper H from its f' and f'' (fused.h: fz_sample_impl). */
+void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                               double *J, double *H);
+void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                            double *J, double *H);
+
 #endif

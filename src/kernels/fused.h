@@ -1,0 +1,395 @@
+/* The fused reverse engine for small nets: one sample at a time, every layer in L1, no BLAS call
+ * and no pass over a block-sized buffer. A template compiled once per CPU target like accum.h
+ * (kernels.c: generic, avx2.c: AVX2+FMA), written with GCC's vector extensions: a vector is 4
+ * doubles, every padded row is whole vectors, and the loops below are register-blocked the way a
+ * GEMM micro-kernel is (accumulators in registers, the inner loop over the reduction index).
+ *
+ * For one sample, with Jz_l = dz_l/dx (Jz_1 = W1g for every sample) and g_{k,l} = dy_k/da_l:
+ *   tangents   Jz_l = W_l diag(f'_{l-1}) Jz_{l-1}            (only up to the last layer with f'' != 0)
+ *   backward   delta_{k,l} = g_{k,l} o f'_l,  g_{k,l-1} = W_l^T delta_{k,l}
+ *   Jacobian   J_k = delta_{k,1}^T W1g
+ *   Hessian    H_k += sum_u c_{k,l,u} Jz_l[u]^T Jz_l[u],  c = g o f''   (upper triangle by vectors)
+ * the same algebra as reverse.c, whose tests cover this path too. */
+#ifndef NND_FUSED_H
+#define NND_FUSED_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels.h"
+
+typedef double fz_v4 __attribute__((vector_size(32)));
+typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
+
+#define FZ_LD(p) (*(const fz_v4u *)(const void *)(p))
+#define FZ_ST(p, v) (*(fz_v4u *)(void *)(p) = (v))
+
+/* z[b][:] = bp + sum_k a[b][k] WT[k][:] for cb samples: dp (a multiple of 4) outputs per sample,
+ * in blocks of 4 vectors held in registers. */
+static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                                  const double *bp, double *z)
+{
+    size_t nq = dp / 4, b = 0;
+    for (; b + 2 <= cb; b += 2) { /* two samples share each load of WT */
+        const double *x0 = a + b * lda, *x1 = x0 + lda;
+        double *z0 = z + b * dp, *z1 = z0 + dp;
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4) {
+            const double *bq = bp + 4 * q;
+            fz_v4 s0 = FZ_LD(bq), s1 = FZ_LD(bq + 4), s2 = FZ_LD(bq + 8), s3 = FZ_LD(bq + 12);
+            fz_v4 t0 = s0, t1 = s1, t2 = s2, t3 = s3;
+            for (size_t k = 0; k < din; k++) {
+                const double *w = WT + k * dp + 4 * q;
+                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8), w3 = FZ_LD(w + 12);
+                double u = x0[k], v = x1[k];
+                s0 += u * w0, s1 += u * w1, s2 += u * w2, s3 += u * w3;
+                t0 += v * w0, t1 += v * w1, t2 += v * w2, t3 += v * w3;
+            }
+            FZ_ST(z0 + 4 * q, s0), FZ_ST(z0 + 4 * q + 4, s1), FZ_ST(z0 + 4 * q + 8, s2), FZ_ST(z0 + 4 * q + 12, s3);
+            FZ_ST(z1 + 4 * q, t0), FZ_ST(z1 + 4 * q + 4, t1), FZ_ST(z1 + 4 * q + 8, t2), FZ_ST(z1 + 4 * q + 12, t3);
+        }
+        for (; q < nq; q++) {
+            fz_v4 s0 = FZ_LD(bp + 4 * q), t0 = s0;
+            for (size_t k = 0; k < din; k++) {
+                fz_v4 w0 = FZ_LD(WT + k * dp + 4 * q);
+                s0 += x0[k] * w0;
+                t0 += x1[k] * w0;
+            }
+            FZ_ST(z0 + 4 * q, s0);
+            FZ_ST(z1 + 4 * q, t0);
+        }
+    }
+    for (; b < cb; b++) { /* the same arithmetic for a last odd sample */
+        const double *x0 = a + b * lda;
+        double *z0 = z + b * dp;
+        for (size_t q = 0; q < nq; q++) {
+            fz_v4 s0 = FZ_LD(bp + 4 * q);
+            for (size_t k = 0; k < din; k++)
+                s0 += x0[k] * FZ_LD(WT + k * dp + 4 * q);
+            FZ_ST(z0 + 4 * q, s0);
+        }
+    }
+}
+
+/* Jz (dp x 4NV) = Wp (dp x din) T (din x 4NV): RB rows at a time (4, or 2 when a row is three or
+ * four vectors: the accumulators, a row of T and a broadcast must fit in 16 registers, or one
+ * spills and every step waits on a store). Loops over vectors and rows have constant trip counts
+ * and are unrolled, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void fz_tangent_rows(size_t NV, size_t dp, size_t din,
+                                                                  const double *Wp, const double *T, double *Jz)
+{
+    size_t ld = 4 * NV;
+    enum { RBMAX = 4 };
+    const size_t RB = NV >= 3 ? 2 : 4;
+    for (size_t v = 0; v < dp; v += RB) {
+        fz_v4 acc[RBMAX][4];
+#pragma GCC unroll 4
+        for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (size_t q = 0; q < NV; q++)
+                acc[r][q] = (fz_v4){0, 0, 0, 0};
+        const double *w = Wp + v * din;
+        for (size_t u = 0; u < din; u++) {
+            const double *t = T + u * ld;
+            fz_v4 tq[4];
+#pragma GCC unroll 4
+            for (size_t q = 0; q < NV; q++)
+                tq[q] = FZ_LD(t + 4 * q);
+#pragma GCC unroll 4
+            for (size_t r = 0; r < RB; r++) {
+                double wr = w[r * din + u];
+#pragma GCC unroll 4
+                for (size_t q = 0; q < NV; q++)
+                    acc[r][q] += wr * tq[q];
+            }
+        }
+#pragma GCC unroll 4
+        for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 4
+            for (size_t q = 0; q < NV; q++)
+                FZ_ST(Jz + (v + r) * ld + 4 * q, acc[r][q]);
+    }
+}
+
+/* Rows r of the 4 x 4 block whose columns are c0..c3, stored at J, J + ld, J + 2 ld, J + 3 ld. */
+static inline __attribute__((always_inline)) void fz_store_transposed(double *J, size_t ld, fz_v4 c0, fz_v4 c1,
+                                                                      fz_v4 c2, fz_v4 c3)
+{
+    fz_v4 t0 = __builtin_shufflevector(c0, c1, 0, 4, 2, 6), t1 = __builtin_shufflevector(c0, c1, 1, 5, 3, 7);
+    fz_v4 t2 = __builtin_shufflevector(c2, c3, 0, 4, 2, 6), t3 = __builtin_shufflevector(c2, c3, 1, 5, 3, 7);
+    FZ_ST(J, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
+    FZ_ST(J + ld, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
+    FZ_ST(J + 2 * ld, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
+    FZ_ST(J + 3 * ld, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
+}
+
+/* The tangents when a row of Jz is one vector (n <= 4): Jz^T in 4-row tiles from W^T (din x dp),
+ * 12 rows of Jz per pass: per unit of the previous layer three vector loads of W^T and four
+ * broadcasts feed 12 FMAs, where the row form above needs a broadcast per FMA. */
+static inline void fz_tangent_n4(size_t dp, size_t din, const double *WT, const double *T, double *Jz)
+{
+    size_t v = 0;
+    for (; v + 12 <= dp; v += 12) {
+        fz_v4 a[4][3];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+            for (int m = 0; m < 3; m++)
+                a[i][m] = (fz_v4){0, 0, 0, 0};
+        for (size_t u = 0; u < din; u++) {
+            const double *w = WT + u * dp + v, *t = T + 4 * u;
+            fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                double ti = t[i];
+                a[i][0] += ti * w0;
+                a[i][1] += ti * w1;
+                a[i][2] += ti * w2;
+            }
+        }
+#pragma GCC unroll 3
+        for (int m = 0; m < 3; m++)
+            fz_store_transposed(Jz + (v + 4 * m) * 4, 4, a[0][m], a[1][m], a[2][m], a[3][m]);
+    }
+    for (; v < dp; v += 4) {
+        fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+        for (size_t u = 0; u < din; u++) {
+            const double *t = T + 4 * u;
+            fz_v4 w0 = FZ_LD(WT + u * dp + v);
+            a0 += t[0] * w0;
+            a1 += t[1] * w0;
+            a2 += t[2] * w0;
+            a3 += t[3] * w0;
+        }
+        fz_store_transposed(Jz + v * 4, 4, a0, a1, a2, a3);
+    }
+}
+
+/* Rows i0 .. i0+RB-1 of Hk (4NV x 4NV) += sum_{u < d} c[u] Jz[u][i] Jz[u][:] from column vector Q0
+ * on (the upper triangle by vectors, Q0 = i0 / 4): the accumulators stay in registers while the
+ * units stream past. */
+static inline __attribute__((always_inline)) void fz_hess_block(size_t NV, size_t Q0, size_t RB, size_t i0,
+                                                                size_t d, const double *c, const double *Jz,
+                                                                double *Hk)
+{
+    size_t ld = 4 * NV;
+    fz_v4 acc[4][4];
+#pragma GCC unroll 4
+    for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (size_t q = Q0; q < NV; q++)
+            acc[r][q] = FZ_LD(Hk + (i0 + r) * ld + 4 * q);
+    for (size_t u = 0; u < d; u++) {
+        double cu = c[u];
+        if (cu == 0.0)
+            continue;
+        const double *j = Jz + u * ld;
+        fz_v4 jq[4]; /* c_u Jz[u], scaled once for all rows */
+#pragma GCC unroll 4
+        for (size_t q = Q0; q < NV; q++)
+            jq[q] = cu * FZ_LD(j + 4 * q);
+#pragma GCC unroll 4
+        for (size_t r = 0; r < RB; r++) {
+            double s = j[i0 + r];
+#pragma GCC unroll 4
+            for (size_t q = Q0; q < NV; q++)
+                acc[r][q] += s * jq[q];
+        }
+    }
+#pragma GCC unroll 4
+    for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (size_t q = Q0; q < NV; q++)
+            FZ_ST(Hk + (i0 + r) * ld + 4 * q, acc[r][q]);
+}
+
+/* Hk (4NV x 4NV, upper part by vectors) += sum_{u < d} c[u] Jz[u]^T Jz[u], for rows < n: blocks
+ * of four rows (two when a row is three or four vectors, to stay within 16 registers). */
+static inline __attribute__((always_inline)) void fz_hess_rows(size_t NV, size_t n, size_t d, const double *c,
+                                                               const double *Jz, double *Hk)
+{
+#pragma GCC unroll 4
+    for (size_t q0 = 0; q0 < NV; q0++) {
+        if (4 * q0 >= n)
+            break;
+        if (NV - q0 <= 2)
+            fz_hess_block(NV, q0, 4, 4 * q0, d, c, Jz, Hk);
+        else {
+            fz_hess_block(NV, q0, 2, 4 * q0, d, c, Jz, Hk);
+            if (4 * q0 + 2 < n)
+                fz_hess_block(NV, q0, 2, 4 * q0 + 2, d, c, Jz, Hk);
+        }
+    }
+}
+
+/* Gn[k] (dq doubles) = sum_{u < d} Dl[k][u] Wr[u][:] for k < me (Dl rows dp apart): two outputs
+ * and four vectors of columns at a time in registers, each row of Wr loaded once for both. */
+static inline void fz_backprop(size_t me, size_t d, size_t dp, size_t dq, const double *Dl, const double *Wr,
+                               double *Gn)
+{
+    size_t k0 = 0;
+    for (; k0 + 2 <= me; k0 += 2) {
+        const double *e0 = Dl + k0 * dp, *e1 = e0 + dp;
+        size_t q = 0;
+        for (; q + 16 <= dq; q += 16) {
+            fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (size_t u = 0; u < d; u++) {
+                double s = e0[u], t = e1[u];
+                const double *w = Wr + u * dq + q;
+                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8), w3 = FZ_LD(w + 12);
+                a0 += s * w0, a1 += s * w1, a2 += s * w2, a3 += s * w3;
+                b0 += t * w0, b1 += t * w1, b2 += t * w2, b3 += t * w3;
+            }
+            double *g0 = Gn + k0 * dq + q, *g1 = g0 + dq;
+            FZ_ST(g0, a0), FZ_ST(g0 + 4, a1), FZ_ST(g0 + 8, a2), FZ_ST(g0 + 12, a3);
+            FZ_ST(g1, b0), FZ_ST(g1 + 4, b1), FZ_ST(g1 + 8, b2), FZ_ST(g1 + 12, b3);
+        }
+        for (; q < dq; q += 4) {
+            fz_v4 a0 = {0, 0, 0, 0}, b0 = a0;
+            for (size_t u = 0; u < d; u++) {
+                fz_v4 w0 = FZ_LD(Wr + u * dq + q);
+                a0 += e0[u] * w0;
+                b0 += e1[u] * w0;
+            }
+            FZ_ST(Gn + k0 * dq + q, a0);
+            FZ_ST(Gn + (k0 + 1) * dq + q, b0);
+        }
+    }
+    if (k0 < me) { /* the last of an odd number of outputs: eight vectors of columns at a time */
+        const double *e0 = Dl + k0 * dp;
+        size_t q = 0;
+        for (; q + 32 <= dq; q += 32) {
+            fz_v4 a[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                a[r] = (fz_v4){0, 0, 0, 0};
+            for (size_t u = 0; u < d; u++) {
+                double s = e0[u];
+                const double *w = Wr + u * dq + q;
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    a[r] += s * FZ_LD(w + 4 * r);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                FZ_ST(Gn + k0 * dq + q + 4 * r, a[r]);
+        }
+        for (; q < dq; q += 4) {
+            fz_v4 a0 = {0, 0, 0, 0};
+            for (size_t u = 0; u < d; u++)
+                a0 += e0[u] * FZ_LD(Wr + u * dq + q);
+            FZ_ST(Gn + k0 * dq + q, a0);
+        }
+    }
+}
+
+/* out (4NV) = sum_{u < d} w[u] M[u][:] (M rows 4NV), zero weights skipped. */
+static inline __attribute__((always_inline)) void fz_combine(size_t NV, size_t d, const double *w, const double *M,
+                                                             double *out)
+{
+    fz_v4 acc[4];
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++)
+        acc[q] = (fz_v4){0, 0, 0, 0};
+    for (size_t u = 0; u < d; u++) {
+        double wu = w[u];
+        if (wu == 0.0)
+            continue;
+#pragma GCC unroll 4
+        for (size_t q = 0; q < NV; q++)
+            acc[q] += wu * FZ_LD(M + u * 4 * NV + 4 * q);
+    }
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++)
+        FZ_ST(out + 4 * q, acc[q]);
+}
+
+static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const nnd_fused *F,
+                                                               const double *const *f1, const double *const *f2,
+                                                               double *ws, double *J, double *H)
+{
+    size_t L = F->L, n = F->n, me = F->me, ld = 4 * NV, dpmax = 0;
+    for (size_t l = 0; l < L; l++)
+        dpmax = F->dp[l] > dpmax ? F->dp[l] : dpmax;
+    /* ws: Jz of layers 1.. (layer 0's is W1g) | T | G | Gn | Dl | C */
+    double *Jz[NND_FUSED_MAX_LAYERS];
+    double *w = ws;
+    Jz[0] = (double *)(void *)F->W1g;
+    for (size_t l = 1; l < L; l++, w += F->dp[l - 1] * ld)
+        Jz[l] = w;
+    double *T = w, *G = T + dpmax * ld, *Gn = G + me * dpmax, *Dl = Gn + me * dpmax, *C = Dl + me * dpmax;
+
+    /* the last layer whose f'' is not zero on this sample: tangents are needed up to it */
+    size_t top = 0;
+    int any = 0;
+    if (H)
+        for (size_t l = L; l-- > 0 && !any;) {
+            for (size_t u = 0; u < F->d[l]; u++)
+                if (f2[l][u] != 0.0) {
+                    any = 1;
+                    top = l;
+                    break;
+                }
+        }
+    if (any)
+        for (size_t l = 1; l <= top; l++) {
+            size_t din = F->d[l - 1];
+            for (size_t u = 0; u < din; u++) {
+                const double *jp = Jz[l - 1] + u * ld;
+                double s = f1[l - 1][u];
+                for (size_t q = 0; q < NV; q++)
+                    FZ_ST(T + u * ld + 4 * q, s * FZ_LD(jp + 4 * q));
+            }
+            if (NV == 1)
+                fz_tangent_n4(F->dp[l], din, F->WT[l], T, Jz[l]);
+            else
+                fz_tangent_rows(NV, F->dp[l], din, F->Wp[l], T, Jz[l]);
+        }
+
+    if (H)
+        memset(H, 0, me * ld * ld * sizeof *H);
+    size_t dL = F->dp[L - 1];
+    memset(G, 0, me * dL * sizeof *G);
+    for (size_t k = 0; k < me; k++)
+        G[k * dL + k] = F->oscale[k];
+    for (size_t l = L; l-- > 0;) {
+        size_t dp = F->dp[l];
+        int hess = any && l <= top;
+        for (size_t k = 0; k < me; k++) {
+            double *g = G + k * dp, *dl = Dl + k * dp;
+            for (size_t q = 0; q < dp; q += 4) {
+                fz_v4 gq = FZ_LD(g + q);
+                FZ_ST(dl + q, gq * FZ_LD(f1[l] + q));
+                if (hess)
+                    FZ_ST(C + q, gq * FZ_LD(f2[l] + q));
+            }
+            if (hess)
+                fz_hess_rows(NV, n, F->d[l], C, Jz[l], H + k * ld * ld);
+        }
+        if (l == 0)
+            break;
+        fz_backprop(me, F->d[l], dp, F->dp[l - 1], Dl, F->Wr[l], Gn);
+        double *t = G;
+        G = Gn;
+        Gn = t;
+    }
+    if (J)
+        for (size_t k = 0; k < me; k++)
+            fz_combine(NV, F->d[0], Dl + k * F->dp[0], F->W1g, J + k * ld);
+}
+
+/* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of
+ * H (me x 4nv x 4nv, rows i valid from column 4 floor(i/4) on); J or H may be NULL. f1[l], f2[l]:
+ * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: nnd__fused_ws_doubles. */
+static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
+                                  double *J, double *H)
+{
+    switch (F->nv) {
+    case 1: fz_sample_nv(1, F, f1, f2, ws, J, H); return;
+    case 2: fz_sample_nv(2, F, f1, f2, ws, J, H); return;
+    case 3: fz_sample_nv(3, F, f1, f2, ws, J, H); return;
+    default: fz_sample_nv(4, F, f1, f2, ws, J, H); return;
+    }
+}
+
+#endif

@@ -357,6 +357,8 @@ typedef struct {
     nnd_mode auto_mode;
     double t_auto;              /* seconds per call, whole batch (latency: batch 1) */
     double sps_fwd, sps_rev;    /* samples/s with each mode forced */
+    int fused;                  /* AUTO runs the fused engine for small nets */
+    double sps_blk;             /* samples/s of reverse mode with NND_BLOCKED (= sps_rev unless fused) */
     double t_f32;               /* seconds per call of the float32 plan (AUTO), whole batch */
     double f32_diff;            /* max |H_f32 - H| / max(1, |H|) over the checked samples */
     size_t other_batch;         /* batch the other mode was timed on */
@@ -471,6 +473,15 @@ static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export
     free(H2);
     free(J2);
     free(y2);
+
+    /* the fused engine against the blocked reverse engine on the same batch */
+    r.fused = strstr(r.explain, "fused") != NULL;
+    r.sps_blk = r.sps_rev;
+    if (r.fused) {
+        p = plan_for(net, sh, B, all | NND_BLOCKED, NND_MODE_REVERSE);
+        r.sps_blk = (double)B / time_plan(p, sh, B, x, y, J, H);
+        nnd_plan_free(p);
+    }
 
     /* phases: value only, value + Jacobian (the Hessian is the rest) */
     p = plan_for(net, sh, B, NND_VALUE, NND_MODE_AUTO);
@@ -600,9 +611,9 @@ static void hidden_str(const shape *sh, char *buf, size_t size)
 
 static void print_header(void)
 {
-    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %12s %8s | %6s %6s | %9s\n",
+    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %12s %-5s | %12s %8s | %6s %6s | %9s\n",
            "shape", "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "fwd s/s",
-           "rev s/s", "fastest", "H diff", "f32 s/s", "f32 err", "%val", "%jac", "ws KiB");
+           "rev s/s", "fastest", "H diff", "blocked s/s", "fused", "f32 s/s", "f32 err", "%val", "%jac", "ws KiB");
 }
 
 static void print_result(const result *r)
@@ -611,10 +622,11 @@ static void print_result(const result *r)
     hidden_str(&r->sh, hid, sizeof hid);
     double sps = (double)r->sh.batch / r->t_auto, gf = sps * r->ref * 1e-9;
     const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse";
-    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %12.4g %8.1e | "
-           "%5.1f%% %5.1f%% | %9.0f",
+    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %12.4g %-5s | "
+           "%12.4g %8.1e | %5.1f%% %5.1f%% | %9.0f",
            r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf, r->dgemm,
-           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, (double)r->sh.batch / r->t_f32,
+           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, r->sps_blk, r->fused ? "yes" : "no",
+           (double)r->sh.batch / r->t_f32,
            r->f32_diff, 100 * r->t_value / r->t_auto,
            100 * fmax(0, r->t_vj - r->t_value) / r->t_auto, (double)r->ws_bytes / 1024);
     if (r->sh.latency)
@@ -642,13 +654,13 @@ static void write_json(const char *path, const result *res, size_t count, int th
                 " \"pct_dgemm\": %.4g,"
                 "\n   \"auto_mode\": \"%s\", \"explain\": \"%s\", \"cost_forward\": %.6g, \"cost_reverse\": %.6g,"
                 "\n   \"forward_samples_per_s\": %.6g, \"reverse_samples_per_s\": %.6g, \"other_mode_batch\": %zu,"
-                " \"forward_reverse_hdiff\": %.3g,"
+                " \"forward_reverse_hdiff\": %.3g, \"fused\": %s, \"blocked_reverse_samples_per_s\": %.6g,"
                 "\n   \"float32_samples_per_s\": %.6g, \"float32_hdiff\": %.3g,"
                 "\n   \"value_seconds_per_call\": %.6g, \"value_jacobian_seconds_per_call\": %.6g,"
                 "\n   \"workspace_bytes\": %zu, \"workspace_bytes_16x_batch\": %zu, \"block\": %zu}",
                 r->t_auto, sps, sps * r->ref * 1e-9, r->dgemm, 100 * sps * r->ref * 1e-9 / r->dgemm,
                 mode_name(r->auto_mode), r->explain, r->cost_fwd, r->cost_rev, r->sps_fwd, r->sps_rev, r->other_batch, r->mode_diff,
-                (double)r->sh.batch / r->t_f32, r->f32_diff, r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
+                r->fused ? "true" : "false", r->sps_blk, (double)r->sh.batch / r->t_f32, r->f32_diff, r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
     }
     fputs("\n ]}\n", fp);
     if (fclose(fp))

@@ -30,7 +30,7 @@ size_t nnd__fused_ws_doubles(const nnd_plan *p)
 int nnd__fused_fits(const nnd_plan *p)
 {
     const nnd_net *net = p->net;
-    if ((p->what & NND_FLOAT32) || p->L > NND_FUSED_MAX_LAYERS ||
+    if (p->L > NND_FUSED_MAX_LAYERS ||
         p->n > NND_FUSED_MAX_N || p->me > NND_FUSED_MAX_OUT)
         return 0;
     for (size_t l = 0; l < p->L; l++) {

@@ -106,7 +106,29 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
     size_t big = p->n > p->m ? p->n : p->m;
     int f32 = is_f32(p);
 #define ITEM(field, r, c) ((ws_item){f32 ? NULL : &p->field, f32 ? &p->f32.field : NULL, (r), (c)})
-    if (f32) { /* one sample's processing, in double */
+    if (p->fused) { /* all in double: block-wide values and activations, then one sample's work */
+        size_t Dp = nnd__fused_dp_sum(p), npad = (p->n + 3) / 4 * 4;
+#define DITEM(field, r, c) ((ws_item){&p->field, NULL, (r), (c)})
+        it[k++] = DITEM(xt, nb, p->d0);
+        it[k++] = DITEM(tmp, 2, big);
+        it[k++] = DITEM(aout, nb, p->me);
+        it[k++] = DITEM(zv, Dp, nb);
+        it[k++] = DITEM(f0, Dp, nb);
+        it[k++] = DITEM(f1, Dp, nb);
+        it[k++] = DITEM(f2, Dp, nb);
+        it[k++] = DITEM(fzws, 1, nnd__fused_ws_doubles(p));
+        it[k++] = DITEM(jout, p->me, npad);
+        it[k++] = DITEM(hall, p->me, npad * npad);
+        if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
+            it[k++] = DITEM(dx, nb, p->n);
+            it[k++] = DITEM(dy, nb, p->m);
+            it[k++] = DITEM(dJ, nb * p->m, p->n);
+            it[k++] = DITEM(dH, nb * p->m, sq);
+        }
+#undef DITEM
+        return k;
+    }
+    if (f32 && !p->fused) { /* one sample's processing, in double */
         it[k++] = (ws_item){&p->dx, NULL, 1, p->n};
         it[k++] = (ws_item){&p->dxt, NULL, 1, p->d0};
         it[k++] = (ws_item){&p->dtmp, NULL, 2, big};
@@ -117,17 +139,6 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
     it[k++] = ITEM(smx, 1, 2 * p->n + 3 * p->s + 1);
-    if (p->fused) { /* block-wide values and activations; the rest is one sample's */
-        size_t Dp = nnd__fused_dp_sum(p), npad = (p->n + 3) / 4 * 4;
-        it[k++] = ITEM(zv, Dp, nb);
-        it[k++] = ITEM(f0, Dp, nb);
-        it[k++] = ITEM(f1, Dp, nb);
-        it[k++] = ITEM(f2, Dp, nb);
-        it[k++] = (ws_item){&p->fzws, NULL, 1, nnd__fused_ws_doubles(p)};
-        it[k++] = ITEM(jout, p->me, npad);
-        it[k++] = ITEM(hall, p->me, npad * npad);
-        return k;
-    }
     if (p->mode == NND_MODE_FORWARD) {
         it[k++] = ITEM(zv, p->dmax, nb);
         it[k++] = ITEM(f0, p->dmax, nb);
@@ -418,6 +429,25 @@ typedef struct {
     float *yf, *Jf, *Hf;
 } job;
 
+/* A float32 plan on a net the fused engine takes: the double engine on the block, rounded once
+ * (faster there than float arithmetic in the blocked engines, and as accurate as float allows). */
+static void fused_f32_block(nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H)
+{
+    size_t n = p->n, m = p->m;
+    for (size_t i = 0; i < nb * n; i++)
+        p->dx[i] = x[i];
+    double *dy = y ? p->dy : NULL, *dJ = J ? p->dJ : NULL, *dH = H ? p->dH : NULL;
+    if (p->const_rows)
+        nnd__zero_const_rows(p, nb, dJ, dH);
+    nnd__fused_block(p, nb, p->dx, dy, dJ, dH);
+    for (size_t i = 0; y && i < nb * m; i++)
+        y[i] = (float)dy[i];
+    for (size_t i = 0; J && i < nb * m * n; i++)
+        J[i] = (float)dJ[i];
+    for (size_t i = 0; H && i < nb * m * n * n; i++)
+        H[i] = (float)dH[i];
+}
+
 /* Blocks first, first + stride, ... of the batch. */
 static void run_blocks(const job *j)
 {
@@ -425,6 +455,11 @@ static void run_blocks(const job *j)
     size_t sq = p->n * p->n;
     for (size_t b0 = j->first * p->block; b0 < j->batch; b0 += j->stride * p->block) {
         size_t nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
+        if (is_f32(p) && p->fused) {
+            fused_f32_block(p, nb, j->xf + b0 * p->n, j->yf ? j->yf + b0 * p->m : NULL,
+                            j->Jf ? j->Jf + b0 * p->m * p->n : NULL, j->Hf ? j->Hf + b0 * p->m * sq : NULL);
+            continue;
+        }
         if (is_f32(p)) {
             const float *xb = j->xf + b0 * p->n;
             float *yb = j->yf ? j->yf + b0 * p->m : NULL;
@@ -595,7 +630,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
         goto fail;
     }
     if ((st = fold_input(p)) != NND_OK || (st = map_outputs(p)) != NND_OK ||
-        (is_f32(p) && (st = copy_f32(p)) != NND_OK) || (p->fused && (st = nnd__fused_setup(p)) != NND_OK))
+        (is_f32(p) && !p->fused && (st = copy_f32(p)) != NND_OK) || (p->fused && (st = nnd__fused_setup(p)) != NND_OK))
         goto fail;
     p->ws = nnd__malloc(p->ws_doubles, sizeof(double));
     if (!p->ws) {

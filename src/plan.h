@@ -74,7 +74,9 @@ struct nnd_plan {
         float *W1g;
         float *xt, *tmp, *zv, *f0, *f1, *f2, *bufA, *bufB, *jz, *tan, *cst, *jout, *S, *hall, *smx, *aout;
     } f32;
-    double *dx, *dxt, *dtmp, *da, *dy; /* float32 plans: one sample in double (n, d0, 2 max(n, m), me, m) */
+    double *dx, *dxt, *dtmp, *da, *dy; /* float32 plans: one sample in double (n, d0, 2 max(n, m), me, m);
+                                        * with the fused engine dx, dy and these: a block in double */
+    double *dJ, *dH;
 
     char explain[192];
 };

@@ -111,6 +111,19 @@ typedef struct {
 } results;
 
 /* Inputs N(0,1) rounded to float; float32 results and float64 results on the same inputs. */
+/* The engines: forward, reverse (the fused engine on small nets, which float32 plans run in double
+ * and round), and reverse with NND_BLOCKED (the float engines on every net). */
+#define MODE_BLOCKED ((nnd_mode)4)
+#define N_MODES 3
+static const nnd_mode MODES[N_MODES] = {NND_MODE_FORWARD, NND_MODE_REVERSE, MODE_BLOCKED};
+
+static nnd_status plan_new(const nnd_net *net, size_t batch, unsigned what, nnd_mode mode, nnd_plan **p)
+{
+    if (mode == MODE_BLOCKED)
+        return nnd_plan_new(net, batch, what | NND_BLOCKED, NND_MODE_REVERSE, p);
+    return nnd_plan_new(net, batch, what, mode, p);
+}
+
 static void run_both(const tnet *t, nnd_mode mode, size_t batch, uint64_t seed, results *r)
 {
     size_t n = t->n, m = t->m;
@@ -130,9 +143,9 @@ static void run_both(const tnet *t, nnd_mode mode, size_t batch, uint64_t seed, 
         r->xd[i] = r->xf[i];
     }
     nnd_plan *pf = NULL, *pd = NULL;
-    ck_assert_msg(nnd_plan_new(t->net, batch, NND_VJH | NND_FLOAT32, mode, &pf) == NND_OK, "float32 plan for %s: %s",
+    ck_assert_msg(plan_new(t->net, batch, NND_VJH | NND_FLOAT32, mode, &pf) == NND_OK, "float32 plan for %s: %s",
                   t->desc, nnd_errmsg());
-    ck_assert_msg(nnd_plan_new(t->net, batch, NND_VJH, mode, &pd) == NND_OK, "float64 plan: %s", nnd_errmsg());
+    ck_assert_msg(plan_new(t->net, batch, NND_VJH, mode, &pd) == NND_OK, "float64 plan: %s", nnd_errmsg());
     ck_assert_msg(nnd_plan_mode(pf) == nnd_plan_mode(pd), "%s: float32 plan runs mode %d, float64 %d", t->desc,
                   (int)nnd_plan_mode(pf), (int)nnd_plan_mode(pd));
     ck_assert_msg(nnd_plan_execute_f32(pf, batch, r->xf, r->y, r->J, r->H) == NND_OK, "execute_f32: %s", nnd_errmsg());
@@ -147,16 +160,19 @@ static void results_free(results *r)
     free(r->xd), free(r->yd), free(r->Jd), free(r->Hd);
 }
 
-static const char *mode_name(nnd_mode m) { return m == NND_MODE_FORWARD ? "forward" : "reverse"; }
+static const char *mode_name(nnd_mode m)
+{
+    return m == NND_MODE_FORWARD ? "forward" : m == MODE_BLOCKED ? "blocked reverse" : "reverse";
+}
 
 /* ---------------------------------------------------------------- tests */
 
 START_TEST(float32_matches_float64_within_bound)
 {
-    const nnd_mode modes[2] = {NND_MODE_FORWARD, NND_MODE_REVERSE};
+    const nnd_mode *modes = MODES;
     double worst[3] = {0, 0, 0};
     for (size_t k = 0; k < N_SHAPES; k++)
-        for (int mi = 0; mi < 2; mi++)
+        for (int mi = 0; mi < N_MODES; mi++)
             for (uint64_t seed = 1; seed <= 4; seed++) {
                 tnet t;
                 tnet_build(&t, &SHAPES[k], 1000 * k + seed);
@@ -189,9 +205,9 @@ END_TEST
 
 START_TEST(float32_hessian_exactly_symmetric)
 {
-    const nnd_mode modes[2] = {NND_MODE_FORWARD, NND_MODE_REVERSE};
+    const nnd_mode *modes = MODES;
     for (size_t k = 0; k < N_SHAPES; k++)
-        for (int mi = 0; mi < 2; mi++) {
+        for (int mi = 0; mi < N_MODES; mi++) {
             tnet t;
             tnet_build(&t, &SHAPES[k], 77 + k);
             results r;
@@ -213,17 +229,17 @@ END_TEST
 
 START_TEST(float32_batch_equals_samples_one_by_one)
 {
-    const nnd_mode modes[2] = {NND_MODE_FORWARD, NND_MODE_REVERSE};
+    const nnd_mode *modes = MODES;
     double worst = 0.0;
     for (size_t k = 0; k < N_SHAPES; k++)
-        for (int mi = 0; mi < 2; mi++) {
+        for (int mi = 0; mi < N_MODES; mi++) {
             tnet t;
             tnet_build(&t, &SHAPES[k], 500 + k);
             results r;
             size_t batch = 23, n = t.n, m = t.m, sq = n * n;
             run_both(&t, modes[mi], batch, 9, &r);
             nnd_plan *p = NULL;
-            ck_assert(nnd_plan_new(t.net, 1, NND_VJH | NND_FLOAT32, modes[mi], &p) == NND_OK);
+            ck_assert(plan_new(t.net, 1, NND_VJH | NND_FLOAT32, modes[mi], &p) == NND_OK);
             float *y = xmalloc(m, sizeof(float)), *J = xmalloc(m * n, sizeof(float)), *H = xmalloc(m * sq, sizeof(float));
             double *yd = xmalloc(m, sizeof(double)), *Jd = xmalloc(m * n, sizeof(double)), *Hd = xmalloc(m * sq, sizeof(double));
             for (size_t b = 0; b < batch; b++) {

@@ -112,11 +112,12 @@ static inline __attribute__((always_inline)) void fz_tangent_rows(size_t NV, siz
 }
 
 /* Rows r of the 4 x 4 block whose columns are c0..c3, stored at J, J + ld, J + 2 ld, J + 3 ld. */
-static inline __attribute__((always_inline)) void fz_store_transposed(double *J, size_t ld, fz_v4 c0, fz_v4 c1,
-                                                                      fz_v4 c2, fz_v4 c3)
-{
-    fz_v4 t0 = __builtin_shufflevector(c0, c1, 0, 4, 2, 6), t1 = __builtin_shufflevector(c0, c1, 1, 5, 3, 7);
-    fz_v4 t2 = __builtin_shufflevector(c2, c3, 0, 4, 2, 6), t3 = __builtin_shufflevector(c2, c3, 1, 5, 3, 7);
+static inline __attribute__((always_inline)) void fz_store_transposed(double *J, size_t ld, const fz_v4 *c0,
+                                                                      const fz_v4 *c1, const fz_v4 *c2,
+                                                                      const fz_v4 *c3)
+{ /* (pointers: a vector argument would have a target-dependent ABI in the generic build) */
+    fz_v4 t0 = __builtin_shufflevector(*c0, *c1, 0, 4, 2, 6), t1 = __builtin_shufflevector(*c0, *c1, 1, 5, 3, 7);
+    fz_v4 t2 = __builtin_shufflevector(*c2, *c3, 0, 4, 2, 6), t3 = __builtin_shufflevector(*c2, *c3, 1, 5, 3, 7);
     FZ_ST(J, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
     FZ_ST(J + ld, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
     FZ_ST(J + 2 * ld, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
@@ -149,7 +150,7 @@ static inline void fz_tangent_n4(size_t dp, size_t din, const double *WT, const 
         }
 #pragma GCC unroll 3
         for (int m = 0; m < 3; m++)
-            fz_store_transposed(Jz + (v + 4 * m) * 4, 4, a[0][m], a[1][m], a[2][m], a[3][m]);
+            fz_store_transposed(Jz + (v + 4 * m) * 4, 4, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
     }
     for (; v < dp; v += 4) {
         fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
@@ -161,7 +162,7 @@ static inline void fz_tangent_n4(size_t dp, size_t din, const double *WT, const 
             a2 += t[2] * w0;
             a3 += t[3] * w0;
         }
-        fz_store_transposed(Jz + v * 4, 4, a0, a1, a2, a3);
+        fz_store_transposed(Jz + v * 4, 4, &a0, &a1, &a2, &a3);
     }
 }
 

@@ -18,13 +18,35 @@ size_t nnd__fused_dp_sum(const nnd_plan *p)
     return sum;
 }
 
-/* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv). */
+/* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
+ * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n). */
 size_t nnd__fused_ws_doubles(const nnd_plan *p)
 {
+    if (nnd__fused_lanes(p)) {
+        size_t dmax = p->d0, sum = 0;
+        for (size_t l = 0; l < p->L; l++) {
+            size_t d = p->net->layers[l].n_out;
+            dmax = d > dmax ? d : dmax;
+            sum += d;
+        }
+        return 4 * (p->d0 + 4 * sum + p->n * sum + p->n * dmax + 3 * p->me * dmax + dmax);
+    }
     size_t npad = pad4(p->n), dpmax = 0;
     for (size_t l = 0; l < p->L; l++)
         dpmax = pad4(p->net->layers[l].n_out) > dpmax ? pad4(p->net->layers[l].n_out) : dpmax;
     return nnd__fused_dp_sum(p) * npad + dpmax * npad + 3 * p->me * dpmax + dpmax;
+}
+
+/* The lane kernel broadcasts every weight for one FMA per group of four samples, the per-sample
+ * kernel loads weights as vectors: the lanes win where n is tiny (no padding of n to a vector) or
+ * the layers narrow (fixed costs dominate), and lose on wide layers (measured: n 1-2 at width 64,
+ * 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at width 64-96, 0.5-0.75x). */
+int nnd__fused_lanes(const nnd_plan *p)
+{
+    size_t dmax = 0;
+    for (size_t l = 0; l < p->L; l++)
+        dmax = p->net->layers[l].n_out > dmax ? p->net->layers[l].n_out : dmax;
+    return p->n <= 4 && (dmax <= 16 || (p->n <= 2 && dmax <= 64));
 }
 
 int nnd__fused_fits(const nnd_plan *p)
@@ -45,7 +67,8 @@ nnd_status nnd__fused_setup(nnd_plan *p)
 {
     const nnd_net *net = p->net;
     size_t L = p->L, n = p->n, npad = pad4(n);
-    size_t total = pad4(net->layers[0].n_out) * npad; /* W1g */
+    size_t S = n * (n + 1) / 2;
+    size_t total = pad4(net->layers[0].n_out) * npad + net->layers[0].n_out * S; /* W1g, P1 */
     for (size_t l = 0; l < L; l++) {
         size_t dp = pad4(net->layers[l].n_out), din = net->layers[l].n_in;
         total += din * dp + dp;                           /* WT, bp */
@@ -54,12 +77,12 @@ nnd_status nnd__fused_setup(nnd_plan *p)
     }
     /* sizes are bounded by nnd__fused_fits: nothing here overflows */
     p->fzdims = nnd__malloc(2 * L, sizeof *p->fzdims);
-    p->fzptr = nnd__calloc(4 * L, sizeof *p->fzptr);
+    p->fzptr = nnd__calloc(6 * L, sizeof *p->fzptr);
     p->fzbuf = nnd__calloc(total, sizeof *p->fzbuf);
     if (!p->fzdims || !p->fzptr || !p->fzbuf)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
     size_t *d = p->fzdims, *dp = p->fzdims + L;
-    const double **WT = p->fzptr, **Wp = WT + L, **Wr = Wp + L, **bp = Wr + L;
+    const double **WT = p->fzptr, **Wp = WT + L, **Wr = Wp + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
     double *w = p->fzbuf;
     p->fzDp = 0;
     for (size_t l = 0; l < L; l++) {
@@ -67,6 +90,8 @@ nnd_status nnd__fused_setup(nnd_plan *p)
         size_t din = Ly->n_in, dinp = pad4(din);
         d[l] = Ly->n_out;
         dp[l] = pad4(Ly->n_out);
+        Wl[l] = Ly->W;
+        bl[l] = Ly->b;
         p->fzDp += dp[l];
         double *wt = w;
         for (size_t u = 0; u < d[l]; u++)
@@ -89,16 +114,67 @@ nnd_status nnd__fused_setup(nnd_plan *p)
     }
     for (size_t u = 0; u < d[0]; u++)
         memcpy(w + u * npad, p->W1g + u * n, n * sizeof *w);
+    double *P1 = w + pad4(d[0]) * npad;
+    for (size_t u = 0, e = 0; u < d[0]; u++)
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < n; j++)
+                P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
     p->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
-                        .WT = WT, .Wp = Wp, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale};
+                        .WT = WT, .Wp = Wp, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
+                        .W = Wl, .b = bl, .P1 = P1};
     int avx2 = nnd__cpu_avx2();
     p->fz_values = avx2 ? nnd__fused_values_avx2 : nnd__fused_values_generic;
     p->fz_sample = avx2 ? nnd__fused_sample_avx2 : nnd__fused_sample_generic;
+    p->fz_lanes = nnd__fused_lanes(p) ? (avx2 ? nnd__fused_lanes_avx2 : nnd__fused_lanes_generic) : NULL;
     return NND_OK;
+}
+
+static void lane_act(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df, double *d2f)
+{
+    nnd__act_eval_layer(&((const nnd_net *)ctx)->layers[l], count, z, f, df, d2f);
+}
+
+/* The lane kernel over a block: groups of four samples (a short last group repeats its last
+ * sample in the empty lanes), then each lane's results into its sample's rows. */
+static void lanes_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+{
+    size_t n = p->n, d0 = p->d0, me = p->me, m = p->m, S = n * (n + 1) / 2;
+    nnd__pre_block(p, nb, x);
+    for (size_t b0 = 0; b0 < nb; b0 += 4) {
+        size_t g = nb - b0 < 4 ? nb - b0 : 4;
+        const double *xg = p->xt + b0 * d0;
+        if (g < 4) {
+            for (size_t b = 0; b < 4; b++)
+                memcpy(p->lx + b * d0, xg + (b < g ? b : g - 1) * d0, d0 * sizeof *xg);
+            xg = p->lx;
+        }
+        p->fz_lanes(&p->fz, lane_act, p->net, xg, p->fzws, p->lA, J ? p->lJ : NULL, H ? p->lH : NULL);
+        for (size_t b = 0; b < g; b++) {
+            size_t s = b0 + b;
+            for (size_t k = 0; k < me; k++)
+                p->aout[s * me + k] = p->lA[4 * k + b];
+            for (size_t k = 0; J && k < me; k++)
+                for (size_t i = 0; i < n; i++)
+                    J[(s * m + p->row_of[k]) * n + i] = p->lJ[4 * (k * n + i) + b];
+            for (size_t k = 0; H && k < me; k++) {
+                double *Hk = H + (s * m + p->row_of[k]) * n * n;
+                const double *h = p->lH + 4 * k * S + b;
+                for (size_t i = 0; i < n; i++)
+                    for (size_t j = i; j < n; j++, h += 4)
+                        Hk[i * n + j] = Hk[j * n + i] = *h;
+            }
+        }
+    }
+    if (y)
+        nnd__post_values(p, nb, p->aout, y);
 }
 
 void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
 {
+    if (p->fz_lanes) {
+        lanes_block(p, nb, x, y, J, H);
+        return;
+    }
     const nnd_net *net = p->net;
     const nnd_fused *F = &p->fz;
     size_t L = p->L, n = p->n, npad = 4 * F->nv, me = p->me;

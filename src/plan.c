@@ -112,13 +112,20 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
         it[k++] = DITEM(xt, nb, p->d0);
         it[k++] = DITEM(tmp, 2, big);
         it[k++] = DITEM(aout, nb, p->me);
-        it[k++] = DITEM(zv, Dp, nb);
-        it[k++] = DITEM(f0, Dp, nb);
-        it[k++] = DITEM(f1, Dp, nb);
-        it[k++] = DITEM(f2, Dp, nb);
         it[k++] = DITEM(fzws, 1, nnd__fused_ws_doubles(p));
-        it[k++] = DITEM(jout, p->me, npad);
-        it[k++] = DITEM(hall, p->me, npad * npad);
+        if (nnd__fused_lanes(p)) { /* its values live in the group's workspace */
+            it[k++] = DITEM(lx, 4, p->d0);
+            it[k++] = DITEM(lA, p->me, 4);
+            it[k++] = DITEM(lJ, p->me, 4 * p->n);
+            it[k++] = DITEM(lH, p->me, 4 * p->s);
+        } else {
+            it[k++] = DITEM(zv, Dp, nb);
+            it[k++] = DITEM(f0, Dp, nb);
+            it[k++] = DITEM(f1, Dp, nb);
+            it[k++] = DITEM(f2, Dp, nb);
+            it[k++] = DITEM(jout, p->me, npad);
+            it[k++] = DITEM(hall, p->me, npad * npad);
+        }
         if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
             it[k++] = DITEM(dx, nb, p->n);
             it[k++] = DITEM(dy, nb, p->m);
@@ -611,9 +618,13 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     size_t per_sample = p->mode == NND_MODE_FORWARD ? p->C : ((what & NND_HESSIAN) ? p->n : p->me);
     size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
     if (nb < for_gemm) nb = for_gemm;
-    if (p->fused) /* no GEMMs: the block only amortises a call per layer, and stays in L2 */
-        nb = FUSED_BLOCK_BYTES / sizeof(double) / one < 1 ? 1
-             : (FUSED_BLOCK_BYTES / sizeof(double) / one > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : FUSED_BLOCK_BYTES / sizeof(double) / one);
+    if (p->fused) { /* no GEMMs: the block only amortises a call per layer, and stays in L2; whole
+                     * groups of four for the lane kernel (a short group computes empty lanes) */
+        size_t per = ws_size(p, 2) - one, fixed = one - per; /* per-sample part, and the rest */
+        size_t room = FUSED_BLOCK_BYTES / sizeof(double);
+        nb = per && room > fixed ? (room - fixed) / per : 4;
+        nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < 4 ? 4 : nb / 4 * 4);
+    }
     if (nb > max_batch) nb = max_batch;
     /* BLAS indexes with int: every matrix the engines pass (at most the whole workspace) must fit */
     size_t limit = is_f32(p) ? INT_MAX / 2 : INT_MAX; /* in doubles: a float32 plan has twice the elements */

@@ -62,6 +62,10 @@ struct nnd_plan {
     double *fzws;        /* per-sample workspace            */
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
     void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, double *, double *, double *);
+    /* n <= 4: the lane kernel, four samples per call (a group), and its group buffers */
+    void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, double *, double *,
+                     double *, double *);
+    double *lx, *lA, *lJ, *lH; /* 4 x d0 inputs of a short group; me x 4, me x n x 4, me x s x 4 */
 
     size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
     struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
@@ -102,6 +106,7 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D
 #define NND_FUSED_MAX_OUT 16
 #define NND_FUSED_MAX_WIDTH 96
 int nnd__fused_fits(const nnd_plan *p);
+int nnd__fused_lanes(const nnd_plan *p); /* the lane kernel (n_in <= 4) */
 size_t nnd__fused_dp_sum(const nnd_plan *p);
 size_t nnd__fused_ws_doubles(const nnd_plan *p);
 nnd_status nnd__fused_setup(nnd_plan *p); /* after fold_input and map_outputs */

@@ -145,3 +145,9 @@ void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const d
 {
     fz_sample_impl(F, f1, f2, ws, J, H);
 }
+
+void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
+                           double *ws, double *A, double *J, double *H)
+{
+    fz_lanes_impl(F, act, ctx, x, ws, A, J, H);
+}

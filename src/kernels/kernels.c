@@ -48,6 +48,12 @@ void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, cons
     fz_sample_impl(F, f1, f2, ws, J, H);
 }
 
+void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
+                           double *ws, double *A, double *J, double *H)
+{
+    fz_lanes_impl(F, act, ctx, x, ws, A, J, H);
+}
+
 nnd_accum_fn nnd__accum_select(void)
 {
     return nnd__cpu_avx2() ? nnd__accum_avx2 : nnd__accum_generic;
@@ -95,5 +101,11 @@ void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const d
                             double *J, double *H)
 {
     fz_sample_impl(F, f1, f2, ws, J, H);
+}
+
+void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
+                           double *ws, double *A, double *J, double *H)
+{
+    fz_lanes_impl(F, act, ctx, x, ws, A, J, H);
 }
 #endif

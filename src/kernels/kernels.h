@@ -44,7 +44,21 @@ typedef struct {
     const double *const *bp; /* l: dp_l biases                                                     */
     const double *W1g;       /* dp_0 x 4 nv: dz_1/dx                                               */
     const double *oscale;    /* me: dy/da_L of each engine output                                  */
+    /* the lane kernel (n <= 4): the layers as given, and the packed outer products of dz_1/dx */
+    const double *const *W;  /* l: d_l x d_{l-1}                                                   */
+    const double *const *b;  /* l: d_l                                                             */
+    const double *P1;        /* d[0] x n(n+1)/2: row u is W1g[u]^T W1g[u], packed upper by rows    */
 } nnd_fused;
+/* Activations of layer l for the lane kernel: f, f', f'' at count points (df, d2f may be NULL). */
+typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df,
+                                 double *d2f);
+/* The lane kernel: four samples at once, one per vector lane, every step on all four (fused.h:
+ * fz_lanes_impl). x: 4 x d0 processed inputs (sample-major); outputs in lane layout: A (me x 4)
+ * last-layer values, J (me x n x 4), H (me x s x 4, packed upper by rows); J or H may be NULL. */
+void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
+                              double *ws, double *A, double *J, double *H);
+void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
+                           double *ws, double *A, double *J, double *H);
 /* z (cb x dp) = a (cb x din, row stride lda) WT + bp for cb samples. */
 void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                                const double *bp, double *z);

@@ -73,16 +73,16 @@ nnd_status nnd__fused_setup(nnd_plan *p)
         size_t dp = pad4(net->layers[l].n_out), din = net->layers[l].n_in;
         total += din * dp + dp;                           /* WT, bp */
         if (l > 0)
-            total += dp * din + net->layers[l].n_out * pad4(din); /* Wp, Wr */
+            total += net->layers[l].n_out * pad4(din); /* Wr */
     }
     /* sizes are bounded by nnd__fused_fits: nothing here overflows */
     p->fzdims = nnd__malloc(2 * L, sizeof *p->fzdims);
-    p->fzptr = nnd__calloc(6 * L, sizeof *p->fzptr);
+    p->fzptr = nnd__calloc(5 * L, sizeof *p->fzptr);
     p->fzbuf = nnd__calloc(total, sizeof *p->fzbuf);
     if (!p->fzdims || !p->fzptr || !p->fzbuf)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
     size_t *d = p->fzdims, *dp = p->fzdims + L;
-    const double **WT = p->fzptr, **Wp = WT + L, **Wr = Wp + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
+    const double **WT = p->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
     double *w = p->fzbuf;
     p->fzDp = 0;
     for (size_t l = 0; l < L; l++) {
@@ -104,9 +104,6 @@ nnd_status nnd__fused_setup(nnd_plan *p)
         w += dp[l];
         if (l == 0)
             continue;
-        memcpy(w, Ly->W, d[l] * din * sizeof *w);
-        Wp[l] = w;
-        w += dp[l] * din;
         for (size_t u = 0; u < d[l]; u++)
             memcpy(w + u * dinp, Ly->W + u * din, din * sizeof *w);
         Wr[l] = w;
@@ -120,7 +117,7 @@ nnd_status nnd__fused_setup(nnd_plan *p)
             for (size_t j = i; j < n; j++)
                 P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
     p->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
-                        .WT = WT, .Wp = Wp, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
+                        .WT = WT, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
                         .W = Wl, .b = bl, .P1 = P1};
     int avx2 = nnd__cpu_avx2();
     p->fz_values = avx2 ? nnd__fused_values_avx2 : nnd__fused_values_generic;

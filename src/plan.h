@@ -56,7 +56,7 @@ struct nnd_plan {
     int fused;
     nnd_fused fz;
     size_t *fzdims;      /* d and dp of fz (2 L)            */
-    const double **fzptr; /* WT, Wp, Wr, bp of fz (4 L)     */
+    const double **fzptr; /* WT, Wr, bp, W, b of fz (5 L)   */
     double *fzbuf;       /* the padded weights              */
     size_t fzDp;         /* sum of the padded widths        */
     double *fzws;        /* per-sample workspace            */

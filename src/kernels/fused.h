@@ -22,6 +22,13 @@ typedef double fz_v4 __attribute__((vector_size(32)));
 typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 
 #define FZ_LD(p) (*(const fz_v4u *)(const void *)(p))
+/* Keep v in a register: without it GCC folds the load of a vector that several FMAs use into each
+ * of them, and the loads, not the FMAs, then set the pace. */
+#if defined(__AVX__)
+#define FZ_REG(v) __asm__("" : "+x"(v))
+#else
+#define FZ_REG(v) (void)(v)
+#endif
 #define FZ_ST(p, v) (*(fz_v4u *)(void *)(p) = (v))
 
 /* z[b][:] = bp + sum_k a[b][k] WT[k][:] for cb samples: dp (a multiple of 4) outputs per sample,
@@ -41,6 +48,10 @@ static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double
             for (size_t k = 0; k < din; k++) {
                 const double *w = WT + k * dp + 4 * q;
                 fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8), w3 = FZ_LD(w + 12);
+                FZ_REG(w0);
+                FZ_REG(w1);
+                FZ_REG(w2);
+                FZ_REG(w3);
                 double u = x0[k], v = x1[k];
                 s0 += u * w0, s1 += u * w1, s2 += u * w2, s3 += u * w3;
                 t0 += v * w0, t1 += v * w1, t2 += v * w2, t3 += v * w3;
@@ -52,6 +63,7 @@ static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double
             fz_v4 s0 = FZ_LD(bp + 4 * q), t0 = s0;
             for (size_t k = 0; k < din; k++) {
                 fz_v4 w0 = FZ_LD(WT + k * dp + 4 * q);
+                FZ_REG(w0);
                 s0 += x0[k] * w0;
                 t0 += x1[k] * w0;
             }
@@ -71,46 +83,6 @@ static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double
     }
 }
 
-/* Jz (dp x 4NV) = Wp (dp x din) T (din x 4NV): RB rows at a time (4, or 2 when a row is three or
- * four vectors: the accumulators, a row of T and a broadcast must fit in 16 registers, or one
- * spills and every step waits on a store). Loops over vectors and rows have constant trip counts
- * and are unrolled, so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void fz_tangent_rows(size_t NV, size_t dp, size_t din,
-                                                                  const double *Wp, const double *T, double *Jz)
-{
-    size_t ld = 4 * NV;
-    enum { RBMAX = 4 };
-    const size_t RB = NV >= 3 ? 2 : 4;
-    for (size_t v = 0; v < dp; v += RB) {
-        fz_v4 acc[RBMAX][4];
-#pragma GCC unroll 4
-        for (size_t r = 0; r < RB; r++)
-#pragma GCC unroll 4
-            for (size_t q = 0; q < NV; q++)
-                acc[r][q] = (fz_v4){0, 0, 0, 0};
-        const double *w = Wp + v * din;
-        for (size_t u = 0; u < din; u++) {
-            const double *t = T + u * ld;
-            fz_v4 tq[4];
-#pragma GCC unroll 4
-            for (size_t q = 0; q < NV; q++)
-                tq[q] = FZ_LD(t + 4 * q);
-#pragma GCC unroll 4
-            for (size_t r = 0; r < RB; r++) {
-                double wr = w[r * din + u];
-#pragma GCC unroll 4
-                for (size_t q = 0; q < NV; q++)
-                    acc[r][q] += wr * tq[q];
-            }
-        }
-#pragma GCC unroll 4
-        for (size_t r = 0; r < RB; r++)
-#pragma GCC unroll 4
-            for (size_t q = 0; q < NV; q++)
-                FZ_ST(Jz + (v + r) * ld + 4 * q, acc[r][q]);
-    }
-}
-
 /* Rows r of the 4 x 4 block whose columns are c0..c3, stored at J, J + ld, J + 2 ld, J + 3 ld. */
 static inline __attribute__((always_inline)) void fz_store_transposed(double *J, size_t ld, const fz_v4 *c0,
                                                                       const fz_v4 *c1, const fz_v4 *c2,
@@ -124,45 +96,57 @@ static inline __attribute__((always_inline)) void fz_store_transposed(double *J,
     FZ_ST(J + 3 * ld, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
 }
 
-/* The tangents when a row of Jz is one vector (n <= 4): Jz^T in 4-row tiles from W^T (din x dp),
- * 12 rows of Jz per pass: per unit of the previous layer three vector loads of W^T and four
- * broadcasts feed 12 FMAs, where the row form above needs a broadcast per FMA. */
-static inline void fz_tangent_n4(size_t dp, size_t din, const double *WT, const double *T, double *Jz)
+/* The tangents Jz (dp x 4NV) = W T (T: din x 4NV), a vector of four columns of Jz at a time:
+ * Jz^T in 4-row tiles from W^T (din x dp), 12 rows of Jz per pass. Per unit of the previous layer,
+ * three vector loads of W^T and four broadcasts of T feed 12 FMAs, where the row form
+ * (fz_tangent_rows) needs a broadcast of W and NV loads of T per NV FMAs; the tiles go back to rows
+ * through 4 x 4 transposes. */
+static inline __attribute__((always_inline)) void fz_tangent_cols(size_t NV, size_t dp, size_t din,
+                                                                  const double *WT, const double *T, double *Jz)
 {
-    size_t v = 0;
-    for (; v + 12 <= dp; v += 12) {
-        fz_v4 a[4][3];
+    size_t ld = 4 * NV;
+    for (size_t c = 0; c < NV; c++) {
+        const double *Tc = T + 4 * c;
+        double *Jc = Jz + 4 * c;
+        size_t v = 0;
+        for (; v + 12 <= dp; v += 12) {
+            fz_v4 a[4][3];
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+                for (int m = 0; m < 3; m++)
+                    a[i][m] = (fz_v4){0, 0, 0, 0};
+            for (size_t u = 0; u < din; u++) {
+                const double *w = WT + u * dp + v, *t = Tc + u * ld;
+                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8);
+                FZ_REG(w0);
+                FZ_REG(w1);
+                FZ_REG(w2);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    double ti = t[i];
+                    a[i][0] += ti * w0;
+                    a[i][1] += ti * w1;
+                    a[i][2] += ti * w2;
+                }
+            }
 #pragma GCC unroll 3
             for (int m = 0; m < 3; m++)
-                a[i][m] = (fz_v4){0, 0, 0, 0};
-        for (size_t u = 0; u < din; u++) {
-            const double *w = WT + u * dp + v, *t = T + 4 * u;
-            fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8);
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                double ti = t[i];
-                a[i][0] += ti * w0;
-                a[i][1] += ti * w1;
-                a[i][2] += ti * w2;
+                fz_store_transposed(Jc + (v + 4 * m) * ld, ld, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
+        }
+        for (; v < dp; v += 4) {
+            fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+            for (size_t u = 0; u < din; u++) {
+                const double *t = Tc + u * ld;
+                fz_v4 w0 = FZ_LD(WT + u * dp + v);
+                FZ_REG(w0);
+                a0 += t[0] * w0;
+                a1 += t[1] * w0;
+                a2 += t[2] * w0;
+                a3 += t[3] * w0;
             }
+            fz_store_transposed(Jc + v * ld, ld, &a0, &a1, &a2, &a3);
         }
-#pragma GCC unroll 3
-        for (int m = 0; m < 3; m++)
-            fz_store_transposed(Jz + (v + 4 * m) * 4, 4, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
-    }
-    for (; v < dp; v += 4) {
-        fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
-        for (size_t u = 0; u < din; u++) {
-            const double *t = T + 4 * u;
-            fz_v4 w0 = FZ_LD(WT + u * dp + v);
-            a0 += t[0] * w0;
-            a1 += t[1] * w0;
-            a2 += t[2] * w0;
-            a3 += t[3] * w0;
-        }
-        fz_store_transposed(Jz + v * 4, 4, &a0, &a1, &a2, &a3);
     }
 }
 
@@ -187,8 +171,10 @@ static inline __attribute__((always_inline)) void fz_hess_block(size_t NV, size_
         const double *j = Jz + u * ld;
         fz_v4 jq[4]; /* c_u Jz[u], scaled once for all rows */
 #pragma GCC unroll 4
-        for (size_t q = Q0; q < NV; q++)
+        for (size_t q = Q0; q < NV; q++) {
             jq[q] = cu * FZ_LD(j + 4 * q);
+            FZ_REG(jq[q]);
+        }
 #pragma GCC unroll 4
         for (size_t r = 0; r < RB; r++) {
             double s = j[i0 + r];
@@ -238,6 +224,10 @@ static inline void fz_backprop(size_t me, size_t d, size_t dp, size_t dq, const 
                 double s = e0[u], t = e1[u];
                 const double *w = Wr + u * dq + q;
                 fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8), w3 = FZ_LD(w + 12);
+                FZ_REG(w0);
+                FZ_REG(w1);
+                FZ_REG(w2);
+                FZ_REG(w3);
                 a0 += s * w0, a1 += s * w1, a2 += s * w2, a3 += s * w3;
                 b0 += t * w0, b1 += t * w1, b2 += t * w2, b3 += t * w3;
             }
@@ -249,6 +239,7 @@ static inline void fz_backprop(size_t me, size_t d, size_t dp, size_t dq, const 
             fz_v4 a0 = {0, 0, 0, 0}, b0 = a0;
             for (size_t u = 0; u < d; u++) {
                 fz_v4 w0 = FZ_LD(Wr + u * dq + q);
+                FZ_REG(w0);
                 a0 += e0[u] * w0;
                 b0 += e1[u] * w0;
             }
@@ -341,10 +332,7 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
                 for (size_t q = 0; q < NV; q++)
                     FZ_ST(T + u * ld + 4 * q, s * FZ_LD(jp + 4 * q));
             }
-            if (NV == 1)
-                fz_tangent_n4(F->dp[l], din, F->WT[l], T, Jz[l]);
-            else
-                fz_tangent_rows(NV, F->dp[l], din, F->Wp[l], T, Jz[l]);
+            fz_tangent_cols(NV, F->dp[l], din, F->WT[l], T, Jz[l]);
         }
 
     if (H)

@@ -39,7 +39,6 @@ typedef struct {
     size_t L, n, nv, me, d0;
     const size_t *d, *dp;    /* widths and padded widths (L each)                                  */
     const double *const *WT; /* l: d_{l-1} x dp_l (d_{-1} = d0): W_l transposed, for the values   */
-    const double *const *Wp; /* l >= 1: dp_l x d_{l-1}: W_l with zero rows, for the tangents       */
     const double *const *Wr; /* l >= 1: d_l x dp_{l-1}: W_l with zero columns, for the backward pass */
     const double *const *bp; /* l: dp_l biases                                                     */
     const double *W1g;       /* dp_0 x 4 nv: dz_1/dx                                               */

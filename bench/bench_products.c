@@ -17,7 +17,7 @@
 
 static const struct {
     size_t n_in, w1, w2, n_out, batch;
-} SHAPES[] = {{64, 256, 256, 4, 64}, {256, 256, 256, 4, 16}};
+} SHAPES[] = {{12, 64, 64, 8, 1000}, {64, 256, 256, 4, 64}, {256, 256, 256, 4, 16}};
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 
 static const nnd_product KINDS[] = {NND_PRODUCT_WHESS, NND_PRODUCT_HVP,   NND_PRODUCT_JVP,
@@ -156,10 +156,11 @@ int main(int argc, char **argv)
         free(x), free(in), free(out), free(out2);
         nnd_net_free(net);
     }
-    printf("net: n_in -> 256 tansig -> 256 tansig -> 4 purelin; ms per sample (speed-up over the full Hessian;"
+    printf("nets: n_in -> w tansig -> w tansig -> n_out purelin; ms per sample (speed-up over the full Hessian;"
            " cost-model flop ratio)\n\n");
     printf("| product |");
-    for (size_t c = 0; c < N_SHAPES; c++) printf(" n_in = %zu |", SHAPES[c].n_in);
+    for (size_t c = 0; c < N_SHAPES; c++)
+        printf(" %zu-%zu-%zu-%zu |", SHAPES[c].n_in, SHAPES[c].w1, SHAPES[c].w2, SHAPES[c].n_out);
     printf("\n|---|");
     for (size_t c = 0; c < N_SHAPES; c++) printf("---|");
     printf("\n| full Hessian (nnd_plan_execute) |");

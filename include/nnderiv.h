@@ -231,8 +231,8 @@ NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forwa
  * All workspace is allocated here, per thread: O(block x widths x (1 + n + s)) forward,
  * O(block x sum of widths x (n + m)) reverse, where the batch block keeps the workspace near 4 MiB
  * but gives every GEMM at least 1024 columns (never O(max_batch x n^2 x width)).
- * Small nets (n_in <= 16, last layer <= 16 units, widths <= 96, at most 16 layers, no softmax,
- * float64) run the fused engine instead, in reverse mode unless FORWARD was asked: values and
+ * Small nets (n_in <= 16, last layer <= 16 units, widths <= 96, or <= 128 when n_in is 4, 7, 8
+ * or 10..16, at most 16 layers, no softmax) run the fused engine instead, in reverse mode unless FORWARD was asked: values and
  * activations layer by layer over a block of at most 256 samples, then tangents, deltas, J and H
  * one sample at a time in O(sum of widths x n) doubles, with no BLAS call (several times faster
  * on such nets). nnd_plan_explain says which engine runs; NND_BLOCKED in `what` turns it off.

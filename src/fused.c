@@ -55,9 +55,13 @@ int nnd__fused_fits(const nnd_plan *p)
     if (p->L > NND_FUSED_MAX_LAYERS ||
         p->n > NND_FUSED_MAX_N || p->me > NND_FUSED_MAX_OUT)
         return 0;
+    /* widths past NND_FUSED_WIDTH_ANY_N only where a row of dz/dx is at least 80% useful (n is not
+     * much padded to whole vectors): there the per-sample kernel still beats GEMMs over the block
+     * (measured at width 128: n 4, 8, 16 1.1-1.3x faster; n 3 and 5 0.7-0.8x) */
+    size_t npad = (p->n + 3) / 4 * 4, wmax = 5 * p->n >= 4 * npad ? NND_FUSED_MAX_WIDTH : NND_FUSED_WIDTH_ANY_N;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX || L->n_out > NND_FUSED_MAX_WIDTH)
+        if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX || L->n_out > wmax)
             return 0;
     }
     return 1;
@@ -131,11 +135,25 @@ static void lane_act(const void *ctx, size_t l, size_t count, const double *z, d
     nnd__act_eval_layer(&((const nnd_net *)ctx)->layers[l], count, z, f, df, d2f);
 }
 
+/* Where engine output k of sample s goes: its raw output row, or with a seed the sample's one row
+ * (the weighted sum of the outputs). */
+static size_t out_row(const nnd_plan *p, const double *w, size_t s, size_t k)
+{
+    return w ? s : s * p->m + p->row_of[k];
+}
+
+/* The seed of sample s for the engine outputs: w's weights on their raw rows times dy/da_L. */
+static void seed_of(const nnd_plan *p, const double *w, size_t s, double *seed, size_t stride)
+{
+    for (size_t k = 0; k < p->me; k++)
+        seed[k * stride] = p->oscale[k] * w[s * p->m + p->row_of[k]];
+}
+
 /* The lane kernel over a block: groups of four samples (a short last group repeats its last
  * sample in the empty lanes), then each lane's results into its sample's rows. */
-static void lanes_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+static void lanes_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
-    size_t n = p->n, d0 = p->d0, me = p->me, m = p->m, S = n * (n + 1) / 2;
+    size_t n = p->n, d0 = p->d0, me = p->me, S = n * (n + 1) / 2, mk = w ? 1 : me;
     nnd__pre_block(p, nb, x);
     for (size_t b0 = 0; b0 < nb; b0 += 4) {
         size_t g = nb - b0 < 4 ? nb - b0 : 4;
@@ -145,16 +163,19 @@ static void lanes_block(nnd_plan *p, size_t nb, const double *x, double *y, doub
                 memcpy(p->lx + b * d0, xg + (b < g ? b : g - 1) * d0, d0 * sizeof *xg);
             xg = p->lx;
         }
-        p->fz_lanes(&p->fz, lane_act, p->net, xg, p->fzws, p->lA, J ? p->lJ : NULL, H ? p->lH : NULL);
+        for (size_t b = 0; w && b < 4; b++)
+            seed_of(p, w, b0 + (b < g ? b : g - 1), p->lseed + b, 4);
+        p->fz_lanes(&p->fz, lane_act, p->net, xg, w ? p->lseed : NULL, p->fzws, p->lA, J ? p->lJ : NULL,
+                    H ? p->lH : NULL);
         for (size_t b = 0; b < g; b++) {
             size_t s = b0 + b;
             for (size_t k = 0; k < me; k++)
                 p->aout[s * me + k] = p->lA[4 * k + b];
-            for (size_t k = 0; J && k < me; k++)
+            for (size_t k = 0; J && k < mk; k++)
                 for (size_t i = 0; i < n; i++)
-                    J[(s * m + p->row_of[k]) * n + i] = p->lJ[4 * (k * n + i) + b];
-            for (size_t k = 0; H && k < me; k++) {
-                double *Hk = H + (s * m + p->row_of[k]) * n * n;
+                    J[out_row(p, w, s, k) * n + i] = p->lJ[4 * (k * n + i) + b];
+            for (size_t k = 0; H && k < mk; k++) {
+                double *Hk = H + out_row(p, w, s, k) * n * n;
                 const double *h = p->lH + 4 * k * S + b;
                 for (size_t i = 0; i < n; i++)
                     for (size_t j = i; j < n; j++, h += 4)
@@ -166,15 +187,15 @@ static void lanes_block(nnd_plan *p, size_t nb, const double *x, double *y, doub
         nnd__post_values(p, nb, p->aout, y);
 }
 
-void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+static void run_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     if (p->fz_lanes) {
-        lanes_block(p, nb, x, y, J, H);
+        lanes_block(p, nb, x, w, y, J, H);
         return;
     }
     const nnd_net *net = p->net;
     const nnd_fused *F = &p->fz;
-    size_t L = p->L, n = p->n, npad = 4 * F->nv, me = p->me;
+    size_t L = p->L, n = p->n, npad = 4 * F->nv, me = p->me, mk = w ? 1 : me;
     const double *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
     double *z[NND_FUSED_MAX_LAYERS], *f0[NND_FUSED_MAX_LAYERS];
     nnd__pre_block(p, nb, x);
@@ -192,12 +213,14 @@ void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double
             f1[l] = p->f1 + off + b * F->dp[l];
             f2[l] = H ? p->f2 + off + b * F->dp[l] : NULL;
         }
-        p->fz_sample(F, f1, f2, p->fzws, J ? p->jout : NULL, H ? p->hall : NULL);
-        for (size_t k = 0; k < me && J; k++)
-            memcpy(J + (b * p->m + p->row_of[k]) * n, p->jout + k * npad, n * sizeof *J);
-        for (size_t k = 0; k < me && H; k++) {
+        if (w)
+            seed_of(p, w, b, p->lseed, 1);
+        p->fz_sample(F, f1, f2, w ? p->lseed : NULL, p->fzws, J ? p->jout : NULL, H ? p->hall : NULL);
+        for (size_t k = 0; k < mk && J; k++)
+            memcpy(J + out_row(p, w, b, k) * n, p->jout + k * npad, n * sizeof *J);
+        for (size_t k = 0; k < mk && H; k++) {
             const double *hk = p->hall + k * npad * npad;
-            double *Hk = H + (b * p->m + p->row_of[k]) * n * n;
+            double *Hk = H + out_row(p, w, b, k) * n * n;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * npad + j];
@@ -210,4 +233,15 @@ void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double
                 p->aout[b * me + k] = f0[L - 1][b * dL + k];
         nnd__post_values(p, nb, p->aout, y);
     }
+}
+
+void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+{
+    run_block(p, nb, x, NULL, y, J, H);
+}
+
+void nnd__fused_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+                             double *Hw)
+{
+    run_block(p, nb, x, w, y, g, Hw);
 }

@@ -113,6 +113,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
         it[k++] = DITEM(tmp, 2, big);
         it[k++] = DITEM(aout, nb, p->me);
         it[k++] = DITEM(fzws, 1, nnd__fused_ws_doubles(p));
+        it[k++] = DITEM(lseed, p->me, 4);
         if (nnd__fused_lanes(p)) { /* its values live in the group's workspace */
             it[k++] = DITEM(lx, 4, p->d0);
             it[k++] = DITEM(lA, p->me, 4);
@@ -353,8 +354,8 @@ static void choose_mode(nnd_plan *p, nnd_mode asked)
 }
 
 /* The fused engine (fused.c) for small nets: reverse mode without the blocked engines' fixed
- * costs, taken wherever it fits (nnd__fused_fits: widths <= 96, n_in and n_out <= 16, no softmax,
- * float64). Below those sizes the blocked engines spend more time on BLAS calls and passes over
+ * costs, taken wherever it fits (nnd__fused_fits: widths <= 96, or <= 128 where n_in wastes little
+ * of its vectors, n_in and n_out <= 16, no softmax). Below those sizes the blocked engines spend more time on BLAS calls and passes over
  * block-sized buffers than on arithmetic; above them OpenBLAS's GEMMs over the block beat its
  * per-sample kernels (measured one core against the other with bench/, see RESULTS.md). It
  * replaces forward mode too when the mode was the model's choice: on such nets it beats both. */

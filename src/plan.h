@@ -61,11 +61,13 @@ struct nnd_plan {
     size_t fzDp;         /* sum of the padded widths        */
     double *fzws;        /* per-sample workspace            */
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
-    void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, double *, double *, double *);
+    void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
+                      double *, double *);
     /* n <= 4: the lane kernel, four samples per call (a group), and its group buffers */
-    void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, double *, double *,
-                     double *, double *);
+    void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, const double *, double *,
+                     double *, double *, double *);
     double *lx, *lA, *lJ, *lH; /* 4 x d0 inputs of a short group; me x 4, me x n x 4, me x s x 4 */
+    double *lseed;       /* seeded runs: me x 4 (lane kernel) or me (per sample)            */
 
     size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
     struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
@@ -104,13 +106,18 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D
  * softmax layers, float64. */
 #define NND_FUSED_MAX_N 16
 #define NND_FUSED_MAX_OUT 16
-#define NND_FUSED_MAX_WIDTH 96
+#define NND_FUSED_MAX_WIDTH 128  /* when n_in is close to a multiple of 4, else: */
+#define NND_FUSED_WIDTH_ANY_N 96
 int nnd__fused_fits(const nnd_plan *p);
 int nnd__fused_lanes(const nnd_plan *p); /* the lane kernel (n_in <= 4) */
 size_t nnd__fused_dp_sum(const nnd_plan *p);
 size_t nnd__fused_ws_doubles(const nnd_plan *p);
 nnd_status nnd__fused_setup(nnd_plan *p); /* after fold_input and map_outputs */
 void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+/* nnd__reverse_seeded_block's contract (one weighted output per sample: g = sum_r w_br dy_r/dx,
+ * Hw = sum_r w_br d2y_r/dx2) on a fused plan. */
+void nnd__fused_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+                             double *Hw);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);

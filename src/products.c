@@ -1,7 +1,8 @@
 /* Product plans: one contraction of the derivatives (weighted Hessian, Hessian-vector, Jacobian-
  * vector and vector-Jacobian products, Laplacian, Hessian diagonal, delta-method uncertainty),
  * each run by the engine that makes it cheap (table and costs in nnderiv.h):
- *   WHESS, VJP          the reverse engine, seeded by the weights (nnd__reverse_seeded_block)
+ *   WHESS, VJP          the reverse engine, seeded by the weights: the fused engine on small nets
+ *                       (nnd__fused_seeded_block), else the blocked one (nnd__reverse_seeded_block)
  *   JVP, UNCERTAINTY*   the directional forward engine (directional.c)
  *   LAPLACIAN, HDIAG    the cheaper of: the directional engine, or the reverse engine's tangents
  *                       and deltas without the assembly (nnd__reverse_hdiag_block)
@@ -150,7 +151,7 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
     case NND_PRODUCT_WHESS:
     case NND_PRODUCT_VJP: {
         unsigned what = NND_VALUE | NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0);
-        st = nnd_plan_new(net, max_batch, what | NND_BLOCKED, NND_MODE_REVERSE, &P->rev);
+        st = nnd_plan_new(net, max_batch, what, NND_MODE_REVERSE, &P->rev);
         if (st == NND_OK)
             P->map = P->rev, P->block = P->rev->block;
         break;
@@ -318,6 +319,15 @@ static void gather_hvp(nnd_product_plan *P, size_t nb, double *out)
 static int takes_in(nnd_product k) { return k == NND_PRODUCT_LAPLACIAN || k == NND_PRODUCT_HDIAG ? 0 : 1; }
 static int takes_out2(nnd_product k) { return k == NND_PRODUCT_WHESS ? 2 : is_uncertainty(k) ? 1 : 0; }
 
+/* One seeded reverse pass (WHESS, VJP): the fused engine where the net is small, else the blocked one. */
+static void seeded(nnd_plan *rev, size_t nb, const double *x, const double *w, double *g, double *Hw)
+{
+    if (rev->fused)
+        nnd__fused_seeded_block(rev, nb, x, w, NULL, g, Hw);
+    else
+        nnd__reverse_seeded_block(rev, nb, x, w, NULL, g, Hw);
+}
+
 nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *x, const double *in, double *out,
                                double *out2)
 {
@@ -352,10 +362,10 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
         const double *xb = x + b0 * n;
         switch (P->kind) {
         case NND_PRODUCT_WHESS:
-            nnd__reverse_seeded_block(P->rev, nb, xb, in + b0 * m, NULL, out2 ? out2 + b0 * n : NULL, out + b0 * sq);
+            seeded(P->rev, nb, xb, in + b0 * m, out2 ? out2 + b0 * n : NULL, out + b0 * sq);
             break;
         case NND_PRODUCT_VJP:
-            nnd__reverse_seeded_block(P->rev, nb, xb, in + b0 * m, NULL, out + b0 * n, NULL);
+            seeded(P->rev, nb, xb, in + b0 * m, out + b0 * n, NULL);
             break;
         case NND_PRODUCT_HVP:
             nnd__hvp_block(&P->hvp, nb, xb, in + b0 * n);

@@ -298,9 +298,10 @@ static inline __attribute__((always_inline)) void fz_combine(size_t NV, size_t d
 
 static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const nnd_fused *F,
                                                                const double *const *f1, const double *const *f2,
-                                                               double *ws, double *J, double *H)
+                                                               const double *seed, double *ws, double *J,
+                                                               double *H)
 {
-    size_t L = F->L, n = F->n, me = F->me, ld = 4 * NV, dpmax = 0;
+    size_t L = F->L, n = F->n, me = seed ? 1 : F->me, ld = 4 * NV, dpmax = 0;
     for (size_t l = 0; l < L; l++)
         dpmax = F->dp[l] > dpmax ? F->dp[l] : dpmax;
     /* ws: Jz of layers 1.. (layer 0's is W1g) | T | G | Gn | Dl | C */
@@ -339,8 +340,8 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         memset(H, 0, me * ld * ld * sizeof *H);
     size_t dL = F->dp[L - 1];
     memset(G, 0, me * dL * sizeof *G);
-    for (size_t k = 0; k < me; k++)
-        G[k * dL + k] = F->oscale[k];
+    for (size_t k = 0; k < F->me; k++) /* dy/da_L: the identity (scaled), or the seed's one row */
+        G[seed ? k : k * dL + k] = seed ? seed[k] : F->oscale[k];
     for (size_t l = L; l-- > 0;) {
         size_t dp = F->dp[l];
         int hess = any && l <= top;
@@ -370,14 +371,14 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of
  * H (me x 4nv x 4nv, rows i valid from column 4 floor(i/4) on); J or H may be NULL. f1[l], f2[l]:
  * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: nnd__fused_ws_doubles. */
-static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
-                                  double *J, double *H)
+static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                                  const double *seed, double *ws, double *J, double *H)
 {
     switch (F->nv) {
-    case 1: fz_sample_nv(1, F, f1, f2, ws, J, H); return;
-    case 2: fz_sample_nv(2, F, f1, f2, ws, J, H); return;
-    case 3: fz_sample_nv(3, F, f1, f2, ws, J, H); return;
-    default: fz_sample_nv(4, F, f1, f2, ws, J, H); return;
+    case 1: fz_sample_nv(1, F, f1, f2, seed, ws, J, H); return;
+    case 2: fz_sample_nv(2, F, f1, f2, seed, ws, J, H); return;
+    case 3: fz_sample_nv(3, F, f1, f2, seed, ws, J, H); return;
+    default: fz_sample_nv(4, F, f1, f2, seed, ws, J, H); return;
     }
 }
 
@@ -416,8 +417,8 @@ static inline void fz_lane_values(size_t d, size_t din, const double *W, const d
 }
 
 static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd_fused *F, nnd_fused_act_fn act,
-                                                             const void *ctx, const double *x, double *ws, double *A,
-                                                             double *J, double *H)
+                                                             const void *ctx, const double *x, const double *seed,
+                                                             double *ws, double *A, double *J, double *H)
 {
     enum { SMAX = 10 };
     const size_t S = N * (N + 1) / 2;
@@ -453,6 +454,9 @@ static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd
         FZ_SV(A, k, FZ_V(F0[L - 1], k));
     if (!J && !H)
         return;
+    size_t mo = me; /* the outputs whose deltas are propagated: me, or the seed's one */
+    if (seed)
+        me = 1;
 
     /* tangents up to the last layer whose f'' is not zero in some lane */
     size_t top = 0;
@@ -513,8 +517,11 @@ static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd
     size_t dL = F->d[L - 1];
     for (size_t i = 0; i < me * dL; i++)
         FZ_SV(G, i, ((fz_v4){0, 0, 0, 0}));
-    for (size_t k = 0; k < me; k++)
-        FZ_SV(G, k * dL + k, ((fz_v4){0, 0, 0, 0} + F->oscale[k]));
+    for (size_t k = 0; k < mo; k++)
+        if (seed)
+            FZ_SV(G, k, FZ_V(seed, k));
+        else
+            FZ_SV(G, k * dL + k, ((fz_v4){0, 0, 0, 0} + F->oscale[k]));
     for (size_t k = 0; H && k < me; k++)
         for (size_t e = 0; e < S; e++)
             FZ_SV(H, k * S + e, ((fz_v4){0, 0, 0, 0}));
@@ -613,13 +620,13 @@ static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd
 }
 
 static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                                 double *ws, double *A, double *J, double *H)
+                                 const double *seed, double *ws, double *A, double *J, double *H)
 {
     switch (F->n) {
-    case 1: fz_lanes_n(1, F, act, ctx, x, ws, A, J, H); return;
-    case 2: fz_lanes_n(2, F, act, ctx, x, ws, A, J, H); return;
-    case 3: fz_lanes_n(3, F, act, ctx, x, ws, A, J, H); return;
-    default: fz_lanes_n(4, F, act, ctx, x, ws, A, J, H); return;
+    case 1: fz_lanes_n(1, F, act, ctx, x, seed, ws, A, J, H); return;
+    case 2: fz_lanes_n(2, F, act, ctx, x, seed, ws, A, J, H); return;
+    case 3: fz_lanes_n(3, F, act, ctx, x, seed, ws, A, J, H); return;
+    default: fz_lanes_n(4, F, act, ctx, x, seed, ws, A, J, H); return;
     }
 }
 

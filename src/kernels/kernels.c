@@ -42,16 +42,16 @@ void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a
     fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
 }
 
-void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
-                               double *J, double *H)
+void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                           const double *seed, double *ws, double *J, double *H)
 {
-    fz_sample_impl(F, f1, f2, ws, J, H);
+    fz_sample_impl(F, f1, f2, seed, ws, J, H);
 }
 
 void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                           double *ws, double *A, double *J, double *H)
+                           const double *seed, double *ws, double *A, double *J, double *H)
 {
-    fz_lanes_impl(F, act, ctx, x, ws, A, J, H);
+    fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);
 }
 
 nnd_accum_fn nnd__accum_select(void)
@@ -97,15 +97,15 @@ void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, s
     fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
 }
 
-void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
-                            double *J, double *H)
+void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                        const double *seed, double *ws, double *J, double *H)
 {
-    fz_sample_impl(F, f1, f2, ws, J, H);
+    fz_sample_impl(F, f1, f2, seed, ws, J, H);
 }
 
 void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                           double *ws, double *A, double *J, double *H)
+                           const double *seed, double *ws, double *A, double *J, double *H)
 {
-    fz_lanes_impl(F, act, ctx, x, ws, A, J, H);
+    fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);
 }
 #endif

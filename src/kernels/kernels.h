@@ -53,20 +53,22 @@ typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const 
                                  double *d2f);
 /* The lane kernel: four samples at once, one per vector lane, every step on all four (fused.h:
  * fz_lanes_impl). x: 4 x d0 processed inputs (sample-major); outputs in lane layout: A (me x 4)
- * last-layer values, J (me x n x 4), H (me x s x 4, packed upper by rows); J or H may be NULL. */
+ * last-layer values, J (me x n x 4), H (me x s x 4, packed upper by rows); J or H may be NULL.
+ * seed (me x 4, or NULL): derivatives of the one output sum_k seed_k a_k per lane (J, H: 1 row). */
 void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                              double *ws, double *A, double *J, double *H);
+                              const double *seed, double *ws, double *A, double *J, double *H);
 void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                           double *ws, double *A, double *J, double *H);
+                           const double *seed, double *ws, double *A, double *J, double *H);
 /* z (cb x dp) = a (cb x din, row stride lda) WT + bp for cb samples. */
 void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                                const double *bp, double *z);
 void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                             const double *bp, double *z);
-/* One sample's J and upper H from its f' and f'' (fused.h: fz_sample_impl). */
-void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
-                               double *J, double *H);
-void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2, double *ws,
-                            double *J, double *H);
+/* One sample's J and upper H from its f' and f'' (fused.h: fz_sample_impl); with a seed, the one
+ * output sum_k seed_k a_k instead of the me outputs. */
+void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                               const double *seed, double *ws, double *J, double *H);
+void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                            const double *seed, double *ws, double *J, double *H);
 
 #endif

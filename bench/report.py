@@ -426,7 +426,8 @@ def main():
     eng = engine_section(bench)
     if eng:
         md += ["## The fused engine against the blocked engine", "",
-               "Nets with widths <= 96, n_in <= 16, n_out <= 16 run the fused engine (values and activations "
+               "Nets with widths <= 96 (<= 128 when n_in fills its vectors), n_in <= 16, n_out <= 16 run the "
+               "fused engine (values and activations "
                "per block, then tangents, deltas, J and H one sample at a time in registers and L1, no BLAS call). "
                "The blocked reverse engine (one GEMM per layer over a batch block; `NND_BLOCKED`) on the same "
                "batch, same run:", "", eng, ""]

@@ -630,4 +630,23 @@ static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const
     }
 }
 
+/* The exported instances of the three kernels for one CPU target (kernels.h), e.g.
+ * NND_FUSED_DEFINE(avx2) in a file compiled with -mavx2 -mfma. */
+#define NND_FUSED_DEFINE(SUF)                                                                                         \
+    void nnd__fused_values_##SUF(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,     \
+                                 const double *bp, double *z)                                                         \
+    {                                                                                                                 \
+        fz_values_impl(cb, din, dp, a, lda, WT, bp, z);                                                               \
+    }                                                                                                                 \
+    void nnd__fused_sample_##SUF(const nnd_fused *F, const double *const *f1, const double *const *f2,                 \
+                                 const double *seed, double *ws, double *J, double *H)                                \
+    {                                                                                                                 \
+        fz_sample_impl(F, f1, f2, seed, ws, J, H);                                                                    \
+    }                                                                                                                 \
+    void nnd__fused_lanes_##SUF(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,           \
+                                const double *seed, double *ws, double *A, double *J, double *H)                      \
+    {                                                                                                                 \
+        fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);                                                             \
+    }
+
 #endif

@@ -36,23 +36,7 @@ void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *c
     accum_range_impl(n, me, jrow, crow, acc, b0, b1);
 }
 
-void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
-                               const double *bp, double *z)
-{
-    fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
-}
-
-void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                           const double *seed, double *ws, double *J, double *H)
-{
-    fz_sample_impl(F, f1, f2, seed, ws, J, H);
-}
-
-void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                           const double *seed, double *ws, double *A, double *J, double *H)
-{
-    fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);
-}
+NND_FUSED_DEFINE(generic)
 
 nnd_accum_fn nnd__accum_select(void)
 {
@@ -91,21 +75,5 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
     gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
-void nnd__fused_values_avx2(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
-                            const double *bp, double *z)
-{
-    fz_values_impl(cb, din, dp, a, lda, WT, bp, z);
-}
-
-void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                        const double *seed, double *ws, double *J, double *H)
-{
-    fz_sample_impl(F, f1, f2, seed, ws, J, H);
-}
-
-void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                           const double *seed, double *ws, double *A, double *J, double *H)
-{
-    fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);
-}
+NND_FUSED_DEFINE(avx2)
 #endif

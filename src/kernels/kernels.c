@@ -1,5 +1,7 @@
 /* CPU dispatch for the architecture-specific kernels. */
 #include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "accum.h"
@@ -43,13 +45,25 @@ nnd_accum_fn nnd__accum_select(void)
     return nnd__cpu_avx2() ? nnd__accum_avx2 : nnd__accum_generic;
 }
 
+/* Decided once per process: the CPU has AVX2 and FMA (and they were built), and NND_PORTABLE_KERNELS
+ * is not set to a non-empty value other than "0" (which makes every kernel the portable C one: for
+ * testing them on AVX2 machines, and for comparison). Atomic: plans may be made from several
+ * threads at once, and all of them compute the same value. */
 int nnd__cpu_avx2(void)
 {
+    static int state = -1;
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s < 0) {
 #if defined(NND_HAVE_AVX2)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        const char *e = getenv("NND_PORTABLE_KERNELS");
+        int portable = e && *e && strcmp(e, "0") != 0;
+        s = !portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
-    return 0;
+        s = 0;
 #endif
+        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    }
+    return s;
 }
 
 #if !defined(NND_HAVE_AVX2)

@@ -9,7 +9,9 @@
  *   backward   delta_{k,l} = g_{k,l} o f'_l,  g_{k,l-1} = W_l^T delta_{k,l}
  *   Jacobian   J_k = delta_{k,1}^T W1g
  *   Hessian    H_k += sum_u c_{k,l,u} Jz_l[u]^T Jz_l[u],  c = g o f''   (upper triangle by vectors)
- * the same algebra as reverse.c, whose tests cover this path too. */
+ * the same algebra as reverse.c (the tests run both side by side, NND_BLOCKED). With a seed the
+ * me outputs become one, sum_k seed_k a_k (the products' weighted Hessian). For n <= 4 on narrow
+ * layers the lane kernel at the end of this file takes four samples at once instead. */
 #ifndef NND_FUSED_H
 #define NND_FUSED_H
 

@@ -337,7 +337,9 @@ NND_API const char *nnd_product_name(nnd_product kind);
 NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops);
 
 /* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB:
- * the batch is processed in blocks). *plan is NULL on failure. The net must outlive the plan. */
+ * the batch is processed in blocks). *plan is NULL on failure. The net must outlive the plan.
+ * WHESS and VJP run on threads as nnd_plan_new's plans do (NND_NUM_THREADS; bit-identical results
+ * for every count); the other kinds on the calling thread. */
 NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,
                                         nnd_product_plan **plan);
 

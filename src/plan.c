@@ -435,6 +435,8 @@ typedef struct {
     double *y, *J, *H;
     const float *xf; /* float32 plans */
     float *yf, *Jf, *Hf;
+    nnd_block_fn fn;  /* instead of the engines: fn(plan or peer, b0, nb, ctx) per block */
+    void *ctx;
 } job;
 
 /* A float32 plan on a net the fused engine takes: the double engine on the block, rounded once
@@ -463,6 +465,10 @@ static void run_blocks(const job *j)
     size_t sq = p->n * p->n;
     for (size_t b0 = j->first * p->block; b0 < j->batch; b0 += j->stride * p->block) {
         size_t nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
+        if (j->fn) {
+            j->fn(p, b0, nb, j->ctx);
+            continue;
+        }
         if (is_f32(p) && p->fused) {
             fused_f32_block(p, nb, j->xf + b0 * p->n, j->yf ? j->yf + b0 * p->m : NULL,
                             j->Jf ? j->Jf + b0 * p->m * p->n : NULL, j->Hf ? j->Hf + b0 * p->m * sq : NULL);
@@ -681,6 +687,33 @@ void nnd_plan_free(nnd_plan *p)
     nnd__free(p);
 }
 
+/* The batch's blocks over the plan's threads: thread t (the caller is 0) takes blocks t, t + T,
+ * ... with its own workspace (the plan, or peer t - 1); proto gives everything but the plan and
+ * the stride. A thread that cannot be started has its blocks run here. */
+static void run_jobs(nnd_plan *p, size_t batch, job proto)
+{
+    size_t blocks = batch / p->block + (batch % p->block != 0);
+    size_t T = blocks < p->nthreads ? blocks : p->nthreads;
+    job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (size_t t = 0; t < T; t++) {
+        jobs[t] = proto;
+        jobs[t].p = t ? &p->peers[t - 1] : p;
+        jobs[t].first = t;
+        jobs[t].stride = T;
+    }
+    for (size_t t = 1; t < T; t++)
+        started[t] = pthread_create(&tid[t], NULL, thread_main, &jobs[t]) == 0;
+    run_blocks(&jobs[0]);
+    for (size_t t = 1; t < T; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else /* no thread to be had: the same blocks, here */
+            run_blocks(&jobs[t]);
+    }
+}
+
 /* Both precisions: f32 says which call this is, and only its pointers are used. */
 static nnd_status execute(nnd_plan *p, int f32, size_t batch, const double *x, double *y, double *J, double *H,
                           const float *xf, float *yf, float *Jf, float *Hf)
@@ -709,23 +742,14 @@ static nnd_status execute(nnd_plan *p, int f32, size_t batch, const double *x, d
         return nnd__fail(NND_EINVAL, "%s: x is NULL", fn);
     if (batch == 0)
         return NND_OK;
-    size_t blocks = batch / p->block + (batch % p->block != 0);
-    size_t T = blocks < p->nthreads ? blocks : p->nthreads;
-    job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (size_t t = 0; t < T; t++)
-        jobs[t] = (job){t ? &p->peers[t - 1] : p, t, T, batch, x, y, J, H, xf, yf, Jf, Hf};
-    for (size_t t = 1; t < T; t++)
-        started[t] = pthread_create(&tid[t], NULL, thread_main, &jobs[t]) == 0;
-    run_blocks(&jobs[0]);
-    for (size_t t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else /* no thread to be had: the same blocks, here */
-            run_blocks(&jobs[t]);
-    }
+    run_jobs(p, batch, (job){p, 0, 1, batch, x, y, J, H, xf, yf, Jf, Hf, NULL, NULL});
     return NND_OK;
+}
+
+void nnd__plan_parallel(nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx)
+{
+    if (batch)
+        run_jobs(p, batch, (job){p, 0, 1, batch, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, fn, ctx});
 }
 
 nnd_status nnd_plan_execute(nnd_plan *p, size_t batch, const double *x, double *y, double *J, double *H)

@@ -87,6 +87,12 @@ struct nnd_plan {
     char explain[192];
 };
 
+/* Run fn(q, b0, nb, ctx) for every block [b0, b0 + nb) of the batch on the plan's threads, q being
+ * the plan or a peer (each with its own workspace): for the products, which drive the engines
+ * themselves. Returns when all blocks are done. */
+typedef void (*nnd_block_fn)(nnd_plan *q, size_t b0, size_t nb, void *ctx);
+void nnd__plan_parallel(nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx);
+
 /* forward.c / reverse.c: run `nb` <= block samples. Outputs as in nnd_plan_execute. */
 void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
 void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);

@@ -319,13 +319,24 @@ static void gather_hvp(nnd_product_plan *P, size_t nb, double *out)
 static int takes_in(nnd_product k) { return k == NND_PRODUCT_LAPLACIAN || k == NND_PRODUCT_HDIAG ? 0 : 1; }
 static int takes_out2(nnd_product k) { return k == NND_PRODUCT_WHESS ? 2 : is_uncertainty(k) ? 1 : 0; }
 
-/* One seeded reverse pass (WHESS, VJP): the fused engine where the net is small, else the blocked one. */
-static void seeded(nnd_plan *rev, size_t nb, const double *x, const double *w, double *g, double *Hw)
+/* One seeded reverse pass (WHESS, VJP) over a block: the fused engine where the net is small, else
+ * the blocked one. Run on the reverse plan's threads (nnd__plan_parallel), q being the plan or a
+ * peer with its own workspace; every block's arithmetic is the same on any thread. */
+typedef struct {
+    const double *x, *w;
+    double *g, *Hw; /* either may be NULL */
+    size_t n, m;
+} seeded_job;
+
+static void seeded(nnd_plan *q, size_t b0, size_t nb, void *arg)
 {
-    if (rev->fused)
-        nnd__fused_seeded_block(rev, nb, x, w, NULL, g, Hw);
+    const seeded_job *j = arg;
+    const double *x = j->x + b0 * j->n, *w = j->w + b0 * j->m;
+    double *g = j->g ? j->g + b0 * j->n : NULL, *Hw = j->Hw ? j->Hw + b0 * j->n * j->n : NULL;
+    if (q->fused)
+        nnd__fused_seeded_block(q, nb, x, w, NULL, g, Hw);
     else
-        nnd__reverse_seeded_block(rev, nb, x, w, NULL, g, Hw);
+        nnd__reverse_seeded_block(q, nb, x, w, NULL, g, Hw);
 }
 
 nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *x, const double *in, double *out,
@@ -357,16 +368,16 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
         if (st != NND_OK)
             return st;
     }
+    if (P->kind == NND_PRODUCT_WHESS || P->kind == NND_PRODUCT_VJP) {
+        int wh = P->kind == NND_PRODUCT_WHESS;
+        seeded_job j = {x, in, wh ? out2 : out, wh ? out : NULL, n, m};
+        nnd__plan_parallel(P->rev, batch, seeded, &j);
+        return NND_OK;
+    }
     for (size_t b0 = 0; b0 < batch; b0 += P->block) {
         size_t nb = batch - b0 < P->block ? batch - b0 : P->block;
         const double *xb = x + b0 * n;
         switch (P->kind) {
-        case NND_PRODUCT_WHESS:
-            seeded(P->rev, nb, xb, in + b0 * m, out2 ? out2 + b0 * n : NULL, out + b0 * sq);
-            break;
-        case NND_PRODUCT_VJP:
-            seeded(P->rev, nb, xb, in + b0 * m, out + b0 * n, NULL);
-            break;
         case NND_PRODUCT_HVP:
             nnd__hvp_block(&P->hvp, nb, xb, in + b0 * n);
             gather_hvp(P, nb, out + b0 * m * n);
@@ -396,6 +407,9 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
             gather_uncertainty(P, nb, out + b0 * m * m, out2 + b0 * m);
             break;
         }
+        case NND_PRODUCT_WHESS:
+        case NND_PRODUCT_VJP: /* on the plan's threads, above */
+            break;
         }
     }
     return NND_OK;

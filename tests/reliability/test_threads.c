@@ -3,6 +3,7 @@
  * alone. Run under ThreadSanitizer in CI (.ci/run). */
 #include <check.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,60 @@ START_TEST(test_plan_threads_bit_identical)
 }
 END_TEST
 
+/* The weighted-Hessian and vector-Jacobian products run on their reverse plan's threads: the same
+ * bit-identity, on a net the fused engine takes and on a wider one (the blocked engine). */
+START_TEST(test_product_threads_bit_identical)
+{
+    const rel_shape shapes[2] = {{8, 24, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0},
+                                 {40, 160, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0}};
+    static const char *counts[] = {"1", "2", "3"};
+    static const nnd_product kinds[2] = {NND_PRODUCT_WHESS, NND_PRODUCT_VJP};
+    for (int si = 0; si < 2; si++) {
+        rel_rng r = {99 + (uint64_t)si};
+        rel_net d;
+        nnd_net *net;
+        rel_net_random(&r, &shapes[si], &d);
+        ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
+        size_t n = d.n_in, m = nnd_net_n_out(net), batch = 1500;
+        double *x = malloc(batch * n * sizeof *x), *w = malloc(batch * m * sizeof *w);
+        for (size_t i = 0; i < batch * n; i++)
+            x[i] = rel_range(&r, -2, 2);
+        for (size_t i = 0; i < batch * m; i++)
+            w[i] = rel_range(&r, -1, 1);
+        for (int k = 0; k < 2; k++) {
+            size_t len[2] = {batch * n * (kinds[k] == NND_PRODUCT_WHESS ? n : 1), batch * n};
+            double *ref[2] = {NULL, NULL};
+            for (size_t c = 0; c < 3; c++) {
+                ck_assert_int_eq(setenv("NND_NUM_THREADS", counts[c], 1), 0);
+                nnd_product_plan *P;
+                ck_assert_int_eq(nnd_product_plan_new(net, batch, kinds[k], &P), NND_OK);
+                double *out = malloc(len[0] * sizeof *out);
+                double *out2 = kinds[k] == NND_PRODUCT_WHESS ? malloc(len[1] * sizeof *out2) : NULL;
+                ck_assert_int_eq(nnd_product_execute(P, batch, x, w, out, out2), NND_OK);
+                if (!ref[0]) {
+                    ref[0] = out, ref[1] = out2;
+                } else {
+                    ck_assert_msg(memcmp(ref[0], out, len[0] * sizeof *out) == 0,
+                                  "net %d, product %d: out differs between 1 and %s threads", si, k, counts[c]);
+                    ck_assert_msg(!out2 || memcmp(ref[1], out2, len[1] * sizeof *out2) == 0,
+                                  "net %d, product %d: out2 differs between 1 and %s threads", si, k, counts[c]);
+                    free(out);
+                    free(out2);
+                }
+                nnd_product_plan_free(P);
+            }
+            free(ref[0]);
+            free(ref[1]);
+        }
+        unsetenv("NND_NUM_THREADS");
+        free(x);
+        free(w);
+        nnd_net_free(net);
+        rel_net_clear(&d);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("threads");
@@ -184,6 +239,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_threads_match_serial);
     tcase_add_test(tc, test_plan_threads_bit_identical);
+    tcase_add_test(tc, test_product_threads_bit_identical);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

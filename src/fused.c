@@ -18,35 +18,42 @@ size_t nnd__fused_dp_sum(const nnd_plan *p)
     return sum;
 }
 
+/* The sizes the kernels lay their workspace out by: the widest layer (padded, for the per-sample
+ * kernel), the widest of the input and the layers, and the sum of the widths (the lane kernel). */
+typedef struct {
+    size_t dpmax, dmax, dsum;
+} fused_dims;
+
+static fused_dims dims_of(const nnd_plan *p)
+{
+    fused_dims s = {0, p->dmax, 0};
+    for (size_t l = 0; l < p->L; l++) {
+        size_t d = p->net->layers[l].n_out;
+        s.dpmax = pad4(d) > s.dpmax ? pad4(d) : s.dpmax;
+        s.dsum += d;
+    }
+    return s;
+}
+
 /* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
  * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n). */
 size_t nnd__fused_ws_doubles(const nnd_plan *p)
 {
-    if (nnd__fused_lanes(p)) {
-        size_t dmax = p->d0, sum = 0;
-        for (size_t l = 0; l < p->L; l++) {
-            size_t d = p->net->layers[l].n_out;
-            dmax = d > dmax ? d : dmax;
-            sum += d;
-        }
-        return 4 * (p->d0 + 4 * sum + p->n * sum + p->n * dmax + 3 * p->me * dmax + dmax);
-    }
-    size_t npad = pad4(p->n), dpmax = 0;
-    for (size_t l = 0; l < p->L; l++)
-        dpmax = pad4(p->net->layers[l].n_out) > dpmax ? pad4(p->net->layers[l].n_out) : dpmax;
-    return nnd__fused_dp_sum(p) * npad + dpmax * npad + 3 * p->me * dpmax + dpmax;
+    fused_dims s = dims_of(p);
+    if (nnd__fused_lanes(p))
+        return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
+    size_t npad = pad4(p->n);
+    return nnd__fused_dp_sum(p) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
 }
 
 /* The lane kernel broadcasts every weight for one FMA per group of four samples, the per-sample
  * kernel loads weights as vectors: the lanes win where n is tiny (no padding of n to a vector) or
  * the layers narrow (fixed costs dominate), and lose on wide layers (measured: n 1-2 at width 64,
- * 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at width 64-96, 0.5-0.75x). */
+ * 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at width 64-96, 0.5-0.75x). p->dmax
+ * also counts the processed input, at most n <= 4 here: the same test as on the widths alone. */
 int nnd__fused_lanes(const nnd_plan *p)
 {
-    size_t dmax = 0;
-    for (size_t l = 0; l < p->L; l++)
-        dmax = p->net->layers[l].n_out > dmax ? p->net->layers[l].n_out : dmax;
-    return p->n <= 4 && (dmax <= 16 || (p->n <= 2 && dmax <= 64));
+    return p->n <= 4 && (p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
 }
 
 int nnd__fused_fits(const nnd_plan *p)
@@ -58,7 +65,7 @@ int nnd__fused_fits(const nnd_plan *p)
     /* widths past NND_FUSED_WIDTH_ANY_N only where a row of dz/dx is at least 80% useful (n is not
      * much padded to whole vectors): there the per-sample kernel still beats GEMMs over the block
      * (measured at width 128: n 4, 8, 16 1.1-1.3x faster; n 3 and 5 0.7-0.8x) */
-    size_t npad = (p->n + 3) / 4 * 4, wmax = 5 * p->n >= 4 * npad ? NND_FUSED_MAX_WIDTH : NND_FUSED_WIDTH_ANY_N;
+    size_t npad = pad4(p->n), wmax = 5 * p->n >= 4 * npad ? NND_FUSED_MAX_WIDTH : NND_FUSED_WIDTH_ANY_N;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
         if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX || L->n_out > wmax)
@@ -88,7 +95,6 @@ nnd_status nnd__fused_setup(nnd_plan *p)
     size_t *d = p->fzdims, *dp = p->fzdims + L;
     const double **WT = p->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
     double *w = p->fzbuf;
-    p->fzDp = 0;
     for (size_t l = 0; l < L; l++) {
         const nnd_layer *Ly = &net->layers[l];
         size_t din = Ly->n_in, dinp = pad4(din);
@@ -96,7 +102,6 @@ nnd_status nnd__fused_setup(nnd_plan *p)
         dp[l] = pad4(Ly->n_out);
         Wl[l] = Ly->W;
         bl[l] = Ly->b;
-        p->fzDp += dp[l];
         double *wt = w;
         for (size_t u = 0; u < d[l]; u++)
             for (size_t k = 0; k < din; k++)
@@ -120,7 +125,9 @@ nnd_status nnd__fused_setup(nnd_plan *p)
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < n; j++)
                 P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
+    fused_dims sz = dims_of(p);
     p->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
+                        .dpmax = sz.dpmax, .dmax = sz.dmax, .dsum = sz.dsum,
                         .WT = WT, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
                         .W = Wl, .b = bl, .P1 = P1};
     int avx2 = nnd__cpu_avx2();

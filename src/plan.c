@@ -136,7 +136,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
 #undef DITEM
         return k;
     }
-    if (f32 && !p->fused) { /* one sample's processing, in double */
+    if (f32) { /* one sample's processing, in double */
         it[k++] = (ws_item){&p->dx, NULL, 1, p->n};
         it[k++] = (ws_item){&p->dxt, NULL, 1, p->d0};
         it[k++] = (ws_item){&p->dtmp, NULL, 2, big};

@@ -58,7 +58,6 @@ struct nnd_plan {
     size_t *fzdims;      /* d and dp of fz (2 L)            */
     const double **fzptr; /* WT, Wr, bp, W, b of fz (5 L)   */
     double *fzbuf;       /* the padded weights              */
-    size_t fzDp;         /* sum of the padded widths        */
     double *fzws;        /* per-sample workspace            */
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
     void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,

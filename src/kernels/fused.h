@@ -303,9 +303,7 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
                                                                const double *seed, double *ws, double *J,
                                                                double *H)
 {
-    size_t L = F->L, n = F->n, me = seed ? 1 : F->me, ld = 4 * NV, dpmax = 0;
-    for (size_t l = 0; l < L; l++)
-        dpmax = F->dp[l] > dpmax ? F->dp[l] : dpmax;
+    size_t L = F->L, n = F->n, me = seed ? 1 : F->me, ld = 4 * NV, dpmax = F->dpmax;
     /* ws: Jz of layers 1.. (layer 0's is W1g) | T | G | Gn | Dl | C */
     double *Jz[NND_FUSED_MAX_LAYERS];
     double *w = ws;
@@ -424,11 +422,7 @@ static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd
 {
     enum { SMAX = 10 };
     const size_t S = N * (N + 1) / 2;
-    size_t L = F->L, me = F->me, d0 = F->d0, dmax = d0, sum = 0;
-    for (size_t l = 0; l < L; l++) {
-        dmax = F->d[l] > dmax ? F->d[l] : dmax;
-        sum += F->d[l];
-    }
+    size_t L = F->L, me = F->me, d0 = F->d0, dmax = F->dmax, sum = F->dsum;
     /* ws: X | per layer Z, F0, F1, F2 | Jz of layers 1.. | T | G | Gn | Dl | C */
     double *X = ws, *Zs = X + 4 * d0, *F0s = Zs + 4 * sum, *F1s = F0s + 4 * sum, *F2s = F1s + 4 * sum;
     double *Jzs = F2s + 4 * sum, *T = Jzs + 4 * N * sum, *G = T + 4 * N * dmax, *Gn = G + 4 * me * dmax;

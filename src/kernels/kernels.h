@@ -38,6 +38,7 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
 typedef struct {
     size_t L, n, nv, me, d0;
     const size_t *d, *dp;    /* widths and padded widths (L each)                                  */
+    size_t dpmax, dmax, dsum; /* widest dp; widest of d0 and the widths; sum of the widths        */
     const double *const *WT; /* l: d_{l-1} x dp_l (d_{-1} = d0): W_l transposed, for the values   */
     const double *const *Wr; /* l >= 1: d_l x dp_{l-1}: W_l with zero columns, for the backward pass */
     const double *const *bp; /* l: dp_l biases                                                     */

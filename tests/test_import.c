@@ -13,7 +13,7 @@
 #include <jansson.h>
 #include <matio.h>
 
-#include "internal.h"
+#include "net/internal.h"
 #include "nnderiv.h"
 
 #ifndef NND_TEST_DATA

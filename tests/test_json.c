@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "net/internal.h"
 #include "nnderiv.h"
 #include "ref.h"
 

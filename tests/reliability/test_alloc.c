@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "net/internal.h"
 
 /* ---------------------------------------------------------------- the net every case uses */
 

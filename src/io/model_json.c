@@ -20,8 +20,8 @@
 
 #include <jansson.h>
 
-#include "internal.h"
-#include "model_json.h"
+#include "net/internal.h"
+#include "io/model_json.h"
 
 #define NND_JSON_FORMAT "nnderiv-mlp"
 #define NND_JSON_VERSION 1

@@ -5,7 +5,7 @@
  * block engines' fixed costs and passes over block-sized buffers, not flops, set the time. */
 #include <string.h>
 
-#include "plan.h"
+#include "plan/plan.h"
 
 /* The widths rounded up to whole vectors. */
 static size_t pad4(size_t d) { return (d + 3) / 4 * 4; }

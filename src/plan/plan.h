@@ -2,7 +2,7 @@
 #ifndef NND_PLAN_H
 #define NND_PLAN_H
 
-#include "internal.h"
+#include "net/internal.h"
 #include "kernels/kernels.h"
 
 /* Reverse-mode Hessian assembly: direct loops over the whole block (few inputs), one GEMM for

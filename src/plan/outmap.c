@@ -4,13 +4,13 @@
 #include <math.h>
 #include <string.h>
 
-#include "plan.h"
+#include "plan/plan.h"
 
-#include "real.h"
-#include "outmap_real.h"
+#include "plan/real.h"
+#include "plan/outmap_real.h"
 #define NND_F32 1
-#include "real.h"
-#include "outmap_real.h"
+#include "plan/real.h"
+#include "plan/outmap_real.h"
 #undef NND_F32
 
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp)

@@ -5,7 +5,7 @@
 #ifndef NND_PRODUCTS_H
 #define NND_PRODUCTS_H
 
-#include "plan.h"
+#include "plan/plan.h"
 
 /* NND_OK when every layer is elementwise or softmax: the coupled rules these two engines know
  * (another coupled activation: NND_EUNSUPPORTED naming the layer). */

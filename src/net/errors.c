@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "net/internal.h"
 
 static _Thread_local char errbuf[512];
 

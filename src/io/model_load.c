@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
-#include "model_import.h"
-#include "model_json.h"
+#include "net/internal.h"
+#include "io/model_import.h"
+#include "io/model_json.h"
 
 typedef struct {
     const char *what;                                        /* for "expected ..." messages */

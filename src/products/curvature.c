@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "net/internal.h"
 
 static const char *const class_names[] = {"positive definite", "negative definite", "positive semidefinite",
                                           "negative semidefinite", "indefinite", "zero"};

@@ -17,7 +17,7 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "products.h"
+#include "products/products.h"
 
 #define DIR_TARGET_BYTES ((size_t)4 << 20)
 #define DIR_MIN_COLUMNS 1024

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "net/internal.h"
 
 #define H_FIRST 1e-3
 #define H_SECOND 3e-3

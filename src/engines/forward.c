@@ -18,8 +18,8 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "plan.h"
-#include "real.h"
+#include "plan/plan.h"
+#include "plan/real.h"
 
 /* a'' = f1 z'' + f2 z' z'^T (packed), then a' = f1 z', in place on one (unit, sample) block. */
 static void chain_elementwise(size_t n, int hess, REAL f1, REAL f2, REAL *t)

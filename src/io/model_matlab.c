@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "model_import.h"
+#include "net/internal.h"
+#include "io/model_import.h"
 
 #define NAME_MAX_LEN 64
 /* genFunction numbers layers, inputs and steps from 1; anything larger is not from it. */

@@ -36,8 +36,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "internal.h"
-#include "model_import.h"
+#include "net/internal.h"
+#include "io/model_import.h"
 #include "onnx_subset.pb-c.h"
 
 typedef OnnxSubset__ModelProto ModelProto;

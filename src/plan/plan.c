@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "kernels/accum.h"
-#include "plan.h"
+#include "plan/plan.h"
 
 /* The batch block: as many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise
  * passes then run in cache), but at least enough that each layer's GEMM has BLOCK_MIN_COLUMNS

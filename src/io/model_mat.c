@@ -33,8 +33,8 @@
 
 #include <matio.h>
 
-#include "internal.h"
-#include "model_import.h"
+#include "net/internal.h"
+#include "io/model_import.h"
 
 #define HOW_TO_SAVE                                                                                          \
     "IW = net.IW; LW = net.LW; b = net.b; transferFcn = cellfun(@(l) l.transferFcn, net.layers, "            \

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "net/internal.h"
 #include "kernels/kernels.h"
 
 #define SQRT_2_OVER_PI 0.79788456080286535587989211986876

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "net/internal.h"
 
 static double *dup_array(const double *src, size_t n)
 {

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "products.h"
+#include "products/products.h"
 
 struct nnd_product_plan {
     nnd_product kind;

@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "kernels/accum.h"
-#include "plan.h"
-#include "real.h"
+#include "plan/plan.h"
+#include "plan/real.h"
 
 static void forward_values(nnd_plan *p, size_t nb, int hess)
 {

@@ -57,6 +57,8 @@ static uint64_t rd64(const v5 *r, const unsigned char *p)
 
 static nnd_status corrupt(const v5 *r, const char *what)
 {
+    if (!r->var[0])
+        return matx_fail(r->x, NND_EFORMAT, "corrupt MAT-file: %s", what);
     return matx_fail(r->x, NND_EFORMAT, "corrupt MAT-file (variable '%s'): %s", r->var, what);
 }
 
@@ -280,6 +282,8 @@ static nnd_status parse_matrix(v5 *r, const unsigned char *p, size_t n, int dept
 
     switch (cls) {
     case MATV_CELL:
+        if (v->numel > n / 8)
+            return corrupt(r, "a cell claims more elements than its bytes can hold");
         if (v->numel && !(v->elem = matx_alloc(r->x, v->numel, sizeof *v->elem)))
             return r->x->err;
         return parse_elements(r, p, n, v->numel, depth, v->elem, p0, end);
@@ -402,7 +406,7 @@ static int wanted_index(const char *name, const char *const *wanted, size_t n_wa
 nnd_status nnd__mat_v5_read(matx *x, const unsigned char *p, size_t n, const char *const *wanted, size_t n_wanted,
                             matvar_entry **vars, size_t *n_vars, int *compressed)
 {
-    v5 r = {x, 0, "?"};
+    v5 r = {x, 0, ""};
     nnd_status s;
     *vars = NULL;
     *n_vars = 0;
@@ -427,7 +431,7 @@ nnd_status nnd__mat_v5_read(matx *x, const unsigned char *p, size_t n, const cha
     for (size_t at = 128; at < n;) {
         elem e;
         size_t used;
-        r.var = "?";
+        r.var = "";
         if ((s = next_elem(&r, p + at, n - at, &e, &used)))
             return s;
         const unsigned char *body = e.data;

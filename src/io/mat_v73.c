@@ -79,12 +79,14 @@ static uint64_t ad(cur *c, int k)
 
 static nnd_status corrupt(const h5 *h, const char *what)
 {
-    return matx_fail(h->x, NND_EFORMAT, "corrupt MAT-file (v7.3, variable '%s'): %s", h->var, what);
+    return matx_fail(h->x, NND_EFORMAT, "corrupt MAT-file (v7.3%s%s%s): %s", h->var[0] ? ", variable '" : "", h->var,
+                     h->var[0] ? "'" : "", what);
 }
 
 static nnd_status unsupported(const h5 *h, const char *what)
 {
-    return matx_fail(h->x, NND_EUNSUPPORTED, "MAT-file v7.3, variable '%s': %s is not supported", h->var, what);
+    return matx_fail(h->x, NND_EUNSUPPORTED, "MAT-file v7.3%s%s%s: %s is not supported", h->var[0] ? ", variable '" : "",
+                     h->var, h->var[0] ? "'" : "", what);
 }
 
 /* len bytes at HDF5 address addr, inside the file; charged as work. */
@@ -948,7 +950,7 @@ static nnd_status superblock(h5 *h, uint64_t *root)
         return matx_fail(h->x, NND_EFORMAT, "corrupt MAT-file v7.3: no HDF5 superblock");
     cur c = {h->p + at + 8, h->n - at - 8, 0};
     int ver = (int)u(&c, 1);
-    uint64_t base;
+    uint64_t base, eof = UNDEF;
     if (ver == 0 || ver == 1) {
         take(&c, 4);
         h->so = (int)u(&c, 1);
@@ -959,7 +961,9 @@ static nnd_status superblock(h5 *h, uint64_t *root)
         if (h->sl != 8 && h->sl != 4)
             return unsupported(h, "an HDF5 length size other than 4 or 8");
         base = ad(&c, h->so);
-        take(&c, 3 * (size_t)h->so);
+        take(&c, (size_t)h->so);
+        eof = ad(&c, h->so);
+        take(&c, (size_t)h->so);
         ad(&c, h->so); /* the root's link name offset */
         *root = ad(&c, h->so);
     } else if (ver == 2 || ver == 3) {
@@ -969,7 +973,8 @@ static nnd_status superblock(h5 *h, uint64_t *root)
         if ((h->so != 8 && h->so != 4) || (h->sl != 8 && h->sl != 4))
             return unsupported(h, "an HDF5 offset or length size other than 4 or 8");
         base = ad(&c, h->so);
-        take(&c, 2 * (size_t)h->so);
+        take(&c, (size_t)h->so);
+        eof = ad(&c, h->so);
         *root = ad(&c, h->so);
     } else {
         return unsupported(h, "this HDF5 superblock version");
@@ -979,13 +984,15 @@ static nnd_status superblock(h5 *h, uint64_t *root)
     if (base != at)
         return corrupt(h, "the HDF5 base address is not where the superblock is");
     h->base = at;
+    if (eof == UNDEF || eof > h->n) /* (libhdf5 writes the end of file counting the user block) */
+        return corrupt(h, "the file is shorter than its HDF5 superblock says (truncated)");
     return NND_OK;
 }
 
 nnd_status nnd__mat_v73_read(matx *x, const unsigned char *p, size_t n, const char *const *wanted,
                              size_t n_wanted, matvar_entry **vars, size_t *n_vars)
 {
-    h5 h = {x, p, n, 0, 8, 8, "(file)"};
+    h5 h = {x, p, n, 0, 8, 8, ""};
     uint64_t root = UNDEF;
     h5obj o;
     nnd_status s;

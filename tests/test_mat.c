@@ -51,7 +51,7 @@ static size_t list_fixtures(char names[][64], size_t cap)
     while ((e = readdir(d)) && n < cap) {
         size_t len = strlen(e->d_name);
         if (len > 4 && len < 64 && !strcmp(e->d_name + len - 4, ".mat"))
-            snprintf(names[n++], 64, "%s", e->d_name);
+            memcpy(names[n++], e->d_name, len + 1);
     }
     closedir(d);
     return n;

@@ -593,6 +593,22 @@ static void print_layers(const nnd_net *net)
     }
 }
 
+/* "read from: FORMAT (NAME)" and "folded: step; step" (or "folded: nothing"): what the reader did. */
+static void print_source(const nnd_net *net)
+{
+    const char *fmt = nnd_net_source(net), *name = nnd_net_source_name(net);
+    printf("read from: %s", fmt ? fmt : "?");
+    if (name)
+        printf(" (%s)", name);
+    printf("\nfolded:");
+    size_t n = nnd_net_n_folded(net);
+    if (n == 0)
+        printf(" nothing");
+    for (size_t i = 0; i < n; i++)
+        printf("%s %s", i ? ";" : "", nnd_net_folded(net, i));
+    putchar('\n');
+}
+
 static int cmd_info(const command *cmd, const cli_args *a)
 {
     (void)cmd;
@@ -611,6 +627,7 @@ static int cmd_info(const command *cmd, const cli_args *a)
         rc = lib_fail(s, path);
     } else {
         printf("model: %s\n", path);
+        print_source(net);
         printf("inputs: %zu\noutputs: %zu\nlayers: %zu\n", nnd_net_n_in(net), nnd_net_n_out(net),
                nnd_net_n_layers(net));
         print_layers(net);

@@ -205,6 +205,19 @@ NND_API const char *nnd_net_output_step_name(const nnd_net *net, size_t i);
 /* Weights + biases. */
 NND_API size_t nnd_net_n_params(const nnd_net *net);
 
+/* Where a loaded net came from. nnd_net_source: the format its reader read ("nnderiv JSON",
+ * "MATLAB genFunction code", "MAT-file", "ONNX", ...); nnd_net_source_name: the file name given to
+ * nnd_net_load (or nnd_net_load_buffer's name). Both NULL for a net built by nnd_net_* calls.
+ * Valid while the net lives. */
+NND_API const char *nnd_net_source(const nnd_net *net);
+NND_API const char *nnd_net_source_name(const nnd_net *net);
+/* What the reader folded or translated to express the file as this net, one line per step in the
+ * order it was done, e.g. "input removeconstantrows (rows 2, 5 dropped)" or "BatchNormalization
+ * 'bn1' folded into layer 2". nnd_net_n_folded: how many (0 for NULL or a built net);
+ * nnd_net_folded: step i (0-based), NULL out of range. Valid while the net lives. */
+NND_API size_t nnd_net_n_folded(const nnd_net *net);
+NND_API const char *nnd_net_folded(const nnd_net *net, size_t i);
+
 /* ---------------------------------------------------------------- planning */
 
 /* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below).

@@ -161,6 +161,8 @@ MODEL=$T/demo.json
 expect_rc "info exits 0" 0 info "$MODEL"
 check "info counts the demo's 54 parameters" grep -q '^parameters: 54$' "$T/out"
 check "info reports the mode choice" grep -Eq '^choice: (forward|reverse)$' "$T/out"
+check "info names the source format" grep -q '^read from: nnderiv JSON (' "$T/out"
+check "info lists the folded steps" grep -q '^folded: ' "$T/out"
 
 # ---------------------------------------------------------------- inputs and errors
 

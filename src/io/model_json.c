@@ -577,7 +577,7 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
     c->where[0] = '\0';
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c);
-    return NND_OK;
+    return nnd__net_set_source(*net, "nnderiv JSON", c->name);
 }
 
 nnd_status nnd__load_json(const char *text, size_t len, const char *name, nnd_net **net)

@@ -1149,7 +1149,7 @@ static nnd_status build(mctx *c, nnd_net **net)
                    c->n_out_steps, rows, pl(rows), n, pl(n));
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(*net, "MATLAB genFunction code", c->name);
 }
 
 static nnd_status parse(mctx *c)

@@ -404,11 +404,19 @@ NND_API nnd_status nnd_curvature(size_t count, size_t n, const double *H, double
 
 /* ---------------------------------------------------------------- checking */
 
-/* Finite-difference derivatives of one sample, independent of the analytic engines: central
- * differences with two steps combined by Richardson extrapolation (error O(h^4)).
+/* Finite-difference derivatives of one sample, independent of the analytic engines (the net's
+ * values are evaluated by plain loops, without a plan, an engine or BLAS): central differences
+ * at two steps combined by Richardson extrapolation (error O(h^4)).
  * x: n_in inputs. J: n_out x n_in, H: n_out x n_in x n_in; either may be NULL.
  * Accuracy is about 1e-9 relative for J and 1e-6 for H on smooth, well-scaled networks. */
 NND_API nnd_status nnd_fd_derivatives(const nnd_net *net, const double *x, double *J, double *H);
+/* The same with an estimate of each entry's absolute error: Jerr (n_out x n_in) and Herr
+ * (n_out x n_in x n_in), each may be NULL. The estimate is the difference between the Richardson
+ * values of the step pairs (2h, h) and (h, h/2) plus a bound on the rounding of the differences;
+ * the error of J and H is normally well below it. An analytic entry a agrees with the finite
+ * differences f when |a - f| <= 10 err (what `nnderiv check` uses by default). */
+NND_API nnd_status nnd_fd_derivatives_err(const nnd_net *net, const double *x, double *J, double *H,
+                                          double *Jerr, double *Herr);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,20 @@ START_TEST(test_layer_weights_overflow)
 }
 END_TEST
 
+/* nnd_whess_to_ipopt_lower with sizes whose products overflow: NND_EDIM, no memory touched. */
+START_TEST(test_ipopt_lower_overflow)
+{
+    static const size_t batch[] = {SIZE_MAX, 1, 2, SIZE_MAX / 8 + 1, (size_t)1 << 31};
+    static const size_t n[] = {SIZE_MAX, SIZE_MAX, (size_t)1 << 32, 1, (size_t)1 << 17};
+    double H[1] = {0}, v[1] = {0};
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++) {
+        nnd_status s = nnd_whess_to_ipopt_lower(batch[i], n[i], H, v);
+        ck_assert_msg(s == NND_EDIM, "batch %zu, n %zu: got %s", batch[i], n[i], nnd_strerror(s));
+        ck_assert_msg(strstr(nnd_errmsg(), "overflow") != NULL, "message: %s", nnd_errmsg());
+    }
+}
+END_TEST
+
 /* A net with SIZE_MAX (and other absurd) inputs, of which one is kept: valid, but its Hessian has
  * n(n+1)/2 entries per output, which overflows; planning must say so. */
 static nnd_net *wide_input_net(size_t n_in)
@@ -168,6 +182,7 @@ int main(void)
     Suite *s = suite_create("sizes");
     TCase *tc = tcase_create("overflow");
     tcase_add_test(tc, test_layer_weights_overflow);
+    tcase_add_test(tc, test_ipopt_lower_overflow);
     tcase_add_test(tc, test_plan_huge_inputs);
     tcase_add_test(tc, test_plan_huge_max_batch);
     tcase_add_test(tc, test_json_huge_sizes);

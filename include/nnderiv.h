@@ -180,8 +180,11 @@ NND_API nnd_status nnd_net_validate(const nnd_net *net);
 /* Load a model file; the format is recognised by content, not by the name: nnderiv JSON, MATLAB
  * genFunction code (.m), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
  * failures are NND_EIO (cannot read), NND_EFORMAT (malformed: message names file and field) or
- * NND_EUNSUPPORTED. */
+ * NND_EUNSUPPORTED. A path that is not a regular file (a pipe, a device) is read up to
+ * NND_MAX_STREAM_BYTES; more is NND_EIO. */
 NND_API nnd_status nnd_net_load(const char *path, nnd_net **net);
+/* The most nnd_net_load reads from a file that is not a regular file: 256 MiB. */
+#define NND_MAX_STREAM_BYTES ((size_t)256 << 20)
 /* The same from a buffer already in memory; name is used in messages only (may be NULL). */
 NND_API nnd_status nnd_net_load_buffer(const void *data, size_t size, const char *name, nnd_net **net);
 /* Write a net as nnderiv JSON (format "nnderiv-mlp", version 1), numbers round-trip exactly. */

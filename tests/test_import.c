@@ -314,17 +314,6 @@ START_TEST(onnx_equals_torch)
     const char *name = onnx_fixtures[_i];
     char p[1024], e[1024];
     snprintf(p, sizeof p, "%s/%s.onnx", IMPORT_DIR, name);
-    if (!strcmp(name, "onnx_logsoftmax")) {
-        /* TEMPORARY: until the engines implement logsoftmax, the builder refuses it; the import
-         * itself must get as far as that refusal. */
-        nnd_net *net = NULL;
-        nnd_status s = nnd_net_load(p, &net);
-        if (s == NND_EUNSUPPORTED && strstr(nnd_errmsg(), "not supported by the engines yet")) {
-            fprintf(stderr, "%s: skipped until the engines support logsoftmax (%s)\n", name, nnd_errmsg());
-            return;
-        }
-        nnd_net_free(net);
-    }
     snprintf(e, sizeof e, "%s/%s.expected.json", IMPORT_DIR, name);
     json_error_t err;
     json_t *exp = json_load_file(e, 0, &err);

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 /* Results held per chunk: about this many bytes (at least one block), at most CHUNK_ROWS_MAX rows. */
-#define CHUNK_BYTES ((size_t)64 << 20)
+#define CHUNK_MIB_DEFAULT 64
 #define CHUNK_ROWS_MAX ((size_t)16384)
 #define PROGRESS_AFTER 1.0    /* seconds before the first progress line */
 #define PROGRESS_EVERY 0.5    /* seconds between redraws */
@@ -52,7 +52,7 @@ static void lib_err(nnd_status s, const char *context, char *err, size_t errlen)
 /* ---------------------------------------------------------------- options */
 
 enum { OPT_WHAT = 256, OPT_ROWS, OPT_FLOAT32, OPT_COMPRESS, OPT_DATASET, OPT_THREADS, OPT_QUIET, OPT_STRICT,
-       OPT_MODE };
+       OPT_MODE, OPT_CHUNK };
 
 static const struct option deriv_options[] = {
     {"model", required_argument, NULL, 'm'},     {"input", required_argument, NULL, 'i'},
@@ -60,7 +60,7 @@ static const struct option deriv_options[] = {
     {"rows", required_argument, NULL, OPT_ROWS}, {"float32", no_argument, NULL, OPT_FLOAT32},
     {"compress", optional_argument, NULL, OPT_COMPRESS}, {"dataset", required_argument, NULL, OPT_DATASET},
     {"threads", required_argument, NULL, OPT_THREADS},   {"quiet", no_argument, NULL, OPT_QUIET},
-    {"strict", no_argument, NULL, OPT_STRICT},   {"mode", required_argument, NULL, OPT_MODE},
+    {"strict", no_argument, NULL, OPT_STRICT},   {"chunk-mib", required_argument, NULL, OPT_CHUNK},   {"mode", required_argument, NULL, OPT_MODE},
     {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
 };
 
@@ -72,7 +72,7 @@ static void print_help(const char *prog)
     printf(
         "Values y (B, m), Jacobians J (B, m, n) and Hessians H (B, m, n, n) in one pass: one execute per chunk\n"
         "computes everything asked, written to one output set as it goes, so memory stays the size of a\n"
-        "chunk (about 64 MiB of results) plus the model, whatever the batch.\n"
+        "chunk (--chunk-mib, 64 MiB of results) plus the model, whatever the batch.\n"
         "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
         "  -i, --input INPUT   samples (B, n): .npy (float64/float32), .csv, .h5 (dataset --dataset),\n"
         "                      or - for .npy on standard input\n"
@@ -95,6 +95,8 @@ static void print_help(const char *prog)
         "                      not matter; with N = 1 OpenBLAS keeps its own threads: set\n"
         "                      OPENBLAS_NUM_THREADS=1 as well to use one core. Results are bit-identical\n"
         "                      for every N%s.\n"
+        "  --chunk-mib M       results held per chunk, in MiB (default 64; at least one batch block):\n"
+        "                      the memory bound; any M gives the same bytes\n"
         "  --quiet             no progress line (shown on stderr when it is a terminal and the run\n"
         "                      takes more than a second: samples done, samples/s, ETA)\n"
         "  -h, --help          this help\n"
@@ -163,6 +165,7 @@ int deriv_parse(const char *prog, int argc, char **argv, deriv_args *a)
     memset(a, 0, sizeof *a);
     a->what = NND_VALUE | NND_JACOBIAN | NND_HESSIAN;
     a->mode = NND_MODE_AUTO;
+    a->chunk_bytes = (size_t)CHUNK_MIB_DEFAULT << 20;
     opterr = 0;
     optind = 1;
     int code;
@@ -194,6 +197,11 @@ int deriv_parse(const char *prog, int argc, char **argv, deriv_args *a)
             if (parse_count(optarg, 1, 4096, &v) != 0)
                 return usage(prog, "--threads: '%s' is not a number of threads 1-4096", optarg);
             a->threads = (size_t)v;
+            break;
+        case OPT_CHUNK:
+            if (parse_count(optarg, 1, 1 << 20, &v) != 0)
+                return usage(prog, "--chunk-mib: '%s' is not a size in MiB 1-1048576", optarg);
+            a->chunk_bytes = (size_t)v << 20;
             break;
         case OPT_MODE:
             if (strcmp(optarg, "auto") == 0)
@@ -269,7 +277,7 @@ int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t
     }
     e->block = nnd_plan_block(probe);
     nnd_plan_free(probe);
-    size_t blocks = CHUNK_BYTES / (row_bytes * e->block + 1);
+    size_t blocks = a->chunk_bytes / (row_bytes * e->block + 1);
     if (blocks < 1)
         blocks = 1;
     if (blocks * e->block > CHUNK_ROWS_MAX)

@@ -20,6 +20,7 @@ typedef struct {
     int quiet;      /* --quiet: no progress line */
     int strict;     /* --strict: a non-finite input is an error naming the row */
     size_t threads; /* --threads N (0: NND_NUM_THREADS, else every online CPU) */
+    size_t chunk_bytes; /* --chunk-mib: results held per chunk (default 64 MiB) */
     nnd_mode mode;  /* --mode */
 } deriv_args;
 

@@ -608,6 +608,9 @@ static nnd_status read_fitnet(const mctx *c, const matv *const *v, nnd_net **net
         }
         if (!s && (s = nnd_net_add_input_mapstd(*net, mu, sd, 0)))
             s = builder_failed(s, c, "Mu and Sigma");
+        if (!s)
+            s = nnd__net_add_folded(*net, "Mu, Sigma: the predictors' standardisation (x - Mu) ./ Sigma as mapstd with "
+                                    "gain 1 ./ Sigma");
         nnd__free(mu);
         nnd__free(sd);
         if (s)
@@ -643,7 +646,7 @@ static nnd_status read_fitnet(const mctx *c, const matv *const *v, nnd_net **net
     }
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(*net, v[V_RTF] ? "MAT-file (fitrnet struct)" : "MAT-file (fitcnet struct)", c->name);
 }
 
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net)

@@ -3,7 +3,7 @@
 values, Jacobians and Hessians beside them (NAME.expected.json).
 
 Run once by hand, not in CI (it needs torch and onnx):
-    python3 -m venv /tmp/venv_onnx && /tmp/venv_onnx/bin/pip install torch onnx numpy
+    python3 -m venv /tmp/venv_onnx && /tmp/venv_onnx/bin/pip install torch onnx onnxscript keras numpy
     /tmp/venv_onnx/bin/python tools/make_onnx_fixtures.py [NAME ...]
 With names, only those fixtures are written (the others are still built, so that every network gets
 the same random weights as in a full run).
@@ -250,6 +250,9 @@ def pattern_nets():
     yield "bn_input_default_bn", nn.Sequential(
         batchnorm(3), nn.Linear(3, 16), nn.ELU(), nn.BatchNorm1d(16), nn.Linear(16, 16), nn.ReLU(),
         nn.Linear(16, 2)), 3, EXPORTERS
+    # one output: its de-normalisation constants are scalars, part of the activation's expression
+    yield "denorm_one_output", nn.Sequential(
+        nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1), nn.Sigmoid(), Affine(1, True)), 3, EXPORTERS
 
 
 def keras_untrained(path_onnx, path_expected):

@@ -759,10 +759,43 @@ static nnd_status add_output_map(octx *c, const pmap *m)
     return s ? builder_failed(s, c, "the output de-normalisation") : NND_OK;
 }
 
-/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
- * graph output). On success *width is the layer's units (the input's length for the input). */
-static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width)
+/* Scalar constants around an activation, k1*f(z) + k0 (the output de-normalisation of a one-unit
+ * output, one scale for all units, or a bare 2*z): the tree below them, with total = inner*g + o. */
+static int peel(const octx *c, int root, double *g, double *o)
 {
+    *g = 1;
+    *o = 0;
+    for (;;) {
+        const tnode *t = &c->tr[root];
+        if (t->op != T_ADD && t->op != T_SUB && t->op != T_MUL && t->op != T_DIV)
+            return root;
+        int ka = c->tr[t->a].op == T_CONST, kb = c->tr[t->b].op == T_CONST;
+        if (ka == kb || (t->op == T_DIV && ka))
+            return root;
+        double k = c->tr[ka ? t->a : t->b].c;
+        if (t->op == T_ADD)
+            *o += k * *g;
+        else if (t->op == T_SUB && kb)
+            *o -= k * *g;
+        else if (t->op == T_SUB) {
+            *o += k * *g;
+            *g = -*g;
+        } else if (t->op == T_MUL)
+            *g *= k;
+        else
+            *g /= k;
+        root = ka ? t->b : t->a;
+    }
+}
+
+/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
+ * graph output). On success *width is the layer's units (the input's length for the input), and
+ * *post the per-unit map after the layer's activation (1-based, 0: none) that its reader applies:
+ * the value's own, after scalars peeled off its expression. */
+static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width,
+                          size_t *post)
+{
+    *post = v->post;
     zmap *z = &c->z[v->zi];
     nnd_status s;
     if (z->is_input) {
@@ -793,10 +826,27 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
                         "layers (branches and residual connections are not supported)",
                         z->src + 1, c->n_layers);
     int act = NND_ACT_PURELIN;
-    double param[2];
+    double param[2], g, o;
     size_t keep = c->node;
-    if ((s = identify(c, v->tree, &act, param)))
-        return s;
+    int inner = peel(c, v->tree, &g, &o);
+    if ((s = identify(c, v->tree, &act, param))) {
+        if (inner == v->tree || identify(c, inner, &act, param) != NND_OK) {
+            c->node = keep;
+            return identify(c, v->tree, &act, param); /* its own message */
+        }
+        /* k1*f(z) + k0 = (f(z) - 0)*k1 + k0, then the value's map (X2, G2, Y2) on top:
+         * (f*g + o - X2)*G2 + Y2 = (f - 0)*(g*G2) + ((o - X2)*G2 + Y2). */
+        size_t n = z->n_out, pm;
+        if ((s = new_pmap(c, v->post, n, &pm)))
+            return s;
+        pmap *m = &c->pm[pm - 1];
+        for (size_t i = 0; i < n; i++) {
+            m->yoff[i] = (o - m->xoff[i]) * m->gain[i] + m->yoff[i];
+            m->gain[i] *= g;
+            m->xoff[i] = 0;
+        }
+        *post = pm;
+    }
     c->node = keep;
     char what[32];
     snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
@@ -813,13 +863,13 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
 
 /* A new affine map W h + b reading the stream v; W: n_out x n_in. */
 static nnd_status new_affine(octx *c, const value *v, const char *input_name, size_t n_in, size_t n_out,
-                             double **W, double **b, size_t *zi_out)
+                             double **W, double **b, size_t *zi_out, size_t *post)
 {
     size_t width = 0, zi = 0;
     nnd_status s;
     if (v->width && v->width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, v->width);
-    if ((s = realise(c, v, input_name, n_in, &width)))
+    if ((s = realise(c, v, input_name, n_in, &width, post)))
         return s;
     if (width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, width);
@@ -948,8 +998,8 @@ static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *i
         return bad_node(NND_EUNSUPPORTED, c, "the bias C has %zu values, expected 1 or %zu (one per unit)", ct->numel,
                         N);
     double *W = NULL, *b = NULL;
-    size_t zi = 0;
-    if ((s = new_affine(c, A, input_name, K, N, &W, &b, &zi)))
+    size_t zi = 0, post = 0;
+    if ((s = new_affine(c, A, input_name, K, N, &W, &b, &zi, &post)))
         return s;
     for (size_t o = 0; o < N; o++) {
         for (size_t k = 0; k < K; k++)
@@ -960,8 +1010,8 @@ static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *i
     /* A per-unit map after the previous layer's activation, a = (f - xoff)*gain + yoff, folds into
      * this layer: W a + b = (W diag(gain)) f + (b + W (yoff - xoff*gain)). On the input it is the
      * net's input normalisation instead (realise). */
-    if (A->post && !c->z[A->zi].is_input) {
-        const pmap *m = &c->pm[A->post - 1];
+    if (post && !c->z[A->zi].is_input) {
+        const pmap *m = &c->pm[post - 1];
         for (size_t o = 0; o < N; o++)
             for (size_t k = 0; k < K; k++) {
                 b[o] += W[o * K + k] * (m->yoff[k] - m->xoff[k] * m->gain[k]);
@@ -1597,10 +1647,10 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EUNSUPPORTED, c, "the graph output '%s' does not come from a layer", q(g->output[0]->name).s);
     /* The output's own layer: messages name the node that made the output. */
     c->node = c->tr[out->tree].node;
-    size_t units;
-    if ((s = realise(c, out, in->name, 0, &units)))
+    size_t units, post;
+    if ((s = realise(c, out, in->name, 0, &units, &post)))
         return s;
-    if (out->post && (s = add_output_map(c, &c->pm[out->post - 1])))
+    if (post && (s = add_output_map(c, &c->pm[post - 1])))
         return s;
     if ((s = nnd_net_validate(c->net)))
         return builder_failed(s, c, "the net");

@@ -23,8 +23,9 @@ enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 /* The width of one printed number: %.7g never takes more than 14 characters. */
 #define NUM_FMT "%14.7g"
 
-#define DEFAULT_TOL_J 1e-6
-#define DEFAULT_TOL_H 1e-4
+/* check's default tolerance: this many times the finite differences' own largest relative
+ * error estimate (nnd_fd_derivatives_err); a negative tol_j/tol_h means "derive it". */
+#define TOL_FROM_ESTIMATE 10.0
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -428,14 +429,18 @@ static int cmd_compute(const command *cmd, const cli_args *a)
 
 /* ---------------------------------------------------------------- check and demo */
 
-/* Largest |a - f| and |a - f| / max(1, |f|) over n entries; NaN counts as infinite. */
+/* Largest |a - f| and |a - f| / max(1, |f|) over n entries; NaN counts as infinite. est: the
+ * largest relative error estimate of the finite differences, err / max(1, |f|). */
 typedef struct {
     double abs, rel;
     size_t sample;
+    double est;
 } errstat;
 
-static void errstat_add(errstat *e, size_t sample, size_t n, const double *a, const double *f)
+static void errstat_add(errstat *e, size_t sample, size_t n, const double *a, const double *f, const double *err)
 {
+    for (size_t i = 0; i < n; i++)
+        e->est = fmax(e->est, err[i] / fmax(1.0, fabs(f[i])));
     for (size_t i = 0; i < n; i++) {
         double d = fabs(a[i] - f[i]);
         if (isnan(d))
@@ -456,33 +461,40 @@ static int compare_fd(const nnd_net *net, const double *x, const results *r, err
     size_t n = r->n, m = r->m;
     int rc = EXIT_OK;
     double *Jf = malloc(m * n * sizeof *Jf), *Hf = malloc(m * n * n * sizeof *Hf);
+    double *Je = malloc(m * n * sizeof *Je), *He = malloc(m * n * n * sizeof *He);
     *checked = 0;
-    if (Jf == NULL || Hf == NULL) {
+    if (Jf == NULL || Hf == NULL || Je == NULL || He == NULL) {
         fail("out of memory");
         rc = EXIT_ERR;
     }
     for (size_t b = 0; rc == EXIT_OK && b < r->batch; b++) {
         if (!sample_is_finite(x + b * n, n))
             continue;
-        nnd_status s = nnd_fd_derivatives(net, x + b * n, Jf, Hf);
+        nnd_status s = nnd_fd_derivatives_err(net, x + b * n, Jf, Hf, Je, He);
         if (s != NND_OK) {
             rc = lib_fail(s, context);
             break;
         }
-        errstat_add(ej, b, m * n, r->J + b * m * n, Jf);
-        errstat_add(eh, b, m * n * n, r->H + b * m * n * n, Hf);
+        errstat_add(ej, b, m * n, r->J + b * m * n, Jf, Je);
+        errstat_add(eh, b, m * n * n, r->H + b * m * n * n, Hf, He);
         (*checked)++;
     }
     free(Jf);
     free(Hf);
+    free(Je);
+    free(He);
     return rc;
 }
 
 static int report_check(const char *name, const errstat *e, double tol)
 {
+    int derived = tol < 0;
+    if (derived)
+        tol = TOL_FROM_ESTIMATE * e->est;
     int ok = e->rel <= tol;
-    printf("%s: max abs error %.3g, max rel error %.3g (sample %zu), tolerance %.3g: %s\n", name, e->abs,
-           e->rel, e->sample, tol, ok ? "ok" : "FAILED");
+    printf("%s: max abs error %.3g, max rel error %.3g (sample %zu), tolerance %.3g%s: %s\n", name, e->abs,
+           e->rel, e->sample, tol,
+           derived ? " (10 x the finite differences' error estimate)" : "", ok ? "ok" : "FAILED");
     return ok;
 }
 
@@ -593,6 +605,22 @@ static void print_layers(const nnd_net *net)
     }
 }
 
+/* "read from: FORMAT (NAME)" and "folded: step; step" (or "folded: nothing"): what the reader did. */
+static void print_source(const nnd_net *net)
+{
+    const char *fmt = nnd_net_source(net), *name = nnd_net_source_name(net);
+    printf("read from: %s", fmt ? fmt : "?");
+    if (name)
+        printf(" (%s)", name);
+    printf("\nfolded:");
+    size_t n = nnd_net_n_folded(net);
+    if (n == 0)
+        printf(" nothing");
+    for (size_t i = 0; i < n; i++)
+        printf("%s %s", i ? ";" : "", nnd_net_folded(net, i));
+    putchar('\n');
+}
+
 static int cmd_info(const command *cmd, const cli_args *a)
 {
     (void)cmd;
@@ -611,6 +639,7 @@ static int cmd_info(const command *cmd, const cli_args *a)
         rc = lib_fail(s, path);
     } else {
         printf("model: %s\n", path);
+        print_source(net);
         printf("inputs: %zu\noutputs: %zu\nlayers: %zu\n", nnd_net_n_in(net), nnd_net_n_out(net),
                nnd_net_n_layers(net));
         print_layers(net);
@@ -921,16 +950,18 @@ static const command commands[] = {
     {"hessian", COMPUTE_USAGE, "Hessians H[b][k][i][j] = d2y_k/dx_i dx_j, shape (B, m, n, n)",
      "Compute the Hessians: the output has shape (B, m, n, n), H[b][k][i][j] = d2y_k/dx_i dx_j.\n" COMPUTE_HELP,
      OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
-    {"check", "-m MODEL -i INPUT [--tol-j 1e-6] [--tol-h 1e-4] [--mode auto|forward|reverse]",
+    {"check", "-m MODEL -i INPUT [--tol-j TOL] [--tol-h TOL] [--mode auto|forward|reverse]",
      "compare analytic J and H with finite differences",
      "Compare the analytic Jacobian and Hessian of every sample with finite differences\n"
      "(nnd_fd_derivatives) and print the largest absolute and relative errors, the relative\n"
-     "error being |a - f| / max(1, |f|). Exit status 1 if it exceeds the tolerance.\n"
+     "error being |a - f| / max(1, |f|). Exit status 1 if it exceeds the tolerance. By default\n"
+     "the tolerance is 10 times the finite differences' own largest relative error estimate\n"
+     "(the difference of the Richardson values of two step pairs, plus rounding), printed.\n"
      "Samples with non-finite inputs are skipped.\n"
      "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
      "  -i, --input INPUT   samples, .npy or .csv as for eval\n"
-     "  --tol-j TOL         tolerance for J (default 1e-6)\n"
-     "  --tol-h TOL         tolerance for H (default 1e-4)\n"
+     "  --tol-j TOL         tolerance for J (default: derived from the error estimate)\n"
+     "  --tol-h TOL         tolerance for H (default: derived from the error estimate)\n"
      "  --mode MODE         auto (default), forward or reverse\n"
      "  -h, --help          this help\n",
      OPT_MODEL | OPT_INPUT | OPT_MODE | OPT_TOL, OPT_MODEL | OPT_INPUT, 0, 0, cmd_check, 0},
@@ -1105,8 +1136,8 @@ static int parse_args(const command *cmd, int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof *a);
     a->mode = NND_MODE_AUTO;
-    a->tol_j = DEFAULT_TOL_J;
-    a->tol_h = DEFAULT_TOL_H;
+    a->tol_j = -1; /* derived from the finite differences' error estimate */
+    a->tol_h = -1;
     opterr = 0;
     optind = 1;
     int code;

@@ -519,7 +519,7 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
         return bad(NND_EFORMAT, c, "the output processing gives %zu rows, but the last layer has %zu units", rows, n);
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(*net, "MAT-file", c->name);
 }
 
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net)

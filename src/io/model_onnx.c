@@ -1654,7 +1654,7 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return s;
     if ((s = nnd_net_validate(c->net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(c->net, "ONNX", c->name);
 }
 
 static nnd_status load(const char *data, size_t len, const char *name, const char *path, nnd_net **net)

@@ -333,8 +333,10 @@ static void warn_nonfinite(const char *path, const double *x, size_t batch, size
 /* Read the input and check it against the net: 1-D (n_in) is one sample, 2-D is (batch, n_in). */
 static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t *batch)
 {
-    char err[512], warn[512];
+    char err[512], warn[512], label[512];
     size_t n = nnd_net_n_in(net);
+    /* named as the streaming path names it: an HDF5 input by its dataset too */
+    snprintf(label, sizeof label, cli_stream_format(path) == CLI_SFMT_H5 ? "%s: dataset /x" : "%s", path);
     if (cli_read_whole(path, NULL, x, warn, sizeof warn, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
@@ -344,11 +346,11 @@ static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t
     size_t cols = x->ndim == 1 ? x->shape[0] : x->ndim == 2 ? x->shape[1] : 0;
     *batch = x->ndim == 1 ? 1 : x->ndim == 2 ? x->shape[0] : 0;
     if (x->ndim != 1 && x->ndim != 2) {
-        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", path, x->ndim);
+        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label, x->ndim);
     } else if (cols != n) {
-        fail("%s: samples have %zu values, the model has %zu inputs", path, cols, n);
+        fail("%s: samples have %zu values, the model has %zu inputs", label, cols, n);
     } else if (*batch == 0) {
-        fail("%s: no samples", path);
+        fail("%s: no samples", label);
     } else {
         warn_nonfinite(path, x->data, *batch, n);
         return EXIT_OK;
@@ -1405,6 +1407,7 @@ static const command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
+    cli_signals_install();
     if (argc < 2)
         return usage_error(NULL, "no command given");
     const char *name = argv[1];
@@ -1423,7 +1426,6 @@ int main(int argc, char **argv)
     int rc = parse_args(cmd, argc - 1, argv + 1, &args);
     if (rc != EXIT_OK)
         return rc < 0 ? EXIT_OK : rc;
-    cli_signals_install();
     rc = cmd->run(cmd, &args);
     if (fflush(stdout) != 0 && rc == EXIT_OK) {
         fail("writing to standard output: %s", strerror(errno));

@@ -1129,10 +1129,13 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 #define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse] [--float32]"
 #define COMPUTE_HELP                                                                                      \
     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
-    "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)) or .csv (one sample\n"   \
-    "                      per row); a 1-D input is one sample and still gives B = 1 in the output\n"     \
-    "  -o, --output OUT    write .npy (float64) or .csv (one row per sample, the rest flattened);\n"      \
-    "                      without -o the results are printed for people\n"                               \
+    "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)), .csv (one sample\n"    \
+    "                      per row), .h5 (dataset /x) or - (.npy on stdin); a 1-D input is one sample\n" \
+    "  -o, --output OUT    write .npy, .csv (one row per sample, the rest flattened), .h5 (dataset\n"    \
+    "                      /y, /J or /H), .npz, .mat (MATLAB: y(b,k), J(b,k,i), H(b,k,i,j)) or -\n"     \
+    "                      (.npy on stdout), float64; without -o the results are printed for people.\n" \
+    "                      Streamed chunk by chunk (memory bounded): .npy, .csv, .h5, - (in and out);\n" \
+    "                      .npz stages on disk; .mat is assembled in memory at the end\n"               \
     "  --mode MODE         auto (default: the cheaper by the cost model), forward or reverse\n"           \
     "  --float32           compute in float32 (NND_FLOAT32: about 1e-6 relative error, up to twice as\n"  \
     "                      fast); the inputs are rounded to float, the output is still float64\n"       \
@@ -1142,7 +1145,8 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 #define PRODUCT_HELP                                                                                      \
     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
     "  -i, --input INPUT   samples, .npy or .csv as for eval\n"                                           \
-    "  -o, --output OUT    write .npy (float64) or .csv; without -o the result is printed\n"              \
+    "  -o, --output OUT    write .npy, .csv, .h5, .npz, .mat or - (float64, as for eval); without -o\n"  \
+    "                      the result is printed\n"                                                     \
     "  -h, --help          this help\n"
 
 static const command commands[] = {

@@ -51,7 +51,7 @@
 #define KERAS_EPSILON 1e-7          /* keras.config.epsilon()'s default */
 #define MAX_JSON_BYTES (64u << 20)  /* config.json, metadata.json, model_config */
 #define MAX_ENTRY_BYTES (4ull << 30) /* any zip entry */
-#define MAX_LAYERS 100000
+#define MAX_LAYERS 10000
 
 static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
@@ -135,7 +135,8 @@ static void h5_close_id(hid_t id)
 }
 
 /* Open the HDF5 image in memory. The core driver copies it; the name only has to be unique among
- * the files this process has open (HDF5 recognises an open file by it), hence the buffer's address. */
+ * the files this process has open (HDF5 recognises an open file by it), hence the address of the
+ * buffer, which the caller keeps alive until the file is closed. */
 static nnd_status h5_open_image(kctx *c, const void *data, size_t len)
 {
     c->h5 = -1;
@@ -654,7 +655,7 @@ static nnd_status keras_activation(kctx *c, const klayer *L, const char *s, kact
         return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": hard_sigmoid means relu6(x+3)/6 in Keras 3 and 0.2x+0.5 in Keras 2, "
                    "and the file does not record the Keras version that wrote it", LAYER_ARGS(L));
     }
-    if ((strcmp(s, "hard_silu") == 0 || strcmp(s, "hard_swish") == 0) && c->keras_major >= 3) {
+    if (strcmp(s, "hard_silu") == 0 || strcmp(s, "hard_swish") == 0) { /* Keras 3 only; Keras 2 had none */
         a->act = NND_ACT_HARDSWISH; /* x * relu6(x + 3)/6 */
         return NND_OK;
     }
@@ -720,8 +721,11 @@ static nnd_status activation_layer(kctx *c, const klayer *L, kact *a)
             a->np = 2;
             return NND_OK;
         }
-        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": ReLU with threshold %g, negative_slope %g and max_value %s%g has no "
-                   "exact counterpart", LAYER_ARGS(L), thr, slope, has_max ? "" : "None ", has_max ? maxv : 0.0);
+        char mx[32] = "None";
+        if (has_max)
+            snprintf(mx, sizeof mx, "%g", maxv);
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": ReLU with threshold %g, negative_slope %g and max_value %s has no "
+                   "exact counterpart", LAYER_ARGS(L), thr, slope, mx);
     }
     if (strcmp(L->cls, "LeakyReLU") == 0) {
         double slope = 0;
@@ -992,6 +996,7 @@ typedef struct {
     size_t *chain;   /* indices into layers, input to output (InputLayer excluded) */
     size_t n_chain;
     size_t n_in;     /* from the InputLayer or build_input_shape; 0 if not given */
+    size_t n_weighted; /* layers with weights in the file */
 } kmodel;
 
 static nnd_status graph_refusal(kctx *c, const klayer *L, const char *why)
@@ -1143,8 +1148,7 @@ static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
         for (size_t k = i + 1; k < m->n && !sequential; k++)
             if (strcmp(m->layers[i].lname, m->layers[k].lname) == 0)
                 return bad(NND_EFORMAT, c, "two layers are named '%.100s'", m->layers[i].lname);
-    if (c->legacy && n_weighted != c->n_wl)
-        return bad(NND_EFORMAT, c, "the config has %zu layers with weights, model_weights %zu", n_weighted, c->n_wl);
+    m->n_weighted = n_weighted;
 
     nnd_status s;
     if (sequential) {
@@ -1223,6 +1227,8 @@ static nnd_status chain_ops(kctx *c, const kmodel *m, kop *ops, size_t *n_ops, s
                        "LeakyReLU, ELU, Softmax, Normalization, Dropout and the other inference-time identities, "
                        "InputLayer)", LAYER_ARGS(L));
     }
+    if (c->legacy && m->n_weighted != c->n_wl)
+        return bad(NND_EFORMAT, c, "the config has %zu layers with weights, model_weights %zu", m->n_weighted, c->n_wl);
     for (size_t k = 0; k < m->n_chain; k++) {
         const klayer *L = &m->layers[m->chain[k]];
         kop *o = &ops[*n_ops];
@@ -1553,11 +1559,11 @@ nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, n
         s = bad(NND_EFORMAT, &c, "model.weights.h5 is not an HDF5 file");
     if (!s)
         s = h5_open_image(&c, weights, n_weights);
-    nnd__free(weights); /* libhdf5 holds its own copy */
     if (!s)
         s = load_config(&c, config, n_config, "config.json", "Keras (.keras)", net);
     h5_close_id(c.h5);
     h5_restore(&q);
+    nnd__free(weights); /* only now: while the file is open its address names it (h5_open_image) */
     nnd__free(config);
     nnd__free(meta);
     return s;

@@ -102,6 +102,11 @@ int cli_reader_warning(const cli_reader *r, char *buf, size_t len);
 
 void cli_reader_close(cli_reader *r); /* NULL is a no-op */
 
+/* Read a whole input (any input format) into *a, as cli_array_read does for .npy/.csv; a warning
+ * line (cli_reader_warning) lands in warn (empty when none). */
+int cli_read_whole(const char *path, const char *dataset, cli_array *a, char *warn, size_t warnlen, char *err,
+                   size_t errlen);
+
 /* Parse --rows "A:B" (either side may be empty: ":B", "A:", ":") against n_rows into the
  * half-open range [*a, *b); an empty or out-of-range slice is an error naming `path`. */
 int cli_parse_rows(const char *spec, size_t n_rows, const char *path, size_t *a, size_t *b, char *err,

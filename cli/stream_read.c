@@ -626,3 +626,41 @@ int cli_parse_rows(const char *spec, size_t n_rows, const char *path, size_t *a,
     *b = hi;
     return 0;
 }
+
+int cli_read_whole(const char *path, const char *dataset, cli_array *a, char *warn, size_t warnlen, char *err,
+                   size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    if (warn != NULL && warnlen > 0)
+        warn[0] = '\0';
+    cli_reader *r = NULL;
+    if (cli_reader_open(path, dataset, &r, err, errlen) != 0)
+        return -1;
+    size_t count = r->rows * r->row_len, got = 0;
+    double *data = malloc((count ? count : 1) * sizeof *data);
+    if (data == NULL) {
+        set_err(err, errlen, r->label, "out of memory for %zu values", count);
+        cli_reader_close(r);
+        return -1;
+    }
+    if (cli_reader_read(r, r->rows, CLI_F64, data, &got, err, errlen) != 0) {
+        free(data);
+        cli_reader_close(r);
+        return -1;
+    }
+    /* all of it, and nothing after it (stdin) */
+    if (r->fmt == CLI_SFMT_NPY && !r->seekable && fgetc(r->f) != EOF) {
+        set_err(err, errlen, r->label, "unexpected data after the array");
+        free(data);
+        cli_reader_close(r);
+        return -1;
+    }
+    if (warn != NULL && !cli_reader_warning(r, warn, warnlen) && warnlen > 0)
+        warn[0] = '\0';
+    a->data = data;
+    a->ndim = r->ndim;
+    memcpy(a->shape, r->shape, sizeof a->shape);
+    a->size = count;
+    cli_reader_close(r);
+    return 0;
+}

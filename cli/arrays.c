@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,13 +136,7 @@ typedef struct {
     const char *p, *end;
 } cursor;
 
-typedef struct {
-    char byteorder; /* '<', '>', '|' or '=' */
-    size_t itemsize; /* 4 or 8 */
-    int fortran_order;
-    size_t ndim;
-    size_t shape[CLI_MAX_DIMS];
-} npy_header;
+typedef cli_npy_header npy_header;
 
 static void skip_space(cursor *c)
 {
@@ -359,7 +354,7 @@ static int read_fail(int r, const char *path, const char *what, char *err, size_
 }
 
 /* Magic, version and header; on success the file is positioned at the data. */
-static int npy_read_header(FILE *f, const char *path, npy_header *h, size_t *data_offset, char *err,
+int cli_npy_read_header(FILE *f, const char *path, npy_header *h, size_t *data_offset, char *err,
                            size_t errlen)
 {
     unsigned char pre[NPY_MAGIC_LEN + 2], lenbuf[4];
@@ -412,8 +407,17 @@ static int npy_check_length(FILE *f, const char *path, size_t data_offset, size_
                             size_t errlen)
 {
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
-        return 0; /* a pipe: short or long data is caught while reading */
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        /* a pipe: short or long data is caught while reading, but its size is capped */
+        if (nbytes > CLI_NONREGULAR_MAX) {
+            set_err(err, errlen, path,
+                    "the header declares %zu bytes, more than the %zu MiB read from a pipe or device "
+                    "(save it to a regular file)",
+                    nbytes, CLI_NONREGULAR_MAX >> 20);
+            return -1;
+        }
+        return 0;
+    }
     uintmax_t have = (uintmax_t)st.st_size > data_offset ? (uintmax_t)st.st_size - data_offset : 0;
     if (have < nbytes) {
         set_err(err, errlen, path, "truncated data: the header declares %zu bytes, the file holds %ju",
@@ -427,14 +431,19 @@ static int npy_check_length(FILE *f, const char *path, size_t data_offset, size_
     return 0;
 }
 
-/* Read count items of itemsize bytes and widen them to doubles in host order. */
-static int npy_read_data(FILE *f, const char *path, const npy_header *h, size_t count, double *out,
-                         char *err, size_t errlen)
+int cli_npy_needs_swap(const cli_npy_header *h)
 {
     /* '|' ("not applicable") is not what NumPy writes for floats; read it as little-endian. */
     int host_little = host_is_little_endian();
     int file_little = h->byteorder == '=' ? host_little : h->byteorder != '>';
-    int swap = file_little != host_little;
+    return file_little != host_little;
+}
+
+/* Read count items of itemsize bytes and widen them to doubles in host order. */
+static int npy_read_data(FILE *f, const char *path, const npy_header *h, size_t count, double *out,
+                         char *err, size_t errlen)
+{
+    int swap = cli_npy_needs_swap(h);
 
     if (h->itemsize == 8) {
         int r = read_exact(f, out, count * sizeof(double));
@@ -466,7 +475,7 @@ static int npy_read(FILE *f, const char *path, cli_array *a, char *err, size_t e
     npy_header h;
     memset(&h, 0, sizeof h);
     size_t data_offset = 0, count = 0, nbytes = 0, dbytes = 0;
-    if (npy_read_header(f, path, &h, &data_offset, err, errlen) != 0)
+    if (cli_npy_read_header(f, path, &h, &data_offset, err, errlen) != 0)
         return -1;
     if (!shape_count(h.ndim, h.shape, &count) || !mul_size(count, h.itemsize, &nbytes) ||
         !mul_size(count, sizeof(double), &dbytes)) {
@@ -532,39 +541,68 @@ static size_t token_length(const char *s)
     return k;
 }
 
-/* Parse one line into `row` (cleared first). Fields are numbers separated by a comma and/or
- * whitespace; an empty field between commas is an error. Returns 0, or -1 with a message. */
-static int csv_parse_line(const char *line, size_t lineno, int first_row, dvec *row, const char *path,
-                          char *err, size_t errlen)
+/* A number that strtod reports out of range: overflow (+-HUGE_VAL) is an error, underflow (0 or
+ * a subnormal from a nonzero literal) is noted. A literal "inf" is data and never gets here. */
+static int csv_range(const char *p, size_t k, double x, size_t lineno, size_t col, cli_csv_notes *notes,
+                     const char *path, char *err, size_t errlen)
+{
+    char shown[ECHO_MAX + 4];
+    echo_token(shown, p, k);
+    if (isinf(x)) {
+        set_err(err, errlen, path, "line %zu, column %zu: '%s' is beyond the range of float64", lineno, col,
+                shown);
+        return -1;
+    }
+    if (notes != NULL) {
+        if (notes->count++ == 0) {
+            notes->line = lineno;
+            notes->column = col;
+            snprintf(notes->text, sizeof notes->text, "%s", shown);
+        }
+    }
+    return 0;
+}
+
+int cli_csv_parse_line(const char *line, size_t lineno, int first_row, double *out, size_t cap, size_t *nfields,
+                       cli_csv_notes *notes, const char *path, char *err, size_t errlen)
 {
     const char *p = line;
-    row->n = 0;
+    size_t n = 0;
+    *nfields = 0;
     for (;;) {
         while (is_blank(*p))
             p++;
-        if (*p == '\0' && row->n == 0)
+        if (*p == '\0' && n == 0)
             return 0;
         char *end;
+        errno = 0;
         double x = strtod(p, &end);
+        int range = errno == ERANGE;
         if (end == p || (*end != '\0' && *end != ',' && !is_blank(*end))) {
             char shown[ECHO_MAX + 4];
             size_t k = token_length(p);
             echo_token(shown, p, k);
             if (k == 0)
-                set_err(err, errlen, path, "line %zu, column %zu: empty field", lineno, row->n + 1);
+                set_err(err, errlen, path, "line %zu, column %zu: empty field", lineno, n + 1);
             else if (first_row)
                 set_err(err, errlen, path,
                         "line %zu: '%s' is not a number (header lines are not supported; remove it)",
                         lineno, shown);
             else
-                set_err(err, errlen, path, "line %zu, column %zu: '%s' is not a number", lineno,
-                        row->n + 1, shown);
+                set_err(err, errlen, path, "line %zu, column %zu: '%s' is not a number", lineno, n + 1, shown);
             return -1;
         }
-        if (dvec_push(row, x) != 0) {
-            set_err(err, errlen, path, "out of memory");
+        if (range && csv_range(p, (size_t)(end - p), x, lineno, n + 1, notes, path, err, errlen) != 0)
             return -1;
+        if (out != NULL) {
+            if (n == cap) {
+                set_err(err, errlen, path, "line %zu has more than %zu columns", lineno, cap);
+                return -1;
+            }
+            out[n] = x;
         }
+        n++;
+        *nfields = n;
         p = end;
         while (is_blank(*p))
             p++;
@@ -575,30 +613,112 @@ static int csv_parse_line(const char *line, size_t lineno, int first_row, dvec *
             while (is_blank(*p))
                 p++;
             if (*p == '\0') {
-                set_err(err, errlen, path, "line %zu, column %zu: empty field", lineno, row->n + 1);
+                set_err(err, errlen, path, "line %zu, column %zu: empty field", lineno, n + 1);
                 return -1;
             }
         }
     }
 }
 
+int cli_read_line(FILE *f, char **buf, size_t *cap, size_t *len, size_t limit, size_t lineno, const char *path,
+                  char *err, size_t errlen)
+{
+    size_t k = 0;
+    int c;
+    for (;;) {
+        c = getc_unlocked(f);
+        if (c == EOF)
+            break;
+        if (c == '\0') {
+            set_err(err, errlen, path, "line %zu contains a NUL byte (not a text file?)", lineno);
+            return -1;
+        }
+        if (k + 2 > *cap) {
+            if (k + 2 > limit + 1) {
+                set_err(err, errlen, path,
+                        "line %zu: more than %zu MiB read from a pipe or device (the cap; save the data to a "
+                        "regular file)",
+                        lineno, CLI_NONREGULAR_MAX >> 20);
+                return -1;
+            }
+            size_t ncap = *cap ? *cap : 256;
+            while (ncap < k + 2)
+                if (!mul_size(ncap, 2, &ncap))
+                    return -1;
+            char *nb = realloc(*buf, ncap);
+            if (nb == NULL) {
+                set_err(err, errlen, path, "out of memory for line %zu", lineno);
+                return -1;
+            }
+            *buf = nb;
+            *cap = ncap;
+        }
+        (*buf)[k++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (ferror(f)) {
+        set_err(err, errlen, path, "read error: %s", strerror(errno));
+        return -1;
+    }
+    if (*buf != NULL)
+        (*buf)[k] = '\0';
+    *len = k;
+    return k > 0 ? 1 : 0;
+}
+
+int cli_csv_notes_warning(const cli_csv_notes *notes, const char *label, char *buf, size_t len)
+{
+    if (notes == NULL || notes->count == 0)
+        return 0;
+    if (notes->count == 1)
+        snprintf(buf, len, "%s: line %zu, column %zu: '%s' underflows (read as 0 or a subnormal)", label,
+                 notes->line, notes->column, notes->text);
+    else
+        snprintf(buf, len, "%s: line %zu, column %zu: '%s' underflows (read as 0 or a subnormal), and %zu more",
+                 label, notes->line, notes->column, notes->text, notes->count - 1);
+    return 1;
+}
+
+/* A UTF-8 byte-order mark at the start of the first line is not data. */
+static const char *skip_bom(const char *line, size_t lineno)
+{
+    return lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0 ? line + 3 : line;
+}
+
+/* The warning of the last cli_array_read (cli_array_warning). */
+static char last_warning[320];
+
+const char *cli_array_warning(void) { return last_warning[0] ? last_warning : NULL; }
+
 static int csv_read(FILE *f, const char *path, cli_array *a, char *err, size_t errlen)
 {
     dvec all = {0}, row = {0};
     char *line = NULL;
-    size_t linecap = 0, lineno = 0, rows = 0, cols = 0, bytes_seen = 0;
-    ssize_t len;
-    int rc = -1;
+    size_t linecap = 0, lineno = 0, rows = 0, cols = 0, bytes_seen = 0, len = 0;
+    cli_csv_notes notes = {0};
+    int rc = -1, r;
+    struct stat st;
+    /* a regular file bounds itself; anything else is capped */
+    size_t limit = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? SIZE_MAX / 2 : CLI_NONREGULAR_MAX;
 
-    while ((len = getline(&line, &linecap, f)) >= 0) {
+    while ((r = cli_read_line(f, &line, &linecap, &len, limit - bytes_seen, lineno + 1, path, err, errlen)) > 0) {
         lineno++;
-        bytes_seen += (size_t)len;
-        if (strlen(line) != (size_t)len) {
-            set_err(err, errlen, path, "line %zu contains a NUL byte (not a text file?)", lineno);
-            goto done;
+        bytes_seen += len;
+        size_t nf = 0;
+        if (row.cap < len / 2 + 2) {
+            double *v = realloc(row.v, (len / 2 + 2) * sizeof *v);
+            if (v == NULL) {
+                set_err(err, errlen, path, "out of memory");
+                goto done;
+            }
+            row.v = v;
+            row.cap = len / 2 + 2;
         }
-        if (csv_parse_line(line, lineno, rows == 0, &row, path, err, errlen) != 0)
+        if (cli_csv_parse_line(skip_bom(line, lineno), lineno, rows == 0, row.v, row.cap, &nf, &notes, path, err,
+                               errlen) != 0)
             goto done;
+        row.n = nf;
         if (row.n == 0)
             continue; /* a blank line */
         if (rows == 0)
@@ -614,10 +734,8 @@ static int csv_read(FILE *f, const char *path, cli_array *a, char *err, size_t e
             }
         rows++;
     }
-    if (ferror(f)) {
-        set_err(err, errlen, path, "read error: %s", strerror(errno));
+    if (r < 0)
         goto done;
-    }
     if (rows == 0) {
         set_err(err, errlen, path, bytes_seen == 0 ? "file is empty" : "no data rows");
         goto done;
@@ -629,6 +747,8 @@ static int csv_read(FILE *f, const char *path, cli_array *a, char *err, size_t e
     a->shape[1] = cols;
     a->size = all.n;
     rc = 0;
+    if (!cli_csv_notes_warning(&notes, path, last_warning, sizeof last_warning))
+        last_warning[0] = '\0';
 done:
     free(line);
     free(row.v);
@@ -639,6 +759,7 @@ done:
 int cli_array_read(const char *path, cli_array *a, char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
+    last_warning[0] = '\0';
     cli_format fmt = cli_array_format(path);
     if (fmt == CLI_FMT_UNKNOWN) {
         set_err(err, errlen, path, "unknown file type (use .npy or .csv)");
@@ -649,9 +770,67 @@ int cli_array_read(const char *path, cli_array *a, char *err, size_t errlen)
         set_err(err, errlen, path, "%s", strerror(errno));
         return -1;
     }
+    struct stat st;
+    char *mem = NULL;
+    if (fmt == CLI_FMT_CSV && fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        size_t n = 0;
+        int rc = cli_slurp_capped(f, path, &mem, &n, err, errlen);
+        fclose(f);
+        if (rc != 0)
+            return -1;
+        f = n > 0 ? fmemopen(mem, n, "r") : fopen("/dev/null", "r");
+        if (f == NULL) {
+            set_err(err, errlen, path, "%s", strerror(errno));
+            free(mem);
+            return -1;
+        }
+    }
     int rc = fmt == CLI_FMT_NPY ? npy_read(f, path, a, err, errlen) : csv_read(f, path, a, err, errlen);
     fclose(f);
+    free(mem);
     return rc;
+}
+
+int cli_slurp_capped(FILE *f, const char *path, char **mem_out, size_t *n_out, char *err, size_t errlen)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *mem = malloc(cap);
+    *mem_out = NULL;
+    *n_out = 0;
+    for (;;) {
+        if (mem == NULL) {
+            set_err(err, errlen, path, "out of memory");
+            return -1;
+        }
+        size_t got = fread(mem + n, 1, cap - n, f);
+        n += got;
+        if (n > CLI_NONREGULAR_MAX) {
+            set_err(err, errlen, path,
+                    "more than %zu MiB read from a pipe or device (the cap; save the data to a regular file)",
+                    CLI_NONREGULAR_MAX >> 20);
+            free(mem);
+            return -1;
+        }
+        if (got == 0)
+            break;
+        if (n == cap) {
+            /* grow to at most one byte beyond the cap, enough to see that it is exceeded */
+            size_t ncap = cap * 2 > CLI_NONREGULAR_MAX ? CLI_NONREGULAR_MAX + 1 : cap * 2;
+            char *m2 = realloc(mem, ncap);
+            if (m2 == NULL)
+                free(mem);
+            mem = m2;
+            cap = ncap;
+        }
+    }
+    if (ferror(f)) {
+        set_err(err, errlen, path, "read error: %s", strerror(errno));
+        free(mem);
+        return -1;
+    }
+    *mem_out = mem;
+    *n_out = n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- writing */

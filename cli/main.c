@@ -4,6 +4,7 @@
  * plan, execute in chunks, then write a file or print for people. Exit status: 0 ok,
  * 1 error (one line on stderr), 2 usage error. */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 
 #include "arrays.h"
 #include "nnderiv.h"
+#include "stream.h"
 
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 
@@ -23,8 +25,9 @@ enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 /* The width of one printed number: %.7g never takes more than 14 characters. */
 #define NUM_FMT "%14.7g"
 
-#define DEFAULT_TOL_J 1e-6
-#define DEFAULT_TOL_H 1e-4
+/* check's default tolerance: this many times the finite differences' own largest relative
+ * error estimate (nnd_fd_derivatives_err); a negative tol_j/tol_h means "derive it". */
+#define TOL_FROM_ESTIMATE 10.0
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -330,12 +333,14 @@ static void warn_nonfinite(const char *path, const double *x, size_t batch, size
 /* Read the input and check it against the net: 1-D (n_in) is one sample, 2-D is (batch, n_in). */
 static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t *batch)
 {
-    char err[512];
+    char err[512], warn[512];
     size_t n = nnd_net_n_in(net);
-    if (cli_array_read(path, x, err, sizeof err) != 0) {
+    if (cli_read_whole(path, NULL, x, warn, sizeof warn, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
     }
+    if (warn[0] != '\0')
+        fprintf(stderr, "nnderiv: warning: %s\n", warn);
     size_t cols = x->ndim == 1 ? x->shape[0] : x->ndim == 2 ? x->shape[1] : 0;
     *batch = x->ndim == 1 ? 1 : x->ndim == 2 ? x->shape[0] : 0;
     if (x->ndim != 1 && x->ndim != 2) {
@@ -380,17 +385,220 @@ static int job_open(const cli_args *a, job *j)
 
 /* ---------------------------------------------------------------- eval, jacobian, hessian */
 
-static int write_results(const char *path, const results *r, unsigned what)
+/* ---------------------------------------------------------------- writing through the output layer (stream.h) */
+
+/* Outputs of at most this many bytes per chunk: memory stays O(chunk + model) whatever the batch.
+ * A chunk that fits is CHUNK_MAX samples, as in the in-memory path (the same plan, the same
+ * blocks, the same bits). */
+#define CHUNK_OUT_BYTES ((size_t)64 << 20)
+
+/* Refuse outputs that are the input, the model or an operand (same device and inode). */
+static int refuse_inputs(const cli_outset *o, const cli_args *a)
 {
-    size_t shape[4] = {r->batch, r->m, r->n, r->n};
-    size_t ndim = what == NND_VALUE ? 2 : what == NND_JACOBIAN ? 3 : 4;
-    const double *data = what == NND_VALUE ? r->y : what == NND_JACOBIAN ? r->J : r->H;
     char err[512];
-    if (cli_array_write(path, data, ndim, shape, err, sizeof err) != 0) {
+    const char *paths[] = {a->input, a->model, a->weights, a->vector, a->sigma};
+    const char *roles[] = {"the input", "the model", "the weights", "the vectors", "the covariance"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (paths[i] != NULL && cli_outset_refuse_same(o, paths[i], roles[i], err, sizeof err) != 0) {
+            fail("%s", err);
+            return EXIT_ERR;
+        }
+    return EXIT_OK;
+}
+
+/* Write n whole arrays (first axis the batch) as one set, committed together. */
+static int write_set(size_t n, const cli_out_array *arr, const double *const *data, const cli_args *a,
+                     const nnd_net *net)
+{
+    char err[512];
+    cli_outset *o = NULL;
+    cli_out_opts opts = {0};
+    opts.model = a->model;
+    opts.n_in = net ? nnd_net_n_in(net) : 0;
+    opts.n_out = net ? nnd_net_n_out(net) : 0;
+    if (cli_outset_open(&o, n, arr, &opts, err, sizeof err) != 0) {
+        fail("%s", err);
+        return EXIT_ERR;
+    }
+    if (refuse_inputs(o, a) != EXIT_OK) {
+        cli_outset_abort(o);
+        return EXIT_ERR;
+    }
+    if (cli_outset_write(o, arr[0].shape[0], data, err, sizeof err) != 0) {
+        cli_outset_abort(o);
+        fail("%s", err);
+        return EXIT_ERR;
+    }
+    if (cli_outset_commit(o, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
     }
     return EXIT_OK;
+}
+
+/* Samples with a NaN or infinite input, listed as warn_nonfinite does, gathered chunk by chunk. */
+typedef struct {
+    size_t bad, first[LIST_MAX];
+    size_t f32_under, f32_row, f32_col;
+} input_notes;
+
+static void notes_add(input_notes *l, const double *x, size_t nb, size_t n, size_t b0)
+{
+    for (size_t b = 0; b < nb; b++)
+        if (!sample_is_finite(x + b * n, n)) {
+            if (l->bad < LIST_MAX)
+                l->first[l->bad] = b0 + b;
+            l->bad++;
+        }
+}
+
+static void notes_report(const input_notes *l, const char *label)
+{
+    if (l->bad > 0) {
+        fprintf(stderr, "nnderiv: warning: %s: non-finite input in sample", label);
+        for (size_t i = 0; i < l->bad && i < LIST_MAX; i++)
+            fprintf(stderr, "%s %zu", i ? "," : "", l->first[i]);
+        if (l->bad > LIST_MAX)
+            fprintf(stderr, " (and %zu more)", l->bad - LIST_MAX);
+        fputc('\n', stderr);
+    }
+    if (l->f32_under > 0)
+        fprintf(stderr, "nnderiv: warning: %s: sample %zu, column %zu: a nonzero input underflows to 0 in float32%s\n",
+                label, l->f32_row, l->f32_col, l->f32_under > 1 ? " (and more)" : "");
+}
+
+/* --float32 rounds the inputs to float: beyond FLT_MAX is an error, a nonzero input that becomes
+ * 0 is noted. */
+static int check_f32_inputs(const char *label, const double *x, size_t nb, size_t n, size_t b0, input_notes *l)
+{
+    for (size_t i = 0; i < nb * n; i++) {
+        float v = (float)x[i];
+        if (isinf(v) && isfinite(x[i])) {
+            fail("%s: sample %zu, column %zu: %.17g is beyond the range of float32 (--float32)", label, b0 + i / n,
+                 i % n, x[i]);
+            return EXIT_ERR;
+        }
+        if (v == 0 && x[i] != 0 && l->f32_under++ == 0) {
+            l->f32_row = b0 + i / n;
+            l->f32_col = i % n;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* eval, jacobian, hessian with -o: input read, computed and written chunk by chunk. */
+static int stream_compute(const command *cmd, const cli_args *a)
+{
+    char err[512];
+    nnd_net *net = NULL;
+    cli_reader *rd = NULL;
+    cli_outset *os = NULL;
+    nnd_plan *plan = NULL;
+    double *x = NULL, *out = NULL;
+    input_notes notes = {0};
+    int rc = EXIT_ERR;
+    if (load_model(a->model, &net) != EXIT_OK)
+        return EXIT_ERR;
+    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net);
+    if (cli_reader_open(a->input, NULL, &rd, err, sizeof err) != 0) {
+        fail("%s", err);
+        goto done;
+    }
+    const char *label = cli_reader_label(rd);
+    size_t nd = cli_reader_ndim(rd), B = cli_reader_rows(rd), cols = cli_reader_row_len(rd);
+    if (nd != 1 && nd != 2) {
+        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label, nd);
+        goto done;
+    }
+    if (cols != n) {
+        fail("%s: samples have %zu values, the model has %zu inputs", label, cols, n);
+        goto done;
+    }
+    if (B == 0) {
+        fail("%s: no samples", label);
+        goto done;
+    }
+    unsigned what = cmd->what;
+    size_t per = what == NND_VALUE ? m : what == NND_JACOBIAN ? m * n : m * n * n;
+    size_t chunk = B < CHUNK_MAX ? B : CHUNK_MAX;
+    if (per > 0 && chunk > 1 && chunk > CHUNK_OUT_BYTES / sizeof(double) / per)
+        chunk = CHUNK_OUT_BYTES / sizeof(double) / per > 0 ? CHUNK_OUT_BYTES / sizeof(double) / per : 1;
+    cli_out_array arr = {a->output, what == NND_VALUE ? "y" : what == NND_JACOBIAN ? "J" : "H",
+                         what == NND_VALUE ? 2 : what == NND_JACOBIAN ? 3 : 4, {B, m, n, n}};
+    cli_out_opts opts = {0};
+    opts.model = a->model;
+    opts.n_in = n;
+    opts.n_out = m;
+    if (cli_outset_open(&os, 1, &arr, &opts, err, sizeof err) != 0) {
+        fail("%s", err);
+        goto done;
+    }
+    if (refuse_inputs(os, a) != EXIT_OK)
+        goto done;
+    nnd_status s = nnd_plan_new(net, chunk, what | (a->float32 ? NND_FLOAT32 : 0u), a->mode, &plan);
+    if (s != NND_OK) {
+        lib_fail(s, a->model);
+        goto done;
+    }
+    x = malloc(chunk * n * sizeof *x);
+    out = malloc(chunk * per * sizeof *out);
+    if (x == NULL || out == NULL) {
+        fail("out of memory for a chunk of %zu samples", chunk);
+        goto done;
+    }
+    for (size_t b0 = 0; b0 < B;) {
+        size_t nb = 0;
+        if (cli_reader_read(rd, chunk, CLI_F64, x, &nb, err, sizeof err) != 0) {
+            fail("%s", err);
+            goto done;
+        }
+        if (nb == 0) {
+            fail("%s: ended after %zu of %zu samples", label, b0, B);
+            goto done;
+        }
+        notes_add(&notes, x, nb, n, b0);
+        results r = {nb, n, m, what == NND_VALUE ? out : NULL, what == NND_JACOBIAN ? out : NULL,
+                     what == NND_HESSIAN ? out : NULL};
+        if (a->float32) {
+            if (check_f32_inputs(label, x, nb, n, b0, &notes) != EXIT_OK)
+                goto done;
+            s = execute_f32(plan, nb, 0, x, &r);
+            if (s == NND_ENOMEM) {
+                fail("out of memory for a float32 chunk of %zu samples", nb);
+                goto done;
+            }
+        } else {
+            s = nnd_plan_execute(plan, nb, x, r.y, r.J, r.H);
+        }
+        if (s != NND_OK) {
+            lib_fail(s, a->model);
+            goto done;
+        }
+        const double *chunks[1] = {out};
+        if (cli_outset_write(os, nb, chunks, err, sizeof err) != 0) {
+            fail("%s", err);
+            goto done;
+        }
+        b0 += nb;
+    }
+    notes_report(&notes, label);
+    if (cli_reader_warning(rd, err, sizeof err))
+        fprintf(stderr, "nnderiv: warning: %s\n", err);
+    cli_outset *done_set = os;
+    os = NULL;
+    if (cli_outset_commit(done_set, err, sizeof err) != 0) {
+        fail("%s", err);
+        goto done;
+    }
+    rc = EXIT_OK;
+done:
+    cli_outset_abort(os);
+    free(x);
+    free(out);
+    nnd_plan_free(plan);
+    cli_reader_close(rd);
+    nnd_net_free(net);
+    return rc;
 }
 
 static void print_results(const results *r)
@@ -407,20 +615,19 @@ static int cmd_compute(const command *cmd, const cli_args *a)
 {
     job j;
     results r = {0};
-    if (a->output != NULL && cli_array_format(a->output) == CLI_FMT_UNKNOWN) {
-        fail("%s: unknown output file type (use .npy or .csv)", a->output);
-        return EXIT_ERR;
-    }
+    if (a->output != NULL)
+        return stream_compute(cmd, a);
     if (job_open(a, &j) != EXIT_OK)
         return EXIT_ERR;
     unsigned what = cmd->what | (a->float32 ? NND_FLOAT32 : 0u);
-    int rc = compute(j.net, j.x.data, j.batch, what, a->mode, a->model, &r, NULL);
-    if (rc == EXIT_OK) {
-        if (a->output != NULL)
-            rc = write_results(a->output, &r, cmd->what);
-        else
-            print_results(&r);
-    }
+    input_notes notes = {0};
+    int rc = a->float32 ? check_f32_inputs(a->input, j.x.data, j.batch, nnd_net_n_in(j.net), 0, &notes) : EXIT_OK;
+    if (notes.f32_under > 0)
+        notes_report(&notes, a->input);
+    if (rc == EXIT_OK)
+        rc = compute(j.net, j.x.data, j.batch, what, a->mode, a->model, &r, NULL);
+    if (rc == EXIT_OK)
+        print_results(&r);
     results_free(&r);
     job_free(&j);
     return rc;
@@ -428,14 +635,18 @@ static int cmd_compute(const command *cmd, const cli_args *a)
 
 /* ---------------------------------------------------------------- check and demo */
 
-/* Largest |a - f| and |a - f| / max(1, |f|) over n entries; NaN counts as infinite. */
+/* Largest |a - f| and |a - f| / max(1, |f|) over n entries; NaN counts as infinite. est: the
+ * largest relative error estimate of the finite differences, err / max(1, |f|). */
 typedef struct {
     double abs, rel;
     size_t sample;
+    double est;
 } errstat;
 
-static void errstat_add(errstat *e, size_t sample, size_t n, const double *a, const double *f)
+static void errstat_add(errstat *e, size_t sample, size_t n, const double *a, const double *f, const double *err)
 {
+    for (size_t i = 0; i < n; i++)
+        e->est = fmax(e->est, err[i] / fmax(1.0, fabs(f[i])));
     for (size_t i = 0; i < n; i++) {
         double d = fabs(a[i] - f[i]);
         if (isnan(d))
@@ -456,33 +667,40 @@ static int compare_fd(const nnd_net *net, const double *x, const results *r, err
     size_t n = r->n, m = r->m;
     int rc = EXIT_OK;
     double *Jf = malloc(m * n * sizeof *Jf), *Hf = malloc(m * n * n * sizeof *Hf);
+    double *Je = malloc(m * n * sizeof *Je), *He = malloc(m * n * n * sizeof *He);
     *checked = 0;
-    if (Jf == NULL || Hf == NULL) {
+    if (Jf == NULL || Hf == NULL || Je == NULL || He == NULL) {
         fail("out of memory");
         rc = EXIT_ERR;
     }
     for (size_t b = 0; rc == EXIT_OK && b < r->batch; b++) {
         if (!sample_is_finite(x + b * n, n))
             continue;
-        nnd_status s = nnd_fd_derivatives(net, x + b * n, Jf, Hf);
+        nnd_status s = nnd_fd_derivatives_err(net, x + b * n, Jf, Hf, Je, He);
         if (s != NND_OK) {
             rc = lib_fail(s, context);
             break;
         }
-        errstat_add(ej, b, m * n, r->J + b * m * n, Jf);
-        errstat_add(eh, b, m * n * n, r->H + b * m * n * n, Hf);
+        errstat_add(ej, b, m * n, r->J + b * m * n, Jf, Je);
+        errstat_add(eh, b, m * n * n, r->H + b * m * n * n, Hf, He);
         (*checked)++;
     }
     free(Jf);
     free(Hf);
+    free(Je);
+    free(He);
     return rc;
 }
 
 static int report_check(const char *name, const errstat *e, double tol)
 {
+    int derived = tol < 0;
+    if (derived)
+        tol = TOL_FROM_ESTIMATE * e->est;
     int ok = e->rel <= tol;
-    printf("%s: max abs error %.3g, max rel error %.3g (sample %zu), tolerance %.3g: %s\n", name, e->abs,
-           e->rel, e->sample, tol, ok ? "ok" : "FAILED");
+    printf("%s: max abs error %.3g, max rel error %.3g (sample %zu), tolerance %.3g%s: %s\n", name, e->abs,
+           e->rel, e->sample, tol,
+           derived ? " (10 x the finite differences' error estimate)" : "", ok ? "ok" : "FAILED");
     return ok;
 }
 
@@ -593,6 +811,22 @@ static void print_layers(const nnd_net *net)
     }
 }
 
+/* "read from: FORMAT (NAME)" and "folded: step; step" (or "folded: nothing"): what the reader did. */
+static void print_source(const nnd_net *net)
+{
+    const char *fmt = nnd_net_source(net), *name = nnd_net_source_name(net);
+    printf("read from: %s", fmt ? fmt : "?");
+    if (name)
+        printf(" (%s)", name);
+    printf("\nfolded:");
+    size_t n = nnd_net_n_folded(net);
+    if (n == 0)
+        printf(" nothing");
+    for (size_t i = 0; i < n; i++)
+        printf("%s %s", i ? ";" : "", nnd_net_folded(net, i));
+    putchar('\n');
+}
+
 static int cmd_info(const command *cmd, const cli_args *a)
 {
     (void)cmd;
@@ -611,6 +845,7 @@ static int cmd_info(const command *cmd, const cli_args *a)
         rc = lib_fail(s, path);
     } else {
         printf("model: %s\n", path);
+        print_source(net);
         printf("inputs: %zu\noutputs: %zu\nlayers: %zu\n", nnd_net_n_in(net), nnd_net_n_out(net),
                nnd_net_n_layers(net));
         print_layers(net);
@@ -670,17 +905,23 @@ static void print_out_array(const out_array *o)
     }
 }
 
-static int emit(const out_array *o)
+/* The outputs that have a path are written as one set (all committed or none); when none has
+ * one, all are printed. names: their dataset/variable names in .h5/.npz/.mat. */
+static int emit_all(const out_array *o, const char *const *names, size_t n, const cli_args *a, const nnd_net *net)
 {
-    char err[512];
-    if (o->path == NULL) {
-        print_out_array(o);
-        return EXIT_OK;
-    }
-    if (cli_array_write(o->path, o->data, o->ndim, o->shape, err, sizeof err) != 0) {
-        fail("%s", err);
-        return EXIT_ERR;
-    }
+    cli_out_array arr[2];
+    const double *data[2];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 2; i++)
+        if (o[i].ndim && o[i].path != NULL) {
+            arr[k] = (cli_out_array){o[i].path, names[i], o[i].ndim, {o[i].shape[0], o[i].shape[1], o[i].shape[2], o[i].shape[3]}};
+            data[k++] = o[i].data;
+        }
+    if (k > 0)
+        return write_set(k, arr, data, a, net);
+    for (size_t i = 0; i < n; i++)
+        if (o[i].ndim)
+            print_out_array(&o[i]);
     return EXIT_OK;
 }
 
@@ -689,11 +930,13 @@ static int emit(const out_array *o)
 static int read_operand(const char *path, const char *what, size_t batch, size_t len, int square, cli_array *arr,
                         int *shared)
 {
-    char err[512];
-    if (cli_array_read(path, arr, err, sizeof err) != 0) {
+    char err[512], warn[512];
+    if (cli_read_whole(path, NULL, arr, warn, sizeof warn, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
     }
+    if (warn[0] != '\0')
+        fprintf(stderr, "nnderiv: warning: %s\n", warn);
     size_t nd = arr->ndim, base = square ? 2 : 1;
     int ok_shared = nd == base && arr->shape[0] == len && (!square || arr->shape[1] == len);
     ok_shared |= !square && nd == 2 && arr->shape[0] == 1 && arr->shape[1] == len; /* one CSV row */
@@ -785,9 +1028,13 @@ static int cmd_product(const command *cmd, const cli_args *a)
         if (s != NND_OK)
             rc = lib_fail(s, opath != NULL ? opath : a->model);
     }
-    for (int i = 0; i < 2 && rc == EXIT_OK; i++)
-        if (o[i].ndim && (o[i].path != NULL || (o[0].path == NULL && (!unc || o[1].path == NULL))))
-            rc = emit(&o[i]);
+    static const char *const names[][2] = {
+        [NND_PRODUCT_WHESS] = {"whess", NULL}, [NND_PRODUCT_HVP] = {"hvp", NULL}, [NND_PRODUCT_JVP] = {"jvp", NULL},
+        [NND_PRODUCT_VJP] = {"vjp", NULL}, [NND_PRODUCT_LAPLACIAN] = {"laplacian", NULL},
+        [NND_PRODUCT_HDIAG] = {"hdiag", NULL}, [NND_PRODUCT_UNCERTAINTY] = {"ycov", "yshift"},
+        [NND_PRODUCT_UNCERTAINTY_SHARED] = {"ycov", "yshift"}};
+    if (rc == EXIT_OK)
+        rc = emit_all(o, names[kind], 2, a, j.net);
     nnd_product_plan_free(plan);
     free(in);
     free(o[0].data);
@@ -847,10 +1094,10 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
         rc = lib_fail(s, a->model);
     out_array oe = {a->output, "eigenvalues, ascending (row k)", 3, {B, k, n, 0}, eig};
     out_array ov = {a->vectors, "", 4, {B, k, n, n}, vec};
-    if (rc == EXIT_OK && a->output != NULL)
-        rc = emit(&oe);
-    if (rc == EXIT_OK && a->vectors != NULL)
-        rc = emit(&ov);
+    static const char *const cnames[2] = {"eig", "vectors"};
+    const out_array co[2] = {oe, ov};
+    if (rc == EXIT_OK && (a->output != NULL || a->vectors != NULL))
+        rc = emit_all(co, cnames, 2, a, j.net);
     for (size_t b = 0; rc == EXIT_OK && b < B; b++)
         for (size_t q = 0; q < k; q++) {
             const double *e = eig + (b * k + q) * n;
@@ -921,16 +1168,18 @@ static const command commands[] = {
     {"hessian", COMPUTE_USAGE, "Hessians H[b][k][i][j] = d2y_k/dx_i dx_j, shape (B, m, n, n)",
      "Compute the Hessians: the output has shape (B, m, n, n), H[b][k][i][j] = d2y_k/dx_i dx_j.\n" COMPUTE_HELP,
      OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
-    {"check", "-m MODEL -i INPUT [--tol-j 1e-6] [--tol-h 1e-4] [--mode auto|forward|reverse]",
+    {"check", "-m MODEL -i INPUT [--tol-j TOL] [--tol-h TOL] [--mode auto|forward|reverse]",
      "compare analytic J and H with finite differences",
      "Compare the analytic Jacobian and Hessian of every sample with finite differences\n"
      "(nnd_fd_derivatives) and print the largest absolute and relative errors, the relative\n"
-     "error being |a - f| / max(1, |f|). Exit status 1 if it exceeds the tolerance.\n"
+     "error being |a - f| / max(1, |f|). Exit status 1 if it exceeds the tolerance. By default\n"
+     "the tolerance is 10 times the finite differences' own largest relative error estimate\n"
+     "(the difference of the Richardson values of two step pairs, plus rounding), printed.\n"
      "Samples with non-finite inputs are skipped.\n"
      "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"
      "  -i, --input INPUT   samples, .npy or .csv as for eval\n"
-     "  --tol-j TOL         tolerance for J (default 1e-6)\n"
-     "  --tol-h TOL         tolerance for H (default 1e-4)\n"
+     "  --tol-j TOL         tolerance for J (default: derived from the error estimate)\n"
+     "  --tol-h TOL         tolerance for H (default: derived from the error estimate)\n"
      "  --mode MODE         auto (default), forward or reverse\n"
      "  -h, --help          this help\n",
      OPT_MODEL | OPT_INPUT | OPT_MODE | OPT_TOL, OPT_MODEL | OPT_INPUT, 0, 0, cmd_check, 0},
@@ -1105,8 +1354,8 @@ static int parse_args(const command *cmd, int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof *a);
     a->mode = NND_MODE_AUTO;
-    a->tol_j = DEFAULT_TOL_J;
-    a->tol_h = DEFAULT_TOL_H;
+    a->tol_j = -1; /* derived from the finite differences' error estimate */
+    a->tol_h = -1;
     opterr = 0;
     optind = 1;
     int code;
@@ -1174,6 +1423,7 @@ int main(int argc, char **argv)
     int rc = parse_args(cmd, argc - 1, argv + 1, &args);
     if (rc != EXIT_OK)
         return rc < 0 ? EXIT_OK : rc;
+    cli_signals_install();
     rc = cmd->run(cmd, &args);
     if (fflush(stdout) != 0 && rc == EXIT_OK) {
         fail("writing to standard output: %s", strerror(errno));

@@ -180,8 +180,11 @@ NND_API nnd_status nnd_net_validate(const nnd_net *net);
 /* Load a model file; the format is recognised by content, not by the name: nnderiv JSON, MATLAB
  * genFunction code (.m), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
  * failures are NND_EIO (cannot read), NND_EFORMAT (malformed: message names file and field) or
- * NND_EUNSUPPORTED. */
+ * NND_EUNSUPPORTED. A path that is not a regular file (a pipe, a device) is read up to
+ * NND_MAX_STREAM_BYTES; more is NND_EIO. */
 NND_API nnd_status nnd_net_load(const char *path, nnd_net **net);
+/* The most nnd_net_load reads from a file that is not a regular file: 256 MiB. */
+#define NND_MAX_STREAM_BYTES ((size_t)256 << 20)
 /* The same from a buffer already in memory; name is used in messages only (may be NULL). */
 NND_API nnd_status nnd_net_load_buffer(const void *data, size_t size, const char *name, nnd_net **net);
 /* Write a net as nnderiv JSON (format "nnderiv-mlp", version 1), numbers round-trip exactly. */
@@ -204,6 +207,19 @@ NND_API const char *nnd_net_input_step_name(const nnd_net *net, size_t i);
 NND_API const char *nnd_net_output_step_name(const nnd_net *net, size_t i);
 /* Weights + biases. */
 NND_API size_t nnd_net_n_params(const nnd_net *net);
+
+/* Where a loaded net came from. nnd_net_source: the format its reader read ("nnderiv JSON",
+ * "MATLAB genFunction code", "MAT-file", "ONNX", ...); nnd_net_source_name: the file name given to
+ * nnd_net_load (or nnd_net_load_buffer's name). Both NULL for a net built by nnd_net_* calls.
+ * Valid while the net lives. */
+NND_API const char *nnd_net_source(const nnd_net *net);
+NND_API const char *nnd_net_source_name(const nnd_net *net);
+/* What the reader folded or translated to express the file as this net, one line per step in the
+ * order it was done, e.g. "input removeconstantrows (rows 2, 5 dropped)" or "BatchNormalization
+ * 'bn1' folded into layer 2". nnd_net_n_folded: how many (0 for NULL or a built net);
+ * nnd_net_folded: step i (0-based), NULL out of range. Valid while the net lives. */
+NND_API size_t nnd_net_n_folded(const nnd_net *net);
+NND_API const char *nnd_net_folded(const nnd_net *net, size_t i);
 
 /* ---------------------------------------------------------------- planning */
 
@@ -391,11 +407,19 @@ NND_API nnd_status nnd_curvature(size_t count, size_t n, const double *H, double
 
 /* ---------------------------------------------------------------- checking */
 
-/* Finite-difference derivatives of one sample, independent of the analytic engines: central
- * differences with two steps combined by Richardson extrapolation (error O(h^4)).
+/* Finite-difference derivatives of one sample, independent of the analytic engines (the net's
+ * values are evaluated by plain loops, without a plan, an engine or BLAS): central differences
+ * at two steps combined by Richardson extrapolation (error O(h^4)).
  * x: n_in inputs. J: n_out x n_in, H: n_out x n_in x n_in; either may be NULL.
  * Accuracy is about 1e-9 relative for J and 1e-6 for H on smooth, well-scaled networks. */
 NND_API nnd_status nnd_fd_derivatives(const nnd_net *net, const double *x, double *J, double *H);
+/* The same with an estimate of each entry's absolute error: Jerr (n_out x n_in) and Herr
+ * (n_out x n_in x n_in), each may be NULL. The estimate is the difference between the Richardson
+ * values of the step pairs (2h, h) and (h, h/2) plus a bound on the rounding of the differences;
+ * the error of J and H is normally well below it. An analytic entry a agrees with the finite
+ * differences f when |a - f| <= 10 err (what `nnderiv check` uses by default). */
+NND_API nnd_status nnd_fd_derivatives_err(const nnd_net *net, const double *x, double *J, double *H,
+                                          double *Jerr, double *Herr);
 
 #ifdef __cplusplus
 }

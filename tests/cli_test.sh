@@ -161,6 +161,8 @@ MODEL=$T/demo.json
 expect_rc "info exits 0" 0 info "$MODEL"
 check "info counts the demo's 54 parameters" grep -q '^parameters: 54$' "$T/out"
 check "info reports the mode choice" grep -Eq '^choice: (forward|reverse)$' "$T/out"
+check "info names the source format" grep -q '^read from: nnderiv JSON (' "$T/out"
+check "info lists the folded steps" grep -q '^folded: ' "$T/out"
 
 # ---------------------------------------------------------------- inputs and errors
 
@@ -281,6 +283,10 @@ expect_rc "--float32 does not apply to check" 2 check -m "$MODEL" -i "$T/in.csv"
 
 expect_rc "check passes on the demo net" 0 check -m "$MODEL" -i "$T/in.csv"
 check "check prints J and H errors" bash -c "grep -q '^J: max abs error' '$T/out' && grep -q '^H: max abs error' '$T/out'"
+check "check prints the tolerance it derived from the error estimate" \
+    bash -c "grep -q '^H: .*tolerance [0-9.e+-]* (10 x the finite differences. error estimate): ok' '$T/out'"
+expect_rc "check --tol-h overrides the derived tolerance" 0 check -m "$MODEL" -i "$T/in.csv" --tol-h 1e-3
+check "an explicit tolerance is printed as given" bash -c "grep -q '^H: .*tolerance 0.001: ok' '$T/out'"
 expect_rc "check --mode reverse passes" 0 check -m "$MODEL" -i "$T/in.csv" --mode reverse
 expect_rc "check fails at tolerance 0" 1 check -m "$MODEL" -i "$T/in.csv" --tol-h 0
 check "a failed check is one line on stderr" one_line_error

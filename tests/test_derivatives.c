@@ -343,7 +343,8 @@ static ref_spec random_spec(ref_rng *r, int smooth_only)
             act = SMOOTH_ACTS[ref_rng_below(r, N_SMOOTH)];
         else
             act = (int)ref_rng_below(r, NND_ACT_COUNT);
-        if (!ref_act_buildable(act)) act = NND_ACT_TANSIG; /* logsoftmax until the engines have it */
+        ck_assert_msg(ref_act_buildable(act), "the library does not build activation %d (%s): %s", act,
+                      ref_act_label(act), nnd_errmsg());
         s.act[l] = act;
         if (act == NND_ACT_ELU && ref_rng_uniform(r) < 0.5) s.param[l] = ref_rng_range(r, 0.2, 2.5);
         if (act == NND_ACT_LEAKY_RELU && ref_rng_uniform(r) < 0.5) s.param[l] = ref_rng_range(r, 0.02, 0.5);
@@ -372,11 +373,8 @@ static ref_spec random_spec(ref_rng *r, int smooth_only)
 START_TEST(library_equals_reference_every_activation)
 {
     for (int act = 0; act < NND_ACT_COUNT; act++) {
-        if (!ref_act_buildable(act)) {
-            fprintf(stderr, "library equals reference: %s skipped: the library does not build it yet (%s)\n",
-                    nnd_act_name(act), nnd_errmsg());
-            continue;
-        }
+        /* every activation code builds: none is skipped or swapped for another */
+        ck_assert_msg(ref_act_buildable(act), "the library does not build %s: %s", nnd_act_name(act), nnd_errmsg());
         const int acts_both[] = {act, act};
         const int acts_hidden[] = {act, NND_ACT_TANSIG};
         const int acts_out[] = {NND_ACT_TANSIG, act};
@@ -916,6 +914,14 @@ START_TEST(library_fd_matches_reference)
                          diff_ld(m * n, J, RJ), TOL_LIBFD_J);
             expect_close("nnd_fd_derivatives matches the reference", &t, "J and H", (size_t)sample, 'H',
                          diff_ld(m * n * n, H, RH), TOL_LIBFD_H);
+            /* the error estimate bounds the actual error of every entry */
+            ck_assert_int_eq(nnd_fd_derivatives_err(t.net, x, NULL, NULL, J2, H2), NND_OK);
+            for (size_t q = 0; q < m * n; q++)
+                ck_assert_msg(fabsl((long double)J[q] - RJ[q]) <= J2[q], "net %s: J entry %zu: error %.3Lg above its estimate %.3g",
+                              t.desc, q, fabsl((long double)J[q] - RJ[q]), J2[q]);
+            for (size_t q = 0; q < m * n * n; q++)
+                ck_assert_msg(fabsl((long double)H[q] - RH[q]) <= H2[q], "net %s: H entry %zu: error %.3Lg above its estimate %.3g",
+                              t.desc, q, fabsl((long double)H[q] - RH[q]), H2[q]);
             /* either output alone gives the same numbers */
             ck_assert_int_eq(nnd_fd_derivatives(t.net, x, J2, NULL), NND_OK);
             ck_assert_int_eq(nnd_fd_derivatives(t.net, x, NULL, H2), NND_OK);
@@ -927,6 +933,51 @@ START_TEST(library_fd_matches_reference)
         free(x), free(J), free(H), free(J2), free(H2), free(RJ), free(RH);
         tnet_free(&t);
     }
+}
+END_TEST
+
+/* The tolerance `nnderiv check` derives from the estimate (10 x the largest relative estimate)
+ * catches a second derivative that is wrong by a relative 1e-4: softplus f'' scaled by 1 + 1e-4,
+ * which in a net of one softplus layer and a linear output scales H by exactly 1 + 1e-4. The old
+ * fixed default tolerance (1e-4 relative) accepted it. */
+static double max_rel(size_t len, const double *a, const double *f)
+{
+    double e = 0;
+    for (size_t q = 0; q < len; q++)
+        e = fmax(e, fabs(a[q] - f[q]) / fmax(1.0, fabs(f[q])));
+    return e;
+}
+
+START_TEST(fd_estimate_catches_wrong_second_derivative)
+{
+    enum { N = 3, U = 6, M = 2 };
+    ref_rng r;
+    ref_rng_seed(&r, 4242);
+    double W1[U * N], b1[U], W2[M * U], x[N];
+    for (size_t q = 0; q < U * N; q++) W1[q] = ref_rng_range(&r, -1.5, 1.5);
+    for (size_t q = 0; q < U; q++) b1[q] = ref_rng_range(&r, -0.5, 0.5);
+    for (size_t q = 0; q < M * U; q++) W2[q] = ref_rng_range(&r, -2, 2);
+    for (size_t q = 0; q < N; q++) x[q] = ref_rng_range(&r, -1, 1);
+    nnd_net *net = NULL;
+    nnd_plan *p = NULL;
+    ck_assert_int_eq(nnd_net_new(N, &net), NND_OK);
+    ck_assert_int_eq(nnd_net_add_dense(net, U, W1, b1, NND_ACT_SOFTPLUS), NND_OK);
+    ck_assert_int_eq(nnd_net_add_dense(net, M, W2, NULL, NND_ACT_PURELIN), NND_OK);
+    ck_assert_int_eq(nnd_plan_new(net, 1, NND_VALUE | NND_HESSIAN, NND_MODE_AUTO, &p), NND_OK);
+    double H[M * N * N], Hwrong[M * N * N], Hf[M * N * N], He[M * N * N], y[M];
+    ck_assert_int_eq(nnd_plan_execute(p, 1, x, y, NULL, H), NND_OK);
+    ck_assert_int_eq(nnd_fd_derivatives_err(net, x, NULL, Hf, NULL, He), NND_OK);
+    double tol = 0;
+    for (size_t q = 0; q < M * N * N; q++) {
+        Hwrong[q] = H[q] * (1 + 1e-4);
+        tol = fmax(tol, 10 * He[q] / fmax(1.0, fabs(Hf[q])));
+    }
+    double ok = max_rel(M * N * N, H, Hf), wrong = max_rel(M * N * N, Hwrong, Hf);
+    ck_assert_msg(ok <= tol, "the right H (error %.3g) fails the derived tolerance %.3g", ok, tol);
+    ck_assert_msg(wrong > tol, "the wrong H (error %.3g) passes the derived tolerance %.3g", wrong, tol);
+    ck_assert_msg(wrong < 1e-4, "the case is one the old fixed tolerance 1e-4 accepted (error %.3g)", wrong);
+    nnd_plan_free(p);
+    nnd_net_free(net);
 }
 END_TEST
 
@@ -1012,6 +1063,7 @@ static Suite *derivatives_suite(void)
     ADD(batch_equals_samples_one_by_one);
     ADD(requested_subsets_equal_full_plan);
     ADD(library_fd_matches_reference);
+    ADD(fd_estimate_catches_wrong_second_derivative);
     ADD(saturated_units_finite_and_exact);
 #undef ADD
     return s;

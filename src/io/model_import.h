@@ -6,7 +6,7 @@
  * through the public builder. name: the file name used in messages (never NULL). *net is NULL on
  * failure; failures are NND_EFORMAT (malformed: the message names the file and the line, variable
  * or node), NND_EUNSUPPORTED (well-formed, but uses something the library does not implement: the
- * message says what and why), NND_ENOMEM, or NND_EIO (MAT-files only: no temporary file). */
+ * message says what and why) or NND_ENOMEM. */
 #ifndef NND_MODEL_IMPORT_H
 #define NND_MODEL_IMPORT_H
 

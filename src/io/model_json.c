@@ -238,6 +238,38 @@ static int matlab_proc_unsupported(const char *t)
     return 0;
 }
 
+/* Every object of the format has a known set of keys: any other key (a misspelt optional one
+ * would silently become its default) is NND_EFORMAT naming the key and where it is.
+ * known: NULL-terminated; "name" and "comment" are accepted everywhere. */
+static nnd_status check_keys(const jctx *c, const json_t *obj, const char *const *known, const char *list)
+{
+    for (void *it = json_object_iter((json_t *)obj); it; it = json_object_iter_next((json_t *)obj, it)) {
+        const char *key = json_object_iter_key(it);
+        int ok = strcmp(key, "name") == 0 || strcmp(key, "comment") == 0;
+        for (const char *const *k = known; !ok && *k; k++)
+            ok = strcmp(key, *k) == 0;
+        if (!ok)
+            return bad(NND_EFORMAT, c, "unknown field '%s' (%s)", q(key).s, list);
+    }
+    return NND_OK;
+}
+
+/* The keys of a processing step of this type (output steps: removeconstantrows has constants). */
+static nnd_status check_step_keys(const jctx *c, const json_t *step, nnd_proc_type type, int output)
+{
+    static const char *const minmax[] = {"type", "xoffset", "gain", "ymin", NULL};
+    static const char *const std[] = {"type", "xoffset", "gain", "yoffset", NULL};
+    static const char *const rcr_in[] = {"type", "keep", "rows", NULL};
+    static const char *const rcr_out[] = {"type", "rows", "keep", "constants", NULL};
+    if (type == NND_PROC_MAPMINMAX)
+        return check_keys(c, step, minmax, "a mapminmax step has type, xoffset, gain, ymin");
+    if (type == NND_PROC_MAPSTD)
+        return check_keys(c, step, std, "a mapstd step has type, xoffset, gain, yoffset");
+    if (output)
+        return check_keys(c, step, rcr_out, "an output removeconstantrows step has type, rows, keep, constants");
+    return check_keys(c, step, rcr_in, "an input removeconstantrows step has type, keep and optionally rows");
+}
+
 /* The "type" of a processing step; *type is one of nnd_proc_type. */
 static nnd_status get_proc_type(const jctx *c, const json_t *step, nnd_proc_type *type, const char **tname)
 {
@@ -289,6 +321,8 @@ static nnd_status read_input_steps(jctx *c, const json_t *list, nnd_net *net, si
         if ((s = get_proc_type(c, step, &type, &tname)))
             return s;
         at(c, "input_processing step %zu (%s)", i + 1, tname);
+        if ((s = check_step_keys(c, step, type, 0)))
+            return s;
         if (type == NND_PROC_REMOVECONSTANTROWS) {
             size_t *keep, n_keep, rows;
             json_t *rv = json_object_get(step, "rows"); /* optional here: the current length */
@@ -340,6 +374,8 @@ static nnd_status read_output_steps(jctx *c, const json_t *list, nnd_net *net, s
         if ((s = get_proc_type(c, step, &type, &tname)))
             return s;
         at(c, "output_processing step %zu (%s)", i + 1, tname);
+        if ((s = check_step_keys(c, step, type, 1)))
+            return s;
         if (type == NND_PROC_REMOVECONSTANTROWS) {
             json_t *rv;
             size_t *keep = NULL, n_keep = 0, n_const = 0;
@@ -416,15 +452,9 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
     if (!json_is_object(L))
         return bad_type(c, L, "an object");
     /* "bias", "alpha" and "params" are optional: a misspelt one must not silently become zero or the default. */
-    for (void *it = json_object_iter(L); it; it = json_object_iter_next(L, it)) {
-        static const char *const known[] = {"activation", "weights", "bias", "alpha", "params", "name", "comment"};
-        const char *key = json_object_iter_key(it);
-        size_t i = 0;
-        while (i < sizeof known / sizeof known[0] && strcmp(key, known[i]) != 0)
-            i++;
-        if (i == sizeof known / sizeof known[0])
-            return bad(NND_EFORMAT, c, "unknown field '%s' (a layer has activation, weights, bias, alpha, params)", q(key).s);
-    }
+    static const char *const known[] = {"activation", "weights", "bias", "alpha", "params", NULL};
+    if ((s = check_keys(c, L, known, "a layer has activation, weights, bias, alpha, params")))
+        return s;
 
     if ((s = need(c, L, "activation", &v)))
         return s;
@@ -533,6 +563,13 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
     c->where[0] = '\0';
     if (!json_is_object(root))
         return bad(NND_EFORMAT, c, "top level is %s, expected an object", jtype(root));
+    static const char *const known[] = {"format", "version", "inputs", "layers", "input_processing",
+                                        "output_processing", NULL};
+    at(c, "top level");
+    if ((s = check_keys(c, root, known,
+                        "the top level has format, version, inputs, input_processing, layers, output_processing")))
+        return s;
+    c->where[0] = '\0';
     if ((s = need(c, root, "format", &v)))
         return s;
     if (!json_is_string(v))
@@ -577,7 +614,7 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
     c->where[0] = '\0';
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c);
-    return NND_OK;
+    return nnd__net_set_source(*net, "nnderiv JSON", c->name);
 }
 
 nnd_status nnd__load_json(const char *text, size_t len, const char *name, nnd_net **net)

@@ -2,8 +2,10 @@
  * Each format is one row of `formats`: a sniffer that looks at the first bytes and a reader
  * (one file per format). ONNX, MATLAB genFunction code and MAT-files are rows too (model_import.h). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "net/internal.h"
 #include "io/model_import.h"
@@ -68,14 +70,20 @@ nnd_status nnd_net_load_buffer(const void *data, size_t size, const char *name, 
     return nnd__fail(NND_EFORMAT, "%s: unrecognised model format (expected %s)", name, expected);
 }
 
-/* The whole file into one nnd__malloc'd buffer. Sizes grow by doubling, checked for overflow;
- * pipes and files whose size changes while reading are handled the same way. */
+/* The whole file into one nnd__malloc'd buffer. A regular file's buffer starts at its size; sizes
+ * grow by doubling, checked for overflow, so files whose size changes while reading are handled
+ * too. What a non-regular file (a pipe, a device such as /dev/zero) gives is capped at
+ * NND_MAX_STREAM_BYTES: it has no size to trust and may never end. */
 static nnd_status read_all(const char *path, char **out, size_t *n_out)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return nnd__fail(NND_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
+    struct stat st;
+    int regular = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode);
+    size_t cap = 1 << 16, n = 0, limit = regular ? SIZE_MAX : (size_t)NND_MAX_STREAM_BYTES;
+    if (regular && st.st_size > 0 && (uintmax_t)st.st_size < SIZE_MAX)
+        cap = (size_t)st.st_size + 1; /* +1: the read that sees the end needs room */
     char *buf = nnd__malloc(cap, 1);
     nnd_status s = NND_OK;
     if (!buf) {
@@ -83,6 +91,11 @@ static nnd_status read_all(const char *path, char **out, size_t *n_out)
         goto done;
     }
     for (;;) {
+        if (n > limit) {
+            s = nnd__fail(NND_EIO, "%s: not a regular file, and more than the %zu bytes read from such a file", path,
+                          limit);
+            goto done;
+        }
         if (n == cap) {
             size_t cap2;
             char *buf2;
@@ -99,7 +112,10 @@ static nnd_status read_all(const char *path, char **out, size_t *n_out)
             buf = buf2;
             cap = cap2;
         }
-        size_t got = fread(buf + n, 1, cap - n, fp);
+        size_t want = cap - n;
+        if (limit - n < want)
+            want = limit - n + 1 <= want ? limit - n + 1 : want; /* one byte past the cap tells */
+        size_t got = fread(buf + n, 1, want, fp);
         n += got;
         if (got == 0 || n < cap) {
             if (ferror(fp)) {
@@ -110,6 +126,8 @@ static nnd_status read_all(const char *path, char **out, size_t *n_out)
                 break;
         }
     }
+    if (n > limit)
+        s = nnd__fail(NND_EIO, "%s: not a regular file, and more than the %zu bytes read from such a file", path, limit);
 done:
     fclose(fp);
     if (s) {

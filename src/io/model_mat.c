@@ -14,26 +14,20 @@
  * (mapminmax: xoffset, gain, ymin; mapstd: xoffset, gain, yoffset, or xmean, xstd, ymean, ystd;
  * removeconstantrows: xrows, keep, remove, value; indices 1-based).
  *
- * libmatio 1.5.23 (Debian 12) misreads cells of strings and structs in compressed files (v7,
- * MATLAB's default): a compressed file that fails gets a message asking for '-v6' or '-v7.3'.
- *
  * A saved network object (save('net.mat', 'net')) cannot be read outside MATLAB: such a file gets
  * NND_EUNSUPPORTED with the lines above in the message.
  *
- * libmatio reads files, not memory: the bytes go to a private temporary file (mkstemp under
- * $TMPDIR or /tmp) that is removed before returning. matio's log messages are silenced, since the
- * library never prints. */
-#include <errno.h>
+ * The file is read from memory by the library's own bounded readers (mat_v5.c for v5 and v7, mat_v73.c
+ * for v7.3), not by libmatio or libhdf5: neither is hardened against malicious files, and a model needs
+ * only plain numeric, char, cell and struct arrays. Nothing is written to disk and no other library's
+ * settings are touched. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <matio.h>
 
 #include "net/internal.h"
+#include "io/mat_tree.h"
 #include "io/model_import.h"
 
 #define HOW_TO_SAVE                                                                                          \
@@ -44,7 +38,8 @@
 
 typedef struct {
     const char *name;
-    mat_t *mat;
+    const matvar_entry *vars;
+    size_t n_vars;
 } mctx;
 
 static nnd_status bad(nnd_status s, const mctx *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -71,53 +66,48 @@ int nnd__sniff_mat(const unsigned char *p, size_t n)
     return n >= 128 && (memcmp(p, "MATLAB 5.0 MAT-file", 19) == 0 || memcmp(p, "MATLAB 7.3 MAT-file", 19) == 0);
 }
 
-static void silent(int level, char *message)
-{
-    (void)level;
-    (void)message;
-}
-
 /* ---------------------------------------------------------------- values */
 
-static size_t numel(const matvar_t *v)
+static size_t numel(const matv *v) { return v ? v->numel : 0; }
+
+static const char *class_name(const matv *v)
 {
-    size_t n = 1;
-    if (!v || v->rank < 1 || !v->dims)
-        return 0;
-    for (int i = 0; i < v->rank; i++)
-        if (!nnd__mul(n, v->dims[i], &n))
-            return 0;
-    return n;
+    static const char *const names[] = {"?", "a cell array", "a struct", "an object", "a char array",
+                                        "a sparse matrix", "double", "single", "int8", "uint8", "int16", "uint16",
+                                        "int32", "uint32", "int64", "uint64", "a function handle",
+                                        "a MATLAB object", "?"};
+    if (v->cls == MATV_OTHER || v->cls == MATV_OBJECT)
+        return v->what[0] ? v->what : "an unknown class";
+    return v->logical ? "logical" : names[v->cls >= 0 && v->cls <= MATV_OTHER ? v->cls : 0];
 }
 
-static int is_empty(const matvar_t *v) { return !v || numel(v) == 0; }
+static int is_empty(const matv *v) { return !v || numel(v) == 0; }
 
 /* A real double or single matrix as rows x cols row-major doubles (nnd__malloc'd). */
-static nnd_status get_matrix(const mctx *c, const matvar_t *v, const char *what, size_t *rows, size_t *cols,
+static nnd_status get_matrix(const mctx *c, const matv *v, const char *what, size_t *rows, size_t *cols,
                              double **out)
 {
     *out = NULL;
-    if (!v || v->rank == 0)
+    if (!v)
         return bad(NND_EFORMAT, c, "%s is missing", what);
-    if (v->class_type != MAT_C_DOUBLE && v->class_type != MAT_C_SINGLE)
-        return bad(NND_EFORMAT, c, "%s is not a double or single matrix (MATLAB class %d)", what, (int)v->class_type);
-    if (v->isComplex)
+    if (v->cls != MATV_DOUBLE && v->cls != MATV_SINGLE)
+        return bad(NND_EFORMAT, c, "%s is not a double or single matrix (%s)", what, class_name(v));
+    if (v->complex)
         return bad(NND_EFORMAT, c, "%s is complex", what);
     if (v->rank != 2)
-        return bad(NND_EFORMAT, c, "%s has %d dimensions, expected a matrix", what, v->rank);
+        return bad(NND_EFORMAT, c, "%s has %zu dimensions, expected a matrix", what, v->rank);
     size_t r = v->dims[0], k = v->dims[1], n = numel(v);
-    size_t esize = v->class_type == MAT_C_DOUBLE ? 8 : 4, bytes;
     if (!n)
         return bad(NND_EFORMAT, c, "%s is empty", what);
-    if (!v->data || (size_t)v->data_size != esize || !nnd__mul(n, esize, &bytes) || v->nbytes < bytes)
-        return bad(NND_EFORMAT, c, "%s: its data is missing or of the wrong type", what);
+    if (!v->re)
+        return bad(NND_EFORMAT, c, "%s: its data is missing", what);
     double *m = nnd__malloc(n, sizeof *m);
     if (!m)
         return bad(NND_ENOMEM, c, "%s: out of memory", what);
     for (size_t i = 0; i < r; i++)
         for (size_t j = 0; j < k; j++) { /* MATLAB stores column-major */
             size_t at = j * r + i;
-            m[i * k + j] = esize == 8 ? ((const double *)v->data)[at] : (double)((const float *)v->data)[at];
+            m[i * k + j] = v->re[at];
             if (!isfinite(m[i * k + j])) {
                 nnd__free(m);
                 return bad(NND_EFORMAT, c, "%s(%zu,%zu) is not finite", what, i + 1, j + 1);
@@ -130,7 +120,7 @@ static nnd_status get_matrix(const mctx *c, const matvar_t *v, const char *what,
 }
 
 /* A vector (either orientation) of `want` values (SIZE_MAX: any). */
-static nnd_status get_vector(const mctx *c, const matvar_t *v, const char *what, size_t want, double **out, size_t *n)
+static nnd_status get_vector(const mctx *c, const matv *v, const char *what, size_t want, double **out, size_t *n)
 {
     size_t r = 0, k = 0;
     nnd_status s = get_matrix(c, v, what, &r, &k, out);
@@ -150,7 +140,7 @@ static nnd_status get_vector(const mctx *c, const matvar_t *v, const char *what,
     return NND_OK;
 }
 
-static nnd_status get_scalar(const mctx *c, const matvar_t *v, const char *what, double *x)
+static nnd_status get_scalar(const mctx *c, const matv *v, const char *what, double *x)
 {
     double *p = NULL;
     size_t n = 0;
@@ -163,35 +153,40 @@ static nnd_status get_scalar(const mctx *c, const matvar_t *v, const char *what,
 }
 
 /* A char array as a NUL-terminated ASCII string. */
-static nnd_status get_string(const mctx *c, const matvar_t *v, const char *what, char *out, size_t cap)
+static nnd_status get_string(const mctx *c, const matv *v, const char *what, char *out, size_t cap)
 {
-    if (!v || v->class_type != MAT_C_CHAR)
+    if (!v || v->cls != MATV_CHAR)
         return bad(NND_EFORMAT, c, "%s is not a character array", what);
-    size_t n = numel(v), bytes;
-    int es = v->data_size;
-    if (!v->data || (es != 1 && es != 2) || !nnd__mul(n, (size_t)es, &bytes) || v->nbytes < bytes)
+    size_t n = numel(v);
+    if (n && !v->re)
         return bad(NND_EFORMAT, c, "%s: its characters are missing", what);
     if (n >= cap)
         return bad(NND_EFORMAT, c, "%s is too long (%zu characters)", what, n);
     for (size_t i = 0; i < n; i++) {
-        unsigned ch = es == 1 ? ((const unsigned char *)v->data)[i] : ((const unsigned short *)v->data)[i];
+        double ch = v->re[i];
         out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
     }
     out[n] = '\0';
     return NND_OK;
 }
 
-static matvar_t *cell(const matvar_t *v, size_t i) { return Mat_VarGetCell((matvar_t *)v, (int)i); }
-
-static matvar_t *field(const matvar_t *st, const char *name)
+static const matv *cell(const matv *v, size_t i)
 {
-    if (!st || st->class_type != MAT_C_STRUCT || numel(st) < 1)
+    return v && v->cls == MATV_CELL && i < v->numel ? v->elem[i] : NULL;
+}
+
+static const matv *field(const matv *st, const char *name)
+{
+    if (!st || st->cls != MATV_STRUCT || numel(st) < 1)
         return NULL;
-    return Mat_VarGetStructFieldByName((matvar_t *)st, name, 0);
+    for (size_t f = 0; f < st->nfields; f++)
+        if (!strcmp(st->fields[f], name))
+            return st->elem[f];
+    return NULL;
 }
 
 /* 1-based MATLAB indices as increasing 0-based ones below `limit`. */
-static nnd_status get_indices(const mctx *c, const matvar_t *v, const char *what, size_t limit, size_t **out, size_t *n)
+static nnd_status get_indices(const mctx *c, const matv *v, const char *what, size_t limit, size_t **out, size_t *n)
 {
     double *x;
     nnd_status s = get_vector(c, v, what, SIZE_MAX, &x, n);
@@ -221,11 +216,11 @@ static nnd_status get_indices(const mctx *c, const matvar_t *v, const char *what
 
 typedef struct {
     int type; /* nnd_proc_type */
-    const matvar_t *st;
+    const matv *st;
 } mstep;
 
 /* Step i of a processing list: its function name and settings struct. */
-static nnd_status get_step(const mctx *c, const matvar_t *fcns, const matvar_t *sets, size_t i, const char *side,
+static nnd_status get_step(const mctx *c, const matv *fcns, const matv *sets, size_t i, const char *side,
                            mstep *out)
 {
     char name[64], what[80];
@@ -234,7 +229,7 @@ static nnd_status get_step(const mctx *c, const matvar_t *fcns, const matvar_t *
     if ((s = get_string(c, cell(fcns, i), what, name, sizeof name)))
         return s;
     out->st = cell(sets, i);
-    if (!out->st || out->st->class_type != MAT_C_STRUCT)
+    if (!out->st || out->st->cls != MATV_STRUCT)
         return bad(NND_EFORMAT, c, "%sProcessSettings{%zu} is not a struct", side, i + 1);
     if (!strcmp(name, "mapminmax"))
         out->type = NND_PROC_MAPMINMAX;
@@ -255,9 +250,9 @@ static nnd_status map_settings(const mctx *c, const mstep *st, const char *where
     char what[96];
     nnd_status s;
     *xo = *g = NULL;
-    const matvar_t *fx = field(st->st, "xoffset"), *fg = field(st->st, "gain");
+    const matv *fx = field(st->st, "xoffset"), *fg = field(st->st, "gain");
     if (st->type == NND_PROC_MAPSTD && (!fx || !fg)) {
-        double *sd, ys, ym;
+        double *sd, ys = 0, ym = 0;
         size_t m;
         snprintf(what, sizeof what, "%s.xmean", where);
         if ((s = get_vector(c, field(st->st, "xmean"), what, want, xo, n)))
@@ -333,7 +328,7 @@ static nnd_status output_step(const mctx *c, nnd_net *net, const mstep *st, size
         if ((s = get_indices(c, field(st->st, "keep"), what, (size_t)xr, &keep, &nk)))
             return s;
         if (nk < (size_t)xr) {
-            const matvar_t *cv = field(st->st, "value");
+            const matv *cv = field(st->st, "value");
             if (!cv)
                 cv = field(st->st, "constants");
             snprintf(what, sizeof what, "%s.value", where);
@@ -369,24 +364,19 @@ static const char *const var_names[N_VARS] = {"IW",        "LW", "b", "transferF
 /* Why a file without the layout is not one: a network object, or nothing we know. */
 static nnd_status not_layout(const mctx *c)
 {
-    matvar_t *v;
-    Mat_Rewind(c->mat);
-    while ((v = Mat_VarReadNextInfo(c->mat))) {
-        int obj = v->class_type == MAT_C_OBJECT || v->class_type == MAT_C_OPAQUE || v->class_type == MAT_C_FUNCTION;
-        char nm[64];
-        snprintf(nm, sizeof nm, "%s", v->name ? v->name : "?");
-        Mat_VarFree(v);
-        if (obj)
+    for (size_t i = 0; i < c->n_vars; i++) {
+        int cls = c->vars[i].cls;
+        if (cls == MATV_OBJECT || cls == MATV_OPAQUE || cls == MATV_FUNCTION)
             return bad(NND_EUNSUPPORTED, c,
                        "variable '%s' is a MATLAB object (a network object cannot be read outside MATLAB); save the "
                        "plain layout instead: " HOW_TO_SAVE,
-                       nm);
+                       c->vars[i].name);
     }
     return bad(NND_EFORMAT, c,
                "no readable variable 'IW' (a truncated file, or not the nnderiv MAT layout; in MATLAB: " HOW_TO_SAVE ")");
 }
 
-static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
+static nnd_status read_layout(mctx *c, const matv *const *v, nnd_net **net)
 {
     nnd_status s;
     if (!v[V_IW])
@@ -400,8 +390,8 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
                        "when there is no processing)",
                        var_names[i]);
     for (int i = 0; i < N_VARS; i++)
-        if (v[i] && v[i]->class_type != MAT_C_CELL)
-            return bad(i == V_IW && (v[i]->class_type == MAT_C_OBJECT || v[i]->class_type == MAT_C_OPAQUE)
+        if (v[i] && v[i]->cls != MATV_CELL)
+            return bad(i == V_IW && (v[i]->cls == MATV_OBJECT || v[i]->cls == MATV_OPAQUE)
                            ? NND_EUNSUPPORTED
                            : NND_EFORMAT,
                        c, "variable '%s' is not a cell array", var_names[i]);
@@ -432,7 +422,7 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
     }
     size_t n_ip = 0, n_op = 0;
     for (int side = 0; side < 2; side++) {
-        const matvar_t *f = v[side ? V_OPF : V_IPF], *st = v[side ? V_OPS : V_IPS];
+        const matv *f = v[side ? V_OPF : V_IPF], *st = v[side ? V_OPS : V_IPS];
         if (numel(f) != numel(st))
             return bad(NND_EFORMAT, c, "%s has %zu entries, %s %zu", var_names[side ? V_OPF : V_IPF], numel(f),
                        var_names[side ? V_OPS : V_IPS], numel(st));
@@ -450,7 +440,7 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
 
     /* The raw input length: the first step's rows, or IW{1,1}'s columns. */
     size_t n_in;
-    const matvar_t *w1 = cell(v[V_IW], 0);
+    const matv *w1 = cell(v[V_IW], 0);
     if (n_ip && in[0].type == NND_PROC_REMOVECONSTANTROWS) {
         double xr;
         if ((s = get_scalar(c, field(in[0].st, "xrows"), "inputProcessSettings{1}.xrows", &xr)))
@@ -479,7 +469,7 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
         char what[48], act_name[64];
         double *W = NULL, *bias = NULL;
         size_t r = 0, cols = 0, nb = 0;
-        const matvar_t *wv = k ? cell(v[V_LW], (k - 1) * L + k) : w1, *bv = cell(v[V_B], k);
+        const matv *wv = k ? cell(v[V_LW], (k - 1) * L + k) : w1, *bv = cell(v[V_B], k);
         if (k)
             snprintf(what, sizeof what, "LW{%zu,%zu}", k + 1, k);
         else
@@ -519,66 +509,40 @@ static nnd_status read_layout(mctx *c, matvar_t **v, nnd_net **net)
         return bad(NND_EFORMAT, c, "the output processing gives %zu rows, but the last layer has %zu units", rows, n);
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(*net, "MAT-file", c->name);
 }
 
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net)
 {
-    mctx c = {name ? name : "<buffer>", NULL};
+    mctx c = {name ? name : "<buffer>", NULL, 0};
     if (!net)
         return nnd__fail(NND_EINVAL, "%s: net is NULL", c.name);
     *net = NULL;
     if (!data && len)
         return nnd__fail(NND_EINVAL, "%s: data is NULL", c.name);
+    if (len < 128)
+        return bad(NND_EFORMAT, &c, "not a MAT-file: shorter than its 128-byte header");
 
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    if (!dir || !dir[0])
-        dir = "/tmp";
-    if ((size_t)snprintf(path, sizeof path, "%s/nnderiv-mat-XXXXXX", dir) >= sizeof path)
-        return nnd__fail(NND_EIO, "%s: TMPDIR is too long", c.name);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return nnd__fail(NND_EIO, "%s: cannot create a temporary file in %s: %s", c.name, dir, strerror(errno));
-    for (size_t done = 0; done < len;) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            nnd_status s = nnd__fail(NND_EIO, "%s: cannot write the temporary file %s: %s", c.name, path,
-                                     strerror(errno));
-            close(fd);
-            unlink(path);
-            return s;
-        }
-        done += (size_t)w;
-    }
-    close(fd);
-
-    Mat_LogInitFunc("nnderiv", silent);
-    nnd_status s;
-    matvar_t *v[N_VARS] = {NULL};
-    c.mat = Mat_Open(path, MAT_ACC_RDONLY);
-    if (!c.mat) {
-        s = bad(NND_EFORMAT, &c, "not a readable MAT-file (truncated or corrupt)");
-    } else {
-        for (int i = 0; i < N_VARS; i++)
-            v[i] = Mat_VarRead(c.mat, var_names[i]);
+    matx x;
+    matx_init(&x, c.name, len);
+    matvar_entry *vars = NULL;
+    size_t n_vars = 0;
+    int compressed = 0; /* (no longer needed for a hint: compressed files read in full) */
+    const unsigned char *p = (const unsigned char *)data;
+    nnd_status s = memcmp(p, "MATLAB 7.3 MAT-file", 19) == 0
+                       ? nnd__mat_v73_read(&x, p, len, var_names, N_VARS, &vars, &n_vars)
+                       : nnd__mat_v5_read(&x, p, len, var_names, N_VARS, &vars, &n_vars, &compressed);
+    if (!s) {
+        const matv *v[N_VARS] = {NULL};
+        for (size_t i = 0; i < n_vars; i++)
+            for (int k = 0; k < N_VARS; k++)
+                if (!v[k] && vars[i].value && !strcmp(vars[i].name, var_names[k]))
+                    v[k] = vars[i].value;
+        c.vars = vars;
+        c.n_vars = n_vars;
         s = read_layout(&c, v, net);
-        int compressed = 0;
-        for (int i = 0; i < N_VARS; i++)
-            compressed |= v[i] && v[i]->compression != MAT_COMPRESSION_NONE;
-        if (s == NND_EFORMAT && compressed && Mat_GetVersion(c.mat) == MAT_FT_MAT5) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "%s", nnd_errmsg());
-            s = nnd__fail(NND_EFORMAT, "%s (a compressed v7 file: libmatio up to 1.5.23 misreads cells and structs "
-                          "in those; save with '-v6' or '-v7.3')", msg);
-        }
-        for (int i = 0; i < N_VARS; i++)
-            Mat_VarFree(v[i]);
-        Mat_Close(c.mat);
     }
-    unlink(path);
+    matx_release(&x);
     if (s) {
         nnd_net_free(*net);
         *net = NULL;

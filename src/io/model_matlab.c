@@ -23,6 +23,7 @@
  * or newlines between rows, "..." continuations, % comments, a trailing ' transposes; exponents
  * with e, E, d or D; any number of digits (strtod rounds correctly). Inf and NaN are refused. */
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ typedef struct {
     size_t rows, cols;
     double *v; /* rows x cols, row-major */
     size_t line;
+    int used; /* read by the net: a constant nothing reads is not genFunction's */
 } mconst;
 
 typedef struct {
@@ -71,6 +73,30 @@ typedef struct {
     mlayer *layers;
     size_t nl, capl;
     size_t n_in_hint; /* from the header comment "13xQ matrix, input #1"; 0 if none */
+    /* the recogniser */
+    char *sq, *tmp;         /* the statement squeezed (blanks removed); a scratch copy of it */
+    int form;               /* F_CELL or F_MATRIX, from the function line */
+    int sim;                /* the simulation has begun: no more constants */
+    char pvar[8];           /* "Xp1" or "xp1": the processed input */
+    int n_tin, n_tout;      /* transposes of the input and the output (samples as rows) */
+    size_t out_from, out_line; /* the layer the output is computed from; where */
+    size_t af_rows, af_line;   /* Af = cell(N,0): N is the number of layers */
+    struct {
+        char name[NAME_MAX_LEN];
+        int style;
+        size_t line;
+    } calls[64];
+    size_t n_calls;
+    char fname[NAME_MAX_LEN]; /* the module function being read, its line, its candidates */
+    size_t fline;
+    uint64_t alive;
+    size_t fpos[64];
+    int fend[64];
+    struct {
+        char name[NAME_MAX_LEN];
+        size_t line, func;
+    } defs[64];
+    size_t n_defs;
 } mctx;
 
 /* ---------------------------------------------------------------- messages */
@@ -425,8 +451,10 @@ static int const_name(const char *s, char out[NAME_MAX_LEN])
 static const mconst *find_const(const mctx *c, const char *name)
 {
     for (size_t i = 0; i < c->nc; i++)
-        if (strcmp(c->c[i].name, name) == 0)
+        if (strcmp(c->c[i].name, name) == 0) {
+            c->c[i].used = 1;
             return &c->c[i];
+        }
     return NULL;
 }
 
@@ -636,6 +664,7 @@ static nnd_status add_const(mctx *c, const char *name, const char *rhs)
         c->capc = cap;
     }
     mconst *k = &c->c[c->nc];
+    k->used = 0;
     nnd_status s = parse_literal(c, name, rhs, k);
     if (s)
         return s;
@@ -645,37 +674,7 @@ static nnd_status add_const(mctx *c, const char *name, const char *rhs)
     return NND_OK;
 }
 
-/* ---------------------------------------------------------------- simulation statements */
-
-/* The next identifier in s (dotted parts included: "x1_step1.gain"), skipping numbers and
- * operators; *len its length. NULL at the end. */
-static const char *next_ident(const char **s, size_t *len)
-{
-    const char *p = *s;
-    while (*p) {
-        if (is_digit(*p) || (*p == '.' && is_digit(p[1]))) {
-            int finite;
-            double x;
-            if (!parse_number(&p, &x, &finite))
-                while (is_alnum(*p) || *p == '.')
-                    p++;
-            continue;
-        }
-        if (is_alpha(*p)) {
-            const char *b = p;
-            while (is_alnum(*p) || (*p == '.' && is_alpha(p[1])))
-                p++;
-            *len = (size_t)(p - b);
-            *s = p;
-            return b;
-        }
-        p++;
-    }
-    *s = p;
-    return NULL;
-}
-
-static int ident_is(const char *id, size_t len, const char *what) { return strlen(what) == len && !memcmp(id, what, len); }
+/* ---------------------------------------------------------------- names of settings */
 
 /* "x1_stepN" or "x1_stepN_field"/"x1_stepN.field" (io = 'x' or 'y'): *input gets the input or output
  * number, *step N. */
@@ -701,177 +700,565 @@ static const char *proc_name(nnd_proc_type t)
     return t == NND_PROC_MAPMINMAX ? "mapminmax" : t == NND_PROC_MAPSTD ? "mapstd" : "removeconstantrows";
 }
 
-/* A processing call "NAME_apply(" / "NAME_reverse(" in rhs: the step it applies. 0 when there is
- * none, 1 when found, or a failure status through *s. */
-static int proc_call(mctx *c, const char *rhs, const char *suffix, char io, nnd_status *s)
+/* ---------------------------------------------------------------- the recogniser
+ * Every statement of the file must be one genFunction writes. The simulation's data flow (input
+ * steps, layers, output steps) is parsed exactly; the rest of the main function (argument
+ * formatting, the time loop, the final delay states) must be one of the fixed statements below;
+ * each module function must have one of the bodies genFunction writes. Statements are compared
+ * with their blanks removed ("squeezed"). Anything else -- log10(x) before the net, 10.^y after
+ * it, any arithmetic on the input or the output -- changes the function the file computes, so the
+ * file is refused with the line and the statement. */
+
+enum { F_ANY = 0, F_CELL = 1, F_MATRIX = 2 };            /* [Y,Xf,Af] = f(X,~,~) or [y1] = f(x1) */
+enum { STYLE_TF = 0, STYLE_STRUCT = 1, STYLE_FLAT = 2 }; /* x1_step1.gain or x1_step1_gain      */
+
+/* s with blanks removed (strings kept as they are) into out (strlen(s) + 1 bytes). A quote is a
+ * transpose after what can be transposed (as scan decides), else it opens a string. */
+static void squeeze(const char *s, char *out)
 {
-    size_t slen = strlen(suffix), len;
-    const char *p = rhs, *id;
-    *s = NND_OK;
-    while ((id = next_ident(&p, &len))) {
-        if (len <= slen || memcmp(id + len - slen, suffix, slen) != 0 || *p != '(')
+    char prev = 0;
+    while (*s) {
+        char ch = *s++;
+        if (is_blank(ch))
             continue;
-        size_t nlen = len - slen;
-        nnd_proc_type type;
-        if (ident_is(id, nlen, "mapminmax"))
-            type = NND_PROC_MAPMINMAX;
-        else if (ident_is(id, nlen, "mapstd"))
-            type = NND_PROC_MAPSTD;
-        else if (ident_is(id, nlen, "removeconstantrows"))
-            type = NND_PROC_REMOVECONSTANTROWS;
-        else {
-            char fn[NAME_MAX_LEN];
-            snprintf(fn, sizeof fn, "%.*s", (int)(nlen < NAME_MAX_LEN ? nlen : NAME_MAX_LEN - 1), id);
-            if (io == 'x' && nnd_act_from_name(fn) >= 0)
-                *s = bad(NND_EFORMAT, c, c->stmt_line,
-                         "transfer function %s_apply is not assigned to a layer output (a1, a2, ...)", q(fn).s);
-            else
-                *s = bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                         "processing function '%s' is not supported (only mapminmax, mapstd and removeconstantrows)",
-                         q(fn).s);
-            return 1;
-        }
-        /* The settings argument(s): every x1_stepN-style name in the call must name one step. */
-        size_t step = 0, input, st, alen;
-        const char *q2 = p, *a;
-        while ((a = next_ident(&q2, &alen))) {
-            if (a[0] == io && settings_ref(a, alen, io, &input, &st)) {
-                if (input != 1) {
-                    *s = bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                             "%s %zu: only networks with one input and one output are supported",
-                             io == 'x' ? "input" : "output", input);
-                    return 1;
+        if (ch == '"' || (ch == '\'' && !(is_alnum(prev) || prev == ')' || prev == ']' || prev == '}' ||
+                                          prev == '\'' || prev == '.'))) {
+            *out++ = ch;
+            while (*s) {
+                char d = *s++;
+                *out++ = d;
+                if (d == ch) {
+                    if (*s == ch) {
+                        *out++ = *s++;
+                        continue;
+                    }
+                    break;
                 }
-                if (step && st != step) {
-                    *s = bad(NND_EFORMAT, c, c->stmt_line, "one call uses the settings of two steps (%zu and %zu)",
-                             step, st);
-                    return 1;
-                }
-                step = st;
             }
+            prev = ch;
+            continue;
         }
-        if (!step) {
-            *s = bad(NND_EFORMAT, c, c->stmt_line, "%s%s(...) has no %c1_stepN settings argument",
-                     proc_name(type), suffix, io);
-            return 1;
-        }
-        mstep *list = io == 'x' ? c->in : c->out;
-        size_t *n = io == 'x' ? &c->n_in_steps : &c->n_out_steps;
-        if (*n == sizeof c->in / sizeof c->in[0]) {
-            *s = bad(NND_EUNSUPPORTED, c, c->stmt_line, "more than %zu processing steps", *n);
-            return 1;
-        }
-        list[(*n)++] = (mstep){type, step, c->stmt_line};
-        return 1;
+        *out++ = ch;
+        prev = ch;
     }
+    *out = '\0';
+}
+
+/* The statements of the main function that are not data flow, by the form they belong to. */
+static const struct {
+    const char *text;
+    int form;
+} fixed_stmts[] = {
+    {"isCellX=iscell(X)", F_CELL}, {"if~isCellX", F_CELL},      {"X={X}", F_CELL},
+    {"end", F_ANY},                {"TS=size(X,2)", F_CELL},    {"if~isempty(X)", F_CELL},
+    {"Q=size(X{1},1)", F_CELL},    {"Q=size(X{1},2)", F_CELL},  {"else", F_CELL},
+    {"Q=0", F_CELL},               {"Y=cell(1,TS)", F_CELL},    {"forts=1:TS", F_CELL},
+    {"Xf=cell(1,0)", F_CELL},      {"Y=cell2mat(Y)", F_CELL},   {"Q=size(x1,1)", F_MATRIX},
+    {"Q=size(x1,2)", F_MATRIX},
+};
+
+/* The module functions genFunction writes, as their squeezed statements (the function line
+ * first, '\n' between; a closing "end" is optional). style: the call style a processing function
+ * serves. needs: the other module functions its body calls. */
+typedef struct {
+    const char *name;
+    int style;
+    const char *text;
+    const char *needs[2];
+} mfunc;
+
+#define TF(name, body)                                                                                       \
+    {name, STYLE_TF, "functiona=" name "(n,~)\n" body, {NULL, NULL}},                                        \
+    {                                                                                                        \
+        name, STYLE_TF, "functiona=" name "(n)\n" body, { NULL, NULL }                                       \
+    }
+#define NAN_KEPT "\na(isnan(n))=nan"
+static const mfunc module_funcs[] = {
+    {"mapminmax_apply", STYLE_STRUCT,
+     "functiony=mapminmax_apply(x,settings)\ny=bsxfun(@minus,x,settings.xoffset)\ny=bsxfun(@times,y,settings.gain)\n"
+     "y=bsxfun(@plus,y,settings.ymin)", {NULL, NULL}},
+    {"mapminmax_apply", STYLE_FLAT,
+     "functiony=mapminmax_apply(x,settings_gain,settings_xoffset,settings_ymin)\ny=bsxfun(@minus,x,settings_xoffset)\n"
+     "y=bsxfun(@times,y,settings_gain)\ny=bsxfun(@plus,y,settings_ymin)", {NULL, NULL}},
+    {"mapminmax_reverse", STYLE_STRUCT,
+     "functionx=mapminmax_reverse(y,settings)\nx=bsxfun(@minus,y,settings.ymin)\nx=bsxfun(@rdivide,x,settings.gain)\n"
+     "x=bsxfun(@plus,x,settings.xoffset)", {NULL, NULL}},
+    {"mapminmax_reverse", STYLE_FLAT,
+     "functionx=mapminmax_reverse(y,settings_gain,settings_xoffset,settings_ymin)\nx=bsxfun(@minus,y,settings_ymin)\n"
+     "x=bsxfun(@rdivide,x,settings_gain)\nx=bsxfun(@plus,x,settings_xoffset)", {NULL, NULL}},
+    {"mapstd_apply", STYLE_STRUCT,
+     "functiony=mapstd_apply(x,settings)\ny=bsxfun(@minus,x,settings.xoffset)\ny=bsxfun(@times,y,settings.gain)\n"
+     "y=bsxfun(@plus,y,settings.yoffset)", {NULL, NULL}},
+    {"mapstd_apply", STYLE_FLAT,
+     "functiony=mapstd_apply(x,settings_gain,settings_xoffset,settings_yoffset)\ny=bsxfun(@minus,x,settings_xoffset)\n"
+     "y=bsxfun(@times,y,settings_gain)\ny=bsxfun(@plus,y,settings_yoffset)", {NULL, NULL}},
+    {"mapstd_reverse", STYLE_STRUCT,
+     "functionx=mapstd_reverse(y,settings)\nx=bsxfun(@minus,y,settings.yoffset)\nx=bsxfun(@rdivide,x,settings.gain)\n"
+     "x=bsxfun(@plus,x,settings.xoffset)", {NULL, NULL}},
+    {"mapstd_reverse", STYLE_FLAT,
+     "functionx=mapstd_reverse(y,settings_gain,settings_xoffset,settings_yoffset)\nx=bsxfun(@minus,y,settings_yoffset)\n"
+     "x=bsxfun(@rdivide,x,settings_gain)\nx=bsxfun(@plus,x,settings_xoffset)", {NULL, NULL}},
+    {"removeconstantrows_apply", STYLE_STRUCT, "functiony=removeconstantrows_apply(x,settings)\ny=x(settings.keep,:)",
+     {NULL, NULL}},
+    {"removeconstantrows_apply", STYLE_FLAT, "functiony=removeconstantrows_apply(x,settings_keep)\ny=x(settings_keep,:)",
+     {NULL, NULL}},
+    {"removeconstantrows_reverse", STYLE_STRUCT,
+     "functionx=removeconstantrows_reverse(y,settings)\nQ=size(y,2)\nx=nan(settings.xrows,Q,'like',y)\n"
+     "x(settings.keep,:)=y\nx(settings.remove,:)=repmat(settings.constants,1,Q)", {NULL, NULL}},
+    {"removeconstantrows_reverse", STYLE_FLAT,
+     "functionx=removeconstantrows_reverse(y,settings_xrows,settings_keep,settings_remove,settings_constants)\n"
+     "Q=size(y,2)\nx=nan(settings_xrows,Q,'like',y)\nx(settings_keep,:)=y\n"
+     "x(settings_remove,:)=repmat(settings_constants,1,Q)", {NULL, NULL}},
+    TF("tansig_apply", "a=2./(1+exp(-2*n))-1"),
+    TF("logsig_apply", "a=1./(1+exp(-n))"),
+    TF("radbas_apply", "a=exp(-(n.*n))"),
+    TF("elliotsig_apply", "a=n./(1+abs(n))"),
+    TF("poslin_apply", "a=max(0,n)" NAN_KEPT),
+    TF("satlin_apply", "a=max(0,min(1,n))" NAN_KEPT),
+    TF("satlins_apply", "a=max(-1,min(1,n))" NAN_KEPT),
+    TF("tribas_apply", "a=max(0,1-abs(n))" NAN_KEPT),
+    TF("hardlim_apply", "a=double(n>=0)" NAN_KEPT),
+    TF("hardlims_apply", "a=2*(n>=0)-1" NAN_KEPT),
+    {"softmax_apply", STYLE_TF,
+     "functiona=softmax_apply(n)\nnmax=max(n,[],1)\nn=bsxfun(@minus,n,nmax)\nnumer=exp(n)\ndenom=sum(numer,1)\n"
+     "denom(denom==0)=1\na=bsxfun(@rdivide,numer,denom)", {NULL, NULL}},
+    {"softmax_apply", STYLE_TF,
+     "functiona=softmax_apply(n,~)\nifisa(n,'gpuArray')\na=iSoftmaxApplyGPU(n)\nelse\na=iSoftmaxApplyCPU(n)\nend",
+     {"iSoftmaxApplyCPU", "iSoftmaxApplyGPU"}},
+    {"iSoftmaxApplyCPU", STYLE_TF,
+     "functiona=iSoftmaxApplyCPU(n)\nnmax=max(n,[],1)\nn=bsxfun(@minus,n,nmax)\nnumerator=exp(n)\n"
+     "denominator=sum(numerator,1)\ndenominator(denominator==0)=1\na=bsxfun(@rdivide,numerator,denominator)",
+     {NULL, NULL}},
+    {"iSoftmaxApplyGPU", STYLE_TF,
+     "functiona=iSoftmaxApplyGPU(n)\nnmax=max(n,[],1)\nnumerator=arrayfun(@iSoftmaxApplyGPUHelper1,n,nmax)\n"
+     "denominator=sum(numerator,1)\na=arrayfun(@iSoftmaxApplyGPUHelper2,numerator,denominator)",
+     {"iSoftmaxApplyGPUHelper1", "iSoftmaxApplyGPUHelper2"}},
+    {"iSoftmaxApplyGPUHelper1", STYLE_TF, "functionnumerator=iSoftmaxApplyGPUHelper1(n,nmax)\nnumerator=exp(n-nmax)",
+     {NULL, NULL}},
+    {"iSoftmaxApplyGPUHelper2", STYLE_TF,
+     "functiona=iSoftmaxApplyGPUHelper2(numerator,denominator)\nif(denominator==0)\na=numerator\nelse\n"
+     "a=numerator./denominator\nend", {NULL, NULL}},
+};
+#undef TF
+#undef NAN_KEPT
+#define N_MODULE_FUNCS (sizeof module_funcs / sizeof module_funcs[0])
+
+/* MATLAB's transfer functions with a body above, and their activation codes. */
+static const struct {
+    const char *name;
+    int act;
+} transfer_fns[] = {
+    {"tansig", NND_ACT_TANSIG},   {"logsig", NND_ACT_LOGSIG},   {"radbas", NND_ACT_RADBAS},
+    {"elliotsig", NND_ACT_ELLIOTSIG}, {"poslin", NND_ACT_POSLIN}, {"satlin", NND_ACT_SATLIN},
+    {"satlins", NND_ACT_SATLINS}, {"tribas", NND_ACT_TRIBAS},   {"hardlim", NND_ACT_HARDLIM},
+    {"hardlims", NND_ACT_HARDLIMS}, {"softmax", NND_ACT_SOFTMAX},
+};
+/* MATLAB's other transfer functions: well-formed, not implemented. */
+static const char *const other_transfer_fns[] = {"compet", "netinv", "radbasn", "elliot2sig", "purelin", NULL};
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s))
+            return 1;
     return 0;
 }
 
-/* aK = [f_apply(] [repmat(]bK[,1,Q)] + W*src [)] in any of genFunction's spellings. */
-static nnd_status layer_stmt(mctx *c, size_t k, const char *rhs)
+/* A module function the simulation calls, or one the file defines. */
+static nnd_status note_call(mctx *c, const char *name, int style)
 {
-    const char *p = rhs, *id;
-    size_t len;
-    int act = NND_ACT_PURELIN, has_act = 0, has_bias = 0, has_w = 0;
+    for (size_t i = 0; i < c->n_calls; i++)
+        if (!strcmp(c->calls[i].name, name)) {
+            if (c->calls[i].style != style)
+                return bad(NND_EFORMAT, c, c->stmt_line, "%s is called with both struct and flat settings", name);
+            return NND_OK;
+        }
+    if (c->n_calls == sizeof c->calls / sizeof c->calls[0])
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line, "more than %zu module functions are called", c->n_calls);
+    snprintf(c->calls[c->n_calls].name, NAME_MAX_LEN, "%s", name);
+    c->calls[c->n_calls].style = style;
+    c->calls[c->n_calls].line = c->stmt_line;
+    c->n_calls++;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- dynamic networks */
+
+/* The identifier of a delay state or a time-series argument in s, or NULL: NARX and other dynamic
+ * networks use Xi/Ai (initial delay states), Xd1/Ad1 (delay buffers), tapdelay1, xdts/adts
+ * (rotating positions), nargin checks, and xi1/ai1/xf1/af1 in the MatrixOnly form. */
+static const char *dynamic_ident(const char *s, char out[NAME_MAX_LEN])
+{
+    static const char *const names[] = {"Xi", "Ai", "nargin", "xdts", "adts", "finalxts", "finalats",
+                                        "xits", "ats", "xts", NULL};
+    static const char *const prefixes[] = {"tapdelay", "Xd", "Ad", "xi", "ai", "xf", "af", NULL};
+    const char *p = s;
+    while (*p) {
+        if (*p == '\'' || *p == '"') { /* skip strings (transposes are harmless here) */
+            p++;
+            continue;
+        }
+        if (!is_alpha(*p) || (p > s && (is_alnum(p[-1]) || p[-1] == '.'))) {
+            p++;
+            continue;
+        }
+        const char *b = p;
+        while (is_alnum(*p))
+            p++;
+        size_t len = (size_t)(p - b);
+        if (len >= NAME_MAX_LEN)
+            continue;
+        memcpy(out, b, len);
+        out[len] = '\0';
+        if (in_list(names, out))
+            return out;
+        for (const char *const *q2 = prefixes; *q2; q2++) {
+            size_t pl2 = strlen(*q2);
+            if (len > pl2 && !memcmp(out, *q2, pl2) && is_digit(out[pl2])) {
+                const char *t = out + pl2;
+                while (is_digit(*t))
+                    t++;
+                if (!*t)
+                    return out;
+            }
+        }
+    }
+    return NULL;
+}
+
+static nnd_status dynamic_refused(const mctx *c, const char *what)
+{
+    return bad(NND_EUNSUPPORTED, c, c->stmt_line,
+               "dynamic (NARX/delay) networks are not supported: '%s' uses %s (delay states or time series); "
+               "only static feed-forward networks (fitnet, patternnet, feedforwardnet) are read",
+               q(c->buf).s, what);
+}
+
+/* ---------------------------------------------------------------- the function line */
+
+static int is_ident(const char *s, const char *e)
+{
+    if (s == e || !is_alpha(*s))
+        return 0;
+    for (; s < e; s++)
+        if (!is_alnum(*s))
+            return 0;
+    return 1;
+}
+
+static nnd_status function_line(mctx *c)
+{
+    const char *s = c->sq, *name, *open;
+    char id[NAME_MAX_LEN];
+    int form = F_ANY;
+    if (starts(s, "function[Y,Xf,Af]=")) {
+        form = F_CELL;
+        name = s + strlen("function[Y,Xf,Af]=");
+    } else if (starts(s, "function[y1]=")) {
+        form = F_MATRIX;
+        name = s + strlen("function[y1]=");
+    } else {
+        name = NULL;
+    }
+    open = name ? strchr(name, '(') : NULL;
+    if (open && is_ident(name, open) &&
+        !strcmp(open, form == F_CELL ? "(X,~,~)" : "(x1)")) {
+        c->form = form;
+        return NND_OK;
+    }
+    const char *args = strchr(c->buf, '(');
+    if (args && dynamic_ident(args, id))
+        return dynamic_refused(c, id);
+    if (strstr(s, "x2") || strstr(s, "y2"))
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line, "'%s': only networks with one input and one output are supported",
+                   q(c->buf).s);
+    return bad(NND_EFORMAT, c, c->stmt_line,
+               "the function line '%s' is not genFunction's ('function [Y,Xf,Af] = NAME(X,~,~)' or "
+               "'function [y1] = NAME(x1)'): a file edited by hand is not read", q(c->buf).s);
+}
+
+/* ---------------------------------------------------------------- data flow */
+
+/* Split a squeezed call "NAME(a,b,...)" that spans all of s, in place: *name and up to max
+ * arguments (split at top-level commas). 0 when s is not one call. */
+static int split_call(char *s, char **name, char **args, size_t max, size_t *nargs)
+{
+    char *open = strchr(s, '(');
+    size_t len = strlen(s);
+    if (!open || !is_ident(s, open) || len < 2 || s[len - 1] != ')')
+        return 0;
+    int depth = 0;
+    for (char *t = open; *t; t++) {
+        if (*t == '(' || *t == '[' || *t == '{')
+            depth++;
+        else if (*t == ')' || *t == ']' || *t == '}')
+            if (--depth == 0 && t != s + len - 1)
+                return 0; /* the first call closes before the end: f(x)+g(y) */
+    }
+    *open = '\0';
+    s[len - 1] = '\0';
+    *name = s;
+    *nargs = 0;
+    char *a = open + 1;
+    depth = 0;
+    for (char *t = a;; t++) {
+        if (*t == '(' || *t == '[' || *t == '{')
+            depth++;
+        else if (*t == ')' || *t == ']' || *t == '}')
+            depth--;
+        else if ((*t == ',' && depth == 0) || *t == '\0') {
+            int last = *t == '\0';
+            if (*nargs == max)
+                return 0;
+            *t = '\0';
+            args[(*nargs)++] = a;
+            a = t + 1;
+            if (last)
+                break;
+        }
+    }
+    return 1;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && !strcmp(s + n - k, suffix);
+}
+
+static int proc_type(const char *base, nnd_proc_type *t)
+{
+    if (!strcmp(base, "mapminmax"))
+        *t = NND_PROC_MAPMINMAX;
+    else if (!strcmp(base, "mapstd"))
+        *t = NND_PROC_MAPSTD;
+    else if (!strcmp(base, "removeconstantrows"))
+        *t = NND_PROC_REMOVECONSTANTROWS;
+    else
+        return 0;
+    return 1;
+}
+
+/* The settings arguments of a processing call: "x1_stepN" (struct style) or the fields one by one
+ * in the order of the flat module function (gain, xoffset, ymin/yoffset; keep; for an output
+ * removeconstantrows xrows, keep, remove, constants). *step: the N; *style set. 0 if they are neither. */
+static int settings_args(char io, nnd_proc_type type, int output, char **args, size_t n, size_t *step, int *style)
+{
+    static const char *const map_min[] = {"gain", "xoffset", "ymin", NULL};
+    static const char *const map_std[] = {"gain", "xoffset", "yoffset", NULL};
+    static const char *const rcr_in[] = {"keep", NULL};
+    static const char *const rcr_out[] = {"xrows", "keep", "remove", "constants", NULL};
+    char want[NAME_MAX_LEN];
+    const char *p = args[0];
+    size_t input;
+    if (n == 0 || p[0] != io)
+        return 0;
+    p++;
+    if ((input = read_index(&p)) != 1 || !starts(p, "_step"))
+        return 0;
+    p += 5;
+    if (!(*step = read_index(&p)))
+        return 0;
+    if (n == 1 && *p == '\0') {
+        *style = STYLE_STRUCT;
+        return 1;
+    }
+    const char *const *fields = type == NND_PROC_MAPMINMAX ? map_min : type == NND_PROC_MAPSTD ? map_std
+                                : output                   ? rcr_out : rcr_in;
+    size_t i = 0;
+    for (; fields[i]; i++) {
+        snprintf(want, sizeof want, "%c1_step%zu_%s", io, *step, fields[i]);
+        if (i >= n || strcmp(args[i], want))
+            return 0;
+    }
+    *style = STYLE_FLAT;
+    return i == n;
+}
+
+/* Input step: Xp1 = P_apply(SRC, settings), SRC the input for the first step, Xp1 after. */
+static nnd_status input_step(mctx *c, const char *lhs, char *rhs)
+{
+    char *name, *args[8];
+    size_t nargs, step;
+    int style;
+    nnd_proc_type type;
+    if (!split_call(rhs, &name, args, 8, &nargs) || nargs < 2 || !ends_with(name, "_apply"))
+        return bad(NND_EFORMAT, c, c->stmt_line,
+                   "'%s' is not an input processing call (Xp1 = mapminmax_apply(...)): a file edited by hand is "
+                   "not read", q(c->buf).s);
+    name[strlen(name) - 6] = '\0';
+    if (!proc_type(name, &type)) {
+        for (size_t i = 0; i < sizeof transfer_fns / sizeof transfer_fns[0]; i++)
+            if (!strcmp(transfer_fns[i].name, name))
+                return bad(NND_EFORMAT, c, c->stmt_line,
+                           "transfer function %s_apply is not assigned to a layer output (a1, a2, ...)", q(name).s);
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                   "processing function '%s' is not supported (only mapminmax, mapstd and removeconstantrows)",
+                   q(name).s);
+    }
+    if (nargs >= 2 && args[1][0] == 'x' && is_digit(args[1][1]) && args[1][1] != '1')
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line, "'%s': only networks with one input and one output are supported",
+                   q(c->buf).s);
+    if (!settings_args('x', type, 0, args + 1, nargs - 1, &step, &style))
+        return bad(NND_EFORMAT, c, c->stmt_line, "%s_apply(...): the settings arguments are not x1_stepN's", proc_name(type));
+    if (c->nl)
+        return bad(NND_EFORMAT, c, c->stmt_line, "input step x1_step%zu is applied after layer 1", step);
+    if (c->n_in_steps == 0 ? strcmp(args[0], c->form == F_CELL ? "X{1,ts}" : "x1") : strcmp(args[0], c->pvar))
+        return bad(NND_EFORMAT, c, c->stmt_line, "input step x1_step%zu is applied to '%s', not to %s", step,
+                   q(args[0]).s, c->n_in_steps ? c->pvar : "the input");
+    if (c->n_in_steps && strcmp(lhs, c->pvar))
+        return bad(NND_EFORMAT, c, c->stmt_line, "input step x1_step%zu is assigned to %s, the one before to %s", step,
+                   lhs, c->pvar);
+    snprintf(c->pvar, sizeof c->pvar, "%s", lhs);
+    if (c->n_in_steps == sizeof c->in / sizeof c->in[0])
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line, "more than %zu processing steps", c->n_in_steps);
+    if (step != c->n_in_steps + 1)
+        return bad(NND_EFORMAT, c, c->stmt_line, "input step x1_step%zu is applied %s; steps apply in order from x1_step1",
+                   step, c->n_in_steps ? "out of order" : "first");
+    c->in[c->n_in_steps++] = (mstep){type, step, c->stmt_line};
+    char fn[NAME_MAX_LEN];
+    snprintf(fn, sizeof fn, "%s_apply", proc_name(type));
+    return note_call(c, fn, style);
+}
+
+/* Output: Y{1,ts} = aL (no output steps) or Y{1,ts} = P_reverse(SRC, settings), SRC = aL first,
+ * then Y{1,ts} itself, the last step reversed first. */
+static nnd_status output_stmt(mctx *c, char *rhs)
+{
+    const char *out = c->form == F_CELL ? "Y{1,ts}" : "y1";
+    char *name, *args[8];
+    size_t nargs, step, k;
+    int style;
+    nnd_proc_type type;
+    const char *t = rhs + 1;
+    if (rhs[0] == 'a' && (k = read_index(&t)) && !*t) {
+        if (c->out_from)
+            return bad(NND_EFORMAT, c, c->stmt_line, "the output is assigned twice");
+        c->out_from = k;
+        c->out_line = c->stmt_line;
+        return NND_OK;
+    }
+    if (!split_call(rhs, &name, args, 8, &nargs) || nargs < 2 || !ends_with(name, "_reverse"))
+        return bad(NND_EFORMAT, c, c->stmt_line,
+                   "'%s' is not genFunction's output (%s = aL or %s = mapminmax_reverse(...)): a file edited by hand "
+                   "is not read", q(c->buf).s, out, out);
+    name[strlen(name) - 8] = '\0';
+    if (!proc_type(name, &type))
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                   "processing function '%s' is not supported (only mapminmax, mapstd and removeconstantrows)",
+                   q(name).s);
+    if (!settings_args('y', type, 1, args + 1, nargs - 1, &step, &style))
+        return bad(NND_EFORMAT, c, c->stmt_line, "%s_reverse(...): the settings arguments are not y1_stepN's",
+                   proc_name(type));
+    if (!c->out_from) {
+        t = args[0] + 1;
+        if (args[0][0] != 'a' || !(k = read_index(&t)) || *t)
+            return bad(NND_EFORMAT, c, c->stmt_line, "output step y1_step%zu is applied to '%s', not to a layer output",
+                       step, q(args[0]).s);
+        c->out_from = k;
+        c->out_line = c->stmt_line;
+    } else if (strcmp(args[0], out) || !c->n_out_steps) {
+        return bad(NND_EFORMAT, c, c->stmt_line, "output step y1_step%zu is applied to '%s', not to %s", step,
+                   q(args[0]).s, out);
+    }
+    if (c->n_out_steps == sizeof c->out / sizeof c->out[0])
+        return bad(NND_EUNSUPPORTED, c, c->stmt_line, "more than %zu processing steps", c->n_out_steps);
+    c->out[c->n_out_steps++] = (mstep){type, step, c->stmt_line};
+    char fn[NAME_MAX_LEN];
+    snprintf(fn, sizeof fn, "%s_reverse", proc_name(type));
+    return note_call(c, fn, style);
+}
+
+/* aK = [F_apply(] [repmat(bK,1,Q) +] W*SRC [)]: W = IW1_1 and SRC the (processed) input for
+ * layer 1, W = LWK_(K-1) and SRC = a(K-1) after. More weight terms are other architectures. */
+static nnd_status layer_stmt(mctx *c, size_t k, char *rhs)
+{
+    int act = NND_ACT_PURELIN, has_bias = 0, chain = 0;
+    char *z = rhs, *name, *args[2];
+    size_t nargs;
+    char tmp[NAME_MAX_LEN];
     if (k != c->nl + 1)
         return bad(NND_EFORMAT, c, c->stmt_line, "layer a%zu is computed %s (the layers must be computed in order)",
                    k, k <= c->nl ? "twice" : c->nl ? "after a missing layer" : "before a1");
-    for (const char *t = rhs; *t; t++)
-        if (!strchr("()+,*@{} ;", *t) && !is_alnum(*t) && *t != '.')
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: unexpected operator '%c' in '%s'", k, *t,
-                       q(rhs).s);
-    while ((id = next_ident(&p, &len))) {
-        char name[NAME_MAX_LEN];
-        if (len >= NAME_MAX_LEN)
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: unexpected term '%s'", k, qs(id, len).s);
-        memcpy(name, id, len);
-        name[len] = '\0';
-        if (len > 6 && !strcmp(name + len - 6, "_apply") && *p == '(') {
-            name[len - 6] = '\0';
-            if (has_act || has_bias || has_w)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: transfer function %s is not applied to the whole net input",
-                           k, q(name).s);
-            act = nnd_act_from_name(name);
-            if (act < 0)
+    if (c->out_from)
+        return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu is computed after the output", k);
+    const char *paren = strchr(rhs, '('), *star = strchr(rhs, '*');
+    if (!strncmp(rhs, "repmat(", 7) || !paren || (star && star < paren)) {
+        /* no transfer function call: purelin */
+    } else if (split_call(rhs, &name, args, 2, &nargs) && nargs == 1 && ends_with(name, "_apply")) {
+        name[strlen(name) - 6] = '\0';
+        act = -1;
+        for (size_t i = 0; i < sizeof transfer_fns / sizeof transfer_fns[0]; i++)
+            if (!strcmp(transfer_fns[i].name, name))
+                act = transfer_fns[i].act;
+        if (act < 0) {
+            nnd_proc_type pt;
+            if (in_list(other_transfer_fns, name) || nnd_act_from_name(name) >= 0)
                 return bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                           "layer %zu: transfer function '%s' is not supported (see nnderiv.h for the list)", k,
-                           q(name).s);
-            has_act = 1;
-        } else if (!strcmp(name, "repmat") || !strcmp(name, "bsxfun") || !strcmp(name, "plus") ||
-                   !strcmp(name, "Q")) {
-            continue;
-        } else if (name[0] == 'b') {
-            const char *t = name + 1;
-            if (read_index(&t) != k || *t)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: uses bias %s of another layer", k,
-                           q(name).s);
-            if (has_bias++)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: adds its bias twice", k);
-        } else if ((name[0] == 'I' || name[0] == 'L') && name[1] == 'W') {
-            const char *t = name + 2;
-            size_t i = read_index(&t), j = 0;
-            if (*t == '_') {
-                t++;
-                j = read_index(&t);
-            }
-            if (!i || !j || *t)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: unexpected term '%s'", k, q(name).s);
-            if (has_w++)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                           "layer %zu: more than one weight term (cascade or multi-input networks are not supported)",
-                           k);
-            if (i != k)
-                return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: uses the weights %s of layer %zu", k, q(name).s, i);
-            int iw = name[0] == 'I';
-            if (iw && j != 1)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "%s: only networks with one input are supported",
-                           q(name).s);
-            if (iw != (k == 1) || (!iw && j != k - 1))
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                           "layer %zu: %s is not a feed-forward chain connection (layer 1 takes IW1_1 times the "
-                           "input, layer k takes LWk_(k-1) times a(k-1))",
-                           k, q(name).s);
-            while (*p == ' ')
-                p++;
-            if (*p != '*')
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: %s is not multiplied by the layer input",
-                           k, q(name).s);
-            p++;
-            const char *src = next_ident(&p, &len);
-            if (!src)
-                return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: %s * what?", k, q(name).s);
-            size_t from = 0;
-            if (src[0] == 'a' && len > 1) {
-                const char *t2 = src + 1;
-                from = read_index(&t2);
-                if (t2 != src + len)
-                    from = 0;
-            }
-            if (k > 1 && from != k - 1)
-                return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: %s multiplies %s, not a%zu", k, q(name).s,
-                           qs(src, len).s, k - 1);
-            if (k == 1 && from)
-                return bad(NND_EFORMAT, c, c->stmt_line, "layer 1: IW1_1 multiplies a layer output");
-            while (*p == ' ')
-                p++;
-            if (*p == '{') { /* X{1,ts} */
-                int d = 0;
-                for (; *p; p++) {
-                    d += *p == '{';
-                    d -= *p == '}';
-                    if (!d) {
-                        p++;
-                        break;
-                    }
-                }
-            }
-        } else {
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line, "layer %zu: unexpected term '%s' in '%s'", k, q(name).s,
-                       q(rhs).s);
+                           "layer %zu: transfer function '%s' is not supported from MATLAB code (supported: tansig, "
+                           "logsig, purelin, poslin, satlin, satlins, radbas, tribas, elliotsig, hardlim, hardlims, "
+                           "softmax)", k, q(name).s);
+            if (proc_type(name, &pt))
+                return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: %s_apply is not a transfer function", k, name);
+            return bad(NND_EFORMAT, c, c->stmt_line,
+                       "layer %zu: '%s_apply' is not a transfer function genFunction writes: a file edited by hand "
+                       "is not read", k, q(name).s);
         }
+        snprintf(tmp, sizeof tmp, "%s_apply", name);
+        nnd_status s = note_call(c, tmp, STYLE_TF);
+        if (s)
+            return s;
+        z = args[0];
+    } else {
+        return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand is "
+                   "not read", k, q(c->buf).s);
     }
-    if (!has_w)
-        return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: no weight term (%s*...)", k, k == 1 ? "IW1_1" : "LWk_j");
+    snprintf(tmp, sizeof tmp, "repmat(b%zu,1,Q)+", k);
+    if (starts(z, tmp)) {
+        has_bias = 1;
+        z += strlen(tmp);
+    }
+    /* weight terms W*SRC separated by '+' */
+    const char *in = c->n_in_steps ? c->pvar : c->form == F_CELL ? "X{1,ts}" : "x1";
+    for (char *term = z; term;) {
+        char *plus = strchr(term, '+'), *star = strchr(term, '*');
+        if (plus)
+            *plus = '\0';
+        if (!star || (plus && star > plus))
+            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand "
+                       "is not read", k, q(c->buf).s);
+        *star = '\0';
+        const char *w = term, *src = star + 1, *t = w + 2;
+        size_t i = 0, j = 0;
+        int iw = w[0] == 'I' && w[1] == 'W', lw = w[0] == 'L' && w[1] == 'W';
+        if ((iw || lw) && (i = read_index(&t)) && *t == '_') {
+            t++;
+            j = read_index(&t);
+        }
+        if (!(iw || lw) || !i || !j || *t)
+            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand "
+                       "is not read", k, q(c->buf).s);
+        if (i != k)
+            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: uses the weights %s of layer %zu", k, w, i);
+        if (iw && j != 1)
+            return bad(NND_EUNSUPPORTED, c, c->stmt_line, "%s: only networks with one input are supported", w);
+        if (lw && j >= k)
+            return bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                       "dynamic (NARX/delay) networks are not supported: %s feeds layer %zu back into layer %zu",
+                       w, j, k);
+        if ((iw && k > 1) || (lw && j < k - 1))
+            return bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                       "cascadeforwardnet networks are not supported (until graph networks land): %s feeds %s into "
+                       "layer %zu", w, iw ? "the input" : "an earlier layer", k);
+        char want[NAME_MAX_LEN];
+        snprintf(want, sizeof want, "a%zu", j);
+        if (strcmp(src, iw ? in : want))
+            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: %s multiplies '%s', not %s", k, w, q(src).s,
+                       iw ? in : want);
+        if (chain++)
+            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: adds %s twice", k, w);
+        term = plus ? plus + 1 : NULL;
+    }
     if (c->nl == c->capl) {
         size_t cap = c->capl ? 2 * c->capl : 8;
         mlayer *g = nnd__malloc(cap, sizeof *g);
@@ -887,19 +1274,204 @@ static nnd_status layer_stmt(mctx *c, size_t k, const char *rhs)
     return NND_OK;
 }
 
-static nnd_status sim_stmt(mctx *c, const char *lhs, const char *rhs)
+static nnd_status refused(const mctx *c)
 {
+    return bad(NND_EFORMAT, c, c->stmt_line,
+               "'%s' is not part of the code genFunction writes: a file edited by hand is not read (the function it "
+               "computes may differ from the network's)", q(c->buf).s);
+}
+
+/* One statement of the main function. */
+static nnd_status main_stmt(mctx *c)
+{
+    char *lhs, *rhs, name[NAME_MAX_LEN], id[NAME_MAX_LEN];
     nnd_status s;
-    if (lhs[0] == 'a') {
-        const char *t = lhs + 1;
-        size_t k = read_index(&t);
-        if (k && !*t)
-            return layer_stmt(c, k, rhs);
+    for (size_t i = 0; i < sizeof fixed_stmts / sizeof fixed_stmts[0]; i++)
+        if ((fixed_stmts[i].form == F_ANY || fixed_stmts[i].form == c->form) && !strcmp(c->sq, fixed_stmts[i].text))
+            return NND_OK;
+    if (c->form == F_CELL && starts(c->sq, "Af=cell(")) {
+        const char *t = c->sq + 8;
+        size_t n = read_index(&t);
+        if (n && !strcmp(t, ",0)")) {
+            c->af_rows = n;
+            c->af_line = c->stmt_line;
+            return NND_OK;
+        }
     }
-    if (proc_call(c, rhs, "_apply", 'x', &s))
-        return s;
-    if (proc_call(c, rhs, "_reverse", 'y', &s))
-        return s;
+    const char *in = c->form == F_CELL ? "X{1,ts}=X{1,ts}'" : "x1=x1'";
+    const char *out = c->form == F_CELL ? "Y{1,ts}=Y{1,ts}'" : "y1=y1'";
+    if (!strcmp(c->sq, in)) {
+        if (c->n_in_steps || c->nl || c->n_tin++)
+            return refused(c);
+        c->sim = 1;
+        return NND_OK;
+    }
+    if (!strcmp(c->sq, out)) {
+        if (!c->out_from || c->n_tout++)
+            return refused(c);
+        return NND_OK;
+    }
+    /* constants: NAME = literal, all before the simulation */
+    strcpy(c->tmp, c->buf);
+    if (split_assign(c->tmp, &lhs, &rhs) && const_name(lhs, name)) {
+        if (c->sim)
+            return bad(NND_EFORMAT, c, c->stmt_line, "%s is assigned in the simulation, after the network's constants",
+                       name);
+        return add_const(c, name, rhs);
+    }
+    const char *dyn = dynamic_ident(c->buf, id);
+    if (dyn)
+        return dynamic_refused(c, dyn);
+    char *eq = strchr(c->sq, '=');
+    if (!eq || eq == c->sq || eq[1] == '=')
+        return refused(c);
+    *eq = '\0';
+    lhs = c->sq;
+    rhs = eq + 1;
+    c->sim = 1;
+    const char *t = lhs + 1;
+    size_t k;
+    if (lhs[0] == 'a' && (k = read_index(&t)) && !*t)
+        s = layer_stmt(c, k, rhs);
+    else if (!strcmp(lhs, "Xp1") || !strcmp(lhs, "xp1"))
+        s = input_step(c, lhs, rhs);
+    else if (!strcmp(lhs, c->form == F_CELL ? "Y{1,ts}" : "y1"))
+        s = output_stmt(c, rhs);
+    else
+        s = refused(c);
+    return s;
+}
+
+/* The end of the main function: the network is complete. */
+static nnd_status main_end(mctx *c)
+{
+    if (!c->nl)
+        return bad(NND_EFORMAT, c, 0, "no layer is computed (no 'a1 = ...' statement): not a genFunction file?");
+    if (!c->out_from)
+        return bad(NND_EFORMAT, c, 0, "the output (%s) is never assigned", c->form == F_CELL ? "Y{1,ts}" : "y1");
+    if (c->out_from != c->nl)
+        return bad(NND_EFORMAT, c, c->out_line, "the output comes from layer %zu, not from the last layer %zu",
+                   c->out_from, c->nl);
+    if (c->af_rows && c->af_rows != c->nl)
+        return bad(NND_EFORMAT, c, c->af_line, "Af has %zu rows, but the network has %zu layers", c->af_rows, c->nl);
+    if (c->n_tin != c->n_tout)
+        return bad(NND_EFORMAT, c, 0, "the input is transposed but not the output, or the other way round");
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- module functions */
+
+/* A module function begins: the candidates are the table's functions with this function line. */
+static nnd_status module_begin(mctx *c)
+{
+    const char *open = strchr(c->sq, '(');
+    const char *eq = strchr(c->sq, '=');
+    const char *nm = eq && (!open || eq < open) ? eq + 1 : c->sq + 8;
+    size_t len = open ? (size_t)(open - nm) : strlen(nm);
+    snprintf(c->fname, sizeof c->fname, "%.*s", (int)(len < NAME_MAX_LEN ? len : NAME_MAX_LEN - 1), nm);
+    c->fline = c->stmt_line;
+    c->alive = 0;
+    int known = 0;
+    for (size_t i = 0; i < N_MODULE_FUNCS; i++) {
+        const char *text = module_funcs[i].text, *nl = strchr(text, '\n');
+        known |= !strcmp(module_funcs[i].name, c->fname);
+        if ((size_t)(nl - text) == strlen(c->sq) && !memcmp(text, c->sq, (size_t)(nl - text))) {
+            c->alive |= (uint64_t)1 << i;
+            c->fpos[i] = (size_t)(nl - text) + 1;
+            c->fend[i] = 0;
+        }
+    }
+    for (size_t i = 0; i < c->n_defs; i++)
+        if (!strcmp(c->defs[i].name, c->fname))
+            return bad(NND_EFORMAT, c, c->stmt_line, "function %s is defined twice (line %zu)", q(c->fname).s,
+                       c->defs[i].line);
+    if (!c->alive)
+        return bad(NND_EFORMAT, c, c->stmt_line,
+                   known ? "'%s' is not the function line genFunction writes for %s: a file edited by hand is not read"
+                         : "'%s': %s is not a module function genFunction writes: a file edited by hand is not read",
+                   q(c->buf).s, q(c->fname).s);
+    return NND_OK;
+}
+
+static nnd_status module_stmt(mctx *c)
+{
+    uint64_t next = 0;
+    for (size_t i = 0; i < N_MODULE_FUNCS; i++) {
+        if (!(c->alive >> i & 1))
+            continue;
+        const char *text = module_funcs[i].text + c->fpos[i];
+        if (*text) {
+            const char *nl = strchr(text, '\n');
+            size_t n = nl ? (size_t)(nl - text) : strlen(text);
+            if (n == strlen(c->sq) && !memcmp(text, c->sq, n)) {
+                c->fpos[i] += n + (nl ? 1 : 0);
+                next |= (uint64_t)1 << i;
+            }
+        } else if (!c->fend[i] && !strcmp(c->sq, "end")) {
+            c->fend[i] = 1;
+            next |= (uint64_t)1 << i;
+        }
+    }
+    if (!next)
+        return bad(NND_EFORMAT, c, c->stmt_line,
+                   "'%s' in %s is not what genFunction writes there: a file edited by hand is not read", q(c->buf).s,
+                   q(c->fname).s);
+    c->alive = next;
+    return NND_OK;
+}
+
+/* The module function in progress ends (another begins, or the file ends). */
+static nnd_status module_end(mctx *c)
+{
+    for (size_t i = 0; i < N_MODULE_FUNCS; i++)
+        if ((c->alive >> i & 1) && !module_funcs[i].text[c->fpos[i]]) {
+            if (c->n_defs == sizeof c->defs / sizeof c->defs[0])
+                return bad(NND_EUNSUPPORTED, c, c->fline, "more than %zu module functions", c->n_defs);
+            snprintf(c->defs[c->n_defs].name, NAME_MAX_LEN, "%s", c->fname);
+            c->defs[c->n_defs].line = c->fline;
+            c->defs[c->n_defs].func = i;
+            c->n_defs++;
+            return NND_OK;
+        }
+    return bad(NND_EFORMAT, c, c->fline, "function %s ends before its body is complete: a file edited by hand is not read",
+               q(c->fname).s);
+}
+
+/* Every function called is defined, as the style of its call needs, with what it calls. */
+static nnd_status check_calls(mctx *c)
+{
+    for (size_t i = 0; i < c->n_calls + c->n_defs; i++) {
+        const char *nm;
+        int style = -1;
+        size_t line;
+        if (i < c->n_calls) {
+            nm = c->calls[i].name;
+            style = c->calls[i].style;
+            line = c->calls[i].line;
+        } else {
+            const mfunc *f = &module_funcs[c->defs[i - c->n_calls].func];
+            line = c->defs[i - c->n_calls].line;
+            for (int k = 0; k < 2; k++) {
+                if (!f->needs[k])
+                    continue;
+                size_t d = 0;
+                while (d < c->n_defs && strcmp(c->defs[d].name, f->needs[k]))
+                    d++;
+                if (d == c->n_defs)
+                    return bad(NND_EFORMAT, c, line, "%s calls %s, which the file does not define", f->name, f->needs[k]);
+            }
+            continue;
+        }
+        size_t d = 0;
+        while (d < c->n_defs && strcmp(c->defs[d].name, nm))
+            d++;
+        if (d == c->n_defs)
+            return bad(NND_EFORMAT, c, line, "%s is called but the file does not define it", nm);
+        if (module_funcs[c->defs[d].func].style != style)
+            return bad(NND_EFORMAT, c, line, "%s is called with %s settings, but defined (line %zu) for %s ones", nm,
+                       style == STYLE_STRUCT ? "struct" : "flat", c->defs[d].line,
+                       style == STYLE_STRUCT ? "flat" : "struct");
+    }
     return NND_OK;
 }
 
@@ -961,6 +1533,28 @@ static void step_name(char out[NAME_MAX_LEN], char io, size_t step, const char *
     snprintf(out, NAME_MAX_LEN, "%c1_step%zu.%s", io, step, field);
 }
 
+/* "input removeconstantrows x1_step1: rows 2, 5 of 6 dropped" (the output's: held constant). */
+static nnd_status fold_rcr(nnd_net *net, const char *io, size_t step, size_t rows, size_t n_keep, const size_t *keep)
+{
+    char list[200] = "";
+    size_t used = 0, shown = 0, i = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (i < n_keep && keep[i] == r) {
+            i++;
+            continue;
+        }
+        if (shown++ < 12 && used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%zu", shown > 1 ? ", " : "", r + 1);
+        else if (shown == 13 && used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, ", ...");
+    }
+    if (!shown)
+        return nnd__net_add_folded(net, "%s removeconstantrows %c1_step%zu: no row of %zu removed", io, io[0] == 'i' ? 'x' : 'y',
+                                   step, rows);
+    return nnd__net_add_folded(net, "%s removeconstantrows %c1_step%zu: row%s %s of %zu %s", io, io[0] == 'i' ? 'x' : 'y',
+                               step, shown == 1 ? "" : "s", list, rows, io[0] == 'i' ? "dropped" : "held constant");
+}
+
 static nnd_status add_input_step(mctx *c, nnd_net *net, const mstep *st, size_t *n)
 {
     char nm[3][NAME_MAX_LEN], what[48];
@@ -975,10 +1569,36 @@ static nnd_status add_input_step(mctx *c, nnd_net *net, const mstep *st, size_t 
         if ((s = get_vec(c, nm[0], SIZE_MAX, "", &k)) || (s = get_indices(c, k, *n, &keep)))
             return s;
         size_t n_keep = k->rows * k->cols;
-        s = nnd_net_add_input_removeconstantrows(net, n_keep, keep);
+        /* genFunction may write the removed rows too: then keep and remove partition the rows */
+        step_name(nm[1], 'x', st->step, "remove");
+        const mconst *r = find_const(c, nm[1]);
+        size_t *rem = NULL, n_rem = 0;
+        if (r && (r->rows * r->cols != *n - n_keep || (s = get_indices(c, r, *n, &rem)))) {
+            nnd__free(keep);
+            return r->rows * r->cols != *n - n_keep
+                       ? bad(NND_EFORMAT, c, r->line, "%s has %zu value%s, expected %zu (the rows not kept)", nm[1],
+                             r->rows * r->cols, pl(r->rows * r->cols), *n - n_keep)
+                       : s;
+        }
+        if (r)
+            n_rem = r->rows * r->cols;
+        for (size_t i = 0, j = 0; i < n_keep && j < n_rem;)
+            if (keep[i] == rem[j]) {
+                s = bad(NND_EFORMAT, c, r->line, "%s and %s both hold row %zu", nm[0], nm[1], keep[i] + 1);
+                break;
+            } else if (keep[i] < rem[j]) {
+                i++;
+            } else {
+                j++;
+            }
+        nnd__free(rem);
+        if (!s && (s = nnd_net_add_input_removeconstantrows(net, n_keep, keep)))
+            s = builder_failed(s, c, what);
+        if (!s)
+            s = fold_rcr(net, "input", st->step, *n, n_keep, keep);
         nnd__free(keep);
         if (s)
-            return builder_failed(s, c, what);
+            return s;
         *n = n_keep;
         return NND_OK;
     }
@@ -991,7 +1611,10 @@ static nnd_status add_input_step(mctx *c, nnd_net *net, const mstep *st, size_t 
         return s;
     s = st->type == NND_PROC_MAPMINMAX ? nnd_net_add_input_mapminmax(net, xo->v, g->v, y)
                                        : nnd_net_add_input_mapstd(net, xo->v, g->v, y);
-    return s ? builder_failed(s, c, what) : NND_OK;
+    if (s)
+        return builder_failed(s, c, what);
+    return nnd__net_add_folded(net, "input %s x1_step%zu: input step %zu", proc_name(st->type), st->step,
+                               nnd_net_n_input_steps(net));
 }
 
 /* Output step `st`; *rows: its processed length (what it hands to the next step). */
@@ -1035,6 +1658,8 @@ static nnd_status add_output_step(mctx *c, nnd_net *net, const mstep *st, size_t
         }
         if ((s = nnd_net_add_output_removeconstantrows(net, x_rows, n_keep, keep, constants)))
             s = builder_failed(s, c, what);
+        else
+            s = fold_rcr(net, "output", st->step, x_rows, n_keep, keep);
         *rows = n_keep;
     rcr_done:
         nnd__free(keep);
@@ -1053,7 +1678,10 @@ static nnd_status add_output_step(mctx *c, nnd_net *net, const mstep *st, size_t
     s = st->type == NND_PROC_MAPMINMAX ? nnd_net_add_output_mapminmax(net, len, xo->v, g->v, y)
                                        : nnd_net_add_output_mapstd(net, len, xo->v, g->v, y);
     *rows = len;
-    return s ? builder_failed(s, c, what) : NND_OK;
+    if (s)
+        return builder_failed(s, c, what);
+    return nnd__net_add_folded(net, "output %s y1_step%zu: reversed after the last layer", proc_name(st->type),
+                               st->step);
 }
 
 static nnd_status build(mctx *c, nnd_net **net)
@@ -1083,7 +1711,10 @@ static nnd_status build(mctx *c, nnd_net **net)
     const mconst *k;
     if (c->n_in_steps && c->in[0].type == NND_PROC_REMOVECONSTANTROWS) {
         double xr;
-        if (find_const(c, "x1_step1.xrows")) {
+        const mconst *keep1 = find_const(c, "x1_step1.keep"), *rem1 = find_const(c, "x1_step1.remove");
+        if (keep1 && rem1 && !find_const(c, "x1_step1.xrows")) {
+            n_in = keep1->rows * keep1->cols + rem1->rows * rem1->cols;
+        } else if (find_const(c, "x1_step1.xrows")) {
             if ((s = get_scalar(c, "x1_step1.xrows", &xr)))
                 return s;
             if (!(xr >= 1 && xr <= INDEX_MAX && xr == floor(xr)))
@@ -1147,43 +1778,53 @@ static nnd_status build(mctx *c, nnd_net **net)
     if (c->n_out_steps && rows != n)
         return bad(NND_EFORMAT, c, 0, "output step y1_step%zu gives %zu row%s, but the last layer has %zu unit%s",
                    c->n_out_steps, rows, pl(rows), n, pl(n));
+    for (size_t i = 0; i < c->nc; i++)
+        if (!c->c[i].used)
+            return bad(NND_EFORMAT, c, c->c[i].line,
+                       "%s is assigned but the network does not use it: not the constants genFunction writes", c->c[i].name);
     if ((s = nnd_net_validate(*net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    if (c->n_tin && (s = nnd__net_add_folded(*net, "samples as rows: the transposes of %s are layout, not arithmetic",
+                                             c->form == F_CELL ? "X{1,ts} and Y{1,ts}" : "x1 and y1")))
+        return s;
+    return nnd__net_set_source(*net, "MATLAB genFunction code", c->name);
 }
 
 static nnd_status parse(mctx *c)
 {
-    int functions = 0;
+    int part = 0; /* 0: before the function line, 1: the main function, 2: the module functions */
     nnd_status s;
     for (;;) {
         int kind = scan(c);
         if (c->scan_error)
             return bad(NND_EFORMAT, c, c->stmt_line, "%s", c->scan_error);
-        if (kind == ST_EOF || kind == ST_MARK_MODULE)
+        if (kind == ST_EOF)
             break;
-        if (kind == ST_MARK_SIM)
+        if (kind == ST_MARK_SIM || kind == ST_MARK_MODULE)
             continue;
+        squeeze(c->buf, c->sq);
         if (is_function_kw(c->buf)) {
-            if (functions++)
-                break; /* the module functions: their bodies are not needed */
+            if (part == 0)
+                s = function_line(c);
+            else if (part == 1)
+                s = main_end(c);
+            else
+                s = module_end(c);
+            if (s || (part > 0 && (s = module_begin(c))))
+                return s;
+            part = part ? 2 : 1;
             continue;
         }
-        if (!functions)
+        if (part == 0)
             return bad(NND_EFORMAT, c, c->stmt_line, "code before the 'function' line");
-        char *lhs, *rhs, name[NAME_MAX_LEN];
-        if (!split_assign(c->buf, &lhs, &rhs))
-            continue; /* if/for/end and other statements without an assignment */
-        if (const_name(lhs, name)) {
-            if ((s = add_const(c, name, rhs)))
-                return s;
-        } else if ((s = sim_stmt(c, lhs, rhs))) {
+        if ((s = part == 1 ? main_stmt(c) : module_stmt(c)))
             return s;
-        }
     }
-    if (!functions)
+    if (part == 0)
         return bad(NND_EFORMAT, c, 0, "no 'function' line: not MATLAB code written by genFunction");
-    return NND_OK;
+    if ((s = part == 1 ? main_end(c) : module_end(c)))
+        return s;
+    return check_calls(c);
 }
 
 nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_net **net)
@@ -1202,8 +1843,12 @@ nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_
     if (memchr(c.p, '\0', len))
         return bad(NND_EFORMAT, &c, 0, "the file holds a NUL byte: not MATLAB code");
     size_t cap;
-    if (!nnd__add(len, 1, &cap) || !(c.buf = nnd__malloc(cap, 1)))
+    if (!nnd__add(len, 1, &cap) || !(c.buf = nnd__malloc(cap, 1)) || !(c.sq = nnd__malloc(cap, 1)) ||
+        !(c.tmp = nnd__malloc(cap, 1))) {
+        nnd__free(c.buf);
+        nnd__free(c.sq);
         return bad(NND_ENOMEM, &c, 0, "out of memory for a %zu-byte file", len);
+    }
     nnd_status s = parse(&c);
     if (!s)
         s = build(&c, net);
@@ -1216,5 +1861,7 @@ nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_
     nnd__free(c.c);
     nnd__free(c.layers);
     nnd__free(c.buf);
+    nnd__free(c.sq);
+    nnd__free(c.tmp);
     return s;
 }

@@ -1127,7 +1127,7 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return s;
     if ((s = nnd_net_validate(c->net)))
         return builder_failed(s, c, "the net");
-    return NND_OK;
+    return nnd__net_set_source(c->net, "ONNX", c->name);
 }
 
 nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net)

@@ -83,7 +83,19 @@ struct nnd_net {
     size_t n_pre, n_post;
     nnd_proc *pre;  /* input steps, applied in order            */
     nnd_proc *post; /* output steps in MATLAB order; reversed    */
+    /* Where it came from (source.c): a static format name, the file name, folded steps. */
+    const char *source;
+    char *source_name;
+    size_t n_folded;
+    char **folded;
 };
+
+/* Readers (source.c): record the format read (a static string: "ONNX", ...) and the file name
+ * (copied; may be NULL), and append one line saying what was folded or translated (printf-style,
+ * copied, at most 511 characters). NND_ENOMEM (with a message) on failure, the net unchanged. */
+nnd_status nnd__net_set_source(nnd_net *net, const char *format, const char *name);
+nnd_status nnd__net_add_folded(nnd_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nnd__net_source_clear(nnd_net *net); /* nnd_net_free's part */
 
 /* Processed input length (what the first layer sees). */
 size_t nnd__net_d0(const nnd_net *net);

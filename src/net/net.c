@@ -59,6 +59,7 @@ void nnd_net_free(nnd_net *net)
     nnd__free(net->layers);
     nnd__free(net->pre);
     nnd__free(net->post);
+    nnd__net_source_clear(net);
     nnd__free(net);
 }
 

@@ -422,9 +422,14 @@ nnd_status nnd_whess_to_ipopt_lower(size_t batch, size_t n, const double *H, dou
 {
     if (batch && (!H || !values))
         return nnd__fail(NND_EINVAL, "nnd_whess_to_ipopt_lower: H or values is NULL");
-    size_t s = n * (n + 1) / 2;
+    /* batch x n x n doubles in, batch x n(n+1)/2 out: every product must fit, in bytes too */
+    size_t nn, s, total;
+    if (!nnd__mul(n, n, &nn) || !nnd__mul(n, n + 1, &s) || !nnd__mul(batch, nn, &total) ||
+        !nnd__mul(total, sizeof(double), &total))
+        return nnd__fail(NND_EDIM, "nnd_whess_to_ipopt_lower: batch %zu x n %zu x n %zu overflows", batch, n, n);
+    s /= 2;
     for (size_t b = 0; b < batch; b++) {
-        const double *Hb = H + b * n * n;
+        const double *Hb = H + b * nn;
         double *v = values + b * s;
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j <= i; j++)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nnderiv.h"
+#include "rel.h"
 
 static void assert_refused(nnd_status s, const char *what)
 {
@@ -32,6 +33,36 @@ START_TEST(test_layer_weights_overflow)
         ck_assert_uint_eq(nnd_net_n_layers(net), 0);
         nnd_net_free(net);
     }
+}
+END_TEST
+
+/* nnd_whess_to_ipopt_lower with sizes whose products overflow: NND_EDIM, no memory touched. */
+START_TEST(test_ipopt_lower_overflow)
+{
+    static const size_t batch[] = {SIZE_MAX, 1, 2, SIZE_MAX / 8 + 1, (size_t)1 << 31};
+    static const size_t n[] = {SIZE_MAX, SIZE_MAX, (size_t)1 << 32, 1, (size_t)1 << 17};
+    double H[1] = {0}, v[1] = {0};
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++) {
+        nnd_status s = nnd_whess_to_ipopt_lower(batch[i], n[i], H, v);
+        ck_assert_msg(s == NND_EDIM, "batch %zu, n %zu: got %s", batch[i], n[i], nnd_strerror(s));
+        ck_assert_msg(strstr(nnd_errmsg(), "overflow") != NULL, "message: %s", nnd_errmsg());
+    }
+}
+END_TEST
+
+/* A model path that is not a regular file and never ends (/dev/zero) is read up to the
+ * documented cap, then refused with a message that says why. */
+START_TEST(test_load_non_regular_file_is_capped)
+{
+    if (rel_quick()) {
+        fprintf(stderr, "non-regular file cap: skipped under NND_REL_QUICK (reads 256 MiB; run in the plain and ASan steps)\n");
+        return;
+    }
+    nnd_net *net = (nnd_net *)&net;
+    nnd_status s = nnd_net_load("/dev/zero", &net);
+    ck_assert_msg(s == NND_EIO, "/dev/zero: got %s (%s)", nnd_strerror(s), nnd_errmsg());
+    ck_assert_ptr_null(net);
+    ck_assert_msg(strstr(nnd_errmsg(), "not a regular file") != NULL, "message: %s", nnd_errmsg());
 }
 END_TEST
 
@@ -168,6 +199,8 @@ int main(void)
     Suite *s = suite_create("sizes");
     TCase *tc = tcase_create("overflow");
     tcase_add_test(tc, test_layer_weights_overflow);
+    tcase_add_test(tc, test_ipopt_lower_overflow);
+    tcase_add_test(tc, test_load_non_regular_file_is_capped);
     tcase_add_test(tc, test_plan_huge_inputs);
     tcase_add_test(tc, test_plan_huge_max_batch);
     tcase_add_test(tc, test_json_huge_sizes);

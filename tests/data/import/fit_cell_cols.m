@@ -6,11 +6,11 @@ function [Y,Xf,Af] = fit_cell_cols(X,~,~)
 % [Y] = fit_cell_cols(X,~,~) takes these arguments:
 %
 %   X = 1xTS cell, 1 inputs over TS timesteps
-%   Each X{1,ts} = 4xQ matrix, input #1
+%   Each X{1,ts} = 4xQ matrix, input #1 at timestep ts.
 %
 % and returns:
 %   Y = 1xTS cell of 1 outputs over TS timesteps.
-%   Each Y{1,ts} = 2xQ matrix, output #1
+%   Each Y{1,ts} = 2xQ matrix, output #1 at timestep ts.
 %
 % where Q is number of samples (or series) and TS is the number of timesteps.
 
@@ -36,21 +36,20 @@ y1_step1.xoffset = [-0.28800340580149886;0.60511656386540569];
 y1_step1.gain = [0.48580577960839727;0.31485554081357858];
 y1_step1.ymin = [-1];
 
-
 % ===== SIMULATION ========
 
 % Format Input Arguments
 isCellX = iscell(X);
 if ~isCellX
-    X = {X};
+  X = {X};
 end
 
 % Dimensions
 TS = size(X,2); % timesteps
 if ~isempty(X)
-    Q = size(X{1},2); % samples/series
+  Q = size(X{1},2); % samples/series
 else
-    Q = 0;
+  Q = 0;
 end
 
 % Allocate Outputs
@@ -61,24 +60,24 @@ for ts=1:TS
 
     % Input 1
     Xp1 = mapminmax_apply(X{1,ts},x1_step1);
-
+    
     % Layer 1
     a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
-
+    
     % Layer 2
     a2 = repmat(b2,1,Q) + LW2_1*a1;
-
+    
     % Output 1
     Y{1,ts} = mapminmax_reverse(a2,y1_step1);
 end
 
 % Final Delay States
 Xf = cell(1,0);
-Af = cell(1,0);
+Af = cell(2,0);
 
 % Format Output Arguments
 if ~isCellX
-    Y = cell2mat(Y);
+  Y = cell2mat(Y);
 end
 end
 

@@ -6,11 +6,11 @@ function [Y,Xf,Af] = fit_cell_rows(X,~,~)
 % [Y] = fit_cell_rows(X,~,~) takes these arguments:
 %
 %   X = 1xTS cell, 1 inputs over TS timesteps
-%   Each X{1,ts} = Qx4 matrix, input #1
+%   Each X{1,ts} = Qx4 matrix, input #1 at timestep ts.
 %
 % and returns:
 %   Y = 1xTS cell of 1 outputs over TS timesteps.
-%   Each Y{1,ts} = Qx2 matrix, output #1
+%   Each Y{1,ts} = Qx2 matrix, output #1 at timestep ts.
 %
 % where Q is number of samples (or series) and TS is the number of timesteps.
 
@@ -36,21 +36,20 @@ y1_step1.xoffset = [-0.28800340580149886;0.6051165638654057];
 y1_step1.gain = [0.48580577960839727;0.3148555408135786];
 y1_step1.ymin = [-1.0];
 
-
 % ===== SIMULATION ========
 
 % Format Input Arguments
 isCellX = iscell(X);
 if ~isCellX
-    X = {X};
+  X = {X};
 end
 
 % Dimensions
 TS = size(X,2); % timesteps
 if ~isempty(X)
-    Q = size(X{1},1); % samples/series
+  Q = size(X{1},1); % samples/series
 else
-    Q = 0;
+  Q = 0;
 end
 
 % Allocate Outputs
@@ -62,13 +61,13 @@ for ts=1:TS
     % Input 1
     X{1,ts} = X{1,ts}';
     Xp1 = mapminmax_apply(X{1,ts},x1_step1);
-
+    
     % Layer 1
     a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
-
+    
     % Layer 2
     a2 = repmat(b2,1,Q) + LW2_1*a1;
-
+    
     % Output 1
     Y{1,ts} = mapminmax_reverse(a2,y1_step1);
     Y{1,ts} = Y{1,ts}';
@@ -76,11 +75,11 @@ end
 
 % Final Delay States
 Xf = cell(1,0);
-Af = cell(1,0);
+Af = cell(2,0);
 
 % Format Output Arguments
 if ~isCellX
-    Y = cell2mat(Y);
+  Y = cell2mat(Y);
 end
 end
 
@@ -88,20 +87,20 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
 function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Map Minimum and Maximum Output Reverse-Processing Function
 function x = mapminmax_reverse(y,settings)
-x = bsxfun(@minus,y,settings.ymin);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+  x = bsxfun(@minus,y,settings.ymin);
+  x = bsxfun(@rdivide,x,settings.gain);
+  x = bsxfun(@plus,x,settings.xoffset);
 end
 

@@ -6,11 +6,11 @@ function [Y,Xf,Af] = fit_flat(X,~,~)
 % [Y] = fit_flat(X,~,~) takes these arguments:
 %
 %   X = 1xTS cell, 1 inputs over TS timesteps
-%   Each X{1,ts} = 4xQ matrix, input #1
+%   Each X{1,ts} = 4xQ matrix, input #1 at timestep ts.
 %
 % and returns:
 %   Y = 1xTS cell of 1 outputs over TS timesteps.
-%   Each Y{1,ts} = 2xQ matrix, output #1
+%   Each Y{1,ts} = 2xQ matrix, output #1 at timestep ts.
 %
 % where Q is number of samples (or series) and TS is the number of timesteps.
 
@@ -44,21 +44,20 @@ y1_step1_xoffset = [-2.88003405801498857d-01;6.05116563865405688d-01];
 y1_step1_gain = [4.85805779608397270d-01;3.14855540813578583d-01];
 y1_step1_ymin = -1.00000000000000000d+00;
 
-
 % ===== SIMULATION ========
 
 % Format Input Arguments
 isCellX = iscell(X);
 if ~isCellX
-    X = {X};
+  X = {X};
 end
 
 % Dimensions
 TS = size(X,2); % timesteps
 if ~isempty(X)
-    Q = size(X{1},2); % samples/series
+  Q = size(X{1},2); % samples/series
 else
-    Q = 0;
+  Q = 0;
 end
 
 % Allocate Outputs
@@ -69,45 +68,45 @@ for ts=1:TS
 
     % Input 1
     Xp1 = mapminmax_apply(X{1,ts},x1_step1_gain,x1_step1_xoffset,x1_step1_ymin);
-
+    
     % Layer 1
     a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
-
+    
     % Layer 2
     a2 = repmat(b2,1,Q) + LW2_1*a1;
-
+    
     % Output 1
     Y{1,ts} = mapminmax_reverse(a2,y1_step1_gain,y1_step1_xoffset,y1_step1_ymin);
 end
 
 % Final Delay States
 Xf = cell(1,0);
-Af = cell(1,0);
+Af = cell(2,0);
 
 % Format Output Arguments
 if ~isCellX
-    Y = cell2mat(Y);
+  Y = cell2mat(Y);
 end
 end
 
 % ===== MODULE FUNCTIONS ========
 
 % Map Minimum and Maximum Input Processing Function
-function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+function y = mapminmax_apply(x,settings_gain,settings_xoffset,settings_ymin)
+  y = bsxfun(@minus,x,settings_xoffset);
+  y = bsxfun(@times,y,settings_gain);
+  y = bsxfun(@plus,y,settings_ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
-function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+function a = tansig_apply(n)
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Map Minimum and Maximum Output Reverse-Processing Function
-function x = mapminmax_reverse(y,settings)
-x = bsxfun(@minus,y,settings.ymin);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+function x = mapminmax_reverse(y,settings_gain,settings_xoffset,settings_ymin)
+  x = bsxfun(@minus,y,settings_ymin);
+  x = bsxfun(@rdivide,x,settings_gain);
+  x = bsxfun(@plus,x,settings_xoffset);
 end
 

@@ -30,7 +30,6 @@ y1_step1_xoffset = [-0.28800340580149886;0.6051165638654057];
 y1_step1_gain = [0.48580577960839727;0.3148555408135786];
 y1_step1_ymin = -1.0;
 
-
 % ===== SIMULATION ========
 
 % Dimensions
@@ -38,10 +37,10 @@ Q = size(x1,1); % samples
 
 % Input 1
 x1 = x1';
-Xp1 = mapminmax_apply(x1,x1_step1_gain,x1_step1_xoffset,x1_step1_ymin);
+xp1 = mapminmax_apply(x1,x1_step1_gain,x1_step1_xoffset,x1_step1_ymin);
 
 % Layer 1
-a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
+a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
 a2 = repmat(b2,1,Q) + LW2_1*a1;
@@ -49,26 +48,22 @@ a2 = repmat(b2,1,Q) + LW2_1*a1;
 % Output 1
 y1 = mapminmax_reverse(a2,y1_step1_gain,y1_step1_xoffset,y1_step1_ymin);
 y1 = y1';
-end
 
 % ===== MODULE FUNCTIONS ========
 
 % Map Minimum and Maximum Input Processing Function
-function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
-end
+function y = mapminmax_apply(x,settings_gain,settings_xoffset,settings_ymin)
+  y = bsxfun(@minus,x,settings_xoffset);
+  y = bsxfun(@times,y,settings_gain);
+  y = bsxfun(@plus,y,settings_ymin);
 
 % Sigmoid Symmetric Transfer Function
-function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
-end
+function a = tansig_apply(n)
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 
 % Map Minimum and Maximum Output Reverse-Processing Function
-function x = mapminmax_reverse(y,settings)
-x = bsxfun(@minus,y,settings.ymin);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
-end
+function x = mapminmax_reverse(y,settings_gain,settings_xoffset,settings_ymin)
+  x = bsxfun(@minus,y,settings_ymin);
+  x = bsxfun(@rdivide,x,settings_gain);
+  x = bsxfun(@plus,x,settings_xoffset);
 

@@ -31,7 +31,6 @@ y1_step1.xoffset = [-2.88003405801498857386E-01;6.05116563865405687750E-01];
 y1_step1.gain = [4.85805779608397270142E-01;3.14855540813578582693E-01];
 y1_step1.ymin = [-1.00000000000000000000E+00];
 
-
 % ===== SIMULATION ========
 
 % Dimensions
@@ -39,13 +38,13 @@ Q = size(x1,1); % samples
 
 % Input 1
 x1 = x1';
-Xp1 = mapminmax_apply(x1,x1_step1);
+xp1 = mapminmax_apply(x1,x1_step1);
 
 % Layer 1
-a1 = tansig_apply(bsxfun(@plus,b1,IW1_1*Xp1));
+a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
-a2 = bsxfun(@plus,b2,LW2_1*a1);
+a2 = repmat(b2,1,Q) + LW2_1*a1;
 
 % Output 1
 y1 = mapminmax_reverse(a2,y1_step1);
@@ -56,20 +55,20 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
 function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Map Minimum and Maximum Output Reverse-Processing Function
 function x = mapminmax_reverse(y,settings)
-x = bsxfun(@minus,y,settings.ymin);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+  x = bsxfun(@minus,y,settings.ymin);
+  x = bsxfun(@rdivide,x,settings.gain);
+  x = bsxfun(@plus,x,settings.xoffset);
 end
 

@@ -6,11 +6,11 @@ function [Y,Xf,Af] = pattern_cell(X,~,~)
 % [Y] = pattern_cell(X,~,~) takes these arguments:
 %
 %   X = 1xTS cell, 1 inputs over TS timesteps
-%   Each X{1,ts} = 3xQ matrix, input #1
+%   Each X{1,ts} = 3xQ matrix, input #1 at timestep ts.
 %
 % and returns:
 %   Y = 1xTS cell of 1 outputs over TS timesteps.
-%   Each Y{1,ts} = 4xQ matrix, output #1
+%   Each Y{1,ts} = 4xQ matrix, output #1 at timestep ts.
 %
 % where Q is number of samples (or series) and TS is the number of timesteps.
 
@@ -31,21 +31,20 @@ IW1_1 = [-0.47575256786095965 -0.8614822425148617 0.5088203344421613;0.199984987
 b2 = [0.35521895362756783;-0.4305295022752289;-0.6330195993531738;-0.48913878400988664];
 LW2_1 = [-0.2958172838399699 0.6724148779911082 -0.19122434173157424 -0.9599996238110059 0.9042309385221469;-0.37359822145855226 -1.0407971756971592 -1.023860001940464 0.5581056649713511 -1.2827227434445345;0.5307528931203931 -0.6772486262337267 -0.15424309021635746 -0.13008536440593602 -0.2646533696778266;-0.033361068790681986 -0.5729098826640596 0.31614793399098173 0.2930034159591362 -1.2505439728356227];
 
-
 % ===== SIMULATION ========
 
 % Format Input Arguments
 isCellX = iscell(X);
 if ~isCellX
-    X = {X};
+  X = {X};
 end
 
 % Dimensions
 TS = size(X,2); % timesteps
 if ~isempty(X)
-    Q = size(X{1},2); % samples/series
+  Q = size(X{1},2); % samples/series
 else
-    Q = 0;
+  Q = 0;
 end
 
 % Allocate Outputs
@@ -56,24 +55,24 @@ for ts=1:TS
 
     % Input 1
     Xp1 = mapminmax_apply(X{1,ts},x1_step1);
-
+    
     % Layer 1
     a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
-
+    
     % Layer 2
     a2 = softmax_apply(repmat(b2,1,Q) + LW2_1*a1);
-
+    
     % Output 1
     Y{1,ts} = a2;
 end
 
 % Final Delay States
 Xf = cell(1,0);
-Af = cell(1,0);
+Af = cell(2,0);
 
 % Format Output Arguments
 if ~isCellX
-    Y = cell2mat(Y);
+  Y = cell2mat(Y);
 end
 end
 
@@ -81,22 +80,50 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
 function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Competitive Soft Transfer Function
 function a = softmax_apply(n,~)
-if isa(n,'gpuArray')
-  a = iSoftmaxApplyGPU(n);
-else
-  a = iSoftmaxApplyCPU(n);
+  if isa(n,'gpuArray')
+    a = iSoftmaxApplyGPU(n);
+  else
+    a = iSoftmaxApplyCPU(n);
+  end
 end
+
+function a = iSoftmaxApplyCPU(n)
+  nmax = max(n,[],1);
+  n = bsxfun(@minus,n,nmax);
+  numerator = exp(n);
+  denominator = sum(numerator,1);
+  denominator(denominator == 0) = 1;
+  a = bsxfun(@rdivide,numerator,denominator);
+end
+
+function a = iSoftmaxApplyGPU(n)
+  nmax = max(n,[],1);
+  numerator = arrayfun(@iSoftmaxApplyGPUHelper1,n,nmax);
+  denominator = sum(numerator,1);
+  a = arrayfun(@iSoftmaxApplyGPUHelper2,numerator,denominator);
+end
+
+function numerator = iSoftmaxApplyGPUHelper1(n,nmax)
+  numerator = exp(n-nmax);
+end
+
+function a = iSoftmaxApplyGPUHelper2(numerator,denominator)
+  if (denominator == 0)
+    a = numerator;
+  else
+    a = numerator ./ denominator;
+  end
 end
 

@@ -14,9 +14,9 @@ function [y1] = pattern_matrixonly(x1)
 % ===== NEURAL NETWORK CONSTANTS =====
 
 % Input 1
-x1_step1.xoffset = [0.9813191008936983;-1.3457017966251001;-1.1008330720699564];
-x1_step1.gain = [1.6686578799464509;0.8869043364168951;2.005885117979512];
-x1_step1.ymin = [-1.0];
+x1_step1_xoffset = [0.9813191008936983;-1.3457017966251001;-1.1008330720699564];
+x1_step1_gain = [1.6686578799464509;0.8869043364168951;2.005885117979512];
+x1_step1_ymin = [-1.0];
 
 % Layer 1
 b1 = [-0.9478165321596539;-0.9846398069561288;0.6790758666124281;-0.2731272759042991;0.14297415515813539];
@@ -26,20 +26,19 @@ IW1_1 = [-0.47575256786095965 -0.8614822425148617 0.5088203344421613;0.199984987
 b2 = [0.35521895362756783;-0.4305295022752289;-0.6330195993531738;-0.48913878400988664];
 LW2_1 = [-0.2958172838399699 0.6724148779911082 -0.19122434173157424 -0.9599996238110059 0.9042309385221469;-0.37359822145855226 -1.0407971756971592 -1.023860001940464 0.5581056649713511 -1.2827227434445345;0.5307528931203931 -0.6772486262337267 -0.15424309021635746 -0.13008536440593602 -0.2646533696778266;-0.033361068790681986 -0.5729098826640596 0.31614793399098173 0.2930034159591362 -1.2505439728356227];
 
-
 % ===== SIMULATION ========
 
 % Dimensions
 Q = size(x1,2); % samples
 
 % Input 1
-Xp1 = mapminmax_apply(x1,x1_step1);
+xp1 = mapminmax_apply(x1,x1_step1_gain,x1_step1_xoffset,x1_step1_ymin);
 
 % Layer 1
-a1 = tansig_apply(b1 + IW1_1*Xp1);
+a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
-a2 = softmax_apply(b2 + LW2_1*a1);
+a2 = softmax_apply(repmat(b2,1,Q) + LW2_1*a1);
 
 % Output 1
 y1 = a2;
@@ -48,23 +47,24 @@ end
 % ===== MODULE FUNCTIONS ========
 
 % Map Minimum and Maximum Input Processing Function
-function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+function y = mapminmax_apply(x,settings_gain,settings_xoffset,settings_ymin)
+  y = bsxfun(@minus,x,settings_xoffset);
+  y = bsxfun(@times,y,settings_gain);
+  y = bsxfun(@plus,y,settings_ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
-function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+function a = tansig_apply(n)
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Competitive Soft Transfer Function
-function a = softmax_apply(n,~)
-if isa(n,'gpuArray')
-  a = iSoftmaxApplyGPU(n);
-else
-  a = iSoftmaxApplyCPU(n);
-end
+function a = softmax_apply(n)
+  nmax = max(n,[],1);
+  n = bsxfun(@minus,n,nmax);
+  numer = exp(n);
+  denom = sum(numer,1);
+  denom(denom == 0) = 1;
+  a = bsxfun(@rdivide,numer,denom);
 end
 

@@ -6,11 +6,11 @@ function [Y,Xf,Af] = rcr_cell(X,~,~)
 % [Y] = rcr_cell(X,~,~) takes these arguments:
 %
 %   X = 1xTS cell, 1 inputs over TS timesteps
-%   Each X{1,ts} = Qx5 matrix, input #1
+%   Each X{1,ts} = Qx5 matrix, input #1 at timestep ts.
 %
 % and returns:
 %   Y = 1xTS cell of 1 outputs over TS timesteps.
-%   Each Y{1,ts} = Qx3 matrix, output #1
+%   Each Y{1,ts} = Qx3 matrix, output #1 at timestep ts.
 %
 % where Q is number of samples (or series) and TS is the number of timesteps.
 
@@ -20,6 +20,7 @@ function [Y,Xf,Af] = rcr_cell(X,~,~)
 
 % Input 1
 x1_step1.keep = [1 2 4 5];
+x1_step1.remove = [3];
 x1_step2.xoffset = [-0.1450121767658028;-0.09424005968361371;-0.19093500946619768;0.9005193567704173];
 x1_step2.gain = [2.2982848377898963;0.9691991629082517;1.446589468717565;2.3852263819135935];
 x1_step2.ymin = [-1.0];
@@ -45,21 +46,20 @@ y1_step2.xoffset = [-1.006718252954613;-0.5624495037708259];
 y1_step2.gain = [2.3840781452012996;2.260823297680091];
 y1_step2.yoffset = [0.0];
 
-
 % ===== SIMULATION ========
 
 % Format Input Arguments
 isCellX = iscell(X);
 if ~isCellX
-    X = {X};
+  X = {X};
 end
 
 % Dimensions
 TS = size(X,2); % timesteps
 if ~isempty(X)
-    Q = size(X{1},1); % samples/series
+  Q = size(X{1},1); % samples/series
 else
-    Q = 0;
+  Q = 0;
 end
 
 % Allocate Outputs
@@ -72,16 +72,16 @@ for ts=1:TS
     X{1,ts} = X{1,ts}';
     Xp1 = removeconstantrows_apply(X{1,ts},x1_step1);
     Xp1 = mapminmax_apply(Xp1,x1_step2);
-
+    
     % Layer 1
     a1 = logsig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
-
+    
     % Layer 2
     a2 = radbas_apply(repmat(b2,1,Q) + LW2_1*a1);
-
+    
     % Layer 3
     a3 = repmat(b3,1,Q) + LW3_2*a2;
-
+    
     % Output 1
     Y{1,ts} = mapstd_reverse(a3,y1_step2);
     Y{1,ts} = removeconstantrows_reverse(Y{1,ts},y1_step1);
@@ -90,11 +90,11 @@ end
 
 % Final Delay States
 Xf = cell(1,0);
-Af = cell(1,0);
+Af = cell(3,0);
 
 % Format Output Arguments
 if ~isCellX
-    Y = cell2mat(Y);
+  Y = cell2mat(Y);
 end
 end
 
@@ -107,26 +107,26 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Positive Transfer Function
 function a = logsig_apply(n,~)
-a = 1 ./ (1 + exp(-n));
+  a = 1 ./ (1 + exp(-n));
 end
 
+% Radial Basis Transfer Function
 function a = radbas_apply(n,~)
-% (body as MATLAB writes it)
-a = n;
+  a = exp(-(n.*n));
 end
 
 % Map Standard Deviation and Mean Output Reverse-Processing Function
 function x = mapstd_reverse(y,settings)
-x = bsxfun(@minus,y,settings.yoffset);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+  x = bsxfun(@minus,y,settings.yoffset);
+  x = bsxfun(@rdivide,x,settings.gain);
+  x = bsxfun(@plus,x,settings.xoffset);
 end
 
 % Remove Constants Output Reverse-Processing Function

@@ -40,18 +40,17 @@ y1_step2_xoffset = [-1.0067182529546130354e+00;-5.6244950377082592041e-01];
 y1_step2_gain = [2.3840781452012995700e+00;2.2608232976800910485e+00];
 y1_step2_yoffset = [0.0000000000000000000e+00];
 
-
 % ===== SIMULATION ========
 
 % Dimensions
 Q = size(x1,2); % samples
 
 % Input 1
-Xp1 = removeconstantrows_apply(x1,x1_step1_keep);
-Xp1 = mapminmax_apply(Xp1,x1_step2_gain,x1_step2_xoffset,x1_step2_ymin);
+xp1 = removeconstantrows_apply(x1,x1_step1_keep);
+xp1 = mapminmax_apply(xp1,x1_step2_gain,x1_step2_xoffset,x1_step2_ymin);
 
 % Layer 1
-a1 = logsig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
+a1 = logsig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
 a2 = radbas_apply(repmat(b2,1,Q) + LW2_1*a1);
@@ -62,44 +61,37 @@ a3 = repmat(b3,1,Q) + LW3_2*a2;
 % Output 1
 y1 = mapstd_reverse(a3,y1_step2_gain,y1_step2_xoffset,y1_step2_yoffset);
 y1 = removeconstantrows_reverse(y1,y1_step1_xrows,y1_step1_keep,y1_step1_remove,y1_step1_constants);
-end
 
 % ===== MODULE FUNCTIONS ========
 
 % Remove Constants Input Processing Function
-function y = removeconstantrows_apply(x,settings)
-  y = x(settings.keep,:);
-end
+function y = removeconstantrows_apply(x,settings_keep)
+  y = x(settings_keep,:);
 
 % Map Minimum and Maximum Input Processing Function
-function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
-end
+function y = mapminmax_apply(x,settings_gain,settings_xoffset,settings_ymin)
+  y = bsxfun(@minus,x,settings_xoffset);
+  y = bsxfun(@times,y,settings_gain);
+  y = bsxfun(@plus,y,settings_ymin);
 
 % Sigmoid Positive Transfer Function
-function a = logsig_apply(n,~)
-a = 1 ./ (1 + exp(-n));
-end
+function a = logsig_apply(n)
+  a = 1 ./ (1 + exp(-n));
 
-function a = radbas_apply(n,~)
-% (body as MATLAB writes it)
-a = n;
-end
+% Radial Basis Transfer Function
+function a = radbas_apply(n)
+  a = exp(-(n.*n));
 
 % Map Standard Deviation and Mean Output Reverse-Processing Function
-function x = mapstd_reverse(y,settings)
-x = bsxfun(@minus,y,settings.yoffset);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
-end
+function x = mapstd_reverse(y,settings_gain,settings_xoffset,settings_yoffset)
+  x = bsxfun(@minus,y,settings_yoffset);
+  x = bsxfun(@rdivide,x,settings_gain);
+  x = bsxfun(@plus,x,settings_xoffset);
 
 % Remove Constants Output Reverse-Processing Function
-function x = removeconstantrows_reverse(y,settings)
+function x = removeconstantrows_reverse(y,settings_xrows,settings_keep,settings_remove,settings_constants)
   Q = size(y,2);
-  x = nan(settings.xrows,Q,'like',y);
-  x(settings.keep,:) = y;
-  x(settings.remove,:) = repmat(settings.constants,1,Q);
-end
+  x = nan(settings_xrows,Q,'like',y);
+  x(settings_keep,:) = y;
+  x(settings_remove,:) = repmat(settings_constants,1,Q);
 

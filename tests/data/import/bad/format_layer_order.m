@@ -31,20 +31,19 @@ y1_step1.xoffset = [-0.28800340580149886;0.6051165638654057];
 y1_step1.gain = [0.48580577960839727;0.3148555408135786];
 y1_step1.ymin = [-1.0];
 
-
 % ===== SIMULATION ========
 
 % Dimensions
 Q = size(x1,2); % samples
 
 % Input 1
-Xp1 = mapminmax_apply(x1,x1_step1);
+xp1 = mapminmax_apply(x1,x1_step1);
 
 % Layer 1
-a3 = tansig_apply(b1 + IW1_1*Xp1);
+a3 = tansig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
-a2 = b2 + LW2_1*a1;
+a2 = repmat(b2,1,Q) + LW2_1*a1;
 
 % Output 1
 y1 = mapminmax_reverse(a2,y1_step1);
@@ -54,20 +53,20 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Symmetric Transfer Function
 function a = tansig_apply(n,~)
-a = 2 ./ (1 + exp(-2*n)) - 1;
+  a = 2 ./ (1 + exp(-2*n)) - 1;
 end
 
 % Map Minimum and Maximum Output Reverse-Processing Function
 function x = mapminmax_reverse(y,settings)
-x = bsxfun(@minus,y,settings.ymin);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+  x = bsxfun(@minus,y,settings.ymin);
+  x = bsxfun(@rdivide,x,settings.gain);
+  x = bsxfun(@plus,x,settings.xoffset);
 end
 

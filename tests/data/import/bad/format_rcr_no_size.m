@@ -39,18 +39,17 @@ y1_step2.xoffset = [-1.006718252954613;-0.5624495037708259];
 y1_step2.gain = [2.3840781452012996;2.260823297680091];
 y1_step2.yoffset = [0.0];
 
-
 % ===== SIMULATION ========
 
 % Dimensions
 Q = size(x1,2); % samples
 
 % Input 1
-Xp1 = removeconstantrows_apply(x1,x1_step1);
-Xp1 = mapminmax_apply(Xp1,x1_step2);
+xp1 = removeconstantrows_apply(x1,x1_step1);
+xp1 = mapminmax_apply(xp1,x1_step2);
 
 % Layer 1
-a1 = logsig_apply(repmat(b1,1,Q) + IW1_1*Xp1);
+a1 = logsig_apply(repmat(b1,1,Q) + IW1_1*xp1);
 
 % Layer 2
 a2 = radbas_apply(repmat(b2,1,Q) + LW2_1*a1);
@@ -72,26 +71,26 @@ end
 
 % Map Minimum and Maximum Input Processing Function
 function y = mapminmax_apply(x,settings)
-y = bsxfun(@minus,x,settings.xoffset);
-y = bsxfun(@times,y,settings.gain);
-y = bsxfun(@plus,y,settings.ymin);
+  y = bsxfun(@minus,x,settings.xoffset);
+  y = bsxfun(@times,y,settings.gain);
+  y = bsxfun(@plus,y,settings.ymin);
 end
 
 % Sigmoid Positive Transfer Function
 function a = logsig_apply(n,~)
-a = 1 ./ (1 + exp(-n));
+  a = 1 ./ (1 + exp(-n));
 end
 
+% Radial Basis Transfer Function
 function a = radbas_apply(n,~)
-% (body as MATLAB writes it)
-a = n;
+  a = exp(-(n.*n));
 end
 
 % Map Standard Deviation and Mean Output Reverse-Processing Function
 function x = mapstd_reverse(y,settings)
-x = bsxfun(@minus,y,settings.yoffset);
-x = bsxfun(@rdivide,x,settings.gain);
-x = bsxfun(@plus,x,settings.xoffset);
+  x = bsxfun(@minus,y,settings.yoffset);
+  x = bsxfun(@rdivide,x,settings.gain);
+  x = bsxfun(@plus,x,settings.xoffset);
 end
 
 % Remove Constants Output Reverse-Processing Function

@@ -1,0 +1,116 @@
+/* `nnderiv derivatives`: the single-process command over the pieces of derivatives.c, reading
+ * and writing through the CLI's stream layer (stream.h): model, input and its rows, one output
+ * set, then one read, execute and write per chunk, and the set committed (or nothing left). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "derivatives.h"
+
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
+
+static void lib_err(nnd_status s, const char *context, char *err, size_t errlen)
+{
+    const char *d = nnd_errmsg();
+    if (d == NULL || d[0] == '\0')
+        d = nnd_strerror(s);
+    int len = (int)strcspn(d, "\n");
+    if (strncmp(d, context, strlen(context)) != 0)
+        snprintf(err, errlen, "%s: %.*s", context, len, d);
+    else
+        snprintf(err, errlen, "%.*s", len, d);
+}
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "nnderiv: %s\n", msg);
+    return EXIT_ERR;
+}
+
+/* The input opened and checked against the net, the rows asked in [*a, *b). */
+static int open_input(const deriv_args *args, size_t n, cli_reader **r, size_t *a, size_t *b, char *err,
+                      size_t errlen)
+{
+    if (cli_reader_open(args->input, args->dataset, r, err, errlen) != 0)
+        return -1;
+    size_t ndim = cli_reader_ndim(*r), cols = cli_reader_row_len(*r);
+    const char *label = cli_reader_label(*r);
+    if (ndim != 1 && ndim != 2)
+        snprintf(err, errlen, "%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label,
+                ndim);
+    else if (cols != n)
+        snprintf(err, errlen, "%s: samples have %zu values, the model has %zu inputs", label, cols, n);
+    else if (cli_reader_rows(*r) == 0)
+        snprintf(err, errlen, "%s: no samples", label);
+    else if (args->rows != NULL)
+        return cli_parse_rows(args->rows, cli_reader_rows(*r), label, a, b, err, errlen);
+    else {
+        *a = 0;
+        *b = cli_reader_rows(*r);
+        return 0;
+    }
+    return -1;
+}
+
+int cli_derivatives_main(int argc, char **argv)
+{
+    deriv_args args;
+    int rc = deriv_parse("nnderiv", argc, argv, &args);
+    if (rc != EXIT_OK)
+        return rc < 0 ? EXIT_OK : rc;
+    cli_signals_install();
+    char err[1024];
+    nnd_net *net = NULL;
+    cli_reader *r = NULL;
+    cli_outset *out = NULL;
+    deriv_engine e;
+    memset(&e, 0, sizeof e);
+    size_t a = 0, b = 0;
+    nnd_status s = nnd_net_load(args.model, &net);
+    if (s != NND_OK) {
+        lib_err(s, args.model, err, sizeof err);
+        return fail(err);
+    }
+    rc = EXIT_ERR;
+    if (open_input(&args, nnd_net_n_in(net), &r, &a, &b, err, sizeof err) != 0 ||
+        deriv_engine_open(&e, net, &args, b - a, err, sizeof err) != 0)
+        goto done;
+    cli_out_array arrays[3];
+    deriv_out_arrays(&e, args.output, b - a, arrays);
+    cli_out_opts opts = {.float32 = args.float32, .compress = args.compress, .model = args.model,
+                         .n_in = e.n, .n_out = e.m, .rank = 0, .n_ranks = 1};
+    if (cli_outset_open(&out, e.n_arrays, arrays, &opts, err, sizeof err) != 0)
+        goto done;
+    if ((strcmp(args.input, "-") != 0 && cli_outset_refuse_same(out, args.input, "the input", err, sizeof err) != 0) ||
+        cli_outset_refuse_same(out, args.model, "the model", err, sizeof err) != 0 ||
+        cli_reader_seek(r, a, err, sizeof err) != 0)
+        goto done;
+    deriv_progress p;
+    deriv_progress_start(&p, b - a, args.quiet);
+    for (size_t row = a; row < b; row += e.chunk) {
+        size_t nb = b - row < e.chunk ? b - row : e.chunk;
+        if (deriv_read_chunk(&e, r, nb, err, sizeof err) != 0 ||
+            deriv_engine_run(&e, nb, row, cli_reader_label(r), err, sizeof err) != 0 ||
+            cli_outset_write(out, nb, (const double *const *)e.out, err, sizeof err) != 0) {
+            deriv_progress_end(&p);
+            goto done;
+        }
+        deriv_progress_update(&p, row + nb - a);
+    }
+    deriv_progress_end(&p);
+    if (cli_reader_warning(r, err, sizeof err))
+        fprintf(stderr, "nnderiv: warning: %s\n", err);
+    if (e.nonfinite > 0)
+        fprintf(stderr, "nnderiv: warning: %s: %zu rows with non-finite inputs (the first: row %zu), computed anyway\n",
+                cli_reader_label(r), e.nonfinite, e.first_nonfinite);
+    rc = cli_outset_commit(out, err, sizeof err) == 0 ? EXIT_OK : EXIT_ERR;
+    out = NULL;
+done:
+    if (rc != EXIT_OK)
+        fail(err);
+    cli_outset_abort(out);
+    deriv_engine_close(&e);
+    cli_reader_close(r);
+    nnd_net_free(net);
+    return rc;
+}

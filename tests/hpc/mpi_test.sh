@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# nnderiv-mpi on 1, 2 and 3 ranks (loopback, tests/hpc/mpirun.sh), on a net the blocked engines run
+# and one the fused engine runs, with --rows and --float32, in small chunks (--chunk-mib 1) so that
+# every rank has several: y, J, H equal the in-memory API's (one plan, one execute) bit for bit,
+# and the .h5 and .npy files of 2 and 3 ranks are byte-identical to 1 rank's (and, where
+# `nnderiv derivatives` is built, to its files: .npy bytes, .h5 datasets). A failing rank (a NaN
+# row under --strict) stops every rank with one line naming the rank and the row, and leaves the
+# target as it was and no temporary behind.
+#   mpi_test.sh HPC_CHECK NNDERIV NNDERIV_MPI MPIRUN_SH MPIRUN
+set -euo pipefail
+check=$1 nnderiv=$2 mpi=$3 mpirun_sh=$4 mpirun=$5
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nnderiv-mpi.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fail() { echo "mpi test: $*" >&2; exit 1; }
+run_mpi() { local p=$1; shift; bash "$mpirun_sh" "$mpirun" -n "$p" "$mpi" "$@" --chunk-mib 1; }
+
+# dump_all FILE.h5 TAG: every dataset's shape and values, to compare by cmp
+dump_all() { for d in y J H; do "$check" dump "$1" "/$d" "$2.$d" 2>/dev/null || rm -f "$2.$d"; done; }
+same_h5() {
+    local n=0
+    for d in y J H; do
+        [ -f "$1.$d" ] || continue
+        [ -f "$2.$d" ] || fail "$2 has no /$d"
+        cmp -s "$1.$d" "$2.$d" || fail "/$d of $3 differs from the single-process run"
+        n=$((n + 1))
+    done
+    [ $n -gt 0 ] || fail "no dataset compared for $3"
+}
+
+# small chunks (--chunk-mib 1), so that every rank has several, and files stay small:
+# blocked engines: 32 inputs, 8 outputs, 32 rows a chunk, 600 rows
+"$check" net 32 64,64 8 5 blocked.json
+"$check" input 32 600 6 xb.npy
+# fused engine: 8 inputs, 2 outputs, 768 rows a chunk, 5000 rows (--rows 1000:4900)
+"$check" net 8 32,32 2 3 fused.json
+"$check" input 8 5000 7 xf.npy
+
+# data_of FILE: a dump's or a .npy file's data (past the shape line or the .npy header)
+data_of() {
+    case "$1" in
+        *.npy) tail -c +$(( $(od -An -tu2 -j8 -N2 "$1") + 11 )) "$1" ;;
+        *) tail -c +$(( $(head -1 "$1" | wc -c) + 1 )) "$1" ;;
+    esac
+}
+"$check" api blocked.json xb.npy y,J,H api_b.bin
+"$check" api blocked.json xb.npy H api_bH.bin
+
+for p in 1 2 3; do
+    run_mpi $p derivatives -m blocked.json -i xb.npy -o b$p.h5 --threads 1
+    run_mpi $p derivatives -m blocked.json -i xb.npy -o b$p.npy --what H --threads 2
+    run_mpi $p derivatives -m fused.json -i xf.npy -o f$p.h5 --rows 1000:4900 --threads 1
+    run_mpi $p derivatives -m fused.json -i xf.npy -o f$p.npy --what J --float32
+    dump_all b$p.h5 b$p
+    dump_all f$p.h5 f$p
+    for d in y J H; do data_of b$p.$d; done | cmp -s - api_b.bin ||
+        fail "y, J, H of b$p.h5 ($p ranks) differ from the in-memory API's"
+    data_of b$p.npy | cmp -s - api_bH.bin || fail "H of b$p.npy ($p ranks) differs from the in-memory API's"
+    same_h5 f1 f$p "f$p.h5 ($p ranks)"
+    cmp -s b1.npy b$p.npy || fail "b$p.npy ($p ranks) differs from the 1-rank file"
+    cmp -s f1.npy f$p.npy || fail "f$p.npy ($p ranks, float32) differs from the 1-rank file"
+    cmp -s b1.h5 b$p.h5 || fail "b$p.h5 ($p ranks) differs from the 1-rank file"
+    echo "$p ranks: y, J, H = the in-memory API's; .h5 and .npy files identical to 1 rank's"
+done
+
+if "$nnderiv" derivatives --help >/dev/null 2>&1; then
+    "$nnderiv" derivatives -m blocked.json -i xb.npy -o ref_b.npy --what H --quiet
+    "$nnderiv" derivatives -m fused.json -i xf.npy -o ref_f.h5 --rows 1000:4900 --quiet
+    "$nnderiv" derivatives -m fused.json -i xf.npy -o ref_f.npy --what J --float32 --quiet
+    dump_all ref_f.h5 ref_f
+    same_h5 ref_f f3 "f3.h5 (3 ranks)"
+    cmp -s ref_b.npy b3.npy || fail "b3.npy (3 ranks) differs from the single-process file"
+    cmp -s ref_f.npy f3.npy || fail "f3.npy (3 ranks, float32) differs from the single-process file"
+    echo "nnderiv derivatives (one process): the same .npy files and .h5 datasets"
+fi
+
+# a failing rank: row 500 of 600 is rank 2's (19 chunks of 32: rank 2 has rows 384-599)
+"$check" input 32 600 6 xnan.npy 500
+echo keep >target.h5
+if run_mpi 3 derivatives -m blocked.json -i xnan.npy -o target.h5 --strict 2>err.txt; then
+    fail "a NaN row under --strict did not fail"
+fi
+grep -q "rank 2: .*row 500" err.txt || { cat err.txt; fail "the message does not name rank 2 and row 500"; }
+[ "$(cat target.h5)" = keep ] || fail "the existing target was changed"
+if ls -A | grep -q '^\.nnd-'; then fail "a temporary file was left behind"; fi
+run_mpi 2 derivatives -m blocked.json -i xnan.npy -o new.npy --what H --strict 2>/dev/null && fail "no failure"
+[ ! -e new.npy ] || fail "a failed run left new.npy"
+echo "a failing rank: every rank stops, '$(grep -o 'rank 2: .*' err.txt)', nothing at the target"
+echo "mpi test: ok"

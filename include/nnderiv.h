@@ -262,7 +262,7 @@ NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned w
 NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *x, double *y, double *J, double *H);
 
 /* The same for a plan made with NND_FLOAT32 (same layouts, float): the GEMMs, chain rule and Hessian
- * assembly run in float (sgemm, ssyrk) on float copies of the weights made when planning; the
+ * assembly run in float on float copies of the weights made when planning; the
  * input/output processing and the activations' f, f', f'' are evaluated in double on the float
  * values and rounded once. About twice the samples/s of float64 for GEMM-bound shapes and half the
  * workspace per sample. Accuracy against float64 (tests/test_float32.c asserts it on random nets):
@@ -284,9 +284,9 @@ NND_API size_t nnd_plan_workspace_bytes(const nnd_plan *plan);
 NND_API size_t nnd_plan_block(const nnd_plan *plan);
 /* Threads the plan runs on: NND_NUM_THREADS if set, else the online CPUs, at most one per batch
  * block of max_batch. With more than one, each thread takes whole blocks with its own workspace
- * (nnd_plan_workspace_bytes is the total), results are bit-identical for every thread count, and
- * the plan sets OpenBLAS to one thread (openblas_set_num_threads(1)) so that OpenBLAS's threads do
- * not oversubscribe the cores. NND_NUM_THREADS=1 leaves OpenBLAS's threading as it is. */
+ * (nnd_plan_workspace_bytes is the total) and results are bit-identical for every thread count.
+ * The engines' matrix products are the library's own kernels, run on the thread that runs the
+ * block: no BLAS library setting (OpenBLAS's thread count included) is read or changed. */
 NND_API size_t nnd_plan_threads(const nnd_plan *plan);
 
 /* ---------------------------------------------------------------- products

@@ -15,7 +15,6 @@
  *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T;
  *   logsoftmax a_u = z_u - lse(z): a'_u = v_u, a''_u = z''_u - M2 - Cv.
  * Written over REAL and compiled twice, for float64 and (forward_f32.c) float32 plans: see real.h. */
-#include <cblas.h>
 #include <string.h>
 
 #include "plan/plan.h"
@@ -55,9 +54,9 @@ static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const REAL
     for (size_t u = 0; u < d; u++) {
         const REAL *t = A + u * us + b * C;
         REAL su = sigma[u * nb + b];
-        AXPY((int)n, su, t + 1, 1, m1, 1);
+        AXPY(n, su, t + 1, m1);
         if (hess)
-            AXPY((int)s, su, t + 1 + n, 1, M2, 1);
+            AXPY(s, su, t + 1 + n, M2);
     }
     for (size_t u = 0; u < d; u++) {
         REAL *z1 = A + u * us + b * C + 1;

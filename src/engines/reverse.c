@@ -16,7 +16,6 @@
  *   per sample (nk = 1) when a seed weights the outputs (nnd__reverse_seeded_block).
  * Written over REAL and compiled twice, for float64 and (reverse_f32.c) float32 plans: see real.h;
  * the seeded and diagonal-only entry points (the products) exist in float64 only. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -181,7 +180,7 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int 
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
     const REAL *Jl = WS(jz) + o * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
     REAL *u = WS(smx), *v = WS(smx) + n;
-    GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, sigma, (int)nb, 0.0, v, 1);
+    GEMV_T(d, n, Jl, ncols, sigma, nb, v);
     for (size_t k = 0; k < me; k++) {
         const REAL *c = WS(cst) + o * cols + b * me + k;
         REAL *ok = out + k * (diag ? n : n * n), gs = 0.0;
@@ -189,7 +188,7 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int 
             for (size_t w = 0; w < d; w++)
                 gs -= c[w * cols];
         else
-            GEMV(CblasRowMajor, CblasTrans, (int)d, (int)n, 1.0, Jl, (int)ncols, c, (int)cols, 0.0, u, 1);
+            GEMV_T(d, n, Jl, ncols, c, cols, u);
         for (size_t i = 0; i < n; i++)
             for (size_t j = i; j < (diag ? i + 1 : n); j++) {
                 REAL *e = diag ? &ok[i] : &ok[i * n + j];
@@ -266,11 +265,11 @@ static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
         }
         REAL *Hk = WS(hall) + k * sq;
         if (np)
-            SYRK(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)np, 1.0, P, (int)n, 0.0, Hk, (int)n);
+            SYRK_UT(n, np, 1.0, P, n, 0.0, Hk, n);
         else
             memset(Hk, 0, sq * sizeof *Hk);
         if (nn)
-            SYRK(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nn, -1.0, N, (int)n, 1.0, Hk, (int)n);
+            SYRK_UT(n, nn, -1.0, N, n, 1.0, Hk, n);
     }
 }
 

@@ -1,101 +1,12 @@
-/* AVX2 kernels: the elementwise activations that dominate narrow layers, vectorised with SLEEF
- * (1.0-ULP variants, "_u10"). Compiled with -mavx2 -mfma; called only where the CPU has both
- * (nnd__cpu_avx2 in kernels.c). The last partial group goes through the same vector code on a
- * padded copy, so every point gets the same arithmetic whatever the batch size or block split. */
+/* AVX2 kernels without SLEEF: the reverse engine's Hessian accumulation, the small and the
+ * blocked GEMM, the fused engine. Compiled with -mavx2 -mfma -ffp-contract=fast; called only where
+ * the CPU has both (the kernel table, kernels.c). */
 #include <immintrin.h>
-#include <sleef.h>
 
 #include "accum.h"
 #include "fused.h"
 #include "gemm_small.h"
 #include "kernels.h"
-
-static inline void store(double *p, size_t i, __m256d v)
-{
-    if (p)
-        _mm256_storeu_pd(p + i, v);
-}
-
-typedef void (*group_fn)(const double *z, double *f, double *df, double *d2f, size_t i);
-
-/* Run `group` over n points in groups of 4, the tail on a zero-padded copy. */
-static inline __attribute__((always_inline)) void run_groups(group_fn group, size_t n, const double *z, double *f, double *df, double *d2f)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        group(z, f, df, d2f, i);
-    if (i < n) {
-        double zt[4] = {0}, ft[4], dt[4], d2t[4];
-        size_t r = n - i;
-        for (size_t k = 0; k < r; k++)
-            zt[k] = z[i + k];
-        group(zt, ft, dt, d2t, 0);
-        for (size_t k = 0; k < r; k++) {
-            if (f) f[i + k] = ft[k];
-            if (df) df[i + k] = dt[k];
-            if (d2f) d2f[i + k] = d2t[k];
-        }
-    }
-}
-
-/* tansig from expm1: with m = expm1(-2|z|) (no cancellation near 0) and r = 1/(2 + m),
- *   tanh|z| = (1 - e)/(1 + e) = -m r,   f' = sech^2 z = 4e/(1 + e)^2 = 4 e r^2,   f'' = -2 t f',
- * e = exp(-2|z|), the sign of z put back on t. e = 1 + m is accurate to about 1e-16/e: used while
- * |z| <= 2 (e >= 0.018, error < 1e-14); a group with a lane beyond that also calls exp and takes
- * e from it in those lanes, so sech^2 keeps full relative accuracy in the tails (where 1 - t^2
- * would cancel). Each lane's result depends on its own z only. Mostly one SLEEF call per group,
- * where tanh and exp took two. */
-static inline void tansig4(const double *z, double *f, double *df, double *d2f, size_t i)
-{
-    const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0), four = _mm256_set1_pd(4.0);
-    const __m256d mtwo = _mm256_set1_pd(-2.0), sign = _mm256_set1_pd(-0.0);
-    __m256d x = _mm256_loadu_pd(z + i);
-    __m256d a2 = _mm256_mul_pd(mtwo, _mm256_andnot_pd(sign, x)); /* -2|z| */
-    __m256d m = Sleef_expm1d4_u10avx2(a2);
-    __m256d r = _mm256_div_pd(one, _mm256_add_pd(two, m));
-    __m256d ta = _mm256_mul_pd(_mm256_xor_pd(sign, m), r); /* tanh|z| */
-    __m256d t = _mm256_or_pd(ta, _mm256_and_pd(sign, x));  /* the sign of z */
-    store(f, i, t);
-    if (!df && !d2f)
-        return;
-    __m256d e = _mm256_add_pd(one, m);
-    __m256d tail = _mm256_cmp_pd(a2, _mm256_set1_pd(-4.0), _CMP_LT_OQ);
-    if (_mm256_movemask_pd(tail))
-        e = _mm256_blendv_pd(e, Sleef_expd4_u10avx2(a2), tail);
-    __m256d d = _mm256_mul_pd(_mm256_mul_pd(four, e), _mm256_mul_pd(r, r));
-    store(df, i, d);
-    store(d2f, i, _mm256_mul_pd(_mm256_mul_pd(mtwo, t), d));
-}
-
-void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
-{
-    run_groups(tansig4, n, z, f, df, d2f);
-}
-
-/* logsig: with e = exp(-|z|), r = 1/(1+e): s = r or e r, 1-s = e r or r (full relative accuracy
- * in both tails); f' = s(1-s), f'' = s(1-s)(1-2s) = s(1-s)((1-s) - s). */
-static inline void logsig4(const double *z, double *f, double *df, double *d2f, size_t i)
-{
-    const __m256d one = _mm256_set1_pd(1.0), sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
-    __m256d x = _mm256_loadu_pd(z + i);
-    __m256d e = Sleef_expd4_u10avx2(_mm256_or_pd(sign, x)); /* exp(-|x|) */
-    __m256d r = _mm256_div_pd(one, _mm256_add_pd(one, e));
-    __m256d er = _mm256_mul_pd(e, r);
-    __m256d pos = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-    __m256d s = _mm256_blendv_pd(er, r, pos), sm = _mm256_blendv_pd(r, er, pos);
-    __m256d nan = _mm256_cmp_pd(x, x, _CMP_UNORD_Q);
-    s = _mm256_blendv_pd(s, x, nan);
-    sm = _mm256_blendv_pd(sm, x, nan);
-    __m256d d = _mm256_mul_pd(s, sm);
-    store(f, i, s);
-    store(df, i, d);
-    store(d2f, i, _mm256_mul_pd(d, _mm256_sub_pd(sm, s)));
-}
-
-void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
-{
-    run_groups(logsig4, n, z, f, df, d2f);
-}
 
 /* accum.h's update with explicit FMAs for n <= 8: J's row in one or two vectors (masked loads,
  * so nothing past the row is read), each accumulator row one or two vectors. */
@@ -136,3 +47,14 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
 
 NND_FUSED_DEFINE(avx2)
 
+
+#define GT double
+#define GFN(name) nnd__##name##_d_avx2
+#include "gemm_impl.h"
+#undef GT
+#undef GFN
+#define GT float
+#define GFN(name) nnd__##name##_s_avx2
+#include "gemm_impl.h"
+#undef GT
+#undef GFN

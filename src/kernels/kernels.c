@@ -1,5 +1,4 @@
 /* CPU dispatch for the architecture-specific kernels. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,30 +7,80 @@
 #include "gemm_small.h"
 #include "fused.h"
 
-void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                size_t ldb, double *C, size_t ldc)
+static int tiny(size_t M, size_t N, size_t K)
 {
-    if (M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL) {
-        if (nnd__cpu_avx2())
-            nnd__gemm_small_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-        else
-            gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-        return;
-    }
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                1.0, A, (int)lda, B, (int)ldb, 0.0, C, (int)ldc);
+    return M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL;
+}
+
+void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                size_t ldb, double *C, size_t ldc, double *pack)
+{
+    int avx2 = nnd__cpu_avx2();
+    if (tiny(M, N, K))
+        (avx2 ? nnd__gemm_small_avx2 : gemm_small_impl)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    else
+        (avx2 ? nnd__gemm_d_avx2 : nnd__gemm_d_generic)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
 }
 
 void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                size_t ldb, float *C, size_t ldc)
+                size_t ldb, float *C, size_t ldc, float *pack)
 {
-    if (M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL) {
+    if (tiny(M, N, K))
         gemm_small_impl_f32(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                1.0f, A, (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+    else
+        (nnd__cpu_avx2() ? nnd__gemm_s_avx2 : nnd__gemm_s_generic)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
 }
+
+void nnd__dsyrk_ut(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                   size_t ldc, double *pack)
+{
+    (nnd__cpu_avx2() ? nnd__syrk_ut_d_avx2 : nnd__syrk_ut_d_generic)(n, k, alpha, A, lda, beta, C, ldc, pack);
+}
+
+void nnd__ssyrk_ut(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
+                   float *pack)
+{
+    (nnd__cpu_avx2() ? nnd__syrk_ut_s_avx2 : nnd__syrk_ut_s_generic)(n, k, alpha, A, lda, beta, C, ldc, pack);
+}
+
+/* GEMV and AXPY: streaming loops, one order of operations on every CPU. */
+#define NND_GEMV_T_BODY                                                                                               \
+    {                                                                                                                 \
+        for (size_t j = 0; j < n; j++)                                                                                \
+            y[j] = 0;                                                                                                 \
+        for (size_t i = 0; i < d; i++) {                                                                              \
+            const __typeof__(*y) xi = x[i * incx], *a = A + i * lda;                                                  \
+            for (size_t j = 0; j < n; j++)                                                                            \
+                y[j] += xi * a[j];                                                                                    \
+        }                                                                                                             \
+    }
+void nnd__dgemv_t(size_t d, size_t n, const double *restrict A, size_t lda, const double *restrict x, size_t incx,
+                  double *restrict y) NND_GEMV_T_BODY
+void nnd__sgemv_t(size_t d, size_t n, const float *restrict A, size_t lda, const float *restrict x, size_t incx,
+                  float *restrict y) NND_GEMV_T_BODY
+
+void nnd__daxpy(size_t n, double a, const double *restrict x, double *restrict y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+void nnd__saxpy(size_t n, float a, const float *restrict x, float *restrict y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+#define GT double
+#define GFN(name) nnd__##name##_d_generic
+#include "gemm_impl.h"
+#undef GT
+#undef GFN
+#define GT float
+#define GFN(name) nnd__##name##_s_generic
+#include "gemm_impl.h"
+#undef GT
+#undef GFN
 
 void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
 {
@@ -66,8 +115,17 @@ int nnd__cpu_avx2(void)
     return s;
 }
 
-#if !defined(NND_HAVE_AVX2)
-/* Never called: nnd__cpu_avx2() is 0 in a build without the AVX2 kernels. */
+int nnd__cpu_sleef(void)
+{
+#if defined(NND_HAVE_SLEEF)
+    return nnd__cpu_avx2();
+#else
+    return 0;
+#endif
+}
+
+#if !defined(NND_HAVE_SLEEF)
+/* Never called: nnd__cpu_sleef() is 0 in a build without the SLEEF activations. */
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
 {
     (void)n, (void)z, (void)f, (void)df, (void)d2f;
@@ -77,7 +135,10 @@ void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *
 {
     (void)n, (void)z, (void)f, (void)df, (void)d2f;
 }
+#endif
 
+#if !defined(NND_HAVE_AVX2)
+/* Never called: nnd__cpu_avx2() is 0 in a build without the AVX2 kernels. */
 void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
 {
     accum_range_impl(n, me, jrow, crow, acc, b0, b1);
@@ -87,6 +148,30 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
                           const double *B, size_t ldb, double *C, size_t ldc)
 {
     gemm_small_impl(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void nnd__gemm_d_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                      size_t ldb, double *C, size_t ldc, double *pack)
+{
+    nnd__gemm_d_generic(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+}
+
+void nnd__syrk_ut_d_avx2(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                         size_t ldc, double *pack)
+{
+    nnd__syrk_ut_d_generic(n, k, alpha, A, lda, beta, C, ldc, pack);
+}
+
+void nnd__gemm_s_avx2(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                      size_t ldb, float *C, size_t ldc, float *pack)
+{
+    nnd__gemm_s_generic(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+}
+
+void nnd__syrk_ut_s_avx2(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,
+                         size_t ldc, float *pack)
+{
+    nnd__syrk_ut_s_generic(n, k, alpha, A, lda, beta, C, ldc, pack);
 }
 
 NND_FUSED_DEFINE(avx2)

@@ -6,8 +6,10 @@
 
 /* 1 when the CPU runs the AVX2+FMA kernels (and they were built). */
 int nnd__cpu_avx2(void);
+/* 1 when, besides, the SLEEF activations were built (avx2_sleef.c). */
+int nnd__cpu_sleef(void);
 
-/* Vectorised activations over n points (any output may be NULL); only when nnd__cpu_avx2(). */
+/* Vectorised activations over n points (any output may be NULL); only when nnd__cpu_sleef(). */
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 
@@ -20,17 +22,47 @@ void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow
 /* The best of the above for this CPU. */
 nnd_accum_fn nnd__accum_select(void);
 
-/* C = op(A) op(B) (row-major, beta = 0; ta/tb: 1 to transpose): OpenBLAS, or for tiny products
- * (M N K <= NND_GEMM_SMALL) loops without a BLAS call's fixed cost. Dimensions must fit an int
- * (the plan guarantees it). */
+/* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
+ * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.
+ * C = op(A) op(B) (beta = 0): for tiny products (M N K <= NND_GEMM_SMALL) loops without packing,
+ * else the blocked kernels of gemm_impl.h, which pack into `pack` (NND_GEMM_PACK_DOUBLES doubles,
+ * 8-byte aligned, from the caller's workspace; the float versions use the same bytes). */
 #define NND_GEMM_SMALL 4096
+#define NND_GEMM_MR 6
+#define NND_GEMM_KC 256
+#define NND_GEMM_MC 96
+#define NND_GEMM_NC 512
+#define NND_GEMM_PACK_DOUBLES ((size_t)NND_GEMM_KC * (NND_GEMM_NC + NND_GEMM_MC + 16))
 void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                size_t ldb, double *C, size_t ldc);
-/* The same in float (cblas_sgemm; the small path is gemm_small.h's float instance). */
+                size_t ldb, double *C, size_t ldc, double *pack);
 void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                size_t ldb, float *C, size_t ldc);
+                size_t ldb, float *C, size_t ldc, float *pack);
+/* The upper triangle (j >= i) of C (n x n) = alpha A^T A + beta C, A k x n; the lower triangle
+ * is not touched (cblas ?syrk with Upper, Trans). */
+void nnd__dsyrk_ut(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                   size_t ldc, double *pack);
+void nnd__ssyrk_ut(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
+                   float *pack);
+/* y (n) = A^T x, A d x n (row stride lda), x with stride incx. */
+void nnd__dgemv_t(size_t d, size_t n, const double *A, size_t lda, const double *x, size_t incx, double *y);
+void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x, size_t incx, float *y);
+/* y += a x (n entries). */
+void nnd__daxpy(size_t n, double a, const double *x, double *y);
+void nnd__saxpy(size_t n, float a, const float *x, float *y);
+/* The instances behind them (kernels.c: generic; avx2.c: AVX2 + FMA). */
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                           const double *B, size_t ldb, double *C, size_t ldc);
+#define NND_GEMM_DECLARE(sfx)                                                                                       \
+    void nnd__gemm_d_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,                \
+                           const double *B, size_t ldb, double *C, size_t ldc, double *pack);                       \
+    void nnd__syrk_ut_d_##sfx(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C, \
+                              size_t ldc, double *pack);                                                            \
+    void nnd__gemm_s_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,                 \
+                           const float *B, size_t ldb, float *C, size_t ldc, float *pack);                          \
+    void nnd__syrk_ut_s_##sfx(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,     \
+                              size_t ldc, float *pack);
+NND_GEMM_DECLARE(generic)
+NND_GEMM_DECLARE(avx2)
 
 /* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
  * weights. Widths are rounded up to dp_l, a multiple of 4, and n to 4 nv; padding is zero. */

@@ -64,7 +64,7 @@ static void act_purelin(size_t n, const double *z, double *f, double *df, double
 static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
-    if (nnd__cpu_avx2()) {
+    if (nnd__cpu_sleef()) {
         nnd__tansig_avx2(n, z, f, df, d2f);
         return;
     }
@@ -77,7 +77,7 @@ static void act_tansig(size_t n, const double *z, double *f, double *df, double 
 static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
-    if (nnd__cpu_avx2()) {
+    if (nnd__cpu_sleef()) {
         nnd__logsig_avx2(n, z, f, df, d2f);
         return;
     }

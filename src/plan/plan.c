@@ -1,6 +1,5 @@
 /* Planning: the cost model, the mode choice, the batch block and the workspace.
  * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
-#include <cblas.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -143,6 +142,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
         it[k++] = (ws_item){&p->da, NULL, 1, p->me};
         it[k++] = (ws_item){&p->dy, NULL, 1, p->m};
     }
+    it[k++] = ITEM(gpack, 1, NND_GEMM_PACK_DOUBLES); /* first: pack_doubles() counts it */
     it[k++] = ITEM(xt, nb, p->d0);
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
@@ -178,6 +178,15 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
 #undef ITEM
 
 #define WS_MAX_ITEMS 24
+
+/* Doubles of the workspace that do not depend on the block: the GEMM's packing area of the
+ * blocked engines (not counted when choosing the block, which is about the per-sample buffers). */
+static size_t pack_doubles(const nnd_plan *p)
+{
+    if (p->fused)
+        return 0;
+    return is_f32(p) ? NND_GEMM_PACK_DOUBLES / 2 + NND_GEMM_PACK_DOUBLES % 2 : NND_GEMM_PACK_DOUBLES;
+}
 
 /* Workspace doubles for a block of nb samples, 0 on overflow. */
 static size_t ws_size(nnd_plan *p, size_t nb)
@@ -386,9 +395,8 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
 /* ---------------------------------------------------------------- threads
  * nnderiv's threads take whole batch blocks, each with its own workspace (a peer: a copy of the
  * plan that shares everything read-only). A block's arithmetic does not depend on which thread
- * runs it, so results are bit-identical for every thread count. OpenBLAS is then set to one
- * thread (openblas_set_num_threads(1)): its own threads would oversubscribe the cores, and its
- * threaded GEMMs round differently from its serial ones. */
+ * runs it (the engines' products are the library's own kernels, on the thread that calls them:
+ * no BLAS threads, no BLAS setting touched), so results are bit-identical for every thread count. */
 #define MAX_THREADS 64
 
 static size_t default_threads(void)
@@ -424,7 +432,6 @@ static nnd_status make_peers(nnd_plan *p)
         ws_item it[WS_MAX_ITEMS];
         ws_carve(q->ws, it, ws_layout(q, q->block, it));
     }
-    openblas_set_num_threads(1);
     return NND_OK;
 }
 
@@ -616,7 +623,9 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     choose_hkernel(p);
     choose_fused(p, mode);
 
-    size_t one = ws_size(p, 1);
+    size_t one = ws_size(p, 1), pack = pack_doubles(p);
+    if (one)
+        one -= pack;
     if (!one) {
         st = nnd__fail(NND_EDIM, "nnd_plan_new: the workspace of one sample overflows (n_in %zu)", p->n);
         goto fail;
@@ -627,7 +636,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     if (nb < for_gemm) nb = for_gemm;
     if (p->fused) { /* no GEMMs: the block only amortises a call per layer, and stays in L2; whole
                      * groups of four for the lane kernel (a short group computes empty lanes) */
-        size_t per = ws_size(p, 2) - one, fixed = one - per; /* per-sample part, and the rest */
+        size_t per = ws_size(p, 2) - one, fixed = one - per; /* (no packing area: pack = 0) */ /* per-sample part, and the rest */
         size_t room = FUSED_BLOCK_BYTES / sizeof(double);
         nb = per && room > fixed ? (room - fixed) / per : 4;
         nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < 4 ? 4 : nb / 4 * 4);

@@ -51,6 +51,7 @@ struct nnd_plan {
     double *hacc;        /* reverse, NND_HK_BLOCK: block x me x n x n accumulators        */
     double *smx;         /* softmax scratch: 2n + 3s + 1                   */
     double *aout;        /* block x me: last layer values                  */
+    double *gpack;       /* the blocked GEMM's packing area (NND_GEMM_PACK_DOUBLES); not fused */
 
     /* the fused engine for small nets (fused.c; mode REVERSE): padded weights and their sizes */
     int fused;
@@ -77,7 +78,7 @@ struct nnd_plan {
         float **W, **b;  /* L entries: float copies of each layer's W and b (one allocation) */
         float *Wb;       /* that allocation                                                   */
         float *W1g;
-        float *xt, *tmp, *zv, *f0, *f1, *f2, *bufA, *bufB, *jz, *tan, *cst, *jout, *S, *hall, *smx, *aout;
+        float *xt, *tmp, *zv, *f0, *f1, *f2, *bufA, *bufB, *jz, *tan, *cst, *jout, *S, *hall, *smx, *aout, *gpack;
     } f32;
     double *dx, *dxt, *dtmp, *da, *dy; /* float32 plans: one sample in double (n, d0, 2 max(n, m), me, m);
                                         * with the fused engine dx, dy and these: a block in double */

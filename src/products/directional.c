@@ -14,7 +14,6 @@
  *
  * Cost per sample: G (values) + (K + S) G' (tangents and second derivatives through layers 2..L,
  * S = K when second) + 2 d_1 n (K - ncoord) (first-layer tangents) + about 4 (K + S) U elementwise. */
-#include <cblas.h>
 #include <string.h>
 
 #include "products/products.h"
@@ -68,7 +67,8 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
     e->block = nb;
     e->ws_doubles = dir_doubles(e, nb, p->me);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
-    if (!e->ws)
+    e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
+    if (!e->ws || !e->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -88,6 +88,7 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
 void nnd__dir_free(nnd_dir *e)
 {
     nnd__free(e->ws);
+    nnd__free(e->pack);
     nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
@@ -98,8 +99,7 @@ static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, si
     const nnd_plan *p = e->base;
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = e->C, n = e->n, us = nb * C, K = e->K, kx = K - e->ncoord;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)e->d0, 1.0, L->W, (int)e->d0, e->xt,
-                (int)e->d0, 0.0, e->zv, (int)nb);
+    nnd__dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
             double *t = A + u * us + b * C;
@@ -111,8 +111,7 @@ static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, si
         }
     if (kx)
         for (size_t b = 0; b < nb; b++)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)kx, (int)n, 1.0, p->W1g, (int)n,
-                        dirs + b * stride, (int)kx, 0.0, A + b * C + 1 + e->ncoord, (int)us);
+            nnd__dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
 }
 
 static void chain_softmax(nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
@@ -186,8 +185,7 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     activate(e, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L->n_out, (int)us, (int)L->n_in, 1.0, L->W,
-                    (int)L->n_in, A, (int)us, 0.0, B, (int)us);
+        nnd__dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
                 B[u * us + b * C] += L->b[u];

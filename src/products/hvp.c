@@ -14,7 +14,6 @@
  *
  * Cost per sample: G (values) + G' + 2 d_1 n (tangent) + 2 m G' (backward, two columns per output)
  * + 2 m d_1 n (the final products): no n^2 term, no Hessian formed. */
-#include <cblas.h>
 #include <string.h>
 
 #include "products/products.h"
@@ -46,7 +45,8 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
     e->block = nb;
     e->ws_doubles = hvp_doubles(p, nb);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
-    if (!e->ws)
+    e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
+    if (!e->ws || !e->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -67,6 +67,7 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
 void nnd__hvp_free(nnd_hvp *e)
 {
     nnd__free(e->ws);
+    nnd__free(e->pack);
     nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
@@ -81,16 +82,12 @@ static void forward(nnd_hvp *e, size_t nb, const double *v)
         size_t d = L->n_out, o = p->off[l] * nb;
         double *z = e->zv + o, *zd = e->zd + o;
         if (l == 0) {
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)p->d0, 1.0, L->W, (int)p->d0,
-                        e->xt, (int)p->d0, 0.0, z, (int)nb);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)nb, (int)e->n, 1.0, p->W1g, (int)e->n, v,
-                        (int)e->n, 0.0, zd, (int)nb);
+            nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, e->xt, p->d0, z, nb, e->pack);
+            nnd__dgemm(0, 1, d, nb, e->n, p->W1g, e->n, v, e->n, zd, nb, e->pack);
         } else {
             size_t po = p->off[l - 1] * nb;
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)nb, (int)L->n_in, 1.0, L->W,
-                        (int)L->n_in, e->f0 + po, (int)nb, 0.0, z, (int)nb);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)nb, (int)L->n_in, 1.0, L->W,
-                        (int)L->n_in, e->ad + po, (int)nb, 0.0, zd, (int)nb);
+            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->f0 + po, nb, z, nb, e->pack);
+            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->ad + po, nb, zd, nb, e->pack);
         }
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
@@ -167,11 +164,9 @@ void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v)
                 }
         }
         if (l > 0)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L->n_in, (int)ld, (int)d, 1.0, L->W,
-                        (int)L->n_in, e->Dl, (int)ld, 0.0, e->G, (int)ld);
+            nnd__dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, e->Dl, ld, e->G, ld, e->pack);
     }
     /* H_k v = W1g^T delta-dot_1, rows b*me + k */
     size_t d1 = net->layers[0].n_out;
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cols, (int)n, (int)d1, 1.0, e->Dl + cols, (int)ld,
-                p->W1g, (int)n, 0.0, e->hv, (int)n);
+    nnd__dgemm(1, 0, cols, n, d1, e->Dl + cols, ld, p->W1g, n, e->hv, n, e->pack);
 }

@@ -9,7 +9,6 @@
  *   HVP                 the reverse-over-forward engine (hvp.c)
  * Planning allocates everything, including LAPACK's workspace for the covariance square roots;
  * executing only loops over blocks. */
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <string.h>
@@ -27,6 +26,7 @@ struct nnd_product_plan {
      * LAPACK workspace for the eigen-decomposition of a semidefinite one, and J L of one sample */
     double *roots, *evec, *eval, *work, *T;
     double *diag;           /* LAPLACIAN by the reverse engine: block x m x n diagonals */
+    double *pack;           /* UNCERTAINTY*: the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
     lapack_int *iwork;
     size_t lwork, liwork;
 };
@@ -97,6 +97,7 @@ void nnd_product_plan_free(nnd_product_plan *P)
     nnd__free(P->iwork);
     nnd__free(P->T);
     nnd__free(P->diag);
+    nnd__free(P->pack);
     nnd__free(P);
 }
 
@@ -112,7 +113,8 @@ static nnd_status alloc_uncertainty(nnd_product_plan *P)
     P->work = nnd__malloc(P->lwork, sizeof(double));
     P->iwork = nnd__malloc(P->liwork, sizeof(lapack_int));
     P->T = nnd__malloc(P->m, n * sizeof(double));
-    if (!P->roots || !P->evec || !P->eval || !P->work || !P->iwork || !P->T)
+    P->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
+    if (!P->roots || !P->evec || !P->eval || !P->work || !P->iwork || !P->T || !P->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     return NND_OK;
 }
@@ -297,7 +299,7 @@ static void gather_uncertainty(nnd_product_plan *P, size_t nb, double *cov, doub
             }
             sb[mp->row_of[k]] = 0.5 * s * sum;
         }
-        cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)m, (int)n, 1.0, P->T, (int)n, 0.0, Cb, (int)m);
+        nnd__dgemm(0, 1, m, m, n, P->T, n, P->T, n, Cb, m, P->pack); /* T T^T, the lower half kept */
         for (size_t i = 0; i < m; i++)
             for (size_t j = i + 1; j < m; j++)
                 Cb[i * m + j] = Cb[j * m + i];

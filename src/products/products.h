@@ -30,6 +30,7 @@ typedef struct {
     double *smx;         /* softmax scratch: 2 (K + S) + 2S  */
     double *aout;        /* block x me last-layer values    */
     double *last;        /* after a pass: the last layer's states (me x nb*C) */
+    double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
 } nnd_dir;
 
 nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_t K, size_t ncoord, int second);
@@ -49,6 +50,7 @@ typedef struct {
     double *xt, *zv, *f0, *f1, *f2, *zd, *ad; /* D x block: z, f, f', f'', z-dot, a-dot */
     double *G, *Dl;      /* dmax x block*2me: [g | g-dot], [delta | delta-dot] */
     double *hv;          /* block*me x n: H_k v, rows b*me + k, output scale applied */
+    double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
 } nnd_hvp;
 
 nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch);

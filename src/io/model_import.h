@@ -19,6 +19,9 @@ nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_
 
 int nnd__sniff_onnx(const unsigned char *p, size_t n);
 nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net);
+/* The same for a file read from `path`: tensors kept in external data files are read from the
+ * path's folder (nnd__load_onnx refuses them: a buffer has no folder). */
+nnd_status nnd__load_onnx_file(const char *data, size_t len, const char *path, nnd_net **net);
 
 int nnd__sniff_mat(const unsigned char *p, size_t n);
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net);

@@ -151,7 +151,11 @@ nnd_status nnd_net_load(const char *path, nnd_net **net)
     nnd_status s = read_all(path, &buf, &n);
     if (s)
         return s;
-    s = nnd_net_load_buffer(buf, n, path, net);
+    /* ONNX may keep its weights in files beside the model: its reader needs the path. */
+    if (nnd__sniff_onnx((const unsigned char *)buf, n))
+        s = nnd__load_onnx_file(buf, n, path, net);
+    else
+        s = nnd_net_load_buffer(buf, n, path, net);
     nnd__free(buf);
     return s;
 }

@@ -24,15 +24,27 @@
  * closed linear interval, where PyTorch's hardtanh and hardsigmoid use the open one. They differ
  * only at the kinks exactly.
  *
- * Anything else (convolutions, residual additions, normalisation of the input, ops without an
- * exact activation such as PRelu, Clip with one infinite bound other than Clip(0, inf)) is refused
- * with NND_EUNSUPPORTED and a message naming the node, its op and why. */
+ * Per-unit constants (Sub/Div, Mul/Add, eval-mode BatchNormalization) are folded where they act:
+ * on a Gemm/MatMul result into its W and b; on the network input into the net's input mapstd; on a
+ * layer's activated values into the next layer's W and b, or, after the last layer, into output
+ * mapstd (output de-normalisation). Identity on initializers (shared constants), Dropout in eval
+ * mode, Flatten and Reshape to (batch, n) are no-ops. Torch's Softplus threshold,
+ * Where(Greater(z, 20), z, Softplus(z)), is softplus (do_where says why). Tensors kept in external
+ * data files (the dynamo exporter's NAME.onnx.data) are read beside the model when it is loaded by
+ * path (nnd__load_onnx_file), refused from a buffer.
+ *
+ * Anything else (convolutions, residual additions, comparisons and steps, ops without an exact
+ * activation such as PRelu, Clip with one infinite bound other than Clip(0, inf), tf2onnx's Erfc)
+ * is refused with NND_EUNSUPPORTED and a message naming the node, its op and why. */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -71,7 +83,18 @@ typedef struct {
     size_t zi;    /* V_STREAM: index into z */
     int tree;     /* V_STREAM: root of its expression tree */
     size_t width; /* V_STREAM: units; 0 while unknown (the input before its first use) */
+    size_t post;  /* V_STREAM: 1 + index into pm of a per-unit map applied after t; 0: none */
 } value;
+
+/* A per-unit affine map v' = (v - xoff)*gain + yoff applied to a stream after its activation:
+ * input normalisation (on the network input: becomes mapstd), an eval-mode BatchNormalization or
+ * scaling after an activation (folded into the next layer's weights), or output de-normalisation
+ * (after the last layer: becomes output mapstd). Kept in this form so that the usual
+ * (x - mean)/std has xoff = mean exactly. */
+typedef struct {
+    size_t n;
+    double *xoff, *gain, *yoff;
+} pmap;
 
 /* An affine map z = W h + b of a pending layer, or the network input (is_input). */
 typedef struct {
@@ -84,6 +107,7 @@ typedef struct {
 
 enum {
     T_VAR, T_CONST, T_ADD, T_SUB, T_MUL, T_DIV, T_POW, T_NEG, T_ERF, T_EXP, T_LOG, T_ABS, T_SQRT, T_RECIP,
+    T_GT,        /* a > b (1 or 0): only as the threshold of torch's Softplus, Where(z > t, z, Softplus(z)) */
     T_ACT,       /* an activation of the library with its parameters */
     T_SOFTMAX,   /* coupled: only as a whole layer's activation */
     T_LOGSOFTMAX /* the same */
@@ -100,6 +124,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
+    const char *path; /* the model file (external data is read beside it); NULL for a buffer */
     const GraphProto *g;
     int64_t opset;
     nnd_net *net;
@@ -113,6 +138,9 @@ typedef struct {
     size_t nz, capz;
     tnode *tr;
     size_t ntr, captr;
+    pmap *pm;
+    size_t npm, cappm;
+    size_t input_post; /* the normalisation the net's input steps were made from */
     size_t node; /* the node being read */
 } octx;
 
@@ -259,15 +287,150 @@ static uint64_t le_u64(const uint8_t *p)
     return u;
 }
 
+/* ---------------------------------------------------------------- external data
+ * torch.onnx.export (the dynamo exporter, torch >= 2.9) writes every tensor of more than a few
+ * hundred bytes to NAME.onnx.data beside the model: TensorProto.data_location = EXTERNAL and
+ * external_data = {location, offset, length[, checksum]} (onnx's ExternalData.md). The location is
+ * resolved in the model file's folder; absolute paths and '..' components are refused, so that a
+ * model cannot make the loader read files outside its folder. */
+
+/* A decimal byte count, as onnx writes offset and length. */
+static int parse_count(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!s || !*s)
+        return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* A location that stays in the model's folder: relative, no '..' component, no backslash. */
+static int location_is_safe(const char *loc)
+{
+    if (!loc[0] || loc[0] == '/' || strchr(loc, '\\'))
+        return 0;
+    for (const char *p = loc; *p;) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 0;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return 1;
+}
+
+/* The bytes of an external tensor into *bytes (nnd__malloc'd, *nbytes of them). */
+static nnd_status read_external(octx *c, const TensorProto *tp, const char *what, uint8_t **bytes, size_t *nbytes)
+{
+    const char *loc = NULL;
+    uint64_t offset = 0, length = 0;
+    int has_length = 0;
+    *bytes = NULL;
+    *nbytes = 0;
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const char *k = str(tp->external_data[i]->key), *v = str(tp->external_data[i]->value);
+        if (!strcmp(k, "location"))
+            loc = v;
+        else if (!strcmp(k, "offset")) {
+            if (!parse_count(v, &offset))
+                return bad(NND_EFORMAT, c, "%s: external data offset '%s' is not a byte count", what, q(v).s);
+        } else if (!strcmp(k, "length")) {
+            if (!parse_count(v, &length))
+                return bad(NND_EFORMAT, c, "%s: external data length '%s' is not a byte count", what, q(v).s);
+            has_length = 1;
+        } else if (strcmp(k, "checksum") != 0)
+            return bad(NND_EUNSUPPORTED, c, "%s: external data key '%s' is not understood (location, offset, length, "
+                       "checksum are)", what, q(k).s);
+    }
+    if (!loc)
+        return bad(NND_EFORMAT, c, "%s keeps its data in an external file but names no location", what);
+    if (!c->path)
+        return bad(NND_EUNSUPPORTED, c,
+                   "%s keeps its data in the external file '%s' (torch.onnx.export writes one beside the model); "
+                   "nnd_net_load_buffer cannot follow it: load the model by its path (nnd_net_load), or save it as "
+                   "one file (torch.onnx.export(..., external_data=False), or onnx.save_model(onnx.load(path), "
+                   "out, save_as_external_data=False))",
+                   what, q(loc).s);
+    if (!location_is_safe(loc))
+        return bad(NND_EUNSUPPORTED, c,
+                   "%s: external data location '%s' leaves the model's folder (an absolute path or '..'): only "
+                   "files beside the model or below it are read",
+                   what, q(loc).s);
+    /* The folder of the model file, then the location. */
+    const char *slash = strrchr(c->path, '/');
+    size_t dir = slash ? (size_t)(slash - c->path) + 1 : 0, nloc = strlen(loc), nfile;
+    if (!nnd__add(dir, nloc, &nfile) || !nnd__add(nfile, 1, &nfile))
+        return bad(NND_EFORMAT, c, "%s: external data path too long", what);
+    char *file = nnd__malloc(nfile, 1);
+    if (!file)
+        return bad(NND_ENOMEM, c, "out of memory");
+    memcpy(file, c->path, dir);
+    memcpy(file + dir, loc, nloc + 1);
+    nnd_status s = NND_OK;
+    FILE *fp = fopen(file, "rb");
+    struct stat st;
+    if (!fp) {
+        s = bad(NND_EIO, c, "%s: cannot open its external data file '%s' (in the model's folder): %s", what, q(loc).s,
+                strerror(errno));
+        goto done;
+    }
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        s = bad(NND_EIO, c, "%s: its external data '%s' is not a regular file", what, q(loc).s);
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (offset > size) {
+        s = bad(NND_EFORMAT, c, "%s: external data offset %llu is past the end of '%s' (%llu bytes)", what,
+                (unsigned long long)offset, q(loc).s, (unsigned long long)size);
+        goto done;
+    }
+    if (!has_length)
+        length = size - offset; /* onnx: to the end of the file */
+    if (length > size - offset) {
+        s = bad(NND_EFORMAT, c, "%s: external data of %llu bytes at offset %llu goes past the end of '%s' (%llu bytes)",
+                what, (unsigned long long)length, (unsigned long long)offset, q(loc).s, (unsigned long long)size);
+        goto done;
+    }
+    if (length > SIZE_MAX / 2 || (off_t)offset < 0) {
+        s = bad(NND_EFORMAT, c, "%s: external data too large", what);
+        goto done;
+    }
+    *nbytes = (size_t)length;
+    if (!(*bytes = nnd__malloc(*nbytes ? *nbytes : 1, 1))) {
+        s = bad(NND_ENOMEM, c, "%s: out of memory for %zu bytes of external data", what, *nbytes);
+        goto done;
+    }
+    if (fseeko(fp, (off_t)offset, SEEK_SET) != 0 || fread(*bytes, 1, *nbytes, fp) != *nbytes) {
+        s = bad(NND_EIO, c, "%s: cannot read %zu bytes at offset %llu of '%s'", what, *nbytes,
+                (unsigned long long)offset, q(loc).s);
+        goto done;
+    }
+done:
+    if (fp)
+        fclose(fp);
+    nnd__free(file);
+    if (s) {
+        nnd__free(*bytes);
+        *bytes = NULL;
+    }
+    return s;
+}
+
 /* A TensorProto as doubles. `what` names it in messages. */
 static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, tensor *out)
 {
     memset(out, 0, sizeof *out);
-    if (tp->has_data_location && tp->data_location == 1)
-        return bad(NND_EUNSUPPORTED, c,
-                   "%s keeps its data in an external file; export with the weights inside the model "
-                   "(torch.onnx.export of a model under 2 GB does)",
-                   what);
+    int external = tp->has_data_location && tp->data_location == 1;
+    if (tp->has_data_location && tp->data_location != 0 && !external)
+        return bad(NND_EFORMAT, c, "%s: data_location %d is neither DEFAULT (0) nor EXTERNAL (1)", what,
+                   tp->data_location);
     if (tp->n_dims > MAX_RANK)
         return bad(NND_EUNSUPPORTED, c, "%s has rank %zu (at most %d is supported)", what, tp->n_dims, MAX_RANK);
     size_t numel = 1;
@@ -286,22 +449,35 @@ static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, 
     if (!esize)
         return bad(NND_EUNSUPPORTED, c, "%s has data type %d (only float32, float64, int32 and int64 are supported)",
                    what, dt);
-    size_t have = tp->has_raw_data ? tp->raw_data.len / esize
+    uint8_t *ext = NULL;
+    size_t ext_len = 0;
+    nnd_status s;
+    if (external && (s = read_external(c, tp, what, &ext, &ext_len)))
+        return s;
+    int has_raw = external || tp->has_raw_data;
+    const uint8_t *raw = external ? ext : tp->raw_data.data;
+    size_t raw_len = external ? ext_len : tp->raw_data.len;
+    size_t have = has_raw ? raw_len / esize
                   : dt == DT_FLOAT  ? tp->n_float_data
                   : dt == DT_DOUBLE ? tp->n_double_data
                   : dt == DT_INT64  ? tp->n_int64_data
                                     : tp->n_int32_data;
-    if ((tp->has_raw_data && tp->raw_data.len % esize) || have != numel)
-        return bad(NND_EFORMAT, c, "%s holds %zu value%s, its dimensions say %zu", what, have, have == 1 ? "" : "s",
-                   numel);
-    if (!numel)
+    if ((has_raw && raw_len % esize) || have != numel) {
+        nnd__free(ext);
+        return bad(NND_EFORMAT, c, "%s holds %zu value%s%s, its dimensions say %zu", what, have, have == 1 ? "" : "s",
+                   has_raw && raw_len % esize ? " and a part" : "", numel);
+    }
+    if (!numel) {
+        nnd__free(ext);
         return NND_OK;
-    if (!(out->v = nnd__malloc(numel, sizeof(double))))
+    }
+    if (!(out->v = nnd__malloc(numel, sizeof(double)))) {
+        nnd__free(ext);
         return bad(NND_ENOMEM, c, "%s: out of memory for %zu values", what, numel);
-    const uint8_t *raw = tp->raw_data.data;
+    }
     for (size_t i = 0; i < numel; i++) {
         double x;
-        if (tp->has_raw_data) {
+        if (has_raw) {
             const uint8_t *p = raw + i * esize;
             if (dt == DT_FLOAT)
                 x = le_float(p);
@@ -321,6 +497,7 @@ static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, 
         }
         out->v[i] = x;
     }
+    nnd__free(ext);
     return NND_OK;
 }
 
@@ -414,6 +591,7 @@ static double tree_eval(const octx *c, int i, double z)
     case T_ABS: return fabs(a);
     case T_SQRT: return sqrt(a);
     case T_RECIP: return 1 / a;
+    case T_GT: return NAN; /* never part of an activation found by value */
     case T_ACT: {
         double p[2] = {t->c, t->c2};
         if (nnd_act_eval2(t->act, p, 1, &a, &f, NULL, NULL) != NND_OK)
@@ -422,6 +600,18 @@ static double tree_eval(const octx *c, int i, double z)
     }
     }
     return NAN; /* T_SOFTMAX, T_LOGSOFTMAX have no scalar value */
+}
+
+/* The first node of op `op` in a tree, or -1. */
+static int tree_find(const octx *c, int i, int op)
+{
+    const tnode *t = &c->tr[i];
+    int r = -1;
+    if (t->op == op)
+        return i;
+    if (t->a >= 0 && (r = tree_find(c, t->a, op)) >= 0)
+        return r;
+    return t->b >= 0 ? tree_find(c, t->b, op) : -1;
 }
 
 static int tree_has_softmax(const octx *c, int i)
@@ -446,6 +636,13 @@ static nnd_status identify(octx *c, int root, int *act, double param[2])
         return NND_OK;
     }
     c->node = t->node;
+    int gt = tree_find(c, root, T_GT);
+    if (gt >= 0) {
+        c->node = c->tr[gt].node;
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "a comparison is part of an activation only as the threshold torch writes for Softplus, "
+                        "Where(Greater(z, t), z, Softplus(z)) with t >= 20");
+    }
     if (tree_has_softmax(c, root))
         return bad_node(NND_EUNSUPPORTED, c,
                         "Softmax and LogSoftmax must be the whole activation of a layer, not part of an expression");
@@ -491,10 +688,114 @@ static nnd_status new_z(octx *c, size_t *zi)
     return NND_OK;
 }
 
-/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
- * graph output). On success *width is the layer's units (the input's length for the input). */
-static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width)
+/* A new per-unit map: a copy of map `from` (1-based; 0: the identity) for n units. */
+static nnd_status new_pmap(octx *c, size_t from, size_t n, size_t *post)
 {
+    if (c->npm == c->cappm)
+        return bad_node(NND_ENOMEM, c, "too many per-unit maps");
+    pmap *m = &c->pm[c->npm];
+    m->n = n;
+    m->xoff = nnd__malloc(n, sizeof(double));
+    m->gain = nnd__malloc(n, sizeof(double));
+    m->yoff = nnd__malloc(n, sizeof(double));
+    c->npm++;
+    if (!m->xoff || !m->gain || !m->yoff)
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        m->xoff[i] = from ? c->pm[from - 1].xoff[i] : 0;
+        m->gain[i] = from ? c->pm[from - 1].gain[i] : 1;
+        m->yoff[i] = from ? c->pm[from - 1].yoff[i] : 0;
+    }
+    *post = c->npm;
+    return NND_OK;
+}
+
+/* Input normalisation as the net's first processing step: x~ = (x - xoffset)*gain + yoffset, MATLAB's
+ * mapstd with one yoffset for all features (a per-feature offset moves into xoffset). */
+static nnd_status add_input_map(octx *c, const pmap *m)
+{
+    nnd_status s;
+    int same = 1;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->gain[i] == 0 || !isfinite(m->gain[i]))
+            return bad_node(NND_EUNSUPPORTED, c, "the input normalisation scales feature %zu by %g", i + 1, m->gain[i]);
+        same = same && m->yoff[i] == m->yoff[0];
+    }
+    double *xoff = nnd__malloc(m->n, sizeof(double));
+    if (!xoff)
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < m->n; i++)
+        xoff[i] = same ? m->xoff[i] : m->xoff[i] - m->yoff[i] / m->gain[i];
+    s = nnd_net_add_input_mapstd(c->net, xoff, m->gain, same ? m->yoff[0] : 0);
+    nnd__free(xoff);
+    return s ? builder_failed(s, c, "the input normalisation") : NND_OK;
+}
+
+/* Output de-normalisation after the last layer: y = (a - xoff)*gain + yoff, which is the reverse of
+ * output mapstd with gain' = 1/gain, xoffset' = yoff - xoff*gain, yoffset' = 0. */
+static nnd_status add_output_map(octx *c, const pmap *m)
+{
+    nnd_status s;
+    double *g = nnd__malloc(m->n, sizeof(double)), *xo = nnd__malloc(m->n, sizeof(double));
+    if (!g || !xo) {
+        nnd__free(g);
+        nnd__free(xo);
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        g[i] = 1 / m->gain[i];
+        xo[i] = m->yoff[i] - m->xoff[i] * m->gain[i];
+    }
+    for (size_t i = 0; i < m->n; i++)
+        if (m->gain[i] == 0 || !isfinite(g[i]) || !isfinite(xo[i])) {
+            nnd__free(g);
+            nnd__free(xo);
+            return bad_node(NND_EUNSUPPORTED, c, "the output is scaled by %g (unit %zu): not invertible", m->gain[i],
+                            i + 1);
+        }
+    s = nnd_net_add_output_mapstd(c->net, m->n, xo, g, 0);
+    nnd__free(g);
+    nnd__free(xo);
+    return s ? builder_failed(s, c, "the output de-normalisation") : NND_OK;
+}
+
+/* Scalar constants around an activation, k1*f(z) + k0 (the output de-normalisation of a one-unit
+ * output, one scale for all units, or a bare 2*z): the tree below them, with total = inner*g + o. */
+static int peel(const octx *c, int root, double *g, double *o)
+{
+    *g = 1;
+    *o = 0;
+    for (;;) {
+        const tnode *t = &c->tr[root];
+        if (t->op != T_ADD && t->op != T_SUB && t->op != T_MUL && t->op != T_DIV)
+            return root;
+        int ka = c->tr[t->a].op == T_CONST, kb = c->tr[t->b].op == T_CONST;
+        if (ka == kb || (t->op == T_DIV && ka))
+            return root;
+        double k = c->tr[ka ? t->a : t->b].c;
+        if (t->op == T_ADD)
+            *o += k * *g;
+        else if (t->op == T_SUB && kb)
+            *o -= k * *g;
+        else if (t->op == T_SUB) {
+            *o += k * *g;
+            *g = -*g;
+        } else if (t->op == T_MUL)
+            *g *= k;
+        else
+            *g /= k;
+        root = ka ? t->b : t->a;
+    }
+}
+
+/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
+ * graph output). On success *width is the layer's units (the input's length for the input), and
+ * *post the per-unit map after the layer's activation (1-based, 0: none) that its reader applies:
+ * the value's own, after scalars peeled off its expression. */
+static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width,
+                          size_t *post)
+{
+    *post = v->post;
     zmap *z = &c->z[v->zi];
     nnd_status s;
     if (z->is_input) {
@@ -511,7 +812,11 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
                 return bad_node(NND_EFORMAT, c, "cannot tell the length of the input");
             if ((s = nnd_net_new(v->width ? v->width : n_in_if_input, &c->net)))
                 return builder_failed(s, c, "the net");
-        }
+            if (v->post && (s = add_input_map(c, &c->pm[v->post - 1])))
+                return s;
+            c->input_post = v->post;
+        } else if (v->post != c->input_post)
+            return bad_node(NND_EUNSUPPORTED, c, "reads the network input with two different normalisations");
         *width = c->net->n_in;
         return NND_OK;
     }
@@ -521,10 +826,27 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
                         "layers (branches and residual connections are not supported)",
                         z->src + 1, c->n_layers);
     int act = NND_ACT_PURELIN;
-    double param[2];
+    double param[2], g, o;
     size_t keep = c->node;
-    if ((s = identify(c, v->tree, &act, param)))
-        return s;
+    int inner = peel(c, v->tree, &g, &o);
+    if ((s = identify(c, v->tree, &act, param))) {
+        if (inner == v->tree || identify(c, inner, &act, param) != NND_OK) {
+            c->node = keep;
+            return identify(c, v->tree, &act, param); /* its own message */
+        }
+        /* k1*f(z) + k0 = (f(z) - 0)*k1 + k0, then the value's map (X2, G2, Y2) on top:
+         * (f*g + o - X2)*G2 + Y2 = (f - 0)*(g*G2) + ((o - X2)*G2 + Y2). */
+        size_t n = z->n_out, pm;
+        if ((s = new_pmap(c, v->post, n, &pm)))
+            return s;
+        pmap *m = &c->pm[pm - 1];
+        for (size_t i = 0; i < n; i++) {
+            m->yoff[i] = (o - m->xoff[i]) * m->gain[i] + m->yoff[i];
+            m->gain[i] *= g;
+            m->xoff[i] = 0;
+        }
+        *post = pm;
+    }
     c->node = keep;
     char what[32];
     snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
@@ -541,13 +863,13 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
 
 /* A new affine map W h + b reading the stream v; W: n_out x n_in. */
 static nnd_status new_affine(octx *c, const value *v, const char *input_name, size_t n_in, size_t n_out,
-                             double **W, double **b, size_t *zi_out)
+                             double **W, double **b, size_t *zi_out, size_t *post)
 {
     size_t width = 0, zi = 0;
     nnd_status s;
     if (v->width && v->width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, v->width);
-    if ((s = realise(c, v, input_name, n_in, &width)))
+    if ((s = realise(c, v, input_name, n_in, &width, post)))
         return s;
     if (width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, width);
@@ -589,10 +911,15 @@ static const char *refused(const char *op)
         {"ThresholdedRelu", "it is not one of the library's activations"},
         {"Shrink", "it is not one of the library's activations"},
         {"Conv", "only dense layers are supported"},
-        {"BatchNormalization", "fold it into the preceding Gemm before exporting"},
         {"LayerNormalization", "only dense layers with elementwise activations are supported"},
         {"Concat", "only a chain of dense layers is supported"},
         {"Shape", "dynamic shapes are not supported: use nn.Flatten or constant shapes"},
+        {"GreaterOrEqual", "comparisons are not activations (hardlim and hardlims are steps with zero derivatives: "
+                           "write such a net as nnderiv JSON)"},
+        {"Less", "comparisons are not activations of this library"},
+        {"LessOrEqual", "comparisons are not activations of this library"},
+        {"Equal", "comparisons are not activations of this library"},
+        {"Sign", "a step with zero derivatives: write such a net (hardlims) as nnderiv JSON"},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         if (strcmp(op, list[i].op) == 0)
@@ -671,8 +998,8 @@ static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *i
         return bad_node(NND_EUNSUPPORTED, c, "the bias C has %zu values, expected 1 or %zu (one per unit)", ct->numel,
                         N);
     double *W = NULL, *b = NULL;
-    size_t zi = 0;
-    if ((s = new_affine(c, A, input_name, K, N, &W, &b, &zi)))
+    size_t zi = 0, post = 0;
+    if ((s = new_affine(c, A, input_name, K, N, &W, &b, &zi, &post)))
         return s;
     for (size_t o = 0; o < N; o++) {
         for (size_t k = 0; k < K; k++)
@@ -680,16 +1007,64 @@ static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *i
         if (ct)
             b[o] = beta * ct->v[is_scalar(ct) ? 0 : o];
     }
+    /* A per-unit map after the previous layer's activation, a = (f - xoff)*gain + yoff, folds into
+     * this layer: W a + b = (W diag(gain)) f + (b + W (yoff - xoff*gain)). On the input it is the
+     * net's input normalisation instead (realise). */
+    if (post && !c->z[A->zi].is_input) {
+        const pmap *m = &c->pm[post - 1];
+        for (size_t o = 0; o < N; o++)
+            for (size_t k = 0; k < K; k++) {
+                b[o] += W[o * K + k] * (m->yoff[k] - m->xoff[k] * m->gain[k]);
+                W[o * K + k] *= m->gain[k];
+            }
+    }
     int root = tree_new(c, T_VAR, -1, -1, 0);
-    value v = {NULL, V_STREAM, 0, zi, root, N};
+    value v = {NULL, V_STREAM, 0, zi, root, N, 0};
     return out_value(c, n, &v);
 }
 
-/* A pending affine map changed by a per-unit vector: z' = z + c, z - c, c - z, z * c, z / c. */
-static nnd_status affine_update(octx *c, const NodeProto *n, const value *sv, const tensor *t, char op, int const_left)
+/* A per-unit operation v' = v + k, v - k, k - v, v * k, v / k with k[i] (nk = 1: one k for all units)
+ * on a stream, into *out. On a pending affine map itself (a Gemm/MatMul result) it is a bias or a
+ * scaling, folded into W and b; on the network input or a layer's activated values it becomes a
+ * per-unit map after the value (pmap): input normalisation, folded into the next layer, or output
+ * de-normalisation. */
+static nnd_status unit_op(octx *c, const value *sv, char op, const double *k, size_t nk, int const_left, value *out)
 {
-    size_t zi = 0, N = sv->width;
+    size_t N = sv->width;
     nnd_status s;
+    *out = *sv;
+    if (!N)
+        return bad_node(NND_EFORMAT, c, "cannot tell the length of the input (its type gives no feature count)");
+    for (size_t o = 0; o < N; o++)
+        if (op == '/' && k[nk == 1 ? 0 : o] == 0)
+            return bad_node(NND_EFORMAT, c, "divides by zero (unit %zu)", o + 1);
+    if (c->z[sv->zi].is_input || sv->post || c->tr[sv->tree].op != T_VAR) {
+        size_t post = 0;
+        if ((s = new_pmap(c, sv->post, N, &post)))
+            return s;
+        pmap *m = &c->pm[post - 1];
+        for (size_t o = 0; o < N; o++) {
+            double kk = k[nk == 1 ? 0 : o];
+            int ident = m->gain[o] == 1 && m->yoff[o] == 0;
+            if (op == '+')
+                *(ident ? &m->xoff[o] : &m->yoff[o]) += ident ? -kk : kk;
+            else if (op == '-' && !const_left)
+                *(ident ? &m->xoff[o] : &m->yoff[o]) += ident ? kk : -kk;
+            else if (op == '-') {
+                m->gain[o] = -m->gain[o];
+                m->yoff[o] = kk - m->yoff[o];
+            } else if (op == '*') {
+                m->gain[o] *= kk;
+                m->yoff[o] *= kk;
+            } else {
+                m->gain[o] /= kk;
+                m->yoff[o] /= kk;
+            }
+        }
+        out->post = post;
+        return NND_OK;
+    }
+    size_t zi = 0;
     const zmap *z0 = &c->z[sv->zi];
     size_t nw = z0->n_in * z0->n_out; /* checked when it was made */
     if ((s = new_z(c, &zi)))
@@ -705,27 +1080,35 @@ static nnd_status affine_update(octx *c, const NodeProto *n, const value *sv, co
     memcpy(z->W, z0->W, nw * sizeof(double));
     memcpy(z->b, z0->b, N * sizeof(double));
     for (size_t o = 0; o < N; o++) {
-        double k = t->v[o];
+        double kk = k[nk == 1 ? 0 : o];
         if (op == '+')
-            z->b[o] += k;
+            z->b[o] += kk;
         else if (op == '-' && !const_left)
-            z->b[o] -= k;
+            z->b[o] -= kk;
         else if (op == '-') {
-            z->b[o] = k - z->b[o];
+            z->b[o] = kk - z->b[o];
             for (size_t i = 0; i < z->n_in; i++)
                 z->W[o * z->n_in + i] = -z->W[o * z->n_in + i];
         } else {
-            if (op == '/' && k == 0)
-                return bad_node(NND_EFORMAT, c, "divides by zero (unit %zu)", o + 1);
-            double m = op == '*' ? k : 1 / k;
+            double m = op == '*' ? kk : 1 / kk;
             z->b[o] *= m;
             for (size_t i = 0; i < z->n_in; i++)
                 z->W[o * z->n_in + i] *= m;
         }
     }
-    value v = *sv;
-    v.zi = zi;
-    return out_value(c, n, &v);
+    out->zi = zi;
+    return NND_OK;
+}
+
+/* Ops on a value that has a per-unit map after its activation: refused, the map is no activation. */
+static nnd_status no_post(octx *c, const value *v)
+{
+    if (v->post)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "an elementwise op after a per-unit scaling or shift of %s: only Gemm/MatMul (which absorb "
+                        "it) or the graph output (output de-normalisation) may follow one",
+                        c->z[v->zi].is_input ? "the network input" : "a layer's activated values");
+    return NND_OK;
 }
 
 static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
@@ -745,7 +1128,11 @@ static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
             return bad_node(NND_EUNSUPPORTED, c,
                             "combines two different layers' values (residual or parallel branches are not supported)");
         if (c->z[a->zi].is_input)
-            return bad_node(NND_EUNSUPPORTED, c, "elementwise operations on the network input are not supported");
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "combines the network input with itself: only normalisation by constants (Sub/Div, "
+                            "Mul/Add, BatchNormalization) may act on the input before the first layer");
+        if ((s = no_post(c, a)) || (s = no_post(c, b)))
+            return s;
         value v = *a;
         if ((v.tree = tree_new(c, top, a->tree, b->tree, 0)) < 0)
             return bad_node(NND_ENOMEM, c, "expression too large");
@@ -756,26 +1143,39 @@ static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
     int const_left = a->kind == V_TENSOR;
     const value *sv = const_left ? b : a;
     const tensor *t = &c->t[(const_left ? a : b)->t];
-    if (c->z[sv->zi].is_input)
-        return bad_node(NND_EUNSUPPORTED, c,
-                        "elementwise operations on the network input are not supported (export the network without "
-                        "input normalisation, or use a native JSON file with input_processing)");
-    /* A vector on the pending affine map itself is a bias or a scaling. */
-    if (sym != '^' && c->tr[sv->tree].op == T_VAR && is_unit_vector(t, sv->width) && !(sym == '/' && const_left) &&
-        !(sym != '-' && sym != '+' && sym != '*' && sym != '/'))
-        return affine_update(c, n, sv, t, sym, const_left);
-    if (!is_scalar(t))
-        return bad_node(NND_EUNSUPPORTED, c,
-                        "a %zu-value constant on a layer's activated values: only scalars can be part of an "
-                        "activation, and per-unit vectors only act on a Gemm/MatMul result",
-                        t->numel);
-    int k = tree_new(c, T_CONST, -1, -1, t->v[0]);
+    int is_input = c->z[sv->zi].is_input, var = c->tr[sv->tree].op == T_VAR;
     value v = *sv;
-    if (k < 0 || (v.tree = tree_new(c, top, const_left ? k : sv->tree, const_left ? sv->tree : k, 0)) < 0)
-        return bad_node(NND_ENOMEM, c, "expression too large");
-    if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
-        return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
-    return out_value(c, n, &v);
+    /* The input's width from the constant when its type had none. */
+    if (is_input && !v.width && t->rank && (uint64_t)t->dims[t->rank - 1] == t->numel && t->numel > 1)
+        v.width = t->numel;
+    int vec = is_unit_vector(t, v.width), affine = sym != '^' && !(sym == '/' && const_left);
+    /* Per-unit maps: a vector (or, on the input or after another map, a scalar) on the input, a
+     * pending affine map or activated values. A scalar on activated values is part of the
+     * activation's expression (the GELU and SiLU subgraphs). */
+    if ((is_input || v.post) && (vec || is_scalar(t))) {
+        if (!affine)
+            return bad_node(NND_EUNSUPPORTED, c, "%s on %s: only per-unit Add, Sub, Mul, Div are supported there", op,
+                            is_input ? "the network input" : "normalised values");
+    } else if (!(affine && vec && (var || !is_scalar(t)))) {
+        if (is_input || v.post)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "a %zu-value constant on %s of %zu features: only scalars or one value per feature",
+                            t->numel, is_input ? "the network input" : "normalised values", v.width);
+        if (!is_scalar(t))
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "a %zu-value constant on a layer's values of %zu units: only scalars or one value per unit",
+                            t->numel, v.width);
+        int k = tree_new(c, T_CONST, -1, -1, t->v[0]);
+        if (k < 0 || (v.tree = tree_new(c, top, const_left ? k : sv->tree, const_left ? sv->tree : k, 0)) < 0)
+            return bad_node(NND_ENOMEM, c, "expression too large");
+        if (c->tr[v.tree].depth > MAX_TREE_DEPTH)
+            return bad_node(NND_EUNSUPPORTED, c, "elementwise expression deeper than %d ops", MAX_TREE_DEPTH);
+        return out_value(c, n, &v);
+    }
+    value out;
+    if ((s = unit_op(c, &v, sym, t->v, t->numel, const_left, &out)))
+        return s;
+    return out_value(c, n, &out);
 }
 
 /* Clip's bounds: inputs 2 and 3 (opset >= 11) or attributes min, max (before). */
@@ -889,11 +1289,111 @@ static nnd_status act_op(octx *c, const NodeProto *n, const char *op, int *act, 
     return NND_OK;
 }
 
+/* Greater(z, t) with a scalar constant t: kept as a tree node, for the Where of torch's Softplus. */
+static nnd_status do_greater(octx *c, const NodeProto *n)
+{
+    value *a, *b;
+    nnd_status s;
+    if ((s = need_args(c, n, 2)) || (s = arg(c, n, 0, &a)) || (s = arg(c, n, 1, &b)))
+        return s;
+    if (!a || !b)
+        return bad_node(NND_EFORMAT, c, "an input name is empty");
+    if (a->kind != V_STREAM || b->kind != V_TENSOR || !is_scalar(&c->t[b->t]) || c->z[a->zi].is_input || a->post)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "comparisons are supported only as the threshold torch writes for Softplus, Greater(z, t) "
+                        "with a layer's value z and a scalar constant t");
+    value v = *a;
+    int k = tree_new(c, T_CONST, -1, -1, c->t[b->t].v[0]);
+    if (k < 0 || (v.tree = tree_new(c, T_GT, a->tree, k, 0)) < 0)
+        return bad_node(NND_ENOMEM, c, "expression too large");
+    return out_value(c, n, &v);
+}
+
+/* torch's softplus(z) with beta = 1 and threshold t (default 20) returns z where z > t: the dynamo
+ * exporter writes Where(Greater(z, t), z, Softplus(z)). Above t the two differ by
+ * log1p(exp(-z)) < exp(-t) (2.1e-9 at t = 20, below float32's resolution of z there, 1.9e-6),
+ * their derivatives by less than exp(-t): the net gets softplus itself, the function torch's
+ * threshold approximates. Smaller thresholds, and any other Where, are refused. */
+static nnd_status do_where(octx *c, const NodeProto *n)
+{
+    value *cond, *x, *y;
+    nnd_status s;
+    if ((s = need_args(c, n, 3)) || (s = arg(c, n, 0, &cond)) || (s = arg(c, n, 1, &x)) || (s = arg(c, n, 2, &y)))
+        return s;
+    if (!cond || !x || !y)
+        return bad_node(NND_EFORMAT, c, "an input name is empty");
+    const char *what = "Where is supported only as the threshold torch writes for Softplus (beta = 1): "
+                       "Where(Greater(z, t), z, Softplus(z)) with t >= 20; other piecewise functions (Softshrink, "
+                       "Hardshrink, Threshold, a Softplus with beta != 1 or a small threshold) are not activations of "
+                       "this library";
+    if (cond->kind != V_STREAM || x->kind != V_STREAM || y->kind != V_STREAM || cond->zi != x->zi ||
+        y->zi != x->zi || cond->post || x->post || y->post || c->tr[cond->tree].op != T_GT)
+        return bad_node(NND_EUNSUPPORTED, c, "%s", what);
+    const tnode *gt = &c->tr[cond->tree], *sp = &c->tr[y->tree];
+    double t = c->tr[gt->b].c;
+    if (gt->a != x->tree || sp->op != T_ACT || sp->act != NND_ACT_SOFTPLUS || sp->a != x->tree)
+        return bad_node(NND_EUNSUPPORTED, c, "%s", what);
+    if (!(t >= 20))
+        return bad_node(NND_EUNSUPPORTED, c, "Softplus with threshold %g: %s", t, what);
+    return out_value(c, n, y);
+}
+
+/* Eval-mode BatchNormalization of 2-D data: y = (x - mean)/sqrt(var + epsilon)*scale + B, per unit;
+ * folded into the layer before it, the layer after it, or the input normalisation (unit_op). */
+static nnd_status do_batchnorm(octx *c, const NodeProto *n)
+{
+    value *x, *p[4];
+    nnd_status s;
+    double eps;
+    int64_t training;
+    if ((s = need_args(c, n, 5)) || (s = arg(c, n, 0, &x)) || (s = get_float(c, n, "epsilon", 1e-5, &eps)) ||
+        (s = get_int(c, n, "training_mode", 0, &training)))
+        return s;
+    for (size_t i = 0; i < 4; i++)
+        if ((s = arg(c, n, i + 1, &p[i])))
+            return s;
+    for (size_t i = 1; i < n->n_output; i++)
+        if (n->output[i][0])
+            training = 1; /* running mean and variance as outputs: training mode */
+    if (training)
+        return bad_node(NND_EUNSUPPORTED, c, "BatchNormalization in training mode (export the model in eval mode)");
+    if (!x || x->kind != V_STREAM)
+        return bad_node(NND_EUNSUPPORTED, c, "BatchNormalization of constants");
+    static const char *const names[] = {"scale", "B", "mean", "var"};
+    for (size_t i = 0; i < 4; i++)
+        if (!p[i] || p[i]->kind != V_TENSOR || !x->width || !is_unit_vector(&c->t[p[i]->t], x->width))
+            return bad_node(NND_EUNSUPPORTED, c, "its %s must be a constant with one value per unit (%zu)", names[i],
+                            x->width);
+    const double *scale = c->t[p[0]->t].v, *B = c->t[p[1]->t].v, *mean = c->t[p[2]->t].v, *var = c->t[p[3]->t].v;
+    double *mul = nnd__malloc(x->width, sizeof(double));
+    if (!mul)
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < x->width; i++) {
+        mul[i] = scale[i] / sqrt(var[i] + eps);
+        if (!(var[i] + eps > 0) || !isfinite(mul[i])) {
+            nnd__free(mul);
+            return bad_node(NND_EFORMAT, c, "unit %zu: var + epsilon = %g is not positive", i + 1, var[i] + eps);
+        }
+    }
+    value v1, v2, v3;
+    s = unit_op(c, x, '-', mean, x->width, 0, &v1);
+    if (!s)
+        s = unit_op(c, &v1, '*', mul, x->width, 0, &v2);
+    if (!s)
+        s = unit_op(c, &v2, '+', B, x->width, 0, &v3);
+    nnd__free(mul);
+    return s ? s : out_value(c, n, &v3);
+}
+
 static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
 {
     const char *op = str(n->op_type), *dom = str(n->domain);
     nnd_status s;
     value *a;
+    if (!strcmp(op, "Erfc"))
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "Erfc is not an ONNX operator (tf2onnx writes it for Keras' gelu): load the Keras model file "
+                        "(.keras) itself, which nnd_net_load reads, instead of converting it to ONNX");
     if (dom[0] && strcmp(dom, "ai.onnx") != 0)
         return bad_node(NND_EUNSUPPORTED, c, "operators of domain '%s' are not supported", q(dom).s);
 
@@ -924,7 +1424,7 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
         } else {
             return bad_node(NND_EUNSUPPORTED, c, "only value, value_float(s) and value_int(s) constants are supported");
         }
-        value val = {NULL, V_TENSOR, 0, 0, -1, 0};
+        value val = {NULL, V_TENSOR, 0, 0, -1, 0, 0};
         if ((s = push_tensor(c, &t, &val.t)))
             return s;
         return out_value(c, n, &val);
@@ -933,6 +1433,12 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
         return do_gemm(c, n, op[0] == 'M', input_name);
     if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Pow"))
         return do_binary(c, n, op);
+    if (!strcmp(op, "Greater"))
+        return do_greater(c, n);
+    if (!strcmp(op, "Where"))
+        return do_where(c, n);
+    if (!strcmp(op, "BatchNormalization"))
+        return do_batchnorm(c, n);
 
     if ((s = need_args(c, n, 1)) || (s = arg(c, n, 0, &a)))
         return s;
@@ -941,11 +1447,24 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
     const char *why = refused(op);
     if (why)
         return bad_node(NND_EUNSUPPORTED, c, "not supported: %s", why);
+    if (!strcmp(op, "Dropout")) {
+        /* Inference: the identity. Opset 12 has training_mode as input 3; before, attribute is_test. */
+        value *tm = NULL;
+        int64_t is_test;
+        if ((s = arg(c, n, 2, &tm)) || (s = get_int(c, n, "is_test", c->opset >= 7, &is_test)))
+            return s;
+        if (tm && (tm->kind != V_TENSOR || !is_scalar(&c->t[tm->t]) || c->t[tm->t].v[0] != 0))
+            return bad_node(NND_EUNSUPPORTED, c, "Dropout in training mode (export the model in eval mode)");
+        if (!is_test)
+            return bad_node(NND_EUNSUPPORTED, c, "Dropout with is_test = 0 (export the model in eval mode)");
+        return out_value(c, n, a);
+    }
+    /* Identity on an initializer: exporters share one initializer between layers (the zero biases
+     * of an untrained net, the ones and zeros of a default BatchNormalization) this way. */
+    if (!strcmp(op, "Identity"))
+        return out_value(c, n, a);
     if (a->kind != V_STREAM)
         return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
-
-    if (!strcmp(op, "Identity") || !strcmp(op, "Dropout"))
-        return out_value(c, n, a);
     if (!strcmp(op, "Cast")) {
         /* Exporters wrap float32-only ops (Celu) of a float64 model in Cast to float and back; the
          * framework's float64 computation has no rounding there, so neither has the net. */
@@ -976,6 +1495,8 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
                             a->width);
         return out_value(c, n, a);
     }
+    if ((s = no_post(c, a)))
+        return s;
     if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
         int64_t axis;
         if ((s = get_int(c, n, "axis", c->opset >= 13 ? -1 : 1, &axis)))
@@ -1051,19 +1572,23 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EFORMAT, c, "the graph is too large");
     c->tab_cap = cap;
     c->capt = n_values;
-    c->capz = g->n_node + 2;
+    /* BatchNormalization makes three maps */
+    if (!nnd__mul(g->n_node, 3, &c->capz) || !nnd__add(c->capz, 2, &c->capz))
+        return bad(NND_EFORMAT, c, "the graph is too large");
+    c->cappm = c->capz;
     c->captr = ntr;
     c->tab = nnd__calloc(cap, sizeof *c->tab);
     c->t = nnd__calloc(c->capt, sizeof *c->t);
     c->z = nnd__calloc(c->capz, sizeof *c->z);
     c->tr = nnd__calloc(c->captr, sizeof *c->tr);
-    if (!c->tab || !c->t || !c->z || !c->tr)
+    c->pm = nnd__calloc(c->cappm, sizeof *c->pm);
+    if (!c->tab || !c->t || !c->z || !c->tr || !c->pm)
         return bad(NND_ENOMEM, c, "out of memory for a graph of %zu nodes", g->n_node);
 
     for (size_t i = 0; i < g->n_initializer; i++) {
         char what[128];
         tensor t;
-        value v = {NULL, V_TENSOR, 0, 0, -1, 0};
+        value v = {NULL, V_TENSOR, 0, 0, -1, 0, 0};
         snprintf(what, sizeof what, "initializer '%s'", q(g->initializer[i]->name).s);
         if ((s = read_tensor(c, g->initializer[i], what, &t)) || (s = push_tensor(c, &t, &v.t)) ||
             (s = define(c, g->initializer[i]->name, &v, what)))
@@ -1104,7 +1629,7 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
     if ((s = new_z(c, &zi)))
         return s;
     c->z[zi].is_input = 1;
-    value iv = {NULL, V_STREAM, 0, zi, tree_new(c, T_VAR, -1, -1, 0), width};
+    value iv = {NULL, V_STREAM, 0, zi, tree_new(c, T_VAR, -1, -1, 0), width, 0};
     if ((s = define(c, in->name, &iv, "the graph input")))
         return s;
 
@@ -1122,19 +1647,22 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EUNSUPPORTED, c, "the graph output '%s' does not come from a layer", q(g->output[0]->name).s);
     /* The output's own layer: messages name the node that made the output. */
     c->node = c->tr[out->tree].node;
-    size_t units;
-    if ((s = realise(c, out, in->name, 0, &units)))
+    size_t units, post;
+    if ((s = realise(c, out, in->name, 0, &units, &post)))
+        return s;
+    if (post && (s = add_output_map(c, &c->pm[post - 1])))
         return s;
     if ((s = nnd_net_validate(c->net)))
         return builder_failed(s, c, "the net");
     return nnd__net_set_source(c->net, "ONNX", c->name);
 }
 
-nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net)
+static nnd_status load(const char *data, size_t len, const char *name, const char *path, nnd_net **net)
 {
     octx c;
     memset(&c, 0, sizeof c);
     c.name = name ? name : "<buffer>";
+    c.path = path;
     if (!net)
         return nnd__fail(NND_EINVAL, "%s: net is NULL", c.name);
     *net = NULL;
@@ -1165,6 +1693,22 @@ nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_ne
     nnd__free(c.t);
     nnd__free(c.z);
     nnd__free(c.tr);
+    for (size_t i = 0; i < c.npm; i++) {
+        nnd__free(c.pm[i].xoff);
+        nnd__free(c.pm[i].gain);
+        nnd__free(c.pm[i].yoff);
+    }
+    nnd__free(c.pm);
     onnx_subset__model_proto__free_unpacked(m, &alloc);
     return s;
+}
+
+nnd_status nnd__load_onnx(const char *data, size_t len, const char *name, nnd_net **net)
+{
+    return load(data, len, name, NULL, net);
+}
+
+nnd_status nnd__load_onnx_file(const char *data, size_t len, const char *path, nnd_net **net)
+{
+    return load(data, len, path, path, net);
 }

@@ -1,0 +1,321 @@
+/* ONNX files as today's exporters write them (tests/data/import/onnx, made by
+ * tools/make_onnx_fixtures.py today): every activation of the library through the legacy exporter,
+ * the dynamo exporter as it runs by default (weights in NAME.onnx.data beside the model) and the
+ * dynamo exporter with external_data=False; input normalisation, BatchNormalization, output
+ * de-normalisation, Keras' and MATLAB's layouts; malformed external data. manifest.json says what
+ * each file must give: torch.func's y, J, H within 1e-12, or a refusal whose message names the file
+ * and contains the listed words (the op, and what to do). */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "nnderiv.h"
+
+#ifndef NND_TEST_DATA
+#error "NND_TEST_DATA must name the test data directory"
+#endif
+#ifndef NND_README
+#error "NND_README must name the README"
+#endif
+
+#define ONNX_DIR NND_TEST_DATA "/import/onnx"
+#define TOL 1e-12
+
+static json_t *manifest;
+static json_t *cases;
+
+static char *slurp(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "cannot open %s", path);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert(buf != NULL);
+    ck_assert_msg(fread(buf, 1, (size_t)n, fp) == (size_t)n, "cannot read %s", path);
+    fclose(fp);
+    buf[n] = '\0';
+    *size = (size_t)n;
+    return buf;
+}
+
+static const char *get_str(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static size_t flatten(const json_t *v, double *out, size_t n, size_t at)
+{
+    if (json_is_number(v)) {
+        ck_assert_msg(at < n, "expected values: more than %zu", n);
+        out[at] = json_number_value(v);
+        return at + 1;
+    }
+    ck_assert_msg(json_is_array(v), "expected values: not an array");
+    for (size_t i = 0; i < json_array_size(v); i++)
+        at = flatten(json_array_get(v, i), out, n, at);
+    return at;
+}
+
+static void expect_close(const double *a, const double *b, size_t n, const char *what, const char *label,
+                         const char *shape)
+{
+    size_t worst = 0;
+    double err = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(a[i] - b[i]) / (1 + fabs(b[i]));
+        if (!(e <= err)) {
+            err = e;
+            worst = i;
+        }
+    }
+    ck_assert_msg(err <= TOL, "%s: %s (%s) entry %zu: %.17g vs expected %.17g (relative error %.3g > %g)", label,
+                  what, shape, worst, a[worst], b[worst], err, TOL);
+}
+
+/* The net gives the expected y, J, H (torch.func, float64) at the expected inputs. */
+static void expect_matches(const nnd_net *net, const char *expected_file, const char *label)
+{
+    char e[1024];
+    snprintf(e, sizeof e, "%s/%s", ONNX_DIR, expected_file);
+    json_error_t err;
+    json_t *exp = json_load_file(e, 0, &err);
+    ck_assert_msg(exp != NULL, "%s: %s", e, err.text);
+    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net), B = json_array_size(json_object_get(exp, "x"));
+    ck_assert_msg(B > 0 && n > 0 && m > 0, "%s: no samples", e);
+    double *x = malloc(B * n * sizeof *x), *y = malloc(B * m * sizeof *y), *J = malloc(B * m * n * sizeof *J);
+    double *H = malloc(B * m * n * n * sizeof *H), *ey = malloc(B * m * sizeof *ey);
+    double *eJ = malloc(B * m * n * sizeof *eJ), *eH = malloc(B * m * n * n * sizeof *eH);
+    ck_assert_msg(flatten(json_object_get(exp, "x"), x, B * n, 0) == B * n, "%s: x is not %zu x %zu", label, B, n);
+    ck_assert_msg(flatten(json_object_get(exp, "y"), ey, B * m, 0) == B * m, "%s: y is not %zu x %zu", label, B, m);
+    ck_assert(flatten(json_object_get(exp, "J"), eJ, B * m * n, 0) == B * m * n);
+    ck_assert(flatten(json_object_get(exp, "H"), eH, B * m * n * n, 0) == B * m * n * n);
+    nnd_plan *plan = NULL;
+    nnd_status s = nnd_plan_new(net, B, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO, &plan);
+    ck_assert_msg(s == NND_OK, "%s: nnd_plan_new: %s", label, nnd_errmsg());
+    s = nnd_plan_execute(plan, B, x, y, J, H);
+    ck_assert_msg(s == NND_OK, "%s: nnd_plan_execute: %s", label, nnd_errmsg());
+    nnd_plan_free(plan);
+    char shape[96];
+    snprintf(shape, sizeof shape, "batch %zu, n_out %zu, n_in %zu", B, m, n);
+    expect_close(y, ey, B * m, "y", label, shape);
+    expect_close(J, eJ, B * m * n, "J", label, shape);
+    expect_close(H, eH, B * m * n * n, "H", label, shape);
+    free(x), free(y), free(J), free(H), free(ey), free(eJ), free(eH);
+    json_decref(exp);
+}
+
+static nnd_status status_named(const char *s)
+{
+    if (!strcmp(s, "OK"))
+        return NND_OK;
+    if (!strcmp(s, "EFORMAT"))
+        return NND_EFORMAT;
+    if (!strcmp(s, "EUNSUPPORTED"))
+        return NND_EUNSUPPORTED;
+    if (!strcmp(s, "EIO"))
+        return NND_EIO;
+    ck_abort_msg("manifest: unknown status %s", s);
+    return NND_EINVAL;
+}
+
+/* Each file loads through nnd_net_load and matches torch.func, or is refused as the manifest says. */
+START_TEST(each_file_matches_torch_or_is_refused_by_name)
+{
+    const json_t *c = json_array_get(cases, (size_t)_i);
+    const char *file = get_str(c, "file"), *st = get_str(c, "status");
+    ck_assert_msg(file && st, "manifest case %d has no file or status", _i);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", ONNX_DIR, file);
+    nnd_status want = status_named(st);
+    nnd_net *net = (nnd_net *)&net;
+    nnd_status s = nnd_net_load(p, &net);
+    if (want == NND_OK) {
+        ck_assert_msg(s == NND_OK, "%s: %s: %s", file, nnd_strerror(s), nnd_errmsg());
+        expect_matches(net, get_str(c, "expected"), file);
+        nnd_net_free(net);
+        return;
+    }
+    ck_assert_msg(s == want, "%s: status %s (%s), expected %s", file, nnd_strerror(s), nnd_errmsg(), st);
+    ck_assert_msg(net == NULL, "%s: *net is not NULL after a failure", file);
+    const char *msg = nnd_errmsg();
+    ck_assert_msg(strncmp(msg, p, strlen(p)) == 0, "%s: the message does not start with the file: %s", file, msg);
+    const json_t *words = json_object_get(c, "words");
+    ck_assert_msg(json_array_size(words) > 0, "%s: the manifest lists no words for the refusal", file);
+    for (size_t i = 0; i < json_array_size(words); i++) {
+        const char *w = json_string_value(json_array_get(words, i));
+        ck_assert_msg(w && strstr(msg, w), "%s: the message should contain '%s': %s", file, w ? w : "?", msg);
+    }
+}
+END_TEST
+
+/* Every activation of the library is a case of every exporter (loaded or refused by name). */
+START_TEST(every_activation_of_every_exporter_is_a_case)
+{
+    const json_t *ex = json_object_get(manifest, "exporters");
+    ck_assert_msg(json_array_size(ex) == 3, "manifest: %zu exporters, expected legacy, dynamo, inline",
+                  json_array_size(ex));
+    for (size_t e = 0; e < json_array_size(ex); e++) {
+        const char *exporter = json_string_value(json_array_get(ex, e));
+        for (int a = 0; a < NND_ACT_COUNT; a++) {
+            int found = 0;
+            for (size_t i = 0; i < json_array_size(cases) && !found; i++) {
+                const json_t *c = json_array_get(cases, i);
+                const char *act = get_str(c, "act"), *cex = get_str(c, "exporter");
+                found = act && cex && !strcmp(act, nnd_act_name(a)) && !strcmp(cex, exporter);
+            }
+            ck_assert_msg(found, "no fixture for activation %s through the %s exporter", nnd_act_name(a), exporter);
+        }
+    }
+}
+END_TEST
+
+/* A model whose weights are in a data file beside it cannot be read from a buffer, which has no
+ * folder: the message says so and what to do; the same model written as one file can. */
+START_TEST(buffer_refuses_external_data_clearly)
+{
+    char p[1024];
+    size_t size;
+    snprintf(p, sizeof p, "%s/dynamo/tansig.onnx", ONNX_DIR);
+    char *data = slurp(p, &size);
+    nnd_net *net = (nnd_net *)&net;
+    nnd_status s = nnd_net_load_buffer(data, size, "tansig.onnx", &net);
+    ck_assert_msg(s == NND_EUNSUPPORTED && net == NULL, "buffer with external data: %s (%s)", nnd_strerror(s),
+                  nnd_errmsg());
+    ck_assert_msg(strstr(nnd_errmsg(), "nnd_net_load_buffer cannot follow") && strstr(nnd_errmsg(), "tansig.onnx.data") &&
+                      strstr(nnd_errmsg(), "external_data=False") && strstr(nnd_errmsg(), "nnd_net_load"),
+                  "the message should name the data file and say what to do: %s", nnd_errmsg());
+    free(data);
+    snprintf(p, sizeof p, "%s/inline/tansig.onnx", ONNX_DIR);
+    data = slurp(p, &size);
+    s = nnd_net_load_buffer(data, size, "tansig.onnx", &net);
+    ck_assert_msg(s == NND_OK, "inline/tansig.onnx from a buffer: %s", nnd_errmsg());
+    expect_matches(net, "tansig.expected.json", "inline/tansig.onnx (buffer)");
+    nnd_net_free(net);
+    free(data);
+}
+END_TEST
+
+/* The fixture of readme/ was made by the README's command: the README still gives that command. */
+START_TEST(readme_gives_the_command_the_fixture_was_made_with)
+{
+    const char *cmd = get_str(manifest, "readme_command");
+    ck_assert_msg(cmd && strstr(cmd, "torch.onnx.export"), "manifest: no readme_command");
+    size_t size;
+    char *readme = slurp(NND_README, &size);
+    const char *sec = strstr(readme, "### Trained in PyTorch");
+    ck_assert_msg(sec != NULL, "README: no \"Trained in PyTorch\" section");
+    const char *block = strstr(sec, "```python\n");
+    ck_assert_msg(block && strncmp(block + 10, cmd, strlen(cmd)) == 0,
+                  "README's PyTorch command is not the one readme/model.onnx was made with (%s): rerun "
+                  "tools/make_onnx_fixtures.py today",
+                  cmd);
+    free(readme);
+}
+END_TEST
+
+/* The normalisation and BatchNormalization become processing steps or fold into layers: the
+ * dynamo export of norm_bn_denorm has input mapstd, two layers and output mapstd. */
+START_TEST(normalisation_becomes_mapstd)
+{
+    static const char *const ex[] = {"legacy", "dynamo", "inline"};
+    for (size_t e = 0; e < 3; e++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/patterns/%s/norm_bn_denorm.onnx", ONNX_DIR, ex[e]);
+        nnd_net *net = NULL;
+        nnd_status s = nnd_net_load(p, &net);
+        ck_assert_msg(s == NND_OK, "%s: %s", p, nnd_errmsg());
+        ck_assert_msg(nnd_net_n_input_steps(net) == 1 && !strcmp(nnd_net_input_step_name(net, 0), "mapstd"),
+                      "%s: %zu input steps, expected mapstd", p, nnd_net_n_input_steps(net));
+        ck_assert_msg(nnd_net_n_output_steps(net) == 1 && !strcmp(nnd_net_output_step_name(net, 0), "mapstd"),
+                      "%s: %zu output steps, expected mapstd", p, nnd_net_n_output_steps(net));
+        ck_assert_msg(nnd_net_n_layers(net) == 2, "%s: %zu layers, expected 2", p, nnd_net_n_layers(net));
+        nnd_net_free(net);
+    }
+}
+END_TEST
+
+/* Every prefix of a few new files (read as buffers) and random byte changes: no crash, a clean
+ * status, *net NULL on failure. */
+START_TEST(truncated_and_corrupted_new_files)
+{
+    static const char *const files[] = {"inline/gelu.onnx", "inline/softplus.onnx", "patterns/inline/norm_bn_denorm.onnx",
+                                        "patterns/keras_untrained.onnx", "patterns/matlab_dlnetwork.onnx",
+                                        "legacy/hardswish.onnx"};
+    uint64_t st = 0x9E3779B97F4A7C15u;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char p[1024];
+        size_t size;
+        snprintf(p, sizeof p, "%s/%s", ONNX_DIR, files[f]);
+        unsigned char *data = (unsigned char *)slurp(p, &size);
+        for (size_t cut = 1; cut < size; cut += 3) {
+            unsigned char *copy = malloc(cut);
+            memcpy(copy, data, cut);
+            nnd_net *net = (nnd_net *)&net;
+            nnd_status s = nnd_net_load_buffer(copy, cut, "cut.onnx", &net);
+            ck_assert_msg((s == NND_OK) == (net != NULL), "%s cut at %zu: status %s, net %p", files[f], cut,
+                          nnd_strerror(s), (void *)net);
+            ck_assert_msg(s == NND_OK || s == NND_EFORMAT || s == NND_EUNSUPPORTED, "%s cut at %zu: status %s",
+                          files[f], cut, nnd_strerror(s));
+            nnd_net_free(net);
+            free(copy);
+        }
+        unsigned char *copy = malloc(size);
+        for (int it = 0; it < 300; it++) {
+            memcpy(copy, data, size);
+            for (int k = 0; k < 1 + it % 4; k++) {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                copy[2 + (st >> 8) % (size - 2)] = (unsigned char)st;
+            }
+            nnd_net *net = (nnd_net *)&net;
+            nnd_status s = nnd_net_load_buffer(copy, size, "corrupt.onnx", &net);
+            ck_assert_msg((s == NND_OK) == (net != NULL) &&
+                              (s == NND_OK || s == NND_EFORMAT || s == NND_EUNSUPPORTED),
+                          "%s corrupted (%d): status %s", files[f], it, nnd_strerror(s));
+            nnd_net_free(net);
+        }
+        free(copy);
+        free(data);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    json_error_t err;
+    manifest = json_load_file(ONNX_DIR "/manifest.json", 0, &err);
+    if (!manifest) {
+        fprintf(stderr, "%s/manifest.json: %s\n", ONNX_DIR, err.text);
+        return 1;
+    }
+    cases = json_object_get(manifest, "cases");
+    if (json_array_size(cases) < 3 * NND_ACT_COUNT) {
+        fprintf(stderr, "manifest.json: only %zu cases\n", json_array_size(cases));
+        return 1;
+    }
+    Suite *su = suite_create("onnx");
+    TCase *tc = tcase_create("today");
+    tcase_add_loop_test(tc, each_file_matches_torch_or_is_refused_by_name, 0, (int)json_array_size(cases));
+    tcase_add_test(tc, every_activation_of_every_exporter_is_a_case);
+    tcase_add_test(tc, buffer_refuses_external_data_clearly);
+    tcase_add_test(tc, readme_gives_the_command_the_fixture_was_made_with);
+    tcase_add_test(tc, normalisation_becomes_mapstd);
+    tcase_add_test(tc, truncated_and_corrupted_new_files);
+    tcase_set_timeout(tc, 600);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    json_decref(manifest);
+    return failed ? 1 : 0;
+}

@@ -1153,7 +1153,7 @@ static const command commands[] = {
      "  --mode MODE         auto (default), forward or reverse\n"
      "  -h, --help          this help\n",
      OPT_SAVE | OPT_MODE, 0, 0, 0, cmd_demo, 0},
-    {"info", "MODEL", "describe a model: layers, processing, parameters, cost, mode choice",
+    {"info", "MODEL", "describe a model: source format and folded steps, layers, processing, parameters, cost, mode choice",
      "Print the inputs, outputs, layers (units, activation, parameter), input and output\n"
      "processing, parameter count, the forward and reverse cost of value + Jacobian + Hessian\n"
      "in flops per sample, and the mode a plan would choose.\n"

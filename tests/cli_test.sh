@@ -337,6 +337,27 @@ if [ -n "$DATA" ] && [ -d "$DATA" ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- info and convert, every format
+# info names the format it read; convert writes JSON that computes the same Hessians.
+if [ -n "$DATA" ] && [ -d "$DATA/import" ]; then
+    for spec in "import/rcr_cell.m|MATLAB genFunction code" "import/onnx_acts_f64.onnx|ONNX" \
+                "fit_small.json|nnderiv JSON"; do
+        f="$DATA/${spec%%|*}"
+        fmt="${spec#*|}"
+        run info "$f"
+        check "info of ${spec%%|*} says 'read from: $fmt'" grep -q "^read from: $fmt (" "$T/out"
+        n=$(awk '/^inputs:/ { print $2 }' "$T/out")
+        random_csv "${n:-1}" 4 5 >"$T/fmt_in.csv"
+        run hessian -m "$f" -i "$T/fmt_in.csv" -o "$T/fmt_a.csv"
+        run convert "$f" "$T/fmt_conv.json"
+        "$NND" hessian -m "$T/fmt_conv.json" -i "$T/fmt_in.csv" -o "$T/fmt_b.csv" 2>/dev/null
+        check "convert of ${spec%%|*} writes JSON with the same Hessians" cmp -s "$T/fmt_a.csv" "$T/fmt_b.csv"
+    done
+    run info "$DATA/import/rcr_cell.m"
+    check "info lists the MATLAB reader's folded steps" \
+        grep -q '^folded: input removeconstantrows x1_step1: row 3 of 5 dropped; input mapminmax x1_step2' "$T/out"
+fi
+
 # ---------------------------------------------------------------- products and curvature
 # The demo net (3 inputs, 2 outputs); products against the core subcommands on the same samples.
 P="$T/demo.json"

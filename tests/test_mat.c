@@ -405,6 +405,213 @@ START_TEST(matio_logger_untouched)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- fitrnet / fitcnet structs */
+
+static matvar_t *mx_double(const char *name, size_t rows, size_t cols, const double *colmajor)
+{
+    size_t dims[2] = {rows, cols};
+    return Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, (void *)colmajor, MAT_F_DONT_COPY_DATA);
+}
+
+static matvar_t *mx_string(const char *name, const char *s)
+{
+    size_t dims[2] = {1, strlen(s)};
+    return Mat_VarCreate(name, MAT_C_CHAR, MAT_T_UINT8, 2, dims, (void *)s, MAT_F_DONT_COPY_DATA);
+}
+
+static matvar_t *mx_cell(const char *name, size_t n)
+{
+    size_t dims[2] = {1, n};
+    return Mat_VarCreate(name, MAT_C_CELL, MAT_T_CELL, 2, dims, NULL, 0);
+}
+
+/* A fitrnet-like model: sizes n0 -> n1 -> ... -> nL (L+1 entries in `sizes`), weights from a fixed
+ * sequence, written as save('-struct') writes the struct of the README's snippet. */
+typedef struct {
+    size_t n_sizes, sizes[5];
+    const char *acts[4]; /* hidden layers; acts[1] NULL and one_name: Activations is one char array */
+    int one_name;
+    const char *out_act, *transform_var, *transform;
+    int standardize;
+    double w[400], mu[8], sd[8];
+} fitnet_spec;
+
+static void fitnet_fill(fitnet_spec *m)
+{
+    for (size_t i = 0; i < 400; i++)
+        m->w[i] = 0.8 * sin(1.3 + 0.91 * (double)i);
+    for (size_t i = 0; i < 8; i++) {
+        m->mu[i] = 0.3 * (double)i - 0.7;
+        m->sd[i] = 0.5 + 0.25 * (double)i;
+    }
+}
+
+/* Weights of layer k (column-major, sizes[k+1] x sizes[k]) and its bias, from the spec's sequence. */
+static const double *fitnet_w(const fitnet_spec *m, size_t k, const double **b)
+{
+    size_t at = 0;
+    for (size_t j = 0; j < k; j++)
+        at += m->sizes[j + 1] * (m->sizes[j] + 1);
+    *b = m->w + at + m->sizes[k + 1] * m->sizes[k];
+    return m->w + at;
+}
+
+static void fitnet_write(const fitnet_spec *m, const char *path, enum mat_ft ver, enum matio_compression z)
+{
+    mat_t *mat = Mat_CreateVer(path, NULL, ver);
+    ck_assert(mat != NULL);
+    size_t L = m->n_sizes - 1;
+    matvar_t *W = mx_cell("LayerWeights", L), *B = mx_cell("LayerBiases", L), *A;
+    for (size_t k = 0; k < L; k++) {
+        const double *b, *w = fitnet_w(m, k, &b);
+        Mat_VarSetCell(W, (int)k, mx_double(NULL, m->sizes[k + 1], m->sizes[k], w));
+        Mat_VarSetCell(B, (int)k, mx_double(NULL, m->sizes[k + 1], 1, b));
+    }
+    if (m->one_name) {
+        A = mx_string("Activations", m->acts[0]);
+    } else {
+        A = mx_cell("Activations", L - 1);
+        for (size_t k = 0; k + 1 < L; k++)
+            Mat_VarSetCell(A, (int)k, mx_string(NULL, m->acts[k]));
+    }
+    size_t n0 = m->standardize ? m->sizes[0] : 0;
+    matvar_t *vars[] = {W, B, A, mx_string("OutputLayerActivation", m->out_act),
+                        mx_double("Mu", n0 ? 1 : 0, n0, m->mu), mx_double("Sigma", n0 ? 1 : 0, n0, m->sd),
+                        m->transform_var ? mx_string(m->transform_var, m->transform) : NULL};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (vars[i]) {
+            ck_assert(Mat_VarWrite(mat, vars[i], z) == 0);
+            Mat_VarFree(vars[i]);
+        }
+    Mat_Close(mat);
+}
+
+static double act_eval(const char *a, double z)
+{
+    if (!strcmp(a, "relu"))
+        return z > 0 ? z : 0;
+    if (!strcmp(a, "tanh"))
+        return tanh(z);
+    if (!strcmp(a, "sigmoid"))
+        return 1 / (1 + exp(-z));
+    return z; /* none */
+}
+
+/* MATLAB's predict, written out: standardise, then each fully connected layer and its activation. */
+static void fitnet_predict(const fitnet_spec *m, const double *x, double *y)
+{
+    double a[16], t[16];
+    size_t n = m->sizes[0], L = m->n_sizes - 1;
+    for (size_t i = 0; i < n; i++)
+        a[i] = m->standardize ? (x[i] - m->mu[i]) / m->sd[i] : x[i];
+    for (size_t k = 0; k < L; k++) {
+        const double *b, *w = fitnet_w(m, k, &b);
+        size_t r = m->sizes[k + 1];
+        for (size_t i = 0; i < r; i++) {
+            double z = b[i];
+            for (size_t j = 0; j < n; j++)
+                z += w[j * r + i] * a[j];
+            t[i] = k + 1 < L ? act_eval(m->one_name ? m->acts[0] : m->acts[k], z) : z;
+        }
+        if (k + 1 == L && !strcmp(m->out_act, "softmax")) {
+            double mx = t[0], sum = 0;
+            for (size_t i = 1; i < r; i++)
+                mx = t[i] > mx ? t[i] : mx;
+            for (size_t i = 0; i < r; i++)
+                sum += exp(t[i] - mx);
+            for (size_t i = 0; i < r; i++)
+                t[i] = exp(t[i] - mx) / sum;
+        }
+        memcpy(a, t, r * sizeof *a);
+        n = r;
+    }
+    memcpy(y, a, n * sizeof *y);
+}
+
+static void tmp_mat(char *buf, size_t cap, const char *what)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/nnd_mat_%ld_%s.mat", base && base[0] ? base : "/tmp", (long)getpid(), what);
+}
+
+/* Issue 14: fitrnet (regression, standardised, per-layer activations) and fitcnet (softmax scores, one
+ * activation name, no standardisation) structs give MATLAB's predict, in v5, v7 and v7.3. */
+START_TEST(fitnet_structs)
+{
+    static const struct {
+        enum mat_ft ver;
+        enum matio_compression z;
+    } vers[] = {{MAT_FT_MAT5, MAT_COMPRESSION_NONE}, {MAT_FT_MAT5, MAT_COMPRESSION_ZLIB}, {MAT_FT_MAT73, MAT_COMPRESSION_NONE}};
+    fitnet_spec specs[2] = {
+        {4, {3, 6, 5, 2}, {"relu", "tanh"}, 0, "none", "ResponseTransform", "none", 1, {0}, {0}, {0}},
+        {3, {4, 5, 3}, {"sigmoid"}, 1, "softmax", "ScoreTransform", "none", 0, {0}, {0}, {0}},
+    };
+    for (size_t sp = 0; sp < 2; sp++)
+        for (size_t v = 0; v < 3; v++) {
+            fitnet_spec *m = &specs[sp];
+            fitnet_fill(m);
+            char path[1024];
+            tmp_mat(path, sizeof path, "fitnet");
+            fitnet_write(m, path, vers[v].ver, vers[v].z);
+            nnd_net *net = NULL;
+            nnd_status s = nnd_net_load(path, &net);
+            unlink(path);
+            ck_assert_msg(s == NND_OK, "spec %zu version %zu: %s", sp, v, nnd_errmsg());
+            size_t n = m->sizes[0], k = m->sizes[m->n_sizes - 1];
+            ck_assert_msg(nnd_net_n_in(net) == n && nnd_net_n_out(net) == k, "spec %zu: %zu -> %zu", sp,
+                          nnd_net_n_in(net), nnd_net_n_out(net));
+            nnd_plan *plan = NULL;
+            ck_assert(nnd_plan_new(net, 1, NND_VALUE, NND_MODE_AUTO, &plan) == NND_OK);
+            for (int t = 0; t < 20; t++) {
+                double x[8], y[8], want[8];
+                for (size_t i = 0; i < n; i++)
+                    x[i] = 2.0 * sin(0.37 * (double)(t * 7 + (int)i) + 0.1);
+                ck_assert(nnd_plan_execute(plan, 1, x, y, NULL, NULL) == NND_OK);
+                fitnet_predict(m, x, want);
+                for (size_t i = 0; i < k; i++)
+                    ck_assert_msg(fabs(y[i] - want[i]) <= 1e-13 * (1 + fabs(want[i])),
+                                  "spec %zu version %zu sample %d output %zu: %.17g, MATLAB's predict %.17g", sp, v, t,
+                                  i, y[i], want[i]);
+            }
+            nnd_plan_free(plan);
+            nnd_net_free(net);
+        }
+}
+END_TEST
+
+/* What the reader cannot take exactly is refused by name. */
+START_TEST(fitnet_refusals)
+{
+    static const struct {
+        const char *what, *act, *out_act, *transform_var, *transform;
+        double sigma0;
+        nnd_status want;
+        const char *msg;
+    } cases[] = {
+        {"gelu activation", "gelu", "none", "ResponseTransform", "none", 0.5, NND_EUNSUPPORTED, "gelu"},
+        {"sigmoid output", "relu", "sigmoid", "ResponseTransform", "none", 0.5, NND_EUNSUPPORTED, "OutputLayerActivation"},
+        {"exp response transform", "relu", "none", "ResponseTransform", "exp", 0.5, NND_EUNSUPPORTED, "exp"},
+        {"no transform variable", "relu", "none", NULL, NULL, 0.5, NND_EFORMAT, "ResponseTransform"},
+        {"zero sigma", "relu", "none", "ResponseTransform", "none", 0.0, NND_EFORMAT, "Sigma(1)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fitnet_spec m = {3, {2, 3, 1}, {cases[i].act}, 1, cases[i].out_act, cases[i].transform_var,
+                         cases[i].transform, 1, {0}, {0}, {0}};
+        fitnet_fill(&m);
+        m.sd[0] = cases[i].sigma0;
+        char path[1024];
+        tmp_mat(path, sizeof path, "fitnet_bad");
+        fitnet_write(&m, path, MAT_FT_MAT5, MAT_COMPRESSION_NONE);
+        nnd_net *net = (nnd_net *)&net;
+        nnd_status s = nnd_net_load(path, &net);
+        unlink(path);
+        ck_assert_msg(s == cases[i].want && net == NULL && strstr(nnd_errmsg(), cases[i].msg), "%s: status %s: %s",
+                      cases[i].what, nnd_strerror(s), nnd_errmsg());
+    }
+}
+END_TEST
+
 static Suite *mat_suite(void)
 {
     Suite *s = suite_create("mat");
@@ -417,6 +624,8 @@ static Suite *mat_suite(void)
     tcase_add_test(tc, v73_reference_cycle);
     tcase_add_test(tc, no_temporary_file);
     tcase_add_test(tc, matio_logger_untouched);
+    tcase_add_test(tc, fitnet_structs);
+    tcase_add_test(tc, fitnet_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

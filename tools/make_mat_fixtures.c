@@ -2,7 +2,9 @@
  * (fuzz/corpus/model_load) through libmatio, in the layout src/io/model_mat.c documents, from the
  * JSON twins in tests/data/import:
  *   build/tools/make_mat_fixtures tests/data/import OUT_DIR
- * writes OUT_DIR/NAME_v5.mat, NAME_v7.mat (compressed) and NAME_v73.mat (HDF5) for each twin. */
+ * writes OUT_DIR/NAME_v5.mat, NAME_v7.mat (compressed) and NAME_v73.mat (HDF5) for each twin; with a
+ * third argument SEED_DIR, also a small fitrnet struct (3 -> 4 relu -> 2, standardised) as
+ * SEED_DIR/mat_fitrnet_v7.mat, a seed of the model-loader fuzzer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +145,32 @@ static void write_mat(const nnd_net *net, const char *path, enum mat_ft ver, enu
 }
 
 
+static void write_fitrnet(const char *path)
+{
+    mat_t *mat = Mat_CreateVer(path, NULL, MAT_FT_MAT5);
+    CHECK(mat != NULL);
+    static const double w1[12] = {0.5, -0.25, 0.75, 0.125, -0.5, 1.0, 0.25, -0.75, 0.375, 0.5, -0.125, 0.625};
+    static const double b1[4] = {0.1, -0.2, 0.3, -0.4}, w2[8] = {1, -1, 0.5, 0.25, -0.5, 0.75, 1.5, -0.25};
+    static const double b2[2] = {0.05, -0.05}, mu[3] = {1, 2, 3}, sd[3] = {0.5, 1.5, 2.5};
+    size_t d2[2] = {1, 2};
+    matvar_t *W = Mat_VarCreate("LayerWeights", MAT_C_CELL, MAT_T_CELL, 2, d2, NULL, 0);
+    matvar_t *B = Mat_VarCreate("LayerBiases", MAT_C_CELL, MAT_T_CELL, 2, d2, NULL, 0);
+    Mat_VarSetCell(W, 0, mat_double(NULL, 4, 3, w1));
+    Mat_VarSetCell(W, 1, mat_double(NULL, 2, 4, w2));
+    Mat_VarSetCell(B, 0, mat_double(NULL, 4, 1, b1));
+    Mat_VarSetCell(B, 1, mat_double(NULL, 2, 1, b2));
+    matvar_t *A = mat_string("relu"), *O = mat_string("none"), *T = mat_string("none");
+    A->name = strdup("Activations");
+    O->name = strdup("OutputLayerActivation");
+    T->name = strdup("ResponseTransform");
+    matvar_t *vars[] = {W, B, A, O, mat_double("Mu", 1, 3, mu), mat_double("Sigma", 1, 3, sd), T};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        CHECK(Mat_VarWrite(mat, vars[i], MAT_COMPRESSION_ZLIB) == 0);
+        Mat_VarFree(vars[i]);
+    }
+    Mat_Close(mat);
+}
+
 int main(int argc, char **argv)
 {
     static const char *const twins[] = {"fit", "rcr", "pattern", "transfer"};
@@ -153,9 +181,14 @@ int main(int argc, char **argv)
     } vers[] = {{MAT_FT_MAT5, MAT_COMPRESSION_NONE, "v5"},
                 {MAT_FT_MAT5, MAT_COMPRESSION_ZLIB, "v7"},
                 {MAT_FT_MAT73, MAT_COMPRESSION_NONE, "v73"}};
-    if (argc != 3) {
-        fprintf(stderr, "usage: make_mat_fixtures IMPORT_DIR OUT_DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: make_mat_fixtures IMPORT_DIR OUT_DIR [SEED_DIR]\n");
         return 2;
+    }
+    if (argc == 4) {
+        char seed[4096];
+        snprintf(seed, sizeof seed, "%s/mat_fitrnet_v7.mat", argv[3]);
+        write_fitrnet(seed);
     }
     for (size_t t = 0; t < sizeof twins / sizeof twins[0]; t++) {
         char in[4096], out[4096];

@@ -1,4 +1,4 @@
-/* MAT-files (v5, v7 compressed and v7.3/HDF5) through libmatio, in a documented plain layout that
+/* MAT-files (v5, v7 compressed and v7.3/HDF5) in two documented plain layouts. The first is what
  * MATLAB writes from a shallow network (feedforwardnet, fitnet, patternnet, newff) with a few lines:
  *
  *   IW = net.IW; LW = net.LW; b = net.b;
@@ -14,8 +14,18 @@
  * (mapminmax: xoffset, gain, ymin; mapstd: xoffset, gain, yoffset, or xmean, xstd, ymean, ystd;
  * removeconstantrows: xrows, keep, remove, value; indices 1-based).
  *
- * A saved network object (save('net.mat', 'net')) cannot be read outside MATLAB: such a file gets
- * NND_EUNSUPPORTED with the lines above in the message.
+ * The second is a fitrnet/fitcnet model (Statistics and Machine Learning Toolbox) as a plain struct
+ * saved with '-struct', so that each field is a variable (see FITNET_HOW):
+ *   LayerWeights: cell of L+1 matrices (LayerWeights{k} is LayerSizes(k) x its input size),
+ *   LayerBiases: cell of L+1 vectors, Activations: one name or a cell of L names (relu, tanh,
+ *   sigmoid, none), OutputLayerActivation: none (regression) or softmax (classification scores),
+ *   Mu, Sigma: the predictors' standardisation, empty when Standardize was false
+ *   (x -> (x - Mu) ./ Sigma, as mapstd with gain 1 ./ Sigma), and exactly one of ResponseTransform
+ *   (fitrnet) or ScoreTransform (fitcnet), which must be 'none' (another transform of the output is
+ *   not a network function).
+ *
+ * A saved network or model object (save('net.mat', 'net')) cannot be read outside MATLAB: such a file
+ * gets NND_EUNSUPPORTED with the lines above in the message.
  *
  * The file is read from memory by the library's own bounded readers (mat_v5.c for v5 and v7, mat_v73.c
  * for v7.3), not by libmatio or libhdf5: neither is hardened against malicious files, and a model needs
@@ -35,6 +45,12 @@
     "'UniformOutput', false); inputProcessFcns = net.inputs{1}.processFcns; inputProcessSettings = "          \
     "net.inputs{1}.processSettings; outputProcessFcns = net.outputs{end}.processFcns; outputProcessSettings " \
     "= net.outputs{end}.processSettings; then save those variables (see the README)"
+
+#define FITNET_HOW                                                                                           \
+    "for a fitrnet/fitcnet model mdl: s = struct('LayerWeights', {mdl.LayerWeights}, 'LayerBiases', "          \
+    "{mdl.LayerBiases}, 'Activations', {cellstr(mdl.Activations)}, 'OutputLayerActivation', "                  \
+    "mdl.OutputLayerActivation, 'Mu', mdl.Mu, 'Sigma', mdl.Sigma, 'ResponseTransform', mdl.ResponseTransform); " \
+    "save('model.mat', '-struct', 's') (fitcnet: ScoreTransform in place of ResponseTransform)"
 
 typedef struct {
     const char *name;
@@ -357,9 +373,12 @@ static nnd_status output_step(const mctx *c, nnd_net *net, const mstep *st, size
 
 /* ---------------------------------------------------------------- the layout */
 
-enum { V_IW, V_LW, V_B, V_TF, V_IPF, V_IPS, V_OPF, V_OPS, N_VARS };
-static const char *const var_names[N_VARS] = {"IW",        "LW", "b", "transferFcn", "inputProcessFcns",
-                                              "inputProcessSettings", "outputProcessFcns", "outputProcessSettings"};
+enum { V_IW, V_LW, V_B, V_TF, V_IPF, V_IPS, V_OPF, V_OPS, N_VARS, /* the shallow-network layout */
+       V_LWTS = N_VARS, V_LBS, V_ACTS, V_OUTACT, V_MU, V_SIGMA, V_RTF, V_STF, N_ALL /* fitrnet/fitcnet */ };
+static const char *const var_names[N_ALL] = {"IW", "LW", "b", "transferFcn", "inputProcessFcns",
+                                             "inputProcessSettings", "outputProcessFcns", "outputProcessSettings",
+                                             "LayerWeights", "LayerBiases", "Activations", "OutputLayerActivation",
+                                             "Mu", "Sigma", "ResponseTransform", "ScoreTransform"};
 
 /* Why a file without the layout is not one: a network object, or nothing we know. */
 static nnd_status not_layout(const mctx *c)
@@ -373,7 +392,8 @@ static nnd_status not_layout(const mctx *c)
                        c->vars[i].name);
     }
     return bad(NND_EFORMAT, c,
-               "no readable variable 'IW' (a truncated file, or not the nnderiv MAT layout; in MATLAB: " HOW_TO_SAVE ")");
+               "no readable variable 'IW' or 'LayerWeights' (a truncated file, or not an nnderiv MAT layout; in MATLAB: "
+               HOW_TO_SAVE "; or " FITNET_HOW ")");
 }
 
 static nnd_status read_layout(mctx *c, const matv *const *v, nnd_net **net)
@@ -512,6 +532,123 @@ static nnd_status read_layout(mctx *c, const matv *const *v, nnd_net **net)
     return nnd__net_set_source(*net, "MAT-file", c->name);
 }
 
+/* ---------------------------------------------------------------- fitrnet / fitcnet */
+
+static nnd_status fitnet_act(const mctx *c, const matv *v, const char *what, int output, int *act)
+{
+    char name[32];
+    nnd_status s = get_string(c, v, what, name, sizeof name);
+    if (s)
+        return s;
+    if (!strcmp(name, "none"))
+        *act = NND_ACT_PURELIN;
+    else if (!output && !strcmp(name, "relu"))
+        *act = NND_ACT_POSLIN;
+    else if (!output && !strcmp(name, "tanh"))
+        *act = NND_ACT_TANSIG;
+    else if (!output && !strcmp(name, "sigmoid"))
+        *act = NND_ACT_LOGSIG;
+    else if (output && !strcmp(name, "softmax"))
+        *act = NND_ACT_SOFTMAX;
+    else
+        return bad(NND_EUNSUPPORTED, c, "%s is '%s' (%s)", what, name,
+                   output ? "the output layer's activation must be 'none' or 'softmax'"
+                          : "fitrnet/fitcnet activations are 'relu', 'tanh', 'sigmoid' or 'none'");
+    return NND_OK;
+}
+
+static nnd_status read_fitnet(const mctx *c, const matv *const *v, nnd_net **net)
+{
+    static const int need[] = {V_LWTS, V_LBS, V_ACTS, V_OUTACT, V_MU, V_SIGMA};
+    nnd_status s;
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (!v[need[i]])
+            return bad(NND_EFORMAT, c, "variable '%s' is missing (a fitrnet/fitcnet file has LayerWeights, LayerBiases, "
+                       "Activations, OutputLayerActivation, Mu, Sigma and ResponseTransform or ScoreTransform; "
+                       FITNET_HOW ")", var_names[need[i]]);
+    if (!v[V_RTF] == !v[V_STF])
+        return bad(NND_EFORMAT, c, "exactly one of ResponseTransform (fitrnet) and ScoreTransform (fitcnet) must be "
+                   "there (%s)", FITNET_HOW);
+    char tf[64];
+    const char *tf_name = v[V_RTF] ? "ResponseTransform" : "ScoreTransform";
+    if ((s = get_string(c, v[V_RTF] ? v[V_RTF] : v[V_STF], tf_name, tf, sizeof tf)))
+        return s;
+    if (strcmp(tf, "none"))
+        return bad(NND_EUNSUPPORTED, c, "%s is '%s': only 'none' is read (a transform of the output is not part of "
+                   "the network)", tf_name, tf);
+    const matv *W = v[V_LWTS], *B = v[V_LBS], *A = v[V_ACTS];
+    if (W->cls != MATV_CELL || B->cls != MATV_CELL)
+        return bad(NND_EFORMAT, c, "LayerWeights and LayerBiases must be cell arrays");
+    size_t L = numel(W);
+    if (!L || numel(B) != L)
+        return bad(NND_EFORMAT, c, "LayerWeights has %zu entries and LayerBiases %zu: one per fully connected layer",
+                   L, numel(B));
+    if (A->cls == MATV_CELL ? numel(A) != L - 1 : A->cls != MATV_CHAR)
+        return bad(NND_EFORMAT, c, "Activations must be one name or a cell of %zu names (one per hidden layer)", L - 1);
+    int out_act = NND_ACT_PURELIN;
+    if ((s = fitnet_act(c, v[V_OUTACT], "OutputLayerActivation", 1, &out_act)))
+        return s;
+    size_t n_in, rows;
+    double *W1;
+    if ((s = get_matrix(c, cell(W, 0), "LayerWeights{1}", &rows, &n_in, &W1)))
+        return s;
+    nnd__free(W1);
+    if ((s = nnd_net_new(n_in, net)))
+        return builder_failed(s, c, "the net");
+    if (!is_empty(v[V_MU]) || !is_empty(v[V_SIGMA])) {
+        double *mu = NULL, *sd = NULL;
+        size_t n = 0;
+        if (!(s = get_vector(c, v[V_MU], "Mu", n_in, &mu, &n)) && !(s = get_vector(c, v[V_SIGMA], "Sigma", n_in, &sd, &n))) {
+            for (size_t i = 0; i < n && !s; i++) {
+                if (!(sd[i] > 0))
+                    s = bad(NND_EFORMAT, c, "Sigma(%zu) is %.17g, not positive", i + 1, sd[i]);
+                else
+                    sd[i] = 1 / sd[i];
+            }
+        }
+        if (!s && (s = nnd_net_add_input_mapstd(*net, mu, sd, 0)))
+            s = builder_failed(s, c, "Mu and Sigma");
+        if (!s)
+            s = nnd__net_add_folded(*net, "Mu, Sigma: the predictors' standardisation (x - Mu) ./ Sigma as mapstd with "
+                                    "gain 1 ./ Sigma");
+        nnd__free(mu);
+        nnd__free(sd);
+        if (s)
+            return s;
+    }
+    size_t n = n_in;
+    for (size_t k = 0; k < L; k++) {
+        char what[48];
+        double *w = NULL, *b = NULL;
+        size_t r = 0, cols = 0, nb = 0;
+        int act = out_act;
+        snprintf(what, sizeof what, "LayerWeights{%zu}", k + 1);
+        if ((s = get_matrix(c, cell(W, k), what, &r, &cols, &w)))
+            return s;
+        if (cols != n) {
+            nnd__free(w);
+            return bad(NND_EFORMAT, c, "%s is %zu x %zu, but its input has %zu values", what, r, cols, n);
+        }
+        snprintf(what, sizeof what, "LayerBiases{%zu}", k + 1);
+        if (!(s = get_vector(c, cell(B, k), what, r, &b, &nb)) && k + 1 < L) {
+            snprintf(what, sizeof what, "Activations{%zu}", k + 1);
+            s = fitnet_act(c, A->cls == MATV_CELL ? cell(A, k) : A, A->cls == MATV_CELL ? what : "Activations", 0, &act);
+        }
+        if (!s && (s = nnd_net_add_dense(*net, r, w, b, act))) {
+            snprintf(what, sizeof what, "layer %zu", k + 1);
+            s = builder_failed(s, c, what);
+        }
+        nnd__free(w);
+        nnd__free(b);
+        if (s)
+            return s;
+        n = r;
+    }
+    if ((s = nnd_net_validate(*net)))
+        return builder_failed(s, c, "the net");
+    return nnd__net_set_source(*net, v[V_RTF] ? "MAT-file (fitrnet struct)" : "MAT-file (fitcnet struct)", c->name);
+}
+
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net)
 {
     mctx c = {name ? name : "<buffer>", NULL, 0};
@@ -530,17 +667,17 @@ nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net
     int compressed = 0; /* (no longer needed for a hint: compressed files read in full) */
     const unsigned char *p = (const unsigned char *)data;
     nnd_status s = memcmp(p, "MATLAB 7.3 MAT-file", 19) == 0
-                       ? nnd__mat_v73_read(&x, p, len, var_names, N_VARS, &vars, &n_vars)
-                       : nnd__mat_v5_read(&x, p, len, var_names, N_VARS, &vars, &n_vars, &compressed);
+                       ? nnd__mat_v73_read(&x, p, len, var_names, N_ALL, &vars, &n_vars)
+                       : nnd__mat_v5_read(&x, p, len, var_names, N_ALL, &vars, &n_vars, &compressed);
     if (!s) {
-        const matv *v[N_VARS] = {NULL};
+        const matv *v[N_ALL] = {NULL};
         for (size_t i = 0; i < n_vars; i++)
-            for (int k = 0; k < N_VARS; k++)
+            for (int k = 0; k < N_ALL; k++)
                 if (!v[k] && vars[i].value && !strcmp(vars[i].name, var_names[k]))
                     v[k] = vars[i].value;
         c.vars = vars;
         c.n_vars = n_vars;
-        s = read_layout(&c, v, net);
+        s = !v[V_IW] && v[V_LWTS] ? read_fitnet(&c, v, net) : read_layout(&c, v, net);
     }
     matx_release(&x);
     if (s) {

@@ -342,6 +342,115 @@ def tf2onnx_erfc(path_onnx):
                                       "h": 0.5}, 2, 2, path_onnx)
 
 
+def hand_made_cases(folder):
+    """Small graphs written with onnx.helper: one accepted mix of every per-unit and scalar fold, and
+    one graph per refusal of the reader's new paths (each with the words its message must have)."""
+    import numpy as np
+    from onnx import helper
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(17)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    W1, b1, W2, b2 = f32(8, 3) * 0.6, f32(8), f32(2, 8) * 0.6, f32(2)
+    g, o, v8, s2 = f32(3) + 2.0, f32(3), f32(8), np.abs(f32(2)) + 0.5
+    cases = []
+
+    # Accepted: x*g + o, /255, 1 - ., Reshape(-1, 3) -> Gemm -> Tanh -> *2 -> + v8 -> Gemm -> Sigmoid -> * s2
+    inits = {"g": g, "o": o, "k255": np.float32(255), "one": np.float32(1), "shape": np.array([-1, 3]),
+             "W1": W1, "b1": b1, "two": np.float32(2), "v8": v8, "W2": W2, "b2": b2, "s2": s2}
+    nodes = [helper.make_node("Mul", ["x", "g"], ["a1"]), helper.make_node("Add", ["a1", "o"], ["a2"]),
+             helper.make_node("Div", ["a2", "k255"], ["a3"]), helper.make_node("Sub", ["one", "a3"], ["a4"]),
+             helper.make_node("Reshape", ["a4", "shape"], ["a5"]),
+             helper.make_node("Gemm", ["a5", "W1", "b1"], ["z1"], transB=1), helper.make_node("Tanh", ["z1"], ["t1"]),
+             helper.make_node("Mul", ["t1", "two"], ["t2"]), helper.make_node("Add", ["t2", "v8"], ["t3"]),
+             helper.make_node("Gemm", ["t3", "W2", "b2"], ["z2"], transB=1), helper.make_node("Sigmoid", ["z2"], ["t4"]),
+             helper.make_node("Mul", ["t4", "s2"], ["y"])]
+    hand_made_typed("folds_mix", nodes, inits, 3, 2, os.path.join(folder, "folds_mix.onnx"))
+    d = {k: torch.tensor(np.asarray(v), dtype=torch.float64) for k, v in inits.items()}
+
+    class Mix(nn.Module):
+        def forward(self, x):
+            a = 1 - (x * d["g"] + d["o"]) / 255
+            t = torch.tanh(a @ d["W1"].T + d["b1"]) * 2 + d["v8"]
+            return torch.sigmoid(t @ d["W2"].T + d["b2"]) * d["s2"]
+    expected(Mix(), 3, os.path.join(folder, "folds_mix.expected.json"))
+    cases.append({"file": "handmade/folds_mix.onnx", "status": "OK", "expected": "handmade/folds_mix.expected.json"})
+
+    def refuse(name, nodes, extra, status, words, n_out=8):
+        ini = {"W1": W1, "b1": b1}
+        ini.update(extra)
+        hand_made_typed(name, nodes, ini, 3, n_out, os.path.join(folder, name + ".onnx"))
+        cases.append({"file": "handmade/" + name + ".onnx", "status": status, "words": words})
+
+    gemm = helper.make_node("Gemm", ["x", "W1", "b1"], ["z"], transB=1)
+    ones8, zeros8 = np.ones(8, np.float32), np.zeros(8, np.float32)
+    bn = lambda inp, out, **kw: helper.make_node("BatchNormalization", [inp, "s", "bb", "m", "v"], out, **kw)
+    bnp = {"s": ones8, "bb": zeros8, "m": zeros8, "v": ones8}
+    refuse("bn_training", [gemm, bn("z", ["y"], training_mode=1)], bnp, "EUNSUPPORTED",
+           ["BatchNormalization", "training mode", "eval mode"])
+    refuse("bn_running_outputs", [gemm, bn("z", ["y", "rm", "rv"])], bnp, "EUNSUPPORTED", ["training mode"])
+    refuse("bn_wrong_length", [gemm, bn("z", ["y"])], dict(bnp, m=np.zeros(3, np.float32)), "EUNSUPPORTED",
+           ["BatchNormalization", "mean", "one value per unit"])
+    refuse("bn_negative_variance", [gemm, bn("z", ["y"], epsilon=1e-5)], dict(bnp, v=-ones8), "EFORMAT",
+           ["var + epsilon", "not positive"])
+    refuse("dropout_training", [gemm, helper.make_node("Dropout", ["z", "ratio", "train"], ["y"])],
+           {"ratio": np.float32(0.5), "train": np.array(True)}, "EUNSUPPORTED", ["Dropout", "training mode"])
+    refuse("greater_on_input", [helper.make_node("Greater", ["x", "zero"], ["y"])], {"zero": np.float32(0)},
+           "EUNSUPPORTED", ["Greater", "comparisons"], n_out=3)
+    refuse("greater_into_gemm", [gemm, helper.make_node("Greater", ["z", "zero"], ["c"]),
+                                 helper.make_node("Cast", ["c"], ["cf"], to=1),
+                                 helper.make_node("Gemm", ["cf", "W2", "b2"], ["y"], transB=1)],
+           {"zero": np.float32(0), "W2": W2, "b2": b2}, "EUNSUPPORTED", ["Greater", "threshold"], n_out=2)
+    refuse("input_times_input", [helper.make_node("Mul", ["x", "x"], ["xx"]),
+                                 helper.make_node("Gemm", ["xx", "W1", "b1"], ["y"], transB=1)], {}, "EUNSUPPORTED",
+           ["Mul", "network input with itself"])
+    refuse("exp_of_input", [helper.make_node("Exp", ["x"], ["ex"]),
+                            helper.make_node("Gemm", ["ex", "W1", "b1"], ["y"], transB=1)], {}, "EUNSUPPORTED",
+           ["Exp", "network input", "normalisation by constants"])
+    refuse("pow_of_input", [helper.make_node("Pow", ["x", "two"], ["p"]),
+                            helper.make_node("Gemm", ["p", "W1", "b1"], ["y"], transB=1)], {"two": np.float32(2)},
+           "EUNSUPPORTED", ["Pow", "per-unit Add, Sub, Mul, Div"])
+    refuse("input_wrong_length", [helper.make_node("Sub", ["x", "m5"], ["xs"]),
+                                  helper.make_node("Gemm", ["xs", "W1", "b1"], ["y"], transB=1)],
+           {"m5": np.zeros(5, np.float32)}, "EUNSUPPORTED", ["Sub", "5-value constant", "network input"])
+    refuse("input_scaled_by_zero", [helper.make_node("Mul", ["x", "z3"], ["xs"]),
+                                    helper.make_node("Gemm", ["xs", "W1", "b1"], ["y"], transB=1)],
+           {"z3": np.array([1, 0, 1], np.float32)}, "EUNSUPPORTED", ["scales feature 2 by 0"])
+    refuse("input_divided_by_zero", [helper.make_node("Div", ["x", "z3"], ["xs"]),
+                                     helper.make_node("Gemm", ["xs", "W1", "b1"], ["y"], transB=1)],
+           {"z3": np.array([1, 0, 1], np.float32)}, "EFORMAT", ["Div", "divides by zero (unit 2)"])
+    refuse("act_after_scaling", [gemm, helper.make_node("Tanh", ["z"], ["t"]),
+                                 helper.make_node("Mul", ["t", "v8"], ["tv"]), helper.make_node("Tanh", ["tv"], ["y"])],
+           {"v8": v8}, "EUNSUPPORTED", ["Tanh", "after a per-unit scaling"])
+    refuse("output_scaled_by_zero", [gemm, helper.make_node("Tanh", ["z"], ["t"]),
+                                     helper.make_node("Mul", ["t", "z8"], ["y"])],
+           {"z8": np.r_[np.ones(7), 0].astype(np.float32)}, "EUNSUPPORTED", ["scaled by 0", "not invertible"])
+    refuse("input_read_twice_normalised", [helper.make_node("Sub", ["x", "m3"], ["xs"]),
+                                           helper.make_node("Gemm", ["xs", "W1", "b1"], ["z"], transB=1),
+                                           helper.make_node("Gemm", ["x", "W1", "b1"], ["z2"], transB=1),
+                                           helper.make_node("Add", ["z", "z2"], ["y"])],
+           {"m3": g}, "EUNSUPPORTED", ["two different normalisations"])
+    refuse("where_other", [gemm, helper.make_node("Greater", ["z", "t20"], ["c"]),
+                           helper.make_node("Tanh", ["z"], ["t"]), helper.make_node("Where", ["c", "z", "t"], ["y"])],
+           {"t20": np.float32(20)}, "EUNSUPPORTED", ["Where", "Softplus"])
+    refuse("less", [gemm, helper.make_node("Less", ["z", "t20"], ["y"])], {"t20": np.float32(20)}, "EUNSUPPORTED",
+           ["Less", "comparisons"])
+    return cases
+
+
+def hand_made_typed(name, nodes, inits, n_in, n_out, path):
+    """hand_made with initializers of their own numpy types (int64 shapes, bool flags)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    arr = lambda v: np.asarray(v) if np.asarray(v).dtype != np.float64 else np.asarray(v, np.float32)
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_in])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])],
+                          [numpy_helper.from_array(arr(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, producer_name=name, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.save(m, path)
+
+
 def malformed_external(src, folder):
     """Copies of a dynamo export whose external data is wrong in one way each: the loader must refuse
     each with the status and words of the manifest."""
@@ -407,6 +516,9 @@ def malformed_external(src, folder):
     shutil.copy(src + ".data", os.path.join(folder, "subfolder_no_length.onnx.data"))
     cases.append({"file": "external/subfolder_no_length.onnx", "status": "OK", "words": [],
                   "expected": "tansig.expected.json"})
+    # The location names a folder.
+    write("location_is_folder", lambda e: e.update(location="sub"), blob=None, status="EIO",
+          words=("'sub'", "not a regular file"))
     return cases
 
 
@@ -468,6 +580,7 @@ def today():
     tf2onnx_erfc(os.path.join(pat, "tf2onnx_erfc.onnx"))
     cases.append({"file": "patterns/tf2onnx_erfc.onnx", "status": "EUNSUPPORTED", "words": ["Erfc", ".keras"]})
     cases += malformed_external(os.path.join(TODAY, "dynamo", "tansig.onnx"), os.path.join(TODAY, "external"))
+    cases += hand_made_cases(os.path.join(TODAY, "handmade"))
     # The README's command, run as it is in a folder of its own, on a float64 net.
     cmd = readme_command()
     folder = os.path.join(TODAY, "readme")

@@ -60,7 +60,7 @@ typedef OnnxSubset__AttributeProto AttributeProto;
 typedef OnnxSubset__ValueInfoProto ValueInfoProto;
 
 /* TensorProto.DataType and AttributeProto.AttributeType values used here (onnx.proto). */
-enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_DOUBLE = 11 };
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_BOOL = 9, DT_DOUBLE = 11 };
 enum { AT_FLOAT = 1, AT_INT = 2, AT_STRING = 3, AT_TENSOR = 4, AT_FLOATS = 6, AT_INTS = 7 };
 
 #define MAX_RANK 8
@@ -445,10 +445,11 @@ static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, 
     out->rank = tp->n_dims;
     out->numel = numel;
     int dt = tp->has_data_type ? tp->data_type : 0;
-    size_t esize = dt == DT_FLOAT || dt == DT_INT32 ? 4 : dt == DT_DOUBLE || dt == DT_INT64 ? 8 : 0;
+    /* bool (Dropout's training_mode): one byte each in raw_data, else in int32_data */
+    size_t esize = dt == DT_FLOAT || dt == DT_INT32 ? 4 : dt == DT_DOUBLE || dt == DT_INT64 ? 8 : dt == DT_BOOL ? 1 : 0;
     if (!esize)
-        return bad(NND_EUNSUPPORTED, c, "%s has data type %d (only float32, float64, int32 and int64 are supported)",
-                   what, dt);
+        return bad(NND_EUNSUPPORTED, c,
+                   "%s has data type %d (only float32, float64, int32, int64 and bool are supported)", what, dt);
     uint8_t *ext = NULL;
     size_t ext_len = 0;
     nnd_status s;
@@ -461,7 +462,7 @@ static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, 
                   : dt == DT_FLOAT  ? tp->n_float_data
                   : dt == DT_DOUBLE ? tp->n_double_data
                   : dt == DT_INT64  ? tp->n_int64_data
-                                    : tp->n_int32_data;
+                                    : tp->n_int32_data; /* int32, bool */
     if ((has_raw && raw_len % esize) || have != numel) {
         nnd__free(ext);
         return bad(NND_EFORMAT, c, "%s holds %zu value%s%s, its dimensions say %zu", what, have, have == 1 ? "" : "s",
@@ -485,6 +486,8 @@ static nnd_status read_tensor(octx *c, const TensorProto *tp, const char *what, 
                 x = (double)(int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
             else if (dt == DT_INT64)
                 x = (double)(int64_t)le_u64(p);
+            else if (dt == DT_BOOL)
+                x = p[0] != 0;
             else {
                 uint64_t u = le_u64(p);
                 memcpy(&x, &u, sizeof x);
@@ -801,8 +804,8 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
     if (z->is_input) {
         if (c->tr[v->tree].op != T_VAR)
             return bad_node(NND_EUNSUPPORTED, c,
-                            "elementwise operations on the network input '%s' are not supported (export the network "
-                            "without input normalisation, or use a native JSON file with input_processing)",
+                            "functions of the network input '%s' are not supported: only normalisation by "
+                            "constants (Sub/Div, Mul/Add, BatchNormalization) may act on it before the first layer",
                             q(input_name).s);
         if (c->n_layers)
             return bad_node(NND_EUNSUPPORTED, c, "reads the network input again after layer %zu: the graph is not a chain",
@@ -1505,7 +1508,9 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
             return bad_node(NND_EUNSUPPORTED, c, "%s over axis %lld (only over the units, axis 1 or -1)",
                             op[0] == 'L' ? "log-softmax" : "softmax", (long long)axis);
         if (c->z[a->zi].is_input)
-            return bad_node(NND_EUNSUPPORTED, c, "elementwise operations on the network input are not supported");
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "functions of the network input are not supported: only normalisation by constants "
+                            "(Sub/Div, Mul/Add, BatchNormalization) may act on it before the first layer");
         value v = *a;
         if ((v.tree = tree_new(c, op[0] == 'L' ? T_LOGSOFTMAX : T_SOFTMAX, a->tree, -1, 0)) < 0)
             return bad_node(NND_ENOMEM, c, "expression too large");
@@ -1526,8 +1531,8 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
                         "Softmax, LogSoftmax and the subgraphs exporters write for them)");
     if (c->z[a->zi].is_input)
         return bad_node(NND_EUNSUPPORTED, c,
-                        "elementwise operations on the network input are not supported (export the network without "
-                        "input normalisation, or use a native JSON file with input_processing)");
+                        "functions of the network input are not supported: only normalisation by constants "
+                        "(Sub/Div, Mul/Add, BatchNormalization) may act on it before the first layer");
     value v = *a;
     if ((v.tree = tree_new(c, is_act ? T_ACT : top, a->tree, -1, param[0])) < 0)
         return bad_node(NND_ENOMEM, c, "expression too large");

@@ -259,8 +259,9 @@ NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned w
 
 /* Compute for `batch` samples (1 <= batch <= max_batch; 0 is a no-op). x: batch x n_in inputs.
  * y, J, H: outputs in the layouts above; one not in the plan's `what` is NULL (a pointer there
- * asks for something not planned: NND_EINVAL), one in `what` must not be NULL. No allocation (a plan with several threads starts them
- * for the call and joins them before returning); NND_EINVAL on bad arguments. */
+ * asks for something not planned: NND_EINVAL), one in `what` must not be NULL. No allocation; a plan with several threads starts its
+ * worker threads on the first execute with more than one batch block and keeps them, asleep between
+ * calls, until nnd_plan_free (no thread is created per call). NND_EINVAL on bad arguments. */
 NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *x, double *y, double *J, double *H);
 
 /* The same for a plan made with NND_FLOAT32 (same layouts, float): the GEMMs, chain rule and Hessian

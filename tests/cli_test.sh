@@ -164,6 +164,12 @@ check "info reports the mode choice" grep -Eq '^choice: (forward|reverse)$' "$T/
 check "info names the source format" grep -q '^read from: nnderiv JSON (' "$T/out"
 check "info lists the folded steps" grep -q '^folded: ' "$T/out"
 
+# The README's Keras route: model.save("m.keras"), then nnderiv info m.keras.
+if [ -n "$DATA" ]; then
+    expect_rc "info reads a Keras .keras file" 0 info "$DATA/import/keras/seq_tanh.keras"
+    check "info names Keras as the source" grep -q '^read from: Keras (.keras) (' "$T/out"
+fi
+
 # ---------------------------------------------------------------- inputs and errors
 
 cat >"$T/in.csv" <<'EOF'

@@ -26,4 +26,11 @@ nnd_status nnd__load_onnx_file(const char *data, size_t len, const char *path, n
 int nnd__sniff_mat(const unsigned char *p, size_t n);
 nnd_status nnd__load_mat(const char *data, size_t len, const char *name, nnd_net **net);
 
+/* Keras (model_keras.c): .keras zip archives and legacy HDF5 .h5 files (a plain HDF5 signature at
+ * offset 0; MAT v7.3 files have theirs at 512, after MATLAB's header). */
+int nnd__sniff_keras_zip(const unsigned char *p, size_t n);
+nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, nnd_net **net);
+int nnd__sniff_keras_h5(const unsigned char *p, size_t n);
+nnd_status nnd__load_keras_h5(const char *data, size_t len, const char *name, nnd_net **net);
+
 #endif

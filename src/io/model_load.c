@@ -33,6 +33,8 @@ static const nnd_format formats[] = {
     {"MATLAB genFunction code", nnd__sniff_matlab, nnd__load_matlab},
     {"ONNX", nnd__sniff_onnx, nnd__load_onnx},
     {"MAT-file", nnd__sniff_mat, nnd__load_mat},
+    {"Keras .keras", nnd__sniff_keras_zip, nnd__load_keras_zip},
+    {"Keras .h5", nnd__sniff_keras_h5, nnd__load_keras_h5},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 

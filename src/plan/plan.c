@@ -1,7 +1,6 @@
 /* Planning: the cost model, the mode choice, the batch block and the workspace.
  * Everything is decided and allocated here; nnd_plan_execute only runs the engines. */
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 
 #include "kernels/accum.h"
 #include "plan/plan.h"
+#include "plan/pool.h"
 
 /* The batch block: as many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise
  * passes then run in cache), but at least enough that each layer's GEMM has BLOCK_MIN_COLUMNS
@@ -420,6 +420,7 @@ static nnd_status make_peers(nnd_plan *p)
         nnd_plan *q = &p->peers[t];
         *q = *p;
         q->peers = NULL;
+        q->pool = NULL;
         q->nthreads = 1;
         q->ws = nnd__malloc(p->ws_doubles, sizeof(double));
         if (!q->ws) {
@@ -432,6 +433,9 @@ static nnd_status make_peers(nnd_plan *p)
         ws_item it[WS_MAX_ITEMS];
         ws_carve(q->ws, it, ws_layout(q, q->block, it));
     }
+    p->pool = nnd__pool_new(p->nthreads - 1);
+    if (!p->pool)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for %zu threads", p->nthreads);
     return NND_OK;
 }
 
@@ -507,12 +511,6 @@ static void run_blocks(const job *j)
         else
             nnd__forward_block(p, nb, xb, yb, Jb, Hb);
     }
-}
-
-static void *thread_main(void *arg)
-{
-    run_blocks(arg);
-    return NULL;
 }
 
 static double now(void)
@@ -679,6 +677,7 @@ void nnd_plan_free(nnd_plan *p)
 {
     if (!p)
         return;
+    nnd__pool_free(p->pool); /* joins the workers before their workspaces go */
     for (size_t t = 0; p->peers && t + 1 < p->nthreads; t++)
         nnd__free(p->peers[t].ws);
     nnd__free(p->peers);
@@ -698,29 +697,25 @@ void nnd_plan_free(nnd_plan *p)
 
 /* The batch's blocks over the plan's threads: thread t (the caller is 0) takes blocks t, t + T,
  * ... with its own workspace (the plan, or peer t - 1); proto gives everything but the plan and
- * the stride. A thread that cannot be started has its blocks run here. */
+ * the stride. The workers are the plan's pool (started on the first run that needs them, then
+ * reused); a share without a worker runs here. */
+static void run_share(void *ctx, size_t t)
+{
+    run_blocks((const job *)ctx + t);
+}
+
 static void run_jobs(nnd_plan *p, size_t batch, job proto)
 {
     size_t blocks = batch / p->block + (batch % p->block != 0);
     size_t T = blocks < p->nthreads ? blocks : p->nthreads;
     job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     for (size_t t = 0; t < T; t++) {
         jobs[t] = proto;
         jobs[t].p = t ? &p->peers[t - 1] : p;
         jobs[t].first = t;
         jobs[t].stride = T;
     }
-    for (size_t t = 1; t < T; t++)
-        started[t] = pthread_create(&tid[t], NULL, thread_main, &jobs[t]) == 0;
-    run_blocks(&jobs[0]);
-    for (size_t t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else /* no thread to be had: the same blocks, here */
-            run_blocks(&jobs[t]);
-    }
+    nnd__pool_run(p->pool, T, run_share, jobs);
 }
 
 /* Both precisions: f32 says which call this is, and only its pointers are used. */

@@ -71,6 +71,7 @@ struct nnd_plan {
 
     size_t nthreads;     /* threads that take batch blocks (1: the caller only)            */
     struct nnd_plan *peers; /* nthreads - 1 copies with their own workspace, or NULL       */
+    struct nnd_pool *pool;  /* their worker threads (plan/pool.h), started on the first run */
 
     /* float32 plans (what & NND_FLOAT32): the engines read and write these instead of the double
      * pointers above (those stay NULL), and process inputs and outputs in double per sample. */

@@ -1,0 +1,1649 @@
+/* Keras models: Keras 3's native `.keras` file (model.save("m.keras")) and the legacy HDF5 `.h5`
+ * file (model.save("m.h5")), read with their exact meaning or refused.
+ *
+ * .keras is a zip archive (read with libzip, from memory) of config.json (the architecture),
+ * model.weights.h5 (the weights) and metadata.json (the Keras version). Keras addresses a layer's
+ * weights by the position of the layer among model.layers, not by its name:
+ * "layers/<snake_case(class)>[_k]/vars/<i>" for the k-th layer of that class (k >= 1; the first has
+ * no suffix), i = 0, 1, ... in the layer's own order (Dense: kernel, bias). Keras 3.x writes the
+ * layer's name as the "name" attribute of the vars group; when there, it must agree.
+ *
+ * The legacy .h5 is one HDF5 file: the root attribute model_config holds the architecture JSON,
+ * keras_version the version, and the group model_weights one group per layer, whose attribute
+ * weight_names lists the datasets (paths below the layer's group) in the layer's order. Keras pairs
+ * the file's layers that have weights (in the order of model_weights' layer_names) with the model's
+ * layers that have weights, by position; so does this reader.
+ *
+ * A `.weights.h5` alone (model.save_weights) has no architecture and is refused saying so.
+ *
+ * What is read: Sequential and functional models whose graph is a chain from one input to one
+ * output, of InputLayer, Dense (any activation below, use_bias true or false), Activation, ReLU,
+ * LeakyReLU, ELU and Softmax layers, Normalization at the input or the output (mean and variance
+ * from the config or adapted; invert either way), and the layers that are the identity at inference
+ * (Dropout, AlphaDropout, GaussianDropout, GaussianNoise, Identity). Activations with an exact
+ * counterpart in the library: linear, relu, relu6, tanh, sigmoid, softplus, softsign, elu, selu,
+ * celu, gelu (Keras' "gelu" is the erf form, approximate=False; approximate=True has no serialised
+ * form in Keras), silu/swish, mish, hard_sigmoid (Keras 3: relu6(x + 3)/6; Keras 2: clip(0.2x + 0.5,
+ * 0, 1) -- chosen by the version the file records, refused when it records none), hard_silu/
+ * hard_swish, hard_tanh, leaky_relu (negative_slope 0.2), softmax and log_softmax over the last
+ * axis. Anything else is refused with the layer's class and name.
+ *
+ * Normalization computes (x - mean)/max(sqrt(variance), eps) (invert: mean + x*max(sqrt(variance),
+ * eps)) with eps = keras.config.epsilon(), which is not saved in the file: its default 1e-7 is used.
+ *
+ * libhdf5 reads the weights from memory (the core driver with a file image; nothing touches the
+ * disk). Its automatic error printing is switched off around every use and restored afterwards;
+ * every dataset's type, rank and shape is checked before it is read, and no dataset or attribute
+ * may claim more bytes than the file holds. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hdf5.h>
+#include <jansson.h>
+#include <zip.h>
+
+#include "net/internal.h"
+#include "io/model_import.h"
+
+#define KERAS_EPSILON 1e-7          /* keras.config.epsilon()'s default */
+#define MAX_JSON_BYTES (64u << 20)  /* config.json, metadata.json, model_config */
+#define MAX_ENTRY_BYTES (4ull << 30) /* any zip entry */
+#define MAX_LAYERS 10000
+
+static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+int nnd__sniff_keras_zip(const unsigned char *p, size_t n)
+{
+    return n >= 4 && p[0] == 'P' && p[1] == 'K' && ((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
+}
+
+int nnd__sniff_keras_h5(const unsigned char *p, size_t n) { return n >= 8 && memcmp(p, HDF5_SIGNATURE, 8) == 0; }
+
+/* ---------------------------------------------------------------- context and messages */
+
+typedef struct {
+    const char *name;    /* file name, for messages */
+    size_t file_size;    /* bytes of the HDF5 image: no read may claim more */
+    hid_t h5;            /* the weights file, or -1 */
+    int legacy;          /* 1: legacy .h5; 0: .keras */
+    int keras_major;     /* the major version of the Keras that wrote the file; 0 if not recorded */
+    char version[32];
+    /* legacy: the file's layers that have weights, in the order of layer_names */
+    char **wl_names;
+    size_t n_wl;
+} kctx;
+
+static nnd_status bad(nnd_status s, const kctx *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static nnd_status bad(nnd_status s, const kctx *c, const char *fmt, ...)
+{
+    char detail[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return nnd__fail(s, "%s: %s", c->name, detail);
+}
+
+/* A layer of the config, as the messages name it: "layer 'dense_1' (Dense)". */
+typedef struct {
+    const json_t *j;     /* the layer's object in the config's layers list */
+    const json_t *cfg;   /* its "config" */
+    const char *cls;     /* class_name */
+    const char *lname;   /* its name */
+    int weighted;        /* has weights in the file */
+    size_t wpos;         /* .keras: the k of "layers/dense_k"; legacy: its position among weighted layers */
+} klayer;
+
+#define LAYER_FMT "layer '%.100s' (%.60s)"
+#define LAYER_ARGS(L) (L)->lname, (L)->cls
+
+/* ---------------------------------------------------------------- HDF5 helpers */
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+/* libhdf5 prints its error stack by default: off while we call it, then back as it was. */
+static void h5_silence(h5_quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void h5_restore(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+static void h5_close_id(hid_t id)
+{
+    if (id < 0)
+        return;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE: H5Fclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_DATATYPE: H5Tclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    default: break;
+    }
+}
+
+/* Open the HDF5 image in memory. The core driver copies it; the name only has to be unique among
+ * the files this process has open (HDF5 recognises an open file by it), hence the address of the
+ * buffer, which the caller keeps alive until the file is closed. */
+static nnd_status h5_open_image(kctx *c, const void *data, size_t len)
+{
+    c->h5 = -1;
+    c->file_size = len;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return bad(NND_ENOMEM, c, "libhdf5 cannot create a file access property list");
+    char fname[64];
+    snprintf(fname, sizeof fname, "nnderiv-keras-image-%p", data);
+    if (H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, (void *)data, len) < 0) {
+        H5Pclose(fapl);
+        return bad(NND_ENOMEM, c, "libhdf5 cannot take the file image (%zu bytes)", len);
+    }
+    c->h5 = H5Fopen(fname, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (c->h5 < 0)
+        return bad(NND_EFORMAT, c, "libhdf5 cannot open it: a truncated or corrupt HDF5 file");
+    return NND_OK;
+}
+
+static int h5_exists(hid_t loc, const char *path)
+{
+    /* H5Lexists wants every intermediate link to exist: walk the path one component at a time. */
+    char buf[512];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return 0;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 0; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            if (i == 0)
+                continue;
+            char save = buf[i];
+            buf[i] = '\0';
+            htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
+            buf[i] = save;
+            if (e <= 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* A string attribute (scalar, or a one-element array) of `obj` as a nnd__malloc'd NUL-terminated
+ * string. NND_EFORMAT when it is missing (if `required`; otherwise NND_OK and *out NULL), not a
+ * string, or claims more bytes than the file. */
+static nnd_status h5_attr_string(kctx *c, hid_t obj, const char *attr, const char *what, int required, char **out)
+{
+    *out = NULL;
+    htri_t ex = H5Aexists(obj, attr);
+    if (ex <= 0)
+        return required ? bad(NND_EFORMAT, c, "%s: the attribute '%s' is missing", what, attr) : NND_OK;
+    nnd_status s = NND_OK;
+    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT), t = -1, sp = -1, mt = -1;
+    if (a < 0 || (t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+        goto done;
+    }
+    if (H5Tget_class(t) != H5T_STRING) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a string", what, attr);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (np != 1) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' holds %lld strings, expected one", what, attr, (long long)np);
+        goto done;
+    }
+    htri_t var = H5Tis_variable_str(t);
+    if (var < 0) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' has a malformed string type", what, attr);
+        goto done;
+    }
+    mt = H5Tcopy(H5T_C_S1);
+    if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) { /* HDF5 converts no character set into another */
+        s = bad(NND_ENOMEM, c, "%s: out of memory", what);
+        goto done;
+    }
+    if (var) {
+        char *p = NULL;
+        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &p) < 0 || !p) {
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+            goto done;
+        }
+        size_t n = strnlen(p, c->file_size + 1);
+        if (n > c->file_size || n > MAX_JSON_BYTES) {
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is longer than the file", what, attr);
+        } else if (!(*out = nnd__malloc(n + 1, 1))) {
+            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+        } else {
+            memcpy(*out, p, n + 1);
+        }
+        H5free_memory(p);
+    } else {
+        size_t n = H5Tget_size(t);
+        if (n == 0 || n > c->file_size || n > MAX_JSON_BYTES) {
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' claims %zu bytes, more than the file holds", what, attr, n);
+            goto done;
+        }
+        if (H5Tset_size(mt, n + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0) {
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+            goto done;
+        }
+        if (!(*out = nnd__calloc(n + 1, 1))) {
+            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+            goto done;
+        }
+        if (H5Aread(a, mt, *out) < 0) {
+            nnd__free(*out);
+            *out = NULL;
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+            goto done;
+        }
+        (*out)[n] = '\0';
+    }
+done:
+    h5_close_id(mt);
+    h5_close_id(sp);
+    h5_close_id(t);
+    h5_close_id(a);
+    return s;
+}
+
+static void free_strings(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        nnd__free(v[i]);
+    nnd__free(v);
+}
+
+/* A one-dimensional string-array attribute (layer_names, weight_names) as nnd__malloc'd strings.
+ * Keras writes an empty list as an empty float64 array: any type with no element is an empty list.
+ * Missing: NND_EFORMAT. Split over name0, name1, ... (Keras does so past 64 KiB): NND_EUNSUPPORTED. */
+static nnd_status h5_attr_strings(kctx *c, hid_t obj, const char *attr, const char *what, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (H5Aexists(obj, attr) <= 0) {
+        char chunk[80];
+        snprintf(chunk, sizeof chunk, "%s0", attr);
+        if (H5Aexists(obj, chunk) > 0)
+            return bad(NND_EUNSUPPORTED, c, "%s: the attribute '%s' is split into chunks ('%s', ...), which this "
+                       "reader does not read", what, attr, chunk);
+        return bad(NND_EFORMAT, c, "%s: the attribute '%s' is missing", what, attr);
+    }
+    nnd_status s = NND_OK;
+    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT), t = -1, sp = -1, mt = -1;
+    char **v = NULL;
+    size_t n = 0;
+    if (a < 0 || (t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (np < 0 || rank < 0 || rank > 1) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list", what, attr);
+        goto done;
+    }
+    if (np == 0)
+        goto done;
+    if (H5Tget_class(t) != H5T_STRING) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list of strings", what, attr);
+        goto done;
+    }
+    htri_t var = H5Tis_variable_str(t);
+    size_t tsize = H5Tget_size(t);
+    /* every string takes at least one byte of the file (fixed: tsize bytes) */
+    if (var < 0 || (size_t)np > c->file_size || (!var && (tsize == 0 || tsize > c->file_size / (size_t)np))) {
+        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' claims more bytes than the file holds", what, attr);
+        goto done;
+    }
+    n = (size_t)np;
+    if (!(v = nnd__calloc(n, sizeof *v)) || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) {
+        s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+        goto done;
+    }
+    if (var) {
+        char **p = nnd__calloc(n, sizeof *p);
+        if (!p) {
+            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+            goto done;
+        }
+        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, p) < 0) {
+            nnd__free(p);
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+            goto done;
+        }
+        for (size_t i = 0; i < n && !s; i++) {
+            size_t len = p[i] ? strnlen(p[i], 4096) : 4096;
+            if (len >= 4096)
+                s = bad(NND_EFORMAT, c, "%s: entry %zu of the attribute '%s' is missing or too long", what, i, attr);
+            else if (!(v[i] = nnd__malloc(len + 1, 1)))
+                s = bad(NND_ENOMEM, c, "%s: out of memory", what);
+            else
+                memcpy(v[i], p[i], len + 1);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (p[i])
+                H5free_memory(p[i]);
+        nnd__free(p);
+    } else {
+        char *buf = NULL;
+        size_t bytes;
+        if (!nnd__mul(n, tsize + 1, &bytes) || !(buf = nnd__calloc(bytes, 1))) {
+            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+            goto done;
+        }
+        if (H5Tset_size(mt, tsize + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 || H5Aread(a, mt, buf) < 0) {
+            nnd__free(buf);
+            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
+            goto done;
+        }
+        for (size_t i = 0; i < n && !s; i++) {
+            const char *e = buf + i * (tsize + 1);
+            size_t len = strnlen(e, tsize);
+            if (!(v[i] = nnd__malloc(len + 1, 1)))
+                s = bad(NND_ENOMEM, c, "%s: out of memory", what);
+            else {
+                memcpy(v[i], e, len);
+                v[i][len] = '\0';
+            }
+        }
+        nnd__free(buf);
+    }
+done:
+    h5_close_id(mt);
+    h5_close_id(sp);
+    h5_close_id(t);
+    h5_close_id(a);
+    if (s) {
+        free_strings(v, n);
+        return s;
+    }
+    *out = v;
+    *n_out = v ? n : 0;
+    return NND_OK;
+}
+
+/* A weight dataset `path` below `loc`: a real (floating-point) array of rank <= 2 whose dims go to
+ * dims[] (rank 0: a scalar), read as doubles into a nnd__malloc'd array. Its size is checked against
+ * the file's before anything is allocated; every value must be finite. */
+static nnd_status h5_read_var(kctx *c, hid_t loc, const char *path, const char *what, int *rank, size_t dims[2],
+                              double **out)
+{
+    *out = NULL;
+    nnd_status s = NND_OK;
+    hid_t d = -1, t = -1, sp = -1;
+    if (!h5_exists(loc, path) || H5Oexists_by_name(loc, path, H5P_DEFAULT) <= 0)
+        return bad(NND_EFORMAT, c, "%s: the dataset '%s' is missing", what, path);
+    if ((d = H5Dopen2(loc, path, H5P_DEFAULT)) < 0 || (t = H5Dget_type(d)) < 0 || (sp = H5Dget_space(d)) < 0) {
+        s = bad(NND_EFORMAT, c, "%s: '%s' is not a readable dataset", what, path);
+        goto done;
+    }
+    size_t tsize = H5Tget_size(t);
+    if (H5Tget_class(t) != H5T_FLOAT || (tsize != 2 && tsize != 4 && tsize != 8)) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' is not of a floating-point type", what, path);
+        goto done;
+    }
+    int r = H5Sget_simple_extent_ndims(sp);
+    H5S_class_t sc = H5Sget_simple_extent_type(sp);
+    if (r < 0 || r > 2 || (sc != H5S_SIMPLE && sc != H5S_SCALAR)) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has %d dimensions, expected at most 2", what, path, r);
+        goto done;
+    }
+    hsize_t hd[2] = {1, 1};
+    if (r > 0 && H5Sget_simple_extent_dims(sp, hd, NULL) != r) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has an unreadable shape", what, path);
+        goto done;
+    }
+    size_t n = 1, bytes;
+    for (int i = 0; i < r; i++) {
+        if (hd[i] == 0 || hd[i] > c->file_size || !nnd__mul(n, (size_t)hd[i], &n)) {
+            s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has an empty or impossible shape", what, path);
+            goto done;
+        }
+        dims[i] = (size_t)hd[i];
+    }
+    if (!nnd__mul(n, tsize, &bytes) || bytes > c->file_size) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' claims %zu values, more than the file holds", what, path, n);
+        goto done;
+    }
+    if (H5Dget_storage_size(d) == 0) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has no data written", what, path);
+        goto done;
+    }
+    double *v = nnd__malloc(n, sizeof *v);
+    if (!v) {
+        s = bad(NND_ENOMEM, c, "%s: out of memory reading '%s' (%zu values)", what, path, n);
+        goto done;
+    }
+    if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+        nnd__free(v);
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' cannot be read (corrupt, or an unavailable filter)", what, path);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            nnd__free(v);
+            s = bad(NND_EFORMAT, c, "%s: the dataset '%s' holds a value that is not finite (entry %zu)", what, path, i);
+            goto done;
+        }
+    *rank = r;
+    *out = v;
+done:
+    h5_close_id(sp);
+    h5_close_id(t);
+    h5_close_id(d);
+    return s;
+}
+
+/* ---------------------------------------------------------------- a layer's weights */
+
+/* The group that holds layer L's weights, and how many it has; paths of its i-th weight are
+ * made by var_path. .keras: "layers/<cls>[_k]/vars" holding "0", "1", ...; legacy: the file's layer
+ * group, whose weight_names give the paths. */
+typedef struct {
+    hid_t g;
+    size_t n;
+    char **names; /* legacy: weight_names; .keras: NULL */
+    char where[200];
+} kvars;
+
+static void vars_close(kvars *v)
+{
+    h5_close_id(v->g);
+    free_strings(v->names, v->n);
+    v->g = -1;
+    v->names = NULL;
+}
+
+/* snake_case of the classes that have weights, as Keras' naming.to_snake_case spells them */
+static const char *weights_dir(const char *cls)
+{
+    if (strcmp(cls, "Dense") == 0)
+        return "dense";
+    if (strcmp(cls, "Normalization") == 0)
+        return "normalization";
+    return NULL;
+}
+
+static nnd_status vars_open(kctx *c, const klayer *L, kvars *v)
+{
+    v->g = -1;
+    v->n = 0;
+    v->names = NULL;
+    nnd_status s = NND_OK;
+    if (!c->legacy) {
+        const char *dir = weights_dir(L->cls);
+        if (L->wpos == 0)
+            snprintf(v->where, sizeof v->where, "layers/%s/vars", dir);
+        else
+            snprintf(v->where, sizeof v->where, "layers/%s_%zu/vars", dir, L->wpos);
+        if (!h5_exists(c->h5, v->where) || (v->g = H5Gopen2(c->h5, v->where, H5P_DEFAULT)) < 0)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": its weights group '%s' is missing from model.weights.h5",
+                       LAYER_ARGS(L), v->where);
+        H5G_info_t info;
+        if (H5Gget_info(v->g, &info) < 0) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": the group '%s' cannot be read", LAYER_ARGS(L), v->where);
+            goto fail;
+        }
+        v->n = (size_t)info.nlinks;
+        char *owner = NULL;
+        if ((s = h5_attr_string(c, v->g, "name", v->where, 0, &owner)))
+            goto fail;
+        if (owner && strcmp(owner, L->lname) != 0) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": the weights group '%s' belongs to layer '%.100s'", LAYER_ARGS(L),
+                    v->where, owner);
+            nnd__free(owner);
+            goto fail;
+        }
+        nnd__free(owner);
+        return NND_OK;
+    }
+    if (L->wpos >= c->n_wl)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": the file has weights for %zu layers only", LAYER_ARGS(L), c->n_wl);
+    const char *fl = c->wl_names[L->wpos];
+    snprintf(v->where, sizeof v->where, "model_weights/%.150s", fl);
+    if ((v->g = H5Gopen2(c->h5, v->where, H5P_DEFAULT)) < 0)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": the weights group '%s' is missing", LAYER_ARGS(L), v->where);
+    if ((s = h5_attr_strings(c, v->g, "weight_names", v->where, &v->names, &v->n)))
+        goto fail;
+    return NND_OK;
+fail:
+    vars_close(v);
+    return s;
+}
+
+static nnd_status vars_read(kctx *c, const klayer *L, const kvars *v, size_t i, const char *what, int *rank,
+                            size_t dims[2], double **out)
+{
+    char path[32], where[420];
+    snprintf(where, sizeof where, LAYER_FMT ": its %s (%.150s)", LAYER_ARGS(L), what, v->where);
+    if (v->names)
+        return h5_read_var(c, v->g, v->names[i], where, rank, dims, out);
+    snprintf(path, sizeof path, "%zu", i);
+    return h5_read_var(c, v->g, path, where, rank, dims, out);
+}
+
+/* ---------------------------------------------------------------- JSON helpers */
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* An optional number field: absent or null gives `dflt`. */
+static nnd_status jnum(kctx *c, const klayer *L, const char *key, double dflt, double *out)
+{
+    const json_t *v = json_object_get(L->cfg, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return NND_OK;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": '%s' is not a finite number", LAYER_ARGS(L), key);
+    *out = json_number_value(v);
+    return NND_OK;
+}
+
+/* A shape [null, n] (the batch axis, then one feature axis): n, or NND_EUNSUPPORTED naming it. */
+static nnd_status vector_shape(kctx *c, const json_t *shape, const char *what, size_t *n)
+{
+    if (!json_is_array(shape) || json_array_size(shape) < 1)
+        return bad(NND_EFORMAT, c, "%s is not a shape", what);
+    if (json_array_size(shape) != 2)
+        return bad(NND_EUNSUPPORTED, c, "%s has %zu axes: only inputs that are vectors (batch, n) are supported",
+                   what, json_array_size(shape));
+    const json_t *d = json_array_get(shape, 1);
+    if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > (json_int_t)1 << 40)
+        return bad(NND_EFORMAT, c, "%s: the feature axis is not a positive integer", what);
+    *n = (size_t)json_integer_value(d);
+    return NND_OK;
+}
+
+/* The dtype policy: floating point is computed here in double, as every reader does; quantized
+ * policies change the function and are refused. */
+static nnd_status check_dtype(kctx *c, const klayer *L)
+{
+    const json_t *d = json_object_get(L->cfg, "dtype");
+    const char *name = NULL;
+    if (!d || json_is_null(d))
+        return NND_OK;
+    if (json_is_string(d))
+        name = json_string_value(d);
+    else if (json_is_object(d)) {
+        const char *cls = jstr(d, "class_name");
+        if (cls && strcmp(cls, "DTypePolicy") != 0 && strcmp(cls, "Policy") != 0)
+            return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": dtype policy '%.60s' is not supported", LAYER_ARGS(L), cls);
+        name = jstr(json_object_get(d, "config"), "name");
+    }
+    static const char *const ok[] = {"float16", "bfloat16", "float32", "float64", "mixed_float16", "mixed_bfloat16"};
+    for (size_t i = 0; name && i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(name, ok[i]) == 0)
+            return NND_OK;
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": dtype policy '%.60s' is not supported (floating-point policies only)",
+               LAYER_ARGS(L), name ? name : "?");
+}
+
+/* ---------------------------------------------------------------- activations */
+
+typedef struct {
+    int act;
+    double p[2];
+    int np; /* parameters set (others keep the activation's default) */
+} kact;
+
+/* A Keras activation name: its exact counterpart, or NND_EUNSUPPORTED. */
+static nnd_status keras_activation(kctx *c, const klayer *L, const char *s, kact *a)
+{
+    static const struct {
+        const char *keras;
+        int act;
+    } plain[] = {
+        {"linear", NND_ACT_PURELIN},  {"relu", NND_ACT_POSLIN},       {"tanh", NND_ACT_TANSIG},
+        {"sigmoid", NND_ACT_LOGSIG},  {"softplus", NND_ACT_SOFTPLUS}, {"softsign", NND_ACT_ELLIOTSIG},
+        {"elu", NND_ACT_ELU},         {"selu", NND_ACT_SELU},         {"celu", NND_ACT_CELU},
+        {"gelu", NND_ACT_GELU},       {"silu", NND_ACT_SILU},         {"swish", NND_ACT_SILU},
+        {"mish", NND_ACT_MISH},       {"softmax", NND_ACT_SOFTMAX},   {"log_softmax", NND_ACT_LOGSOFTMAX},
+        {"hard_tanh", NND_ACT_SATLINS},
+    };
+    a->np = 0;
+    a->p[0] = a->p[1] = 0;
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (strcmp(s, plain[i].keras) == 0) {
+            a->act = plain[i].act;
+            return NND_OK; /* elu, celu: alpha 1, Keras' default as the library's */
+        }
+    if (strcmp(s, "leaky_relu") == 0) { /* keras.activations.leaky_relu(x, negative_slope=0.2) */
+        a->act = NND_ACT_LEAKY_RELU;
+        a->p[0] = 0.2;
+        a->np = 1;
+        return NND_OK;
+    }
+    if (strcmp(s, "relu6") == 0) {
+        a->act = NND_ACT_CLIP;
+        a->p[0] = 0.0;
+        a->p[1] = 6.0;
+        a->np = 2;
+        return NND_OK;
+    }
+    if (strcmp(s, "hard_sigmoid") == 0) {
+        a->act = NND_ACT_HARDSIGMOID;
+        a->np = 2;
+        a->p[1] = 0.5;
+        if (c->keras_major >= 3) { /* relu6(x + 3)/6 */
+            a->p[0] = 1.0 / 6.0;
+            return NND_OK;
+        }
+        if (c->keras_major == 2) { /* clip(0.2 x + 0.5, 0, 1) */
+            a->p[0] = 0.2;
+            return NND_OK;
+        }
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": hard_sigmoid means relu6(x+3)/6 in Keras 3 and 0.2x+0.5 in Keras 2, "
+                   "and the file does not record the Keras version that wrote it", LAYER_ARGS(L));
+    }
+    if (strcmp(s, "hard_silu") == 0 || strcmp(s, "hard_swish") == 0) { /* Keras 3 only; Keras 2 had none */
+        a->act = NND_ACT_HARDSWISH; /* x * relu6(x + 3)/6 */
+        return NND_OK;
+    }
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": activation '%.60s' has no exact counterpart in nnderiv", LAYER_ARGS(L), s);
+}
+
+/* The "activation" field of a Dense or Activation layer: a name, null (linear), or a serialised
+ * function object (a custom activation: refused). */
+static nnd_status layer_activation(kctx *c, const klayer *L, kact *a)
+{
+    const json_t *v = json_object_get(L->cfg, "activation");
+    if (!v || json_is_null(v))
+        return keras_activation(c, L, "linear", a);
+    if (json_is_string(v))
+        return keras_activation(c, L, json_string_value(v), a);
+    if (json_is_object(v)) {
+        const json_t *cf = json_object_get(v, "config");
+        const char *fn = json_is_string(cf) ? json_string_value(cf) : jstr(v, "class_name");
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": custom activation '%.60s' is not supported", LAYER_ARGS(L),
+                   fn ? fn : "?");
+    }
+    return bad(NND_EFORMAT, c, LAYER_FMT ": 'activation' is neither a name nor null", LAYER_ARGS(L));
+}
+
+/* Softmax over the last axis only (the only axis of a (batch, n) tensor but the batch). */
+static nnd_status last_axis(kctx *c, const klayer *L)
+{
+    const json_t *ax = json_object_get(L->cfg, "axis");
+    if (json_is_array(ax) && json_array_size(ax) == 1)
+        ax = json_array_get(ax, 0);
+    if (!ax || (json_is_integer(ax) && (json_integer_value(ax) == -1 || json_integer_value(ax) == 1)))
+        return NND_OK;
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": softmax over an axis other than the last", LAYER_ARGS(L));
+}
+
+/* ReLU, LeakyReLU, ELU, Softmax layers as an activation. */
+static nnd_status activation_layer(kctx *c, const klayer *L, kact *a)
+{
+    nnd_status s;
+    a->np = 0;
+    a->p[0] = a->p[1] = 0;
+    if (strcmp(L->cls, "ReLU") == 0) {
+        double maxv = 0, slope = 0, thr = 0;
+        const json_t *mv = json_object_get(L->cfg, "max_value");
+        if ((s = jnum(c, L, "max_value", 0, &maxv)) || (s = jnum(c, L, "negative_slope", 0, &slope)) ||
+            (s = jnum(c, L, "threshold", 0, &thr)))
+            return s;
+        int has_max = mv && !json_is_null(mv);
+        if (thr == 0 && slope == 0 && !has_max) {
+            a->act = NND_ACT_POSLIN;
+            return NND_OK;
+        }
+        if (thr == 0 && slope > 0 && !has_max) {
+            a->act = NND_ACT_LEAKY_RELU;
+            a->p[0] = slope;
+            a->np = 1;
+            return NND_OK;
+        }
+        if (thr == 0 && slope == 0 && has_max && maxv >= 0) {
+            a->act = NND_ACT_CLIP;
+            a->p[0] = 0;
+            a->p[1] = maxv;
+            a->np = 2;
+            return NND_OK;
+        }
+        char mx[32] = "None";
+        if (has_max)
+            snprintf(mx, sizeof mx, "%g", maxv);
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": ReLU with threshold %g, negative_slope %g and max_value %s has no "
+                   "exact counterpart", LAYER_ARGS(L), thr, slope, mx);
+    }
+    if (strcmp(L->cls, "LeakyReLU") == 0) {
+        double slope = 0;
+        const char *key = json_object_get(L->cfg, "negative_slope") ? "negative_slope" : "alpha"; /* Keras 2: alpha */
+        if ((s = jnum(c, L, key, 0.3, &slope)))
+            return s;
+        a->act = NND_ACT_LEAKY_RELU;
+        a->p[0] = slope;
+        a->np = 1;
+        return NND_OK;
+    }
+    if (strcmp(L->cls, "ELU") == 0) {
+        /* Keras 3's ELU layer does not save alpha: a reloaded layer has alpha 1 unless it is there. */
+        double alpha = 1;
+        if ((s = jnum(c, L, "alpha", 1.0, &alpha)))
+            return s;
+        a->act = NND_ACT_ELU;
+        a->p[0] = alpha;
+        a->np = 1;
+        return NND_OK;
+    }
+    /* Softmax */
+    if ((s = last_axis(c, L)))
+        return s;
+    a->act = NND_ACT_SOFTMAX;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- the layers as operations */
+
+typedef enum { OP_DENSE, OP_ACT, OP_NORM, OP_ID } op_kind;
+
+typedef struct {
+    op_kind kind;
+    const klayer *L;
+    size_t n_in, n_out;
+    double *W, *b;         /* dense: n_out x n_in row-major (Keras' kernel transposed); b NULL: no bias */
+    kact a;                /* dense, act */
+    double *mean, *scale;  /* norm: n_in each; scale = max(sqrt(variance), eps) */
+    int invert;
+} kop;
+
+static void op_free(kop *o)
+{
+    nnd__free(o->W);
+    nnd__free(o->b);
+    nnd__free(o->mean);
+    nnd__free(o->scale);
+}
+
+static nnd_status dense_op(kctx *c, const klayer *L, size_t *width, kop *o)
+{
+    nnd_status s;
+    const json_t *units = json_object_get(L->cfg, "units");
+    const json_t *ub = json_object_get(L->cfg, "use_bias");
+    if (!json_is_integer(units) || json_integer_value(units) < 1)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": 'units' is not a positive integer", LAYER_ARGS(L));
+    if (ub && !json_is_boolean(ub))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": 'use_bias' is not true or false", LAYER_ARGS(L));
+    int use_bias = !ub || json_is_true(ub);
+    const json_t *lora = json_object_get(L->cfg, "lora_rank");
+    if (lora && !json_is_null(lora) && !(json_is_integer(lora) && json_integer_value(lora) == 0))
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": LoRA-adapted Dense layers are not supported", LAYER_ARGS(L));
+    const json_t *q = json_object_get(L->cfg, "quantization_config");
+    if (q && !json_is_null(q))
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": quantized Dense layers are not supported", LAYER_ARGS(L));
+    if ((s = check_dtype(c, L)) || (s = layer_activation(c, L, &o->a)))
+        return s;
+    size_t m = (size_t)json_integer_value(units);
+    kvars v;
+    if ((s = vars_open(c, L, &v)))
+        return s;
+    size_t want = use_bias ? 2 : 1, dims[2] = {0, 0};
+    int rank = 0;
+    double *K = NULL, *bias = NULL;
+    if (v.n != want) {
+        s = bad(NND_EFORMAT, c, LAYER_FMT ": %s holds %zu weights, expected %zu (kernel%s)", LAYER_ARGS(L), v.where,
+                v.n, want, use_bias ? ", bias" : "");
+        goto done;
+    }
+    if ((s = vars_read(c, L, &v, 0, "kernel", &rank, dims, &K)))
+        goto done;
+    if (rank != 2 || dims[1] != m || (*width && dims[0] != *width)) {
+        s = bad(NND_EFORMAT, c, LAYER_FMT ": the kernel is %zu x %zu%s, expected %zu x %zu (inputs x units)",
+                LAYER_ARGS(L), rank >= 1 ? dims[0] : 1, rank == 2 ? dims[1] : 1, rank != 2 ? " or not a matrix" : "",
+                *width ? *width : dims[0], m);
+        goto done;
+    }
+    size_t n = dims[0];
+    if (use_bias) {
+        if ((s = vars_read(c, L, &v, 1, "bias", &rank, dims, &bias)))
+            goto done;
+        if (rank != 1 || dims[0] != m) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": the bias has %zu values%s, expected %zu", LAYER_ARGS(L),
+                    rank == 1 ? dims[0] : 0, rank != 1 ? " or is not a vector" : "", m);
+            goto done;
+        }
+    }
+    if (!(o->W = nnd__malloc(m * n, sizeof *o->W))) { /* m*n fits: the kernel was read */
+        s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(L));
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) /* y = x @ kernel + b: W = kernel^T */
+        for (size_t j = 0; j < m; j++)
+            o->W[j * n + i] = K[i * m + j];
+    o->kind = OP_DENSE;
+    o->b = bias;
+    bias = NULL;
+    o->n_in = n;
+    o->n_out = m;
+    *width = m;
+done:
+    nnd__free(K);
+    nnd__free(bias);
+    vars_close(&v);
+    return s;
+}
+
+/* Numbers of a config's mean or variance: a number (broadcast) or a flat list of 1 or n. */
+static nnd_status norm_values(kctx *c, const klayer *L, const json_t *v, const char *key, size_t n, double *out)
+{
+    size_t k = json_is_array(v) ? json_array_size(v) : 1;
+    if (!json_is_number(v) && !(json_is_array(v) && (k == 1 || k == n)))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": '%s' is not a number or a list of %zu numbers", LAYER_ARGS(L), key, n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *e = json_is_array(v) ? json_array_get(v, k == 1 ? 0 : i) : v;
+        if (!json_is_number(e) || !isfinite(json_number_value(e)))
+            return bad(NND_EFORMAT, c, LAYER_FMT ": '%s' entry %zu is not a finite number", LAYER_ARGS(L), key, i);
+        out[i] = json_number_value(e);
+    }
+    return NND_OK;
+}
+
+/* Width of a config's mean (a list of n > 1), or 0 when it broadcasts. */
+static size_t norm_config_width(const json_t *mean)
+{
+    return json_is_array(mean) && json_array_size(mean) > 1 ? json_array_size(mean) : 0;
+}
+
+static nnd_status norm_op(kctx *c, const klayer *L, size_t *width, kop *o)
+{
+    nnd_status s;
+    if ((s = check_dtype(c, L)))
+        return s;
+    const json_t *ax = json_object_get(L->cfg, "axis"), *inv = json_object_get(L->cfg, "invert");
+    int per_feature = 1;
+    if (json_is_array(ax) && json_array_size(ax) == 1)
+        ax = json_array_get(ax, 0);
+    if (!ax || json_is_null(ax) || (json_is_array(ax) && json_array_size(ax) == 0))
+        per_feature = 0; /* one mean and variance for every feature */
+    else if (!(json_is_integer(ax) && (json_integer_value(ax) == -1 || json_integer_value(ax) == 1)))
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": normalization over an axis other than the features", LAYER_ARGS(L));
+    if (inv && !json_is_boolean(inv))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": 'invert' is not true or false", LAYER_ARGS(L));
+    o->invert = json_is_true(inv);
+    const json_t *mean = json_object_get(L->cfg, "mean"), *var = json_object_get(L->cfg, "variance");
+    double *mu = NULL, *va = NULL;
+    size_t n = *width;
+    if (!L->weighted) { /* from the config */
+        size_t k = norm_config_width(mean);
+        if (!per_feature && k)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": 'mean' has %zu values for axis None", LAYER_ARGS(L), k);
+        if (!n)
+            n = k;
+        if (!n)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": the width of its input is not known", LAYER_ARGS(L));
+        if (k && k != n)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": 'mean' has %zu values, its input %zu", LAYER_ARGS(L), k, n);
+        if (!(mu = nnd__malloc(n, sizeof *mu)) || !(va = nnd__malloc(n, sizeof *va))) {
+            s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(L));
+            goto done;
+        }
+        if ((s = norm_values(c, L, mean, "mean", n, mu)) || (s = norm_values(c, L, var, "variance", n, va)))
+            goto done;
+    } else { /* adapted: vars mean, variance, count */
+        kvars v;
+        if ((s = vars_open(c, L, &v)))
+            return s;
+        int rm = 0, rv = 0;
+        size_t dm[2] = {1, 1}, dv[2] = {1, 1};
+        double *fm = NULL, *fv = NULL;
+        if (v.n != 3)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": %s holds %zu weights, expected 3 (mean, variance, count)", LAYER_ARGS(L),
+                    v.where, v.n);
+        if (!s)
+            s = vars_read(c, L, &v, 0, "mean", &rm, dm, &fm);
+        if (!s)
+            s = vars_read(c, L, &v, 1, "variance", &rv, dv, &fv);
+        vars_close(&v);
+        size_t km = rm ? dm[0] : 1, kv = rv ? dv[0] : 1;
+        if (!s && (rm > 1 || rv > 1 || km != kv || (per_feature ? rm != 1 : rm != 0)))
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": its mean and variance have the wrong shapes", LAYER_ARGS(L));
+        if (!s && !n)
+            n = km;
+        if (!s && km != 1 && km != n)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": its mean has %zu values, its input %zu", LAYER_ARGS(L), km, n);
+        if (!s && (!(mu = nnd__malloc(n, sizeof *mu)) || !(va = nnd__malloc(n, sizeof *va))))
+            s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(L));
+        for (size_t i = 0; !s && i < n; i++) {
+            mu[i] = fm[km == 1 ? 0 : i];
+            va[i] = fv[km == 1 ? 0 : i];
+        }
+        nnd__free(fm);
+        nnd__free(fv);
+        if (s)
+            goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (va[i] < 0) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": variance %zu is negative", LAYER_ARGS(L), i);
+            goto done;
+        }
+        double sd = sqrt(va[i]);
+        va[i] = sd > KERAS_EPSILON ? sd : KERAS_EPSILON; /* Keras: maximum(sqrt(variance), epsilon()) */
+    }
+    o->kind = OP_NORM;
+    o->n_in = o->n_out = n;
+    o->mean = mu;
+    o->scale = va;
+    mu = va = NULL;
+    *width = n;
+done:
+    nnd__free(mu);
+    nnd__free(va);
+    return s;
+}
+
+/* kwargs a layer was called with in a functional graph: nothing that changes its meaning. */
+static nnd_status check_call_kwargs(kctx *c, const klayer *L, const json_t *kw)
+{
+    const char *key;
+    const json_t *v;
+    if (!kw || json_is_null(kw))
+        return NND_OK;
+    if (!json_is_object(kw))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": its call's kwargs are not an object", LAYER_ARGS(L));
+    json_object_foreach((json_t *)kw, key, v) {
+        if (strcmp(key, "training") == 0 && !json_is_true(v))
+            continue;
+        if (strcmp(key, "mask") == 0 && json_is_null(v))
+            continue;
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": it is called with %s = %s, which is not supported", LAYER_ARGS(L),
+                   key, json_is_true(v) ? "true" : "a value");
+    }
+    return NND_OK;
+}
+
+static int is_identity_class(const char *cls)
+{
+    static const char *const id[] = {"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Identity"};
+    for (size_t i = 0; i < sizeof id / sizeof id[0]; i++)
+        if (strcmp(cls, id[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_activation_class(const char *cls)
+{
+    return strcmp(cls, "ReLU") == 0 || strcmp(cls, "LeakyReLU") == 0 || strcmp(cls, "ELU") == 0 ||
+           strcmp(cls, "Softmax") == 0;
+}
+
+/* ---------------------------------------------------------------- the graph: a chain */
+
+typedef struct {
+    klayer *layers;  /* the config's layers, in its order */
+    size_t n;
+    size_t *chain;   /* indices into layers, input to output (InputLayer excluded) */
+    size_t n_chain;
+    size_t n_in;     /* from the InputLayer or build_input_shape; 0 if not given */
+    size_t n_weighted; /* layers with weights in the file */
+} kmodel;
+
+static nnd_status graph_refusal(kctx *c, const klayer *L, const char *why)
+{
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": %s; graph networks (branches, merges, several inputs or outputs, "
+               "shared layers) are not supported yet, only a chain of layers", LAYER_ARGS(L), why);
+}
+
+static size_t find_layer(const kmodel *m, const char *name)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->layers[i].lname, name) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+/* A tensor reference [layer_name, node_index, tensor_index] (Keras 2 adds a kwargs object). */
+static nnd_status tensor_ref(kctx *c, const json_t *r, const char *what, const char **name, int *zero)
+{
+    if (!json_is_array(r) || json_array_size(r) < 3 || !json_is_string(json_array_get(r, 0)) ||
+        !json_is_integer(json_array_get(r, 1)) || !json_is_integer(json_array_get(r, 2)))
+        return bad(NND_EFORMAT, c, "%s is not a [layer, node, tensor] reference", what);
+    *name = json_string_value(json_array_get(r, 0));
+    *zero = json_integer_value(json_array_get(r, 1)) == 0 && json_integer_value(json_array_get(r, 2)) == 0;
+    return NND_OK;
+}
+
+/* input_layers / output_layers: one reference (Keras 3 writes a single one flat) or a list of them. */
+static nnd_status single_ref(kctx *c, const json_t *v, const char *what, const char **name)
+{
+    int zero = 0;
+    if (json_is_array(v) && json_array_size(v) == 1 && json_is_array(json_array_get(v, 0)))
+        v = json_array_get(v, 0);
+    else if (json_is_array(v) && json_array_size(v) > 1 && json_is_array(json_array_get(v, 0)))
+        return bad(NND_EUNSUPPORTED, c, "the model has %zu %s; graph networks are not supported yet, only a chain of "
+                   "layers from one input to one output", json_array_size(v), what);
+    nnd_status s = tensor_ref(c, v, what, name, &zero);
+    if (!s && !zero)
+        return bad(NND_EUNSUPPORTED, c, "%s refers to a later call of layer '%.100s'; graph networks are not "
+                   "supported yet", what, *name);
+    return s;
+}
+
+/* The one layer feeding L in a functional graph (Keras 3 node {"args": [tensor], "kwargs": {}}, or
+ * Keras 2 node [[name, 0, 0, kwargs]]). */
+static nnd_status inbound(kctx *c, const klayer *L, const char **src)
+{
+    const json_t *nodes = json_object_get(L->j, "inbound_nodes");
+    if (!json_is_array(nodes))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": 'inbound_nodes' is missing", LAYER_ARGS(L));
+    if (json_array_size(nodes) == 0)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": it has no input", LAYER_ARGS(L));
+    if (json_array_size(nodes) > 1)
+        return graph_refusal(c, L, "it is called more than once (a shared layer)");
+    const json_t *node = json_array_get(nodes, 0), *ref = NULL, *kw = NULL;
+    int zero = 0;
+    nnd_status s;
+    if (json_is_object(node)) {
+        const json_t *args = json_object_get(node, "args");
+        kw = json_object_get(node, "kwargs");
+        if (!json_is_array(args) || json_array_size(args) == 0)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": its inbound node has no 'args'", LAYER_ARGS(L));
+        const json_t *t = json_array_get(args, 0);
+        if (json_array_size(args) > 1 || json_is_array(t))
+            return graph_refusal(c, L, "it takes several inputs");
+        const char *tc = jstr(t, "class_name");
+        if (!tc || strcmp(tc, "__keras_tensor__") != 0)
+            return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": its input is not a tensor of the graph", LAYER_ARGS(L));
+        ref = json_object_get(json_object_get(t, "config"), "keras_history");
+    } else if (json_is_array(node)) {
+        if (json_array_size(node) != 1)
+            return graph_refusal(c, L, "it takes several inputs");
+        ref = json_array_get(node, 0);
+        if (json_array_size(ref) >= 4)
+            kw = json_array_get(ref, 3);
+    } else {
+        return bad(NND_EFORMAT, c, LAYER_FMT ": its inbound node is malformed", LAYER_ARGS(L));
+    }
+    char what[200];
+    snprintf(what, sizeof what, LAYER_FMT ": its input", LAYER_ARGS(L));
+    if ((s = tensor_ref(c, ref, what, src, &zero)) || (s = check_call_kwargs(c, L, kw)))
+        return s;
+    if (!zero)
+        return graph_refusal(c, L, "its input comes from a later call of a layer");
+    return NND_OK;
+}
+
+static nnd_status input_layer(kctx *c, const klayer *L, size_t *n)
+{
+    const json_t *bs = json_object_get(L->cfg, "batch_shape");
+    if (!bs)
+        bs = json_object_get(L->cfg, "batch_input_shape"); /* Keras 2 */
+    const json_t *sp = json_object_get(L->cfg, "sparse"), *rg = json_object_get(L->cfg, "ragged");
+    if (json_is_true(sp) || json_is_true(rg))
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": sparse or ragged inputs are not supported", LAYER_ARGS(L));
+    char what[200];
+    snprintf(what, sizeof what, LAYER_FMT ": its batch_shape", LAYER_ARGS(L));
+    return vector_shape(c, bs, what, n);
+}
+
+/* Order the layers into the chain. Sequential: as listed. Functional: walked back from the output
+ * along each layer's single input to the input; every layer must be on that path. */
+static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
+{
+    const char *cls = jstr(root, "class_name");
+    const json_t *cfg = json_object_get(root, "config");
+    if (!cls || !json_is_object(cfg))
+        return bad(NND_EFORMAT, c, "the model config has no class_name or config");
+    int sequential = strcmp(cls, "Sequential") == 0;
+    if (!sequential && strcmp(cls, "Functional") != 0 && strcmp(cls, "Model") != 0)
+        return bad(NND_EUNSUPPORTED, c, "the model is a '%.60s': only Sequential and functional models are read "
+                   "(a subclassed model's architecture is Python code, not in the file)", cls);
+    const json_t *layers = json_object_get(cfg, "layers");
+    if (!json_is_array(layers))
+        return bad(NND_EFORMAT, c, "the model config has no list of layers");
+    m->n = json_array_size(layers);
+    if (m->n == 0)
+        return bad(NND_EFORMAT, c, "the model has no layers");
+    if (m->n > MAX_LAYERS)
+        return bad(NND_EUNSUPPORTED, c, "the model has %zu layers, more than %d", m->n, MAX_LAYERS);
+    if (!(m->layers = nnd__calloc(m->n, sizeof *m->layers)) || !(m->chain = nnd__calloc(m->n, sizeof *m->chain)))
+        return bad(NND_ENOMEM, c, "out of memory");
+    size_t n_dense = 0, n_norm = 0, n_weighted = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        klayer *L = &m->layers[i];
+        L->j = json_array_get(layers, i);
+        L->cfg = json_object_get(L->j, "config");
+        L->cls = jstr(L->j, "class_name");
+        if (!json_is_object(L->j) || !L->cls || !json_is_object(L->cfg))
+            return bad(NND_EFORMAT, c, "layer %zu of the config has no class_name or config", i);
+        L->lname = jstr(L->j, "name");
+        if (!L->lname)
+            L->lname = jstr(L->cfg, "name");
+        if (!L->lname)
+            return bad(NND_EFORMAT, c, "layer %zu (%.60s) of the config has no name", i, L->cls);
+        const json_t *mean = json_object_get(L->cfg, "mean");
+        if (strcmp(L->cls, "Dense") == 0) {
+            L->weighted = 1;
+            L->wpos = c->legacy ? n_weighted : n_dense;
+            n_dense++;
+        } else if (strcmp(L->cls, "Normalization") == 0) {
+            L->weighted = !mean || json_is_null(mean);
+            L->wpos = c->legacy ? n_weighted : n_norm;
+            n_norm++;
+        }
+        n_weighted += (size_t)L->weighted;
+    }
+    for (size_t i = 0; i < m->n; i++) /* refuse what is not understood before reading any weight */
+        for (size_t k = i + 1; k < m->n && !sequential; k++)
+            if (strcmp(m->layers[i].lname, m->layers[k].lname) == 0)
+                return bad(NND_EFORMAT, c, "two layers are named '%.100s'", m->layers[i].lname);
+    m->n_weighted = n_weighted;
+
+    nnd_status s;
+    if (sequential) {
+        const json_t *bis = json_object_get(cfg, "build_input_shape");
+        if (bis && !json_is_null(bis) && (s = vector_shape(c, bis, "the model's build_input_shape", &m->n_in)))
+            return s;
+        for (size_t i = 0; i < m->n; i++) {
+            if (strcmp(m->layers[i].cls, "InputLayer") == 0) {
+                if (i != 0)
+                    return bad(NND_EFORMAT, c, LAYER_FMT ": an InputLayer after the first layer",
+                               LAYER_ARGS(&m->layers[i]));
+                if ((s = input_layer(c, &m->layers[i], &m->n_in)))
+                    return s;
+                continue;
+            }
+            m->chain[m->n_chain++] = i;
+        }
+        return NND_OK;
+    }
+    const char *in_name, *out_name;
+    if ((s = single_ref(c, json_object_get(cfg, "input_layers"), "inputs", &in_name)) ||
+        (s = single_ref(c, json_object_get(cfg, "output_layers"), "outputs", &out_name)))
+        return s;
+    size_t at = find_layer(m, out_name), visited = 0;
+    if (at == SIZE_MAX)
+        return bad(NND_EFORMAT, c, "the output layer '%.100s' is not among the layers", out_name);
+    /* chain[] is filled from the back */
+    size_t pos = m->n;
+    for (;;) {
+        klayer *L = &m->layers[at];
+        if (visited++ >= m->n)
+            return bad(NND_EFORMAT, c, "the graph has a cycle through layer '%.100s'", L->lname);
+        if (strcmp(L->cls, "InputLayer") == 0) {
+            if (strcmp(L->lname, in_name) != 0)
+                return bad(NND_EFORMAT, c, "the chain from the output ends at '%.100s', not at the input '%.100s'",
+                           L->lname, in_name);
+            if ((s = input_layer(c, L, &m->n_in)))
+                return s;
+            break;
+        }
+        m->chain[--pos] = at;
+        const char *src = NULL;
+        if ((s = inbound(c, L, &src)))
+            return s;
+        if ((at = find_layer(m, src)) == SIZE_MAX)
+            return bad(NND_EFORMAT, c, LAYER_FMT ": its input layer '%.100s' is not among the layers", LAYER_ARGS(L), src);
+    }
+    if (visited != m->n) {
+        for (size_t i = 0; i < m->n; i++) {
+            int on = strcmp(m->layers[i].cls, "InputLayer") == 0 && strcmp(m->layers[i].lname, in_name) == 0;
+            for (size_t k = pos; k < m->n && !on; k++)
+                on = m->chain[k] == i;
+            if (!on)
+                return graph_refusal(c, &m->layers[i], "it is not on the path from the input to the output");
+        }
+    }
+    m->n_chain = m->n - pos;
+    memmove(m->chain, m->chain + pos, m->n_chain * sizeof *m->chain);
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- building the net */
+
+/* Every layer of the chain as an operation (reading its weights), refusing what is not understood. */
+static nnd_status chain_ops(kctx *c, const kmodel *m, kop *ops, size_t *n_ops, size_t *n_in)
+{
+    size_t width = m->n_in;
+    nnd_status s;
+    *n_ops = 0;
+    *n_in = 0;
+    for (size_t k = 0; k < m->n_chain; k++) { /* classes first: the message names the first unknown one */
+        const klayer *L = &m->layers[m->chain[k]];
+        if (strcmp(L->cls, "Dense") && strcmp(L->cls, "Activation") && strcmp(L->cls, "Normalization") &&
+            !is_activation_class(L->cls) && !is_identity_class(L->cls))
+            return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": this layer is not supported (supported: Dense, Activation, ReLU, "
+                       "LeakyReLU, ELU, Softmax, Normalization, Dropout and the other inference-time identities, "
+                       "InputLayer)", LAYER_ARGS(L));
+    }
+    if (c->legacy && m->n_weighted != c->n_wl)
+        return bad(NND_EFORMAT, c, "the config has %zu layers with weights, model_weights %zu", m->n_weighted, c->n_wl);
+    for (size_t k = 0; k < m->n_chain; k++) {
+        const klayer *L = &m->layers[m->chain[k]];
+        kop *o = &ops[*n_ops];
+        memset(o, 0, sizeof *o);
+        o->L = L;
+        if (is_identity_class(L->cls)) {
+            o->kind = OP_ID;
+            o->n_in = o->n_out = width;
+            s = NND_OK;
+        } else if (strcmp(L->cls, "Dense") == 0)
+            s = dense_op(c, L, &width, o);
+        else if (strcmp(L->cls, "Normalization") == 0)
+            s = norm_op(c, L, &width, o);
+        else {
+            s = strcmp(L->cls, "Activation") == 0 ? layer_activation(c, L, &o->a) : activation_layer(c, L, &o->a);
+            if (!s)
+                s = check_dtype(c, L);
+            if (!s && !width)
+                s = bad(NND_EFORMAT, c, LAYER_FMT ": the width of its input is not known", LAYER_ARGS(L));
+            o->kind = OP_ACT;
+            o->n_in = o->n_out = width;
+        }
+        if (s)
+            return s;
+        if (!*n_in)
+            *n_in = o->n_in;
+        (*n_ops)++;
+    }
+    if (!*n_in)
+        *n_in = width;
+    if (!*n_in)
+        return bad(NND_EFORMAT, c, "the width of the model's input is not known (no InputLayer, no Dense layer)");
+    return NND_OK;
+}
+
+static nnd_status builder_failed(nnd_status s, kctx *c, const char *what)
+{
+    char msg[256];
+    s = nnd__builder_status(s, msg, sizeof msg);
+    return bad(s, c, "%s: %s", what, msg);
+}
+
+/* The pending dense layer: a following Activation is merged into it when its own is linear. */
+typedef struct {
+    int have;
+    size_t n_in, n_out;
+    const double *W, *b;
+    double *eye; /* an identity layer's weights (owned) */
+    kact a;
+} pending;
+
+static nnd_status flush(kctx *c, nnd_net *net, pending *p)
+{
+    if (!p->have)
+        return NND_OK;
+    nnd_status s = nnd_net_add_dense(net, p->n_out, p->W, p->b, p->a.act);
+    size_t layer = nnd_net_n_layers(net) - 1;
+    if (!s && p->a.np)
+        s = nnd_net_set_act_params(net, layer, (size_t)p->a.np, p->a.p);
+    nnd__free(p->eye);
+    p->eye = NULL;
+    p->have = 0;
+    return s ? builder_failed(s, c, "a layer") : NND_OK;
+}
+
+/* A Normalization as input (x~ = (x - xoffset)*gain + yoffset) or output processing (the library
+ * applies y = (a - yoffset)/gain + xoffset), with s = max(sqrt(variance), eps):
+ *   input,  normalize: x~ = (x - mean)/s      xoffset mean,    gain 1/s, yoffset 0
+ *   input,  invert:    x~ = mean + x*s        xoffset -mean/s, gain s,   yoffset 0
+ *   output, normalize: y = (a - mean)/s       xoffset -mean/s, gain s,   yoffset 0
+ *   output, invert:    y = mean + a*s         xoffset mean,    gain 1/s, yoffset 0
+ * (mapstd's yoffset is one number for all units, hence the per-unit mean goes into xoffset.) */
+static nnd_status add_norm(kctx *c, nnd_net *net, const kop *o, int input)
+{
+    size_t n = o->n_in;
+    double *xoff = nnd__malloc(n, sizeof *xoff), *gain = nnd__malloc(n, sizeof *gain);
+    nnd_status s = NND_OK;
+    if (!xoff || !gain)
+        s = bad(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; !s && i < n; i++) {
+        int direct = input != o->invert; /* normalize at the input, invert at the output */
+        xoff[i] = direct ? o->mean[i] : -o->mean[i] / o->scale[i];
+        gain[i] = direct ? 1.0 / o->scale[i] : o->scale[i];
+    }
+    if (!s) {
+        s = input ? nnd_net_add_input_mapstd(net, xoff, gain, 0.0) : nnd_net_add_output_mapstd(net, n, xoff, gain, 0.0);
+        if (s)
+            s = builder_failed(s, c, o->L->lname);
+    }
+    if (!s)
+        s = nnd__net_add_folded(net, "Normalization '%.100s'%s as %s mapstd (eps 1e-7)", o->L->lname,
+                                o->invert ? " (invert)" : "", input ? "input" : "output");
+    nnd__free(xoff);
+    nnd__free(gain);
+    return s;
+}
+
+static nnd_status build_net(kctx *c, const kop *ops, size_t n_ops, size_t n_in, nnd_net **out)
+{
+    nnd_net *net = NULL;
+    nnd_status s = nnd_net_new(n_in, &net);
+    if (s)
+        return builder_failed(s, c, "the net");
+    pending p = {0};
+    size_t first_post = n_ops; /* Normalizations after the last layer: output processing */
+    while (first_post > 0 && (ops[first_post - 1].kind == OP_NORM || ops[first_post - 1].kind == OP_ID))
+        first_post--;
+    int started = 0; /* a layer exists or is pending: no more input processing */
+    for (size_t k = 0; k < first_post && !s; k++) {
+        const kop *o = &ops[k];
+        if (o->kind == OP_NORM) {
+            if (started) {
+                s = bad(NND_EUNSUPPORTED, c, LAYER_FMT ": Normalization between layers is not supported (only at the "
+                        "input or the output)", LAYER_ARGS(o->L));
+                break;
+            }
+            if ((s = add_norm(c, net, o, 1)))
+                break;
+            continue;
+        }
+        if (o->kind == OP_ID) {
+            s = nnd__net_add_folded(net, "%s '%.100s' dropped (the identity at inference)", o->L->cls, o->L->lname);
+            continue;
+        }
+        started = 1;
+        if (o->kind == OP_DENSE) {
+            if ((s = flush(c, net, &p)))
+                break;
+            p = (pending){1, o->n_in, o->n_out, o->W, o->b, NULL, o->a};
+            continue;
+        }
+        /* an activation */
+        if (o->a.act == NND_ACT_PURELIN) {
+            s = nnd__net_add_folded(net, "%s '%.100s' (linear) dropped", o->L->cls, o->L->lname);
+            continue;
+        }
+        if (p.have && p.a.act == NND_ACT_PURELIN) {
+            p.a = o->a;
+            s = nnd__net_add_folded(net, "%s '%.100s' merged into layer %zu", o->L->cls, o->L->lname,
+                                    nnd_net_n_layers(net) + 1);
+            continue;
+        }
+        if ((s = flush(c, net, &p)))
+            break;
+        size_t w = o->n_in, ww;
+        double *eye = NULL;
+        if (!nnd__mul(w, w, &ww) || !(eye = nnd__calloc(ww, sizeof *eye))) {
+            s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(o->L));
+            break;
+        }
+        for (size_t i = 0; i < w; i++)
+            eye[i * w + i] = 1.0;
+        p = (pending){1, w, w, eye, NULL, eye, o->a};
+        s = nnd__net_add_folded(net, "%s '%.100s' as layer %zu (identity weights)", o->L->cls, o->L->lname,
+                                nnd_net_n_layers(net) + 1);
+    }
+    if (!s && (s = flush(c, net, &p)) == NND_OK && nnd_net_n_layers(net) == 0) {
+        /* no layer at all (only Normalization, Dropout, ...): one identity layer */
+        size_t w = nnd__net_d0(net), ww;
+        double *eye = NULL;
+        if (!nnd__mul(w, w, &ww) || !(eye = nnd__calloc(ww, sizeof *eye)))
+            s = bad(NND_ENOMEM, c, "out of memory");
+        else {
+            for (size_t i = 0; i < w; i++)
+                eye[i * w + i] = 1.0;
+            p = (pending){1, w, w, eye, NULL, eye, {NND_ACT_PURELIN, {0, 0}, 0}};
+            s = flush(c, net, &p);
+            if (!s)
+                s = nnd__net_add_folded(net, "an identity layer (the model has no Dense layer)");
+        }
+    }
+    /* Output Normalizations, applied by the library last step first: added in reverse order. */
+    for (size_t k = n_ops; !s && k-- > first_post;)
+        s = ops[k].kind == OP_NORM ? add_norm(c, net, &ops[k], 0)
+                                   : nnd__net_add_folded(net, "%s '%.100s' dropped (the identity at inference)",
+                                                         ops[k].L->cls, ops[k].L->lname);
+    nnd__free(p.eye);
+    if (!s && (s = nnd_net_validate(net)))
+        s = builder_failed(s, c, "the net");
+    if (s) {
+        nnd_net_free(net);
+        return s;
+    }
+    *out = net;
+    return NND_OK;
+}
+
+/* ---------------------------------------------------------------- both formats */
+
+static void parse_version(kctx *c, const char *v)
+{
+    if (!v)
+        return;
+    snprintf(c->version, sizeof c->version, "%s", v);
+    if (v[0] >= '1' && v[0] <= '9' && v[1] == '.')
+        c->keras_major = v[0] - '0';
+}
+
+static nnd_status load_config(kctx *c, const char *text, size_t len, const char *what, const char *format,
+                              nnd_net **net)
+{
+    json_error_t err;
+    json_t *root = json_loadb(text, len, 0, &err);
+    if (!root)
+        return bad(NND_EFORMAT, c, "%s: line %d: %s", what, err.line, err.text);
+    kmodel m = {0};
+    kop *ops = NULL;
+    size_t n_ops = 0, n_in = 0;
+    nnd_status s = json_is_object(root) ? model_chain(c, root, &m) : bad(NND_EFORMAT, c, "%s is not an object", what);
+    if (!s && !(ops = nnd__calloc(m.n_chain ? m.n_chain : 1, sizeof *ops)))
+        s = bad(NND_ENOMEM, c, "out of memory");
+    if (!s)
+        s = chain_ops(c, &m, ops, &n_ops, &n_in);
+    if (!s)
+        s = build_net(c, ops, n_ops, n_in, net);
+    if (!s && (s = nnd__net_set_source(*net, format, c->name))) {
+        nnd_net_free(*net);
+        *net = NULL;
+    }
+    for (size_t i = 0; ops && i < m.n_chain; i++)
+        op_free(&ops[i]);
+    nnd__free(ops);
+    nnd__free(m.layers);
+    nnd__free(m.chain);
+    json_decref(root);
+    return s;
+}
+
+/* ---------------------------------------------------------------- .keras */
+
+/* One zip entry into memory (NUL-terminated). Missing: *out NULL and NND_OK unless `required`.
+ * The size it claims is bounded (Keras' own bomb guard: at most 100 times its compressed size past
+ * 256 MiB) and must be what reading gives; libzip checks the CRC. */
+static nnd_status zip_entry(kctx *c, zip_t *z, const char *entry, int required, size_t cap, char **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    zip_int64_t i = zip_name_locate(z, entry, 0);
+    if (i < 0)
+        return required ? bad(NND_EFORMAT, c, "the archive has no %s (a .keras file holds config.json and "
+                              "model.weights.h5)", entry)
+                        : NND_OK;
+    zip_stat_t st;
+    zip_stat_init(&st);
+    if (zip_stat_index(z, (zip_uint64_t)i, 0, &st) < 0 || !(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE))
+        return bad(NND_EFORMAT, c, "%s: its size cannot be read from the archive", entry);
+    if (st.size > cap || st.size > MAX_ENTRY_BYTES || (st.size > (1u << 28) && st.size / 100 > st.comp_size))
+        return bad(NND_EFORMAT, c, "%s claims %llu bytes (%llu compressed): too large", entry,
+                   (unsigned long long)st.size, (unsigned long long)st.comp_size);
+    size_t size = (size_t)st.size;
+    char *buf = nnd__malloc(size + 1, 1);
+    if (!buf)
+        return bad(NND_ENOMEM, c, "%s: out of memory (%zu bytes)", entry, size);
+    zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)i, 0);
+    if (!f) {
+        nnd__free(buf);
+        return bad(NND_EFORMAT, c, "%s cannot be opened in the archive: %s", entry, zip_strerror(z));
+    }
+    size_t got = 0;
+    nnd_status s = NND_OK;
+    while (got < size) {
+        zip_int64_t r = zip_fread(f, buf + got, size - got);
+        if (r <= 0) {
+            s = bad(NND_EFORMAT, c, "%s: %s after %zu of %zu bytes (a truncated or corrupt archive)", entry,
+                    r < 0 ? zip_file_strerror(f) : "end of data", got, size);
+            break;
+        }
+        got += (size_t)r;
+    }
+    char extra;
+    if (!s) { /* the end: libzip checks the CRC here */
+        zip_int64_t r = zip_fread(f, &extra, 1);
+        if (r != 0)
+            s = bad(NND_EFORMAT, c, "%s: %s", entry, r < 0 ? zip_file_strerror(f) : "more data than its size");
+    }
+    zip_fclose(f);
+    if (s) {
+        nnd__free(buf);
+        return s;
+    }
+    buf[size] = '\0';
+    *out = buf;
+    *n = size;
+    return NND_OK;
+}
+
+nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, nnd_net **net)
+{
+    *net = NULL;
+    kctx c = {.name = name, .h5 = -1, .file_size = len};
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(data, len, 0, &ze);
+    if (!src) {
+        zip_error_fini(&ze);
+        return bad(NND_ENOMEM, &c, "libzip cannot take the buffer");
+    }
+    zip_t *z = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
+    if (!z) {
+        nnd_status s = bad(NND_EFORMAT, &c, "not a readable zip archive (a .keras file is one): %s", zip_error_strerror(&ze));
+        zip_source_free(src);
+        zip_error_fini(&ze);
+        return s;
+    }
+    zip_error_fini(&ze);
+    char *config = NULL, *meta = NULL, *weights = NULL;
+    size_t n_config = 0, n_meta = 0, n_weights = 0;
+    nnd_status s = zip_entry(&c, z, "config.json", 1, MAX_JSON_BYTES, &config, &n_config);
+    if (!s)
+        s = zip_entry(&c, z, "metadata.json", 0, MAX_JSON_BYTES, &meta, &n_meta);
+    if (!s)
+        s = zip_entry(&c, z, "model.weights.h5", 0, MAX_ENTRY_BYTES, &weights, &n_weights);
+    if (!s && !weights)
+        s = bad(zip_name_locate(z, "model.weights.npz", 0) >= 0 ? NND_EUNSUPPORTED : NND_EFORMAT, &c,
+                zip_name_locate(z, "model.weights.npz", 0) >= 0
+                    ? "its weights are in model.weights.npz (weights_format='npz'): save with the default 'h5'"
+                    : "the archive has no model.weights.h5 (a .keras file holds config.json and model.weights.h5)");
+    zip_discard(z);
+    if (!s && meta) {
+        json_t *mj = json_loadb(meta, n_meta, 0, NULL);
+        if (mj)
+            parse_version(&c, jstr(mj, "keras_version"));
+        json_decref(mj);
+    }
+    h5_quiet q;
+    h5_silence(&q);
+    if (!s && !nnd__sniff_keras_h5((const unsigned char *)weights, n_weights))
+        s = bad(NND_EFORMAT, &c, "model.weights.h5 is not an HDF5 file");
+    if (!s)
+        s = h5_open_image(&c, weights, n_weights);
+    if (!s)
+        s = load_config(&c, config, n_config, "config.json", "Keras (.keras)", net);
+    h5_close_id(c.h5);
+    h5_restore(&q);
+    nnd__free(weights); /* only now: while the file is open its address names it (h5_open_image) */
+    nnd__free(config);
+    nnd__free(meta);
+    return s;
+}
+
+/* ---------------------------------------------------------------- legacy .h5 */
+
+/* model_weights' layers that have weights, in the order of its layer_names. */
+static nnd_status legacy_weighted_layers(kctx *c)
+{
+    hid_t g = H5Gopen2(c->h5, "model_weights", H5P_DEFAULT);
+    if (g < 0)
+        return bad(NND_EFORMAT, c, "the group 'model_weights' is missing");
+    char **names = NULL;
+    size_t n = 0;
+    nnd_status s = h5_attr_strings(c, g, "layer_names", "model_weights", &names, &n);
+    if (!s && !(c->wl_names = nnd__calloc(n ? n : 1, sizeof *c->wl_names)))
+        s = bad(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; !s && i < n; i++) {
+        if (!names[i][0] || strlen(names[i]) > 150 || !h5_exists(g, names[i])) {
+            s = bad(NND_EFORMAT, c, "model_weights: layer '%.100s' of layer_names has no group", names[i]);
+            break;
+        }
+        hid_t lg = H5Gopen2(g, names[i], H5P_DEFAULT);
+        char **w = NULL;
+        size_t nw = 0;
+        if (lg < 0)
+            s = bad(NND_EFORMAT, c, "model_weights/%.100s is not a group", names[i]);
+        else
+            s = h5_attr_strings(c, lg, "weight_names", names[i], &w, &nw);
+        h5_close_id(lg);
+        free_strings(w, nw);
+        if (!s && nw > 0) {
+            c->wl_names[c->n_wl++] = names[i];
+            names[i] = NULL;
+        }
+    }
+    free_strings(names, n);
+    h5_close_id(g);
+    return s;
+}
+
+nnd_status nnd__load_keras_h5(const char *data, size_t len, const char *name, nnd_net **net)
+{
+    *net = NULL;
+    kctx c = {.name = name, .h5 = -1, .legacy = 1};
+    h5_quiet q;
+    h5_silence(&q);
+    nnd_status s = h5_open_image(&c, data, len);
+    char *config = NULL, *version = NULL;
+    if (!s && H5Aexists(c.h5, "model_config") <= 0) {
+        if (h5_exists(c.h5, "layers") || h5_exists(c.h5, "model_weights") || H5Aexists(c.h5, "layer_names") > 0 ||
+            H5Aexists(c.h5, "weight_names") > 0 || h5_exists(c.h5, "vars"))
+            s = bad(NND_EUNSUPPORTED, &c, "Keras weights without an architecture (a .weights.h5 file from "
+                    "save_weights, or a model saved without its config): save the whole model with "
+                    "model.save(\"m.keras\")");
+        else
+            s = bad(NND_EFORMAT, &c, "an HDF5 file that is not a Keras model (no 'model_config' attribute); "
+                    "nnderiv reads HDF5 as Keras .h5 models and MATLAB v7.3 MAT-files");
+    }
+    if (!s)
+        s = h5_attr_string(&c, c.h5, "model_config", "the file", 1, &config);
+    if (!s)
+        s = h5_attr_string(&c, c.h5, "keras_version", "the file", 0, &version);
+    if (!s && !version) {
+        hid_t g = h5_exists(c.h5, "model_weights") ? H5Gopen2(c.h5, "model_weights", H5P_DEFAULT) : -1;
+        if (g >= 0)
+            s = h5_attr_string(&c, g, "keras_version", "model_weights", 0, &version);
+        h5_close_id(g);
+    }
+    if (!s) {
+        parse_version(&c, version);
+        s = legacy_weighted_layers(&c);
+    }
+    if (!s)
+        s = load_config(&c, config, strlen(config), "model_config", "Keras (.h5)", net);
+    h5_close_id(c.h5);
+    h5_restore(&q);
+    free_strings(c.wl_names, c.n_wl);
+    nnd__free(config);
+    nnd__free(version);
+    return s;
+}

@@ -333,8 +333,10 @@ static void warn_nonfinite(const char *path, const double *x, size_t batch, size
 /* Read the input and check it against the net: 1-D (n_in) is one sample, 2-D is (batch, n_in). */
 static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t *batch)
 {
-    char err[512], warn[512];
+    char err[512], warn[512], label[512];
     size_t n = nnd_net_n_in(net);
+    /* named as the streaming path names it: an HDF5 input by its dataset too */
+    snprintf(label, sizeof label, cli_stream_format(path) == CLI_SFMT_H5 ? "%s: dataset /x" : "%s", path);
     if (cli_read_whole(path, NULL, x, warn, sizeof warn, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
@@ -344,11 +346,11 @@ static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t
     size_t cols = x->ndim == 1 ? x->shape[0] : x->ndim == 2 ? x->shape[1] : 0;
     *batch = x->ndim == 1 ? 1 : x->ndim == 2 ? x->shape[0] : 0;
     if (x->ndim != 1 && x->ndim != 2) {
-        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", path, x->ndim);
+        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label, x->ndim);
     } else if (cols != n) {
-        fail("%s: samples have %zu values, the model has %zu inputs", path, cols, n);
+        fail("%s: samples have %zu values, the model has %zu inputs", label, cols, n);
     } else if (*batch == 0) {
-        fail("%s: no samples", path);
+        fail("%s: no samples", label);
     } else {
         warn_nonfinite(path, x->data, *batch, n);
         return EXIT_OK;
@@ -1127,10 +1129,13 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 #define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse] [--float32]"
 #define COMPUTE_HELP                                                                                      \
     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
-    "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)) or .csv (one sample\n"   \
-    "                      per row); a 1-D input is one sample and still gives B = 1 in the output\n"     \
-    "  -o, --output OUT    write .npy (float64) or .csv (one row per sample, the rest flattened);\n"      \
-    "                      without -o the results are printed for people\n"                               \
+    "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)), .csv (one sample\n"    \
+    "                      per row), .h5 (dataset /x) or - (.npy on stdin); a 1-D input is one sample\n" \
+    "  -o, --output OUT    write .npy, .csv (one row per sample, the rest flattened), .h5 (dataset\n"    \
+    "                      /y, /J or /H), .npz, .mat (MATLAB: y(b,k), J(b,k,i), H(b,k,i,j)) or -\n"     \
+    "                      (.npy on stdout), float64; without -o the results are printed for people.\n" \
+    "                      Streamed chunk by chunk (memory bounded): .npy, .csv, .h5, - (in and out);\n" \
+    "                      .npz stages on disk; .mat is assembled in memory at the end\n"               \
     "  --mode MODE         auto (default: the cheaper by the cost model), forward or reverse\n"           \
     "  --float32           compute in float32 (NND_FLOAT32: about 1e-6 relative error, up to twice as\n"  \
     "                      fast); the inputs are rounded to float, the output is still float64\n"       \
@@ -1140,7 +1145,8 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 #define PRODUCT_HELP                                                                                      \
     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
     "  -i, --input INPUT   samples, .npy or .csv as for eval\n"                                           \
-    "  -o, --output OUT    write .npy (float64) or .csv; without -o the result is printed\n"              \
+    "  -o, --output OUT    write .npy, .csv, .h5, .npz, .mat or - (float64, as for eval); without -o\n"  \
+    "                      the result is printed\n"                                                     \
     "  -h, --help          this help\n"
 
 static const command commands[] = {
@@ -1405,6 +1411,7 @@ static const command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
+    cli_signals_install();
     if (argc < 2)
         return usage_error(NULL, "no command given");
     const char *name = argv[1];
@@ -1423,7 +1430,6 @@ int main(int argc, char **argv)
     int rc = parse_args(cmd, argc - 1, argv + 1, &args);
     if (rc != EXIT_OK)
         return rc < 0 ? EXIT_OK : rc;
-    cli_signals_install();
     rc = cmd->run(cmd, &args);
     if (fflush(stdout) != 0 && rc == EXIT_OK) {
         fail("writing to standard output: %s", strerror(errno));

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #define HIDDEN_PREFIX ".nnd-"
 /* Live named temporaries the signal handler removes. A set has a few files; backups at commit
  * double that. */
@@ -86,6 +88,10 @@ void cli_signals_install(void)
     sigaction(SIGTERM, &sa, NULL);
     /* a file-size limit (RLIMIT_FSIZE) is then a write error (EFBIG), reported and cleaned up */
     signal(SIGXFSZ, SIG_IGN);
+    /* libhdf5's exit-time cleanup closes what is still open, and crashed (SIGSEGV) closing a file
+     * whose write had failed with EFBIG: the CLI closes its files itself and leaves a failed
+     * one to the process's end. Must come before any other HDF5 call. */
+    H5dont_atexit();
 }
 
 static void block_signals(sigset_t *old)

@@ -165,7 +165,8 @@ void cli_outset_abort(cli_outset *o);
 /* ================================================================ signals */
 
 /* Install SIGINT/SIGTERM handlers that remove the live temporaries, print one line and exit
- * 130/143; ignore SIGXFSZ so that a file-size limit is a write error (EFBIG), not a kill. */
+ * 130/143; ignore SIGXFSZ so that a file-size limit is a write error (EFBIG), not a kill; turn
+ * off libhdf5's exit-time cleanup (H5dont_atexit). Call it first thing in main. */
 void cli_signals_install(void);
 
 #endif

@@ -319,6 +319,8 @@ typedef struct {
     hid_t *dset;
     void *buf;
     size_t buflen;
+    int broken; /* a write failed: libhdf5 cannot be trusted to close the file (it crashed doing so
+                   after EFBIG), so its handles are left to the process's end, the file unlinked */
 } h5_state;
 
 static int h5_attr_str(hid_t loc, const char *name, const char *value)
@@ -459,6 +461,7 @@ static int h5_write(cli_out_file *f, size_t k, size_t row0, size_t rows, const d
                  f->opts->float32 ? s->buf : (const void *)data) < 0) {
         set_err(err, errlen, f->path, "write failed (dataset /%s, rows %zu to %zu): %s", a->name, row0,
                 row0 + rows - 1, errno ? strerror(errno) : "HDF5 error");
+        s->broken = 1;
         rc = -1;
     }
     if (ms >= 0)
@@ -473,8 +476,8 @@ static int h5_close_all(cli_out_file *f)
 {
     h5_state *s = f->state;
     int bad = 0;
-    if (s == NULL)
-        return 0;
+    if (s == NULL || s->broken)
+        return s == NULL ? 0 : -1;
     cli_h5_quiet q;
     cli_h5_quiet_begin(&q);
     for (size_t k = 0; s->dset != NULL && k < f->n; k++)
@@ -483,8 +486,10 @@ static int h5_close_all(cli_out_file *f)
             s->dset[k] = H5I_INVALID_HID;
         }
     if (s->file >= 0) {
-        bad |= H5Fclose(s->file) < 0;
-        s->file = H5I_INVALID_HID;
+        if (H5Fclose(s->file) < 0)
+            bad = s->broken = 1;
+        else
+            s->file = H5I_INVALID_HID;
     }
     cli_h5_quiet_end(&q);
     return bad ? -1 : 0;

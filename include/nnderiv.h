@@ -254,7 +254,9 @@ NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forwa
  * activations layer by layer over a block of at most 256 samples, then tangents, deltas, J and H
  * one sample at a time in O(sum of widths x n) doubles, with no BLAS call (several times faster
  * on such nets). nnd_plan_explain says which engine runs; NND_BLOCKED in `what` turns it off.
- * *plan is NULL on failure. The net must outlive the plan. */
+ * *plan is NULL on failure. The plan keeps its own copy of the net (its layers and processing
+ * steps): the net may be changed by builder calls or freed after planning, and the plan still
+ * computes what it was planned for (tests/reliability/test_net_copy.c). */
 NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 
 /* Compute for `batch` samples (1 <= batch <= max_batch; 0 is a no-op). x: batch x n_in inputs.
@@ -356,7 +358,8 @@ NND_API const char *nnd_product_name(nnd_product kind);
 NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops);
 
 /* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB:
- * the batch is processed in blocks). *plan is NULL on failure. The net must outlive the plan.
+ * the batch is processed in blocks). *plan is NULL on failure. Like nnd_plan_new's, the plan keeps
+ * its own copy of the net: the net may change or be freed after planning.
  * WHESS and VJP run on threads as nnd_plan_new's plans do (NND_NUM_THREADS; bit-identical results
  * for every count); the other kinds on the calling thread. */
 NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,

@@ -40,8 +40,8 @@ static void chain_elementwise(size_t n, int hess, REAL f1, REAL f2, REAL *t)
 static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const REAL *sigma, REAL *A, int hess,
                           int logsm)
 {
-    size_t n = p->n, s = p->s, C = p->C, us = nb * C, w = n + (hess ? s : 0);
-    REAL *m1 = WS(smx), *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s;
+    size_t n = p->n, s = hess ? p->s : 0, C = p->C, us = nb * C, w = n + s;
+    REAL *m1 = WS(smx), *M2 = m1 + n, *Cv = M2 + s, *pivot = Cv + s; /* 2n + 3s (plan.c: smx_len) */
     /* Shift every unit's derivatives by those of the largest sigma: v_u and z''_u - M2 do not change
      * (sum sigma = 1), but they no longer cancel when that sigma is close to 1 (saturation). */
     memcpy(pivot, A + NND_SUF(nnd__softmax_top)(sigma, d, nb, b) * us + b * C + 1, w * sizeof *pivot);

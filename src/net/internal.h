@@ -97,6 +97,9 @@ nnd_status nnd__net_set_source(nnd_net *net, const char *format, const char *nam
 nnd_status nnd__net_add_folded(nnd_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void nnd__net_source_clear(nnd_net *net); /* nnd_net_free's part */
 
+/* A deep copy of the layers and processing steps (clone.c), for a plan to own. */
+nnd_status nnd__net_clone(const nnd_net *net, nnd_net **out);
+
 /* Processed input length (what the first layer sees). */
 size_t nnd__net_d0(const nnd_net *net);
 

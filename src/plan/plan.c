@@ -14,9 +14,10 @@
 /* The batch block: as many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise
  * passes then run in cache), but at least enough that each layer's GEMM has BLOCK_MIN_COLUMNS
  * columns (below that GEMMs lose efficiency; it matters for many inputs, where one sample's
- * workspace alone is megabytes). */
+ * workspace alone is megabytes), as long as that stays within BLOCK_MAX_BYTES (one sample at least). */
 #define BLOCK_TARGET_BYTES ((size_t)4 << 20)
 #define BLOCK_MIN_COLUMNS 1024
+#define BLOCK_MAX_BYTES ((size_t)64 << 20)
 
 typedef struct {
     double fwd, rev;
@@ -98,6 +99,18 @@ static void ws_carve(double *base, const ws_item *it, size_t count)
 
 static int is_f32(const nnd_plan *p) { return (p->what & NND_FLOAT32) != 0; }
 
+/* The softmax scratch of the blocked engines: none without a softmax layer or without derivatives;
+ * else m1 and the pivot (2n), and with the Hessian M2, Cv and the pivot's second part (3s). */
+static size_t smx_len(const nnd_plan *p)
+{
+    int softmax = 0;
+    for (size_t l = 0; l < p->L; l++)
+        softmax |= p->net->layers[l].act == NND_ACT_SOFTMAX || p->net->layers[l].act == NND_ACT_LOGSOFTMAX;
+    if (!softmax || !(p->what & (NND_JACOBIAN | NND_HESSIAN)))
+        return 1;
+    return 2 * p->n + ((p->what & NND_HESSIAN) ? 3 * p->s : 0) + 1; /* 3s: Hessian plans fitted s */
+}
+
 /* The workspace of plan p for a block of nb samples; returns the number of items. */
 static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
 {
@@ -146,7 +159,7 @@ static size_t ws_layout(nnd_plan *p, size_t nb, ws_item *it)
     it[k++] = ITEM(xt, nb, p->d0);
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
-    it[k++] = ITEM(smx, 1, 2 * p->n + 3 * p->s + 1);
+    it[k++] = ITEM(smx, 1, smx_len(p));
     if (p->mode == NND_MODE_FORWARD) {
         it[k++] = ITEM(zv, p->dmax, nb);
         it[k++] = ITEM(f0, p->dmax, nb);
@@ -421,6 +434,7 @@ static nnd_status make_peers(nnd_plan *p)
         *q = *p;
         q->peers = NULL;
         q->pool = NULL;
+        q->owned = NULL; /* the plan's copy of the net, shared */
         q->nthreads = 1;
         q->ws = nnd__malloc(p->ws_doubles, sizeof(double));
         if (!q->ws) {
@@ -611,7 +625,11 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     nnd_plan *p = nnd__calloc(1, sizeof *p);
     if (!p)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    p->net = net;
+    if ((st = nnd__net_clone(net, &p->owned)) != NND_OK) {
+        nnd__free(p);
+        return st;
+    }
+    p->net = p->owned; /* the plan's own copy: the caller's net may change or go */
     p->what = what;
     p->max_batch = max_batch;
     p->nthreads = default_threads();
@@ -631,7 +649,9 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     size_t nb = BLOCK_TARGET_BYTES / sizeof(double) / one;
     size_t per_sample = p->mode == NND_MODE_FORWARD ? p->C : ((what & NND_HESSIAN) ? p->n : p->me);
     size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
-    if (nb < for_gemm) nb = for_gemm;
+    if (nb < for_gemm) /* as many as the GEMMs want, within BLOCK_MAX_BYTES (huge n_in) */
+        nb = for_gemm < BLOCK_MAX_BYTES / sizeof(double) / one ? for_gemm : BLOCK_MAX_BYTES / sizeof(double) / one;
+    if (nb == 0) nb = 1;
     if (p->fused) { /* no GEMMs: the block only amortises a call per layer, and stays in L2; whole
                      * groups of four for the lane kernel (a short group computes empty lanes) */
         size_t per = ws_size(p, 2) - one, fixed = one - per; /* (no packing area: pack = 0) */ /* per-sample part, and the rest */
@@ -692,6 +712,7 @@ void nnd_plan_free(nnd_plan *p)
     nnd__free(p->fzptr);
     nnd__free(p->fzbuf);
     nnd__free(p->ws);
+    nnd_net_free(p->owned);
     nnd__free(p);
 }
 

@@ -11,7 +11,8 @@
 typedef enum { NND_HK_BLOCK, NND_HK_GEMM, NND_HK_SYRK } nnd_hkernel;
 
 struct nnd_plan {
-    const nnd_net *net;
+    const nnd_net *net;  /* = owned: the plan's copy of the net it was made from */
+    nnd_net *owned;
     unsigned what;
     nnd_mode mode;       /* FORWARD or REVERSE */
     size_t max_batch;

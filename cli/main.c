@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "arrays.h"
+#include "derivatives.h"
 #include "nnderiv.h"
 #include "stream.h"
 
@@ -1257,6 +1258,7 @@ static void print_top_help(void)
            "commands:\n");
     for (size_t c = 0; c < N_COMMANDS; c++)
         printf("  %-10s %s\n", commands[c].name, commands[c].summary);
+    printf("  %-10s %s\n", "derivatives", "y, J and H in one streamed pass to .h5/.npz/.mat/.npy/.csv (--help)");
     printf("\n"
            "  nnderiv COMMAND --help   help on a command\n"
            "  nnderiv --version        print the library version\n\n"
@@ -1423,6 +1425,8 @@ int main(int argc, char **argv)
         printf("nnderiv %s\n", nnd_version());
         return EXIT_OK;
     }
+    if (strcmp(name, "derivatives") == 0) /* y, J, H streamed in one pass: derivatives.c */
+        return cli_derivatives_main(argc - 1, argv + 1);
     const command *cmd = find_command(name);
     if (cmd == NULL)
         return usage_error(NULL, name[0] == '-' ? "unknown option '%s'" : "unknown command '%s'", name);

@@ -178,7 +178,8 @@ NND_API nnd_status nnd_net_add_output_removeconstantrows(nnd_net *net, size_t n_
 NND_API nnd_status nnd_net_validate(const nnd_net *net);
 
 /* Load a model file; the format is recognised by content, not by the name: nnderiv JSON, MATLAB
- * genFunction code (.m), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
+ * genFunction code (.m, exactly as genFunction writes it: an edited file is NND_EFORMAT naming the
+ * line), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
  * failures are NND_EIO (cannot read), NND_EFORMAT (malformed: message names file and field) or
  * NND_EUNSUPPORTED. A path that is not a regular file (a pipe, a device) is read up to
  * NND_MAX_STREAM_BYTES; more is NND_EIO. ONNX tensors kept in external data files (torch.onnx.export's

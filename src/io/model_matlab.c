@@ -7,24 +7,28 @@
  *   % ===== SIMULATION ========              Xp1 = mapminmax_apply(X{1,ts},x1_step1);
  *                                           a1 = tansig_apply(repmat(b1,1,Q) + IW1_1*Xp1); ...
  *   % ===== MODULE FUNCTIONS ========        function y = mapminmax_apply(x,settings) ...
- * Constants are read from any assignment of a numeric literal to a recognised name: struct style
- * (x1_step1.gain) and the older flat style (x1_step1_gain) both normalise to "x1_step1.gain".
- * The network's structure is read from the simulation statements only: the order of the input
- * steps (x1_step1, x1_step2, ... as the *_apply calls use them), the layers aK = f_apply(bK +
- * W*src) in the order they are computed, and the output steps (*_reverse calls, last step first).
- * Control flow, cell handling and the transposes that make samples rows or columns do not change
- * the mathematical map and are ignored, so the cell, MatrixOnly, row and column forms give one net.
+ * The reader is strict: a file is read only if every statement is one genFunction writes (see
+ * "the recogniser" below). Constants are assignments of numeric literals to genFunction's names,
+ * all before the simulation: struct style (x1_step1.gain) and the older flat style (x1_step1_gain)
+ * both normalise to "x1_step1.gain"; every constant must be used by the net. The simulation is
+ * parsed exactly: the input steps (x1_step1, x1_step2, ... in order), the layers aK = f_apply(
+ * repmat(bK,1,Q) + W*src) in order, the output steps (*_reverse calls, last step first); the other
+ * statements of the main function (argument formatting, the time loop, the transposes that make
+ * samples rows, the final delay states) must be genFunction's fixed ones, and each module function
+ * must have the body genFunction writes. So the cell, MatrixOnly, row and column forms give one
+ * net, and a hand edit (log10 before the net, 10.^ after it) is refused with its line. Dynamic
+ * (NARX/delay) and cascadeforwardnet networks are refused by name.
  *
- * MATLAB's removeconstantrows settings of an input hold only `keep`; the raw input length then
- * comes from the header comment genFunction writes ("x1 = 13xQ matrix, input #1", or Qx13) or an
- * `xrows` field. Indices in the file are 1-based and become 0-based.
+ * MATLAB's removeconstantrows settings of an input hold `keep` and may hold `remove`; without
+ * `remove` the raw input length comes from the header comment genFunction writes ("x1 = 13xQ
+ * matrix, input #1", or Qx13) or an `xrows` field. Indices in the file are 1-based and become 0-based.
  *
  * Numbers follow MATLAB's literal syntax: [a b; c d], commas or blanks between columns, semicolons
  * or newlines between rows, "..." continuations, % comments, a trailing ' transposes; exponents
  * with e, E, d or D; any number of digits (strtod rounds correctly). Inf and NaN are refused. */
 #include <errno.h>
-#include <stdint.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

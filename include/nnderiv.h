@@ -182,11 +182,13 @@ NND_API nnd_status nnd_net_validate(const nnd_net *net);
  * line), MAT-files (v5, v7, v7.3) in the layout of the README, ONNX. *net is NULL on failure;
  * failures are NND_EIO (cannot read), NND_EFORMAT (malformed: message names file and field) or
  * NND_EUNSUPPORTED. A path that is not a regular file (a pipe, a device) is read up to
- * NND_MAX_STREAM_BYTES; more is NND_EIO. */
+ * NND_MAX_STREAM_BYTES; more is NND_EIO. ONNX tensors kept in external data files (torch.onnx.export's
+ * model.onnx.data) are read from the model's folder (a location outside it is NND_EUNSUPPORTED). */
 NND_API nnd_status nnd_net_load(const char *path, nnd_net **net);
 /* The most nnd_net_load reads from a file that is not a regular file: 256 MiB. */
 #define NND_MAX_STREAM_BYTES ((size_t)256 << 20)
-/* The same from a buffer already in memory; name is used in messages only (may be NULL). */
+/* The same from a buffer already in memory; name is used in messages only (may be NULL). A buffer
+ * has no folder: an ONNX model with external data files is NND_EUNSUPPORTED here (use nnd_net_load). */
 NND_API nnd_status nnd_net_load_buffer(const void *data, size_t size, const char *name, nnd_net **net);
 /* Write a net as nnderiv JSON (format "nnderiv-mlp", version 1), numbers round-trip exactly. */
 NND_API nnd_status nnd_net_save_json(const nnd_net *net, const char *path);

@@ -14,9 +14,10 @@
 #define CLI_MAX_DIMS 4
 
 /* Most bytes read from a non-regular file (a pipe, a FIFO, a device such as /dev/zero) whose
- * size cannot be checked before reading: 256 MiB. Beyond it the read fails saying so (save
- * such input to a regular file, or send .npy on stdin to the streaming commands). */
-#define CLI_NONREGULAR_MAX ((size_t)256 << 20)
+ * size cannot be checked before reading: the library's own cap for model files, 256 MiB. Beyond
+ * it the read fails saying so (save such input to a regular file, or send .npy on stdin to the
+ * streaming commands). */
+#define CLI_NONREGULAR_MAX NND_MAX_STREAM_BYTES
 
 /* A C-order array of doubles: shape[0..ndim-1], size = product of the shape (1 for ndim 0). */
 typedef struct {

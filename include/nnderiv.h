@@ -260,6 +260,13 @@ NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forwa
  * computes what it was planned for (tests/reliability/test_net_copy.c). */
 NND_API nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
 
+/* nnd_plan_new with the plan's thread count chosen by the caller: `threads` = 0 is nnd_plan_new's
+ * default (NND_NUM_THREADS if set, else the online CPUs); otherwise that many, at most 64, and
+ * never more than the batch blocks of max_batch (nnd_plan_threads says how many it got). Nothing
+ * process-wide is read or set: two threads may make plans with different counts at once. */
+NND_API nnd_status nnd_plan_new_threads(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode,
+                                        size_t threads, nnd_plan **plan);
+
 /* Compute for `batch` samples (1 <= batch <= max_batch; 0 is a no-op). x: batch x n_in inputs.
  * y, J, H: outputs in the layouts above; one not in the plan's `what` is NULL (a pointer there
  * asks for something not planned: NND_EINVAL), one in `what` must not be NULL. No allocation; a plan with several threads starts its
@@ -365,6 +372,10 @@ NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double
  * for every count); the other kinds on the calling thread. */
 NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,
                                         nnd_product_plan **plan);
+/* The same with the thread count of nnd_plan_new_threads (0: the default) for the kinds that run on
+ * threads; the others ignore it. */
+NND_API nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nnd_product kind,
+                                                size_t threads, nnd_product_plan **plan);
 
 /* Compute the product for `batch` samples (1 <= batch <= max_batch; 0 is a no-op).
  * x: batch x n_in inputs. in, out, out2: as in the table above (in must be NULL where the table

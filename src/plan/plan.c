@@ -403,7 +403,8 @@ static void choose_fused(nnd_plan *p, nnd_mode asked)
     }
 }
 
-static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan);
+static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, size_t threads,
+                            nnd_plan **plan);
 
 /* ---------------------------------------------------------------- threads
  * nnderiv's threads take whole batch blocks, each with its own workspace (a peer: a copy of the
@@ -412,8 +413,11 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
  * no BLAS threads, no BLAS setting touched), so results are bit-identical for every thread count. */
 #define MAX_THREADS 64
 
-static size_t default_threads(void)
+/* threads > 0: as asked (at most MAX_THREADS); 0: NND_NUM_THREADS if set, else the online CPUs. */
+static size_t plan_threads(size_t threads)
 {
+    if (threads)
+        return threads > MAX_THREADS ? MAX_THREADS : threads;
     const char *e = getenv("NND_NUM_THREADS");
     long v = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     return v < 1 ? 1 : (v > MAX_THREADS ? MAX_THREADS : (size_t)v);
@@ -555,13 +559,13 @@ static nnd_status time_plan(nnd_plan *p, size_t nb, double *x, double *y, double
 }
 
 /* NND_MODE_MEASURE: both plans, timed on one block; the slower is freed. */
-static nnd_status plan_measure(const nnd_net *net, size_t max_batch, unsigned what, nnd_plan **plan)
+static nnd_status plan_measure(const nnd_net *net, size_t max_batch, unsigned what, size_t threads, nnd_plan **plan)
 {
     nnd_plan *cand[2] = {NULL, NULL};
     double secs[2] = {0, 0}, *x = NULL, *y = NULL, *J = NULL, *H = NULL;
-    nnd_status st = plan_make(net, max_batch, what, NND_MODE_FORWARD, &cand[0]);
+    nnd_status st = plan_make(net, max_batch, what, NND_MODE_FORWARD, threads, &cand[0]);
     if (st == NND_OK)
-        st = plan_make(net, max_batch, what, NND_MODE_REVERSE, &cand[1]);
+        st = plan_make(net, max_batch, what, NND_MODE_REVERSE, threads, &cand[1]);
     if (st == NND_OK && cand[0]->mode == cand[1]->mode) { /* values only: one engine */
         *plan = cand[0];
         nnd_plan_free(cand[1]);
@@ -597,17 +601,24 @@ static nnd_status plan_measure(const nnd_net *net, size_t max_batch, unsigned wh
     return NND_OK;
 }
 
-nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
+nnd_status nnd_plan_new_threads(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, size_t threads,
+                                nnd_plan **plan)
 {
     if (plan)
         *plan = NULL;
     if (mode == NND_MODE_MEASURE && plan && max_batch && (what & 7u) && !(what & ~(7u | NND_FLOAT32 | NND_BLOCKED)) &&
         nnd_net_validate(net) == NND_OK)
-        return plan_measure(net, max_batch, what, plan);
-    return plan_make(net, max_batch, what, mode, plan);
+        return plan_measure(net, max_batch, what, threads, plan);
+    return plan_make(net, max_batch, what, mode, threads, plan);
 }
 
-static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
+nnd_status nnd_plan_new(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, nnd_plan **plan)
+{
+    return nnd_plan_new_threads(net, max_batch, what, mode, 0, plan);
+}
+
+static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what, nnd_mode mode, size_t threads,
+                            nnd_plan **plan)
 {
     if (!plan)
         return nnd__fail(NND_EINVAL, "nnd_plan_new: plan is NULL");
@@ -632,7 +643,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     p->net = p->owned; /* the plan's own copy: the caller's net may change or go */
     p->what = what;
     p->max_batch = max_batch;
-    p->nthreads = default_threads();
+    p->nthreads = plan_threads(threads);
     if ((st = plan_sizes(p)) != NND_OK)
         goto fail;
     choose_mode(p, mode);

@@ -132,6 +132,12 @@ static int diag_by_reverse(const nnd_net *net)
 
 nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind, nnd_product_plan **plan)
 {
+    return nnd_product_plan_new_threads(net, max_batch, kind, 0, plan);
+}
+
+nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
+                                        nnd_product_plan **plan)
+{
     if (!plan)
         return nnd__fail(NND_EINVAL, "nnd_product_plan_new: plan is NULL");
     *plan = NULL;
@@ -153,7 +159,7 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
     case NND_PRODUCT_WHESS:
     case NND_PRODUCT_VJP: {
         unsigned what = NND_VALUE | NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0);
-        st = nnd_plan_new(net, max_batch, what, NND_MODE_REVERSE, &P->rev);
+        st = nnd_plan_new_threads(net, max_batch, what, NND_MODE_REVERSE, threads, &P->rev);
         if (st == NND_OK)
             P->map = P->rev, P->block = P->rev->block;
         break;
@@ -166,7 +172,8 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
     case NND_PRODUCT_LAPLACIAN:
     case NND_PRODUCT_HDIAG:
         if (diag_by_reverse(net)) {
-            st = nnd_plan_new(net, max_batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, NND_MODE_REVERSE, &P->rev);
+            st = nnd_plan_new_threads(net, max_batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, NND_MODE_REVERSE,
+                                      threads, &P->rev);
             if (st == NND_OK)
                 P->map = P->rev, P->block = P->rev->block;
             if (st == NND_OK && kind == NND_PRODUCT_LAPLACIAN && !(P->diag = nnd__malloc(P->block * P->m, P->n * sizeof(double))))

@@ -232,6 +232,75 @@ START_TEST(test_product_threads_bit_identical)
 }
 END_TEST
 
+/* nnd_plan_new_threads: the count asked for is the plan's (whatever NND_NUM_THREADS says), 0 is
+ * the environment's default, and the results are those of one thread, bit for bit; the same for
+ * nnd_product_plan_new_threads. */
+START_TEST(test_plan_new_threads_count)
+{
+    rel_rng r = {7};
+    rel_shape sh = {6, 24, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0};
+    rel_net d;
+    nnd_net *net;
+    rel_net_random(&r, &sh, &d);
+    ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
+    size_t n = d.n_in, m = nnd_net_n_out(net), batch = 5000;
+    size_t len[3] = {batch * m, batch * m * n, batch * m * n * n};
+    double *x = malloc(batch * n * sizeof *x), *ref[3], *out[3];
+    for (size_t i = 0; i < batch * n; i++)
+        x[i] = rel_range(&r, -2, 2);
+    for (int k = 0; k < 3; k++) {
+        ref[k] = malloc(len[k] * sizeof(double));
+        out[k] = malloc(len[k] * sizeof(double));
+    }
+    ck_assert_int_eq(setenv("NND_NUM_THREADS", "1", 1), 0);
+    nnd_plan *plan;
+    ck_assert_int_eq(nnd_plan_new_threads(net, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO, 0, &plan),
+                     NND_OK);
+    ck_assert_uint_eq(nnd_plan_threads(plan), 1); /* 0: the environment's count */
+    ck_assert_int_eq(nnd_plan_execute(plan, batch, x, ref[0], ref[1], ref[2]), NND_OK);
+    nnd_plan_free(plan);
+    static const size_t asked[] = {2, 3, 1000};
+    for (int c = 0; c < 3; c++) {
+        ck_assert_int_eq(nnd_plan_new_threads(net, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO,
+                                              asked[c], &plan), NND_OK);
+        size_t blocks = (batch + nnd_plan_block(plan) - 1) / nnd_plan_block(plan);
+        size_t want = asked[c] > 64 ? 64 : asked[c];
+        if (want > blocks)
+            want = blocks;
+        ck_assert_msg(blocks >= 3, "batch of %zu blocks: too few to split", blocks);
+        ck_assert_msg(nnd_plan_threads(plan) == want, "asked %zu threads, got %zu (expected %zu, %zu blocks)",
+                      asked[c], nnd_plan_threads(plan), want, blocks);
+        ck_assert_int_eq(nnd_plan_execute(plan, batch, x, out[0], out[1], out[2]), NND_OK);
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(memcmp(ref[k], out[k], len[k] * sizeof(double)) == 0, "output %d differs with %zu threads",
+                          k, asked[c]);
+        nnd_plan_free(plan);
+    }
+    nnd_product_plan *P;
+    ck_assert_int_eq(nnd_product_plan_new_threads(net, batch, NND_PRODUCT_VJP, 3, &P), NND_OK);
+    double *w = malloc(batch * m * sizeof *w), *g1 = malloc(batch * n * sizeof *g1), *g3 = malloc(batch * n * sizeof *g3);
+    for (size_t i = 0; i < batch * m; i++)
+        w[i] = rel_range(&r, -1, 1);
+    ck_assert_int_eq(nnd_product_execute(P, batch, x, w, g3, NULL), NND_OK);
+    nnd_product_plan_free(P);
+    ck_assert_int_eq(nnd_product_plan_new_threads(net, batch, NND_PRODUCT_VJP, 1, &P), NND_OK);
+    ck_assert_int_eq(nnd_product_execute(P, batch, x, w, g1, NULL), NND_OK);
+    nnd_product_plan_free(P);
+    ck_assert_msg(memcmp(g1, g3, batch * n * sizeof *g1) == 0, "VJP differs between 1 and 3 threads");
+    unsetenv("NND_NUM_THREADS");
+    for (int k = 0; k < 3; k++) {
+        free(ref[k]);
+        free(out[k]);
+    }
+    free(w);
+    free(g1);
+    free(g3);
+    free(x);
+    nnd_net_free(net);
+    rel_net_clear(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("threads");
@@ -240,6 +309,7 @@ int main(void)
     tcase_add_test(tc, test_threads_match_serial);
     tcase_add_test(tc, test_plan_threads_bit_identical);
     tcase_add_test(tc, test_product_threads_bit_identical);
+    tcase_add_test(tc, test_plan_new_threads_count);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

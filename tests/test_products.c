@@ -653,6 +653,53 @@ START_TEST(error_paths)
 }
 END_TEST
 
+/* On threads, a covariance without a square root is reported for the lowest failing sample of the
+ * batch, whichever thread met it, with the other threads' failures later in the batch; the
+ * message is the calling thread's (nnd_errmsg is per thread). */
+START_TEST(uncertainty_errors_on_threads_name_the_first_sample)
+{
+    ref_spec s = spec_for(NND_ACT_TANSIG, 0);
+    tnet t;
+    tnet_build(&t, &s, 9700);
+    size_t n = t.n, m = t.m, sq = n * n;
+    nnd_product_plan *p;
+    ck_assert_int_eq(nnd_product_plan_new_threads(t.net, 100000, NND_PRODUCT_UNCERTAINTY, 1, &p), NND_OK);
+    size_t block = nnd_product_plan_block(p), batch = 3 * block + 1;
+    nnd_product_plan_free(p);
+    double *x = calloc(batch * n, sizeof *x), *in = calloc(batch * sq, sizeof *in);
+    double *out = malloc(batch * m * m * sizeof *out), *out2 = malloc(batch * m * sizeof *out2);
+    ck_assert(x && in && out && out2);
+    for (size_t b = 0; b < batch; b++)
+        for (size_t i = 0; i < n; i++) in[b * sq + i * n + i] = 1.0;
+    /* indefinite covariances in the last block (thread 0 of 3) and in the second (thread 1); then
+     * one early in the first; then a NaN in the third (thread 2) with the last block's left */
+    size_t last = 3 * block, second = block + block / 2, first = block - 1, third = 2 * block;
+    in[last * sq + n + 1] = -1.0;
+    char want[64];
+    for (size_t threads = 1; threads <= 3; threads++) {
+        ck_assert_int_eq(nnd_product_plan_new_threads(t.net, batch, NND_PRODUCT_UNCERTAINTY, threads, &p), NND_OK);
+        in[second * sq + n + 1] = -1.0;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu is not positive semidefinite", second);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[first * sq + 2 * n + 2] = -2.0;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu is not positive semidefinite", first);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[first * sq + 2 * n + 2] = 1.0;
+        in[second * sq + n + 1] = 1.0;
+        in[third * sq] = NAN;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu has a non-finite entry", third);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[third * sq] = 1.0;
+        nnd_product_plan_free(p);
+    }
+    free(x), free(in), free(out), free(out2);
+    tnet_free(&t);
+}
+END_TEST
+
 static Suite *products_suite(void)
 {
     Suite *s = suite_create("products");
@@ -670,6 +717,7 @@ static Suite *products_suite(void)
     ADD(whess_is_exactly_symmetric_and_ipopt_order_is_row_wise_lower);
     ADD(curvature_eigenvalues_and_classes);
     ADD(error_paths);
+    ADD(uncertainty_errors_on_threads_name_the_first_sample);
 #undef ADD
     return s;
 }

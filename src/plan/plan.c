@@ -414,7 +414,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
 #define MAX_THREADS 64
 
 /* threads > 0: as asked (at most MAX_THREADS); 0: NND_NUM_THREADS if set, else the online CPUs. */
-static size_t plan_threads(size_t threads)
+size_t nnd__plan_threads_for(size_t threads)
 {
     if (threads)
         return threads > MAX_THREADS ? MAX_THREADS : threads;
@@ -643,7 +643,7 @@ static nnd_status plan_make(const nnd_net *net, size_t max_batch, unsigned what,
     p->net = p->owned; /* the plan's own copy: the caller's net may change or go */
     p->what = what;
     p->max_batch = max_batch;
-    p->nthreads = plan_threads(threads);
+    p->nthreads = nnd__plan_threads_for(threads);
     if ((st = plan_sizes(p)) != NND_OK)
         goto fail;
     choose_mode(p, mode);

@@ -94,6 +94,9 @@ struct nnd_plan {
  * themselves. Returns when all blocks are done. */
 typedef void (*nnd_block_fn)(nnd_plan *q, size_t b0, size_t nb, void *ctx);
 void nnd__plan_parallel(nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx);
+/* The thread count of a plan asked for `threads` (0: NND_NUM_THREADS if set, else the online
+ * CPUs; at most 64), before the limit of one per batch block. */
+size_t nnd__plan_threads_for(size_t threads);
 
 /* forward.c / reverse.c: run `nb` <= block samples. Outputs as in nnd_plan_execute. */
 void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);

@@ -24,7 +24,7 @@
 static size_t dir_doubles(const nnd_dir *e, size_t nb, size_t me)
 {
     size_t S = e->second ? e->K : 0;
-    return 2 * e->dmax * nb * e->C + 4 * e->dmax * nb + nb * e->d0 + nb * me + 2 * (e->K + S) + 2 * S;
+    return 2 * e->dmax * nb * e->C + 4 * e->dmax * nb + nb * e->d0 + nb * me + 2 * (e->K + S) + 2 * S + 2 * e->n;
 }
 
 nnd_status nnd__products_supported(const nnd_net *net)
@@ -38,15 +38,11 @@ nnd_status nnd__products_supported(const nnd_net *net)
     return NND_OK;
 }
 
-nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_t K, size_t ncoord, int second)
+nnd_status nnd__dir_init(nnd_dir *e, const nnd_plan *base, size_t max_batch, size_t K, size_t ncoord, int second)
 {
     memset(e, 0, sizeof *e);
-    nnd_status st = nnd_plan_new(net, 1, NND_VALUE, NND_MODE_FORWARD, &e->base);
-    if (st == NND_OK)
-        st = nnd__products_supported(net);
-    if (st != NND_OK)
-        return st;
-    const nnd_plan *p = e->base;
+    const nnd_plan *p = base;
+    e->base = base;
     e->n = p->n;
     e->K = K;
     e->ncoord = ncoord;
@@ -82,6 +78,7 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
     e->xt = w, w += nb * e->d0;
     e->aout = w, w += nb * p->me;
     e->smx = w, w += 2 * (K + S) + 2 * S;
+    e->tmp = w;
     return NND_OK;
 }
 
@@ -89,7 +86,6 @@ void nnd__dir_free(nnd_dir *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
-    nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
 
@@ -180,7 +176,7 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     size_t C = e->C, us = nb * C;
     double *A = e->A, *B = e->B;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * e->n, e->xt + b * e->d0, p->tmp);
+        nnd__pre_apply(net, x + b * e->n, e->xt + b * e->d0, e->tmp);
     first_layer(e, nb, A, dirs, stride);
     activate(e, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {

@@ -23,18 +23,14 @@
 
 static size_t hvp_doubles(const nnd_plan *p, size_t nb)
 {
-    return nb * p->d0 + 6 * p->D * nb + 2 * p->dmax * nb * 2 * p->me + nb * p->me * p->n;
+    return nb * p->d0 + 6 * p->D * nb + 2 * p->dmax * nb * 2 * p->me + nb * p->me * p->n + 2 * p->n;
 }
 
-nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
+nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_plan *base, size_t max_batch)
 {
     memset(e, 0, sizeof *e);
-    nnd_status st = nnd_plan_new(net, 1, NND_VALUE, NND_MODE_FORWARD, &e->base);
-    if (st == NND_OK)
-        st = nnd__products_supported(net);
-    if (st != NND_OK)
-        return st;
-    const nnd_plan *p = e->base;
+    const nnd_plan *p = base;
+    e->base = base;
     e->n = p->n;
     size_t one = hvp_doubles(p, 1);
     size_t nb = HVP_TARGET_BYTES / sizeof(double) / one;
@@ -60,7 +56,8 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
     e->ad = w, w += stack;
     e->G = w, w += deltas;
     e->Dl = w, w += deltas;
-    e->hv = w;
+    e->hv = w, w += nb * p->me * p->n;
+    e->tmp = w;
     return NND_OK;
 }
 
@@ -68,7 +65,6 @@ void nnd__hvp_free(nnd_hvp *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
-    nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
 
@@ -136,7 +132,7 @@ void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v)
     const nnd_net *net = p->net;
     size_t me = p->me, cols = nb * me, ld = 2 * cols, n = e->n;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * n, e->xt + b * p->d0, p->tmp);
+        nnd__pre_apply(net, x + b * n, e->xt + b * p->d0, e->tmp);
     forward(e, nb, v);
     /* g_L: the identity scaled by the output processing; g-dot_L = 0 */
     memset(e->G, 0, me * ld * sizeof *e->G);

@@ -1,7 +1,8 @@
 /* The engines of the products (nnd_product_plan): a forward engine along chosen directions and
- * a reverse-over-forward engine for Hessian-vector products. Both borrow, from a values-only
- * nnd_plan of the same net, the folded input processing (W1g), the output map (row_of, oscale)
- * and the value post-processing; their own workspace is allocated once, at init. */
+ * a reverse-over-forward engine for Hessian-vector products. Both read, from a values-only
+ * nnd_plan of the same net (never written), the sizes, the folded input processing (W1g) and the
+ * output map (row_of, oscale); each instance owns its workspace, allocated once at init, so that
+ * one instance per thread runs blocks at the same time. */
 #ifndef NND_PRODUCTS_H
 #define NND_PRODUCTS_H
 
@@ -19,7 +20,7 @@ nnd_status nnd__products_supported(const nnd_net *net);
  *   S[u][b*C + 1 + K + k]  d2/dt_k^2       (when second)
  * Directions 0..ncoord-1 are the coordinates e_0..; the others are given per sample. */
 typedef struct {
-    nnd_plan *base;      /* values-only plan: W1g, row_of, oscale, m, me, post-processing */
+    const nnd_plan *base; /* values-only plan: sizes, W1g, row_of, oscale (read only) */
     size_t n, K, ncoord, C, block, dmax, d0;
     int second;
     double *ws;
@@ -30,10 +31,13 @@ typedef struct {
     double *smx;         /* softmax scratch: 2 (K + S) + 2S  */
     double *aout;        /* block x me last-layer values    */
     double *last;        /* after a pass: the last layer's states (me x nb*C) */
+    double *tmp;         /* 2 n: scratch of the input processing */
     double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
 } nnd_dir;
 
-nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_t K, size_t ncoord, int second);
+/* The block (samples per pass) depends on the net, max_batch, K and second only: every instance
+ * made with the same arguments has the same block. */
+nnd_status nnd__dir_init(nnd_dir *e, const nnd_plan *base, size_t max_batch, size_t K, size_t ncoord, int second);
 void nnd__dir_free(nnd_dir *e);
 /* One block of nb <= e->block samples. dirs: for sample b, the row-major n x (K - ncoord) matrix at
  * dirs + b * stride whose columns are the other directions (stride 0: the same for every sample;
@@ -43,19 +47,25 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
 /* hvp.c: Pearlmutter's R-operator. For each sample a forward tangent along v, then one backward
  * pass per engine output carrying (g, g-dot) = (dy_k/da_l, its derivative along v). */
 typedef struct {
-    nnd_plan *base;
+    const nnd_plan *base;
     size_t n, block;
     double *ws;
     size_t ws_doubles;
     double *xt, *zv, *f0, *f1, *f2, *zd, *ad; /* D x block: z, f, f', f'', z-dot, a-dot */
     double *G, *Dl;      /* dmax x block*2me: [g | g-dot], [delta | delta-dot] */
     double *hv;          /* block*me x n: H_k v, rows b*me + k, output scale applied */
+    double *tmp;         /* 2 n: scratch of the input processing */
     double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
 } nnd_hvp;
 
-nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch);
+nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_plan *base, size_t max_batch);
 void nnd__hvp_free(nnd_hvp *e);
 /* One block: v is nb x n. Leaves H_k v of engine output k, sample b, in e->hv row b*me + k. */
 void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v);
+
+/* For the tests, of a product plan's last execute: the number of distinct threads that ran its
+ * blocks, and how many blocks thread slot t ran (t < nnd_product_plan_threads). */
+size_t nnd__product_plan_threads_ran(const nnd_product_plan *P);
+size_t nnd__product_plan_blocks_ran(const nnd_product_plan *P, size_t t);
 
 #endif

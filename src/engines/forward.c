@@ -37,7 +37,7 @@ static void chain_elementwise(size_t n, int hess, REAL f1, REAL f2, REAL *t)
 }
 
 /* Softmax over the d units of sample b; sigma (stride nb) already holds softmax(z). */
-static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const REAL *sigma, REAL *A, int hess,
+static void chain_softmax(const nnd_plan *p, size_t d, size_t nb, size_t b, const REAL *sigma, REAL *A, int hess,
                           int logsm)
 {
     size_t n = p->n, s = hess ? p->s : 0, C = p->C, us = nb * C, w = n + s;
@@ -89,7 +89,7 @@ static void chain_softmax(nnd_plan *p, size_t d, size_t nb, size_t b, const REAL
     }
 }
 
-static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, REAL *A)
+static void activate(const nnd_plan *p, const nnd_layer *L, size_t nb, REAL *A)
 {
     size_t d = L->n_out, C = p->C, us = nb * C;
     int tangents = C > 1, hess = (p->what & NND_HESSIAN) != 0;
@@ -117,7 +117,7 @@ static void activate(nnd_plan *p, const nnd_layer *L, size_t nb, REAL *A)
 }
 
 /* Layer 1: z = W_1 x~ + b_1 for the block, dz/dx = W1g (the same for every sample), d2z = 0. */
-static void first_layer(nnd_plan *p, size_t nb, REAL *A)
+static void first_layer(const nnd_plan *p, size_t nb, REAL *A)
 {
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = p->C, n = p->n, us = nb * C;
@@ -133,7 +133,7 @@ static void first_layer(nnd_plan *p, size_t nb, REAL *A)
         }
 }
 
-void NND_SUF(nnd__forward_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
+void NND_SUF(nnd__forward_block)(const nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
 {
     const nnd_net *net = p->net;
     size_t C = p->C, n = p->n, sq = n * n, us = nb * C;

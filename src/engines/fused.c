@@ -158,7 +158,7 @@ static void seed_of(const nnd_plan *p, const double *w, size_t s, double *seed, 
 
 /* The lane kernel over a block: groups of four samples (a short last group repeats its last
  * sample in the empty lanes), then each lane's results into its sample's rows. */
-static void lanes_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
+static void lanes_block(const nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     size_t n = p->n, d0 = p->d0, me = p->me, S = n * (n + 1) / 2, mk = w ? 1 : me;
     nnd__pre_block(p, nb, x);
@@ -194,7 +194,7 @@ static void lanes_block(nnd_plan *p, size_t nb, const double *x, const double *w
         nnd__post_values(p, nb, p->aout, y);
 }
 
-static void run_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
+static void run_block(const nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     if (p->fz_lanes) {
         lanes_block(p, nb, x, w, y, J, H);
@@ -242,12 +242,12 @@ static void run_block(nnd_plan *p, size_t nb, const double *x, const double *w, 
     }
 }
 
-void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+void nnd__fused_block(const nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
 {
     run_block(p, nb, x, NULL, y, J, H);
 }
 
-void nnd__fused_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+void nnd__fused_seeded_block(const nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
                              double *Hw)
 {
     run_block(p, nb, x, w, y, g, Hw);

@@ -23,7 +23,18 @@
 #include "plan/plan.h"
 #include "plan/real.h"
 
-static void forward_values(nnd_plan *p, size_t nb, int hess)
+#ifndef NND_REVERSE_PASS
+#define NND_REVERSE_PASS
+/* What one call asks of the backward pass: nk = me columns per sample (the identity seeds), or
+ * nk = 1 and seed (nb x m output weights, double) for the weighted runs of the products. Passed
+ * down by argument: executing writes nothing into the plan. */
+typedef struct {
+    size_t nk;
+    const double *seed;
+} pass;
+#endif
+
+static void forward_values(const nnd_plan *p, size_t nb, int hess)
 {
     const nnd_net *net = p->net;
     for (size_t l = 0; l < p->L; l++) {
@@ -48,7 +59,7 @@ static void forward_values(nnd_plan *p, size_t nb, int hess)
 }
 
 /* Jz_1 = W1g for every sample; Jz_l = W_l * (activated Jz_{l-1}). */
-static void forward_tangents(nnd_plan *p, size_t nb)
+static void forward_tangents(const nnd_plan *p, size_t nb)
 {
     const nnd_net *net = p->net;
     size_t n = p->n, cols = nb * n;
@@ -88,15 +99,15 @@ static void forward_tangents(nnd_plan *p, size_t nb)
 }
 
 /* Back-propagate one delta per (sample, output). Leaves delta_1 in WS(bufB); with H, c_{k,l} in WS(cst). */
-static void backward(nnd_plan *p, size_t nb, int hess)
+static void backward(const nnd_plan *p, const pass *ps, size_t nb, int hess)
 {
     const nnd_net *net = p->net;
-    size_t me = p->nk, cols = nb * me;
+    size_t me = ps->nk, cols = nb * me;
     REAL *G = WS(bufA), *Dl = WS(bufB);
-    if (p->seed) { /* one column per sample: dy/da_L weighted by the seed */
+    if (ps->seed) { /* one column per sample: dy/da_L weighted by the seed */
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
-                G[k * cols + b] = p->oscale[k] * p->seed[b * p->m + p->row_of[k]];
+                G[k * cols + b] = p->oscale[k] * ps->seed[b * p->m + p->row_of[k]];
     } else { /* one column per output: the identity, scaled by the output processing */
         memset(G, 0, p->me * cols * sizeof *G);
         for (size_t k = 0; k < p->me; k++)
@@ -155,11 +166,11 @@ static void backward(nnd_plan *p, size_t nb, int hess)
 }
 
 /* dy_k/dx = delta_{k,1}^T dz_1/dx for every (sample, output): one GEMM, rows b*me + k. */
-static void jacobian(nnd_plan *p, size_t nb, REAL *J)
+static void jacobian(const nnd_plan *p, const pass *ps, size_t nb, REAL *J)
 {
-    size_t me = p->nk, n = p->n, d1 = p->net->layers[0].n_out;
+    size_t me = ps->nk, n = p->n, d1 = p->net->layers[0].n_out;
     GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, WS(W1g), n, WS(jout), n);
-    if (p->seed) {
+    if (ps->seed) {
         memcpy(J, WS(jout), nb * n * sizeof *J);
         return;
     }
@@ -172,9 +183,9 @@ static void jacobian(nnd_plan *p, size_t nb, REAL *J)
  * softmax: -(u v^T + v u^T), u = Jz^T r (r = c of the layer); logsoftmax: sum(g) v v^T,
  * sum(g) = -sum of the layer's c. Added to the upper triangles of out (me x n x n), or with diag
  * to the diagonals only (out: me x n), which get the same arithmetic as the triangles' diagonals. */
-static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int diag)
+static void coupling(const nnd_plan *p, const pass *ps, size_t nb, size_t b, size_t l, REAL *out, int diag)
 {
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
+    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
     const nnd_layer *L = &p->net->layers[l];
     size_t d = L->n_out, o = p->off[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
@@ -207,9 +218,9 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int 
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
  * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
  * chunk's accumulators stay in L1. */
-static void assemble_block(nnd_plan *p, size_t nb)
+static void assemble_block(const nnd_plan *p, const pass *ps, size_t nb)
 {
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
+    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
     memset(p->hacc, 0, nb * me * n * nnd__accum_ld(n) * sizeof *p->hacc);
     for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
         size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
@@ -219,9 +230,9 @@ static void assemble_block(nnd_plan *p, size_t nb)
 }
 
 /* Sample b's accumulators (rows padded to nnd__accum_ld(n)) into hall. */
-static void unpack_block(nnd_plan *p, size_t b)
+static void unpack_block(const nnd_plan *p, const pass *ps, size_t b)
 {
-    size_t n = p->n, me = p->nk, ld = nnd__accum_ld(n);
+    size_t n = p->n, me = ps->nk, ld = nnd__accum_ld(n);
     const REAL *a = p->hacc + b * me * n * ld;
     for (size_t r = 0; r < me * n; r++)
         memcpy(WS(hall) + r * n, a + r * ld, n * sizeof *a);
@@ -229,9 +240,9 @@ static void unpack_block(nnd_plan *p, size_t b)
 #endif
 
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
-static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
+static void assemble_gemm(const nnd_plan *p, const pass *ps, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
+    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
     for (size_t u = 0; u < D; u++) {
         const REAL *jr = WS(jz) + u * ncols + b * n;
         for (size_t k = 0; k < me; k++) {
@@ -247,9 +258,9 @@ static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
 /* Many inputs: per output, split the rows by the sign of c and use two symmetric rank-k updates,
  * hall_k = P^T P - N^T N with P = sqrt(c+) Jt, N = sqrt(c-) Jt (rows with c = 0 skipped):
  * D n^2 flops per output, half of the GEMM. */
-static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
+static void assemble_syrk(const nnd_plan *p, const pass *ps, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
+    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
     REAL *P = WS(S), *N = WS(S) + D * n;
     for (size_t k = 0; k < me; k++) {
         size_t np = 0, nn = 0;
@@ -273,31 +284,31 @@ static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
     }
 }
 
-static void hessian(nnd_plan *p, size_t nb, REAL *H)
+static void hessian(const nnd_plan *p, const pass *ps, size_t nb, REAL *H)
 {
     const nnd_net *net = p->net;
-    size_t n = p->n, me = p->nk, sq = n * n;
+    size_t n = p->n, me = ps->nk, sq = n * n;
 #ifndef NND_F32
     if (p->hkernel == NND_HK_BLOCK)
-        assemble_block(p, nb);
+        assemble_block(p, ps, nb);
 #endif
     for (size_t b = 0; b < nb; b++) {
         switch (p->hkernel) {
         case NND_HK_BLOCK:
 #ifndef NND_F32
-            unpack_block(p, b);
+            unpack_block(p, ps, b);
             break;
 #endif
-        case NND_HK_GEMM: assemble_gemm(p, nb, b); break;
-        case NND_HK_SYRK: assemble_syrk(p, nb, b); break;
+        case NND_HK_GEMM: assemble_gemm(p, ps, nb, b); break;
+        case NND_HK_SYRK: assemble_syrk(p, ps, nb, b); break;
         }
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(p, nb, b, l, WS(hall), 0);
+                coupling(p, ps, nb, b, l, WS(hall), 0);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const REAL *hk = WS(hall) + k * sq;
-            REAL *Hk = p->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
+            REAL *Hk = ps->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
@@ -306,14 +317,15 @@ static void hessian(nnd_plan *p, size_t nb, REAL *H)
 }
 
 #ifndef NND_F32 /* the products (products.c) run double plans only */
-void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
+void nnd__reverse_hdiag_block(const nnd_plan *p, size_t nb, const REAL *x, REAL *D)
 {
+    const pass ps0 = {p->me, NULL}, *ps = &ps0;
     const nnd_net *net = p->net;
     size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n;
     NND_SUF(nnd__pre_block)(p, nb, x);
     forward_values(p, nb, 1);
     forward_tangents(p, nb);
-    backward(p, nb, 1);
+    backward(p, ps, nb, 1);
     /* diag H_k = sum_u c_{k,u} (dz_u/dx)^2: units outside, so Jz and c stream through once */
     REAL *acc = WS(jout); /* nb*me x n */
     memset(acc, 0, nb * me * n * sizeof *acc);
@@ -332,24 +344,23 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
     for (size_t b = 0; b < nb; b++) {
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(p, nb, b, l, acc + b * me * n, 1);
+                coupling(p, ps, nb, b, l, acc + b * me * n, 1);
         for (size_t k = 0; k < me; k++)
             memcpy(D + (b * p->m + p->row_of[k]) * n, acc + (b * me + k) * n, n * sizeof *D);
     }
 }
 
-void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const REAL *x, const REAL *w, REAL *y, REAL *g,
+static void run(const nnd_plan *p, const pass *ps, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H);
+
+void nnd__reverse_seeded_block(const nnd_plan *p, size_t nb, const REAL *x, const REAL *w, REAL *y, REAL *g,
                                REAL *Hw)
 {
-    p->seed = w;
-    p->nk = 1;
-    NND_SUF(nnd__reverse_block)(p, nb, x, y, g, Hw);
-    p->seed = NULL;
-    p->nk = p->me;
+    pass ps = {1, w};
+    run(p, &ps, nb, x, y, g, Hw);
 }
 #endif
 
-void NND_SUF(nnd__reverse_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
+static void run(const nnd_plan *p, const pass *ps, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
 {
     int hess = H != NULL;
     size_t last = p->off[p->L - 1] * nb;
@@ -357,15 +368,21 @@ void NND_SUF(nnd__reverse_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y,
     forward_values(p, nb, hess);
     if (hess)
         forward_tangents(p, nb);
-    backward(p, nb, hess);
+    backward(p, ps, nb, hess);
     if (J)
-        jacobian(p, nb, J);
+        jacobian(p, ps, nb, J);
     if (H)
-        hessian(p, nb, H);
+        hessian(p, ps, nb, H);
     if (y) {
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
                 WS(aout)[b * p->me + k] = WS(f0)[last + k * nb + b];
         NND_SUF(nnd__post_values)(p, nb, WS(aout), y);
     }
+}
+
+void NND_SUF(nnd__reverse_block)(const nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
+{
+    pass ps = {p->me, NULL};
+    run(p, &ps, nb, x, y, J, H);
 }

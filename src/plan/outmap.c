@@ -35,7 +35,7 @@ void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp
         memcpy(xt, x, len * sizeof *x);
 }
 
-void nnd__pre_block(nnd_plan *p, size_t nb, const double *x)
+void nnd__pre_block(const nnd_plan *p, size_t nb, const double *x)
 {
     for (size_t b = 0; b < nb; b++)
         nnd__pre_apply(p->net, x + b * p->n, p->xt + b * p->d0, p->tmp);
@@ -82,7 +82,7 @@ void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, doub
 }
 
 /* float32 plans: the processing runs in double on each sample (O(n)), then rounds once. */
-void nnd__pre_block_f32(nnd_plan *p, size_t nb, const float *x)
+void nnd__pre_block_f32(const nnd_plan *p, size_t nb, const float *x)
 {
     for (size_t b = 0; b < nb; b++) {
         for (size_t i = 0; i < p->n; i++)

@@ -4,6 +4,7 @@
 
 #include "net/internal.h"
 #include "kernels/kernels.h"
+#include "plan/prep.h"
 
 /* Reverse-mode Hessian assembly: direct loops over the whole block (few inputs), one GEMM for
  * all outputs of a sample, or a sign-split pair of SYRKs per output (many inputs: half the
@@ -11,31 +12,23 @@
 typedef enum { NND_HK_BLOCK, NND_HK_GEMM, NND_HK_SYRK } nnd_hkernel;
 
 struct nnd_plan {
-    const nnd_net *net;  /* = owned: the plan's copy of the net it was made from */
+    /* the prepared net (prep.h), also readable as the plan's own fields p->n, p->W1g, ... while the
+     * products move to p->prep; net is the plan's own copy of the caller's net (= owned) */
+    union {
+        nnd_prep prep;
+        struct {
+            NND_PREP_FIELDS
+        };
+    };
     nnd_net *owned;
     unsigned what;
     nnd_mode mode;       /* FORWARD or REVERSE */
     size_t max_batch;
     size_t block;        /* samples per pass through the engine */
-
-    size_t n;            /* raw input length                          */
-    size_t s;            /* n(n+1)/2: packed Hessian entries           */
-    size_t d0;           /* processed input length                     */
-    size_t me;           /* units of the last layer (engine outputs)   */
-    size_t m;            /* raw output length                          */
-    size_t L, dmax, D;   /* layers, widest layer, sum of widths        */
-    size_t *off;         /* off[l]: first row of layer l in a stack of all layers (L entries) */
     size_t C;            /* forward mode: entries per (unit, sample): 1 [+ n [+ s]] */
     nnd_hkernel hkernel; /* reverse mode: how H_k = Jt^T diag(c_k) Jt is formed */
     size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
     nnd_accum_fn accum;  /* NND_HK_BLOCK: the update kernel for this CPU                    */
-    size_t nk;           /* reverse: backward columns per sample: me, or 1 while seeded     */
-    const double *seed;  /* reverse: block x m output weights while seeded, else NULL       */
-
-    double *W1g;         /* d_1 x n: dz_1/dx, the input processing folded in                */
-    size_t *row_of;      /* engine output k -> raw output row                                */
-    double *oscale;      /* engine output k: dy/da_L (product of 1/gain of output steps)    */
-    int const_rows;      /* raw outputs that are constants exist                             */
 
     /* workspace: one allocation, carved below */
     double *ws;
@@ -96,19 +89,19 @@ typedef void (*nnd_block_fn)(nnd_plan *q, size_t b0, size_t nb, void *ctx);
 void nnd__plan_parallel(nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx);
 
 /* forward.c / reverse.c: run `nb` <= block samples. Outputs as in nnd_plan_execute. */
-void nnd__forward_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
-void nnd__reverse_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+void nnd__forward_block(const nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+void nnd__reverse_block(const nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
 /* Reverse mode with the outputs weighted: w[b][r] (nb x m raw outputs). y as above (may be NULL);
  * g[b][:] = sum_r w_br dy_r/dx (nb x n) and Hw[b] = sum_r w_br d2y_r/dx2 (nb x n x n, full and
  * exactly symmetric), either may be NULL (Hw needs a plan with NND_HESSIAN). One backward pass per
  * sample whatever m: the cost of the Lagrangian Hessian IPOPT asks for. p must be a reverse plan. */
-void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+void nnd__reverse_seeded_block(const nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
                                double *Hw);
 /* The diagonals of the Hessians without forming them: D[b][r][i] = d2y_r/dx_i^2 (nb x m x n; the
  * rows of constant outputs are not written). From the same tangents and deltas as the full
  * Hessian, with diag H_k = sum_u c_{k,u} (dz_u/dx)^2 plus the coupling terms: D m n flops instead of
  * the assembly's D m n^2. p must be a reverse plan with NND_HESSIAN. */
-void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const double *x, double *D);
+void nnd__reverse_hdiag_block(const nnd_plan *p, size_t nb, const double *x, double *D);
 
 /* fused.c: the fused engine for small nets. It takes nets of at most these sizes, without
  * softmax layers, float64. */
@@ -121,10 +114,10 @@ int nnd__fused_lanes(const nnd_plan *p); /* the lane kernel (n_in <= 4) */
 size_t nnd__fused_dp_sum(const nnd_plan *p);
 size_t nnd__fused_ws_doubles(const nnd_plan *p);
 nnd_status nnd__fused_setup(nnd_plan *p); /* after fold_input and map_outputs */
-void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
+void nnd__fused_block(const nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H);
 /* nnd__reverse_seeded_block's contract (one weighted output per sample: g = sum_r w_br dy_r/dx,
  * Hw = sum_r w_br d2y_r/dx2) on a fused plan. */
-void nnd__fused_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
+void nnd__fused_seeded_block(const nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
                              double *Hw);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
@@ -133,7 +126,7 @@ void nnd__post_values(const nnd_plan *p, size_t nb, const double *a, double *y);
 /* Zero the derivative rows of the constant outputs of nb samples. */
 void nnd__zero_const_rows(const nnd_plan *p, size_t nb, double *J, double *H);
 /* Preprocess nb samples into p->xt. */
-void nnd__pre_block(nnd_plan *p, size_t nb, const double *x);
+void nnd__pre_block(const nnd_plan *p, size_t nb, const double *x);
 /* Write a packed (upper, row-major) symmetric matrix times `scale` as a full n x n matrix. */
 void nnd__unpack_sym(size_t n, const double *packed, double scale, double *full);
 
@@ -152,9 +145,9 @@ void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, doub
  * NND_F32 defined; see real.h) and their float versions of the helpers above: processing and
  * activations run in double on each float value (O(n) per sample and O(1) per unit), the GEMMs,
  * chain rule and assembly in float. */
-void nnd__forward_block_f32(nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
-void nnd__reverse_block_f32(nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
-void nnd__pre_block_f32(nnd_plan *p, size_t nb, const float *x);
+void nnd__forward_block_f32(const nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
+void nnd__reverse_block_f32(const nnd_plan *p, size_t nb, const float *x, float *y, float *J, float *H);
+void nnd__pre_block_f32(const nnd_plan *p, size_t nb, const float *x);
 void nnd__post_values_f32(const nnd_plan *p, size_t nb, const float *a, float *y);
 void nnd__zero_const_rows_f32(const nnd_plan *p, size_t nb, float *J, float *H);
 void nnd__unpack_sym_f32(size_t n, const float *packed, double scale, float *full);

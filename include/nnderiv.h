@@ -343,6 +343,10 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
  *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
  *     pass of the gradient and of its derivative along v (reverse-over-forward).
+ *   On small nets (those the fused engine takes: few inputs and outputs, narrow layers, no softmax)
+ *     HVP, JVP, LAPLACIAN, HDIAG and UNCERTAINTY* instead contract each sample's full J and H from
+ *     that engine (H v, J u, tr H, diag H, (J L)(J L)^T and 1/2 tr(H Sigma)) where its cost model
+ *     says that is faster; the results agree to rounding (the README has the measurements).
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */
 

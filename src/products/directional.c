@@ -38,11 +38,11 @@ nnd_status nnd__products_supported(const nnd_net *net)
     return NND_OK;
 }
 
-nnd_status nnd__dir_init(nnd_dir *e, const nnd_plan *base, size_t max_batch, size_t K, size_t ncoord, int second)
+nnd_status nnd__dir_init(nnd_dir *e, const nnd_prep *p, size_t max_batch, size_t K, size_t ncoord, int second)
 {
     memset(e, 0, sizeof *e);
-    const nnd_plan *p = base;
-    e->base = base;
+    e->p = p;
+    e->k = nnd__kernels();
     e->n = p->n;
     e->K = K;
     e->ncoord = ncoord;
@@ -90,12 +90,12 @@ void nnd__dir_free(nnd_dir *e)
 }
 
 /* Layer 1: z = W_1 x~ + b_1; dz/dt_k = W1g d_k (W1g's column for a coordinate direction); d2z = 0. */
-static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, size_t stride)
+static void first_layer(const nnd_dir *e, size_t nb, double *A, const double *dirs, size_t stride)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = e->C, n = e->n, us = nb * C, K = e->K, kx = K - e->ncoord;
-    nnd__dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
+    e->k->dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
             double *t = A + u * us + b * C;
@@ -107,10 +107,10 @@ static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, si
         }
     if (kx)
         for (size_t b = 0; b < nb; b++)
-            nnd__dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
+            e->k->dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
 }
 
-static void chain_softmax(nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
+static void chain_softmax(const nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
 {
     size_t K = e->K, S = e->second ? K : 0, w = K + S, us = nb * e->C;
     double *pivot = e->smx, *m1 = pivot + w, *M2 = m1 + K, *Cv = M2 + S;
@@ -139,7 +139,7 @@ static void chain_softmax(nnd_dir *e, size_t d, size_t nb, size_t b, const doubl
     }
 }
 
-static void activate(nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
+static void activate(const nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
 {
     size_t d = L->n_out, C = e->C, us = nb * C, K = e->K;
     for (size_t u = 0; u < d; u++)
@@ -169,9 +169,9 @@ static void activate(nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
             A[u * us + b * C] = e->f0[u * nb + b];
 }
 
-void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, size_t stride)
+const double *nnd__dir_block(const nnd_dir *e, size_t nb, const double *x, const double *dirs, size_t stride)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t C = e->C, us = nb * C;
     double *A = e->A, *B = e->B;
@@ -181,7 +181,7 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     activate(e, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        nnd__dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
+        e->k->dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
                 B[u * us + b * C] += L->b[u];
@@ -193,5 +193,5 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     for (size_t k = 0; k < p->me; k++)
         for (size_t b = 0; b < nb; b++)
             e->aout[b * p->me + k] = A[k * us + b * C];
-    e->last = A;
+    return A;
 }

@@ -217,7 +217,8 @@ static void fixed_net(rel_rng *r, size_t L, const size_t *widths, const int *act
 }
 
 /* Every product on its plan's threads: bit-identical results for 1, 2 and 3 threads, on a net the
- * fused engine takes and on a wider one (the blocked, directional and HVP engines), with a batch
+ * fused engine takes (its J and H contracted) and on a wider one (the blocked, directional and HVP
+ * engines), with a batch
  * of several blocks and a partial last one; and with 2 and 3 threads, that many distinct threads
  * ran blocks (nnd__product_plan_threads_ran: the plan records which thread ran each slot's
  * blocks), each slot its share. */
@@ -235,12 +236,17 @@ START_TEST(test_product_threads_bit_identical)
         fixed_net(&r, 3, widths[si], acts[si], &d);
         ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
         size_t n = d.n_in, m = nnd_net_n_out(net);
-        for (int kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++) {
-            const char *name = nnd_product_name((nnd_product)kind);
+        /* the small net by both paths (forced), the wide one as planned (the general engines) */
+        for (int pk = 0; pk < (si ? 1 : 2) * 8; pk++) {
+            int kind = NND_PRODUCT_WHESS + pk % 8, engine = si ? NND__PRODUCT_AUTO : pk < 8 ? NND__PRODUCT_FUSED
+                                                                                      : NND__PRODUCT_GENERAL;
+            char name[64];
+            snprintf(name, sizeof name, "%s (%s)", nnd_product_name((nnd_product)kind),
+                     engine == NND__PRODUCT_FUSED ? "fused path" : "general path");
             int unc = kind == NND_PRODUCT_UNCERTAINTY || kind == NND_PRODUCT_UNCERTAINTY_SHARED;
             /* the block of this kind on this net, then a batch of 2 1/3 blocks (at least 3 blocks) */
             nnd_product_plan *P;
-            ck_assert_int_eq(nnd_product_plan_new_threads(net, 100000, (nnd_product)kind, 1, &P), NND_OK);
+            ck_assert_int_eq(nnd__product_plan_new_engine(net, 100000, (nnd_product)kind, 1, engine, &P), NND_OK);
             size_t block = nnd_product_plan_block(P), batch = 2 * block + (block + 2) / 3;
             nnd_product_plan_free(P);
             size_t per_in = kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP ? m
@@ -272,11 +278,15 @@ START_TEST(test_product_threads_bit_identical)
             }
             double *ref[2] = {NULL, NULL};
             for (size_t c = 1; c <= 3; c++) {
-                ck_assert_int_eq(nnd_product_plan_new_threads(net, batch, (nnd_product)kind, c, &P), NND_OK);
+                ck_assert_int_eq(nnd__product_plan_new_engine(net, batch, (nnd_product)kind, c, engine, &P), NND_OK);
                 ck_assert_msg(nnd_product_plan_block(P) == block, "%s: block %zu with max_batch %zu, %zu before",
                               name, nnd_product_plan_block(P), batch, block);
                 ck_assert_msg(nnd_product_plan_threads(P) == c, "net %d, %s: %zu threads, asked %zu", si, name,
                               nnd_product_plan_threads(P), c);
+                /* the fused path contracts the fused engine's J and H (WHESS, VJP: their seeded pass) */
+                int seeded = kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP;
+                ck_assert_msg(nnd__product_plan_full(P) == (!seeded && engine == NND__PRODUCT_FUSED),
+                              "net %d, %s: the path planned is not the one asked", si, name);
                 double *out = malloc(batch * per_out * sizeof *out);
                 double *out2 = per_out2 ? malloc(batch * per_out2 * sizeof *out2) : NULL;
                 ck_assert_msg(nnd_product_execute(P, batch, x, in, out, out2) == NND_OK, "%s: %s", name, nnd_errmsg());

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +66,20 @@ static void slot_drop(int i)
 
 /* ---------------------------------------------------------------- signals */
 
+/* The thread that installed the handler: a signal taken by another (the plan's workers, the
+ * writer thread, MPI's progress threads) is passed on to it, so that the commit, which blocks
+ * signals in that thread only, is never cut in half by the handler running elsewhere. */
+static pthread_t main_thread;
+static volatile sig_atomic_t main_tid;
+
 static void on_signal(int sig)
 {
+    if (main_tid != 0 && (pid_t)syscall(SYS_gettid) != (pid_t)main_tid) {
+        int e = errno;
+        pthread_kill(main_thread, sig);
+        errno = e;
+        return;
+    }
     for (int i = 0; i < MAX_SLOTS; i++)
         if (slots[i].used)
             unlink(slots[i].path);
@@ -78,6 +92,8 @@ static void on_signal(int sig)
 
 void cli_signals_install(void)
 {
+    main_thread = pthread_self();
+    main_tid = (sig_atomic_t)syscall(SYS_gettid);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -506,6 +506,38 @@ int deriv_engine_run(deriv_engine *e, size_t rows, size_t row0, const char *labe
     return 0;
 }
 
+int deriv_check_input(const char *label, size_t ndim, size_t rows, size_t row_len, size_t n, char *err,
+                      size_t errlen)
+{
+    if (ndim != 1 && ndim != 2)
+        set_err(err, errlen, "%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label,
+                ndim);
+    else if (row_len != n)
+        set_err(err, errlen, "%s: samples have %zu values, the model has %zu inputs", label, row_len, n);
+    else if (rows == 0)
+        set_err(err, errlen, "%s: no samples", label);
+    else
+        return 0;
+    return -1;
+}
+
+int deriv_open_input(const char *path, const char *dataset, const char *rows, size_t n, cli_reader **r, size_t *a,
+                     size_t *b, char *err, size_t errlen)
+{
+    *r = NULL;
+    if (cli_reader_open(path, dataset, r, err, errlen) != 0)
+        return -1;
+    const char *label = cli_reader_label(*r);
+    size_t all = cli_reader_rows(*r);
+    if (deriv_check_input(label, cli_reader_ndim(*r), all, cli_reader_row_len(*r), n, err, errlen) != 0)
+        return -1;
+    if (rows != NULL)
+        return cli_parse_rows(rows, all, label, a, b, err, errlen);
+    *a = 0;
+    *b = all;
+    return 0;
+}
+
 void deriv_out_arrays(const deriv_engine *e, const char *path, size_t rows, cli_out_array *arrays)
 {
     for (size_t a = 0; a < e->n_arrays; a++) {

@@ -81,6 +81,17 @@ int deriv_writer_put(deriv_writer *w, deriv_engine *e, size_t rows, char *err, s
  * is a no-op returning 0. */
 int deriv_writer_finish(deriv_writer *w, char *err, size_t errlen);
 
+/* The input's shape against a net of n inputs: 1-D (one sample) or 2-D (samples x n), at least
+ * one sample. 0, or -1 with one line naming `label` in err. */
+int deriv_check_input(const char *label, size_t ndim, size_t rows, size_t row_len, size_t n, char *err,
+                      size_t errlen);
+
+/* Open the input (`dataset` for .h5, NULL = /x), check it (deriv_check_input) and resolve `rows`
+ * (--rows A:B, NULL = every row) to [*a, *b). The reader is left at row 0 (cli_reader_seek). Used
+ * by derivatives, nnderiv-mpi and eval/jacobian/hessian with -o. */
+int deriv_open_input(const char *path, const char *dataset, const char *rows, size_t n, cli_reader **r, size_t *a,
+                     size_t *b, char *err, size_t errlen);
+
 /* Describe the output set: arrays[0..e->n_arrays) of `rows` rows, all at `path`. */
 void deriv_out_arrays(const deriv_engine *e, const char *path, size_t rows, cli_out_array *arrays);
 

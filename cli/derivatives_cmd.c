@@ -27,31 +27,6 @@ static int fail(const char *msg)
     return EXIT_ERR;
 }
 
-/* The input opened and checked against the net, the rows asked in [*a, *b). */
-static int open_input(const deriv_args *args, size_t n, cli_reader **r, size_t *a, size_t *b, char *err,
-                      size_t errlen)
-{
-    if (cli_reader_open(args->input, args->dataset, r, err, errlen) != 0)
-        return -1;
-    size_t ndim = cli_reader_ndim(*r), cols = cli_reader_row_len(*r);
-    const char *label = cli_reader_label(*r);
-    if (ndim != 1 && ndim != 2)
-        snprintf(err, errlen, "%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label,
-                ndim);
-    else if (cols != n)
-        snprintf(err, errlen, "%s: samples have %zu values, the model has %zu inputs", label, cols, n);
-    else if (cli_reader_rows(*r) == 0)
-        snprintf(err, errlen, "%s: no samples", label);
-    else if (args->rows != NULL)
-        return cli_parse_rows(args->rows, cli_reader_rows(*r), label, a, b, err, errlen);
-    else {
-        *a = 0;
-        *b = cli_reader_rows(*r);
-        return 0;
-    }
-    return -1;
-}
-
 int cli_derivatives_main(int argc, char **argv)
 {
     deriv_args args;
@@ -76,7 +51,7 @@ int cli_derivatives_main(int argc, char **argv)
     deriv_args half = args;
     half.chunk_bytes /= 2;
     deriv_writer *w = NULL;
-    if (open_input(&args, nnd_net_n_in(net), &r, &a, &b, err, sizeof err) != 0 ||
+    if (deriv_open_input(args.input, args.dataset, args.rows, nnd_net_n_in(net), &r, &a, &b, err, sizeof err) != 0 ||
         deriv_engine_open(&e, net, &half, b - a, err, sizeof err) != 0 || deriv_engine_spare(&e, err, sizeof err) != 0)
         goto done;
     cli_out_array arrays[3];

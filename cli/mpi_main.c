@@ -126,27 +126,9 @@ int main(int argc, char **argv)
             failed = 1;
         }
     }
-    if (!failed && cli_reader_open(args.input, args.dataset, &r, err, sizeof err) != 0)
+    if (!failed && deriv_open_input(args.input, args.dataset, args.rows, nnd_net_n_in(net), &r, &a, &b, err,
+                                    sizeof err) != 0)
         failed = 1;
-    if (!failed) {
-        size_t n = nnd_net_n_in(net), ndim = cli_reader_ndim(r), rows = cli_reader_rows(r);
-        const char *label = cli_reader_label(r);
-        if (ndim != 1 && ndim != 2)
-            snprintf(err, sizeof err, "%s: input has %zu dimensions, expected 1 or 2 (samples x inputs)", label, ndim);
-        else if (cli_reader_row_len(r) != n)
-            snprintf(err, sizeof err, "%s: samples have %zu values, the model has %zu inputs", label,
-                     cli_reader_row_len(r), n);
-        else if (rows == 0)
-            snprintf(err, sizeof err, "%s: no samples", label);
-        else if (args.rows != NULL && cli_parse_rows(args.rows, rows, label, &a, &b, err, sizeof err) != 0)
-            ;
-        else {
-            if (args.rows == NULL)
-                b = rows;
-            err[0] = '\0';
-        }
-        failed = err[0] != '\0';
-    }
     /* the engine is planned for this rank's rows; its chunk depends only on the net and options */
     size_t chunk = 0, my0 = 0, my1 = 0, rounds = 0;
     if (!failed) {

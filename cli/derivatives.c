@@ -81,7 +81,7 @@ static void print_help(const char *prog)
         "  -o, --output OUT    .h5 (datasets /y, /J, /H, chunked along the batch, attributes model,\n"
         "                      n_in, n_out, nnderiv_version), .npz (y.npy, J.npy, H.npy), .mat (y, J, H\n"
         "                      with MATLAB's y(b,k), J(b,k,i), H(b,k,i,j)), or, for one output only,\n"
-        "                      .npy, .csv or - (.npy on standard output)\n"
+        "                      .npy, .csv or - (.npy on standard output)%s\n"
         "  --what LIST         which outputs, comma-separated from y, J, H (default y,J,H)\n"
         "  --rows A:B          only input rows A <= row < B (0-based; A: or :B leave a side open)\n"
         "  --dataset NAME      the .h5 input's dataset (default /x)\n"
@@ -108,14 +108,17 @@ static void print_help(const char *prog)
         "A csv input on a pipe is read whole (at most 256 MiB).\n"
         "Outputs are written under temporary names in OUT's folder and renamed when complete: on any\n"
         "failure, SIGINT or SIGTERM nothing is left at OUT and an existing file there is untouched.\n",
+        mpi ? ";\n                      under nnderiv-mpi .h5 (contiguous datasets) or .npy only" : "",
         mpi ? " on each rank" : "", mpi ? " and every number of ranks" : "",
         mpi ? "One chunk of M per rank." : "Two chunks of M/2: one is\n"
                                            "                      computed while a thread writes the other.");
     if (mpi)
-        printf("MPI: rank r computes a contiguous slice of whole chunks; .h5 and .npy outputs are written by\n"
-               "every rank at its rows' offsets (MPI-IO, collective), the file completed by rank 0; .npz, .mat,\n"
-               ".csv and - are not written in parallel. Input and output must be on a file system every rank\n"
-               "sees. A failure on any rank stops every rank with one line naming the rank and the row.\n");
+        printf("MPI: rank r computes a contiguous slice of whole chunks; the output is .h5 or .npy only (one\n"
+               "array: --what), written by every rank at its rows' offsets (MPI-IO, collective), the file\n"
+               "completed by rank 0. .npz, .mat, .csv and - are refused (not written in parallel: write them\n"
+               "with nnderiv derivatives in one process); so is --compress (h5repack the .h5 afterwards). Input\n"
+               "and output must be on a file system every rank sees. A failure on any rank stops every rank\n"
+               "with one line naming the rank and the row, and leaves nothing at OUT.\n");
     printf("Exit status: 0 ok, 1 error (one line on stderr), 2 usage error.\n");
 }
 

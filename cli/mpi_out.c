@@ -238,7 +238,12 @@ int mpi_outset_open(mpi_outset **out, MPI_Comm comm, size_t n_arrays, const cli_
                 o->row_len[a] *= arrays[a].shape[d];
         }
         if (!npy && !h5) {
-            set_err(err, errlen, "%s: nnderiv-mpi writes .h5 or .npy (write .npz, .mat or .csv with nnderiv)", path);
+            cli_sformat f = cli_stream_format(path);
+            set_err(err, errlen,
+                    "%s: %s: under MPI the output is .h5 (datasets /y, /J, /H) or .npy (one array: --what); write"
+                    " .npz, .mat or .csv with nnderiv derivatives in one process",
+                    path, f == CLI_SFMT_NPZ ? ".npz is not written in parallel" : f == CLI_SFMT_MAT ? ".mat is not written in parallel"
+                          : f == CLI_SFMT_CSV ? ".csv is not written in parallel" : "unknown output file type");
             failed = 1;
         } else if (npy && n_arrays != 1) {
             set_err(err, errlen, "%s: a .npy file holds one array: ask one with --what, or write .h5", path);

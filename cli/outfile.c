@@ -334,6 +334,22 @@ static int name_anon(cli_tmp *t)
     return -1;
 }
 
+#ifdef NND_CLI_FAULTS
+/* Only in the tests' build of the CLI (tests/hpc: nnderiv-faults): NND_CLI_FAIL_RENAME=K makes the
+ * K-th rename of a commit fail with EIO, to test the putting back of the ones before it. */
+static int renamed_ok(const char *from, const char *to, size_t k)
+{
+    const char *s = getenv("NND_CLI_FAIL_RENAME");
+    if (s != NULL && strtoul(s, NULL, 10) == k + 1) {
+        errno = EIO;
+        return 0;
+    }
+    return rename(from, to) == 0;
+}
+#else
+#define renamed_ok(from, to, k) (rename(from, to) == 0)
+#endif
+
 int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
 {
     sigset_t old;
@@ -398,7 +414,7 @@ int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
         cli_tmp *t = ts[renamed];
         if (t->is_stdout)
             continue;
-        if (rename(t->tmpname, t->target) != 0) {
+        if (!renamed_ok(t->tmpname, t->target, renamed)) {
             set_err(err, errlen, t->target, "cannot rename the finished file over it: %s", strerror(errno));
             goto done;
         }

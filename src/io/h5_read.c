@@ -724,13 +724,14 @@ static nnd_status read_window(h5 *h, const h5obj *o, uint64_t lo, uint64_t hi, u
     } else {
         numel = bytes;
     }
-    size_t want = numel; /* bytes of the window */
-    if (!bytes || !want)
+    size_t want = numel; /* bytes of the window (0: only check the storage) */
+    if (!bytes)
         return NND_OK;
     if (o->lclass == 0) {
         if (o->compact.n < bytes)
             return corrupt(h, "compact data holds fewer bytes than the dataset");
-        memcpy(out, o->compact.p + skip, want);
+        if (want)
+            memcpy(out, o->compact.p + skip, want);
         return NND_OK;
     }
     if (o->lclass == 1) {
@@ -741,7 +742,8 @@ static nnd_status read_window(h5 *h, const h5obj *o, uint64_t lo, uint64_t hi, u
             return corrupt(h, "contiguous data holds fewer bytes than the dataset");
         if ((s = span(h, o->addr, bytes, &c)))
             return s;
-        memcpy(out, c.p + skip, want);
+        if (want)
+            memcpy(out, c.p + skip, want);
         return NND_OK;
     }
     /* chunked: dims of the chunk, then the element size */

@@ -212,6 +212,28 @@ START_TEST(other_zips_and_hdf5_refused)
 }
 END_TEST
 
+/* Mutants of the Keras fixtures on which libhdf5 1.10.8 crashed (SIGSEGV) or looped
+ * (tests/data/bad/keras_*.h5, *.keras): the bounded HDF5 reader refuses each with NND_EFORMAT and a
+ * message naming the file (the test's timeout bounds the time). */
+START_TEST(libhdf5_crashers_refused)
+{
+    static const char *const files[] = {"keras_hdf5segv.h5", "keras_hdf5abort.h5"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/bad/%s", NND_TEST_DATA, files[i]);
+        nnd_net *net = (nnd_net *)1;
+        nnd_status s = nnd_net_load(p, &net);
+        ck_assert_msg(s == NND_EFORMAT && net == NULL && strstr(nnd_errmsg(), files[i]), "%s: %s (%s)", files[i],
+                      nnd_strerror(s), nnd_errmsg());
+        size_t size;
+        char *data = slurp(p, &size);
+        s = nnd_net_load_buffer(data, size, files[i], &net);
+        ck_assert_msg(s == NND_EFORMAT && net == NULL, "%s (buffer): %s (%s)", files[i], nnd_strerror(s), nnd_errmsg());
+        free(data);
+    }
+}
+END_TEST
+
 static herr_t my_handler(hid_t stack, void *data)
 {
     (void)stack;
@@ -250,6 +272,7 @@ int main(void)
     tcase_add_test(tc, truncated_h5_refused);
     tcase_add_test(tc, other_zips_and_hdf5_refused);
     tcase_add_test(tc, hdf5_error_printing_left_as_found);
+    tcase_add_test(tc, libhdf5_crashers_refused);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

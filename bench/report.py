@@ -4,6 +4,8 @@
     python bench/report.py --bench nnderiv.json [--peers peers.json] [--plots DIR] [--results FILE]
 
 The table and RESULTS.md need only the standard library; the plots need matplotlib (bench/.venv).
+RESULTS.md is rewritten except for the sections between <!-- NAME: begin --> / <!-- NAME: end -->
+markers (bench/python_bench.py's, the streaming one's): those are kept, unchanged, at the end.
 Targets are those of the benchmark issue: every throughput shape >= 10x the best peer; mpc, pinn,
 wide, hidim, taylor50 >= 50% of the same-run dgemm rate; latency <= 5 us per call; workspace
 O(batch block), i.e. the same for a 16x larger max batch.
@@ -13,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 
 PEERS = ("jax", "torch.func", "hessQuik-fwd", "hessQuik-bwd")
@@ -363,6 +366,24 @@ def versions(bench, peers):
     return v
 
 
+# ---------------------------------------------------------------- sections written by others
+
+# A section another script writes into RESULTS.md between <!-- NAME: begin --> and
+# <!-- NAME: end --> (bench/python_bench.py's "python_bench", the streaming one's "stream").
+MARKED = re.compile(r"<!-- ([\w.-]+): begin -->\n.*?<!-- \1: end -->", re.S)
+
+
+def kept_sections(text):
+    """The marked sections of an old RESULTS.md, in their order: this script regenerates
+    everything else and keeps these, unchanged, at the end."""
+    return [m.group(0) for m in MARKED.finditer(text)]
+
+
+def with_kept(new, old):
+    kept = kept_sections(old)
+    return new.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n" if kept else new
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -439,8 +460,12 @@ def main():
     for g in sweeps:
         md += [f"## Sweep over {'the hidden width (n_in 8)' if g == 'width' else 'n_in (width 64)'}", "",
                main_table(bench, peers, g), "", f"![sweep {g}]({args.plots_link}/sweep_{g}.png)", ""]
+    text = "\n".join(md)
+    if os.path.exists(args.results):
+        with open(args.results) as fp:
+            text = with_kept(text, fp.read())
     with open(args.results, "w") as fp:
-        fp.write("\n".join(md))
+        fp.write(text)
     print(f"wrote {args.results}")
 
 

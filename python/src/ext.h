@@ -27,11 +27,6 @@ PyObject *ndpy_raise_status(nnd_status s);
 /* Raise the exception class of status s with a message of the extension's own. Returns NULL. */
 PyObject *ndpy_raise(nnd_status s, const char *fmt, ...);
 
-/* Serialises the making of plans (with the GIL released) so that threads= can set
- * NND_NUM_THREADS for one nnd_plan_new without another thread reading the environment. */
-void ndpy_plan_lock(void);
-void ndpy_plan_unlock(void);
-
 /* ---------------------------------------------------------------- arrays (arrays.c) */
 
 /* A C-contiguous, aligned array of `type` (NPY_DOUBLE or NPY_FLOAT) viewing obj without a copy
@@ -104,7 +99,8 @@ nnd_product ndpy_parse_product(PyObject *kind);
 /* Parse a mode string: "auto", "forward", "reverse", "measure"; -1 with an exception. */
 int ndpy_parse_mode(PyObject *mode);
 
-/* New plans of a net, made under ndpy_plan_lock with the GIL released; threads 0: the default.
+/* New plans of a net (nnd_plan_new_threads, nnd_product_plan_new_threads), made with the GIL
+ * released; threads 0: the library's default. Nothing process-wide is read or set.
  * Mark the Net frozen. NULL with an exception. */
 nnd_plan *ndpy_make_plan(ndpy_Net *self, size_t max_batch, unsigned what, nnd_mode mode, size_t threads);
 nnd_product_plan *ndpy_make_product_plan(ndpy_Net *self, size_t max_batch, nnd_product kind, size_t threads);

@@ -84,20 +84,6 @@ static int add_exceptions(PyObject *m)
     return 0;
 }
 
-/* ---------------------------------------------------------------- the plan lock */
-
-static PyThread_type_lock plan_lock;
-
-void ndpy_plan_lock(void)
-{
-    PyThread_acquire_lock(plan_lock, WAIT_LOCK);
-}
-
-void ndpy_plan_unlock(void)
-{
-    PyThread_release_lock(plan_lock);
-}
-
 /* ---------------------------------------------------------------- load */
 
 PyDoc_STRVAR(load_doc,
@@ -284,8 +270,6 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__core(void)
 {
     import_array();
-    if (!plan_lock && !(plan_lock = PyThread_allocate_lock()))
-        return PyErr_NoMemory();
     PyObject *m = PyModule_Create(&module_def);
     if (!m)
         return NULL;

@@ -82,41 +82,6 @@ static int parse_threads(PyObject *o, size_t *threads)
 
 /* ---------------------------------------------------------------- making plans */
 
-/* With threads > 0, NND_NUM_THREADS is set for this one nnd_plan_new and restored (the library
- * reads it when planning); the plan lock keeps every plan this module makes from reading it
- * meanwhile. Called with the GIL released. */
-typedef struct {
-    char *old;
-    int had;
-} env_save;
-
-static void env_push(size_t threads, env_save *sv)
-{
-    sv->old = NULL;
-    sv->had = 0;
-    if (!threads)
-        return;
-    const char *e = getenv("NND_NUM_THREADS");
-    if (e) {
-        sv->had = 1;
-        sv->old = strdup(e);
-    }
-    char buf[32];
-    snprintf(buf, sizeof buf, "%zu", threads);
-    setenv("NND_NUM_THREADS", buf, 1);
-}
-
-static void env_pop(size_t threads, env_save *sv)
-{
-    if (!threads)
-        return;
-    if (sv->had && sv->old)
-        setenv("NND_NUM_THREADS", sv->old, 1);
-    else
-        unsetenv("NND_NUM_THREADS");
-    free(sv->old);
-}
-
 nnd_plan *ndpy_make_plan(ndpy_Net *self, size_t max_batch, unsigned what, nnd_mode mode, size_t threads)
 {
     nnd_plan *p = NULL;
@@ -124,12 +89,7 @@ nnd_plan *ndpy_make_plan(ndpy_Net *self, size_t max_batch, unsigned what, nnd_mo
     self->readers++; /* no builder call while the GIL is released */
     const nnd_net *net = self->net;
     Py_BEGIN_ALLOW_THREADS
-    ndpy_plan_lock();
-    env_save sv;
-    env_push(threads, &sv);
-    s = nnd_plan_new(net, max_batch, what, mode, &p);
-    env_pop(threads, &sv);
-    ndpy_plan_unlock();
+    s = nnd_plan_new_threads(net, max_batch, what, mode, threads, &p);
     Py_END_ALLOW_THREADS
     self->readers--;
     if (s == NND_OK)
@@ -148,12 +108,7 @@ nnd_product_plan *ndpy_make_product_plan(ndpy_Net *self, size_t max_batch, nnd_p
     self->readers++;
     const nnd_net *net = self->net;
     Py_BEGIN_ALLOW_THREADS
-    ndpy_plan_lock();
-    env_save sv;
-    env_push(threads, &sv);
-    s = nnd_product_plan_new(net, max_batch, kind, &p);
-    env_pop(threads, &sv);
-    ndpy_plan_unlock();
+    s = nnd_product_plan_new_threads(net, max_batch, kind, threads, &p);
     Py_END_ALLOW_THREADS
     self->readers--;
     if (s == NND_OK)
@@ -1092,11 +1047,14 @@ static PyMethodDef net_methods[] = {
      "plan(max_batch=1024, what='yJH', mode='auto', dtype=numpy.float64, threads=None, blocked=False) -> Plan\n\n"
      "Make a plan: all workspace allocated now, execute() allocates nothing with out=. what: a subset of 'yJH'; "
      "mode: 'auto' (the cost model), 'forward', 'reverse' or 'measure' (time both); dtype: float64 or float32; "
-     "threads: the plan's threads (None: NND_NUM_THREADS or the CPUs); blocked: never the fused engine. The net "
+     "threads: the plan's threads, 1..64 (None: the library's default, NND_NUM_THREADS or the online CPUs; at most "
+     "one per batch block; Plan.threads says how many it got), set per plan (the environment is not changed); "
+     "blocked: never the fused engine. The net "
      "becomes immutable."},
     {"product_plan", F(net_product_plan), KW,
      "product_plan(kind, max_batch=1024, threads=None) -> ProductPlan\n\nA plan of one product: 'whess', 'hvp', "
-     "'jvp', 'vjp', 'laplacian', 'hdiag', 'uncertainty' (a Sigma per sample) or 'uncertainty_shared'."},
+     "'jvp', 'vjp', 'laplacian', 'hdiag', 'uncertainty' (a Sigma per sample) or 'uncertainty_shared'. threads: as "
+     "plan()'s, for whess and vjp (the kinds that run on threads; the others run on the calling thread)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,5 +1,7 @@
 """The GIL is released during every computation (shown without timing: another Python thread runs
 while this one is inside the C call), and threads computing at once give what one thread gives."""
+import ctypes
+import os
 import sys
 import threading
 
@@ -134,3 +136,67 @@ def test_threads_at_once_equal_one(big):
             np.testing.assert_array_equal(H, want[i][2])
             np.testing.assert_array_equal(Hp, want[i][2])
             np.testing.assert_array_equal(Hw, want_w[i])
+
+
+def c_getenv(name):
+    """The C library's environment (what setenv changes), not os.environ's copy."""
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    libc.getenv.argtypes = [ctypes.c_char_p]
+    v = libc.getenv(name.encode())
+    return None if v is None else v.decode()
+
+
+def test_threads_chosen_per_plan_not_by_the_environment(big, monkeypatch):
+    net, rng = big
+    monkeypatch.setenv("NND_NUM_THREADS", "5")  # the default; threads= must win over it
+    env = dict(os.environ)
+    mb = 64 * 256  # many more batch blocks than threads
+    assert net.plan(max_batch=mb).threads == 5
+    for k in (1, 2, 3):
+        assert net.plan(max_batch=mb, threads=k).threads == k
+        assert net.plan(max_batch=mb, what="H", dtype=np.float32, threads=k).threads == k
+        net.product_plan("whess", max_batch=mb, threads=k)
+    assert dict(os.environ) == env and c_getenv("NND_NUM_THREADS") == "5"
+    X = rng.normal(size=(2000, 8))
+    want = net.plan(max_batch=len(X), threads=1).execute(X)
+    for k in (2, 3):
+        for a, b in zip(net.plan(max_batch=len(X), threads=k).execute(X), want):
+            np.testing.assert_array_equal(a, b)  # bit-identical for every thread count
+
+
+def test_two_threads_make_plans_of_different_counts_at_once(big, monkeypatch):
+    net, _ = big
+    monkeypatch.delenv("NND_NUM_THREADS", raising=False)
+    mb, rounds = 64 * 256, 200
+    barrier = threading.Barrier(3)
+    got = {2: [], 3: []}
+    seen = []
+    done = threading.Event()
+
+    def make(k):
+        barrier.wait()
+        for _ in range(rounds):
+            got[k].append(net.plan(max_batch=mb, threads=k).threads)
+            net.product_plan("vjp", max_batch=mb, threads=k)
+
+    def watch():
+        # planning must never show in the process environment (setenv would, and is not
+        # thread-safe besides)
+        barrier.wait()
+        while not done.is_set():
+            v = c_getenv("NND_NUM_THREADS")
+            if v is not None:
+                seen.append(v)
+
+    ts = [threading.Thread(target=make, args=(k,)) for k in (2, 3)]
+    w = threading.Thread(target=watch)
+    for t in ts + [w]:
+        t.start()
+    for t in ts:
+        t.join()
+    done.set()
+    w.join()
+    assert got[2] == [2] * rounds and got[3] == [3] * rounds
+    assert not seen, f"NND_NUM_THREADS appeared in the environment while planning: {sorted(set(seen))}"
+    assert c_getenv("NND_NUM_THREADS") is None and "NND_NUM_THREADS" not in os.environ

@@ -5,12 +5,50 @@
  * block engines' fixed costs and passes over block-sized buffers, not flops, set the time. */
 #include <string.h>
 
+#include <limits.h>
+
+#include "engines/engine.h"
 #include "plan/plan.h"
+
+/* The fused engine takes nets of at most these sizes, without softmax layers. */
+#define NND_FUSED_MAX_N 16
+#define NND_FUSED_MAX_OUT 16
+#define NND_FUSED_MAX_WIDTH 128  /* when n_in is close to a multiple of 4, else: */
+#define NND_FUSED_WIDTH_ANY_N 96
+
+/* The engine's state: the padded weights and the kernels for this CPU (read-only once set up). */
+typedef struct {
+    const nnd_prep *p;
+    size_t block;
+    nnd_fused fz;
+    size_t *fzdims;       /* d and dp of fz (2 L)            */
+    const double **fzptr; /* WT, Wr, bp, W, b of fz (5 L)   */
+    double *fzbuf;        /* the padded weights              */
+    void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
+    void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
+                      double *, double *);
+    /* n <= 4: the lane kernel, four samples per call (a group) */
+    void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, const double *, double *,
+                     double *, double *, double *);
+} state;
+
+/* One thread's workspace, all in double: block-wide values and activations, then one sample's work. */
+typedef struct {
+    double *xt, *tmp, *aout; /* block x d0 inputs, 2 max(n, m), block x me */
+    double *fzws;            /* per-sample (or per-group) kernel workspace */
+    double *lseed;           /* seeded runs: me x 4 (lane kernel) or me (per sample) */
+    double *lx, *lA, *lJ, *lH; /* lanes: 4 x d0 inputs of a short group; me x 4, me x n x 4, me x s x 4 */
+    double *zv, *f0, *f1, *f2; /* per sample kernel: padded widths x block */
+    double *jout, *hall;     /* me x npad, me x npad^2 */
+    double *dx, *dy, *dJ, *dH; /* the float instance: the block's inputs and outputs in double */
+} work;
+
+static int use_lanes(const nnd_prep *p);
 
 /* The widths rounded up to whole vectors. */
 static size_t pad4(size_t d) { return (d + 3) / 4 * 4; }
 
-size_t nnd__fused_dp_sum(const nnd_plan *p)
+static size_t dp_sum(const nnd_prep *p)
 {
     size_t sum = 0;
     for (size_t l = 0; l < p->L; l++)
@@ -24,7 +62,7 @@ typedef struct {
     size_t dpmax, dmax, dsum;
 } fused_dims;
 
-static fused_dims dims_of(const nnd_plan *p)
+static fused_dims dims_of(const nnd_prep *p)
 {
     fused_dims s = {0, p->dmax, 0};
     for (size_t l = 0; l < p->L; l++) {
@@ -37,13 +75,13 @@ static fused_dims dims_of(const nnd_plan *p)
 
 /* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
  * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n). */
-size_t nnd__fused_ws_doubles(const nnd_plan *p)
+static size_t kernel_ws_doubles(const nnd_prep *p)
 {
     fused_dims s = dims_of(p);
-    if (nnd__fused_lanes(p))
+    if (use_lanes(p))
         return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
     size_t npad = pad4(p->n);
-    return nnd__fused_dp_sum(p) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
+    return dp_sum(p) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
 }
 
 /* The lane kernel broadcasts every weight for one FMA per group of four samples, the per-sample
@@ -51,12 +89,12 @@ size_t nnd__fused_ws_doubles(const nnd_plan *p)
  * the layers narrow (fixed costs dominate), and lose on wide layers (measured: n 1-2 at width 64,
  * 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at width 64-96, 0.5-0.75x). p->dmax
  * also counts the processed input, at most n <= 4 here: the same test as on the widths alone. */
-int nnd__fused_lanes(const nnd_plan *p)
+static int use_lanes(const nnd_prep *p)
 {
     return p->n <= 4 && (p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
 }
 
-int nnd__fused_fits(const nnd_plan *p)
+static int fits(const nnd_prep *p)
 {
     const nnd_net *net = p->net;
     if (p->L > NND_FUSED_MAX_LAYERS ||
@@ -74,8 +112,9 @@ int nnd__fused_fits(const nnd_plan *p)
     return 1;
 }
 
-nnd_status nnd__fused_setup(nnd_plan *p)
+static nnd_status weights(state *e)
 {
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t L = p->L, n = p->n, npad = pad4(n);
     size_t S = n * (n + 1) / 2;
@@ -87,14 +126,14 @@ nnd_status nnd__fused_setup(nnd_plan *p)
             total += net->layers[l].n_out * pad4(din); /* Wr */
     }
     /* sizes are bounded by nnd__fused_fits: nothing here overflows */
-    p->fzdims = nnd__malloc(2 * L, sizeof *p->fzdims);
-    p->fzptr = nnd__calloc(5 * L, sizeof *p->fzptr);
-    p->fzbuf = nnd__calloc(total, sizeof *p->fzbuf);
-    if (!p->fzdims || !p->fzptr || !p->fzbuf)
+    e->fzdims = nnd__malloc(2 * L, sizeof *e->fzdims);
+    e->fzptr = nnd__calloc(5 * L, sizeof *e->fzptr);
+    e->fzbuf = nnd__calloc(total, sizeof *e->fzbuf);
+    if (!e->fzdims || !e->fzptr || !e->fzbuf)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    size_t *d = p->fzdims, *dp = p->fzdims + L;
-    const double **WT = p->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
-    double *w = p->fzbuf;
+    size_t *d = e->fzdims, *dp = e->fzdims + L;
+    const double **WT = e->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
+    double *w = e->fzbuf;
     for (size_t l = 0; l < L; l++) {
         const nnd_layer *Ly = &net->layers[l];
         size_t din = Ly->n_in, dinp = pad4(din);
@@ -126,14 +165,14 @@ nnd_status nnd__fused_setup(nnd_plan *p)
             for (size_t j = i; j < n; j++)
                 P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
     fused_dims sz = dims_of(p);
-    p->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
+    e->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
                         .dpmax = sz.dpmax, .dmax = sz.dmax, .dsum = sz.dsum,
                         .WT = WT, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
                         .W = Wl, .b = bl, .P1 = P1};
-    int avx2 = nnd__cpu_avx2();
-    p->fz_values = avx2 ? nnd__fused_values_avx2 : nnd__fused_values_generic;
-    p->fz_sample = avx2 ? nnd__fused_sample_avx2 : nnd__fused_sample_generic;
-    p->fz_lanes = nnd__fused_lanes(p) ? (avx2 ? nnd__fused_lanes_avx2 : nnd__fused_lanes_generic) : NULL;
+    int avx2 = nnd__cpu_avx2(); /* the CPU asked once, here */
+    e->fz_values = avx2 ? nnd__fused_values_avx2 : nnd__fused_values_generic;
+    e->fz_sample = avx2 ? nnd__fused_sample_avx2 : nnd__fused_sample_generic;
+    e->fz_lanes = use_lanes(p) ? (avx2 ? nnd__fused_lanes_avx2 : nnd__fused_lanes_generic) : NULL;
     return NND_OK;
 }
 
@@ -144,13 +183,13 @@ static void lane_act(const void *ctx, size_t l, size_t count, const double *z, d
 
 /* Where engine output k of sample s goes: its raw output row, or with a seed the sample's one row
  * (the weighted sum of the outputs). */
-static size_t out_row(const nnd_plan *p, const double *w, size_t s, size_t k)
+static size_t out_row(const nnd_prep *p, const double *w, size_t s, size_t k)
 {
     return w ? s : s * p->m + p->row_of[k];
 }
 
 /* The seed of sample s for the engine outputs: w's weights on their raw rows times dy/da_L. */
-static void seed_of(const nnd_plan *p, const double *w, size_t s, double *seed, size_t stride)
+static void seed_of(const nnd_prep *p, const double *w, size_t s, double *seed, size_t stride)
 {
     for (size_t k = 0; k < p->me; k++)
         seed[k * stride] = p->oscale[k] * w[s * p->m + p->row_of[k]];
@@ -158,32 +197,33 @@ static void seed_of(const nnd_plan *p, const double *w, size_t s, double *seed, 
 
 /* The lane kernel over a block: groups of four samples (a short last group repeats its last
  * sample in the empty lanes), then each lane's results into its sample's rows. */
-static void lanes_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
+static void lanes_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
+    const nnd_prep *p = e->p;
     size_t n = p->n, d0 = p->d0, me = p->me, S = n * (n + 1) / 2, mk = w ? 1 : me;
-    nnd__pre_block(p, nb, x);
+    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
     for (size_t b0 = 0; b0 < nb; b0 += 4) {
         size_t g = nb - b0 < 4 ? nb - b0 : 4;
-        const double *xg = p->xt + b0 * d0;
+        const double *xg = ws->xt + b0 * d0;
         if (g < 4) {
             for (size_t b = 0; b < 4; b++)
-                memcpy(p->lx + b * d0, xg + (b < g ? b : g - 1) * d0, d0 * sizeof *xg);
-            xg = p->lx;
+                memcpy(ws->lx + b * d0, xg + (b < g ? b : g - 1) * d0, d0 * sizeof *xg);
+            xg = ws->lx;
         }
         for (size_t b = 0; w && b < 4; b++)
-            seed_of(p, w, b0 + (b < g ? b : g - 1), p->lseed + b, 4);
-        p->fz_lanes(&p->fz, lane_act, p->net, xg, w ? p->lseed : NULL, p->fzws, p->lA, J ? p->lJ : NULL,
-                    H ? p->lH : NULL);
+            seed_of(p, w, b0 + (b < g ? b : g - 1), ws->lseed + b, 4);
+        e->fz_lanes(&e->fz, lane_act, p->net, xg, w ? ws->lseed : NULL, ws->fzws, ws->lA, J ? ws->lJ : NULL,
+                    H ? ws->lH : NULL);
         for (size_t b = 0; b < g; b++) {
             size_t s = b0 + b;
             for (size_t k = 0; k < me; k++)
-                p->aout[s * me + k] = p->lA[4 * k + b];
+                ws->aout[s * me + k] = ws->lA[4 * k + b];
             for (size_t k = 0; J && k < mk; k++)
                 for (size_t i = 0; i < n; i++)
-                    J[out_row(p, w, s, k) * n + i] = p->lJ[4 * (k * n + i) + b];
+                    J[out_row(p, w, s, k) * n + i] = ws->lJ[4 * (k * n + i) + b];
             for (size_t k = 0; H && k < mk; k++) {
                 double *Hk = H + out_row(p, w, s, k) * n * n;
-                const double *h = p->lH + 4 * k * S + b;
+                const double *h = ws->lH + 4 * k * S + b;
                 for (size_t i = 0; i < n; i++)
                     for (size_t j = i; j < n; j++, h += 4)
                         Hk[i * n + j] = Hk[j * n + i] = *h;
@@ -191,42 +231,43 @@ static void lanes_block(nnd_plan *p, size_t nb, const double *x, const double *w
         }
     }
     if (y)
-        nnd__post_values(p, nb, p->aout, y);
+        nnd__post_values(p, nb, ws->aout, y, ws->tmp);
 }
 
-static void run_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
+static void run_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
-    if (p->fz_lanes) {
-        lanes_block(p, nb, x, w, y, J, H);
+    if (e->fz_lanes) {
+        lanes_block(e, ws, nb, x, w, y, J, H);
         return;
     }
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    const nnd_fused *F = &p->fz;
+    const nnd_fused *F = &e->fz;
     size_t L = p->L, n = p->n, npad = 4 * F->nv, me = p->me, mk = w ? 1 : me;
     const double *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
     double *z[NND_FUSED_MAX_LAYERS], *f0[NND_FUSED_MAX_LAYERS];
-    nnd__pre_block(p, nb, x);
+    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
     for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
-        z[l] = p->zv + off;
-        f0[l] = p->f0 + off;
-        const double *a = l ? f0[l - 1] : p->xt;
+        z[l] = ws->zv + off;
+        f0[l] = ws->f0 + off;
+        const double *a = l ? f0[l - 1] : ws->xt;
         size_t din = net->layers[l].n_in, lda = l ? F->dp[l - 1] : p->d0;
-        p->fz_values(nb, din, F->dp[l], a, lda, F->WT[l], F->bp[l], z[l]);
-        nnd__act_eval_layer(&net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? p->f1 + off : NULL,
-                            H ? p->f2 + off : NULL);
+        e->fz_values(nb, din, F->dp[l], a, lda, F->WT[l], F->bp[l], z[l]);
+        nnd__act_eval_layer(&net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? ws->f1 + off : NULL,
+                            H ? ws->f2 + off : NULL);
     }
     for (size_t b = 0; b < nb && (J || H); b++) {
         for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
-            f1[l] = p->f1 + off + b * F->dp[l];
-            f2[l] = H ? p->f2 + off + b * F->dp[l] : NULL;
+            f1[l] = ws->f1 + off + b * F->dp[l];
+            f2[l] = H ? ws->f2 + off + b * F->dp[l] : NULL;
         }
         if (w)
-            seed_of(p, w, b, p->lseed, 1);
-        p->fz_sample(F, f1, f2, w ? p->lseed : NULL, p->fzws, J ? p->jout : NULL, H ? p->hall : NULL);
+            seed_of(p, w, b, ws->lseed, 1);
+        e->fz_sample(F, f1, f2, w ? ws->lseed : NULL, ws->fzws, J ? ws->jout : NULL, H ? ws->hall : NULL);
         for (size_t k = 0; k < mk && J; k++)
-            memcpy(J + out_row(p, w, b, k) * n, p->jout + k * npad, n * sizeof *J);
+            memcpy(J + out_row(p, w, b, k) * n, ws->jout + k * npad, n * sizeof *J);
         for (size_t k = 0; k < mk && H; k++) {
-            const double *hk = p->hall + k * npad * npad;
+            const double *hk = ws->hall + k * npad * npad;
             double *Hk = H + out_row(p, w, b, k) * n * n;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
@@ -237,18 +278,165 @@ static void run_block(nnd_plan *p, size_t nb, const double *x, const double *w, 
         size_t dL = F->dp[L - 1];
         for (size_t b = 0; b < nb; b++)
             for (size_t k = 0; k < me; k++)
-                p->aout[b * me + k] = f0[L - 1][b * dL + k];
-        nnd__post_values(p, nb, p->aout, y);
+                ws->aout[b * me + k] = f0[L - 1][b * dL + k];
+        nnd__post_values(p, nb, ws->aout, y, ws->tmp);
     }
 }
 
-void nnd__fused_block(nnd_plan *p, size_t nb, const double *x, double *y, double *J, double *H)
+static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
 {
-    run_block(p, nb, x, NULL, y, J, H);
+    const state *e = st;
+    work *ws = (work *)(void *)wsp;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, m = p->m, sq = n * n;
+    if (c->seed) { /* the products: one weighted output per sample */
+        run_block(e, ws, nb, c->x + b0 * n, c->seed + b0 * m, NULL, c->J ? c->J + b0 * n : NULL,
+                  c->H ? c->H + b0 * sq : NULL);
+        return;
+    }
+    double *y = c->y ? c->y + b0 * m : NULL, *J = c->J ? c->J + b0 * m * n : NULL;
+    double *H = c->H ? c->H + b0 * m * sq : NULL;
+    if (p->const_rows)
+        nnd__zero_const_rows(p, nb, J, H, ws->tmp);
+    run_block(e, ws, nb, c->x + b0 * n, NULL, y, J, H);
 }
 
-void nnd__fused_seeded_block(nnd_plan *p, size_t nb, const double *x, const double *w, double *y, double *g,
-                             double *Hw)
+/* The float32 instance: the double engine on the block, rounded once (faster on these nets than
+ * float arithmetic in the blocked engines, and as accurate as float allows). */
+static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
 {
-    run_block(p, nb, x, w, y, g, Hw);
+    const state *e = st;
+    work *ws = (work *)(void *)wsp;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, m = p->m, sq = n * n;
+    const float *x = c->xf + b0 * n;
+    float *y = c->yf ? c->yf + b0 * m : NULL, *J = c->Jf ? c->Jf + b0 * m * n : NULL;
+    float *H = c->Hf ? c->Hf + b0 * m * sq : NULL;
+    for (size_t i = 0; i < nb * n; i++)
+        ws->dx[i] = x[i];
+    double *dy = y ? ws->dy : NULL, *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
+    if (p->const_rows)
+        nnd__zero_const_rows(p, nb, dJ, dH, ws->tmp);
+    run_block(e, ws, nb, ws->dx, NULL, dy, dJ, dH);
+    for (size_t i = 0; y && i < nb * m; i++)
+        y[i] = (float)dy[i];
+    for (size_t i = 0; J && i < nb * m * n; i++)
+        J[i] = (float)dJ[i];
+    for (size_t i = 0; H && i < nb * m * sq; i++)
+        H[i] = (float)dH[i];
 }
+
+#define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
+#define WS_ITEMS 16
+
+static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *it)
+{
+    const nnd_prep *p = e->p;
+    size_t k = 0, big = p->n > p->m ? p->n : p->m, sq = p->n * p->n;
+    size_t Dp = dp_sum(p), npad = pad4(p->n);
+    it[k++] = ITEM(xt, nb, p->d0);
+    it[k++] = ITEM(tmp, 2, big);
+    it[k++] = ITEM(aout, nb, p->me);
+    it[k++] = ITEM(fzws, 1, kernel_ws_doubles(p));
+    it[k++] = ITEM(lseed, p->me, 4);
+    if (use_lanes(p)) { /* its values live in the group's workspace */
+        it[k++] = ITEM(lx, 4, p->d0);
+        it[k++] = ITEM(lA, p->me, 4);
+        it[k++] = ITEM(lJ, p->me, 4 * p->n);
+        it[k++] = ITEM(lH, p->me, 4 * p->s);
+    } else {
+        it[k++] = ITEM(zv, Dp, nb);
+        it[k++] = ITEM(f0, Dp, nb);
+        it[k++] = ITEM(f1, Dp, nb);
+        it[k++] = ITEM(f2, Dp, nb);
+        it[k++] = ITEM(jout, p->me, npad);
+        it[k++] = ITEM(hall, p->me, npad * npad);
+    }
+    if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
+        it[k++] = ITEM(dx, nb, p->n);
+        it[k++] = ITEM(dy, nb, p->m);
+        it[k++] = ITEM(dJ, nb * p->m, p->n);
+        it[k++] = ITEM(dH, nb * p->m, sq);
+    }
+    return k;
+}
+#undef ITEM
+
+static size_t ws_of(const state *e, size_t nb, int f32)
+{
+    nnd_ws_item it[WS_ITEMS];
+    work w;
+    return nnd__ws_total(NND_WS_DOUBLES(work), it, layout(e, &w, nb, f32, it));
+}
+
+
+static void ws_init_f(const void *st, double *wsp, int f32)
+{
+    const state *e = st;
+    nnd_ws_item it[WS_ITEMS];
+    nnd__ws_carve(wsp, NND_WS_DOUBLES(work), it, layout(e, (work *)(void *)wsp, e->block, f32, it));
+}
+static void ws_init(const void *st, double *wsp) { ws_init_f(st, wsp, 0); }
+static void ws_init_f32(const void *st, double *wsp) { ws_init_f(st, wsp, 1); }
+
+/* No GEMMs: the block only amortises a call per layer, and stays in L2; whole groups of four for
+ * the lane kernel (a short group computes empty lanes). */
+#define FUSED_BLOCK_BYTES ((size_t)192 << 10)
+#define FUSED_BLOCK_MAX 256
+
+static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
+{
+    int f32 = (req->what & NND_FLOAT32) != 0;
+    state *e = nnd__calloc(1, sizeof *e);
+    if (!e)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    *out = e;
+    e->p = p;
+    /* sizes are bounded by fits(): nothing here overflows */
+    size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
+    size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);
+    size_t nb = per && room > fixed ? (room - fixed) / per : 4;
+    nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < 4 ? 4 : nb / 4 * 4);
+    if (nb > req->max_batch)
+        nb = req->max_batch;
+    e->block = *block = nb;
+    *ws_doubles = ws_of(e, nb, f32);
+    return weights(e);
+}
+
+static void release(void *st)
+{
+    state *e = st;
+    if (!e)
+        return;
+    nnd__free(e->fzdims);
+    nnd__free(e->fzptr);
+    nnd__free(e->fzbuf);
+    nnd__free(e);
+}
+
+/* Wherever it fits (fits(): widths <= 96, or <= 128 where n_in wastes little of its vectors,
+ * n_in and n_out <= 16, no softmax), unless NND_BLOCKED or forward mode was asked for derivatives.
+ * Decided on the net alone, whatever `what` is: every plan of a net takes the same engine, so a
+ * value-only plan's y is bit for bit the y of a plan with J and H. */
+static int applies_f(const nnd_prep *p, const nnd_request *req, int f32)
+{
+    return f32 == !!(req->what & NND_FLOAT32) && !(req->what & NND_BLOCKED) &&
+           !(req->mode == NND_MODE_FORWARD && nnd__derivs(req->what)) && fits(p);
+}
+static int applies(const nnd_prep *p, const nnd_request *req) { return applies_f(p, req, 0); }
+static int applies_f32(const nnd_prep *p, const nnd_request *req) { return applies_f(p, req, 1); }
+
+/* Reverse mode's flops, but without the blocked engines' fixed costs (BLAS-style calls, passes over
+ * block-sized buffers), which on these nets set the time: measured faster than both blocked
+ * engines on every net it takes (bench/RESULTS.md). Modelled as half the cheaper of them. */
+static double cost(const nnd_prep *p, const nnd_request *req)
+{
+    double f, r;
+    nnd__mode_costs(p->net, req->what, &f, &r);
+    return 0.5 * (f < r ? f : r);
+}
+
+const nnd_engine nnd__engine_fused = {"fused", NND_MODE_REVERSE, applies, cost, setup_f, ws_init, block, release};
+const nnd_engine nnd__engine_fused_f32 = {"fused_f32", NND_MODE_REVERSE, applies_f32, cost, setup_f, ws_init_f32,
+                                          block_f32, release};

@@ -22,9 +22,52 @@
 #include "kernels/accum.h"
 #include "plan/plan.h"
 #include "plan/real.h"
+#include "engines/blocked.h"
 
-static void forward_values(nnd_plan *p, size_t nb, int hess)
+#ifndef NND_HKERNEL_DEFINED
+#define NND_HKERNEL_DEFINED
+/* Hessian assembly: direct loops over the whole block (few inputs), one GEMM for all outputs of a
+ * sample, or a sign-split pair of SYRKs per output (many inputs: half the flops of the GEMM). */
+typedef enum { NND_HK_BLOCK, NND_HK_GEMM, NND_HK_SYRK } nnd_hkernel;
+#endif
+
+/* The engine's state (read-only once set up) and one thread's workspace. */
+typedef struct {
+    const nnd_prep *p;
+    const nnd_kernels *k;
+    unsigned what;
+    size_t block;        /* samples per block */
+    nnd_hkernel hkernel; /* how H_k = Jt^T diag(c_k) Jt is formed (choose_hkernel) */
+    size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
+    weights wt;
+} state;
+
+typedef struct {
+    REAL *gpack;                 /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
+    REAL *xt, *tmp, *aout, *smx; /* block x d0 inputs, 2 max(n, m), block x me, softmax scratch */
+    REAL *zv, *f0, *f1, *f2;     /* D x block activation values */
+    REAL *bufA, *bufB;           /* dmax x block*me: G, Delta */
+    REAL *jout;                  /* block*me x n */
+    REAL *jz, *tan, *cst;        /* D x block*n stacked dz_l/dx; dmax x block*n tangents; D x block*me c_{k,l} */
+    REAL *S, *hall;              /* D x max(me, 2)*n scratch; me x n x n per sample */
+    double *hacc;                /* NND_HK_BLOCK: block x me x n x n accumulators */
+    double *dscr;                /* float instance: processing in double (pscratch_len) */
+} work;
+
+#ifndef NND_REVERSE_PASS
+#define NND_REVERSE_PASS
+/* What one call asks of the backward pass: nk = me columns per sample (the identity seeds), or
+ * nk = 1 and seed (nb x m output weights, double) for the weighted runs of the products. Passed
+ * down by argument: executing writes nothing into the plan. */
+typedef struct {
+    size_t nk;
+    const double *seed;
+} pass;
+#endif
+
+static void forward_values(const state *e, work *w, size_t nb, int hess)
 {
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
@@ -48,13 +91,14 @@ static void forward_values(nnd_plan *p, size_t nb, int hess)
 }
 
 /* Jz_1 = W1g for every sample; Jz_l = W_l * (activated Jz_{l-1}). */
-static void forward_tangents(nnd_plan *p, size_t nb)
+static void forward_tangents(const state *e, work *w, size_t nb)
 {
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t n = p->n, cols = nb * n;
     for (size_t u = 0; u < net->layers[0].n_out; u++)
         for (size_t b = 0; b < nb; b++)
-            memcpy(WS(jz) + u * cols + b * n, WS(W1g) + u * n, n * sizeof(REAL));
+            memcpy(WS(jz) + u * cols + b * n, e->wt.W1g + u * n, n * sizeof(REAL));
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
         size_t d = prev->n_out, o = p->off[l - 1];
@@ -88,15 +132,16 @@ static void forward_tangents(nnd_plan *p, size_t nb)
 }
 
 /* Back-propagate one delta per (sample, output). Leaves delta_1 in WS(bufB); with H, c_{k,l} in WS(cst). */
-static void backward(nnd_plan *p, size_t nb, int hess)
+static void backward(const state *e, work *w, const pass *ps, size_t nb, int hess)
 {
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t me = p->nk, cols = nb * me;
+    size_t me = ps->nk, cols = nb * me;
     REAL *G = WS(bufA), *Dl = WS(bufB);
-    if (p->seed) { /* one column per sample: dy/da_L weighted by the seed */
+    if (ps->seed) { /* one column per sample: dy/da_L weighted by the seed */
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
-                G[k * cols + b] = p->oscale[k] * p->seed[b * p->m + p->row_of[k]];
+                G[k * cols + b] = p->oscale[k] * ps->seed[b * p->m + p->row_of[k]];
     } else { /* one column per output: the identity, scaled by the output processing */
         memset(G, 0, p->me * cols * sizeof *G);
         for (size_t k = 0; k < p->me; k++)
@@ -155,11 +200,12 @@ static void backward(nnd_plan *p, size_t nb, int hess)
 }
 
 /* dy_k/dx = delta_{k,1}^T dz_1/dx for every (sample, output): one GEMM, rows b*me + k. */
-static void jacobian(nnd_plan *p, size_t nb, REAL *J)
+static void jacobian(const state *e, work *w, const pass *ps, size_t nb, REAL *J)
 {
-    size_t me = p->nk, n = p->n, d1 = p->net->layers[0].n_out;
-    GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, WS(W1g), n, WS(jout), n);
-    if (p->seed) {
+    const nnd_prep *p = e->p;
+    size_t me = ps->nk, n = p->n, d1 = p->net->layers[0].n_out;
+    GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, e->wt.W1g, n, WS(jout), n);
+    if (ps->seed) {
         memcpy(J, WS(jout), nb * n * sizeof *J);
         return;
     }
@@ -172,9 +218,10 @@ static void jacobian(nnd_plan *p, size_t nb, REAL *J)
  * softmax: -(u v^T + v u^T), u = Jz^T r (r = c of the layer); logsoftmax: sum(g) v v^T,
  * sum(g) = -sum of the layer's c. Added to the upper triangles of out (me x n x n), or with diag
  * to the diagonals only (out: me x n), which get the same arithmetic as the triangles' diagonals. */
-static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int diag)
+static void coupling(const state *e, work *w, const pass *ps, size_t nb, size_t b, size_t l, REAL *out, int diag)
 {
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
     const nnd_layer *L = &p->net->layers[l];
     size_t d = L->n_out, o = p->off[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
@@ -207,31 +254,34 @@ static void coupling(nnd_plan *p, size_t nb, size_t b, size_t l, REAL *out, int 
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
  * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
  * chunk's accumulators stay in L1. */
-static void assemble_block(nnd_plan *p, size_t nb)
+static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
 {
-    size_t n = p->n, me = p->nk, cols = nb * me, ncols = nb * n;
-    memset(p->hacc, 0, nb * me * n * nnd__accum_ld(n) * sizeof *p->hacc);
-    for (size_t b0 = 0; b0 < nb; b0 += p->hchunk) {
-        size_t b1 = nb - b0 < p->hchunk ? nb : b0 + p->hchunk;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
+    memset(WS(hacc), 0, nb * me * n * nnd__accum_ld(n) * sizeof *WS(hacc));
+    for (size_t b0 = 0; b0 < nb; b0 += e->hchunk) {
+        size_t b1 = nb - b0 < e->hchunk ? nb : b0 + e->hchunk;
         for (size_t u = 0; u < p->D; u++)
-            p->accum(n, me, WS(jz) + u * ncols, WS(cst) + u * cols, p->hacc, b0, b1);
+            e->k->accum(n, me, WS(jz) + u * ncols, WS(cst) + u * cols, WS(hacc), b0, b1);
     }
 }
 
 /* Sample b's accumulators (rows padded to nnd__accum_ld(n)) into hall. */
-static void unpack_block(nnd_plan *p, size_t b)
+static void unpack_block(const state *e, work *w, const pass *ps, size_t b)
 {
-    size_t n = p->n, me = p->nk, ld = nnd__accum_ld(n);
-    const REAL *a = p->hacc + b * me * n * ld;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, ld = nnd__accum_ld(n);
+    const REAL *a = WS(hacc) + b * me * n * ld;
     for (size_t r = 0; r < me * n; r++)
         memcpy(WS(hall) + r * n, a + r * ld, n * sizeof *a);
 }
 #endif
 
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
-static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
+static void assemble_gemm(const state *e, work *w, const pass *ps, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
     for (size_t u = 0; u < D; u++) {
         const REAL *jr = WS(jz) + u * ncols + b * n;
         for (size_t k = 0; k < me; k++) {
@@ -247,9 +297,10 @@ static void assemble_gemm(nnd_plan *p, size_t nb, size_t b)
 /* Many inputs: per output, split the rows by the sign of c and use two symmetric rank-k updates,
  * hall_k = P^T P - N^T N with P = sqrt(c+) Jt, N = sqrt(c-) Jt (rows with c = 0 skipped):
  * D n^2 flops per output, half of the GEMM. */
-static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
+static void assemble_syrk(const state *e, work *w, const pass *ps, size_t nb, size_t b)
 {
-    size_t n = p->n, me = p->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
     REAL *P = WS(S), *N = WS(S) + D * n;
     for (size_t k = 0; k < me; k++) {
         size_t np = 0, nn = 0;
@@ -273,31 +324,32 @@ static void assemble_syrk(nnd_plan *p, size_t nb, size_t b)
     }
 }
 
-static void hessian(nnd_plan *p, size_t nb, REAL *H)
+static void hessian(const state *e, work *w, const pass *ps, size_t nb, REAL *H)
 {
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t n = p->n, me = p->nk, sq = n * n;
+    size_t n = p->n, me = ps->nk, sq = n * n;
 #ifndef NND_F32
-    if (p->hkernel == NND_HK_BLOCK)
-        assemble_block(p, nb);
+    if (e->hkernel == NND_HK_BLOCK)
+        assemble_block(e, w, ps, nb);
 #endif
     for (size_t b = 0; b < nb; b++) {
-        switch (p->hkernel) {
+        switch (e->hkernel) {
         case NND_HK_BLOCK:
 #ifndef NND_F32
-            unpack_block(p, b);
+            unpack_block(e, w, ps, b);
             break;
 #endif
-        case NND_HK_GEMM: assemble_gemm(p, nb, b); break;
-        case NND_HK_SYRK: assemble_syrk(p, nb, b); break;
+        case NND_HK_GEMM: assemble_gemm(e, w, ps, nb, b); break;
+        case NND_HK_SYRK: assemble_syrk(e, w, ps, nb, b); break;
         }
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(p, nb, b, l, WS(hall), 0);
+                coupling(e, w, ps, nb, b, l, WS(hall), 0);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const REAL *hk = WS(hall) + k * sq;
-            REAL *Hk = p->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
+            REAL *Hk = ps->seed ? H + b * sq : H + (b * p->m + p->row_of[k]) * sq;
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * n + j];
@@ -306,14 +358,16 @@ static void hessian(nnd_plan *p, size_t nb, REAL *H)
 }
 
 #ifndef NND_F32 /* the products (products.c) run double plans only */
-void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
+static void hdiag(const state *e, work *w, size_t nb, const REAL *x, REAL *D)
 {
+    const nnd_prep *p = e->p;
+    const pass ps0 = {p->me, NULL}, *ps = &ps0;
     const nnd_net *net = p->net;
     size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n;
-    NND_SUF(nnd__pre_block)(p, nb, x);
-    forward_values(p, nb, 1);
-    forward_tangents(p, nb);
-    backward(p, nb, 1);
+    NND_SUF(nnd__pre_block)(p, nb, x, WS(xt), PSCRATCH(w));
+    forward_values(e, w, nb, 1);
+    forward_tangents(e, w, nb);
+    backward(e, w, ps, nb, 1);
     /* diag H_k = sum_u c_{k,u} (dz_u/dx)^2: units outside, so Jz and c stream through once */
     REAL *acc = WS(jout); /* nb*me x n */
     memset(acc, 0, nb * me * n * sizeof *acc);
@@ -332,40 +386,172 @@ void nnd__reverse_hdiag_block(nnd_plan *p, size_t nb, const REAL *x, REAL *D)
     for (size_t b = 0; b < nb; b++) {
         for (size_t l = 0; l < p->L; l++)
             if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(p, nb, b, l, acc + b * me * n, 1);
+                coupling(e, w, ps, nb, b, l, acc + b * me * n, 1);
         for (size_t k = 0; k < me; k++)
             memcpy(D + (b * p->m + p->row_of[k]) * n, acc + (b * me + k) * n, n * sizeof *D);
     }
 }
-
-void nnd__reverse_seeded_block(nnd_plan *p, size_t nb, const REAL *x, const REAL *w, REAL *y, REAL *g,
-                               REAL *Hw)
-{
-    p->seed = w;
-    p->nk = 1;
-    NND_SUF(nnd__reverse_block)(p, nb, x, y, g, Hw);
-    p->seed = NULL;
-    p->nk = p->me;
-}
 #endif
 
-void NND_SUF(nnd__reverse_block)(nnd_plan *p, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
+static void run(const state *e, work *w, const pass *ps, size_t nb, const REAL *x, REAL *y, REAL *J, REAL *H)
 {
+    const nnd_prep *p = e->p;
     int hess = H != NULL;
     size_t last = p->off[p->L - 1] * nb;
-    NND_SUF(nnd__pre_block)(p, nb, x);
-    forward_values(p, nb, hess);
+    NND_SUF(nnd__pre_block)(p, nb, x, WS(xt), PSCRATCH(w));
+    forward_values(e, w, nb, hess);
     if (hess)
-        forward_tangents(p, nb);
-    backward(p, nb, hess);
+        forward_tangents(e, w, nb);
+    backward(e, w, ps, nb, hess);
     if (J)
-        jacobian(p, nb, J);
+        jacobian(e, w, ps, nb, J);
     if (H)
-        hessian(p, nb, H);
+        hessian(e, w, ps, nb, H);
     if (y) {
         for (size_t k = 0; k < p->me; k++)
             for (size_t b = 0; b < nb; b++)
                 WS(aout)[b * p->me + k] = WS(f0)[last + k * nb + b];
-        NND_SUF(nnd__post_values)(p, nb, WS(aout), y);
+        NND_SUF(nnd__post_values)(p, nb, WS(aout), y, PSCRATCH(w));
     }
 }
+
+static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size_t nb)
+{
+    const state *e = st;
+    work *w = (work *)(void *)ws;
+    const nnd_prep *p = e->p;
+#ifndef NND_F32 /* the products' calls (float64 only) */
+    size_t n = p->n;
+    if (c->D) {
+        hdiag(e, w, nb, c->x + b0 * n, c->D + b0 * p->m * n);
+        return;
+    }
+    if (c->seed) {
+        pass ps = {1, c->seed + b0 * p->m};
+        run(e, w, &ps, nb, c->x + b0 * n, NULL, c->J ? c->J + b0 * n : NULL, c->H ? c->H + b0 * n * n : NULL);
+        return;
+    }
+#endif
+    block_io io = io_of(p, c, b0);
+    if (p->const_rows)
+        NND_SUF(nnd__zero_const_rows)(p, nb, io.J, io.H, WS(tmp));
+    pass ps = {p->me, NULL};
+    run(e, w, &ps, nb, io.x, io.y, io.J, io.H);
+}
+
+#ifdef NND_F32
+#define ITEM(field, r, c) ((nnd_ws_item){NULL, &w->field, (r), (c)})
+#else
+#define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
+#endif
+#define WS_ITEMS 20
+
+static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
+{
+    const nnd_prep *p = e->p;
+    size_t k = 0, big = p->n > p->m ? p->n : p->m, sq = p->n * p->n;
+    it[k++] = ITEM(gpack, 1, NND_GEMM_PACK_DOUBLES);
+    it[k++] = ITEM(xt, nb, p->d0);
+    it[k++] = ITEM(tmp, 2, big);
+    it[k++] = ITEM(aout, nb, p->me);
+    it[k++] = ITEM(smx, 1, smx_len(p, e->what));
+    it[k++] = ITEM(zv, p->D, nb);
+    it[k++] = ITEM(f0, p->D, nb);
+    it[k++] = ITEM(f1, p->D, nb);
+    it[k++] = ITEM(f2, p->D, nb);
+    it[k++] = ITEM(bufA, p->dmax, nb * p->me);
+    it[k++] = ITEM(bufB, p->dmax, nb * p->me);
+    it[k++] = ITEM(jout, nb * p->me, p->n);
+    if (e->what & NND_HESSIAN) {
+        it[k++] = ITEM(jz, p->D, nb * p->n);
+        it[k++] = ITEM(tan, p->dmax, nb * p->n);
+        it[k++] = ITEM(cst, p->D, nb * p->me);
+        it[k++] = ITEM(S, p->D, (p->me > 2 ? p->me : 2) * p->n);
+        it[k++] = ITEM(hall, p->me, sq);
+        if (e->hkernel == NND_HK_BLOCK)
+            it[k++] = (nnd_ws_item){&w->hacc, NULL, nb * p->me, p->n * nnd__accum_ld(p->n)};
+    }
+#ifdef NND_F32
+    it[k++] = (nnd_ws_item){&w->dscr, NULL, 1, pscratch_len(p)};
+#endif
+    return k;
+}
+#undef ITEM
+
+static size_t ws_of(const void *st, size_t nb)
+{
+    nnd_ws_item it[WS_ITEMS];
+    work w;
+    return nnd__ws_total(NND_WS_DOUBLES(work), it, layout(st, &w, nb, it));
+}
+
+static void ws_init(const void *st, double *ws)
+{
+    const state *e = st;
+    nnd_ws_item it[WS_ITEMS];
+    work *w = (work *)(void *)ws;
+    nnd__ws_carve(ws, NND_WS_DOUBLES(work), it, layout(e, w, e->block, it));
+}
+
+/* Few inputs: streaming loops over the block (2 D me s flops) beat per-sample GEMM calls (the
+ * GEMM does 2 D me n^2). Otherwise the SYRK pair halves the flops of the GEMM but costs two calls
+ * per output: worth it once one output's n^2 D flops dwarf a call (~1e5 flops). */
+static void choose_hkernel(state *e)
+{
+    const nnd_prep *p = e->p;
+    e->hchunk = 1;
+    if (p->n <= 8 && !NND_IS_F32) { /* the accum kernels are double: float32 plans take the GEMM */
+        /* a chunk's accumulators: about 32 KiB, to stay in L1 (me n^2 cannot overflow here) */
+        size_t per = p->me * p->n * nnd__accum_ld(p->n);
+        e->hchunk = per < 4096 ? 4096 / per : 1;
+        e->hkernel = NND_HK_BLOCK;
+    } else if ((double)p->n * (double)p->n * (double)p->D >= 131072.0)
+        e->hkernel = NND_HK_SYRK;
+    else
+        e->hkernel = NND_HK_GEMM;
+}
+
+static void release(void *st)
+{
+    state *e = st;
+    if (e)
+        weights_free(&e->wt);
+    nnd__free(e);
+}
+
+static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
+{
+    state *e = nnd__calloc(1, sizeof *e);
+    if (!e)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    *out = e;
+    e->p = p;
+    e->k = nnd__kernels();
+    e->what = req->what;
+    choose_hkernel(e);
+    size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
+    size_t per_sample = (req->what & NND_HESSIAN) ? p->n : p->me;
+    nnd_status st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, &e->block);
+    if (st == NND_OK)
+        st = weights_init(&e->wt, p);
+    *block = e->block;
+    *ws_doubles = ws_of(e, e->block);
+    return st;
+}
+
+/* Reverse mode for derivatives (values only: the forward engine's pass). */
+static int applies(const nnd_prep *p, const nnd_request *req)
+{
+    (void)p;
+    return NND_IS_F32 == !!(req->what & NND_FLOAT32) && nnd__derivs(req->what) && req->mode != NND_MODE_FORWARD;
+}
+
+static double cost(const nnd_prep *p, const nnd_request *req)
+{
+    double f, r;
+    nnd__mode_costs(p->net, req->what, &f, &r);
+    return r;
+}
+
+const nnd_engine NND_SUF(nnd__engine_reverse) = {NND_NAME("reverse"), NND_MODE_REVERSE, applies, cost, setup,
+                                                 ws_init, block, release};

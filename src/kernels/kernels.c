@@ -12,35 +12,51 @@ static int tiny(size_t M, size_t N, size_t K)
     return M <= NND_GEMM_SMALL && N <= NND_GEMM_SMALL && K <= NND_GEMM_SMALL && M * N * K <= NND_GEMM_SMALL;
 }
 
+/* C = op(A) op(B): loops without packing for tiny products, else the blocked kernels. */
+#define NND_GEMM_DISPATCH(name, T, small, big)                                                                   \
+    static void name(int ta, int tb, size_t M, size_t N, size_t K, const T *A, size_t lda, const T *B, size_t ldb, \
+                     T *C, size_t ldc, T *pack)                                                                  \
+    {                                                                                                            \
+        if (tiny(M, N, K))                                                                                       \
+            small(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);                                                      \
+        else                                                                                                     \
+            big(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);                                                  \
+    }
+NND_GEMM_DISPATCH(dgemm_avx2, double, nnd__gemm_small_avx2, nnd__gemm_d_avx2)
+NND_GEMM_DISPATCH(dgemm_generic, double, gemm_small_impl, nnd__gemm_d_generic)
+NND_GEMM_DISPATCH(sgemm_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2)
+NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic)
+
+static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
+                                         nnd__accum_avx2};
+static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
+                                            nnd__syrk_ut_s_generic, nnd__accum_generic};
+
+const nnd_kernels *nnd__kernels(void) { return nnd__cpu_avx2() ? &kernels_avx2 : &kernels_generic; }
+
+/* For callers without a plan's table (the products): the same kernels, the CPU asked per call. */
 void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
                 size_t ldb, double *C, size_t ldc, double *pack)
 {
-    int avx2 = nnd__cpu_avx2();
-    if (tiny(M, N, K))
-        (avx2 ? nnd__gemm_small_avx2 : gemm_small_impl)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-    else
-        (avx2 ? nnd__gemm_d_avx2 : nnd__gemm_d_generic)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+    nnd__kernels()->dgemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
 }
 
 void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
                 size_t ldb, float *C, size_t ldc, float *pack)
 {
-    if (tiny(M, N, K))
-        gemm_small_impl_f32(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-    else
-        (nnd__cpu_avx2() ? nnd__gemm_s_avx2 : nnd__gemm_s_generic)(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+    nnd__kernels()->sgemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
 }
 
 void nnd__dsyrk_ut(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
                    size_t ldc, double *pack)
 {
-    (nnd__cpu_avx2() ? nnd__syrk_ut_d_avx2 : nnd__syrk_ut_d_generic)(n, k, alpha, A, lda, beta, C, ldc, pack);
+    nnd__kernels()->dsyrk_ut(n, k, alpha, A, lda, beta, C, ldc, pack);
 }
 
 void nnd__ssyrk_ut(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
                    float *pack)
 {
-    (nnd__cpu_avx2() ? nnd__syrk_ut_s_avx2 : nnd__syrk_ut_s_generic)(n, k, alpha, A, lda, beta, C, ldc, pack);
+    nnd__kernels()->ssyrk_ut(n, k, alpha, A, lda, beta, C, ldc, pack);
 }
 
 /* GEMV and AXPY: streaming loops, one order of operations on every CPU. */

@@ -49,6 +49,21 @@ void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x
 /* y += a x (n entries). */
 void nnd__daxpy(size_t n, double a, const double *x, double *y);
 void nnd__saxpy(size_t n, float a, const float *x, float *y);
+/* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
+ * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
+typedef struct {
+    const char *name; /* "avx2" or "generic" */
+    void (*dgemm)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                  size_t ldb, double *C, size_t ldc, double *pack);
+    void (*sgemm)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                  size_t ldb, float *C, size_t ldc, float *pack);
+    void (*dsyrk_ut)(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                     size_t ldc, double *pack);
+    void (*ssyrk_ut)(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
+                     float *pack);
+    nnd_accum_fn accum;
+} nnd_kernels;
+const nnd_kernels *nnd__kernels(void);
 /* The instances behind them (kernels.c: generic; avx2.c: AVX2 + FMA). */
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                           const double *B, size_t ldb, double *C, size_t ldc);

@@ -35,14 +35,14 @@ void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp
         memcpy(xt, x, len * sizeof *x);
 }
 
-void nnd__pre_block(nnd_plan *p, size_t nb, const double *x)
+void nnd__pre_block(const nnd_prep *p, size_t nb, const double *x, double *xt, double *tmp)
 {
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(p->net, x + b * p->n, p->xt + b * p->d0, p->tmp);
+        nnd__pre_apply(p->net, x + b * p->n, xt + b * p->d0, tmp);
 }
 
 /* y = reverse of the output steps, last to first, applied to a (me values). */
-static void post_apply(const nnd_plan *p, const double *a, double *y, double *tmp)
+static void post_apply(const nnd_prep *p, const double *a, double *y, double *tmp)
 {
     const nnd_net *net = p->net;
     if (!net->n_post) {
@@ -70,10 +70,10 @@ static void post_apply(const nnd_plan *p, const double *a, double *y, double *tm
     }
 }
 
-void nnd__post_values(const nnd_plan *p, size_t nb, const double *a, double *y)
+void nnd__post_values(const nnd_prep *p, size_t nb, const double *a, double *y, double *tmp)
 {
     for (size_t b = 0; b < nb; b++)
-        post_apply(p, a + b * p->me, y + b * p->m, p->tmp);
+        post_apply(p, a + b * p->me, y + b * p->m, tmp);
 }
 
 void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f)
@@ -81,26 +81,30 @@ void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, doub
     nnd__act(L->act)->eval(count, z, f, df, d2f, L->param);
 }
 
-/* float32 plans: the processing runs in double on each sample (O(n)), then rounds once. */
-void nnd__pre_block_f32(nnd_plan *p, size_t nb, const float *x)
+/* float32 plans: the processing runs in double on each sample (O(n)), then rounds once. The
+ * scratch: x (n), the processed x (d0), the steps (2 max(n, m)), a (me), y (m). */
+void nnd__pre_block_f32(const nnd_prep *p, size_t nb, const float *x, float *xt, double *scr)
 {
+    double *dx = scr, *dxt = dx + p->n, *dtmp = dxt + p->d0;
     for (size_t b = 0; b < nb; b++) {
         for (size_t i = 0; i < p->n; i++)
-            p->dx[i] = (double)x[b * p->n + i];
-        nnd__pre_apply(p->net, p->dx, p->dxt, p->dtmp);
+            dx[i] = (double)x[b * p->n + i];
+        nnd__pre_apply(p->net, dx, dxt, dtmp);
         for (size_t j = 0; j < p->d0; j++)
-            p->f32.xt[b * p->d0 + j] = (float)p->dxt[j];
+            xt[b * p->d0 + j] = (float)dxt[j];
     }
 }
 
-void nnd__post_values_f32(const nnd_plan *p, size_t nb, const float *a, float *y)
+void nnd__post_values_f32(const nnd_prep *p, size_t nb, const float *a, float *y, double *scr)
 {
+    size_t big = p->n > p->m ? p->n : p->m;
+    double *dtmp = scr + p->n + p->d0, *da = dtmp + 2 * big, *dy = da + p->me;
     for (size_t b = 0; b < nb; b++) {
         for (size_t k = 0; k < p->me; k++)
-            p->da[k] = (double)a[b * p->me + k];
-        post_apply(p, p->da, p->dy, p->dtmp);
+            da[k] = (double)a[b * p->me + k];
+        post_apply(p, da, dy, dtmp);
         for (size_t r = 0; r < p->m; r++)
-            y[b * p->m + r] = (float)p->dy[r];
+            y[b * p->m + r] = (float)dy[r];
     }
 }
 

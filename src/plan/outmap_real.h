@@ -2,11 +2,10 @@
  * over double and over float (real.h). Sums and exponentials are in double either way. No
  * include guard on purpose. */
 
-void NND_SUF(nnd__zero_const_rows)(const nnd_plan *p, size_t nb, REAL *J, REAL *H)
+void NND_SUF(nnd__zero_const_rows)(const nnd_prep *p, size_t nb, REAL *J, REAL *H, REAL *hit)
 {
     size_t n = p->n, sq = n * n;
-    /* rows hit by no engine output are constants: mark them in tmp (size >= m) */
-    REAL *hit = WS(tmp);
+    /* rows hit by no engine output are constants: mark them in hit (size >= m) */
     memset(hit, 0, p->m * sizeof *hit);
     for (size_t k = 0; k < p->me; k++)
         hit[p->row_of[k]] = 1.0;

@@ -68,7 +68,8 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
     e->ws_doubles = dir_doubles(e, nb, p->me);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
     e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    if (!e->ws || !e->pack)
+    e->tmp = nnd__malloc(2 * e->n, sizeof(double));
+    if (!e->ws || !e->pack || !e->tmp)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -89,6 +90,7 @@ void nnd__dir_free(nnd_dir *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
+    nnd__free(e->tmp);
     nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
@@ -180,7 +182,7 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     size_t C = e->C, us = nb * C;
     double *A = e->A, *B = e->B;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * e->n, e->xt + b * e->d0, p->tmp);
+        nnd__pre_apply(net, x + b * e->n, e->xt + b * e->d0, e->tmp);
     first_layer(e, nb, A, dirs, stride);
     activate(e, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {

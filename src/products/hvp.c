@@ -46,7 +46,8 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
     e->ws_doubles = hvp_doubles(p, nb);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
     e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    if (!e->ws || !e->pack)
+    e->tmp = nnd__malloc(2 * e->n, sizeof(double));
+    if (!e->ws || !e->pack || !e->tmp)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -68,6 +69,7 @@ void nnd__hvp_free(nnd_hvp *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
+    nnd__free(e->tmp);
     nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
@@ -136,7 +138,7 @@ void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v)
     const nnd_net *net = p->net;
     size_t me = p->me, cols = nb * me, ld = 2 * cols, n = e->n;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * n, e->xt + b * p->d0, p->tmp);
+        nnd__pre_apply(net, x + b * n, e->xt + b * p->d0, e->tmp);
     forward(e, nb, v);
     /* g_L: the identity scaled by the output processing; g-dot_L = 0 */
     memset(e->G, 0, me * ld * sizeof *e->G);

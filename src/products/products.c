@@ -1,11 +1,11 @@
 /* Product plans: one contraction of the derivatives (weighted Hessian, Hessian-vector, Jacobian-
  * vector and vector-Jacobian products, Laplacian, Hessian diagonal, delta-method uncertainty),
  * each run by the engine that makes it cheap (table and costs in nnderiv.h):
- *   WHESS, VJP          the reverse engine, seeded by the weights: the fused engine on small nets
- *                       (nnd__fused_seeded_block), else the blocked one (nnd__reverse_seeded_block)
+ *   WHESS, VJP          the reverse plan's engine (fused on small nets, else blocked), seeded by
+ *                       the weights (nnd_call.seed, nnd__plan_run)
  *   JVP, UNCERTAINTY*   the directional forward engine (directional.c)
  *   LAPLACIAN, HDIAG    the cheaper of: the directional engine, or the reverse engine's tangents
- *                       and deltas without the assembly (nnd__reverse_hdiag_block)
+ *                       and deltas without the assembly (nnd_call.D on a blocked reverse plan)
  *   HVP                 the reverse-over-forward engine (hvp.c)
  * Planning allocates everything, including LAPACK's workspace for the covariance square roots;
  * executing only loops over blocks. */
@@ -277,7 +277,7 @@ static void diag_reverse(nnd_product_plan *P, size_t nb, const double *x, double
     double *D = P->kind == NND_PRODUCT_HDIAG ? out : P->diag;
     if (P->map->const_rows)
         memset(D, 0, nb * m * n * sizeof *D);
-    nnd__reverse_hdiag_block(P->rev, nb, x, D);
+    nnd__plan_run(P->rev, nb, &(nnd_call){.x = x, .D = D});
     if (P->kind == NND_PRODUCT_LAPLACIAN)
         for (size_t r = 0; r < nb * m; r++) {
             double sum = 0.0;
@@ -328,26 +328,6 @@ static void gather_hvp(nnd_product_plan *P, size_t nb, double *out)
 static int takes_in(nnd_product k) { return k == NND_PRODUCT_LAPLACIAN || k == NND_PRODUCT_HDIAG ? 0 : 1; }
 static int takes_out2(nnd_product k) { return k == NND_PRODUCT_WHESS ? 2 : is_uncertainty(k) ? 1 : 0; }
 
-/* One seeded reverse pass (WHESS, VJP) over a block: the fused engine where the net is small, else
- * the blocked one. Run on the reverse plan's threads (nnd__plan_parallel), q being the plan or a
- * peer with its own workspace; every block's arithmetic is the same on any thread. */
-typedef struct {
-    const double *x, *w;
-    double *g, *Hw; /* either may be NULL */
-    size_t n, m;
-} seeded_job;
-
-static void seeded(nnd_plan *q, size_t b0, size_t nb, void *arg)
-{
-    const seeded_job *j = arg;
-    const double *x = j->x + b0 * j->n, *w = j->w + b0 * j->m;
-    double *g = j->g ? j->g + b0 * j->n : NULL, *Hw = j->Hw ? j->Hw + b0 * j->n * j->n : NULL;
-    if (q->fused)
-        nnd__fused_seeded_block(q, nb, x, w, NULL, g, Hw);
-    else
-        nnd__reverse_seeded_block(q, nb, x, w, NULL, g, Hw);
-}
-
 nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *x, const double *in, double *out,
                                double *out2)
 {
@@ -379,8 +359,8 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
     }
     if (P->kind == NND_PRODUCT_WHESS || P->kind == NND_PRODUCT_VJP) {
         int wh = P->kind == NND_PRODUCT_WHESS;
-        seeded_job j = {x, in, wh ? out2 : out, wh ? out : NULL, n, m};
-        nnd__plan_parallel(P->rev, batch, seeded, &j);
+        /* one seeded reverse pass per block, on the reverse plan's threads */
+        nnd__plan_run(P->rev, batch, &(nnd_call){.x = x, .seed = in, .J = wh ? out2 : out, .H = wh ? out : NULL});
         return NND_OK;
     }
     for (size_t b0 = 0; b0 < batch; b0 += P->block) {

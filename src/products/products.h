@@ -31,6 +31,7 @@ typedef struct {
     double *aout;        /* block x me last-layer values    */
     double *last;        /* after a pass: the last layer's states (me x nb*C) */
     double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
+    double *tmp;         /* 2n: the input processing's steps */
 } nnd_dir;
 
 nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_t K, size_t ncoord, int second);
@@ -51,6 +52,7 @@ typedef struct {
     double *G, *Dl;      /* dmax x block*2me: [g | g-dot], [delta | delta-dot] */
     double *hv;          /* block*me x n: H_k v, rows b*me + k, output scale applied */
     double *pack;        /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
+    double *tmp;         /* 2n: the input processing's steps */
 } nnd_hvp;
 
 nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch);

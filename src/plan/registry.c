@@ -1,0 +1,13 @@
+/* The engines the planner asks, one line each (engines/engine.h). A new engine is its own file in
+ * src/engines/ and one line here. Order breaks ties of cost: earlier wins. */
+#include "engines/engine.h"
+
+const nnd_engine *const nnd__engines[] = {
+    &nnd__engine_fused,       /* fused reverse for small nets, float64 (fused.c)  */
+    &nnd__engine_fused_f32,   /* the same, rounded to float32 once (fused.c)      */
+    &nnd__engine_reverse,     /* blocked reverse, float64 (reverse.c)             */
+    &nnd__engine_reverse_f32, /* blocked reverse, float32 (reverse_f32.c)         */
+    &nnd__engine_forward,     /* blocked forward, float64 (forward.c)             */
+    &nnd__engine_forward_f32, /* blocked forward, float32 (forward_f32.c)         */
+};
+const size_t nnd__n_engines = sizeof nnd__engines / sizeof nnd__engines[0];

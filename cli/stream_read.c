@@ -362,6 +362,14 @@ static int h5_signature(const unsigned char *p, size_t n)
     return 0;
 }
 
+/* The library's message without the file name it starts with (the label names the file). */
+static const char *h5_msg(const cli_reader *r)
+{
+    const char *m = nnd_errmsg();
+    size_t k = strlen(r->path);
+    return strncmp(m, r->path, k) == 0 && m[k] == ':' && m[k + 1] == ' ' ? m + k + 2 : m;
+}
+
 static int h5_open(cli_reader *r, char *err, size_t errlen)
 {
     struct stat st;
@@ -391,7 +399,7 @@ static int h5_open(cli_reader *r, char *err, size_t errlen)
     }
     nnd_h5_info info;
     if (nnd_h5_dataset_open(r->map, r->map_len, r->path, r->dataset, &info, &r->ds) != NND_OK) {
-        set_err(err, errlen, r->label, "cannot read the file: %s", nnd_errmsg());
+        set_err(err, errlen, r->label, "%s", h5_msg(r));
         return -1;
     }
     if (info.kind == NND_H5_ABSENT) {
@@ -423,7 +431,7 @@ static int h5_read_rows(cli_reader *r, size_t n, double *out, char *err, size_t 
     nnd_status s = r->ndim >= 2 ? nnd_h5_dataset_read(r->ds, r->pos, n, out)
                                 : nnd_h5_dataset_read(r->ds, 0, r->shape[0], out);
     if (s != NND_OK) {
-        set_err(err, errlen, r->label, "cannot read rows %zu to %zu: %s", r->pos, r->pos + n - 1, nnd_errmsg());
+        set_err(err, errlen, r->label, "cannot read rows %zu to %zu: %s", r->pos, r->pos + n - 1, h5_msg(r));
         return -1;
     }
     return 0;

@@ -301,6 +301,16 @@ def main():
     import nnderiv as nd
 
     bench = os.path.join(args.build, "bench", "nnderiv-bench")
+    try:
+        with open(os.path.join(args.build, "meson-info", "intro-buildoptions.json")) as f:
+            bt = next(o["value"] for o in json.load(f) if o["name"] == "buildtype")
+        if bt != "release":
+            print(f"warning: {args.build} is a {bt} build, not release", file=sys.stderr)
+    except (OSError, ValueError, StopIteration):
+        pass
+    if not os.path.dirname(os.path.abspath(nd.__file__)).startswith(os.path.abspath(args.build)):
+        print(f"warning: nnderiv comes from {os.path.dirname(nd.__file__)}, not from {args.build} "
+              f"(PYTHONPATH={args.build}/python)", file=sys.stderr)
     capi = CApi(args.build)
     shapes = args.shape or SHAPES
     rows = []

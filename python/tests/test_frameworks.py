@@ -1,11 +1,27 @@
 """from_torch and from_keras against the frameworks themselves, and random nets of every smooth
 activation against autograd (torch.func, JAX). Skipped, with the reason, where those are not
 installed (CI has none of them)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import nnderiv as nd
 from conftest import rel_err
+
+
+def test_frameworks_not_imported_by_the_package():
+    # torch, keras (and JAX) are imported only by from_torch / from_keras: in a fresh interpreter
+    # (with the same sys.path) importing nnderiv and computing loads none of them
+    code = ("import sys; sys.path[:0] = sys.argv[1:]; import numpy as np, nnderiv as nd; "
+            "nd.Net(2).dense(np.eye(2), None, 'tansig').derivatives(np.zeros(2)); "
+            "print(sorted(m for m in ('torch', 'keras', 'jax', 'tensorflow') if m in sys.modules))")
+    paths = [p for p in os.environ.get("NNDERIV_BUILD_PYTHON", "").split(os.pathsep) if p]
+    r = subprocess.run([sys.executable, "-c", code] + paths, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
 
 
 # ---------------------------------------------------------------- PyTorch

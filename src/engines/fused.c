@@ -126,7 +126,7 @@ static nnd_status weights(state *e)
         if (l > 0)
             total += net->layers[l].n_out * pad4(din); /* Wr */
     }
-    /* sizes are bounded by nnd__fused_fits: nothing here overflows */
+    /* sizes are bounded by fits(): nothing here overflows */
     e->fzdims = nnd__malloc(2 * L, sizeof *e->fzdims);
     e->fzptr = nnd__calloc(5 * L, sizeof *e->fzptr);
     e->fzbuf = nnd__calloc(total, sizeof *e->fzbuf);

@@ -1,11 +1,10 @@
-/* The fused reverse engine for small nets (kernels/fused.h has the algebra): the plan's padded
- * weights, and a block of samples run through it. Values and activations go layer by layer over
+/* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
+ * instance (the same engine in double, rounded once): its padded weights, and a block of samples
+ * run through it. Values and activations go layer by layer over
  * the block (one vectorised call per layer, as in reverse.c); everything after them (tangents,
  * deltas, J, H) runs one sample at a time in a few KiB, with no BLAS call: for small nets the
  * block engines' fixed costs and passes over block-sized buffers, not flops, set the time. */
 #include <string.h>
-
-#include <limits.h>
 
 #include "engines/engine.h"
 #include "plan/plan.h"

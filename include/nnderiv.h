@@ -224,6 +224,34 @@ NND_API const char *nnd_net_source_name(const nnd_net *net);
 NND_API size_t nnd_net_n_folded(const nnd_net *net);
 NND_API const char *nnd_net_folded(const nnd_net *net, size_t i);
 
+/* ---------------------------------------------------------------- HDF5 datasets
+ * The library's bounded HDF5 reader (the one behind MAT v7.3 and Keras files), for programs that read
+ * arrays from HDF5 files; nnderiv's CLI reads its .h5 inputs with it. The file is the `size` bytes at
+ * `data` (read or mapped by the caller, kept until nnd_h5_dataset_free); nothing else is touched. It
+ * reads what libhdf5's default format and h5py write (contiguous, compact or chunked storage with the
+ * deflate, shuffle and Fletcher-32 filters; groups as symbol tables or compact links), checks every
+ * structure against the file and bounds its work and memory by the file's size (4 MiB + 64 times
+ * it, for the open and again for each read); anything else is NND_EFORMAT naming the structure. */
+typedef struct nnd_h5_dataset nnd_h5_dataset;
+enum { NND_H5_ABSENT = 0, NND_H5_GROUP = 1, NND_H5_DATASET = 2, NND_H5_OTHER_OBJECT = 3 };
+enum { NND_H5_INTEGER = 0, NND_H5_FLOAT = 1, NND_H5_STRING = 3, NND_H5_OTHER_TYPE = 99 };
+typedef struct {
+    int kind;         /* NND_H5_ABSENT (no such path), NND_H5_GROUP, NND_H5_DATASET, ... */
+    int type_class;   /* a dataset's elements: NND_H5_INTEGER, NND_H5_FLOAT, NND_H5_STRING, ... */
+    size_t type_size; /* bytes per element */
+    size_t rank;      /* 0: a scalar */
+    size_t dims[32];
+} nnd_h5_info;
+/* Describe the object at `path` ("/x", "g/samples") in *info. *ds is opened only for a dataset of
+ * integers or IEEE floats of rank 1 to 32, after its whole storage was checked (layout, filters, the
+ * place of every chunk); otherwise *ds is NULL and the status NND_OK: the caller decides from *info.
+ * name: the file's name, for messages. */
+NND_API nnd_status nnd_h5_dataset_open(const void *data, size_t size, const char *name, const char *path,
+                                       nnd_h5_info *info, nnd_h5_dataset **ds);
+/* Rows [row0, row0 + n_rows) of dimension 0 as doubles, row-major: n_rows * dims[1] * ... values. */
+NND_API nnd_status nnd_h5_dataset_read(nnd_h5_dataset *ds, size_t row0, size_t n_rows, double *out);
+NND_API void nnd_h5_dataset_free(nnd_h5_dataset *ds);
+
 /* ---------------------------------------------------------------- planning */
 
 /* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below).
@@ -343,6 +371,10 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
  *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
  *     pass of the gradient and of its derivative along v (reverse-over-forward).
+ *   On small nets (those the fused engine takes: few inputs and outputs, narrow layers, no softmax)
+ *     HVP, JVP, LAPLACIAN, HDIAG and UNCERTAINTY* instead contract each sample's full J and H from
+ *     that engine (H v, J u, tr H, diag H, (J L)(J L)^T and 1/2 tr(H Sigma)) where its cost model
+ *     says that is faster; the results agree to rounding (the README has the measurements).
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */
 
@@ -365,15 +397,15 @@ NND_API const char *nnd_product_name(nnd_product kind);
 /* Flops per sample of `kind` on this net (the table above). */
 NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops);
 
-/* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB:
- * the batch is processed in blocks). *plan is NULL on failure. Like nnd_plan_new's, the plan keeps
- * its own copy of the net: the net may change or be freed after planning.
- * WHESS and VJP run on threads as nnd_plan_new's plans do (NND_NUM_THREADS; bit-identical results
- * for every count); the other kinds on the calling thread. */
+/* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB
+ * per thread: the batch is processed in blocks). *plan is NULL on failure. Like nnd_plan_new's,
+ * the plan keeps its own copy of the net: the net may change or be freed after planning.
+ * Every kind runs on threads as nnd_plan_new's plans do (NND_NUM_THREADS if set, else the online
+ * CPUs, at most one per block of max_batch): each thread takes whole blocks with its own
+ * workspace, and results are bit-identical for every thread count. */
 NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,
                                         nnd_product_plan **plan);
-/* The same with the thread count of nnd_plan_new_threads (0: the default) for the kinds that run on
- * threads; the others ignore it. */
+/* The same with the thread count of nnd_plan_new_threads (0: the default above). */
 NND_API nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nnd_product kind,
                                                 size_t threads, nnd_product_plan **plan);
 
@@ -389,6 +421,7 @@ NND_API void nnd_product_plan_free(nnd_product_plan *plan); /* NULL is a no-op *
 
 NND_API nnd_product nnd_product_plan_kind(const nnd_product_plan *plan); /* 0 for NULL */
 NND_API size_t nnd_product_plan_block(const nnd_product_plan *plan);     /* samples per pass */
+NND_API size_t nnd_product_plan_threads(const nnd_product_plan *plan);   /* threads it runs on; 0 for NULL */
 
 /* Weighted Hessians (batch x n x n, as NND_PRODUCT_WHESS gives them) in the order of a dense
  * IPOPT eval_h: the lower triangle row by row, entry (i, j), j <= i, at index i(i+1)/2 + j, so

@@ -1,10 +1,7 @@
 /* The engines the planner asks (engines/engine.h). A new engine is its own file in src/engines/
- * (listed in its meson.build) and its line here, in both lists. Order breaks ties of cost:
- * earlier wins. */
+ * (listed in its meson.build), its line here and its extern in engine.h. Order breaks ties of
+ * cost: earlier wins. */
 #include "engines/engine.h"
-
-extern const nnd_engine nnd__engine_fused, nnd__engine_fused_f32, nnd__engine_reverse, nnd__engine_reverse_f32,
-    nnd__engine_forward, nnd__engine_forward_f32;
 
 const nnd_engine *const nnd__engines[] = {
     &nnd__engine_fused,       /* fused reverse for small nets, float64 (fused.c)  */

@@ -230,8 +230,9 @@ NND_API const char *nnd_net_folded(const nnd_net *net, size_t i);
  * NND_BLOCKED: never the fused engine for small nets (see nnd_plan_new), always the blocked
  * engines: for comparing the two; results agree to rounding. */
 enum { NND_VALUE = 1u, NND_JACOBIAN = 2u, NND_HESSIAN = 4u, NND_FLOAT32 = 0x100u, NND_BLOCKED = 0x200u };
-/* AUTO: the cost model below. MEASURE: plan both modes and time them on a block of samples (like
- * FFTW_MEASURE): slower planning, the faster mode whatever the model says. */
+/* AUTO: the cheapest engine by the cost model below. FORWARD, REVERSE: that mode's engines only.
+ * MEASURE: every engine that computes the request is set up and timed on a block of samples (like
+ * FFTW_MEASURE): slower planning, the fastest engine whatever the model says. */
 typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NND_MODE_MEASURE = 3 } nnd_mode;
 
 /* Cost model, in floating-point operations per sample (GEMM flops plus elementwise work):
@@ -242,19 +243,16 @@ typedef enum { NND_MODE_AUTO = 0, NND_MODE_FORWARD = 1, NND_MODE_REVERSE = 2, NN
  *             (counted as a full n x n product per unit and output):
  *             sum_l 2 d_l d_{l-1} + sum_{l>1} 2 d_l d_{l-1} (n + m) + 2 m d_1 n + m sum_l d_l (2n^2 + n)
  * (n = n_in, m = n_out of the last layer, d_0 = processed input length.)  Terms not needed by
- * `what` are left out. AUTO takes the smaller; ties go to forward. NND_MODE_MEASURE times both.
+ * `what` are left out. AUTO takes the cheaper mode (ties go to forward), except that the fused
+ * engine for small nets (reverse mode) is taken wherever it applies. NND_MODE_MEASURE times them.
  * what: NND_VALUE | NND_JACOBIAN | NND_HESSIAN bits (NND_FLOAT32 ignored). forward, reverse: flops per sample (either may be NULL). */
 NND_API nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, double *reverse);
 
 /* Plan the computation of `what` for up to max_batch samples per call with `mode`.
- * All workspace is allocated here, per thread: O(block x widths x (1 + n + s)) forward,
- * O(block x sum of widths x (n + m)) reverse, where the batch block keeps the workspace near 4 MiB
- * but gives every GEMM at least 1024 columns (never O(max_batch x n^2 x width)).
- * Small nets (n_in <= 16, last layer <= 16 units, widths <= 96, or <= 128 when n_in is 4, 7, 8
- * or 10..16, at most 16 layers, no softmax) run the fused engine instead, in reverse mode unless FORWARD was asked: values and
- * activations layer by layer over a block of at most 256 samples, then tangents, deltas, J and H
- * one sample at a time in O(sum of widths x n) doubles, with no BLAS call (several times faster
- * on such nets). nnd_plan_explain says which engine runs; NND_BLOCKED in `what` turns it off.
+ * Every decision is made here: the engine (blocked forward, blocked reverse, or for small nets the
+ * fused reverse engine, which NND_BLOCKED in `what` turns off; which nets it takes, and the block
+ * sizes: README, "How the engines run" and "Memory"), the batch block, and all workspace, per
+ * thread, never O(max_batch x n^2 x width). nnd_plan_explain says which engine runs and why.
  * *plan is NULL on failure. The plan keeps its own copy of the net (its layers and processing
  * steps): the net may be changed by builder calls or freed after planning, and the plan still
  * computes what it was planned for (tests/reliability/test_net_copy.c). */
@@ -289,8 +287,10 @@ NND_API void nnd_plan_free(nnd_plan *plan); /* NULL is a no-op */
 
 /* The mode the plan runs (FORWARD or REVERSE, never AUTO). */
 NND_API nnd_mode nnd_plan_mode(const nnd_plan *plan);
-/* Why that mode: one line with the costs compared, e.g.
- * "reverse: 1.2e+05 flops/sample < forward 3.4e+06 (n_in 50, n_out 1)". Valid while the plan lives. */
+/* Why that mode and engine: one line, the mode first, then the engine that runs and every
+ * candidate with its modelled flops per sample (or, measured, its time), e.g. "reverse (cheaper):
+ * 1.2e+05 flops/sample, forward 3.4e+06 (n_in 50, n_out 1, 3 layers); engine reverse; candidates:
+ * reverse 1.2e+05, forward 3.4e+06". Valid while the plan lives. */
 NND_API const char *nnd_plan_explain(const nnd_plan *plan);
 /* Bytes of workspace the plan holds, and its batch block (samples per pass). */
 NND_API size_t nnd_plan_workspace_bytes(const nnd_plan *plan);

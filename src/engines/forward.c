@@ -125,7 +125,7 @@ static void activate(const state *e, work *w, const nnd_layer *L, size_t nb, REA
         if (logsm)
             NND_SUF(nnd__logsoftmax_values)(d, nb, WS(zv), WS(f0));
     } else {
-        NND_SUF(nnd__act_eval_layer)(L, d * nb, WS(zv), WS(f0), tangents ? WS(f1) : NULL, hess ? WS(f2) : NULL);
+        NND_SUF(nnd__act_layer)(e->k, L, d * nb, WS(zv), WS(f0), tangents ? WS(f1) : NULL, hess ? WS(f2) : NULL);
         if (tangents)
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++)

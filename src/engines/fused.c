@@ -19,6 +19,7 @@
 /* The engine's state: the padded weights and the kernels for this CPU (read-only once set up). */
 typedef struct {
     const nnd_prep *p;
+    const nnd_kernels *k;
     size_t block;
     nnd_fused fz;
     size_t *fzdims;       /* d and dp of fz (2 L)            */
@@ -169,16 +170,16 @@ static nnd_status weights(state *e)
                         .dpmax = sz.dpmax, .dmax = sz.dmax, .dsum = sz.dsum,
                         .WT = WT, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
                         .W = Wl, .b = bl, .P1 = P1};
-    int avx2 = nnd__cpu_avx2(); /* the CPU asked once, here */
-    e->fz_values = avx2 ? nnd__fused_values_avx2 : nnd__fused_values_generic;
-    e->fz_sample = avx2 ? nnd__fused_sample_avx2 : nnd__fused_sample_generic;
-    e->fz_lanes = use_lanes(p) ? (avx2 ? nnd__fused_lanes_avx2 : nnd__fused_lanes_generic) : NULL;
+    e->fz_values = e->k->fused_values;
+    e->fz_sample = e->k->fused_sample;
+    e->fz_lanes = use_lanes(p) ? e->k->fused_lanes : NULL;
     return NND_OK;
 }
 
 static void lane_act(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df, double *d2f)
 {
-    nnd__act_eval_layer(&((const nnd_net *)ctx)->layers[l], count, z, f, df, d2f);
+    const state *e = ctx;
+    nnd__act_layer(e->k, &e->p->net->layers[l], count, z, f, df, d2f);
 }
 
 /* Where engine output k of sample s goes: its raw output row, or with a seed the sample's one row
@@ -212,7 +213,7 @@ static void lanes_block(const state *e, work *ws, size_t nb, const double *x, co
         }
         for (size_t b = 0; w && b < 4; b++)
             seed_of(p, w, b0 + (b < g ? b : g - 1), ws->lseed + b, 4);
-        e->fz_lanes(&e->fz, lane_act, p->net, xg, w ? ws->lseed : NULL, ws->fzws, ws->lA, J ? ws->lJ : NULL,
+        e->fz_lanes(&e->fz, lane_act, e, xg, w ? ws->lseed : NULL, ws->fzws, ws->lA, J ? ws->lJ : NULL,
                     H ? ws->lH : NULL);
         for (size_t b = 0; b < g; b++) {
             size_t s = b0 + b;
@@ -253,7 +254,7 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
         const double *a = l ? f0[l - 1] : ws->xt;
         size_t din = net->layers[l].n_in, lda = l ? F->dp[l - 1] : p->d0;
         e->fz_values(nb, din, F->dp[l], a, lda, F->WT[l], F->bp[l], z[l]);
-        nnd__act_eval_layer(&net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? ws->f1 + off : NULL,
+        nnd__act_layer(e->k, &net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? ws->f1 + off : NULL,
                             H ? ws->f2 + off : NULL);
     }
     for (size_t b = 0; b < nb && (J || H); b++) {
@@ -392,6 +393,7 @@ static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out,
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
     *out = e;
     e->p = p;
+    e->k = nnd__kernels(); /* the CPU asked once, here */
     /* sizes are bounded by fits(): nothing here overflows */
     size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
     size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);

@@ -86,7 +86,7 @@ static void forward_values(const state *e, work *w, size_t nb, int hess)
             NND_SUF(nnd__softmax_values)(d, nb, z, WS(f1) + o);
             NND_SUF(nnd__logsoftmax_values)(d, nb, z, WS(f0) + o);
         } else
-            NND_SUF(nnd__act_eval_layer)(L, d * nb, z, WS(f0) + o, WS(f1) + o, hess ? WS(f2) + o : NULL);
+            NND_SUF(nnd__act_layer)(e->k, L, d * nb, z, WS(f0) + o, WS(f1) + o, hess ? WS(f2) + o : NULL);
     }
 }
 

@@ -27,11 +27,22 @@ NND_GEMM_DISPATCH(dgemm_generic, double, gemm_small_impl, nnd__gemm_d_generic)
 NND_GEMM_DISPATCH(sgemm_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2)
 NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic)
 
+#if defined(NND_HAVE_SLEEF)
+#define SLEEF_TANSIG nnd__tansig_avx2
+#define SLEEF_LOGSIG nnd__logsig_avx2
+#else
+#define SLEEF_TANSIG NULL
+#define SLEEF_LOGSIG NULL
+#endif
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
-                                         nnd__accum_avx2};
+                                         nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
+                                         nnd__fused_sample_avx2, nnd__fused_lanes_avx2};
 static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
-                                            nnd__syrk_ut_s_generic, nnd__accum_generic};
+                                            nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
+                                            nnd__fused_values_generic, nnd__fused_sample_generic,
+                                            nnd__fused_lanes_generic};
 
+/* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void) { return nnd__cpu_avx2() ? &kernels_avx2 : &kernels_generic; }
 
 /* For callers without a plan's table (the products): the same kernels, the CPU asked per call. */

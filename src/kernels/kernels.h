@@ -49,21 +49,6 @@ void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x
 /* y += a x (n entries). */
 void nnd__daxpy(size_t n, double a, const double *x, double *y);
 void nnd__saxpy(size_t n, float a, const float *x, float *y);
-/* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
- * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
-typedef struct {
-    const char *name; /* "avx2" or "generic" */
-    void (*dgemm)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                  size_t ldb, double *C, size_t ldc, double *pack);
-    void (*sgemm)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                  size_t ldb, float *C, size_t ldc, float *pack);
-    void (*dsyrk_ut)(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
-                     size_t ldc, double *pack);
-    void (*ssyrk_ut)(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
-                     float *pack);
-    nnd_accum_fn accum;
-} nnd_kernels;
-const nnd_kernels *nnd__kernels(void);
 /* The instances behind them (kernels.c: generic; avx2.c: AVX2 + FMA). */
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                           const double *B, size_t ldb, double *C, size_t ldc);
@@ -118,5 +103,33 @@ void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, cons
                                const double *seed, double *ws, double *J, double *H);
 void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
                             const double *seed, double *ws, double *J, double *H);
+
+/* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
+ * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
+typedef struct nnd_kernels {
+    const char *name; /* "avx2" or "generic" */
+    void (*dgemm)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                  size_t ldb, double *C, size_t ldc, double *pack);
+    void (*sgemm)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                  size_t ldb, float *C, size_t ldc, float *pack);
+    void (*dsyrk_ut)(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                     size_t ldc, double *pack);
+    void (*ssyrk_ut)(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
+                     float *pack);
+    nnd_accum_fn accum;
+    /* tansig and logsig over n points by SLEEF (any output may be NULL); NULL: the activation
+     * table's libm loops (a build without SLEEF keeps every other AVX2 kernel) */
+    void (*tansig)(size_t n, const double *z, double *f, double *df, double *d2f);
+    void (*logsig)(size_t n, const double *z, double *f, double *df, double *d2f);
+    /* the fused engine's kernels (fused.h) */
+    void (*fused_values)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                         const double *bp, double *z);
+    void (*fused_sample)(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                         const double *seed, double *ws, double *J, double *H);
+    void (*fused_lanes)(const nnd_fused *F, nnd_fused_act_fn act,
+                        const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
+                        double *H);
+} nnd_kernels;
+const nnd_kernels *nnd__kernels(void);
 
 #endif

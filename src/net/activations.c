@@ -61,31 +61,34 @@ static void act_purelin(size_t n, const double *z, double *f, double *df, double
     for (size_t i = 0; i < n; i++) put(f, df, d2f, i, z[i], 1.0, 0.0);
 }
 
-static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+static void tansig_libm(size_t n, const double *z, double *f, double *df, double *d2f)
 {
-    (void)p;
-    if (nnd__cpu_sleef()) {
-        nnd__tansig_avx2(n, z, f, df, d2f);
-        return;
-    }
     for (size_t i = 0; i < n; i++) {
         double t = tanh(z[i]), d = sech2(z[i]);
         put(f, df, d2f, i, t, d, -2.0 * t * d);
     }
 }
 
-static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+static void logsig_libm(size_t n, const double *z, double *f, double *df, double *d2f)
 {
-    (void)p;
-    if (nnd__cpu_sleef()) {
-        nnd__logsig_avx2(n, z, f, df, d2f);
-        return;
-    }
     for (size_t i = 0; i < n; i++) {
         double s, sm;
         sigmoid_pair(z[i], &s, &sm);
         put(f, df, d2f, i, s, s * sm, s * sm * (sm - s));
     }
+}
+
+/* The table's entries (for callers without a plan): SLEEF where the CPU has it, asked per call. */
+static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    (void)p;
+    (nnd__cpu_sleef() ? nnd__tansig_avx2 : tansig_libm)(n, z, f, df, d2f);
+}
+
+static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
+{
+    (void)p;
+    (nnd__cpu_sleef() ? nnd__logsig_avx2 : logsig_libm)(n, z, f, df, d2f);
 }
 
 static void act_poslin(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
@@ -364,6 +367,17 @@ static const nnd_act_info acts[NND_ACT_COUNT] = {
 const nnd_act_info *nnd__act(int act)
 {
     return (act >= 0 && act < NND_ACT_COUNT) ? &acts[act] : NULL;
+}
+
+void nnd__act_eval_k(const nnd_kernels *k, int act, size_t n, const double *z, double *f, double *df, double *d2f,
+                     const double *param)
+{
+    if (act == NND_ACT_TANSIG)
+        (k->tansig ? k->tansig : tansig_libm)(n, z, f, df, d2f);
+    else if (act == NND_ACT_LOGSIG)
+        (k->logsig ? k->logsig : logsig_libm)(n, z, f, df, d2f);
+    else
+        acts[act].eval(n, z, f, df, d2f, param);
 }
 
 int nnd_act_from_name(const char *name)

@@ -47,6 +47,11 @@ typedef struct {
 } nnd_act_info;
 
 const nnd_act_info *nnd__act(int act); /* NULL when out of range */
+/* The elementwise activation act (which has an eval) with the vector kernels of table k, chosen
+ * when planning: the engines' path, which asks the CPU nothing. */
+struct nnd_kernels;
+void nnd__act_eval_k(const struct nnd_kernels *k, int act, size_t n, const double *z, double *f, double *df,
+                     double *d2f, const double *param);
 /* NND_OK when params (n_params of them) are finite and in the activation's domain (celu alpha > 0,
  * clip lo <= hi); otherwise NND_EINVAL with a message that starts with "<where>: ". */
 nnd_status nnd__act_check_params(int act, const double *params, const char *where);

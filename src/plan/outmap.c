@@ -81,6 +81,12 @@ void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, doub
     nnd__act(L->act)->eval(count, z, f, df, d2f, L->param);
 }
 
+void nnd__act_layer(const nnd_kernels *k, const nnd_layer *L, size_t count, const double *z, double *f, double *df,
+                    double *d2f)
+{
+    nnd__act_eval_k(k, L->act, count, z, f, df, d2f, L->param);
+}
+
 /* float32 plans: the processing runs in double on each sample (O(n)), then rounds once. The
  * scratch: x (n), the processed x (d0), the steps (2 max(n, m)), a (me), y (m). */
 void nnd__pre_block_f32(const nnd_prep *p, size_t nb, const float *x, float *xt, double *scr)
@@ -112,14 +118,15 @@ void nnd__post_values_f32(const nnd_prep *p, size_t nb, const float *a, float *y
  * formulas as float64 plans) and rounded once, in chunks on the stack. */
 #define ACT_CHUNK 256
 
-void nnd__act_eval_layer_f32(const nnd_layer *L, size_t count, const float *z, float *f, float *df, float *d2f)
+void nnd__act_layer_f32(const nnd_kernels *k, const nnd_layer *L, size_t count, const float *z, float *f, float *df,
+                        float *d2f)
 {
     double zd[ACT_CHUNK], fd[ACT_CHUNK], dfd[ACT_CHUNK], d2fd[ACT_CHUNK];
     for (size_t i0 = 0; i0 < count; i0 += ACT_CHUNK) {
         size_t len = count - i0 < ACT_CHUNK ? count - i0 : ACT_CHUNK;
         for (size_t i = 0; i < len; i++)
             zd[i] = (double)z[i0 + i];
-        nnd__act_eval_layer(L, len, zd, fd, df ? dfd : NULL, d2f ? d2fd : NULL);
+        nnd__act_layer(k, L, len, zd, fd, df ? dfd : NULL, d2f ? d2fd : NULL);
         for (size_t i = 0; i < len; i++) {
             f[i0 + i] = (float)fd[i];
             if (df)

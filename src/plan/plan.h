@@ -60,7 +60,10 @@ void nnd__logsoftmax_values(size_t d, size_t nb, const double *z, double *out);
  * derivatives free of cancellation when that sigma is close to 1. */
 size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b);
 
-/* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points). */
+/* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points);
+ * nnd__act_layer with the plan's kernel table (the engines), nnd__act_eval_layer without one. */
+void nnd__act_layer(const nnd_kernels *k, const nnd_layer *L, size_t count, const double *z, double *f, double *df,
+                    double *d2f);
 void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f);
 
 /* The float versions of the helpers above, for the float32 engine instances (real.h): processing
@@ -73,6 +76,7 @@ void nnd__unpack_sym_f32(size_t n, const float *packed, double scale, float *ful
 void nnd__softmax_values_f32(size_t d, size_t nb, const float *z, float *sigma);
 void nnd__logsoftmax_values_f32(size_t d, size_t nb, const float *z, float *out);
 size_t nnd__softmax_top_f32(const float *sigma, size_t d, size_t nb, size_t b);
-void nnd__act_eval_layer_f32(const nnd_layer *L, size_t count, const float *z, float *f, float *df, float *d2f);
+void nnd__act_layer_f32(const nnd_kernels *k, const nnd_layer *L, size_t count, const float *z, float *f, float *df,
+                        float *d2f);
 
 #endif

@@ -2,11 +2,20 @@
 # The streaming CLI and nnderiv-mpi against the in-process API, Hessians written to tmpfs
 # (/dev/shm), on seed3 (8-32-32-2) and mpc (12-64-64-64-8); then 1 rank x 2 threads against
 # 2 ranks x 1 thread, and this machine's tmpfs write/read bandwidth. Prints the markdown of
-# bench/RESULTS.md's "Streaming and MPI" section.
+# bench/RESULTS.md's "Streaming and MPI" section, then one "ratio ..." line per comparison.
 #   bash bench/stream.sh [BUILD_DIR]      (default: build; needs tests/hpc/hpc_check, cli/nnderiv,
 #                                          bench/nnderiv-bench-stream, cli/nnderiv-mpi if built)
-# Each figure is the median of REPS runs (default 3) of the whole command: model load, input read,
-# compute, write, commit; the API's is the median nnd_plan_execute of the batch in memory.
+#   REPS=N (default 3): rounds. Each round runs every command once, in turn (API, CLI -> .npy,
+#   CLI -> .h5, mpi 1x2, mpi 2x1), so that a change of load hits all of them; each figure is the
+#   median over the rounds. About a minute on 2 idle cores.
+# The CLI and mpi figures are whole commands: start, model load, input read, compute, write,
+# commit, into a target that does not exist yet (the previous run's output is removed, untimed:
+# replacing a file costs the file system the freeing of its pages too, ~0.25 ms/MiB on tmpfs).
+# The API's is the median nnd_plan_execute of the batch in memory (warm buffers).
+# "cpu" is CPU time (user + system, every thread and rank): cpu ratios are API CPU seconds over
+# the command's, which is what the wall ratio becomes when every core is busy computing (a
+# loaded machine, or a node whose cores all run ranks); it holds up under load, the wall ratio
+# does not.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build=${1:-$root/build}
@@ -17,49 +26,79 @@ trap 'rm -rf "$shm"' EXIT
 mpirun_args=(--oversubscribe --bind-to none)
 [ "$(id -u)" -eq 0 ] && mpirun_args+=(--allow-run-as-root)
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+have_mpi=0
+[ -x "$mpi" ] && command -v mpirun >/dev/null && have_mpi=1
 
-# median wall seconds of "$@" over $reps runs
-median() {
-    local ts=()
-    for _ in $(seq "$reps"); do
-        local t0 t1
-        t0=$(date +%s.%N)
-        "$@" >/dev/null
-        t1=$(date +%s.%N)
-        ts+=("$(echo "$t1 - $t0" | bc -l)")
-    done
-    printf '%s\n' "${ts[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+# timed TAG CMD...: one run, "wall cpu" appended to $shm/TAG.t (outputs removed first, untimed)
+timed() {
+    local tag=$1
+    shift
+    rm -f "$shm"/out.* "$shm"/m.*
+    /usr/bin/time -f '%e %U %S' -o "$shm/time" "$@" >/dev/null
+    awk '{ printf "%s %.4f\n", $1, $2 + $3 }' "$shm/time" >>"$shm/$tag.t"
 }
+# median COLUMN FILE
+median() { sort -g -k"$1" "$2" | awk -v c="$1" '{ a[NR] = $c } END { print a[int((NR + 1) / 2)] }'; }
 rate() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / t }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f %%", 100 * a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average before: $(cut -d' ' -f1-3 /proc/loadavg); $reps runs each, median."
+echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average before: $(cut -d' ' -f1-3 /proc/loadavg); $reps interleaved rounds, median."
 echo
-echo "| net | B | H bytes | API in memory (samples/s) | CLI -> .npy | CLI -> .h5 | .npy / API | .h5 / API | mpi 1x2 -> .h5 | mpi 2x1 -> .h5 | 2x1 / 1x2 |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# tmpfs first: its cost per MiB written bounds the CLI against the API below
+dd if=/dev/zero of="$shm/bw" bs=16M count=16 2>"$shm/dd.w"
+dd if="$shm/bw" of=/dev/null bs=16M 2>"$shm/dd.r"
+rm -f "$shm/bw"
+bw_w=$(awk '/copied/ { print $(NF-1), $NF }' "$shm/dd.w") bw_r=$(awk '/copied/ { print $(NF-1), $NF }' "$shm/dd.r")
+# CPU seconds per MiB of a new tmpfs file (pwrite of 16 MiB blocks; system time of dd)
+/usr/bin/time -f '%U %S' -o "$shm/time" dd if=/dev/zero of="$shm/bw" bs=16M count=16 2>/dev/null
+w_cost=$(awk '{ printf "%.6f", ($1 + $2) / 256 }' "$shm/time")
+rm -f "$shm/bw"
+
+echo "| net | B | H bytes | API in memory (samples/s) | CLI -> .npy | CLI -> .h5 | .npy / API | .h5 / API | .npy / API (cpu) | .h5 / API (cpu) | mpi 1x2 -> .h5 | mpi 2x1 -> .h5 | 2x1 / 1x2 | 2x1 / 1x2 (cpu) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+lines=()
 for spec in "seed3 8 32,32 2 200000" "mpc 12 64,64,64 8 40000"; do
     read -r name n widths m B <<<"$spec"
     "$check" net "$n" "$widths" "$m" 1 "$shm/$name.json"
     "$check" input "$n" "$B" 2 "$shm/$name.npy"
-    api_rate=$("$api" "$shm/$name.json" "$shm/$name.npy" 5 | awk '{ print $6 }')
-    hbytes=$(awk -v b="$B" -v m="$m" -v n="$n" 'BEGIN { printf "%.0f MiB", b * m * n * n * 8 / 1048576 }')
-    row=()
-    for ext in npy h5; do
-        t=$(median "$cli" derivatives -m "$shm/$name.json" -i "$shm/$name.npy" --what H -o "$shm/out.$ext" --quiet)
-        row+=("$(rate "$B" "$t")")
+    rm -f "$shm"/*.t
+    args=(derivatives -m "$shm/$name.json" -i "$shm/$name.npy" --what H --quiet)
+    for _ in $(seq "$reps"); do
+        "$api" "$shm/$name.json" "$shm/$name.npy" 3 | awk '{ print $4, $11 }' >>"$shm/api.t"
+        timed npy "$cli" "${args[@]}" -o "$shm/out.npy"
+        timed h5 "$cli" "${args[@]}" -o "$shm/out.h5"
+        if [ "$have_mpi" = 1 ]; then
+            timed m12 mpirun "${mpirun_args[@]}" -n 1 "$mpi" "${args[@]}" -o "$shm/m.h5" --threads 2
+            timed m21 mpirun "${mpirun_args[@]}" -n 2 "$mpi" "${args[@]}" -o "$shm/m.h5" --threads 1
+        fi
     done
-    m12=- m21=- ratio=-
-    if [ -x "$mpi" ]; then
-        t=$(median mpirun "${mpirun_args[@]}" -n 1 "$mpi" derivatives -m "$shm/$name.json" -i "$shm/$name.npy" --what H -o "$shm/m.h5" --threads 2 --quiet)
-        m12=$(rate "$B" "$t")
-        t=$(median mpirun "${mpirun_args[@]}" -n 2 "$mpi" derivatives -m "$shm/$name.json" -i "$shm/$name.npy" --what H -o "$shm/m.h5" --threads 1 --quiet)
-        m21=$(rate "$B" "$t")
-        ratio=$(pct "$m21" "$m12")
+    api_t=$(median 1 "$shm/api.t") api_c=$(median 2 "$shm/api.t")
+    api_rate=$(rate "$B" "$api_t")
+    hbytes=$(awk -v b="$B" -v m="$m" -v n="$n" 'BEGIN { printf "%.0f MiB", b * m * n * n * 8 / 1048576 }')
+    hmib=$(awk -v b="$B" -v m="$m" -v n="$n" 'BEGIN { print b * m * n * n * 8 / 1048576 }')
+    declare -A wall cpu
+    for tag in npy h5 m12 m21; do
+        [ -f "$shm/$tag.t" ] || { wall[$tag]=- cpu[$tag]=-; continue; }
+        wall[$tag]=$(median 1 "$shm/$tag.t") cpu[$tag]=$(median 2 "$shm/$tag.t")
+    done
+    r_npy=$(rate "$B" "${wall[npy]}") r_h5=$(rate "$B" "${wall[h5]}")
+    m12=- m21=- mr=- mrc=-
+    if [ "$have_mpi" = 1 ]; then
+        m12=$(rate "$B" "${wall[m12]}") m21=$(rate "$B" "${wall[m21]}")
+        mr=$(pct "$m21" "$m12") mrc=$(pct "${cpu[m12]}" "${cpu[m21]}")
     fi
-    echo "| $name ($n-${widths//,/-}-$m) | $B | $hbytes | $api_rate | ${row[0]} | ${row[1]} | $(pct "${row[0]}" "$api_rate") | $(pct "${row[1]}" "$api_rate") | $m12 | $m21 | $ratio |"
-    rm -f "$shm"/out.* "$shm"/m.h5
+    echo "| $name ($n-${widths//,/-}-$m) | $B | $hbytes | $api_rate | $r_npy | $r_h5 | $(pct "$r_npy" "$api_rate") | $(pct "$r_h5" "$api_rate") | $(pct "$api_c" "${cpu[npy]}") | $(pct "$api_c" "${cpu[h5]}") | $m12 | $m21 | $mr | $mrc |"
+    # the bound when every core computes: API cpu / (API cpu + the cost of the file's pages)
+    bound=$(awk -v c="$api_c" -v w="$w_cost" -v mib="$hmib" 'BEGIN { printf "%.2f", c / (c + w * mib) }')
+    lines+=("ratio $name cli.npy/api wall $(ratio "$r_npy" "$api_rate") cpu $(ratio "$api_c" "${cpu[npy]}") (target 0.80)")
+    lines+=("ratio $name cli.h5/api wall $(ratio "$r_h5" "$api_rate") cpu $(ratio "$api_c" "${cpu[h5]}") (target 0.80)")
+    lines+=("bound $name cli/api <= $bound with every core computing (API $api_c cpu-s + ${hbytes} of new tmpfs pages at $w_cost cpu-s/MiB)")
+    [ "$have_mpi" = 1 ] &&
+        lines+=("ratio $name mpi2x1/mpi1x2 wall $(ratio "$m21" "$m12") cpu $(ratio "${cpu[m12]}" "${cpu[m21]}") (target 0.90)")
+    unset wall cpu
 done
 echo
-w=$(dd if=/dev/zero of="$shm/bw" bs=16M count=64 2>&1 | awk '/copied/ { print $(NF-1), $NF }')
-r=$(dd if="$shm/bw" of=/dev/null bs=16M 2>&1 | awk '/copied/ { print $(NF-1), $NF }')
-echo "tmpfs (/dev/shm) with dd, 1 GiB in 16 MiB blocks: write $w, read $r."
+echo "tmpfs (/dev/shm) with dd, 256 MiB in 16 MiB blocks: write $bw_w, read $bw_r; a new file's pages cost $w_cost CPU s/MiB."
+echo
+printf '%s\n' "${lines[@]}"

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +81,7 @@ static void print_help(const char *prog)
         "  -o, --output OUT    .h5 (datasets /y, /J, /H, chunked along the batch, attributes model,\n"
         "                      n_in, n_out, nnderiv_version), .npz (y.npy, J.npy, H.npy), .mat (y, J, H\n"
         "                      with MATLAB's y(b,k), J(b,k,i), H(b,k,i,j)), or, for one output only,\n"
-        "                      .npy, .csv or - (.npy on standard output)\n"
+        "                      .npy, .csv or - (.npy on standard output)%s\n"
         "  --what LIST         which outputs, comma-separated from y, J, H (default y,J,H)\n"
         "  --rows A:B          only input rows A <= row < B (0-based; A: or :B leave a side open)\n"
         "  --dataset NAME      the .h5 input's dataset (default /x)\n"
@@ -95,8 +97,8 @@ static void print_help(const char *prog)
         "                      not matter; with N = 1 OpenBLAS keeps its own threads: set\n"
         "                      OPENBLAS_NUM_THREADS=1 as well to use one core. Results are bit-identical\n"
         "                      for every N%s.\n"
-        "  --chunk-mib M       results held per chunk, in MiB (default 64; at least one batch block):\n"
-        "                      the memory bound; any M gives the same bytes\n"
+        "  --chunk-mib M       results held in memory, in MiB (default 64; at least one batch block):\n"
+        "                      the memory bound; any M gives the same bytes. %s\n"
         "  --quiet             no progress line (shown on stderr when it is a terminal and the run\n"
         "                      takes more than a second: samples done, samples/s, ETA)\n"
         "  -h, --help          this help\n"
@@ -106,12 +108,17 @@ static void print_help(const char *prog)
         "A csv input on a pipe is read whole (at most 256 MiB).\n"
         "Outputs are written under temporary names in OUT's folder and renamed when complete: on any\n"
         "failure, SIGINT or SIGTERM nothing is left at OUT and an existing file there is untouched.\n",
-        mpi ? " on each rank" : "", mpi ? " and every number of ranks" : "");
+        mpi ? ";\n                      under nnderiv-mpi .h5 (contiguous datasets) or .npy only" : "",
+        mpi ? " on each rank" : "", mpi ? " and every number of ranks" : "",
+        mpi ? "One chunk of M per rank." : "Two chunks of M/2: one is\n"
+                                           "                      computed while a thread writes the other.");
     if (mpi)
-        printf("MPI: rank r computes a contiguous slice of whole chunks; .h5 and .npy outputs are written by\n"
-               "every rank at its rows' offsets (MPI-IO, collective), the file completed by rank 0; .npz, .mat,\n"
-               ".csv and - are not written in parallel. Input and output must be on a file system every rank\n"
-               "sees. A failure on any rank stops every rank with one line naming the rank and the row.\n");
+        printf("MPI: rank r computes a contiguous slice of whole chunks; the output is .h5 or .npy only (one\n"
+               "array: --what), written by every rank at its rows' offsets (MPI-IO, collective), the file\n"
+               "completed by rank 0. .npz, .mat, .csv and - are refused (not written in parallel: write them\n"
+               "with nnderiv derivatives in one process); so is --compress (h5repack the .h5 afterwards). Input\n"
+               "and output must be on a file system every rank sees. A failure on any rank stops every rank\n"
+               "with one line naming the rank and the row, and leaves nothing at OUT.\n");
     printf("Exit status: 0 ok, 1 error (one line on stderr), 2 usage error.\n");
 }
 
@@ -287,6 +294,7 @@ int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t
     size_t max_batch = local_rows < e->chunk ? local_rows : e->chunk;
     if (max_batch == 0)
         max_batch = 1;
+    e->max_batch = max_batch;
     s = nnd_plan_new(net, max_batch, flags, a->mode, &e->plan);
     if (s != NND_OK) {
         lib_err(s, a->model, err, errlen);
@@ -312,6 +320,134 @@ int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t
 
 size_t deriv_engine_chunk(const deriv_engine *e) { return e->chunk; }
 
+int deriv_engine_spare(deriv_engine *e, char *err, size_t errlen)
+{
+    size_t max_batch = e->max_batch;
+    for (size_t k = 0; k < e->n_arrays; k++)
+        if (e->spare[k] == NULL && (e->spare[k] = alloc_n(max_batch, e->row_len[k] * sizeof(double))) == NULL) {
+            set_err(err, errlen, "out of memory for a second chunk of %zu samples", max_batch);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the writer thread */
+
+struct deriv_writer {
+    cli_outset *out;
+    int threaded, quit, failed;
+    size_t rows;                  /* the chunk in flight (0: none) */
+    const double *chunks[3];
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char err[1024];
+};
+
+static void *writer_main(void *arg)
+{
+    deriv_writer *w = arg;
+    /* SIGINT/SIGTERM go to the main thread (the handler forwards them there anyway) */
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->rows == 0 && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->rows == 0)
+            break;
+        size_t rows = w->rows;
+        pthread_mutex_unlock(&w->mu);
+        char err[sizeof w->err];
+        int bad = cli_outset_write(w->out, rows, w->chunks, err, sizeof err) != 0;
+        pthread_mutex_lock(&w->mu);
+        if (bad && !w->failed) {
+            w->failed = 1;
+            memcpy(w->err, err, sizeof err);
+        }
+        w->rows = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int deriv_writer_start(deriv_writer **wp, cli_outset *out, int threaded, char *err, size_t errlen)
+{
+    deriv_writer *w = calloc(1, sizeof *w);
+    *wp = w;
+    if (w == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    w->out = out;
+    if (threaded && pthread_mutex_init(&w->mu, NULL) == 0) {
+        if (pthread_cond_init(&w->cv, NULL) == 0) {
+            if (pthread_create(&w->tid, NULL, writer_main, w) == 0) {
+                w->threaded = 1;
+                return 0;
+            }
+            pthread_cond_destroy(&w->cv);
+        }
+        pthread_mutex_destroy(&w->mu);
+    }
+    return 0; /* synchronous writes */
+}
+
+/* Wait until nothing is in flight; the first failure's message, if any. */
+static int writer_idle(deriv_writer *w, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->rows != 0)
+        pthread_cond_wait(&w->cv, &w->mu);
+    int failed = w->failed;
+    pthread_mutex_unlock(&w->mu);
+    if (failed)
+        set_err(err, errlen, "%s", w->err);
+    return failed ? -1 : 0;
+}
+
+int deriv_writer_put(deriv_writer *w, deriv_engine *e, size_t rows, char *err, size_t errlen)
+{
+    if (!w->threaded)
+        return cli_outset_write(w->out, rows, (const double *const *)e->out, err, errlen);
+    if (writer_idle(w, err, errlen) != 0)
+        return -1;
+    pthread_mutex_lock(&w->mu);
+    for (size_t k = 0; k < e->n_arrays; k++) {
+        w->chunks[k] = e->out[k];
+        double *t = e->out[k];
+        e->out[k] = e->spare[k];
+        e->spare[k] = t;
+    }
+    w->rows = rows;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+int deriv_writer_finish(deriv_writer *w, char *err, size_t errlen)
+{
+    if (w == NULL)
+        return 0;
+    int rc = 0;
+    if (w->threaded) {
+        rc = writer_idle(w, err, errlen);
+        pthread_mutex_lock(&w->mu);
+        w->quit = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->tid, NULL);
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+    }
+    free(w);
+    return rc;
+}
+
 void deriv_engine_close(deriv_engine *e)
 {
     nnd_plan_free(e->plan);
@@ -319,6 +455,7 @@ void deriv_engine_close(deriv_engine *e)
     for (int k = 0; k < 3; k++) {
         free(e->out[k]);
         free(e->outf[k]);
+        free(e->spare[k]);
     }
     nnd_net *net = e->net;
     memset(e, 0, sizeof *e);
@@ -369,6 +506,38 @@ int deriv_engine_run(deriv_engine *e, size_t rows, size_t row0, const char *labe
         for (size_t a = 0; a < e->n_arrays; a++)
             for (size_t i = 0; i < rows * e->row_len[a]; i++)
                 e->out[a][i] = (double)e->outf[a][i];
+    return 0;
+}
+
+int deriv_check_input(const char *label, size_t ndim, size_t rows, size_t row_len, size_t n, char *err,
+                      size_t errlen)
+{
+    if (ndim != 1 && ndim != 2)
+        set_err(err, errlen, "%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label,
+                ndim);
+    else if (row_len != n)
+        set_err(err, errlen, "%s: samples have %zu values, the model has %zu inputs", label, row_len, n);
+    else if (rows == 0)
+        set_err(err, errlen, "%s: no samples", label);
+    else
+        return 0;
+    return -1;
+}
+
+int deriv_open_input(const char *path, const char *dataset, const char *rows, size_t n, cli_reader **r, size_t *a,
+                     size_t *b, char *err, size_t errlen)
+{
+    *r = NULL;
+    if (cli_reader_open(path, dataset, r, err, errlen) != 0)
+        return -1;
+    const char *label = cli_reader_label(*r);
+    size_t all = cli_reader_rows(*r);
+    if (deriv_check_input(label, cli_reader_ndim(*r), all, cli_reader_row_len(*r), n, err, errlen) != 0)
+        return -1;
+    if (rows != NULL)
+        return cli_parse_rows(rows, all, label, a, b, err, errlen);
+    *a = 0;
+    *b = all;
     return 0;
 }
 

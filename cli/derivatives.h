@@ -35,7 +35,7 @@ int deriv_parse(const char *prog, int argc, char **argv, deriv_args *a);
 typedef struct {
     nnd_net *net;
     nnd_plan *plan;
-    size_t n, m, chunk, block;
+    size_t n, m, chunk, block, max_batch; /* max_batch: rows the buffers hold */
     unsigned what;
     int f32, strict;
     size_t n_arrays;           /* outputs asked: y, J, H in that order */
@@ -45,6 +45,8 @@ typedef struct {
     void *x;                   /* chunk x n inputs, double or float (f32) */
     double *out[3];            /* chunk x row_len[a] results (double; f32 results widened exactly) */
     float *outf[3];            /* f32: the plan's float results */
+    double *spare[3];          /* deriv_engine_spare: a second set of result buffers, written
+                                  out by a deriv_writer while the next chunk goes into out */
     size_t nonfinite, first_nonfinite; /* rows with a NaN or infinite input (not --strict) */
 } deriv_engine;
 
@@ -58,6 +60,37 @@ size_t deriv_engine_chunk(const deriv_engine *e);
  * (for messages). Results in e->out. */
 int deriv_engine_run(deriv_engine *e, size_t rows, size_t row0, const char *label, char *err, size_t errlen);
 void deriv_engine_close(deriv_engine *e);
+
+/* A second set of result buffers (e->spare) for a deriv_writer; 0 or -1 (out of memory). */
+int deriv_engine_spare(deriv_engine *e, char *err, size_t errlen);
+
+/* The writer thread: chunk k is written (cli_outset_write, rows in order) while chunk k + 1 is
+ * read and computed, so that the kernel's copy into the file's pages (on tmpfs as much CPU as a
+ * third of the computation) no longer stops the plan's threads. One chunk is in flight at a time;
+ * the engine's out and spare buffers swap at each deriv_writer_put. Where no thread can be started
+ * the writes happen in deriv_writer_put itself; the bytes are the same either way. */
+typedef struct deriv_writer deriv_writer;
+
+/* Start a writer for `out` (kept by the caller, not committed or aborted here). threaded = 0
+ * writes synchronously (e.g. when libhdf5 is not thread-safe and the input is .h5 too). */
+int deriv_writer_start(deriv_writer **w, cli_outset *out, int threaded, char *err, size_t errlen);
+/* Hand the `rows` rows just computed in e->out to the writer (after the previous chunk is
+ * written; its failure is returned here); e->out then points at the free buffers. */
+int deriv_writer_put(deriv_writer *w, deriv_engine *e, size_t rows, char *err, size_t errlen);
+/* Wait for the last chunk, stop the thread, free w; -1 with its message if a write failed. NULL
+ * is a no-op returning 0. */
+int deriv_writer_finish(deriv_writer *w, char *err, size_t errlen);
+
+/* The input's shape against a net of n inputs: 1-D (one sample) or 2-D (samples x n), at least
+ * one sample. 0, or -1 with one line naming `label` in err. */
+int deriv_check_input(const char *label, size_t ndim, size_t rows, size_t row_len, size_t n, char *err,
+                      size_t errlen);
+
+/* Open the input (`dataset` for .h5, NULL = /x), check it (deriv_check_input) and resolve `rows`
+ * (--rows A:B, NULL = every row) to [*a, *b). The reader is left at row 0 (cli_reader_seek). Used
+ * by derivatives, nnderiv-mpi and eval/jacobian/hessian with -o. */
+int deriv_open_input(const char *path, const char *dataset, const char *rows, size_t n, cli_reader **r, size_t *a,
+                     size_t *b, char *err, size_t errlen);
 
 /* Describe the output set: arrays[0..e->n_arrays) of `rows` rows, all at `path`. */
 void deriv_out_arrays(const deriv_engine *e, const char *path, size_t rows, cli_out_array *arrays);

@@ -27,31 +27,6 @@ static int fail(const char *msg)
     return EXIT_ERR;
 }
 
-/* The input opened and checked against the net, the rows asked in [*a, *b). */
-static int open_input(const deriv_args *args, size_t n, cli_reader **r, size_t *a, size_t *b, char *err,
-                      size_t errlen)
-{
-    if (cli_reader_open(args->input, args->dataset, r, err, errlen) != 0)
-        return -1;
-    size_t ndim = cli_reader_ndim(*r), cols = cli_reader_row_len(*r);
-    const char *label = cli_reader_label(*r);
-    if (ndim != 1 && ndim != 2)
-        snprintf(err, errlen, "%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label,
-                ndim);
-    else if (cols != n)
-        snprintf(err, errlen, "%s: samples have %zu values, the model has %zu inputs", label, cols, n);
-    else if (cli_reader_rows(*r) == 0)
-        snprintf(err, errlen, "%s: no samples", label);
-    else if (args->rows != NULL)
-        return cli_parse_rows(args->rows, cli_reader_rows(*r), label, a, b, err, errlen);
-    else {
-        *a = 0;
-        *b = cli_reader_rows(*r);
-        return 0;
-    }
-    return -1;
-}
-
 int cli_derivatives_main(int argc, char **argv)
 {
     deriv_args args;
@@ -72,8 +47,12 @@ int cli_derivatives_main(int argc, char **argv)
         return fail(err);
     }
     rc = EXIT_ERR;
-    if (open_input(&args, nnd_net_n_in(net), &r, &a, &b, err, sizeof err) != 0 ||
-        deriv_engine_open(&e, net, &args, b - a, err, sizeof err) != 0)
+    /* two chunks of half the results' memory each: one computed while the other is written */
+    deriv_args half = args;
+    half.chunk_bytes /= 2;
+    deriv_writer *w = NULL;
+    if (deriv_open_input(args.input, args.dataset, args.rows, nnd_net_n_in(net), &r, &a, &b, err, sizeof err) != 0 ||
+        deriv_engine_open(&e, net, &half, b - a, err, sizeof err) != 0 || deriv_engine_spare(&e, err, sizeof err) != 0)
         goto done;
     cli_out_array arrays[3];
     deriv_out_arrays(&e, args.output, b - a, arrays);
@@ -83,7 +62,8 @@ int cli_derivatives_main(int argc, char **argv)
         goto done;
     if ((strcmp(args.input, "-") != 0 && cli_outset_refuse_same(out, args.input, "the input", err, sizeof err) != 0) ||
         cli_outset_refuse_same(out, args.model, "the model", err, sizeof err) != 0 ||
-        cli_reader_seek(r, a, err, sizeof err) != 0)
+        cli_reader_seek(r, a, err, sizeof err) != 0 ||
+        deriv_writer_start(&w, out, cli_outset_thread_ok(out, args.input), err, sizeof err) != 0)
         goto done;
     deriv_progress p;
     deriv_progress_start(&p, b - a, args.quiet);
@@ -91,13 +71,19 @@ int cli_derivatives_main(int argc, char **argv)
         size_t nb = b - row < e.chunk ? b - row : e.chunk;
         if (deriv_read_chunk(&e, r, nb, err, sizeof err) != 0 ||
             deriv_engine_run(&e, nb, row, cli_reader_label(r), err, sizeof err) != 0 ||
-            cli_outset_write(out, nb, (const double *const *)e.out, err, sizeof err) != 0) {
+            deriv_writer_put(w, &e, nb, err, sizeof err) != 0) {
             deriv_progress_end(&p);
             goto done;
         }
         deriv_progress_update(&p, row + nb - a);
     }
     deriv_progress_end(&p);
+    rc = deriv_writer_finish(w, err, sizeof err);
+    w = NULL;
+    if (rc != 0) {
+        rc = EXIT_ERR;
+        goto done;
+    }
     if (cli_reader_warning(r, err, sizeof err))
         fprintf(stderr, "nnderiv: warning: %s\n", err);
     if (e.nonfinite > 0)
@@ -106,6 +92,10 @@ int cli_derivatives_main(int argc, char **argv)
     rc = cli_outset_commit(out, err, sizeof err) == 0 ? EXIT_OK : EXIT_ERR;
     out = NULL;
 done:
+    if (w != NULL) { /* a read or compute failure: the chunk in flight still finishes */
+        char werr[1024];
+        deriv_writer_finish(w, werr, sizeof werr);
+    }
     if (rc != EXIT_OK)
         fail(err);
     cli_outset_abort(out);

@@ -44,14 +44,17 @@ enum {
     OPT_SIGMA = 1u << 8,   /* -s, --ycov, --yshift           */
     OPT_VECTORS = 1u << 9, /* --vectors (curvature)          */
     OPT_FLOAT32 = 1u << 10, /* --float32 (eval, jacobian, hessian) */
+    OPT_ROWS = 1u << 11,    /* --rows, --dataset (eval, jacobian, hessian) */
 };
 
 /* getopt_long codes of the options without a short form */
-enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE, LONG_YCOV, LONG_YSHIFT, LONG_VECTORS, LONG_FLOAT32 };
+enum { LONG_MODE = 256, LONG_TOL_J, LONG_TOL_H, LONG_SAVE, LONG_YCOV, LONG_YSHIFT, LONG_VECTORS, LONG_FLOAT32, LONG_ROWS,
+       LONG_DATASET };
 
 typedef struct {
     const char *model, *input, *output, *save;
     const char *weights, *vector, *sigma, *ycov, *yshift, *vectors;
+    const char *rows, *dataset; /* --rows A:B, --dataset NAME (NULL: every row, /x) */
     nnd_mode mode;
     int float32; /* --float32: a float32 plan (NND_FLOAT32) */
     double tol_j, tol_h;
@@ -80,7 +83,8 @@ static const struct option long_options[] = {
     {"weights", required_argument, NULL, 'w'}, {"vector", required_argument, NULL, 'v'},
     {"sigma", required_argument, NULL, 's'}, {"ycov", required_argument, NULL, LONG_YCOV},
     {"yshift", required_argument, NULL, LONG_YSHIFT}, {"vectors", required_argument, NULL, LONG_VECTORS},
-    {"float32", no_argument, NULL, LONG_FLOAT32}, {NULL, 0, NULL, 0},
+    {"float32", no_argument, NULL, LONG_FLOAT32}, {"rows", required_argument, NULL, LONG_ROWS},
+    {"dataset", required_argument, NULL, LONG_DATASET}, {NULL, 0, NULL, 0},
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -313,7 +317,7 @@ static int sample_is_finite(const double *x, size_t n)
 }
 
 /* A warning (not an error) listing the samples with a NaN or infinite input. */
-static void warn_nonfinite(const char *path, const double *x, size_t batch, size_t n)
+static void warn_nonfinite(const char *path, const double *x, size_t batch, size_t n, size_t first)
 {
     size_t bad = 0;
     for (size_t b = 0; b < batch; b++) {
@@ -322,7 +326,7 @@ static void warn_nonfinite(const char *path, const double *x, size_t batch, size
         if (bad == 0)
             fprintf(stderr, "nnderiv: warning: %s: non-finite input in sample", path);
         if (bad < LIST_MAX)
-            fprintf(stderr, "%s %zu", bad ? "," : "", b);
+            fprintf(stderr, "%s %zu", bad ? "," : "", first + b);
         bad++;
     }
     if (bad > LIST_MAX)
@@ -331,14 +335,18 @@ static void warn_nonfinite(const char *path, const double *x, size_t batch, size
         fputc('\n', stderr);
 }
 
-/* Read the input and check it against the net: 1-D (n_in) is one sample, 2-D is (batch, n_in). */
-static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t *batch)
+/* Read the input and check it against the net: 1-D (n_in) is one sample, 2-D is (batch, n_in).
+ * dataset: the .h5 input's (NULL = /x); rows: --rows A:B (NULL = all), kept in x (from row
+ * *first of the input). */
+static int read_input(const char *path, const char *dataset, const char *rows, const nnd_net *net, cli_array *x,
+                      size_t *batch, size_t *first)
 {
     char err[512], warn[512], label[512];
     size_t n = nnd_net_n_in(net);
     /* named as the streaming path names it: an HDF5 input by its dataset too */
-    snprintf(label, sizeof label, cli_stream_format(path) == CLI_SFMT_H5 ? "%s: dataset /x" : "%s", path);
-    if (cli_read_whole(path, NULL, x, warn, sizeof warn, err, sizeof err) != 0) {
+    snprintf(label, sizeof label, cli_stream_format(path) == CLI_SFMT_H5 ? "%s: dataset %s" : "%s", path,
+             dataset != NULL && dataset[0] != '\0' ? dataset : "/x");
+    if (cli_read_whole(path, dataset, x, warn, sizeof warn, err, sizeof err) != 0) {
         fail("%s", err);
         return EXIT_ERR;
     }
@@ -346,25 +354,30 @@ static int read_input(const char *path, const nnd_net *net, cli_array *x, size_t
         fprintf(stderr, "nnderiv: warning: %s\n", warn);
     size_t cols = x->ndim == 1 ? x->shape[0] : x->ndim == 2 ? x->shape[1] : 0;
     *batch = x->ndim == 1 ? 1 : x->ndim == 2 ? x->shape[0] : 0;
-    if (x->ndim != 1 && x->ndim != 2) {
-        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label, x->ndim);
-    } else if (cols != n) {
-        fail("%s: samples have %zu values, the model has %zu inputs", label, cols, n);
-    } else if (*batch == 0) {
-        fail("%s: no samples", label);
-    } else {
-        warn_nonfinite(path, x->data, *batch, n);
-        return EXIT_OK;
+    *first = 0;
+    size_t lo = 0, hi = *batch;
+    if (deriv_check_input(label, x->ndim, *batch, cols, n, err, sizeof err) != 0 ||
+        (rows != NULL && cli_parse_rows(rows, *batch, label, &lo, &hi, err, sizeof err) != 0)) {
+        fail("%s", err);
+        cli_array_free(x);
+        return EXIT_ERR;
     }
-    cli_array_free(x);
-    return EXIT_ERR;
+    if (lo > 0)
+        memmove(x->data, x->data + lo * n, (hi - lo) * n * sizeof *x->data);
+    if (x->ndim == 2)
+        x->shape[0] = hi - lo;
+    x->size = (hi - lo) * n;
+    *batch = hi - lo;
+    *first = lo;
+    warn_nonfinite(path, x->data, *batch, n, lo);
+    return EXIT_OK;
 }
 
 /* A model and an input, read and checked against each other. */
 typedef struct {
     nnd_net *net;
     cli_array x;
-    size_t batch;
+    size_t batch, first; /* first: the input row of x's first sample (--rows) */
 } job;
 
 static void job_free(job *j)
@@ -379,7 +392,7 @@ static int job_open(const cli_args *a, job *j)
     memset(j, 0, sizeof *j);
     if (load_model(a->model, &j->net) != EXIT_OK)
         return EXIT_ERR;
-    if (read_input(a->input, j->net, &j->x, &j->batch) != EXIT_OK) {
+    if (read_input(a->input, a->dataset, a->rows, j->net, &j->x, &j->batch, &j->first) != EXIT_OK) {
         job_free(j);
         return EXIT_ERR;
     }
@@ -502,25 +515,13 @@ static int stream_compute(const command *cmd, const cli_args *a)
     int rc = EXIT_ERR;
     if (load_model(a->model, &net) != EXIT_OK)
         return EXIT_ERR;
-    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net);
-    if (cli_reader_open(a->input, NULL, &rd, err, sizeof err) != 0) {
+    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net), first = 0, end = 0;
+    if (deriv_open_input(a->input, a->dataset, a->rows, n, &rd, &first, &end, err, sizeof err) != 0) {
         fail("%s", err);
         goto done;
     }
     const char *label = cli_reader_label(rd);
-    size_t nd = cli_reader_ndim(rd), B = cli_reader_rows(rd), cols = cli_reader_row_len(rd);
-    if (nd != 1 && nd != 2) {
-        fail("%s: input has %zu dimensions, expected 1 (one sample) or 2 (samples x inputs)", label, nd);
-        goto done;
-    }
-    if (cols != n) {
-        fail("%s: samples have %zu values, the model has %zu inputs", label, cols, n);
-        goto done;
-    }
-    if (B == 0) {
-        fail("%s: no samples", label);
-        goto done;
-    }
+    size_t B = end - first;
     unsigned what = cmd->what;
     size_t per = what == NND_VALUE ? m : what == NND_JACOBIAN ? m * n : m * n * n;
     size_t chunk = B < CHUNK_MAX ? B : CHUNK_MAX;
@@ -538,6 +539,10 @@ static int stream_compute(const command *cmd, const cli_args *a)
     }
     if (refuse_inputs(os, a) != EXIT_OK)
         goto done;
+    if (cli_reader_seek(rd, first, err, sizeof err) != 0) {
+        fail("%s", err);
+        goto done;
+    }
     nnd_status s = nnd_plan_new(net, chunk, what | (a->float32 ? NND_FLOAT32 : 0u), a->mode, &plan);
     if (s != NND_OK) {
         lib_fail(s, a->model);
@@ -551,7 +556,7 @@ static int stream_compute(const command *cmd, const cli_args *a)
     }
     for (size_t b0 = 0; b0 < B;) {
         size_t nb = 0;
-        if (cli_reader_read(rd, chunk, CLI_F64, x, &nb, err, sizeof err) != 0) {
+        if (cli_reader_read(rd, B - b0 < chunk ? B - b0 : chunk, CLI_F64, x, &nb, err, sizeof err) != 0) {
             fail("%s", err);
             goto done;
         }
@@ -559,11 +564,11 @@ static int stream_compute(const command *cmd, const cli_args *a)
             fail("%s: ended after %zu of %zu samples", label, b0, B);
             goto done;
         }
-        notes_add(&notes, x, nb, n, b0);
+        notes_add(&notes, x, nb, n, first + b0);
         results r = {nb, n, m, what == NND_VALUE ? out : NULL, what == NND_JACOBIAN ? out : NULL,
                      what == NND_HESSIAN ? out : NULL};
         if (a->float32) {
-            if (check_f32_inputs(label, x, nb, n, b0, &notes) != EXIT_OK)
+            if (check_f32_inputs(label, x, nb, n, first + b0, &notes) != EXIT_OK)
                 goto done;
             s = execute_f32(plan, nb, 0, x, &r);
             if (s == NND_ENOMEM) {
@@ -604,11 +609,11 @@ done:
     return rc;
 }
 
-static void print_results(const results *r)
+static void print_results(const results *r, size_t first)
 {
     size_t n = r->n, m = r->m;
     for (size_t b = 0; b < r->batch; b++) {
-        printf("sample %zu:\n", b);
+        printf("sample %zu:\n", first + b);
         print_sample(m, n, r->y ? r->y + b * m : NULL, r->J ? r->J + b * m * n : NULL,
                      r->H ? r->H + b * m * n * n : NULL);
     }
@@ -624,13 +629,13 @@ static int cmd_compute(const command *cmd, const cli_args *a)
         return EXIT_ERR;
     unsigned what = cmd->what | (a->float32 ? NND_FLOAT32 : 0u);
     input_notes notes = {0};
-    int rc = a->float32 ? check_f32_inputs(a->input, j.x.data, j.batch, nnd_net_n_in(j.net), 0, &notes) : EXIT_OK;
+    int rc = a->float32 ? check_f32_inputs(a->input, j.x.data, j.batch, nnd_net_n_in(j.net), j.first, &notes) : EXIT_OK;
     if (notes.f32_under > 0)
         notes_report(&notes, a->input);
     if (rc == EXIT_OK)
         rc = compute(j.net, j.x.data, j.batch, what, a->mode, a->model, &r, NULL);
     if (rc == EXIT_OK)
-        print_results(&r);
+        print_results(&r, j.first);
     results_free(&r);
     job_free(&j);
     return rc;
@@ -1127,11 +1132,15 @@ static int cmd_curvature(const command *cmd, const cli_args *a)
 
 /* ---------------------------------------------------------------- the command table */
 
-#define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--mode auto|forward|reverse] [--float32]"
+#define COMPUTE_USAGE "-m MODEL -i INPUT [-o OUT] [--rows A:B] [--dataset NAME] [--mode auto|forward|reverse] [--float32]"
 #define COMPUTE_HELP                                                                                      \
     "  -m, --model MODEL   the network: nnderiv JSON, MATLAB genFunction .m, MAT-file or ONNX\n"                                                  \
     "  -i, --input INPUT   samples, .npy (float64/float32, shape (B, n) or (n,)), .csv (one sample\n"    \
-    "                      per row), .h5 (dataset /x) or - (.npy on stdin); a 1-D input is one sample\n" \
+    "                      per row), .h5 (dataset /x, or --dataset) or - (.npy on stdin); a 1-D input\n" \
+    "                      is one sample\n"                                                             \
+    "  --rows A:B          only input rows A <= row < B (0-based; A: or :B leave a side open), as for\n" \
+    "                      derivatives; printed samples keep their input row numbers\n"               \
+    "  --dataset NAME      the .h5 input's dataset (default /x)\n"                                       \
     "  -o, --output OUT    write .npy, .csv (one row per sample, the rest flattened), .h5 (dataset\n"    \
     "                      /y, /J or /H), .npz, .mat (MATLAB: y(b,k), J(b,k,i), H(b,k,i,j)) or -\n"     \
     "                      (.npy on stdout), float64; without -o the results are printed for people.\n" \
@@ -1168,13 +1177,13 @@ static const command commands[] = {
      0, 0, 1, 0, cmd_info, 0},
     {"eval", COMPUTE_USAGE, "outputs y, shape (B, m)",
      "Evaluate the network: the output has shape (B, m).\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32 | OPT_ROWS, OPT_MODEL | OPT_INPUT, 0, NND_VALUE, cmd_compute, 0},
     {"jacobian", COMPUTE_USAGE, "Jacobians J[b][k][i] = dy_k/dx_i, shape (B, m, n)",
      "Compute the Jacobians: the output has shape (B, m, n), J[b][k][i] = dy_k/dx_i.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32 | OPT_ROWS, OPT_MODEL | OPT_INPUT, 0, NND_JACOBIAN, cmd_compute, 0},
     {"hessian", COMPUTE_USAGE, "Hessians H[b][k][i][j] = d2y_k/dx_i dx_j, shape (B, m, n, n)",
      "Compute the Hessians: the output has shape (B, m, n, n), H[b][k][i][j] = d2y_k/dx_i dx_j.\n" COMPUTE_HELP,
-     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
+     OPT_MODEL | OPT_INPUT | OPT_OUTPUT | OPT_MODE | OPT_FLOAT32 | OPT_ROWS, OPT_MODEL | OPT_INPUT, 0, NND_HESSIAN, cmd_compute, 0},
     {"check", "-m MODEL -i INPUT [--tol-j TOL] [--tol-h TOL] [--mode auto|forward|reverse]",
      "compare analytic J and H with finite differences",
      "Compare the analytic Jacobian and Hessian of every sample with finite differences\n"
@@ -1289,6 +1298,8 @@ static unsigned option_bit(int code)
     case LONG_YSHIFT: return OPT_SIGMA;
     case LONG_VECTORS: return OPT_VECTORS;
     case LONG_FLOAT32: return OPT_FLOAT32;
+    case LONG_ROWS:
+    case LONG_DATASET: return OPT_ROWS;
     default: return 0;
     }
 }
@@ -1343,6 +1354,8 @@ static int set_option(const command *cmd, int code, const char *arg, cli_args *a
     case LONG_YSHIFT: a->yshift = arg; break;
     case LONG_VECTORS: a->vectors = arg; break;
     case LONG_FLOAT32: a->float32 = 1; break;
+    case LONG_ROWS: a->rows = arg; break;
+    case LONG_DATASET: a->dataset = arg; break;
     case LONG_MODE:
         if (parse_mode(arg, &a->mode) != 0)
             return usage_error(cmd, "--mode: '%s' is not auto, forward or reverse", arg);

@@ -20,11 +20,18 @@
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 
 static char temp_path[4096]; /* rank 0: the temporary output, removed on SIGINT/SIGTERM */
+static volatile sig_atomic_t speaker; /* rank 0: says why it stops */
 
 static void on_signal(int sig)
 {
     if (temp_path[0])
         unlink(temp_path);
+    if (speaker) {
+        static const char m_int[] = "nnderiv-mpi: rank 0: interrupted (SIGINT); no output written\n";
+        static const char m_term[] = "nnderiv-mpi: rank 0: terminated (SIGTERM); no output written\n";
+        ssize_t w = sig == SIGINT ? write(2, m_int, sizeof m_int - 1) : write(2, m_term, sizeof m_term - 1);
+        (void)w;
+    }
     _exit(128 + sig);
 }
 
@@ -64,6 +71,10 @@ int main(int argc, char **argv)
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    /* every rank: a file-size limit (RLIMIT_FSIZE) is a write error, not a kill (SIGXFSZ); SIGINT and
+     * SIGTERM end it at once (rank 0 removes the temporary output and says so) */
+    speaker = rank == 0;
+    install_signals();
     if (argc < 2 || strcmp(argv[1], "derivatives") != 0) {
         int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
         int version = argc >= 2 && strcmp(argv[1], "--version") == 0;
@@ -126,27 +137,9 @@ int main(int argc, char **argv)
             failed = 1;
         }
     }
-    if (!failed && cli_reader_open(args.input, args.dataset, &r, err, sizeof err) != 0)
+    if (!failed && deriv_open_input(args.input, args.dataset, args.rows, nnd_net_n_in(net), &r, &a, &b, err,
+                                    sizeof err) != 0)
         failed = 1;
-    if (!failed) {
-        size_t n = nnd_net_n_in(net), ndim = cli_reader_ndim(r), rows = cli_reader_rows(r);
-        const char *label = cli_reader_label(r);
-        if (ndim != 1 && ndim != 2)
-            snprintf(err, sizeof err, "%s: input has %zu dimensions, expected 1 or 2 (samples x inputs)", label, ndim);
-        else if (cli_reader_row_len(r) != n)
-            snprintf(err, sizeof err, "%s: samples have %zu values, the model has %zu inputs", label,
-                     cli_reader_row_len(r), n);
-        else if (rows == 0)
-            snprintf(err, sizeof err, "%s: no samples", label);
-        else if (args.rows != NULL && cli_parse_rows(args.rows, rows, label, &a, &b, err, sizeof err) != 0)
-            ;
-        else {
-            if (args.rows == NULL)
-                b = rows;
-            err[0] = '\0';
-        }
-        failed = err[0] != '\0';
-    }
     /* the engine is planned for this rank's rows; its chunk depends only on the net and options */
     size_t chunk = 0, my0 = 0, my1 = 0, rounds = 0;
     if (!failed) {
@@ -180,8 +173,13 @@ int main(int argc, char **argv)
     if (report(comm, rank, size, failed && err[0], err) || failed)
         goto done;
     if (rank == 0) {
+        sigset_t blk, old;
+        sigemptyset(&blk);
+        sigaddset(&blk, SIGINT);
+        sigaddset(&blk, SIGTERM);
+        sigprocmask(SIG_BLOCK, &blk, &old);
         snprintf(temp_path, sizeof temp_path, "%s", mpi_outset_temp_path(out));
-        install_signals();
+        sigprocmask(SIG_SETMASK, &old, NULL);
     }
 
     deriv_progress p;

@@ -238,7 +238,12 @@ int mpi_outset_open(mpi_outset **out, MPI_Comm comm, size_t n_arrays, const cli_
                 o->row_len[a] *= arrays[a].shape[d];
         }
         if (!npy && !h5) {
-            set_err(err, errlen, "%s: nnderiv-mpi writes .h5 or .npy (write .npz, .mat or .csv with nnderiv)", path);
+            cli_sformat f = cli_stream_format(path);
+            set_err(err, errlen,
+                    "%s: %s: under MPI the output is .h5 (datasets /y, /J, /H) or .npy (one array: --what); write"
+                    " .npz, .mat or .csv with nnderiv derivatives in one process",
+                    path, f == CLI_SFMT_NPZ ? ".npz is not written in parallel" : f == CLI_SFMT_MAT ? ".mat is not written in parallel"
+                          : f == CLI_SFMT_CSV ? ".csv is not written in parallel" : "unknown output file type");
             failed = 1;
         } else if (npy && n_arrays != 1) {
             set_err(err, errlen, "%s: a .npy file holds one array: ask one with --what, or write .h5", path);
@@ -310,10 +315,17 @@ int mpi_outset_write_at(mpi_outset *o, int failed, size_t row0, size_t rows, con
         }
         MPI_Status st;
         MPI_Offset off = (MPI_Offset)(o->offset[a] + row0 * o->row_len[a] * width);
-        int code = MPI_File_write_at_all(o->fh, off, src, (int)bytes, MPI_BYTE, &st);
+        errno = 0;
+        int code = MPI_File_write_at_all(o->fh, off, src, (int)bytes, MPI_BYTE, &st), done = 0;
         if (code != MPI_SUCCESS && !bad) {
             set_err(err, errlen, "%s: rows %zu-%zu: MPI_File_write_at_all: %s", o->target, row0, row0 + rows - 1,
                     mpi_error(code));
+            bad = 1;
+        } else if (!bad && bytes > 0 && (MPI_Get_count(&st, MPI_BYTE, &done) != MPI_SUCCESS || (size_t)done != bytes)) {
+            /* OpenMPI's OMPIO reports a failed pwrite (EFBIG, ENOSPC) only in the count it wrote */
+            int e = errno;
+            set_err(err, errlen, "%s: rows %zu-%zu: write failed (%d of %zu bytes written%s%s)", o->target, row0,
+                    row0 + rows - 1, done, bytes, e ? ": " : "", e ? strerror(e) : "");
             bad = 1;
         }
     }

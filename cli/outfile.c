@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +66,20 @@ static void slot_drop(int i)
 
 /* ---------------------------------------------------------------- signals */
 
+/* The thread that installed the handler: a signal taken by another (the plan's workers, the
+ * writer thread, MPI's progress threads) is passed on to it, so that the commit, which blocks
+ * signals in that thread only, is never cut in half by the handler running elsewhere. */
+static pthread_t main_thread;
+static volatile sig_atomic_t main_tid;
+
 static void on_signal(int sig)
 {
+    if (main_tid != 0 && (pid_t)syscall(SYS_gettid) != (pid_t)main_tid) {
+        int e = errno;
+        pthread_kill(main_thread, sig);
+        errno = e;
+        return;
+    }
     for (int i = 0; i < MAX_SLOTS; i++)
         if (slots[i].used)
             unlink(slots[i].path);
@@ -78,6 +92,8 @@ static void on_signal(int sig)
 
 void cli_signals_install(void)
 {
+    main_thread = pthread_self();
+    main_tid = (sig_atomic_t)syscall(SYS_gettid);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -318,6 +334,22 @@ static int name_anon(cli_tmp *t)
     return -1;
 }
 
+#ifdef NND_CLI_FAULTS
+/* Only in the tests' build of the CLI (tests/hpc: nnderiv-faults): NND_CLI_FAIL_RENAME=K makes the
+ * K-th rename of a commit fail with EIO, to test the putting back of the ones before it. */
+static int renamed_ok(const char *from, const char *to, size_t k)
+{
+    const char *s = getenv("NND_CLI_FAIL_RENAME");
+    if (s != NULL && strtoul(s, NULL, 10) == k + 1) {
+        errno = EIO;
+        return 0;
+    }
+    return rename(from, to) == 0;
+}
+#else
+#define renamed_ok(from, to, k) (rename(from, to) == 0)
+#endif
+
 int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
 {
     sigset_t old;
@@ -382,7 +414,7 @@ int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
         cli_tmp *t = ts[renamed];
         if (t->is_stdout)
             continue;
-        if (rename(t->tmpname, t->target) != 0) {
+        if (!renamed_ok(t->tmpname, t->target, renamed)) {
             set_err(err, errlen, t->target, "cannot rename the finished file over it: %s", strerror(errno));
             goto done;
         }

@@ -154,6 +154,10 @@ int cli_outset_write(cli_outset *o, size_t rows, const double *const *chunks, ch
 int cli_outset_write_at(cli_outset *o, size_t row0, size_t rows, const double *const *chunks, char *err,
                         size_t errlen);
 
+/* 1 when the set may be written from another thread while `input` is read (libhdf5 thread-safe,
+ * or not both HDF5), else 0. */
+int cli_outset_thread_ok(const cli_outset *o, const char *input);
+
 /* Complete every file, then rename them all over their targets (signals blocked meanwhile).
  * Either every target is replaced or (a failure before the last rename: the already renamed
  * ones are put back from a hard-linked backup) none; the set is freed either way. */

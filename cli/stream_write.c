@@ -453,8 +453,9 @@ static int h5_write(cli_out_file *f, size_t k, size_t row0, size_t rows, const d
         count[d] = a->shape[d];
     start[0] = row0;
     count[0] = rows;
-    hsize_t mdim = n;
-    hid_t fs = H5Dget_space(s->dset[k]), ms = H5Screate_simple(1, &mdim, NULL);
+    /* the memory space has the selection's own shape: HDF5 then copies whole rows per chunk
+     * (a flat memory space made it map every element through its general iterator) */
+    hid_t fs = H5Dget_space(s->dset[k]), ms = H5Screate_simple((int)a->ndim, count, NULL);
     int rc = 0;
     if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         H5Dwrite(s->dset[k], f->opts->float32 ? H5T_IEEE_F32LE : H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT,
@@ -926,6 +927,17 @@ int cli_outset_write(cli_outset *o, size_t rows, const double *const *chunks, ch
 {
     size_t row0 = o->n_files > 0 ? o->files[0].next_row : 0;
     return cli_outset_write_at(o, row0, rows, chunks, err, errlen);
+}
+
+int cli_outset_thread_ok(const cli_outset *o, const char *input)
+{
+    hbool_t safe = 0;
+    if (input == NULL || cli_stream_format(input) != CLI_SFMT_H5 || (H5is_library_threadsafe(&safe) >= 0 && safe))
+        return 1;
+    for (size_t i = 0; i < o->n_files; i++)
+        if (o->files[i].be == &cli_backend_h5)
+            return 0;
+    return 1;
 }
 
 int cli_outset_commit(cli_outset *o, char *err, size_t errlen)

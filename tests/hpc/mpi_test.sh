@@ -4,8 +4,9 @@
 # every rank has several: y, J, H equal the in-memory API's (one plan, one execute) bit for bit,
 # and the .h5 and .npy files of 2 and 3 ranks are byte-identical to 1 rank's (and, where
 # `nnderiv derivatives` is built, to its files: .npy bytes, .h5 datasets). A failing rank (a NaN
-# row under --strict) stops every rank with one line naming the rank and the row, and leaves the
-# target as it was and no temporary behind.
+# row under --strict, or a write past a file-size limit on rank 1 only) stops every rank with one
+# line naming the rank and the row, and leaves the target as it was and no temporary behind;
+# so does SIGINT mid-run (to mpirun, or to its process group).
 #   mpi_test.sh HPC_CHECK NNDERIV NNDERIV_MPI MPIRUN_SH MPIRUN
 set -euo pipefail
 check=$1 nnderiv=$2 mpi=$3 mpirun_sh=$4 mpirun=$5
@@ -86,4 +87,48 @@ if ls -A | grep -q '^\.nnd-'; then fail "a temporary file was left behind"; fi
 run_mpi 2 derivatives -m blocked.json -i xnan.npy -o new.npy --what H --strict 2>/dev/null && fail "no failure"
 [ ! -e new.npy ] || fail "a failed run left new.npy"
 echo "a failing rank: every rank stops, '$(grep -o 'rank 2: .*' err.txt)', nothing at the target"
+
+# an I/O failure on one rank only: rank 1 under a file-size limit (RLIMIT_FSIZE, 1 MiB) that its
+# rows (from 18 MiB on) cross, rank 0's (the header, the first rows) not. OpenMPI reports the failed
+# pwrite only in the count written: the count is checked.
+for ext in npy h5; do
+    echo keep >target.$ext
+    set +e
+    bash "$mpirun_sh" "$mpirun" -n 2 bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -f 1024; fi; exec "$0" "$@"' \
+        "$mpi" derivatives -m blocked.json -i xb.npy -o target.$ext --what H --threads 1 --chunk-mib 1 --quiet 2>err.txt
+    rc=$?
+    set -e
+    [ $rc -ne 0 ] || fail "rank 1 past its file-size limit (.$ext): exit 0"
+    [ "$(grep -c '^nnderiv-mpi: ' err.txt)" -eq 1 ] && grep -q "^nnderiv-mpi: rank 1: target.$ext: rows [0-9]*-[0-9]*: write failed" err.txt ||
+        { cat err.txt; fail "rank 1 past its file-size limit (.$ext): not one line naming rank 1 and its rows"; }
+    [ "$(cat target.$ext)" = keep ] || fail "rank 1 past its file-size limit (.$ext): the existing target was changed"
+    if ls -A | grep -q '^\.nnd-'; then fail "rank 1 past its file-size limit (.$ext): a temporary was left behind"; fi
+done
+echo "an I/O failure on rank 1 only: '$(grep -o 'rank 1: .*' err.txt)', every rank stops, the target kept"
+
+# SIGINT mid-run, 2 ranks: to mpirun (which passes SIGTERM on), and to the whole process group as
+# a terminal's ^C does; a run of a few seconds, interrupted once rank 0's temporary exists
+"$check" net 8 256,256 1 9 slow.json
+"$check" input 8 100000 3 xslow.npy
+for how in mpirun group; do
+    if [ $how = mpirun ]; then echo keep >sig.h5; out=sig.h5; else rm -f sig.npy; out=sig.npy; fi
+    setsid bash "$mpirun_sh" "$mpirun" -n 2 "$mpi" derivatives -m slow.json -i xslow.npy -o $out --what H --threads 1 \
+        --quiet 2>err.txt &
+    pid=$!
+    for _ in $(seq 2000); do ls -A | grep -q '^\.nnd-' && break; sleep 0.01; done
+    ls -A | grep -q '^\.nnd-' || fail "SIGINT ($how): no temporary output appeared"
+    sleep 0.3
+    if [ $how = mpirun ]; then kill -INT $pid; else kill -INT -- -$pid; fi
+    set +e; wait $pid; rc=$?; set -e
+    [ $rc -ne 0 ] || fail "SIGINT ($how): the run finished (exit 0) before the signal, or ignored it"
+    grep -q "^nnderiv-mpi: rank 0: \(interrupted\|terminated\) .*no output written" err.txt ||
+        { cat err.txt; fail "SIGINT ($how): rank 0 did not say it stopped"; }
+    if [ $how = mpirun ]; then
+        [ "$(cat sig.h5)" = keep ] || fail "SIGINT ($how): the existing target was changed"
+    else
+        [ ! -e sig.npy ] || fail "SIGINT ($how): a file was left at the target"
+    fi
+    if ls -A | grep -q '^\.nnd-'; then fail "SIGINT ($how): a temporary was left behind"; fi
+    echo "SIGINT ($how) mid-run: exit $rc, '$(grep -o 'rank 0: .*' err.txt)', the target as it was"
+done
 echo "mpi test: ok"

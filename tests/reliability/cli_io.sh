@@ -336,6 +336,45 @@ for ext in npy csv h5 npz mat; do
     check "file-size limit ($ext), no previous output: nothing at the target" only_files "$d"
 done
 
+# ---------------------------------------------------------------- a full disk (a 1 MiB tmpfs)
+# ENOSPC for real, where the test may mount one (root with CAP_SYS_ADMIN); the file-size limit
+# above covers the same paths elsewhere. The Hessians of big.csv are 2.9 MB.
+tiny=$T/tiny
+mkdir "$tiny"
+if [ "$(id -u)" -ne 0 ]; then
+    skip "full disk on a 1 MiB tmpfs: not root, cannot mount one (RLIMIT_FSIZE above covers these paths)"
+elif ! mount -t tmpfs -o size=1m,mode=0700 nnderiv-test "$tiny" 2>"$T/mount_err"; then
+    skip "full disk on a 1 MiB tmpfs: mount refused ($(head -1 "$T/mount_err")); RLIMIT_FSIZE above covers these paths"
+else
+    trap 'umount "$tiny" 2>/dev/null; rm -rf "$T"' EXIT
+    for ext in npy csv h5 npz mat; do
+        echo OLD >"$tiny/out.$ext"
+        run hessian -m "$MODEL" -i "$T/big.csv" -o "$tiny/out.$ext"
+        check "full tmpfs ($ext): exit 1 with one line naming the output" \
+            bash -c "[ $rc -eq 1 ] && [ \$(wc -l <'$T/err') -eq 1 ] && grep -q '^nnderiv: .*out.$ext' '$T/err'"
+        check "full tmpfs ($ext): the old output is untouched" test "$(cat "$tiny/out.$ext")" = OLD
+        check "full tmpfs ($ext): no temporary left" only_files "$tiny" "out.$ext"
+        rm "$tiny/out.$ext"
+        run hessian -m "$MODEL" -i "$T/big.csv" -o "$tiny/out.$ext"
+        check "full tmpfs ($ext), no previous output: exit 1, nothing at the target" \
+            bash -c "[ $rc -eq 1 ] && [ -z \"\$(ls -A '$tiny')\" ]"
+        check "full tmpfs ($ext): all its space free again" test "$(df -k --output=used "$tiny" | tail -1 | tr -d ' ')" -le 4
+    done
+    # derivatives: the failure comes from its writer thread
+    for ext in npy h5; do
+        echo OLD >"$tiny/d.$ext"
+        run derivatives -m "$MODEL" -i "$T/big.csv" --what H --chunk-mib 1 -o "$tiny/d.$ext" --quiet
+        check "full tmpfs (derivatives, $ext): exit 1 with one line naming the output" \
+            bash -c "[ $rc -eq 1 ] && [ \$(wc -l <'$T/err') -eq 1 ] && grep -q '^nnderiv: .*d.$ext.*No space' '$T/err'"
+        check "full tmpfs (derivatives, $ext): the old output is untouched, no temporary" \
+            bash -c "[ \"\$(cat '$tiny/d.$ext')\" = OLD ] && [ \"\$(ls -A '$tiny')\" = d.$ext ]"
+        rm "$tiny/d.$ext"
+    done
+    expect_ok "a small output still fits" eval -m "$MODEL" -i "$T/in.csv" -o "$tiny/y.npy"
+    umount "$tiny" || fail "cannot unmount the test tmpfs $tiny"
+    trap 'rm -rf "$T"' EXIT
+fi
+
 # ---------------------------------------------------------------- 10: modes, symlinks, long names
 mkdir "$T/props"
 echo OLD >"$T/props/private.npy"

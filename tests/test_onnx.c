@@ -2,9 +2,18 @@
  * tools/make_onnx_fixtures.py today): every activation of the library through the legacy exporter,
  * the dynamo exporter as it runs by default (weights in NAME.onnx.data beside the model) and the
  * dynamo exporter with external_data=False; input normalisation, BatchNormalization, output
- * de-normalisation, Keras' and MATLAB's layouts; malformed external data. manifest.json says what
- * each file must give: torch.func's y, J, H within 1e-12, or a refusal whose message names the file
- * and contains the listed words (the op, and what to do). */
+ * de-normalisation, Keras' torch-backend layout, and MATLAB's exportONNXNetwork layout (built by hand
+ * from MathWorks' documented op patterns: MATLAB is not available to make it); malformed external
+ * data. manifest.json says what each file must give: torch.func's y, J, H within 1e-12, or a refusal
+ * whose message names the file and contains the listed words (the op, and what to do).
+ *
+ * And what the real tf2onnx writes (tests/data/import/tf2onnx, made by tools/make_tf2onnx_fixtures.py
+ * with TensorFlow): every activation of the library through tf2onnx.convert.from_function, every Keras
+ * activation through a Keras 3 SavedModel and `python -m tf2onnx.convert --saved-model` (the README's
+ * command) and through tf2onnx.convert.from_keras on tf_keras, normalisation patterns: TensorFlow's
+ * autodiff y, J, H within 1e-12 (gelu: TensorFlow's own float64 gelu rounds its constants to float32,
+ * so those cases also compare with the model as TensorFlow runs it, within the manifest's measured
+ * bound), or a refusal naming the op. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -24,10 +33,11 @@
 #endif
 
 #define ONNX_DIR NND_TEST_DATA "/import/onnx"
+#define TF_DIR NND_TEST_DATA "/import/tf2onnx"
 #define TOL 1e-12
 
-static json_t *manifest;
-static json_t *cases;
+static json_t *manifest, *tf_manifest;
+static json_t *cases, *tf_cases;
 
 static char *slurp(const char *path, size_t *size)
 {
@@ -65,7 +75,7 @@ static size_t flatten(const json_t *v, double *out, size_t n, size_t at)
 }
 
 static void expect_close(const double *a, const double *b, size_t n, const char *what, const char *label,
-                         const char *shape)
+                         const char *shape, double tol)
 {
     size_t worst = 0;
     double err = 0;
@@ -76,15 +86,18 @@ static void expect_close(const double *a, const double *b, size_t n, const char 
             worst = i;
         }
     }
-    ck_assert_msg(err <= TOL, "%s: %s (%s) entry %zu: %.17g vs expected %.17g (relative error %.3g > %g)", label,
-                  what, shape, worst, a[worst], b[worst], err, TOL);
+    ck_assert_msg(err <= tol, "%s: %s (%s) entry %zu: %.17g vs expected %.17g (relative error %.3g > %g)", label,
+                  what, shape, worst, a[worst], b[worst], err, tol);
 }
 
-/* The net gives the expected y, J, H (torch.func, float64) at the expected inputs. */
-static void expect_matches(const nnd_net *net, const char *expected_file, const char *label)
+/* The net gives the expected y, J, H (dir/expected_file: the framework's autodiff, float64) at the
+ * expected inputs, within tol. */
+static void expect_matches_in(const nnd_net *net, const char *dir, const char *expected_file, const char *label,
+                              double tol)
 {
     char e[1024];
-    snprintf(e, sizeof e, "%s/%s", ONNX_DIR, expected_file);
+    ck_assert_msg(expected_file != NULL, "%s: the manifest names no expected file", label);
+    snprintf(e, sizeof e, "%s/%s", dir, expected_file);
     json_error_t err;
     json_t *exp = json_load_file(e, 0, &err);
     ck_assert_msg(exp != NULL, "%s: %s", e, err.text);
@@ -105,12 +118,19 @@ static void expect_matches(const nnd_net *net, const char *expected_file, const 
     nnd_plan_free(plan);
     char shape[96];
     snprintf(shape, sizeof shape, "batch %zu, n_out %zu, n_in %zu", B, m, n);
-    expect_close(y, ey, B * m, "y", label, shape);
-    expect_close(J, eJ, B * m * n, "J", label, shape);
-    expect_close(H, eH, B * m * n * n, "H", label, shape);
+    expect_close(y, ey, B * m, "y", label, shape, tol);
+    expect_close(J, eJ, B * m * n, "J", label, shape, tol);
+    expect_close(H, eH, B * m * n * n, "H", label, shape, tol);
     free(x), free(y), free(J), free(H), free(ey), free(eJ), free(eH);
     json_decref(exp);
 }
+
+static void expect_matches(const nnd_net *net, const char *expected_file, const char *label)
+{
+    expect_matches_in(net, ONNX_DIR, expected_file, label, TOL);
+}
+
+static const char *str_or(const char *s) { return s ? s : "?"; }
 
 static nnd_status status_named(const char *s)
 {
@@ -126,20 +146,29 @@ static nnd_status status_named(const char *s)
     return NND_EINVAL;
 }
 
-/* Each file loads through nnd_net_load and matches torch.func, or is refused as the manifest says. */
-START_TEST(each_file_matches_torch_or_is_refused_by_name)
+/* The case c of a manifest of folder dir: the file loads through nnd_net_load and matches the
+ * expectation (and, where the manifest gives one, the model as its framework ran it, within the
+ * manifest's bound), or is refused as the manifest says. */
+static void check_case(const json_t *c, const char *dir, int index)
 {
-    const json_t *c = json_array_get(cases, (size_t)_i);
     const char *file = get_str(c, "file"), *st = get_str(c, "status");
-    ck_assert_msg(file && st, "manifest case %d has no file or status", _i);
+    ck_assert_msg(file && st, "%s manifest case %d has no file or status", dir, index);
     char p[1024];
-    snprintf(p, sizeof p, "%s/%s", ONNX_DIR, file);
+    snprintf(p, sizeof p, "%s/%s", dir, file);
     nnd_status want = status_named(st);
     nnd_net *net = (nnd_net *)&net;
     nnd_status s = nnd_net_load(p, &net);
     if (want == NND_OK) {
         ck_assert_msg(s == NND_OK, "%s: %s: %s", file, nnd_strerror(s), nnd_errmsg());
-        expect_matches(net, get_str(c, "expected"), file);
+        expect_matches_in(net, dir, get_str(c, "expected"), file, TOL);
+        const char *as_run = get_str(c, "expected_as_run");
+        if (as_run) {
+            double tol = json_number_value(json_object_get(c, "as_run_tol"));
+            ck_assert_msg(tol > 0 && tol < 1e-6, "%s: as_run_tol %g is not a small positive bound", file, tol);
+            char label[1200];
+            snprintf(label, sizeof label, "%s (as the framework runs it: %s)", file, str_or(get_str(c, "why")));
+            expect_matches_in(net, dir, as_run, label, tol);
+        }
         nnd_net_free(net);
         return;
     }
@@ -152,6 +181,47 @@ START_TEST(each_file_matches_torch_or_is_refused_by_name)
     for (size_t i = 0; i < json_array_size(words); i++) {
         const char *w = json_string_value(json_array_get(words, i));
         ck_assert_msg(w && strstr(msg, w), "%s: the message should contain '%s': %s", file, w ? w : "?", msg);
+    }
+}
+
+/* Each file loads through nnd_net_load and matches torch.func, or is refused as the manifest says. */
+START_TEST(each_file_matches_torch_or_is_refused_by_name)
+{
+    check_case(json_array_get(cases, (size_t)_i), ONNX_DIR, _i);
+}
+END_TEST
+
+/* Each file tf2onnx wrote matches TensorFlow's autodiff, or is refused naming the op. */
+START_TEST(each_tf2onnx_file_matches_tensorflow_or_is_refused_by_name)
+{
+    check_case(json_array_get(tf_cases, (size_t)_i), TF_DIR, _i);
+}
+END_TEST
+
+/* Every activation of the library is a case of tf2onnx.convert.from_function, and each Keras route
+ * has its activations and the normalisation pattern. */
+START_TEST(every_activation_through_tf2onnx_is_a_case)
+{
+    for (int a = 0; a < NND_ACT_COUNT; a++) {
+        int found = 0;
+        for (size_t i = 0; i < json_array_size(tf_cases) && !found; i++) {
+            const json_t *c = json_array_get(tf_cases, i);
+            const char *act = get_str(c, "act"), *route = get_str(c, "route");
+            found = act && route && !strcmp(act, nnd_act_name(a)) && !strcmp(route, "function");
+        }
+        ck_assert_msg(found, "no tf2onnx fixture (from_function) for activation %s", nnd_act_name(a));
+    }
+    static const char *const routes[] = {"savedmodel", "tf_keras"};
+    for (size_t r = 0; r < 2; r++) {
+        size_t n = 0, pattern = 0;
+        for (size_t i = 0; i < json_array_size(tf_cases); i++) {
+            const json_t *c = json_array_get(tf_cases, i);
+            const char *route = get_str(c, "route"), *file = get_str(c, "file");
+            if (route && !strcmp(route, routes[r]))
+                n += get_str(c, "keras_activation") != NULL, pattern += file && !strncmp(file, "patterns/", 9);
+        }
+        ck_assert_msg(n >= 15 && pattern == 1, "tf2onnx route %s: %zu Keras activations, %zu patterns", routes[r], n,
+                      pattern);
     }
 }
 END_TEST
@@ -221,6 +291,28 @@ START_TEST(readme_gives_the_command_the_fixture_was_made_with)
 }
 END_TEST
 
+/* The fixture of tf2onnx/readme/ was made by running the sh block of the README's Keras /
+ * TensorFlow section: the README still gives that command, in that section. */
+START_TEST(readme_gives_the_tf2onnx_command_the_fixture_was_made_with)
+{
+    const char *cmd = get_str(tf_manifest, "readme_command");
+    ck_assert_msg(cmd && strstr(cmd, "tf2onnx.convert"), "tf2onnx manifest: no readme_command");
+    size_t size;
+    char *readme = slurp(NND_README, &size);
+    char *sec = strstr(readme, "### Trained in Keras / TensorFlow");
+    ck_assert_msg(sec != NULL, "README: no \"Trained in Keras / TensorFlow\" section");
+    char *end = strstr(sec + 4, "\n### ");
+    if (end)
+        *end = '\0';
+    const char *block = strstr(sec, "```sh\n");
+    ck_assert_msg(block && strncmp(block + 6, cmd, strlen(cmd)) == 0 && !strncmp(block + 6 + strlen(cmd), "```", 3),
+                  "README's Keras / TensorFlow command is not the one tf2onnx/readme/m.onnx was made with (%s): "
+                  "rerun tools/make_tf2onnx_fixtures.py",
+                  cmd);
+    free(readme);
+}
+END_TEST
+
 /* The normalisation and BatchNormalization become processing steps or fold into layers: the
  * dynamo export of norm_bn_denorm has input mapstd, two layers and output mapstd. */
 START_TEST(normalisation_becomes_mapstd)
@@ -248,7 +340,8 @@ START_TEST(truncated_and_corrupted_new_files)
 {
     static const char *const files[] = {"inline/gelu.onnx", "inline/softplus.onnx", "patterns/inline/norm_bn_denorm.onnx",
                                         "patterns/keras_untrained.onnx", "patterns/matlab_dlnetwork.onnx",
-                                        "legacy/hardswish.onnx"};
+                                        "legacy/hardswish.onnx", "../tf2onnx/savedmodel/gelu.onnx",
+                                        "../tf2onnx/patterns/savedmodel_norm_bn_denorm.onnx"};
     uint64_t st = 0x9E3779B97F4A7C15u;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         char p[1024];
@@ -289,25 +382,42 @@ START_TEST(truncated_and_corrupted_new_files)
 }
 END_TEST
 
+/* dir/manifest.json and its cases (at least min_cases of them), or NULL after saying why. */
+static json_t *load_manifest(const char *dir, size_t min_cases, json_t **cases_out)
+{
+    char p[1024];
+    json_error_t err;
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    json_t *m = json_load_file(p, 0, &err);
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", p, err.text);
+        return NULL;
+    }
+    *cases_out = json_object_get(m, "cases");
+    if (json_array_size(*cases_out) < min_cases) {
+        fprintf(stderr, "%s: only %zu cases\n", p, json_array_size(*cases_out));
+        json_decref(m);
+        return NULL;
+    }
+    return m;
+}
+
 int main(void)
 {
-    json_error_t err;
-    manifest = json_load_file(ONNX_DIR "/manifest.json", 0, &err);
-    if (!manifest) {
-        fprintf(stderr, "%s/manifest.json: %s\n", ONNX_DIR, err.text);
+    manifest = load_manifest(ONNX_DIR, 3 * NND_ACT_COUNT, &cases);
+    tf_manifest = load_manifest(TF_DIR, 2 * NND_ACT_COUNT, &tf_cases);
+    if (!manifest || !tf_manifest)
         return 1;
-    }
-    cases = json_object_get(manifest, "cases");
-    if (json_array_size(cases) < 3 * NND_ACT_COUNT) {
-        fprintf(stderr, "manifest.json: only %zu cases\n", json_array_size(cases));
-        return 1;
-    }
     Suite *su = suite_create("onnx");
     TCase *tc = tcase_create("today");
     tcase_add_loop_test(tc, each_file_matches_torch_or_is_refused_by_name, 0, (int)json_array_size(cases));
     tcase_add_test(tc, every_activation_of_every_exporter_is_a_case);
     tcase_add_test(tc, buffer_refuses_external_data_clearly);
     tcase_add_test(tc, readme_gives_the_command_the_fixture_was_made_with);
+    tcase_add_loop_test(tc, each_tf2onnx_file_matches_tensorflow_or_is_refused_by_name, 0,
+                        (int)json_array_size(tf_cases));
+    tcase_add_test(tc, every_activation_through_tf2onnx_is_a_case);
+    tcase_add_test(tc, readme_gives_the_tf2onnx_command_the_fixture_was_made_with);
     tcase_add_test(tc, normalisation_becomes_mapstd);
     tcase_add_test(tc, truncated_and_corrupted_new_files);
     tcase_set_timeout(tc, 600);
@@ -317,5 +427,6 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     json_decref(manifest);
+    json_decref(tf_manifest);
     return failed ? 1 : 0;
 }

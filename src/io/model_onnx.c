@@ -31,11 +31,11 @@
  * mode, Flatten and Reshape to (batch, n) are no-ops. Torch's Softplus threshold,
  * Where(Greater(z, 20), z, Softplus(z)), is softplus (do_where says why). Tensors kept in external
  * data files (the dynamo exporter's NAME.onnx.data) are read beside the model when it is loaded by
- * path (nnd__load_onnx_file), refused from a buffer.
+ * path (nnd__load_onnx_file), refused from a buffer. What tf2onnx writes is read too: Min/Max with
+ * constants, and TensorFlow's Erfc and Expm1, which it leaves unconverted (not ONNX ops).
  *
  * Anything else (convolutions, residual additions, comparisons and steps, ops without an exact
- * activation such as PRelu, Clip with one infinite bound other than Clip(0, inf), tf2onnx's Erfc)
- * is refused with NND_EUNSUPPORTED and a message naming the node, its op and why. */
+ * activation such as PRelu, Clip with one infinite bound other than Clip(0, inf)) is refused with NND_EUNSUPPORTED and a message naming the node, its op and why. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -107,6 +107,8 @@ typedef struct {
 
 enum {
     T_VAR, T_CONST, T_ADD, T_SUB, T_MUL, T_DIV, T_POW, T_NEG, T_ERF, T_EXP, T_LOG, T_ABS, T_SQRT, T_RECIP,
+    T_ERFC, T_EXPM1, /* TensorFlow's Erfc and Expm1, which tf2onnx leaves in the graph as they are */
+    T_MIN, T_MAX,    /* elementwise min and max (tf2onnx's clip_by_value, relu6, celu) */
     T_GT,        /* a > b (1 or 0): only as the threshold of torch's Softplus, Where(z > t, z, Softplus(z)) */
     T_ACT,       /* an activation of the library with its parameters */
     T_SOFTMAX,   /* coupled: only as a whole layer's activation */
@@ -594,6 +596,10 @@ static double tree_eval(const octx *c, int i, double z)
     case T_ABS: return fabs(a);
     case T_SQRT: return sqrt(a);
     case T_RECIP: return 1 / a;
+    case T_ERFC: return erfc(a);
+    case T_EXPM1: return expm1(a);
+    case T_MIN: return a < b ? a : b;
+    case T_MAX: return a > b ? a : b;
     case T_GT: return NAN; /* never part of an activation found by value */
     case T_ACT: {
         double p[2] = {t->c, t->c2};
@@ -652,14 +658,37 @@ static nnd_status identify(octx *c, int root, int *act, double param[2])
     /* Compare with every elementwise activation at N_PROBE points of [-6, 6]; the points avoid the
      * kinks at 0, +-1, +-2.5 and +-3, where conventions differ. celu and clip are left out: at their
      * default parameters they are elu and satlins. */
+    /* The candidates: each activation at its default parameters; hardsigmoid(1/6, 1/2), relu6(z + 3)/6,
+     * the hard_sigmoid of Keras 3 (Add, Clip, Mul through tf2onnx), which is also PyTorch's; and the
+     * parametric ones whose parameters the subgraph's limits give exactly: clip(lo, hi) with
+     * lo = f(-inf), hi = f(+inf) (tf2onnx's Min/Max for tf.clip_by_value), elu and celu with
+     * alpha = -f(-700) (alpha * expm1(-700/alpha) is -alpha exactly for alpha < 19; tf2onnx's Keras
+     * celu is max(z, 0) + alpha expm1(min(z, 0)/alpha)). Those at their defaults are already listed. */
+    typedef struct {
+        int act;
+        double p[2];
+        int has_p;
+    } cand;
+    cand cands[NND_ACT_COUNT + 4];
+    size_t nc = 0;
+    for (int a = 0; a < NND_ACT_COUNT; a++)
+        if (a != NND_ACT_SOFTMAX && a != NND_ACT_LOGSOFTMAX && a != NND_ACT_CELU && a != NND_ACT_CLIP)
+            cands[nc++] = (cand){a, {0, 0}, 0};
+    cands[nc++] = (cand){NND_ACT_HARDSIGMOID, {1.0 / 6.0, 0.5}, 1};
+    double lo = tree_eval(c, root, -INFINITY), hi = tree_eval(c, root, INFINITY), alpha = -tree_eval(c, root, -700);
+    if (isfinite(lo) && isfinite(hi) && lo < hi && !(lo == 0 && hi == 1) && !(lo == -1 && hi == 1))
+        cands[nc++] = (cand){NND_ACT_CLIP, {lo, hi}, 1};
+    if (alpha > 0 && alpha < 19 && alpha != 1) {
+        cands[nc++] = (cand){NND_ACT_ELU, {alpha, 0}, 1};
+        cands[nc++] = (cand){NND_ACT_CELU, {alpha, 0}, 1};
+    }
     int found = -1;
-    for (int a = 0; a < NND_ACT_COUNT; a++) {
-        if (a == NND_ACT_SOFTMAX || a == NND_ACT_LOGSOFTMAX || a == NND_ACT_CELU || a == NND_ACT_CLIP)
-            continue;
+    const double *found_p = NULL;
+    for (size_t i = 0; i < nc; i++) {
         int ok = 1;
         for (int k = 0; k < N_PROBE && ok; k++) {
             double z = -6 + 12 * (k + 0.37) / N_PROBE, f, e = tree_eval(c, root, z);
-            if (nnd_act_eval2(a, NULL, 1, &z, &f, NULL, NULL) != NND_OK)
+            if (nnd_act_eval2(cands[i].act, cands[i].has_p ? cands[i].p : NULL, 1, &z, &f, NULL, NULL) != NND_OK)
                 ok = 0;
             else
                 ok = isfinite(e) && fabs(e - f) <= 1e-6 * (1 + fabs(f));
@@ -667,8 +696,9 @@ static nnd_status identify(octx *c, int root, int *act, double param[2])
         if (ok) {
             if (found >= 0)
                 return bad_node(NND_EUNSUPPORTED, c, "the elementwise subgraph ending here matches two activations (%s, %s)",
-                                nnd_act_name(found), nnd_act_name(a));
-            found = a;
+                                nnd_act_name(found), nnd_act_name(cands[i].act));
+            found = cands[i].act;
+            found_p = cands[i].has_p ? cands[i].p : NULL;
         }
     }
     if (found < 0)
@@ -676,7 +706,10 @@ static nnd_status identify(octx *c, int root, int *act, double param[2])
                         "the elementwise subgraph ending here is not an activation of this library (tansig, logsig, "
                         "gelu, gelu_tanh, silu, mish, softsign, ...)");
     *act = found;
-    nnd_act_default_params(found, param);
+    if (found_p)
+        param[0] = found_p[0], param[1] = found_p[1];
+    else
+        nnd_act_default_params(found, param);
     return NND_OK;
 }
 
@@ -902,6 +935,10 @@ typedef struct {
 static const unary_op unary_ops[] = {
     {"Erf", T_ERF}, {"Exp", T_EXP}, {"Log", T_LOG}, {"Abs", T_ABS}, {"Sqrt", T_SQRT}, {"Neg", T_NEG},
     {"Reciprocal", T_RECIP},
+    /* Not ONNX operators: tf2onnx has no conversion for TensorFlow's Erfc (tf.nn.gelu, Keras' gelu) and
+     * Expm1 (Keras' celu) and writes them unchanged, with the meaning TensorFlow's: erfc(z) = 1 - erf(z),
+     * expm1(z) = exp(z) - 1. ONNX runtimes refuse such a file; the meaning is exact, so it is read. */
+    {"Erfc", T_ERFC}, {"Expm1", T_EXPM1},
 };
 
 /* Ops that are refused with a reason. */
@@ -1122,8 +1159,13 @@ static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
         return s;
     if (!a || !b)
         return bad_node(NND_EFORMAT, c, "an input name is empty");
-    char sym = op[0] == 'A' ? '+' : op[0] == 'S' ? '-' : op[0] == 'M' ? '*' : op[0] == 'D' ? '/' : '^';
-    int top = sym == '+' ? T_ADD : sym == '-' ? T_SUB : sym == '*' ? T_MUL : sym == '/' ? T_DIV : T_POW;
+    /* Min and Max (variadic in ONNX) of exactly two: a value and a scalar or the same layer's values. */
+    if ((!strcmp(op, "Min") || !strcmp(op, "Max")) && n->n_input != 2)
+        return bad_node(NND_EUNSUPPORTED, c, "%s of %zu inputs (only of two)", op, n->n_input);
+    char sym = !strcmp(op, "Min") ? 'm' : !strcmp(op, "Max") ? 'M' : op[0] == 'A' ? '+' : op[0] == 'S' ? '-'
+               : op[0] == 'M' ? '*' : op[0] == 'D' ? '/' : '^';
+    int top = sym == '+' ? T_ADD : sym == '-' ? T_SUB : sym == '*' ? T_MUL : sym == '/' ? T_DIV : sym == '^' ? T_POW
+              : sym == 'm' ? T_MIN : T_MAX;
     if (a->kind == V_TENSOR && b->kind == V_TENSOR)
         return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
     if (a->kind == V_STREAM && b->kind == V_STREAM) {
@@ -1151,7 +1193,7 @@ static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
     /* The input's width from the constant when its type had none. */
     if (is_input && !v.width && t->rank && (uint64_t)t->dims[t->rank - 1] == t->numel && t->numel > 1)
         v.width = t->numel;
-    int vec = is_unit_vector(t, v.width), affine = sym != '^' && !(sym == '/' && const_left);
+    int vec = is_unit_vector(t, v.width), affine = strchr("+-*/", sym) && !(sym == '/' && const_left);
     /* Per-unit maps: a vector (or, on the input or after another map, a scalar) on the input, a
      * pending affine map or activated values. A scalar on activated values is part of the
      * activation's expression (the GELU and SiLU subgraphs). */
@@ -1393,10 +1435,6 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
     const char *op = str(n->op_type), *dom = str(n->domain);
     nnd_status s;
     value *a;
-    if (!strcmp(op, "Erfc"))
-        return bad_node(NND_EUNSUPPORTED, c,
-                        "Erfc is not an ONNX operator (tf2onnx writes it for Keras' gelu): load the Keras model file "
-                        "(.keras) itself, which nnd_net_load reads, instead of converting it to ONNX");
     if (dom[0] && strcmp(dom, "ai.onnx") != 0)
         return bad_node(NND_EUNSUPPORTED, c, "operators of domain '%s' are not supported", q(dom).s);
 
@@ -1434,7 +1472,8 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
     }
     if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul"))
         return do_gemm(c, n, op[0] == 'M', input_name);
-    if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Pow"))
+    if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Pow") ||
+        !strcmp(op, "Min") || !strcmp(op, "Max"))
         return do_binary(c, n, op);
     if (!strcmp(op, "Greater"))
         return do_greater(c, n);

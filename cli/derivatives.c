@@ -5,7 +5,7 @@
  * columns of the block's GEMMs), never on the thread that runs the block (nnd_plan_threads).
  * Chunks here are whole numbers of blocks counted from the first row asked, so every sample sits
  * in the same block as in one nnd_plan_execute over all the rows (the in-memory API path), and
- * as in any MPI slice (slices are whole chunks): the bytes are the same. */
+ * as in any MPI slice (slices are whole blocks): the bytes are the same. */
 #include "derivatives.h"
 
 #include <errno.h>
@@ -113,7 +113,7 @@ static void print_help(const char *prog)
         mpi ? "One chunk of M per rank." : "Two chunks of M/2: one is\n"
                                            "                      computed while a thread writes the other.");
     if (mpi)
-        printf("MPI: rank r computes a contiguous slice of whole chunks; the output is .h5 or .npy only (one\n"
+        printf("MPI: rank r computes a contiguous slice of whole blocks; the output is .h5 or .npy only (one\n"
                "array: --what), written by every rank at its rows' offsets (MPI-IO, collective), the file\n"
                "completed by rank 0. .npz, .mat, .csv and - are refused (not written in parallel: write them\n"
                "with nnderiv derivatives in one process); so is --compress (h5repack the .h5 afterwards). Input\n"

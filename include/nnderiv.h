@@ -343,6 +343,10 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
  *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
  *     pass of the gradient and of its derivative along v (reverse-over-forward).
+ *   On small nets (those the fused engine takes: few inputs and outputs, narrow layers, no softmax)
+ *     HVP, JVP, LAPLACIAN, HDIAG and UNCERTAINTY* instead contract each sample's full J and H from
+ *     that engine (H v, J u, tr H, diag H, (J L)(J L)^T and 1/2 tr(H Sigma)) where its cost model
+ *     says that is faster; the results agree to rounding (the README has the measurements).
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */
 
@@ -365,15 +369,15 @@ NND_API const char *nnd_product_name(nnd_product kind);
 /* Flops per sample of `kind` on this net (the table above). */
 NND_API nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops);
 
-/* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB:
- * the batch is processed in blocks). *plan is NULL on failure. Like nnd_plan_new's, the plan keeps
- * its own copy of the net: the net may change or be freed after planning.
- * WHESS and VJP run on threads as nnd_plan_new's plans do (NND_NUM_THREADS; bit-identical results
- * for every count); the other kinds on the calling thread. */
+/* Plan `kind` for up to max_batch samples per call. All workspace is allocated here (a few MiB
+ * per thread: the batch is processed in blocks). *plan is NULL on failure. Like nnd_plan_new's,
+ * the plan keeps its own copy of the net: the net may change or be freed after planning.
+ * Every kind runs on threads as nnd_plan_new's plans do (NND_NUM_THREADS if set, else the online
+ * CPUs, at most one per block of max_batch): each thread takes whole blocks with its own
+ * workspace, and results are bit-identical for every thread count. */
 NND_API nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind,
                                         nnd_product_plan **plan);
-/* The same with the thread count of nnd_plan_new_threads (0: the default) for the kinds that run on
- * threads; the others ignore it. */
+/* The same with the thread count of nnd_plan_new_threads (0: the default above). */
 NND_API nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nnd_product kind,
                                                 size_t threads, nnd_product_plan **plan);
 
@@ -389,6 +393,7 @@ NND_API void nnd_product_plan_free(nnd_product_plan *plan); /* NULL is a no-op *
 
 NND_API nnd_product nnd_product_plan_kind(const nnd_product_plan *plan); /* 0 for NULL */
 NND_API size_t nnd_product_plan_block(const nnd_product_plan *plan);     /* samples per pass */
+NND_API size_t nnd_product_plan_threads(const nnd_product_plan *plan);   /* threads it runs on; 0 for NULL */
 
 /* Weighted Hessians (batch x n x n, as NND_PRODUCT_WHESS gives them) in the order of a dense
  * IPOPT eval_h: the lower triangle row by row, entry (i, j), j <= i, at index i(i+1)/2 + j, so

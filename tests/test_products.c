@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "nnderiv.h"
+#include "products/products.h" /* the forced paths: nnd__product_plan_new_engine */
 #include "ref.h"
 
 #define TOL_DEF 1e-12 /* product vs its definition from the full J and H */
@@ -135,17 +136,30 @@ static shapes shapes_of(nnd_product k, size_t n, size_t m)
     return (shapes){0, 0, 0};
 }
 
-static void run_product(const tnet *t, nnd_product kind, size_t max_batch, size_t batch, const double *x,
-                        const double *in, double *out, double *out2)
+/* One product by the path `engine` asks (NND__PRODUCT_*); 0 when that path does not take the net
+ * (the fused engine on a net too large for it). */
+static int run_product_by(const tnet *t, nnd_product kind, int engine, size_t max_batch, size_t batch,
+                          const double *x, const double *in, double *out, double *out2)
 {
     nnd_product_plan *p = NULL;
-    nnd_status s = nnd_product_plan_new(t->net, max_batch, kind, &p);
+    nnd_status s = nnd__product_plan_new_engine(t->net, max_batch, kind, 0, engine, &p);
+    if (s == NND_EUNSUPPORTED && engine == NND__PRODUCT_FUSED)
+        return 0;
     ck_assert_msg(s == NND_OK, "nnd_product_plan_new(%s) failed: %s (%s); net %s", nnd_product_name(kind),
                   nnd_strerror(s), nnd_errmsg(), t->desc);
+    ck_assert_msg(engine != NND__PRODUCT_GENERAL || !nnd__product_plan_full(p), "%s: the general path was asked",
+                  nnd_product_name(kind));
     s = nnd_product_execute(p, batch, x, in, out, out2);
     ck_assert_msg(s == NND_OK, "nnd_product_execute(%s, batch %zu) failed: %s (%s); net %s", nnd_product_name(kind),
                   batch, nnd_strerror(s), nnd_errmsg(), t->desc);
     nnd_product_plan_free(p);
+    return 1;
+}
+
+static void run_product(const tnet *t, nnd_product kind, size_t max_batch, size_t batch, const double *x,
+                        const double *in, double *out, double *out2)
+{
+    run_product_by(t, kind, NND__PRODUCT_AUTO, max_batch, batch, x, in, out, out2);
 }
 
 /* ---------------------------------------------------------------- comparing */
@@ -354,9 +368,10 @@ static void check_net(const char *property, tnet *t, size_t batch, uint64_t seed
     double *H = malloc(batch * m * sq * sizeof *H), *A = malloc(batch * sq * sizeof *A);
     double *Sig = malloc(batch * sq * sizeof *Sig), *in = malloc(batch * (sq + m + n) * sizeof *in);
     double *out = malloc(batch * (m * sq + sq + m * m) * sizeof *out), *out2 = malloc(batch * (n + m) * sizeof *out2);
+    double *outg = malloc(batch * (m * sq + sq + m * m) * sizeof *outg), *outg2 = malloc(batch * (n + m) * sizeof *outg2);
     double *want = malloc((m * sq + sq + m * m) * sizeof *want), *wabs = malloc((m * sq + sq + m * m) * sizeof *wabs);
     double *want2 = malloc((n + m) * sizeof *want2), *wabs2 = malloc((n + m) * sizeof *wabs2);
-    ck_assert(x && J && H && A && Sig && in && out && out2 && want && wabs && want2 && wabs2);
+    ck_assert(x && J && H && A && Sig && in && out && out2 && outg && outg2 && want && wabs && want2 && wabs2);
     draw_inputs(t, &r, batch, x, which & CHECK_FD ? FD_MARGIN : 1e-6);
     nnd_plan *full = NULL;
     ck_assert_msg(nnd_plan_new(t->net, batch, NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO, &full) == NND_OK, "%s",
@@ -375,29 +390,46 @@ static void check_net(const char *property, tnet *t, size_t batch, uint64_t seed
             draw_normal(&r, batch * sh.in, in);
         }
         const double *pin = unc ? Sig : (sh.in ? in : NULL);
-        run_product(t, kind, batch, batch, x, pin, out, sh.out2 ? out2 : NULL);
-        char what[96];
-        for (size_t b = 0; b < batch; b++) {
-            const double *Sb = unc ? Sig + (shared ? 0 : b) * sq : NULL, *Ab = unc ? A + (shared ? 0 : b) * sq : NULL;
-            const double *ib = pin && !unc ? in + b * sh.in : NULL;
-            if (which & CHECK_DEF) {
+        /* the general path (blocked, directional, HVP engines), then the fused engine's J and H
+         * contracted where it takes the net: each against the oracles, and the two against each other */
+        for (int e = 0; e < 2; e++) {
+            int engine = e ? NND__PRODUCT_FUSED : NND__PRODUCT_GENERAL;
+            if (!run_product_by(t, kind, engine, batch, batch, x, pin, e ? out : outg, sh.out2 ? (e ? out2 : outg2) : NULL))
+                continue;
+            const double *o = e ? out : outg, *o2 = e ? out2 : outg2;
+            const char *path = e ? "fused" : "general";
+            char what[128];
+            for (size_t b = 0; b < batch; b++) {
+                const double *Sb = unc ? Sig + (shared ? 0 : b) * sq : NULL, *Ab = unc ? A + (shared ? 0 : b) * sq : NULL;
+                const double *ib = pin && !unc ? in + b * sh.in : NULL;
                 definition(kind, n, m, J + b * m * n, H + b * m * sq, ib, Sb, want, wabs, want2, wabs2);
-                snprintf(what, sizeof what, "%s vs its definition from the full J and H", nnd_product_name(kind));
-                expect_close(property, t, what, b, sh.out, out + b * sh.out, want, wabs, TOL_DEF);
-                if (sh.out2)
-                    expect_close(property, t, what, b, sh.out2, out2 + b * sh.out2, want2, wabs2, TOL_DEF);
-            }
-            if (which & CHECK_FD) {
-                fd_product(kind, &t->ref, x + b * n, ib, Ab, want, want2);
-                for (size_t i = 0; i < sh.out; i++) wabs[i] = fmax(1.0, fabs(want[i]));
-                for (size_t i = 0; i < sh.out2; i++) wabs2[i] = fmax(1.0, fabs(want2[i]));
-                snprintf(what, sizeof what, "%s vs finite differences", nnd_product_name(kind));
-                expect_close(property, t, what, b, sh.out, out + b * sh.out, want, wabs, TOL_FD);
-                if (sh.out2)
-                    expect_close(property, t, what, b, sh.out2, out2 + b * sh.out2, want2, wabs2, TOL_FD);
+                if (which & CHECK_DEF) {
+                    snprintf(what, sizeof what, "%s (%s path) vs its definition from the full J and H",
+                             nnd_product_name(kind), path);
+                    expect_close(property, t, what, b, sh.out, o + b * sh.out, want, wabs, TOL_DEF);
+                    if (sh.out2)
+                        expect_close(property, t, what, b, sh.out2, o2 + b * sh.out2, want2, wabs2, TOL_DEF);
+                }
+                if (e) {
+                    snprintf(what, sizeof what, "%s: fused path vs general path", nnd_product_name(kind));
+                    expect_close(property, t, what, b, sh.out, o + b * sh.out, outg + b * sh.out, wabs, TOL_DEF);
+                    if (sh.out2)
+                        expect_close(property, t, what, b, sh.out2, o2 + b * sh.out2, outg2 + b * sh.out2, wabs2,
+                                     TOL_DEF);
+                }
+                if (which & CHECK_FD) {
+                    fd_product(kind, &t->ref, x + b * n, ib, Ab, want, want2);
+                    for (size_t i = 0; i < sh.out; i++) wabs[i] = fmax(1.0, fabs(want[i]));
+                    for (size_t i = 0; i < sh.out2; i++) wabs2[i] = fmax(1.0, fabs(want2[i]));
+                    snprintf(what, sizeof what, "%s (%s path) vs finite differences", nnd_product_name(kind), path);
+                    expect_close(property, t, what, b, sh.out, o + b * sh.out, want, wabs, TOL_FD);
+                    if (sh.out2)
+                        expect_close(property, t, what, b, sh.out2, o2 + b * sh.out2, want2, wabs2, TOL_FD);
+                }
             }
         }
     }
+    free(outg), free(outg2);
     free(x), free(J), free(H), free(A), free(Sig), free(in), free(out), free(out2);
     free(want), free(wabs), free(want2), free(wabs2);
 }
@@ -653,6 +685,53 @@ START_TEST(error_paths)
 }
 END_TEST
 
+/* On threads, a covariance without a square root is reported for the lowest failing sample of the
+ * batch, whichever thread met it, with the other threads' failures later in the batch; the
+ * message is the calling thread's (nnd_errmsg is per thread). */
+START_TEST(uncertainty_errors_on_threads_name_the_first_sample)
+{
+    ref_spec s = spec_for(NND_ACT_TANSIG, 0);
+    tnet t;
+    tnet_build(&t, &s, 9700);
+    size_t n = t.n, m = t.m, sq = n * n;
+    nnd_product_plan *p;
+    ck_assert_int_eq(nnd_product_plan_new_threads(t.net, 100000, NND_PRODUCT_UNCERTAINTY, 1, &p), NND_OK);
+    size_t block = nnd_product_plan_block(p), batch = 3 * block + 1;
+    nnd_product_plan_free(p);
+    double *x = calloc(batch * n, sizeof *x), *in = calloc(batch * sq, sizeof *in);
+    double *out = malloc(batch * m * m * sizeof *out), *out2 = malloc(batch * m * sizeof *out2);
+    ck_assert(x && in && out && out2);
+    for (size_t b = 0; b < batch; b++)
+        for (size_t i = 0; i < n; i++) in[b * sq + i * n + i] = 1.0;
+    /* indefinite covariances in the last block (thread 0 of 3) and in the second (thread 1); then
+     * one early in the first; then a NaN in the third (thread 2) with the last block's left */
+    size_t last = 3 * block, second = block + block / 2, first = block - 1, third = 2 * block;
+    in[last * sq + n + 1] = -1.0;
+    char want[64];
+    for (size_t threads = 1; threads <= 3; threads++) {
+        ck_assert_int_eq(nnd_product_plan_new_threads(t.net, batch, NND_PRODUCT_UNCERTAINTY, threads, &p), NND_OK);
+        in[second * sq + n + 1] = -1.0;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu is not positive semidefinite", second);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[first * sq + 2 * n + 2] = -2.0;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu is not positive semidefinite", first);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[first * sq + 2 * n + 2] = 1.0;
+        in[second * sq + n + 1] = 1.0;
+        in[third * sq] = NAN;
+        ck_assert_int_eq(nnd_product_execute(p, batch, x, in, out, out2), NND_EINVAL);
+        snprintf(want, sizeof want, "sample %zu has a non-finite entry", third);
+        ck_assert_msg(strstr(nnd_errmsg(), want), "%zu threads: %s (want \"%s\")", threads, nnd_errmsg(), want);
+        in[third * sq] = 1.0;
+        nnd_product_plan_free(p);
+    }
+    free(x), free(in), free(out), free(out2);
+    tnet_free(&t);
+}
+END_TEST
+
 static Suite *products_suite(void)
 {
     Suite *s = suite_create("products");
@@ -670,6 +749,7 @@ static Suite *products_suite(void)
     ADD(whess_is_exactly_symmetric_and_ipopt_order_is_row_wise_lower);
     ADD(curvature_eigenvalues_and_classes);
     ADD(error_paths);
+    ADD(uncertainty_errors_on_threads_name_the_first_sample);
 #undef ADD
     return s;
 }

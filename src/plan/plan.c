@@ -33,7 +33,7 @@ nnd_status nnd_net_cost(const nnd_net *net, unsigned what, double *forward, doub
 #define MAX_THREADS 64
 
 /* threads > 0: as asked (at most MAX_THREADS); 0: NND_NUM_THREADS if set, else the online CPUs. */
-static size_t plan_threads(size_t threads)
+size_t nnd__plan_threads_for(size_t threads)
 {
     if (threads)
         return threads > MAX_THREADS ? MAX_THREADS : threads;
@@ -281,7 +281,7 @@ nnd_status nnd_plan_new_threads(const nnd_net *net, size_t max_batch, unsigned w
     }
     p->what = what;
     p->max_batch = max_batch;
-    p->nthreads = plan_threads(threads);
+    p->nthreads = nnd__plan_threads_for(threads);
     /* the plan's own copy: the caller's net may change or go */
     if ((st = nnd__prep_init(&p->prep, p->owned)) != NND_OK || (st = choose_engine(p, mode)) != NND_OK ||
         (st = make_threads(p)) != NND_OK) {

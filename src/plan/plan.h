@@ -41,6 +41,9 @@ void nnd__plan_run(const nnd_plan *p, size_t batch, const nnd_call *call);
  * a workspace per thread. Blocks go to threads in a fixed order. Returns when all are done. */
 typedef void (*nnd_block_fn)(const nnd_plan *p, size_t thread, size_t b0, size_t nb, void *ctx);
 void nnd__plan_parallel(const nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx);
+/* The thread count of a plan asked for `threads` (0: NND_NUM_THREADS if set, else the online
+ * CPUs; at most 64), before the limit of one per batch block: for the products' own engines. */
+size_t nnd__plan_threads_for(size_t threads);
 
 /* outmap.c: processing and the mapping from engine outputs to raw outputs. */
 void nnd__pre_apply(const nnd_net *net, const double *x, double *xt, double *tmp);

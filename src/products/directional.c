@@ -24,7 +24,7 @@
 static size_t dir_doubles(const nnd_dir *e, size_t nb, size_t me)
 {
     size_t S = e->second ? e->K : 0;
-    return 2 * e->dmax * nb * e->C + 4 * e->dmax * nb + nb * e->d0 + nb * me + 2 * (e->K + S) + 2 * S;
+    return 2 * e->dmax * nb * e->C + 4 * e->dmax * nb + nb * e->d0 + nb * me + 2 * (e->K + S) + 2 * S + 2 * e->n;
 }
 
 nnd_status nnd__products_supported(const nnd_net *net)
@@ -38,15 +38,11 @@ nnd_status nnd__products_supported(const nnd_net *net)
     return NND_OK;
 }
 
-nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_t K, size_t ncoord, int second)
+nnd_status nnd__dir_init(nnd_dir *e, const nnd_prep *p, size_t max_batch, size_t K, size_t ncoord, int second)
 {
     memset(e, 0, sizeof *e);
-    nnd_status st = nnd_plan_new(net, 1, NND_VALUE, NND_MODE_FORWARD, &e->base);
-    if (st == NND_OK)
-        st = nnd__products_supported(net);
-    if (st != NND_OK)
-        return st;
-    const nnd_plan *p = e->base;
+    e->p = p;
+    e->k = nnd__kernels();
     e->n = p->n;
     e->K = K;
     e->ncoord = ncoord;
@@ -68,8 +64,7 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
     e->ws_doubles = dir_doubles(e, nb, p->me);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
     e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    e->tmp = nnd__malloc(2 * e->n, sizeof(double));
-    if (!e->ws || !e->pack || !e->tmp)
+    if (!e->ws || !e->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -83,6 +78,7 @@ nnd_status nnd__dir_init(nnd_dir *e, const nnd_net *net, size_t max_batch, size_
     e->xt = w, w += nb * e->d0;
     e->aout = w, w += nb * p->me;
     e->smx = w, w += 2 * (K + S) + 2 * S;
+    e->tmp = w;
     return NND_OK;
 }
 
@@ -90,18 +86,16 @@ void nnd__dir_free(nnd_dir *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
-    nnd__free(e->tmp);
-    nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
 
 /* Layer 1: z = W_1 x~ + b_1; dz/dt_k = W1g d_k (W1g's column for a coordinate direction); d2z = 0. */
-static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, size_t stride)
+static void first_layer(const nnd_dir *e, size_t nb, double *A, const double *dirs, size_t stride)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = e->C, n = e->n, us = nb * C, K = e->K, kx = K - e->ncoord;
-    nnd__dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
+    e->k->dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
             double *t = A + u * us + b * C;
@@ -113,10 +107,10 @@ static void first_layer(nnd_dir *e, size_t nb, double *A, const double *dirs, si
         }
     if (kx)
         for (size_t b = 0; b < nb; b++)
-            nnd__dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
+            e->k->dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
 }
 
-static void chain_softmax(nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
+static void chain_softmax(const nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
 {
     size_t K = e->K, S = e->second ? K : 0, w = K + S, us = nb * e->C;
     double *pivot = e->smx, *m1 = pivot + w, *M2 = m1 + K, *Cv = M2 + S;
@@ -145,7 +139,7 @@ static void chain_softmax(nnd_dir *e, size_t d, size_t nb, size_t b, const doubl
     }
 }
 
-static void activate(nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
+static void activate(const nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
 {
     size_t d = L->n_out, C = e->C, us = nb * C, K = e->K;
     for (size_t u = 0; u < d; u++)
@@ -175,9 +169,9 @@ static void activate(nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
             A[u * us + b * C] = e->f0[u * nb + b];
 }
 
-void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, size_t stride)
+const double *nnd__dir_block(const nnd_dir *e, size_t nb, const double *x, const double *dirs, size_t stride)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t C = e->C, us = nb * C;
     double *A = e->A, *B = e->B;
@@ -187,7 +181,7 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     activate(e, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        nnd__dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
+        e->k->dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
                 B[u * us + b * C] += L->b[u];
@@ -199,5 +193,5 @@ void nnd__dir_block(nnd_dir *e, size_t nb, const double *x, const double *dirs, 
     for (size_t k = 0; k < p->me; k++)
         for (size_t b = 0; b < nb; b++)
             e->aout[b * p->me + k] = A[k * us + b * C];
-    e->last = A;
+    return A;
 }

@@ -21,20 +21,16 @@
 #define HVP_TARGET_BYTES ((size_t)4 << 20)
 #define HVP_MIN_COLUMNS 256
 
-static size_t hvp_doubles(const nnd_plan *p, size_t nb)
+static size_t hvp_doubles(const nnd_prep *p, size_t nb)
 {
-    return nb * p->d0 + 6 * p->D * nb + 2 * p->dmax * nb * 2 * p->me + nb * p->me * p->n;
+    return nb * p->d0 + 6 * p->D * nb + 2 * p->dmax * nb * 2 * p->me + nb * p->me * p->n + 2 * p->n;
 }
 
-nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
+nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_prep *p, size_t max_batch)
 {
     memset(e, 0, sizeof *e);
-    nnd_status st = nnd_plan_new(net, 1, NND_VALUE, NND_MODE_FORWARD, &e->base);
-    if (st == NND_OK)
-        st = nnd__products_supported(net);
-    if (st != NND_OK)
-        return st;
-    const nnd_plan *p = e->base;
+    e->p = p;
+    e->k = nnd__kernels();
     e->n = p->n;
     size_t one = hvp_doubles(p, 1);
     size_t nb = HVP_TARGET_BYTES / sizeof(double) / one;
@@ -46,8 +42,7 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
     e->ws_doubles = hvp_doubles(p, nb);
     e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
     e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    e->tmp = nnd__malloc(2 * e->n, sizeof(double));
-    if (!e->ws || !e->pack || !e->tmp)
+    if (!e->ws || !e->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
                          e->ws_doubles * sizeof(double));
     double *w = e->ws;
@@ -61,7 +56,8 @@ nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_net *net, size_t max_batch)
     e->ad = w, w += stack;
     e->G = w, w += deltas;
     e->Dl = w, w += deltas;
-    e->hv = w;
+    e->hv = w, w += nb * p->me * p->n;
+    e->tmp = w;
     return NND_OK;
 }
 
@@ -69,27 +65,25 @@ void nnd__hvp_free(nnd_hvp *e)
 {
     nnd__free(e->ws);
     nnd__free(e->pack);
-    nnd__free(e->tmp);
-    nnd_plan_free(e->base);
     memset(e, 0, sizeof *e);
 }
 
 /* Values, f', f'' and the tangents z-dot, a-dot of every layer (stacked D x nb). */
-static void forward(nnd_hvp *e, size_t nb, const double *v)
+static void forward(const nnd_hvp *e, size_t nb, const double *v)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb;
         double *z = e->zv + o, *zd = e->zd + o;
         if (l == 0) {
-            nnd__dgemm(0, 1, d, nb, p->d0, L->W, p->d0, e->xt, p->d0, z, nb, e->pack);
-            nnd__dgemm(0, 1, d, nb, e->n, p->W1g, e->n, v, e->n, zd, nb, e->pack);
+            e->k->dgemm(0, 1, d, nb, p->d0, L->W, p->d0, e->xt, p->d0, z, nb, e->pack);
+            e->k->dgemm(0, 1, d, nb, e->n, p->W1g, e->n, v, e->n, zd, nb, e->pack);
         } else {
             size_t po = p->off[l - 1] * nb;
-            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->f0 + po, nb, z, nb, e->pack);
-            nnd__dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->ad + po, nb, zd, nb, e->pack);
+            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->f0 + po, nb, z, nb, e->pack);
+            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->ad + po, nb, zd, nb, e->pack);
         }
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
@@ -113,7 +107,7 @@ static void forward(nnd_hvp *e, size_t nb, const double *v)
 }
 
 /* The softmax rule above for column j (sample b) of layer l: g, g-dot in G, deltas into Dl. */
-static void softmax_column(nnd_hvp *e, size_t d, size_t nb, size_t b, size_t o, size_t cols, size_t j)
+static void softmax_column(const nnd_hvp *e, size_t d, size_t nb, size_t b, size_t o, size_t cols, size_t j)
 {
     const double *sg = e->f0 + o, *sd = e->ad + o;
     double *g = e->G + j, *gd = e->G + cols + j, *dl = e->Dl + j, *dd = e->Dl + cols + j;
@@ -132,9 +126,9 @@ static void softmax_column(nnd_hvp *e, size_t d, size_t nb, size_t b, size_t o, 
     }
 }
 
-void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v)
+void nnd__hvp_block(const nnd_hvp *e, size_t nb, const double *x, const double *v)
 {
-    const nnd_plan *p = e->base;
+    const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t me = p->me, cols = nb * me, ld = 2 * cols, n = e->n;
     for (size_t b = 0; b < nb; b++)
@@ -166,9 +160,9 @@ void nnd__hvp_block(nnd_hvp *e, size_t nb, const double *x, const double *v)
                 }
         }
         if (l > 0)
-            nnd__dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, e->Dl, ld, e->G, ld, e->pack);
+            e->k->dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, e->Dl, ld, e->G, ld, e->pack);
     }
     /* H_k v = W1g^T delta-dot_1, rows b*me + k */
     size_t d1 = net->layers[0].n_out;
-    nnd__dgemm(1, 0, cols, n, d1, e->Dl + cols, ld, p->W1g, n, e->hv, n, e->pack);
+    e->k->dgemm(1, 0, cols, n, d1, e->Dl + cols, ld, p->W1g, n, e->hv, n, e->pack);
 }

@@ -1,33 +1,73 @@
 /* Product plans: one contraction of the derivatives (weighted Hessian, Hessian-vector, Jacobian-
  * vector and vector-Jacobian products, Laplacian, Hessian diagonal, delta-method uncertainty),
- * each run by the engine that makes it cheap (table and costs in nnderiv.h):
- *   WHESS, VJP          the reverse plan's engine (fused on small nets, else blocked), seeded by
- *                       the weights (nnd_call.seed, nnd__plan_run)
- *   JVP, UNCERTAINTY*   the directional forward engine (directional.c)
- *   LAPLACIAN, HDIAG    the cheaper of: the directional engine, or the reverse engine's tangents
- *                       and deltas without the assembly (nnd_call.D on a blocked reverse plan)
- *   HVP                 the reverse-over-forward engine (hvp.c)
+ * each run by the path that makes it cheap (table and costs in nnderiv.h):
+ *   SEEDED  WHESS, VJP: a reverse plan's engine (fused on small nets, else blocked), seeded by the
+ *           weights (nnd_call.seed)
+ *   FULL    HVP, JVP, LAPLACIAN, HDIAG, UNCERTAINTY* on nets the fused engine takes: a reverse plan
+ *           (the fused engine) gives each sample's J and H, cheap there, and they are contracted
+ *           here (H v, J u, tr H, diag H, J L (J L)^T and 1/2 tr(H Sigma))
+ *   RDIAG   LAPLACIAN, HDIAG where the reverse engine's tangents and deltas without the assembly
+ *           are cheaper (nnd_call.D on a blocked reverse plan)
+ *   DIR     JVP, LAPLACIAN, HDIAG, UNCERTAINTY*: the directional forward engine (directional.c)
+ *   HVP     HVP: the reverse-over-forward engine (hvp.c)
+ * DIR and HVP read the product plan's own prepared net (plan/prep.h, of its own copy of the net);
+ * the others the reverse plan's.
+ * Every kind runs on the plan's threads: slot t (one per thread) holds its scratch and, for DIR and
+ * HVP, its engine instance (the reverse plan keeps one workspace per thread itself), and takes
+ * blocks t, t + T, ... of the batch (the reverse plan's nnd__plan_parallel, or this plan's pool).
+ * The blocks are fixed when planning, whatever T, and a block's arithmetic does not depend on the
+ * thread: results are bit-identical for every count.
  * Planning allocates everything, including LAPACK's workspace for the covariance square roots;
- * executing only loops over blocks. */
+ * executing only loops over blocks and writes only the slots and the outputs. */
 #include <lapacke.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
+#include "plan/pool.h"
 #include "products/products.h"
+
+/* Why a covariance has no square root: the first failing sample of a thread's blocks, reported
+ * by the calling thread once every thread is done (the message is per thread: nnd_errmsg). */
+typedef struct {
+    enum { ROOT_OK, ROOT_NONFINITE, ROOT_EIGEN, ROOT_INDEFINITE } what;
+    size_t sample, i, j;
+    int info;
+    double lo, hi; /* ROOT_INDEFINITE: the smallest and largest eigenvalues */
+} root_error;
+
+/* One thread's share of a product plan, allocated when planning, and what it ran in the last
+ * execute (nnd__product_plan_threads_ran reads it for the tests). */
+typedef struct {
+    nnd_dir dir;       /* DIR: this thread's directional engine */
+    nnd_hvp hvp;       /* HVP: this thread's HVP engine */
+    /* UNCERTAINTY*: square roots of the covariances (block x n x n; with a shared one, thread 0's
+     * first n x n), LAPACK's workspace for the eigen-decomposition of a semidefinite one, J L of
+     * one sample and the GEMM's packing area */
+    double *roots, *evec, *eval, *work, *T, *pack;
+    lapack_int *iwork;
+    double *diag;      /* RDIAG LAPLACIAN: block x m x n diagonals */
+    double *J, *H;     /* FULL: chunk x m x n and chunk x m x n x n derivatives */
+    root_error err;
+    size_t blocks;     /* blocks run in the last execute */
+    pthread_t tid;     /* the thread that ran them */
+} slot;
+
+typedef enum { PATH_SEEDED, PATH_FULL, PATH_RDIAG, PATH_DIR, PATH_HVP } path;
 
 struct nnd_product_plan {
     nnd_product kind;
+    path path;
     size_t n, m, max_batch, block;
-    nnd_plan *rev;          /* WHESS, VJP: a reverse plan, run seeded */
-    nnd_dir dir;            /* JVP, LAPLACIAN, HDIAG, UNCERTAINTY* */
-    nnd_hvp hvp;            /* HVP */
-    const nnd_plan *map;    /* where row_of, oscale, me, const_rows come from */
-    /* UNCERTAINTY*: square roots of the covariances (block x n x n; one n x n when shared),
-     * LAPACK workspace for the eigen-decomposition of a semidefinite one, and J L of one sample */
-    double *roots, *evec, *eval, *work, *T;
-    double *diag;           /* LAPLACIAN by the reverse engine: block x m x n diagonals */
-    double *pack;           /* UNCERTAINTY*: the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
-    lapack_int *iwork;
+    size_t chunk;           /* FULL: samples per call of the reverse plan's engine */
+    nnd_plan *rev;          /* SEEDED, FULL, RDIAG: the reverse plan (its threads and workspaces) */
+    nnd_net *owned;         /* DIR, HVP: the plan's own copy of the net, and its prepared net */
+    nnd_prep prep;
+    const nnd_prep *map;    /* where me, row_of, oscale, const_rows come from */
+    const nnd_kernels *k;
+    size_t nthreads;        /* slots */
+    slot *slots;
+    nnd_pool *pool;         /* DIR, HVP: the workers of slots 1 .. nthreads - 1 (plan/pool.h) */
     size_t lwork, liwork;
 };
 
@@ -51,15 +91,9 @@ static double diag_cost_reverse(double n, double me, double G, double Gr, double
     return G + (n + me) * Gr + 3 * me * U * n + U * n;
 }
 
-nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops)
+/* The table's costs (nnderiv.h): the general paths'. */
+static double kind_cost(const nnd_net *net, nnd_product kind)
 {
-    nnd_status st = nnd_net_validate(net);
-    if (st != NND_OK)
-        return st;
-    if (!kind_valid(kind))
-        return nnd__fail(NND_EINVAL, "nnd_product_cost: unknown product kind %d", (int)kind);
-    if (!flops)
-        return nnd__fail(NND_EINVAL, "nnd_product_cost: flops is NULL");
     double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
     double m = (double)nnd_net_n_out(net), d1 = (double)net->layers[0].n_out;
     nnd_net_sums sums = nnd__net_sums(net);
@@ -79,7 +113,19 @@ nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops)
             c += n * n * n / 3;
         break;
     }
-    *flops = c;
+    return c;
+}
+
+nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops)
+{
+    nnd_status st = nnd_net_validate(net);
+    if (st != NND_OK)
+        return st;
+    if (!kind_valid(kind))
+        return nnd__fail(NND_EINVAL, "nnd_product_cost: unknown product kind %d", (int)kind);
+    if (!flops)
+        return nnd__fail(NND_EINVAL, "nnd_product_cost: flops is NULL");
+    *flops = kind_cost(net, kind);
     return NND_OK;
 }
 
@@ -87,34 +133,44 @@ void nnd_product_plan_free(nnd_product_plan *P)
 {
     if (!P)
         return;
-    nnd_plan_free(P->rev);
-    nnd__dir_free(&P->dir);
-    nnd__hvp_free(&P->hvp);
-    nnd__free(P->roots);
-    nnd__free(P->evec);
-    nnd__free(P->eval);
-    nnd__free(P->work);
-    nnd__free(P->iwork);
-    nnd__free(P->T);
-    nnd__free(P->diag);
-    nnd__free(P->pack);
+    nnd__pool_free(P->pool); /* joins the workers before their slots go */
+    for (size_t t = 0; P->slots && t < P->nthreads; t++) {
+        slot *s = &P->slots[t];
+        nnd__dir_free(&s->dir);
+        nnd__hvp_free(&s->hvp);
+        nnd__free(s->roots);
+        nnd__free(s->evec);
+        nnd__free(s->eval);
+        nnd__free(s->work);
+        nnd__free(s->iwork);
+        nnd__free(s->T);
+        nnd__free(s->diag);
+        nnd__free(s->J);
+        nnd__free(s->H);
+        nnd__free(s->pack);
+    }
+    nnd__free(P->slots);
+    nnd_plan_free(P->rev); /* joins its workers */
+    nnd__prep_free(&P->prep);
+    nnd_net_free(P->owned);
     nnd__free(P);
 }
 
-/* LAPACK's workspace for dsyevd with vectors (its documented minimum), and the other buffers. */
-static nnd_status alloc_uncertainty(nnd_product_plan *P)
+/* One slot's buffers for UNCERTAINTY*: LAPACK's workspace for dsyevd with vectors (its documented
+ * minimum) and the others. */
+static nnd_status alloc_uncertainty(nnd_product_plan *P, slot *s)
 {
     size_t n = P->n, sq = n * n, roots = P->kind == NND_PRODUCT_UNCERTAINTY_SHARED ? 1 : P->block;
     P->lwork = 1 + 6 * n + 2 * sq;
     P->liwork = 3 + 5 * n;
-    P->roots = nnd__malloc(roots, sq * sizeof(double));
-    P->evec = nnd__malloc(sq, sizeof(double));
-    P->eval = nnd__malloc(n, sizeof(double));
-    P->work = nnd__malloc(P->lwork, sizeof(double));
-    P->iwork = nnd__malloc(P->liwork, sizeof(lapack_int));
-    P->T = nnd__malloc(P->m, n * sizeof(double));
-    P->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    if (!P->roots || !P->evec || !P->eval || !P->work || !P->iwork || !P->T || !P->pack)
+    s->roots = nnd__malloc(roots, sq * sizeof(double));
+    s->evec = nnd__malloc(sq, sizeof(double));
+    s->eval = nnd__malloc(n, sizeof(double));
+    s->work = nnd__malloc(P->lwork, sizeof(double));
+    s->iwork = nnd__malloc(P->liwork, sizeof(lapack_int));
+    s->T = nnd__malloc(P->m, n * sizeof(double));
+    s->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
+    if (!s->roots || !s->evec || !s->eval || !s->work || !s->iwork || !s->T || !s->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     return NND_OK;
 }
@@ -130,6 +186,132 @@ static int diag_by_reverse(const nnd_net *net)
     return diag_cost_reverse(n, me, s.G, s.Gr, s.U) < diag_cost_forward(n, s.G, s.Gr, s.U);
 }
 
+/* FULL: the chunk of samples whose J and H a slot holds: about FULL_CHUNK_DOUBLES, whole groups
+ * of four (the fused lane kernel's), within the block. */
+#define FULL_CHUNK_DOUBLES ((size_t)32 << 10)
+
+static size_t full_chunk(const nnd_product_plan *P)
+{
+    size_t per = P->m * P->n * (P->n + 1), c = FULL_CHUNK_DOUBLES / per / 4 * 4;
+    c = c < 4 ? 4 : c;
+    return c < P->block ? c : P->block;
+}
+
+/* SEEDED, FULL, RDIAG: a reverse plan on `threads` threads (one workspace each); the slots hold the
+ * products' own scratch. */
+static nnd_status plan_reverse(nnd_product_plan *P, const nnd_net *net, unsigned what, size_t threads)
+{
+    nnd_status st = nnd_plan_new_threads(net, P->max_batch, what, NND_MODE_REVERSE, threads, &P->rev);
+    if (st != NND_OK)
+        return st;
+    P->map = &P->rev->prep;
+    P->block = P->rev->block;
+    P->nthreads = P->rev->nthreads;
+    if (!(P->slots = nnd__calloc(P->nthreads, sizeof *P->slots)))
+        return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+    P->chunk = P->path == PATH_FULL ? full_chunk(P) : 0;
+    int hess = P->kind != NND_PRODUCT_JVP;
+    for (size_t t = 0; t < P->nthreads; t++) {
+        slot *s = &P->slots[t];
+        if (P->path == PATH_RDIAG && P->kind == NND_PRODUCT_LAPLACIAN &&
+            !(s->diag = nnd__malloc(P->block * P->m, P->n * sizeof(double))))
+            return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+        if (P->path == PATH_FULL && (!(s->J = nnd__malloc(P->chunk * P->m, P->n * sizeof(double))) ||
+                                     (hess && !(s->H = nnd__malloc(P->chunk * P->m, P->n * P->n * sizeof(double))))))
+            return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+        if (P->path == PATH_FULL && is_uncertainty(P->kind) && (st = alloc_uncertainty(P, s)) != NND_OK)
+            return st;
+    }
+    return NND_OK;
+}
+
+/* DIR, HVP: one engine instance per slot, all reading the plan's prepared net; as many slots as
+ * `threads` asks, at most one per block of max_batch. */
+static nnd_status plan_forward(nnd_product_plan *P, size_t threads)
+{
+    nnd_product kind = P->kind;
+    size_t n = P->n, K = kind == NND_PRODUCT_JVP ? 1 : n;
+    size_t ncoord = kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG ? n : 0;
+    int second = kind != NND_PRODUCT_JVP;
+    nnd_status st = nnd__products_supported(P->owned);
+    if (st != NND_OK)
+        return st;
+    P->map = &P->prep;
+    nnd_dir probe; /* the block: the same for every instance */
+    nnd_hvp hprobe;
+    st = P->path == PATH_HVP ? nnd__hvp_init(&hprobe, &P->prep, P->max_batch)
+                             : nnd__dir_init(&probe, &P->prep, P->max_batch, K, ncoord, second);
+    if (st == NND_OK) {
+        P->block = P->path == PATH_HVP ? hprobe.block : probe.block;
+        size_t blocks = P->max_batch / P->block + (P->max_batch % P->block != 0), T = nnd__plan_threads_for(threads);
+        P->nthreads = T < blocks ? T : blocks;
+        if (!(P->slots = nnd__calloc(P->nthreads, sizeof *P->slots)))
+            st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+    }
+    if (st == NND_OK) { /* the probe is slot 0's */
+        if (P->path == PATH_HVP)
+            P->slots[0].hvp = hprobe;
+        else
+            P->slots[0].dir = probe;
+    } else if (P->path == PATH_HVP) {
+        nnd__hvp_free(&hprobe);
+    } else {
+        nnd__dir_free(&probe);
+    }
+    for (size_t t = 0; st == NND_OK && t < P->nthreads; t++) {
+        slot *s = &P->slots[t];
+        if (t && P->path == PATH_HVP)
+            st = nnd__hvp_init(&s->hvp, &P->prep, P->max_batch);
+        else if (t)
+            st = nnd__dir_init(&s->dir, &P->prep, P->max_batch, K, ncoord, second);
+        if (st == NND_OK && is_uncertainty(kind))
+            st = alloc_uncertainty(P, s);
+    }
+    if (st == NND_OK && P->nthreads > 1 && !(P->pool = nnd__pool_new(P->nthreads - 1)))
+        st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory for %zu threads", P->nthreads);
+    return st;
+}
+
+/* FULL against the general paths: the fused engine's reverse-mode flops (J, and H but for JVP)
+ * plus the contraction's, against the table's cost of the general path. The fused engine runs its
+ * flops faster (no BLAS-style calls, no passes over block-sized buffers) and has almost no fixed
+ * cost per sample: FULL is taken while its flops are at most FULL_RATIO times the general path's
+ * plus FULL_FIXED. Measured (one thread, interleaved, ratios of general to FULL time): fitnet
+ * 4-10-1 hvp 1.0-1.3, jvp 1.4-1.6, laplacian/hdiag 1.8-2.2, uncertainty 2.0-3.0 (flop ratios
+ * 1.8, 1.0, 1.9, 0.9); seed3 8-32-32-2 hvp 0.6, jvp 1.4, laplacian/hdiag 1.3-1.5, uncertainty
+ * 2.1-2.4 (2.8, 1.5, 1.6, 1.0); mpc 12-64^3-8 hvp 0.55, jvp 0.45, laplacian/hdiag 0.9-1.2,
+ * uncertainty 0.7-0.85 (2.6, 4.5, 2.0, 1.85). */
+#define FULL_RATIO 1.6
+#define FULL_FIXED 1000.0
+
+static int full_is_cheaper(const nnd_net *net, nnd_product kind)
+{
+    double n = (double)net->n_in, m = (double)nnd_net_n_out(net), f, r;
+    nnd__mode_costs(net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), &f, &r);
+    double contract = kind == NND_PRODUCT_HVP ? 2 * m * n * n
+                      : kind == NND_PRODUCT_JVP ? 2 * m * n
+                      : is_uncertainty(kind) ? 4 * m * n * n + m * m * n + (kind == NND_PRODUCT_UNCERTAINTY ? n * n * n / 3 : 0)
+                      : m * n;
+    return r + contract <= FULL_RATIO * kind_cost(net, kind) + FULL_FIXED;
+}
+
+/* The path of a kind: SEEDED for WHESS and VJP; FULL where the fused engine takes the net and it
+ * is the cheaper (AUTO) or always (engine FUSED), else RDIAG or DIR for the diagonals by their
+ * costs, DIR or HVP. */
+static path choose_path(const nnd_product_plan *P, int engine)
+{
+    nnd_product kind = P->kind;
+    if (kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP)
+        return PATH_SEEDED;
+    nnd_request req = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, P->max_batch};
+    if (engine != NND__PRODUCT_GENERAL && nnd__engine_fused.applies(&P->prep, &req) &&
+        (engine == NND__PRODUCT_FUSED || full_is_cheaper(P->owned, kind)))
+        return PATH_FULL;
+    if ((kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG) && diag_by_reverse(P->owned))
+        return PATH_RDIAG;
+    return kind == NND_PRODUCT_HVP ? PATH_HVP : PATH_DIR;
+}
+
 nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind, nnd_product_plan **plan)
 {
     return nnd_product_plan_new_threads(net, max_batch, kind, 0, plan);
@@ -137,6 +319,12 @@ nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_produc
 
 nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
                                         nnd_product_plan **plan)
+{
+    return nnd__product_plan_new_engine(net, max_batch, kind, threads, NND__PRODUCT_AUTO, plan);
+}
+
+nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
+                                        int engine, nnd_product_plan **plan)
 {
     if (!plan)
         return nnd__fail(NND_EINVAL, "nnd_product_plan_new: plan is NULL");
@@ -155,44 +343,30 @@ nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nn
     P->n = nnd_net_n_in(net);
     P->m = nnd_net_n_out(net);
     P->max_batch = max_batch;
-    switch (kind) {
-    case NND_PRODUCT_WHESS:
-    case NND_PRODUCT_VJP: {
-        unsigned what = NND_VALUE | NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0);
-        st = nnd_plan_new_threads(net, max_batch, what, NND_MODE_REVERSE, threads, &P->rev);
-        if (st == NND_OK)
-            P->map = P->rev, P->block = P->rev->block;
-        break;
+    P->k = nnd__kernels();
+    /* the plan's own copy: the caller's net may change or go */
+    if ((st = nnd__net_clone(net, &P->owned)) == NND_OK && (st = nnd__prep_init(&P->prep, P->owned)) == NND_OK) {
+        P->path = choose_path(P, engine);
+        if (engine == NND__PRODUCT_FUSED && P->path != PATH_FULL && P->path != PATH_SEEDED)
+            st = nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the fused engine does not take this net");
     }
-    case NND_PRODUCT_HVP:
-        st = nnd__hvp_init(&P->hvp, net, max_batch);
-        if (st == NND_OK)
-            P->map = P->hvp.base, P->block = P->hvp.block;
-        break;
-    case NND_PRODUCT_LAPLACIAN:
-    case NND_PRODUCT_HDIAG:
-        if (diag_by_reverse(net)) {
-            st = nnd_plan_new_threads(net, max_batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, NND_MODE_REVERSE,
-                                      threads, &P->rev);
-            if (st == NND_OK)
-                P->map = P->rev, P->block = P->rev->block;
-            if (st == NND_OK && kind == NND_PRODUCT_LAPLACIAN && !(P->diag = nnd__malloc(P->block * P->m, P->n * sizeof(double))))
-                st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+    unsigned blocked = engine == NND__PRODUCT_GENERAL ? NND_BLOCKED : 0;
+    if (st == NND_OK) {
+        switch (P->path) {
+        case PATH_SEEDED:
+            st = plan_reverse(P, net, NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0) | blocked, threads);
+            break;
+        case PATH_FULL:
+            st = plan_reverse(P, net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), threads);
+            break;
+        case PATH_RDIAG:
+            st = plan_reverse(P, net, NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, threads);
+            break;
+        case PATH_DIR:
+        case PATH_HVP:
+            st = plan_forward(P, threads);
             break;
         }
-        /* the directional engine */
-        __attribute__((fallthrough));
-    default: {
-        size_t n = P->n;
-        int coords = kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG;
-        size_t K = kind == NND_PRODUCT_JVP ? 1 : n;
-        st = nnd__dir_init(&P->dir, net, max_batch, K, coords ? n : 0, kind != NND_PRODUCT_JVP);
-        if (st == NND_OK)
-            P->map = P->dir.base, P->block = P->dir.block;
-        if (st == NND_OK && is_uncertainty(kind))
-            st = alloc_uncertainty(P);
-        break;
-    }
     }
     if (st != NND_OK) {
         nnd_product_plan_free(P);
@@ -202,50 +376,83 @@ nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nn
     return NND_OK;
 }
 
+int nnd__product_plan_full(const nnd_product_plan *P) { return P->path == PATH_FULL; }
+
 /* A square root L (row-major n x n, Sigma = L L^T) of the symmetric positive semidefinite Sigma,
  * of which the lower triangle is read. The Cholesky factor when Sigma is definite; otherwise
  * Q sqrt(max(Lambda, 0)) from its eigen-decomposition, which needs only semidefiniteness.
  * LAPACK is called in column-major order on the row-major data: for a symmetric matrix that is
- * the same matrix, and 'U' there is the row-major lower triangle. */
-static nnd_status covariance_root(nnd_product_plan *P, const double *sigma, double *L, size_t sample)
+ * the same matrix, and 'U' there is the row-major lower triangle. Runs on any thread: a failure is
+ * described in s->err (0 returned), for the calling thread to report (root_fail). */
+static int covariance_root(const nnd_product_plan *P, slot *s, const double *sigma, double *L, size_t sample)
 {
     size_t n = P->n, sq = n * n;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j <= i; j++)
-            if (!isfinite(sigma[i * n + j]))
-                return nnd__fail(NND_EINVAL, "nnd_product_execute: Sigma of sample %zu has a non-finite entry (%zu, %zu)",
-                                 sample, i, j);
+            if (!isfinite(sigma[i * n + j])) {
+                s->err = (root_error){ROOT_NONFINITE, sample, i, j, 0, 0, 0};
+                return 0;
+            }
     memcpy(L, sigma, sq * sizeof *L);
     lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, L, (lapack_int)n);
     if (info == 0) {
         for (size_t i = 0; i < n; i++)
             memset(L + i * n + i + 1, 0, (n - i - 1) * sizeof *L);
-        return NND_OK;
+        return 1;
     }
-    memcpy(P->evec, sigma, sq * sizeof *L);
-    info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, P->evec, (lapack_int)n, P->eval, P->work,
-                               (lapack_int)P->lwork, P->iwork, (lapack_int)P->liwork);
-    if (info != 0)
-        return nnd__fail(NND_EINVAL, "nnd_product_execute: the eigen-decomposition of Sigma of sample %zu failed (info %d)",
-                         sample, (int)info);
-    double big = fmax(fabs(P->eval[0]), fabs(P->eval[n - 1]));
-    if (P->eval[0] < -1e-12 * (double)n * big)
-        return nnd__fail(NND_EINVAL, "nnd_product_execute: Sigma of sample %zu is not positive semidefinite "
-                                     "(eigenvalue %.3g, largest %.3g)", sample, P->eval[0], P->eval[n - 1]);
+    memcpy(s->evec, sigma, sq * sizeof *L);
+    info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)n, s->evec, (lapack_int)n, s->eval, s->work,
+                               (lapack_int)P->lwork, s->iwork, (lapack_int)P->liwork);
+    if (info != 0) {
+        s->err = (root_error){ROOT_EIGEN, sample, 0, 0, (int)info, 0, 0};
+        return 0;
+    }
+    double big = fmax(fabs(s->eval[0]), fabs(s->eval[n - 1]));
+    if (s->eval[0] < -1e-12 * (double)n * big) {
+        s->err = (root_error){ROOT_INDEFINITE, sample, 0, 0, 0, s->eval[0], s->eval[n - 1]};
+        return 0;
+    }
     /* column j of Q is evec[j*n ..] (column-major) */
     for (size_t j = 0; j < n; j++) {
-        double r = sqrt(fmax(P->eval[j], 0.0));
+        double r = sqrt(fmax(s->eval[j], 0.0));
         for (size_t i = 0; i < n; i++)
-            L[i * n + j] = P->evec[j * n + i] * r;
+            L[i * n + j] = s->evec[j * n + i] * r;
+    }
+    return 1;
+}
+
+static nnd_status root_fail(const root_error *e)
+{
+    switch (e->what) {
+    case ROOT_NONFINITE:
+        return nnd__fail(NND_EINVAL, "nnd_product_execute: Sigma of sample %zu has a non-finite entry (%zu, %zu)",
+                         e->sample, e->i, e->j);
+    case ROOT_EIGEN:
+        return nnd__fail(NND_EINVAL, "nnd_product_execute: the eigen-decomposition of Sigma of sample %zu failed (info %d)",
+                         e->sample, e->info);
+    case ROOT_INDEFINITE:
+        return nnd__fail(NND_EINVAL, "nnd_product_execute: Sigma of sample %zu is not positive semidefinite "
+                                     "(eigenvalue %.3g, largest %.3g)", e->sample, e->lo, e->hi);
+    case ROOT_OK:
+        break;
     }
     return NND_OK;
 }
 
-/* JVP, LAPLACIAN, HDIAG: read the last layer's states into the raw rows (constants stay 0). */
-static void gather_forward(nnd_product_plan *P, size_t nb, double *out)
+/* C = T T^T (m x m) from T = J L in s->T: the lower half by the GEMM, mirrored (exactly symmetric). */
+static void cov_from_T(const nnd_product_plan *P, slot *s, double *C)
 {
-    const nnd_plan *mp = P->map;
-    const nnd_dir *e = &P->dir;
+    size_t m = P->m;
+    P->k->dgemm(0, 1, m, m, P->n, s->T, P->n, s->T, P->n, C, m, s->pack);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = i + 1; j < m; j++)
+            C[i * m + j] = C[j * m + i];
+}
+
+/* DIR JVP, LAPLACIAN, HDIAG: the last layer's states (last) into the raw rows (constants 0). */
+static void gather_forward(const nnd_product_plan *P, const nnd_dir *e, const double *last, size_t nb, double *out)
+{
+    const nnd_prep *mp = P->map;
     size_t n = P->n, m = P->m, C = e->C, us = nb * C;
     size_t per = P->kind == NND_PRODUCT_HDIAG ? n : 1;
     if (mp->const_rows)
@@ -253,7 +460,7 @@ static void gather_forward(nnd_product_plan *P, size_t nb, double *out)
     for (size_t k = 0; k < mp->me; k++) {
         double s = mp->oscale[k];
         for (size_t b = 0; b < nb; b++) {
-            const double *t = e->last + k * us + b * C;
+            const double *t = last + k * us + b * C;
             double *o = out + (b * m + mp->row_of[k]) * per;
             if (P->kind == NND_PRODUCT_JVP) {
                 *o = s * t[1];
@@ -270,63 +477,210 @@ static void gather_forward(nnd_product_plan *P, size_t nb, double *out)
     }
 }
 
-/* LAPLACIAN, HDIAG by the reverse engine: the diagonals (constant rows 0), summed for the trace. */
-static void diag_reverse(nnd_product_plan *P, size_t nb, const double *x, double *out)
+/* DIR UNCERTAINTY: with T = J L (m x n), C = T T^T and shift_k = 1/2 sum_j l_j^T H_k l_j. */
+static void gather_uncertainty(const nnd_product_plan *P, slot *s, const double *last, size_t nb, double *cov,
+                               double *shift)
 {
-    size_t n = P->n, m = P->m;
-    double *D = P->kind == NND_PRODUCT_HDIAG ? out : P->diag;
-    if (P->map->const_rows)
-        memset(D, 0, nb * m * n * sizeof *D);
-    nnd__plan_run(P->rev, nb, &(nnd_call){.x = x, .D = D});
-    if (P->kind == NND_PRODUCT_LAPLACIAN)
-        for (size_t r = 0; r < nb * m; r++) {
-            double sum = 0.0;
-            for (size_t i = 0; i < n; i++)
-                sum += D[r * n + i];
-            out[r] = sum;
-        }
-}
-
-/* UNCERTAINTY: with T = J L (m x n), C = T T^T and shift_k = 1/2 sum_j l_j^T H_k l_j. */
-static void gather_uncertainty(nnd_product_plan *P, size_t nb, double *cov, double *shift)
-{
-    const nnd_plan *mp = P->map;
-    const nnd_dir *e = &P->dir;
-    size_t n = P->n, m = P->m, C = e->C, us = nb * C;
+    const nnd_prep *mp = P->map;
+    size_t n = P->n, m = P->m, C = s->dir.C, us = nb * C;
     for (size_t b = 0; b < nb; b++) {
-        double *Cb = cov + b * m * m, *sb = shift + b * m;
-        memset(P->T, 0, m * n * sizeof *P->T);
+        double *sb = shift + b * m;
+        memset(s->T, 0, m * n * sizeof *s->T);
         memset(sb, 0, m * sizeof *sb);
         for (size_t k = 0; k < mp->me; k++) {
-            const double *t = e->last + k * us + b * C;
-            double s = mp->oscale[k], sum = 0.0, *Tr = P->T + mp->row_of[k] * n;
+            const double *t = last + k * us + b * C;
+            double sc = mp->oscale[k], sum = 0.0, *Tr = s->T + mp->row_of[k] * n;
             for (size_t j = 0; j < n; j++) {
-                Tr[j] = s * t[1 + j];
+                Tr[j] = sc * t[1 + j];
                 sum += t[1 + n + j];
             }
-            sb[mp->row_of[k]] = 0.5 * s * sum;
+            sb[mp->row_of[k]] = 0.5 * sc * sum;
         }
-        nnd__dgemm(0, 1, m, m, n, P->T, n, P->T, n, Cb, m, P->pack); /* T T^T, the lower half kept */
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = i + 1; j < m; j++)
-                Cb[i * m + j] = Cb[j * m + i];
+        cov_from_T(P, s, cov + b * m * m);
     }
 }
 
-static void gather_hvp(nnd_product_plan *P, size_t nb, double *out)
+static void gather_hvp(const nnd_product_plan *P, const nnd_hvp *e, size_t nb, double *out)
 {
-    const nnd_plan *mp = P->map;
+    const nnd_prep *mp = P->map;
     size_t n = P->n, m = P->m;
     if (mp->const_rows)
         memset(out, 0, nb * m * n * sizeof *out);
     for (size_t b = 0; b < nb; b++)
         for (size_t k = 0; k < mp->me; k++)
-            memcpy(out + (b * m + mp->row_of[k]) * n, P->hvp.hv + (b * mp->me + k) * n, n * sizeof *out);
+            memcpy(out + (b * m + mp->row_of[k]) * n, e->hv + (b * mp->me + k) * n, n * sizeof *out);
 }
 
 /* Which of in / out2 a kind takes: 0 must be NULL, 1 required, 2 optional. */
 static int takes_in(nnd_product k) { return k == NND_PRODUCT_LAPLACIAN || k == NND_PRODUCT_HDIAG ? 0 : 1; }
 static int takes_out2(nnd_product k) { return k == NND_PRODUCT_WHESS ? 2 : is_uncertainty(k) ? 1 : 0; }
+
+/* One execute's arguments, shared by its threads. */
+typedef struct {
+    const nnd_product_plan *P;
+    size_t batch, T;
+    const double *x, *in;
+    double *out, *out2;
+} run;
+
+/* The reverse plan's engine on samples [b0, b0 + nb) of `call` with thread t's workspace. */
+static void rev_engine(const nnd_product_plan *P, size_t t, const nnd_call *call, size_t b0, size_t nb)
+{
+    const nnd_plan *q = P->rev;
+    q->engine->block(q->state, q->ws[t], call, b0, nb);
+}
+
+/* FULL: samples [b0, b0 + nb) in chunks: the engine's J and H of the chunk into the slot, then
+ * each sample's contraction from them (constant rows of J and H are 0, so are those of out). */
+static int full_block(const run *r, size_t t, slot *s, size_t b0, size_t nb)
+{
+    const nnd_product_plan *P = r->P;
+    size_t n = P->n, m = P->m, sq = n * n;
+    nnd_product kind = P->kind;
+    for (size_t c0 = b0; c0 < b0 + nb; c0 += P->chunk) {
+        size_t nc = b0 + nb - c0 < P->chunk ? b0 + nb - c0 : P->chunk;
+        rev_engine(P, t, &(nnd_call){.x = r->x + c0 * n, .J = s->J, .H = s->H}, 0, nc);
+        for (size_t b = 0; b < nc; b++) {
+            size_t g = c0 + b; /* the sample in the batch */
+            const double *J = s->J + b * m * n, *H = s->H ? s->H + b * m * sq : NULL;
+            const double *v = r->in ? r->in + g * n : NULL;
+            double *o = kind == NND_PRODUCT_HVP || kind == NND_PRODUCT_HDIAG ? r->out + g * m * n
+                        : is_uncertainty(kind) ? r->out + g * m * m : r->out + g * m;
+            if (kind == NND_PRODUCT_JVP) {
+                for (size_t k = 0; k < m; k++) {
+                    double sum = 0.0;
+                    for (size_t i = 0; i < n; i++)
+                        sum += J[k * n + i] * v[i];
+                    o[k] = sum;
+                }
+                continue;
+            }
+            if (kind == NND_PRODUCT_HVP) {
+                for (size_t r = 0; r < m * n; r++) {
+                    double sum = 0.0;
+                    for (size_t j = 0; j < n; j++)
+                        sum += H[r * n + j] * v[j];
+                    o[r] = sum;
+                }
+                continue;
+            }
+            if (kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG) {
+                for (size_t k = 0; k < m; k++) {
+                    double sum = 0.0;
+                    for (size_t i = 0; i < n; i++) {
+                        double h = H[k * sq + i * n + i];
+                        if (kind == NND_PRODUCT_HDIAG)
+                            o[k * n + i] = h;
+                        sum += h;
+                    }
+                    if (kind == NND_PRODUCT_LAPLACIAN)
+                        o[k] = sum;
+                }
+                continue;
+            }
+            /* UNCERTAINTY*: T = J L, C = T T^T; shift_k = 1/2 tr(H_k Sigma), Sigma's lower triangle read */
+            int shared = kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+            const double *sigma = shared ? r->in : r->in + g * sq, *L = P->slots[0].roots;
+            if (!shared) {
+                if (!covariance_root(P, s, sigma, s->roots, g))
+                    return 0;
+                L = s->roots;
+            }
+            P->k->dgemm(0, 0, m, n, n, J, n, L, n, s->T, n, s->pack);
+            cov_from_T(P, s, o);
+            for (size_t k = 0; k < m; k++) {
+                const double *Hk = H + k * sq;
+                double sum = 0.0;
+                for (size_t i = 0; i < n; i++) {
+                    sum += 0.5 * Hk[i * n + i] * sigma[i * n + i];
+                    for (size_t j = 0; j < i; j++)
+                        sum += Hk[i * n + j] * sigma[i * n + j];
+                }
+                r->out2[g * m + k] = sum;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Samples [b0, b0 + nb) by thread t. 0 when a covariance has no square root (s->err says why). */
+static int run_block(const run *r, size_t t, size_t b0, size_t nb)
+{
+    const nnd_product_plan *P = r->P;
+    slot *s = &P->slots[t];
+    size_t n = P->n, m = P->m, sq = n * n;
+    const double *x = r->x + b0 * n;
+    switch (P->path) {
+    case PATH_SEEDED: { /* one seeded reverse pass: one weighted output per sample */
+        int wh = P->kind == NND_PRODUCT_WHESS;
+        rev_engine(P, t, &(nnd_call){.x = r->x, .seed = r->in, .J = wh ? r->out2 : r->out, .H = wh ? r->out : NULL}, b0,
+                   nb);
+        return 1;
+    }
+    case PATH_FULL:
+        return full_block(r, t, s, b0, nb);
+    case PATH_RDIAG: { /* the diagonals (constant rows 0), summed for the trace */
+        double *D = P->kind == NND_PRODUCT_HDIAG ? r->out + b0 * m * n : s->diag;
+        if (P->map->const_rows)
+            memset(D, 0, nb * m * n * sizeof *D);
+        rev_engine(P, t, &(nnd_call){.x = x, .D = D}, 0, nb);
+        if (P->kind == NND_PRODUCT_LAPLACIAN)
+            for (size_t i = 0; i < nb * m; i++) {
+                double sum = 0.0;
+                for (size_t j = 0; j < n; j++)
+                    sum += D[i * n + j];
+                r->out[b0 * m + i] = sum;
+            }
+        return 1;
+    }
+    case PATH_HVP:
+        nnd__hvp_block(&s->hvp, nb, x, r->in + b0 * n);
+        gather_hvp(P, &s->hvp, nb, r->out + b0 * m * n);
+        return 1;
+    case PATH_DIR:
+        break;
+    }
+    if (!is_uncertainty(P->kind)) {
+        const double *last = nnd__dir_block(&s->dir, nb, x, P->kind == NND_PRODUCT_JVP ? r->in + b0 * n : NULL, n);
+        gather_forward(P, &s->dir, last, nb, r->out + b0 * m * (P->kind == NND_PRODUCT_HDIAG ? n : 1));
+        return 1;
+    }
+    int shared = P->kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+    for (size_t b = 0; !shared && b < nb; b++)
+        if (!covariance_root(P, s, r->in + (b0 + b) * sq, s->roots + b * sq, b0 + b))
+            return 0;
+    const double *last = nnd__dir_block(&s->dir, nb, x, shared ? P->slots[0].roots : s->roots, shared ? 0 : sq);
+    gather_uncertainty(P, s, last, nb, r->out + b0 * m * m, r->out2 + b0 * m);
+    return 1;
+}
+
+/* One block of thread t, recorded in its slot; after a failing covariance the thread runs no more
+ * blocks (the lowest failing sample of all threads is then the lowest of the batch). */
+static void one_block(const run *r, size_t t, size_t b0, size_t nb)
+{
+    slot *s = &r->P->slots[t];
+    if (s->err.what != ROOT_OK)
+        return;
+    s->tid = pthread_self();
+    if (run_block(r, t, b0, nb))
+        s->blocks++;
+}
+
+/* The reverse plan's threads (SEEDED, FULL, RDIAG): blocks t, t + T, ... to thread t. */
+static void rev_share(const nnd_plan *q, size_t t, size_t b0, size_t nb, void *ctx)
+{
+    (void)q;
+    one_block(ctx, t, b0, nb);
+}
+
+/* This plan's threads (DIR, HVP): the same order of blocks (the same blocks for every T: each
+ * block's arithmetic does not depend on the thread that runs it). */
+static void run_share(void *ctx, size_t t)
+{
+    const run *r = ctx;
+    for (size_t b0 = t * r->P->block; b0 < r->batch; b0 += r->T * r->P->block)
+        one_block(r, t, b0, r->batch - b0 < r->P->block ? r->batch - b0 : r->P->block);
+}
 
 nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *x, const double *in, double *out,
                                double *out2)
@@ -351,59 +705,45 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
         return nnd__fail(NND_EINVAL, "nnd_product_execute: out is NULL");
     if (takes_out2(P->kind) == 1 && !out2)
         return nnd__fail(NND_EINVAL, "nnd_product_execute: %s needs out2 but it is NULL", name);
-    size_t n = P->n, m = P->m, sq = n * n;
-    if (P->kind == NND_PRODUCT_UNCERTAINTY_SHARED) {
-        nnd_status st = covariance_root(P, in, P->roots, 0);
-        if (st != NND_OK)
-            return st;
+    for (size_t t = 0; t < P->nthreads; t++) {
+        P->slots[t].blocks = 0;
+        P->slots[t].err.what = ROOT_OK;
     }
-    if (P->kind == NND_PRODUCT_WHESS || P->kind == NND_PRODUCT_VJP) {
-        int wh = P->kind == NND_PRODUCT_WHESS;
-        /* one seeded reverse pass per block, on the reverse plan's threads */
-        nnd__plan_run(P->rev, batch, &(nnd_call){.x = x, .seed = in, .J = wh ? out2 : out, .H = wh ? out : NULL});
-        return NND_OK;
+    if (P->kind == NND_PRODUCT_UNCERTAINTY_SHARED && !covariance_root(P, &P->slots[0], in, P->slots[0].roots, 0))
+        return root_fail(&P->slots[0].err);
+    size_t blocks = batch / P->block + (batch % P->block != 0);
+    run r = {P, batch, blocks < P->nthreads ? blocks : P->nthreads, x, in, out, out2};
+    if (P->rev)
+        nnd__plan_parallel(P->rev, batch, rev_share, &r);
+    else
+        nnd__pool_run(P->pool, r.T, run_share, &r);
+    const root_error *first = NULL;
+    for (size_t t = 0; t < P->nthreads; t++) {
+        const root_error *e = &P->slots[t].err;
+        if (e->what != ROOT_OK && (!first || e->sample < first->sample))
+            first = e;
     }
-    for (size_t b0 = 0; b0 < batch; b0 += P->block) {
-        size_t nb = batch - b0 < P->block ? batch - b0 : P->block;
-        const double *xb = x + b0 * n;
-        switch (P->kind) {
-        case NND_PRODUCT_HVP:
-            nnd__hvp_block(&P->hvp, nb, xb, in + b0 * n);
-            gather_hvp(P, nb, out + b0 * m * n);
-            break;
-        case NND_PRODUCT_JVP:
-            nnd__dir_block(&P->dir, nb, xb, in + b0 * n, n);
-            gather_forward(P, nb, out + b0 * m);
-            break;
-        case NND_PRODUCT_LAPLACIAN:
-        case NND_PRODUCT_HDIAG:
-            if (P->rev) {
-                diag_reverse(P, nb, xb, out + b0 * m * (P->kind == NND_PRODUCT_HDIAG ? n : 1));
-                break;
-            }
-            nnd__dir_block(&P->dir, nb, xb, NULL, 0);
-            gather_forward(P, nb, out + b0 * m * (P->kind == NND_PRODUCT_HDIAG ? n : 1));
-            break;
-        case NND_PRODUCT_UNCERTAINTY:
-        case NND_PRODUCT_UNCERTAINTY_SHARED: {
-            int shared = P->kind == NND_PRODUCT_UNCERTAINTY_SHARED;
-            for (size_t b = 0; !shared && b < nb; b++) {
-                nnd_status st = covariance_root(P, in + (b0 + b) * sq, P->roots + b * sq, b0 + b);
-                if (st != NND_OK)
-                    return st;
-            }
-            nnd__dir_block(&P->dir, nb, xb, P->roots, shared ? 0 : sq);
-            gather_uncertainty(P, nb, out + b0 * m * m, out2 + b0 * m);
-            break;
-        }
-        case NND_PRODUCT_WHESS:
-        case NND_PRODUCT_VJP: /* on the plan's threads, above */
-            break;
-        }
-    }
-    return NND_OK;
+    return first ? root_fail(first) : NND_OK;
 }
 
+size_t nnd__product_plan_threads_ran(const nnd_product_plan *P)
+{
+    size_t distinct = 0;
+    for (size_t t = 0; t < P->nthreads; t++) {
+        int seen = !P->slots[t].blocks;
+        for (size_t u = 0; u < t && !seen; u++)
+            seen = P->slots[u].blocks && pthread_equal(P->slots[u].tid, P->slots[t].tid);
+        distinct += !seen;
+    }
+    return distinct;
+}
+
+size_t nnd__product_plan_blocks_ran(const nnd_product_plan *P, size_t t)
+{
+    return t < P->nthreads ? P->slots[t].blocks : 0;
+}
+
+size_t nnd_product_plan_threads(const nnd_product_plan *P) { return P ? P->nthreads : 0; }
 nnd_product nnd_product_plan_kind(const nnd_product_plan *P) { return P ? P->kind : (nnd_product)0; }
 size_t nnd_product_plan_block(const nnd_product_plan *P) { return P ? P->block : 0; }
 

@@ -75,7 +75,7 @@ if "$nnderiv" derivatives --help >/dev/null 2>&1; then
     echo "nnderiv derivatives (one process): the same .npy files and .h5 datasets"
 fi
 
-# a failing rank: row 500 of 600 is rank 2's (19 chunks of 32: rank 2 has rows 384-599)
+# a failing rank: row 500 of 600 is rank 2's (the last third of the batch blocks)
 "$check" input 32 600 6 xnan.npy 500
 echo keep >target.h5
 if run_mpi 3 derivatives -m blocked.json -i xnan.npy -o target.h5 --strict 2>err.txt; then

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "net/internal.h"
+#include "products/products.h"
 
 /* ---------------------------------------------------------------- the net every case uses */
 
@@ -402,35 +403,99 @@ START_TEST(test_plan_sweep)
 }
 END_TEST
 
+/* The net of build_clean without its softmax layer (tansig, elu, purelin): the fused engine takes
+ * it, so the products contract its J and H (the FULL path). */
+static nnd_net *build_small(void)
+{
+    nnd_net *net = NULL;
+    for (int i = 0; i < N_STEPS; i++)
+        ck_assert_msg((i == 6 ? nnd_net_add_dense(net, 3, W3, NULL, NND_ACT_PURELIN) : build_step(&net, i)) == NND_OK,
+                      "step %d: %s", i, nnd_errmsg());
+    return net;
+}
+
+/* Every kind, on one thread and on two (two slots, each with its scratch or engine workspace), on
+ * the net of every case (the blocked, directional and HVP engines) and on one the fused engine
+ * takes (every path forced in turn: FULL, the general one). */
 START_TEST(test_product_plan_sweep)
 {
     warm_up();
-    nnd_net *net = build_clean();
+    nnd_net *nets[2] = {build_clean(), build_small()};
     long points = 0;
-    for (int kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++) {
-        long k;
-        for (k = 0; k < K_MAX; k++) {
-            size_t before = in_use();
-            nnd_product_plan *plan = (nnd_product_plan *)&plan;
-            arm(0, k);
-            nnd_status s = nnd_product_plan_new(net, 7, (nnd_product)kind, &plan);
-            int hit = disarm(0, k);
-            if (s == NND_OK) {
-                ck_assert_msg(!hit, "product %s: allocation %ld failed but planning returned NND_OK",
-                              nnd_product_name((nnd_product)kind), k);
-                nnd_product_plan_free(plan);
-                break;
-            }
-            assert_enomem(s, "product planning", k);
-            ck_assert_ptr_null(plan);
-            assert_no_leak(before, "product planning", k);
-        }
-        ck_assert_msg(k < K_MAX && k > 0, "product planning: sweep did not end");
-        points += k;
+    static const size_t batches[2] = {7, 50000}, threads[2] = {1, 2};
+    static const int engines[2] = {NND__PRODUCT_FUSED, NND__PRODUCT_GENERAL};
+    for (int ni = 0; ni < 2; ni++)
+        for (int e = 0; e < (ni ? 2 : 1); e++)
+            for (int c = 0; c < 2; c++)
+                for (int kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++) {
+                    int engine = ni ? engines[e] : NND__PRODUCT_AUTO;
+                    long k;
+                    for (k = 0; k < K_MAX; k++) {
+                        size_t before = in_use();
+                        nnd_product_plan *plan = (nnd_product_plan *)&plan;
+                        arm(0, k);
+                        nnd_status s = nnd__product_plan_new_engine(nets[ni], batches[c], (nnd_product)kind, threads[c],
+                                                                    engine, &plan);
+                        int hit = disarm(0, k);
+                        if (s == NND_OK) {
+                            ck_assert_msg(!hit, "product %s: allocation %ld failed but planning returned NND_OK",
+                                          nnd_product_name((nnd_product)kind), k);
+                            ck_assert_uint_eq(nnd_product_plan_threads(plan), threads[c]);
+                            ck_assert_int_eq(nnd__product_plan_full(plan),
+                                             engine == NND__PRODUCT_FUSED && kind != NND_PRODUCT_WHESS &&
+                                                 kind != NND_PRODUCT_VJP);
+                            nnd_product_plan_free(plan);
+                            break;
+                        }
+                        assert_enomem(s, "product planning", k);
+                        ck_assert_ptr_null(plan);
+                        assert_no_leak(before, "product planning", k);
+                    }
+                    ck_assert_msg(k < K_MAX && k > 0, "product planning: sweep did not end");
+                    points += k;
+                }
+    assert_same_as_clean(nets[0], "net after failed product plans");
+    nnd_net_free(nets[0]);
+    nnd_net_free(nets[1]);
+    printf("alloc: product planning (8 kinds, 1 and 2 threads, every path): %ld allocation points, each fails "
+           "cleanly\n", points);
+}
+END_TEST
+
+/* A product plan's execute allocates nothing (on the calling thread, which runs one of its two
+ * threads' shares: the countdown is per thread). */
+START_TEST(test_product_execute_does_not_allocate)
+{
+    warm_up();
+    nnd_net *nets[2] = {build_clean(), build_small()};
+    size_t n = 3, m = 4, batch = 50000;
+    double *x = malloc(batch * n * sizeof *x), *in = malloc(batch * n * n * sizeof *in);
+    double *out = malloc(batch * n * n * m * sizeof *out), *out2 = malloc(batch * m * sizeof *out2);
+    ck_assert(x && in && out && out2);
+    for (size_t b = 0; b < batch; b++) {
+        memcpy(x + b * n, X + (b % B) * n, n * sizeof *x);
+        for (size_t i = 0; i < n * n; i++)
+            in[b * n * n + i] = i % (n + 1) == 0 ? 1.0 : 0.1; /* Sigma: 1 on the diagonal, 0.1 off it */
     }
-    assert_same_as_clean(net, "net after failed product plans");
-    nnd_net_free(net);
-    printf("alloc: product planning (8 kinds): %ld allocation points, each fails cleanly\n", points);
+    for (int pk = 0; pk < 24; pk++) { /* every kind: the net of every case, the small one by both paths */
+        int kind = NND_PRODUCT_WHESS + pk % 8, engine = pk < 8 ? NND__PRODUCT_AUTO : pk < 16 ? NND__PRODUCT_FUSED
+                                                                                              : NND__PRODUCT_GENERAL;
+        nnd_product_plan *plan;
+        ck_assert_int_eq(nnd__product_plan_new_engine(nets[pk >= 8], batch, (nnd_product)kind, 2, engine, &plan),
+                         NND_OK);
+        int has2 = kind == NND_PRODUCT_WHESS || kind >= NND_PRODUCT_UNCERTAINTY;
+        const double *pin = kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG ? NULL : in;
+        for (int rep = 0; rep < 2; rep++) { /* the first run starts the worker */
+            arm(0, 0);
+            ck_assert_msg(nnd_product_execute(plan, batch, x, pin, out, has2 ? out2 : NULL) == NND_OK, "%s: %s",
+                          nnd_product_name((nnd_product)kind), nnd_errmsg());
+            ck_assert_msg(!disarm(0, 0), "nnd_product_execute(%s) allocated", nnd_product_name((nnd_product)kind));
+        }
+        nnd_product_plan_free(plan);
+    }
+    free(x), free(in), free(out), free(out2);
+    nnd_net_free(nets[0]);
+    nnd_net_free(nets[1]);
 }
 END_TEST
 
@@ -488,6 +553,7 @@ int main(void)
     tcase_add_test(tc, test_save_sweep);
     tcase_add_test(tc, test_plan_sweep);
     tcase_add_test(tc, test_product_plan_sweep);
+    tcase_add_test(tc, test_product_execute_does_not_allocate);
     tcase_add_test(tc, test_execute_does_not_allocate);
     tcase_add_test(tc, test_fd_sweep);
     suite_add_tcase(s, tc);

@@ -1,7 +1,10 @@
 /* Concurrency: 2 to 8 threads, each with its own plans on one shared net, compute results
  * bit-identical to a serial run; failures in one thread leave the other threads' nnd_errmsg()
- * alone. Run under ThreadSanitizer in CI (.ci/run). */
+ * alone; a plan's own threads and a product plan's give the results of one thread, bit for bit.
+ * Run under ThreadSanitizer in CI (.ci/run). Links the internal library for the product plans'
+ * record of the threads that ran (nnd__product_plan_threads_ran). */
 #include <check.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +12,7 @@
 #include <string.h>
 
 #include "nnderiv.h"
+#include "products/products.h"
 #include "rel.h"
 
 enum { BATCH = 16, ROUNDS = 20, MAX_THREADS = 8 };
@@ -178,43 +182,131 @@ START_TEST(test_plan_threads_bit_identical)
 }
 END_TEST
 
-/* The weighted-Hessian and vector-Jacobian products run on their reverse plan's threads: the same
- * bit-identity, on a net the fused engine takes and on a wider one (the blocked engine). */
+/* A net of fixed sizes (widths[0] inputs, L layers) with random weights, mapminmax on the inputs
+ * and mapstd on the outputs. */
+static void fixed_net(rel_rng *r, size_t L, const size_t *widths, const int *acts, rel_net *d)
+{
+    memset(d, 0, sizeof *d);
+    d->n_in = widths[0];
+    d->L = L;
+    d->width[0] = widths[0];
+    for (size_t l = 0; l < L; l++) {
+        size_t in = widths[l], out = widths[l + 1];
+        d->width[l + 1] = out;
+        d->act[l] = acts[l];
+        d->param[l] = nnd_act_default_param(acts[l]);
+        d->W[l] = malloc(in * out * sizeof(double));
+        d->b[l] = malloc(out * sizeof(double));
+        for (size_t i = 0; i < in * out; i++)
+            d->W[l][i] = rel_range(r, -1.5, 1.5) / sqrt((double)in);
+        for (size_t i = 0; i < out; i++)
+            d->b[l][i] = rel_range(r, -0.5, 0.5);
+    }
+    size_t n = widths[0], m = widths[L];
+    d->pre_map = NND_PROC_MAPMINMAX;
+    d->pre_xoff = malloc(n * sizeof(double));
+    d->pre_gain = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        d->pre_xoff[i] = rel_range(r, -0.5, 0.5), d->pre_gain[i] = rel_range(r, 0.5, 2.0);
+    d->pre_y = -1;
+    d->post_map = NND_PROC_MAPSTD;
+    d->post_xoff = malloc(m * sizeof(double));
+    d->post_gain = malloc(m * sizeof(double));
+    for (size_t i = 0; i < m; i++)
+        d->post_xoff[i] = rel_range(r, -1, 1), d->post_gain[i] = rel_range(r, 0.5, 2.0);
+}
+
+/* Every product on its plan's threads: bit-identical results for 1, 2 and 3 threads, on a net the
+ * fused engine takes (its J and H contracted) and on a wider one (the blocked, directional and HVP
+ * engines), with a batch
+ * of several blocks and a partial last one; and with 2 and 3 threads, that many distinct threads
+ * ran blocks (nnd__product_plan_threads_ran: the plan records which thread ran each slot's
+ * blocks), each slot its share. */
 START_TEST(test_product_threads_bit_identical)
 {
-    const rel_shape shapes[2] = {{8, 24, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0},
-                                 {40, 160, 3, 3, rel_all_acts, rel_n_all_acts, 1.5, 0.5, 1, 0}};
-    static const char *counts[] = {"1", "2", "3"};
-    static const nnd_product kinds[2] = {NND_PRODUCT_WHESS, NND_PRODUCT_VJP};
+    static const size_t small[] = {6, 20, 20, 3}, wide[] = {40, 160, 160, 3};
+    static const int small_acts[] = {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_PURELIN};
+    static const int wide_acts[] = {NND_ACT_TANSIG, NND_ACT_GELU, NND_ACT_SOFTMAX};
+    const size_t *widths[2] = {small, wide};
+    const int *acts[2] = {small_acts, wide_acts};
     for (int si = 0; si < 2; si++) {
         rel_rng r = {99 + (uint64_t)si};
         rel_net d;
         nnd_net *net;
-        rel_net_random(&r, &shapes[si], &d);
+        fixed_net(&r, 3, widths[si], acts[si], &d);
         ck_assert_int_eq(rel_net_build(&d, &net), NND_OK);
-        size_t n = d.n_in, m = nnd_net_n_out(net), batch = 1500;
-        double *x = malloc(batch * n * sizeof *x), *w = malloc(batch * m * sizeof *w);
-        for (size_t i = 0; i < batch * n; i++)
-            x[i] = rel_range(&r, -2, 2);
-        for (size_t i = 0; i < batch * m; i++)
-            w[i] = rel_range(&r, -1, 1);
-        for (int k = 0; k < 2; k++) {
-            size_t len[2] = {batch * n * (kinds[k] == NND_PRODUCT_WHESS ? n : 1), batch * n};
+        size_t n = d.n_in, m = nnd_net_n_out(net);
+        /* the small net by both paths (forced), the wide one as planned (the general engines) */
+        for (int pk = 0; pk < (si ? 1 : 2) * 8; pk++) {
+            int kind = NND_PRODUCT_WHESS + pk % 8, engine = si ? NND__PRODUCT_AUTO : pk < 8 ? NND__PRODUCT_FUSED
+                                                                                      : NND__PRODUCT_GENERAL;
+            char name[64];
+            snprintf(name, sizeof name, "%s (%s)", nnd_product_name((nnd_product)kind),
+                     engine == NND__PRODUCT_FUSED ? "fused path" : "general path");
+            int unc = kind == NND_PRODUCT_UNCERTAINTY || kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+            /* the block of this kind on this net, then a batch of 2 1/3 blocks (at least 3 blocks) */
+            nnd_product_plan *P;
+            ck_assert_int_eq(nnd__product_plan_new_engine(net, 100000, (nnd_product)kind, 1, engine, &P), NND_OK);
+            size_t block = nnd_product_plan_block(P), batch = 2 * block + (block + 2) / 3;
+            nnd_product_plan_free(P);
+            size_t per_in = kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP ? m
+                            : kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG ? 0
+                            : kind == NND_PRODUCT_UNCERTAINTY ? n * n : n;
+            size_t per_out = kind == NND_PRODUCT_WHESS ? n * n : kind == NND_PRODUCT_HVP || kind == NND_PRODUCT_HDIAG ? m * n
+                             : kind == NND_PRODUCT_VJP ? n : unc ? m * m : m;
+            size_t per_out2 = kind == NND_PRODUCT_WHESS ? n : unc ? m : 0;
+            size_t in_len = kind == NND_PRODUCT_UNCERTAINTY_SHARED ? n * n : batch * per_in;
+            double *x = malloc(batch * n * sizeof *x), *in = in_len ? malloc(in_len * sizeof *in) : NULL;
+            for (size_t i = 0; i < batch * n; i++)
+                x[i] = rel_range(&r, -2, 2);
+            if (unc) { /* Sigma = A A^T, A with entries in [-0.5, 0.5] */
+                for (size_t b = 0; b < (kind == NND_PRODUCT_UNCERTAINTY ? batch : 1); b++) {
+                    double A[40 * 40], *S = in + b * n * n;
+                    for (size_t i = 0; i < n * n; i++)
+                        A[i] = rel_range(&r, -0.5, 0.5);
+                    for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < n; j++) {
+                            double s = 0;
+                            for (size_t k = 0; k < n; k++)
+                                s += A[i * n + k] * A[j * n + k];
+                            S[i * n + j] = s;
+                        }
+                }
+            } else {
+                for (size_t i = 0; i < in_len; i++)
+                    in[i] = rel_range(&r, -1, 1);
+            }
             double *ref[2] = {NULL, NULL};
-            for (size_t c = 0; c < 3; c++) {
-                ck_assert_int_eq(setenv("NND_NUM_THREADS", counts[c], 1), 0);
-                nnd_product_plan *P;
-                ck_assert_int_eq(nnd_product_plan_new(net, batch, kinds[k], &P), NND_OK);
-                double *out = malloc(len[0] * sizeof *out);
-                double *out2 = kinds[k] == NND_PRODUCT_WHESS ? malloc(len[1] * sizeof *out2) : NULL;
-                ck_assert_int_eq(nnd_product_execute(P, batch, x, w, out, out2), NND_OK);
+            for (size_t c = 1; c <= 3; c++) {
+                ck_assert_int_eq(nnd__product_plan_new_engine(net, batch, (nnd_product)kind, c, engine, &P), NND_OK);
+                ck_assert_msg(nnd_product_plan_block(P) == block, "%s: block %zu with max_batch %zu, %zu before",
+                              name, nnd_product_plan_block(P), batch, block);
+                ck_assert_msg(nnd_product_plan_threads(P) == c, "net %d, %s: %zu threads, asked %zu", si, name,
+                              nnd_product_plan_threads(P), c);
+                /* the fused path contracts the fused engine's J and H (WHESS, VJP: their seeded pass) */
+                int seeded = kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP;
+                ck_assert_msg(nnd__product_plan_full(P) == (!seeded && engine == NND__PRODUCT_FUSED),
+                              "net %d, %s: the path planned is not the one asked", si, name);
+                double *out = malloc(batch * per_out * sizeof *out);
+                double *out2 = per_out2 ? malloc(batch * per_out2 * sizeof *out2) : NULL;
+                ck_assert_msg(nnd_product_execute(P, batch, x, in, out, out2) == NND_OK, "%s: %s", name, nnd_errmsg());
+                ck_assert_msg(nnd__product_plan_threads_ran(P) == c, "net %d, %s: %zu distinct threads ran, %zu planned",
+                              si, name, nnd__product_plan_threads_ran(P), c);
+                size_t total = 0;
+                for (size_t t = 0; t < c; t++) {
+                    size_t mine = nnd__product_plan_blocks_ran(P, t), want = 3 / c + (t < 3 % c);
+                    ck_assert_msg(mine == want, "net %d, %s, %zu threads: slot %zu ran %zu blocks, expected %zu", si,
+                                  name, c, t, mine, want);
+                    total += mine;
+                }
+                ck_assert_uint_eq(total, 3);
                 if (!ref[0]) {
                     ref[0] = out, ref[1] = out2;
                 } else {
-                    ck_assert_msg(memcmp(ref[0], out, len[0] * sizeof *out) == 0,
-                                  "net %d, product %d: out differs between 1 and %s threads", si, k, counts[c]);
-                    ck_assert_msg(!out2 || memcmp(ref[1], out2, len[1] * sizeof *out2) == 0,
-                                  "net %d, product %d: out2 differs between 1 and %s threads", si, k, counts[c]);
+                    ck_assert_msg(memcmp(ref[0], out, batch * per_out * sizeof *out) == 0,
+                                  "net %d, %s: out differs between 1 and %zu threads", si, name, c);
+                    ck_assert_msg(!out2 || memcmp(ref[1], out2, batch * per_out2 * sizeof *out2) == 0,
+                                  "net %d, %s: out2 differs between 1 and %zu threads", si, name, c);
                     free(out);
                     free(out2);
                 }
@@ -222,10 +314,9 @@ START_TEST(test_product_threads_bit_identical)
             }
             free(ref[0]);
             free(ref[1]);
+            free(x);
+            free(in);
         }
-        unsetenv("NND_NUM_THREADS");
-        free(x);
-        free(w);
         nnd_net_free(net);
         rel_net_clear(&d);
     }

@@ -5,8 +5,9 @@
  * reading). .csv on a regular file: a first pass checks every line and counts the rows and
  * columns without keeping them, the second reads chunk by chunk; a non-regular CSV is read
  * whole into memory (at most CLI_NONREGULAR_MAX bytes) and parsed from there. HDF5: a float
- * dataset of rank 1-4 read by hyperslabs, with libhdf5's automatic error printing switched off
- * around every call (cli_h5_quiet). */
+ * dataset of rank 1-4 of a regular file, mapped into memory and read in row windows by the library's
+ * bounded HDF5 reader (nnd_h5_dataset_*; libhdf5, which a corrupt file can crash or hang, is not
+ * used for reading). */
 #define _GNU_SOURCE
 #include "stream.h"
 
@@ -19,11 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <hdf5.h>
-
-#include "h5quiet.h"
+#include "nnderiv.h"
 
 struct cli_reader {
     cli_sformat fmt;
@@ -42,8 +44,10 @@ struct cli_reader {
     size_t linecap, lineno;
     long data_start; /* after the first pass: where reading starts again */
     cli_csv_notes notes;
-    /* HDF5 */
-    hid_t file, dset, space;
+    /* HDF5: the mapped file and the dataset */
+    void *map;
+    size_t map_len;
+    nnd_h5_dataset *ds;
     /* reading float32 */
     double *scratch;
     size_t scratch_len;
@@ -348,101 +352,89 @@ static int csv_read_rows(cli_reader *r, size_t n, double *out, char *err, size_t
 
 /* ---------------------------------------------------------------- HDF5 */
 
+/* An HDF5 signature where the format allows one: at 0, 512, 1024, ... (after a user block). */
+static int h5_signature(const unsigned char *p, size_t n)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (size_t at = 0; at + 8 <= n; at = at ? 2 * at : 512)
+        if (memcmp(p + at, sig, 8) == 0)
+            return 1;
+    return 0;
+}
+
+/* The library's message without the file name it starts with (the label names the file). */
+static const char *h5_msg(const cli_reader *r)
+{
+    const char *m = nnd_errmsg();
+    size_t k = strlen(r->path);
+    return strncmp(m, r->path, k) == 0 && m[k] == ':' && m[k + 1] == ' ' ? m + k + 2 : m;
+}
+
 static int h5_open(cli_reader *r, char *err, size_t errlen)
 {
-    cli_h5_quiet q;
-    cli_h5_quiet_begin(&q);
-    int rc = -1;
     struct stat st;
-    r->file = r->dset = r->space = H5I_INVALID_HID;
-    hid_t type = H5I_INVALID_HID;
-    if (stat(r->path, &st) != 0) {
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         set_err(err, errlen, r->path, "%s", strerror(errno));
-        goto done;
+        if (fd >= 0)
+            close(fd);
+        return -1;
     }
     if (!S_ISREG(st.st_mode)) {
         set_err(err, errlen, r->path, "not a regular file (an HDF5 input must be one)");
-        goto done;
+        close(fd);
+        return -1;
     }
-    if (H5Fis_hdf5(r->path) <= 0) {
+    r->map_len = (size_t)st.st_size;
+    if (r->map_len > 0 && (r->map = mmap(NULL, r->map_len, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+        r->map = NULL;
+        set_err(err, errlen, r->path, "cannot map the file: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    if (r->map == NULL || !h5_signature(r->map, r->map_len)) {
         set_err(err, errlen, r->path, "not an HDF5 file");
-        goto done;
+        return -1;
     }
-    r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (r->file < 0) {
-        set_err(err, errlen, r->path, "cannot open as HDF5 (damaged?)");
-        goto done;
+    nnd_h5_info info;
+    if (nnd_h5_dataset_open(r->map, r->map_len, r->path, r->dataset, &info, &r->ds) != NND_OK) {
+        set_err(err, errlen, r->label, "%s", h5_msg(r));
+        return -1;
     }
-    /* every link of the path must exist: H5Lexists fails on a missing parent */
-    const char *name = r->dataset;
-    H5O_info_t info;
-    if (H5Lexists(r->file, name, H5P_DEFAULT) <= 0 ||
-        H5Oget_info_by_name2(r->file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    if (info.kind == NND_H5_ABSENT) {
         set_err(err, errlen, r->label, "no such dataset in the file (choose one with --dataset NAME)");
-        goto done;
+        return -1;
     }
-    if (info.type != H5O_TYPE_DATASET) {
+    if (info.kind != NND_H5_DATASET) {
         set_err(err, errlen, r->label, "is not a dataset");
-        goto done;
+        return -1;
     }
-    r->dset = H5Dopen2(r->file, name, H5P_DEFAULT);
-    if (r->dset < 0 || (type = H5Dget_type(r->dset)) < 0) {
-        set_err(err, errlen, r->label, "cannot open the dataset (damaged?)");
-        goto done;
-    }
-    H5T_class_t cls = H5Tget_class(type);
-    size_t width = H5Tget_size(type);
-    if (cls != H5T_FLOAT || (width != 4 && width != 8)) {
+    int cls = info.type_class;
+    if (cls != NND_H5_FLOAT || (info.type_size != 4 && info.type_size != 8)) {
         set_err(err, errlen, r->label, "has %s type of %zu bytes; expected float64 or float32",
-                cls == H5T_INTEGER ? "an integer" : cls == H5T_FLOAT ? "a float" : cls == H5T_STRING ? "a string"
-                                                                                                    : "a non-numeric",
-                width);
-        goto done;
+                cls == NND_H5_INTEGER ? "an integer" : cls == NND_H5_FLOAT ? "a float" : cls == NND_H5_STRING ? "a string"
+                                                                                                        : "a non-numeric",
+                info.type_size);
+        return -1;
     }
-    r->space = H5Dget_space(r->dset);
-    int rank = r->space < 0 ? -1 : H5Sget_simple_extent_ndims(r->space);
-    if (rank < 1 || rank > CLI_MAX_DIMS || H5Sget_simple_extent_type(r->space) != H5S_SIMPLE) {
-        set_err(err, errlen, r->label, "has rank %d; expected 1 to %d", rank, CLI_MAX_DIMS);
-        goto done;
+    if (info.rank < 1 || info.rank > CLI_MAX_DIMS || r->ds == NULL) {
+        set_err(err, errlen, r->label, "has rank %d; expected 1 to %d", (int)info.rank, CLI_MAX_DIMS);
+        return -1;
     }
-    hsize_t dims[CLI_MAX_DIMS];
-    size_t shape[CLI_MAX_DIMS];
-    H5Sget_simple_extent_dims(r->space, dims, NULL);
-    for (int d = 0; d < rank; d++)
-        shape[d] = (size_t)dims[d];
-    /* the claimed size must fit the file unless the data is compressed or external */
-    rc = set_shape(r, (size_t)rank, shape, err, errlen);
-done:
-    if (type >= 0)
-        H5Tclose(type);
-    cli_h5_quiet_end(&q);
-    return rc;
+    return set_shape(r, info.rank, info.dims, err, errlen);
 }
 
 static int h5_read_rows(cli_reader *r, size_t n, double *out, char *err, size_t errlen)
 {
-    cli_h5_quiet q;
-    cli_h5_quiet_begin(&q);
-    hsize_t start[CLI_MAX_DIMS] = {0}, count[CLI_MAX_DIMS];
-    int rank = (int)r->ndim;
-    for (int d = 0; d < rank; d++)
-        count[d] = r->shape[d];
-    if (rank >= 2) {
-        start[0] = r->pos;
-        count[0] = n;
+    /* rank 1: the one row is the whole vector */
+    nnd_status s = r->ndim >= 2 ? nnd_h5_dataset_read(r->ds, r->pos, n, out)
+                                : nnd_h5_dataset_read(r->ds, 0, r->shape[0], out);
+    if (s != NND_OK) {
+        set_err(err, errlen, r->label, "cannot read rows %zu to %zu: %s", r->pos, r->pos + n - 1, h5_msg(r));
+        return -1;
     }
-    hsize_t mdim = (hsize_t)n * r->row_len;
-    hid_t mem = H5Screate_simple(1, &mdim, NULL);
-    int rc = 0;
-    if (mem < 0 || H5Sselect_hyperslab(r->space, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(r->dset, H5T_NATIVE_DOUBLE, mem, r->space, H5P_DEFAULT, out) < 0) {
-        set_err(err, errlen, r->label, "cannot read rows %zu to %zu (damaged file?)", r->pos, r->pos + n - 1);
-        rc = -1;
-    }
-    if (mem >= 0)
-        H5Sclose(mem);
-    cli_h5_quiet_end(&q);
-    return rc;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- the interface */
@@ -461,7 +453,6 @@ int cli_reader_open(const char *path, const char *dataset, cli_reader **out, cha
         return -1;
     }
     r->fmt = fmt;
-    r->file = r->dset = r->space = H5I_INVALID_HID;
     if (dataset == NULL || dataset[0] == '\0')
         dataset = "/x";
     r->path = dup_str(path);
@@ -575,17 +566,9 @@ void cli_reader_close(cli_reader *r)
         return;
     if (r->f != NULL && r->own_f)
         fclose(r->f);
-    if (r->dset >= 0 || r->space >= 0 || r->file >= 0) {
-        cli_h5_quiet q;
-        cli_h5_quiet_begin(&q);
-        if (r->space >= 0)
-            H5Sclose(r->space);
-        if (r->dset >= 0)
-            H5Dclose(r->dset);
-        if (r->file >= 0)
-            H5Fclose(r->file);
-        cli_h5_quiet_end(&q);
-    }
+    nnd_h5_dataset_free(r->ds);
+    if (r->map != NULL)
+        munmap(r->map, r->map_len);
     free(r->mem);
     free(r->line);
     free(r->scratch);

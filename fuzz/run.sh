@@ -18,7 +18,7 @@ export OPENBLAS_NUM_THREADS=1
 export NND_FUZZ_TMPDIR=$OUT
 
 status=0
-for t in model_load npy csv; do
+for t in ${NND_FUZZ_TARGETS:-model_load h5_dataset npy csv}; do
     work=$OUT/corpus_$t
     rm -rf "$work"
     mkdir -p "$work"
@@ -32,10 +32,12 @@ for t in model_load npy csv; do
     start=$(date +%s)
     rc=0
     # -timeout: a slow input is a failure (the readers bound their work by the input's size);
-    # -max_len: the v7.3 MAT seeds (HDF5) are up to 72 kB.
+    # -max_len: the v7.3 MAT and Keras .h5 seeds (HDF5) are up to 72 kB.
     max_len=65536
     [ "$t" = model_load ] && max_len=131072
-    "$BUILD/fuzz/fuzz_$t" "$work" -dict=fuzz/$t.dict -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+    dict=fuzz/$t.dict
+    [ "$t" = h5_dataset ] && dict=fuzz/model_load.dict
+    "$BUILD/fuzz/fuzz_$t" "$work" -dict="$dict" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
         -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$OUT/crash_${t}_" >"$log" 2>&1 || rc=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')

@@ -224,6 +224,34 @@ NND_API const char *nnd_net_source_name(const nnd_net *net);
 NND_API size_t nnd_net_n_folded(const nnd_net *net);
 NND_API const char *nnd_net_folded(const nnd_net *net, size_t i);
 
+/* ---------------------------------------------------------------- HDF5 datasets
+ * The library's bounded HDF5 reader (the one behind MAT v7.3 and Keras files), for programs that read
+ * arrays from HDF5 files; nnderiv's CLI reads its .h5 inputs with it. The file is the `size` bytes at
+ * `data` (read or mapped by the caller, kept until nnd_h5_dataset_free); nothing else is touched. It
+ * reads what libhdf5's default format and h5py write (contiguous, compact or chunked storage with the
+ * deflate, shuffle and Fletcher-32 filters; groups as symbol tables or compact links), checks every
+ * structure against the file and bounds its work and memory by the file's size (4 MiB + 64 times
+ * it, for the open and again for each read); anything else is NND_EFORMAT naming the structure. */
+typedef struct nnd_h5_dataset nnd_h5_dataset;
+enum { NND_H5_ABSENT = 0, NND_H5_GROUP = 1, NND_H5_DATASET = 2, NND_H5_OTHER_OBJECT = 3 };
+enum { NND_H5_INTEGER = 0, NND_H5_FLOAT = 1, NND_H5_STRING = 3, NND_H5_OTHER_TYPE = 99 };
+typedef struct {
+    int kind;         /* NND_H5_ABSENT (no such path), NND_H5_GROUP, NND_H5_DATASET, ... */
+    int type_class;   /* a dataset's elements: NND_H5_INTEGER, NND_H5_FLOAT, NND_H5_STRING, ... */
+    size_t type_size; /* bytes per element */
+    size_t rank;      /* 0: a scalar */
+    size_t dims[32];
+} nnd_h5_info;
+/* Describe the object at `path` ("/x", "g/samples") in *info. *ds is opened only for a dataset of
+ * integers or IEEE floats of rank 1 to 32, after its whole storage was checked (layout, filters, the
+ * place of every chunk); otherwise *ds is NULL and the status NND_OK: the caller decides from *info.
+ * name: the file's name, for messages. */
+NND_API nnd_status nnd_h5_dataset_open(const void *data, size_t size, const char *name, const char *path,
+                                       nnd_h5_info *info, nnd_h5_dataset **ds);
+/* Rows [row0, row0 + n_rows) of dimension 0 as doubles, row-major: n_rows * dims[1] * ... values. */
+NND_API nnd_status nnd_h5_dataset_read(nnd_h5_dataset *ds, size_t row0, size_t n_rows, double *out);
+NND_API void nnd_h5_dataset_free(nnd_h5_dataset *ds);
+
 /* ---------------------------------------------------------------- planning */
 
 /* NND_FLOAT32 (with any of the others): a float32 plan, run by nnd_plan_execute_f32 (below).

@@ -212,6 +212,54 @@ START_TEST(other_zips_and_hdf5_refused)
 }
 END_TEST
 
+/* Mutants of the Keras fixtures on which libhdf5 1.10.8 crashed (SIGSEGV) or looped
+ * (tests/data/bad/keras_*.h5, *.keras): the bounded HDF5 reader refuses each with NND_EFORMAT and a
+ * message naming the file (the test's timeout bounds the time). */
+START_TEST(libhdf5_crashers_refused)
+{
+    static const char *const files[] = {"keras_hdf5segv.h5", "keras_hdf5abort.h5", "keras_hdf5hang_2gb.h5",
+                                        "keras_hdf5abort.keras"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/bad/%s", NND_TEST_DATA, files[i]);
+        nnd_net *net = (nnd_net *)1;
+        nnd_status s = nnd_net_load(p, &net);
+        ck_assert_msg(s == NND_EFORMAT && net == NULL && strstr(nnd_errmsg(), files[i]), "%s: %s (%s)", files[i],
+                      nnd_strerror(s), nnd_errmsg());
+        size_t size;
+        char *data = slurp(p, &size);
+        s = nnd_net_load_buffer(data, size, files[i], &net);
+        ck_assert_msg(s == NND_EFORMAT && net == NULL, "%s (buffer): %s (%s)", files[i], nnd_strerror(s), nnd_errmsg());
+        free(data);
+    }
+}
+END_TEST
+
+/* A mutant on which libhdf5 looped (> 10 s): the bytes changed are the global heap's free space and
+ * unused padding, which the model does not depend on; it loads, and computes the original's bits. */
+START_TEST(libhdf5_hang_mutant_loads_as_the_original)
+{
+    char p[1024];
+    nnd_net *a = NULL, *b = NULL;
+    snprintf(p, sizeof p, "%s/k2_hard_sigmoid.h5", DIR);
+    ck_assert_msg(nnd_net_load(p, &a) == NND_OK, "%s", nnd_errmsg());
+    snprintf(p, sizeof p, "%s/import/keras_mutants/k2_hard_sigmoid_hdf5hang.h5", NND_TEST_DATA);
+    ck_assert_msg(nnd_net_load(p, &b) == NND_OK, "%s", nnd_errmsg());
+    ck_assert(nnd_net_n_in(a) == 3 && nnd_net_n_in(b) == 3 && nnd_net_n_out(a) == 2 && nnd_net_n_out(b) == 2);
+    double x[3] = {0.3, -0.7, 1.1}, ya[2], yb[2], Ja[6], Jb[6], Ha[18], Hb[18];
+    nnd_plan *pa, *pb;
+    unsigned what = NND_VALUE | NND_JACOBIAN | NND_HESSIAN;
+    ck_assert(nnd_plan_new(a, 1, what, NND_MODE_REVERSE, &pa) == NND_OK);
+    ck_assert(nnd_plan_new(b, 1, what, NND_MODE_REVERSE, &pb) == NND_OK);
+    ck_assert(nnd_plan_execute(pa, 1, x, ya, Ja, Ha) == NND_OK && nnd_plan_execute(pb, 1, x, yb, Jb, Hb) == NND_OK);
+    ck_assert(!memcmp(ya, yb, sizeof ya) && !memcmp(Ja, Jb, sizeof Ja) && !memcmp(Ha, Hb, sizeof Ha));
+    nnd_plan_free(pa);
+    nnd_plan_free(pb);
+    nnd_net_free(a);
+    nnd_net_free(b);
+}
+END_TEST
+
 static herr_t my_handler(hid_t stack, void *data)
 {
     (void)stack;
@@ -250,6 +298,8 @@ int main(void)
     tcase_add_test(tc, truncated_h5_refused);
     tcase_add_test(tc, other_zips_and_hdf5_refused);
     tcase_add_test(tc, hdf5_error_printing_left_as_found);
+    tcase_add_test(tc, libhdf5_crashers_refused);
+    tcase_add_test(tc, libhdf5_hang_mutant_loads_as_the_original);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

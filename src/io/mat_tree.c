@@ -16,6 +16,7 @@ void matx_init(matx *x, const char *name, size_t file_bytes)
 {
     size_t b;
     x->name = name;
+    x->kind = "MAT-file";
     if (!nnd__mul(file_bytes, MATX_BUDGET_FACTOR, &b) || !nnd__add(b, MATX_BUDGET_BASE, &b))
         b = SIZE_MAX;
     x->budget = x->work = b;
@@ -44,8 +45,8 @@ nnd_status matx_fail(const matx *x, nnd_status s, const char *fmt, ...)
 
 nnd_status matx_over_budget(const matx *x)
 {
-    return matx_fail(x, NND_EFORMAT, "corrupt MAT-file: it claims more data than a file of its size can hold "
-                     "(the reader's bound is %zu MiB + %d times the file size)", MATX_BUDGET_BASE >> 20,
+    return matx_fail(x, NND_EFORMAT, "corrupt %s: it claims more data than a file of its size can hold "
+                     "(the reader's bound is %zu MiB + %d times the file size)", x->kind, MATX_BUDGET_BASE >> 20,
                      MATX_BUDGET_FACTOR);
 }
 

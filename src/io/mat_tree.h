@@ -49,6 +49,7 @@ struct matv {
 typedef struct matx_block matx_block;
 typedef struct {
     const char *name;
+    const char *kind; /* "MAT-file" (matx_init), or "HDF5 file": for the over-budget message */
     size_t budget;   /* bytes that may still be allocated */
     size_t work;     /* bytes that may still be processed (re-reads through references count again) */
     matx_block *blocks;

@@ -31,21 +31,23 @@
  * Normalization computes (x - mean)/max(sqrt(variance), eps) (invert: mean + x*max(sqrt(variance),
  * eps)) with eps = keras.config.epsilon(), which is not saved in the file: its default 1e-7 is used.
  *
- * libhdf5 reads the weights from memory (the core driver with a file image; nothing touches the
- * disk). Its automatic error printing is switched off around every use and restored afterwards;
- * every dataset's type, rank and shape is checked before it is read, and no dataset or attribute
- * may claim more bytes than the file holds. */
+ * The HDF5 file (the .h5, or model.weights.h5 from the archive) is read from memory by the library's
+ * bounded HDF5 reader (h5_read.h), not by libhdf5, which is not hardened against corrupt files: every
+ * structure is checked against the file, work and memory are bounded by its size, and anything the
+ * reader does not read (dense attribute storage, other layouts) is refused naming it. Every
+ * dataset's type, rank and shape is checked before it is read, and no dataset or attribute may claim
+ * more bytes than the file holds. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <hdf5.h>
 #include <jansson.h>
 #include <zip.h>
 
 #include "net/internal.h"
+#include "io/h5_read.h"
 #include "io/model_import.h"
 
 #define KERAS_EPSILON 1e-7          /* keras.config.epsilon()'s default */
@@ -67,12 +69,16 @@ int nnd__sniff_keras_h5(const unsigned char *p, size_t n) { return n >= 8 && mem
 typedef struct {
     const char *name;    /* file name, for messages */
     size_t file_size;    /* bytes of the HDF5 image: no read may claim more */
-    hid_t h5;            /* the weights file, or -1 */
+    matx x;              /* the bounded HDF5 reader's budget and allocations */
+    h5r h5;              /* the weights file (h5_open: opened) */
+    int h5_open;
+    char h5name[320];    /* the file name, and the archive entry, for the reader's messages */
     int legacy;          /* 1: legacy .h5; 0: .keras */
     int keras_major;     /* the major version of the Keras that wrote the file; 0 if not recorded */
     char version[32];
     /* legacy: the file's layers that have weights, in the order of layer_names */
     char **wl_names;
+    uint64_t *wl_addr;   /* their groups */
     size_t n_wl;
 } kctx;
 
@@ -102,161 +108,80 @@ typedef struct {
 
 /* ---------------------------------------------------------------- HDF5 helpers */
 
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-/* libhdf5 prints its error stack by default: off while we call it, then back as it was. */
-static void h5_silence(h5_quiet *q)
+/* Open the HDF5 image in memory with the library's bounded reader (h5_read.h). */
+static nnd_status h5_open_image(kctx *c, const void *data, size_t len, const char *what)
 {
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_restore(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
-static void h5_close_id(hid_t id)
-{
-    if (id < 0)
-        return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE: H5Fclose(id); break;
-    case H5I_GROUP: H5Gclose(id); break;
-    case H5I_DATASET: H5Dclose(id); break;
-    case H5I_ATTR: H5Aclose(id); break;
-    case H5I_DATATYPE: H5Tclose(id); break;
-    case H5I_DATASPACE: H5Sclose(id); break;
-    case H5I_GENPROP_LST: H5Pclose(id); break;
-    default: break;
-    }
-}
-
-/* Open the HDF5 image in memory. The core driver copies it; the name only has to be unique among
- * the files this process has open (HDF5 recognises an open file by it), hence the address of the
- * buffer, which the caller keeps alive until the file is closed. */
-static nnd_status h5_open_image(kctx *c, const void *data, size_t len)
-{
-    c->h5 = -1;
     c->file_size = len;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0)
-        return bad(NND_ENOMEM, c, "libhdf5 cannot create a file access property list");
-    char fname[64];
-    snprintf(fname, sizeof fname, "nnderiv-keras-image-%p", data);
-    if (H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 || H5Pset_file_image(fapl, (void *)data, len) < 0) {
-        H5Pclose(fapl);
-        return bad(NND_ENOMEM, c, "libhdf5 cannot take the file image (%zu bytes)", len);
-    }
-    c->h5 = H5Fopen(fname, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (c->h5 < 0)
-        return bad(NND_EFORMAT, c, "libhdf5 cannot open it: a truncated or corrupt HDF5 file");
-    return NND_OK;
+    if (what)
+        snprintf(c->h5name, sizeof c->h5name, "%.200s: %s", c->name, what);
+    else
+        snprintf(c->h5name, sizeof c->h5name, "%.300s", c->name);
+    matx_init(&c->x, c->h5name, len);
+    c->x.kind = "HDF5 file";
+    c->h5_open = 1;
+    return h5r_open(&c->h5, &c->x, data, len, 0);
 }
 
-static int h5_exists(hid_t loc, const char *path)
+static void h5_close(kctx *c)
 {
-    /* H5Lexists wants every intermediate link to exist: walk the path one component at a time. */
-    char buf[512];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return 0;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 0; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            if (i == 0)
-                continue;
-            char save = buf[i];
-            buf[i] = '\0';
-            htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
-            buf[i] = save;
-            if (e <= 0)
-                return 0;
-        }
-    }
-    return 1;
+    if (c->h5_open)
+        matx_release(&c->x);
+    c->h5_open = 0;
 }
 
-/* A string attribute (scalar, or a one-element array) of `obj` as a nnd__malloc'd NUL-terminated
- * string. NND_EFORMAT when it is missing (if `required`; otherwise NND_OK and *out NULL), not a
- * string, or claims more bytes than the file. */
-static nnd_status h5_attr_string(kctx *c, hid_t obj, const char *attr, const char *what, int required, char **out)
+/* The object at `path` below `loc` (H5R_UNDEF if there is none). */
+static nnd_status h5_find(kctx *c, uint64_t loc, const char *path, uint64_t *addr)
+{
+    c->h5.var = path;
+    nnd_status s = h5r_find(&c->h5, loc, path, addr);
+    c->h5.var = "";
+    return s;
+}
+
+/* The attribute `attr` of the object at `obj`: its type and element count, and its data. NULL (and
+ * NND_OK) when there is none. */
+static nnd_status h5_attr(kctx *c, uint64_t obj, const char *attr, h5obj *t, size_t *numel, h5cur *data, int *found)
+{
+    h5obj o;
+    *found = 0;
+    nnd_status s = h5r_object(&c->h5, obj, &o);
+    const h5attr *a = s ? NULL : h5r_attr(&c->h5, &o, attr, &s);
+    if (a && !(s = h5r_attr_shape(&c->h5, a, t, numel))) {
+        *data = a->data;
+        *found = 1;
+    }
+    h5r_object_free(&c->h5, &o);
+    return s;
+}
+
+static int is_string(const h5obj *t) { return t->tclass == 3 || (t->tclass == 9 && t->vlen_string); }
+
+/* A string attribute (scalar, or a one-element array) of the object at `obj` as a nnd__malloc'd
+ * NUL-terminated string. NND_EFORMAT when it is missing (if `required`; otherwise NND_OK and *out
+ * NULL), not a string, or claims more bytes than the file. */
+static nnd_status h5_attr_string(kctx *c, uint64_t obj, const char *attr, const char *what, int required, char **out)
 {
     *out = NULL;
-    htri_t ex = H5Aexists(obj, attr);
-    if (ex <= 0)
-        return required ? bad(NND_EFORMAT, c, "%s: the attribute '%s' is missing", what, attr) : NND_OK;
-    nnd_status s = NND_OK;
-    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT), t = -1, sp = -1, mt = -1;
-    if (a < 0 || (t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-        goto done;
-    }
-    if (H5Tget_class(t) != H5T_STRING) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a string", what, attr);
-        goto done;
-    }
-    hssize_t np = H5Sget_simple_extent_npoints(sp);
-    if (np != 1) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' holds %lld strings, expected one", what, attr, (long long)np);
-        goto done;
-    }
-    htri_t var = H5Tis_variable_str(t);
-    if (var < 0) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' has a malformed string type", what, attr);
-        goto done;
-    }
-    mt = H5Tcopy(H5T_C_S1);
-    if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) { /* HDF5 converts no character set into another */
-        s = bad(NND_ENOMEM, c, "%s: out of memory", what);
-        goto done;
-    }
-    if (var) {
-        char *p = NULL;
-        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &p) < 0 || !p) {
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-            goto done;
-        }
-        size_t n = strnlen(p, c->file_size + 1);
-        if (n > c->file_size || n > MAX_JSON_BYTES) {
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is longer than the file", what, attr);
-        } else if (!(*out = nnd__malloc(n + 1, 1))) {
-            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
-        } else {
-            memcpy(*out, p, n + 1);
-        }
-        H5free_memory(p);
-    } else {
-        size_t n = H5Tget_size(t);
-        if (n == 0 || n > c->file_size || n > MAX_JSON_BYTES) {
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' claims %zu bytes, more than the file holds", what, attr, n);
-            goto done;
-        }
-        if (H5Tset_size(mt, n + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0) {
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-            goto done;
-        }
-        if (!(*out = nnd__calloc(n + 1, 1))) {
-            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
-            goto done;
-        }
-        if (H5Aread(a, mt, *out) < 0) {
-            nnd__free(*out);
-            *out = NULL;
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-            goto done;
-        }
-        (*out)[n] = '\0';
-    }
-done:
-    h5_close_id(mt);
-    h5_close_id(sp);
-    h5_close_id(t);
-    h5_close_id(a);
-    return s;
+    h5obj t;
+    h5cur d;
+    size_t np;
+    int found;
+    char **v;
+    nnd_status s = h5_attr(c, obj, attr, &t, &np, &d, &found);
+    if (s || !found)
+        return s ? s : required ? bad(NND_EFORMAT, c, "%s: the attribute '%s' is missing", what, attr) : NND_OK;
+    if (!is_string(&t))
+        return bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a string", what, attr);
+    if (np != 1)
+        return bad(NND_EFORMAT, c, "%s: the attribute '%s' holds %zu strings, expected one", what, attr, np);
+    size_t cap = c->file_size < MAX_JSON_BYTES ? c->file_size : MAX_JSON_BYTES;
+    if ((s = h5r_strings(&c->h5, &t, d, 1, cap, &v)))
+        return s;
+    size_t n = strlen(v[0]);
+    if (!(*out = nnd__malloc(n + 1, 1)))
+        return bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+    memcpy(*out, v[0], n + 1);
+    return NND_OK;
 }
 
 static void free_strings(char **v, size_t n)
@@ -271,181 +196,117 @@ static void free_strings(char **v, size_t n)
 /* A one-dimensional string-array attribute (layer_names, weight_names) as nnd__malloc'd strings.
  * Keras writes an empty list as an empty float64 array: any type with no element is an empty list.
  * Missing: NND_EFORMAT. Split over name0, name1, ... (Keras does so past 64 KiB): NND_EUNSUPPORTED. */
-static nnd_status h5_attr_strings(kctx *c, hid_t obj, const char *attr, const char *what, char ***out, size_t *n_out)
+static nnd_status h5_attr_strings(kctx *c, uint64_t obj, const char *attr, const char *what, char ***out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    if (H5Aexists(obj, attr) <= 0) {
+    h5obj t;
+    h5cur d;
+    size_t n;
+    int found;
+    nnd_status s = h5_attr(c, obj, attr, &t, &n, &d, &found);
+    if (!s && !found) {
         char chunk[80];
         snprintf(chunk, sizeof chunk, "%s0", attr);
-        if (H5Aexists(obj, chunk) > 0)
+        if ((s = h5_attr(c, obj, chunk, &t, &n, &d, &found)))
+            return s;
+        if (found)
             return bad(NND_EUNSUPPORTED, c, "%s: the attribute '%s' is split into chunks ('%s', ...), which this "
                        "reader does not read", what, attr, chunk);
         return bad(NND_EFORMAT, c, "%s: the attribute '%s' is missing", what, attr);
     }
-    nnd_status s = NND_OK;
-    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT), t = -1, sp = -1, mt = -1;
-    char **v = NULL;
-    size_t n = 0;
-    if (a < 0 || (t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-        goto done;
-    }
-    hssize_t np = H5Sget_simple_extent_npoints(sp);
-    int rank = H5Sget_simple_extent_ndims(sp);
-    if (np < 0 || rank < 0 || rank > 1) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list", what, attr);
-        goto done;
-    }
-    if (np == 0)
-        goto done;
-    if (H5Tget_class(t) != H5T_STRING) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list of strings", what, attr);
-        goto done;
-    }
-    htri_t var = H5Tis_variable_str(t);
-    size_t tsize = H5Tget_size(t);
-    /* every string takes at least one byte of the file (fixed: tsize bytes) */
-    if (var < 0 || (size_t)np > c->file_size || (!var && (tsize == 0 || tsize > c->file_size / (size_t)np))) {
-        s = bad(NND_EFORMAT, c, "%s: the attribute '%s' claims more bytes than the file holds", what, attr);
-        goto done;
-    }
-    n = (size_t)np;
-    if (!(v = nnd__calloc(n, sizeof *v)) || (mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) {
-        s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
-        goto done;
-    }
-    if (var) {
-        char **p = nnd__calloc(n, sizeof *p);
-        if (!p) {
-            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
-            goto done;
-        }
-        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, p) < 0) {
-            nnd__free(p);
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-            goto done;
-        }
-        for (size_t i = 0; i < n && !s; i++) {
-            size_t len = p[i] ? strnlen(p[i], 4096) : 4096;
-            if (len >= 4096)
-                s = bad(NND_EFORMAT, c, "%s: entry %zu of the attribute '%s' is missing or too long", what, i, attr);
-            else if (!(v[i] = nnd__malloc(len + 1, 1)))
-                s = bad(NND_ENOMEM, c, "%s: out of memory", what);
-            else
-                memcpy(v[i], p[i], len + 1);
-        }
-        for (size_t i = 0; i < n; i++)
-            if (p[i])
-                H5free_memory(p[i]);
-        nnd__free(p);
-    } else {
-        char *buf = NULL;
-        size_t bytes;
-        if (!nnd__mul(n, tsize + 1, &bytes) || !(buf = nnd__calloc(bytes, 1))) {
-            s = bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
-            goto done;
-        }
-        if (H5Tset_size(mt, tsize + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 || H5Aread(a, mt, buf) < 0) {
-            nnd__free(buf);
-            s = bad(NND_EFORMAT, c, "%s: the attribute '%s' cannot be read", what, attr);
-            goto done;
-        }
-        for (size_t i = 0; i < n && !s; i++) {
-            const char *e = buf + i * (tsize + 1);
-            size_t len = strnlen(e, tsize);
-            if (!(v[i] = nnd__malloc(len + 1, 1)))
-                s = bad(NND_ENOMEM, c, "%s: out of memory", what);
-            else {
-                memcpy(v[i], e, len);
-                v[i][len] = '\0';
-            }
-        }
-        nnd__free(buf);
-    }
-done:
-    h5_close_id(mt);
-    h5_close_id(sp);
-    h5_close_id(t);
-    h5_close_id(a);
-    if (s) {
-        free_strings(v, n);
+    if (s)
         return s;
+    if (t.rank > 1)
+        return bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list", what, attr);
+    if (n == 0)
+        return NND_OK;
+    if (!is_string(&t))
+        return bad(NND_EFORMAT, c, "%s: the attribute '%s' is not a list of strings", what, attr);
+    char **v, **w;
+    if ((s = h5r_strings(&c->h5, &t, d, n, 4095, &v)))
+        return s;
+    if (!(w = nnd__calloc(n, sizeof *w)))
+        return bad(NND_ENOMEM, c, "%s: out of memory reading the attribute '%s'", what, attr);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(v[i]);
+        if (!(w[i] = nnd__malloc(len + 1, 1))) {
+            free_strings(w, n);
+            return bad(NND_ENOMEM, c, "%s: out of memory", what);
+        }
+        memcpy(w[i], v[i], len + 1);
     }
-    *out = v;
-    *n_out = v ? n : 0;
+    *out = w;
+    *n_out = n;
     return NND_OK;
 }
 
 /* A weight dataset `path` below `loc`: a real (floating-point) array of rank <= 2 whose dims go to
  * dims[] (rank 0: a scalar), read as doubles into a nnd__malloc'd array. Its size is checked against
  * the file's before anything is allocated; every value must be finite. */
-static nnd_status h5_read_var(kctx *c, hid_t loc, const char *path, const char *what, int *rank, size_t dims[2],
+static nnd_status h5_read_var(kctx *c, uint64_t loc, const char *path, const char *what, int *rank, size_t dims[2],
                               double **out)
 {
     *out = NULL;
-    nnd_status s = NND_OK;
-    hid_t d = -1, t = -1, sp = -1;
-    if (!h5_exists(loc, path) || H5Oexists_by_name(loc, path, H5P_DEFAULT) <= 0)
+    uint64_t addr;
+    h5obj o;
+    nnd_status s = h5_find(c, loc, path, &addr);
+    if (s)
+        return s;
+    if (addr == H5R_UNDEF)
         return bad(NND_EFORMAT, c, "%s: the dataset '%s' is missing", what, path);
-    if ((d = H5Dopen2(loc, path, H5P_DEFAULT)) < 0 || (t = H5Dget_type(d)) < 0 || (sp = H5Dget_space(d)) < 0) {
+    c->h5.var = path;
+    if ((s = h5r_object(&c->h5, addr, &o)))
+        goto done;
+    if (o.group || !o.have_type || !o.have_space || !o.have_layout) {
         s = bad(NND_EFORMAT, c, "%s: '%s' is not a readable dataset", what, path);
         goto done;
     }
-    size_t tsize = H5Tget_size(t);
-    if (H5Tget_class(t) != H5T_FLOAT || (tsize != 2 && tsize != 4 && tsize != 8)) {
+    if (o.tclass != 1) {
         s = bad(NND_EFORMAT, c, "%s: the dataset '%s' is not of a floating-point type", what, path);
         goto done;
     }
-    int r = H5Sget_simple_extent_ndims(sp);
-    H5S_class_t sc = H5Sget_simple_extent_type(sp);
-    if (r < 0 || r > 2 || (sc != H5S_SIMPLE && sc != H5S_SCALAR)) {
-        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has %d dimensions, expected at most 2", what, path, r);
-        goto done;
-    }
-    hsize_t hd[2] = {1, 1};
-    if (r > 0 && H5Sget_simple_extent_dims(sp, hd, NULL) != r) {
-        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has an unreadable shape", what, path);
+    if (o.rank > 2 || o.null_space) {
+        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has %zu dimensions, expected at most 2", what, path, o.rank);
         goto done;
     }
     size_t n = 1, bytes;
-    for (int i = 0; i < r; i++) {
-        if (hd[i] == 0 || hd[i] > c->file_size || !nnd__mul(n, (size_t)hd[i], &n)) {
+    for (size_t i = 0; i < o.rank; i++) {
+        if (o.dims[i] == 0 || o.dims[i] > c->file_size || !nnd__mul(n, (size_t)o.dims[i], &n)) {
             s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has an empty or impossible shape", what, path);
             goto done;
         }
-        dims[i] = (size_t)hd[i];
+        dims[i] = (size_t)o.dims[i];
     }
-    if (!nnd__mul(n, tsize, &bytes) || bytes > c->file_size) {
+    if (!nnd__mul(n, o.tsize, &bytes) || bytes > c->file_size) {
         s = bad(NND_EFORMAT, c, "%s: the dataset '%s' claims %zu values, more than the file holds", what, path, n);
         goto done;
     }
-    if (H5Dget_storage_size(d) == 0) {
+    if ((o.lclass == 1 || o.lclass == 2) && o.addr == H5R_UNDEF) {
         s = bad(NND_EFORMAT, c, "%s: the dataset '%s' has no data written", what, path);
         goto done;
     }
+    unsigned char *raw;
+    if ((s = h5r_read_raw(&c->h5, &o, n, &raw)))
+        goto done;
     double *v = nnd__malloc(n, sizeof *v);
     if (!v) {
         s = bad(NND_ENOMEM, c, "%s: out of memory reading '%s' (%zu values)", what, path, n);
         goto done;
     }
-    if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+    for (size_t i = 0; i < n && !s; i++)
+        if (!isfinite(v[i] = h5r_elem(&o, raw + i * o.tsize)))
+            s = bad(NND_EFORMAT, c, "%s: the dataset '%s' holds a value that is not finite (entry %zu)", what, path, i);
+    matx_unalloc(&c->x, raw);
+    if (s) {
         nnd__free(v);
-        s = bad(NND_EFORMAT, c, "%s: the dataset '%s' cannot be read (corrupt, or an unavailable filter)", what, path);
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) {
-            nnd__free(v);
-            s = bad(NND_EFORMAT, c, "%s: the dataset '%s' holds a value that is not finite (entry %zu)", what, path, i);
-            goto done;
-        }
-    *rank = r;
+    *rank = (int)o.rank;
     *out = v;
 done:
-    h5_close_id(sp);
-    h5_close_id(t);
-    h5_close_id(d);
+    h5r_object_free(&c->h5, &o);
+    c->h5.var = "";
     return s;
 }
 
@@ -455,7 +316,7 @@ done:
  * made by var_path. .keras: "layers/<cls>[_k]/vars" holding "0", "1", ...; legacy: the file's layer
  * group, whose weight_names give the paths. */
 typedef struct {
-    hid_t g;
+    uint64_t g;
     size_t n;
     char **names; /* legacy: weight_names; .keras: NULL */
     char where[200];
@@ -463,9 +324,8 @@ typedef struct {
 
 static void vars_close(kvars *v)
 {
-    h5_close_id(v->g);
     free_strings(v->names, v->n);
-    v->g = -1;
+    v->g = H5R_UNDEF;
     v->names = NULL;
 }
 
@@ -481,7 +341,7 @@ static const char *weights_dir(const char *cls)
 
 static nnd_status vars_open(kctx *c, const klayer *L, kvars *v)
 {
-    v->g = -1;
+    v->g = H5R_UNDEF;
     v->n = 0;
     v->names = NULL;
     nnd_status s = NND_OK;
@@ -491,38 +351,41 @@ static nnd_status vars_open(kctx *c, const klayer *L, kvars *v)
             snprintf(v->where, sizeof v->where, "layers/%s/vars", dir);
         else
             snprintf(v->where, sizeof v->where, "layers/%s_%zu/vars", dir, L->wpos);
-        if (!h5_exists(c->h5, v->where) || (v->g = H5Gopen2(c->h5, v->where, H5P_DEFAULT)) < 0)
+        h5obj o;
+        if ((s = h5_find(c, c->h5.root, v->where, &v->g)))
+            return s;
+        if (v->g == H5R_UNDEF)
             return bad(NND_EFORMAT, c, LAYER_FMT ": its weights group '%s' is missing from model.weights.h5",
                        LAYER_ARGS(L), v->where);
-        H5G_info_t info;
-        if (H5Gget_info(v->g, &info) < 0) {
-            s = bad(NND_EFORMAT, c, LAYER_FMT ": the group '%s' cannot be read", LAYER_ARGS(L), v->where);
-            goto fail;
-        }
-        v->n = (size_t)info.nlinks;
+        c->h5.var = v->where;
+        s = h5r_object(&c->h5, v->g, &o);
+        if (!s && !o.group)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": '%s' is not a group", LAYER_ARGS(L), v->where);
+        if (!s)
+            s = h5r_members(&c->h5, &o);
+        v->n = o.n_links;
+        h5r_object_free(&c->h5, &o);
+        c->h5.var = "";
+        if (s)
+            return s;
         char *owner = NULL;
         if ((s = h5_attr_string(c, v->g, "name", v->where, 0, &owner)))
-            goto fail;
+            return s;
         if (owner && strcmp(owner, L->lname) != 0) {
             s = bad(NND_EFORMAT, c, LAYER_FMT ": the weights group '%s' belongs to layer '%.100s'", LAYER_ARGS(L),
                     v->where, owner);
             nnd__free(owner);
-            goto fail;
+            return s;
         }
         nnd__free(owner);
         return NND_OK;
     }
     if (L->wpos >= c->n_wl)
         return bad(NND_EFORMAT, c, LAYER_FMT ": the file has weights for %zu layers only", LAYER_ARGS(L), c->n_wl);
-    const char *fl = c->wl_names[L->wpos];
-    snprintf(v->where, sizeof v->where, "model_weights/%.150s", fl);
-    if ((v->g = H5Gopen2(c->h5, v->where, H5P_DEFAULT)) < 0)
-        return bad(NND_EFORMAT, c, LAYER_FMT ": the weights group '%s' is missing", LAYER_ARGS(L), v->where);
+    snprintf(v->where, sizeof v->where, "model_weights/%.150s", c->wl_names[L->wpos]);
+    v->g = c->wl_addr[L->wpos];
     if ((s = h5_attr_strings(c, v->g, "weight_names", v->where, &v->names, &v->n)))
-        goto fail;
-    return NND_OK;
-fail:
-    vars_close(v);
+        vars_close(v);
     return s;
 }
 
@@ -1518,7 +1381,7 @@ static nnd_status zip_entry(kctx *c, zip_t *z, const char *entry, int required, 
 nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, nnd_net **net)
 {
     *net = NULL;
-    kctx c = {.name = name, .h5 = -1, .file_size = len};
+    kctx c = {.name = name, .file_size = len};
     zip_error_t ze;
     zip_error_init(&ze);
     zip_source_t *src = zip_source_buffer_create(data, len, 0, &ze);
@@ -1553,17 +1416,14 @@ nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, n
             parse_version(&c, jstr(mj, "keras_version"));
         json_decref(mj);
     }
-    h5_quiet q;
-    h5_silence(&q);
     if (!s && !nnd__sniff_keras_h5((const unsigned char *)weights, n_weights))
         s = bad(NND_EFORMAT, &c, "model.weights.h5 is not an HDF5 file");
     if (!s)
-        s = h5_open_image(&c, weights, n_weights);
+        s = h5_open_image(&c, weights, n_weights, "model.weights.h5");
     if (!s)
         s = load_config(&c, config, n_config, "config.json", "Keras (.keras)", net);
-    h5_close_id(c.h5);
-    h5_restore(&q);
-    nnd__free(weights); /* only now: while the file is open its address names it (h5_open_image) */
+    h5_close(&c);
+    nnd__free(weights); /* only now: the reader points into it */
     nnd__free(config);
     nnd__free(meta);
     return s;
@@ -1574,65 +1434,86 @@ nnd_status nnd__load_keras_zip(const char *data, size_t len, const char *name, n
 /* model_weights' layers that have weights, in the order of its layer_names. */
 static nnd_status legacy_weighted_layers(kctx *c)
 {
-    hid_t g = H5Gopen2(c->h5, "model_weights", H5P_DEFAULT);
-    if (g < 0)
+    uint64_t g;
+    nnd_status s = h5_find(c, c->h5.root, "model_weights", &g);
+    if (s)
+        return s;
+    if (g == H5R_UNDEF)
         return bad(NND_EFORMAT, c, "the group 'model_weights' is missing");
     char **names = NULL;
     size_t n = 0;
-    nnd_status s = h5_attr_strings(c, g, "layer_names", "model_weights", &names, &n);
-    if (!s && !(c->wl_names = nnd__calloc(n ? n : 1, sizeof *c->wl_names)))
+    s = h5_attr_strings(c, g, "layer_names", "model_weights", &names, &n);
+    if (!s && (!(c->wl_names = nnd__calloc(n ? n : 1, sizeof *c->wl_names)) ||
+               !(c->wl_addr = nnd__calloc(n ? n : 1, sizeof *c->wl_addr))))
         s = bad(NND_ENOMEM, c, "out of memory");
     for (size_t i = 0; !s && i < n; i++) {
-        if (!names[i][0] || strlen(names[i]) > 150 || !h5_exists(g, names[i])) {
+        uint64_t lg = H5R_UNDEF;
+        if (names[i][0] && strlen(names[i]) <= 150 && !strchr(names[i], '/') && (s = h5_find(c, g, names[i], &lg)))
+            break;
+        if (lg == H5R_UNDEF) {
             s = bad(NND_EFORMAT, c, "model_weights: layer '%.100s' of layer_names has no group", names[i]);
             break;
         }
-        hid_t lg = H5Gopen2(g, names[i], H5P_DEFAULT);
         char **w = NULL;
         size_t nw = 0;
-        if (lg < 0)
-            s = bad(NND_EFORMAT, c, "model_weights/%.100s is not a group", names[i]);
-        else
-            s = h5_attr_strings(c, lg, "weight_names", names[i], &w, &nw);
-        h5_close_id(lg);
+        s = h5_attr_strings(c, lg, "weight_names", names[i], &w, &nw);
         free_strings(w, nw);
         if (!s && nw > 0) {
+            c->wl_addr[c->n_wl] = lg;
             c->wl_names[c->n_wl++] = names[i];
             names[i] = NULL;
         }
     }
     free_strings(names, n);
-    h5_close_id(g);
+    return s;
+}
+
+/* Whether the object at `obj` has the attribute `attr` (errors only for a corrupt object). */
+static nnd_status h5_has_attr(kctx *c, uint64_t obj, const char *attr, int *found)
+{
+    h5obj t;
+    h5cur d;
+    size_t n;
+    return h5_attr(c, obj, attr, &t, &n, &d, found);
+}
+
+static nnd_status h5_has(kctx *c, const char *path, int *found)
+{
+    uint64_t a;
+    nnd_status s = h5_find(c, c->h5.root, path, &a);
+    *found = !s && a != H5R_UNDEF;
     return s;
 }
 
 nnd_status nnd__load_keras_h5(const char *data, size_t len, const char *name, nnd_net **net)
 {
     *net = NULL;
-    kctx c = {.name = name, .h5 = -1, .legacy = 1};
-    h5_quiet q;
-    h5_silence(&q);
-    nnd_status s = h5_open_image(&c, data, len);
+    kctx c = {.name = name, .legacy = 1};
+    nnd_status s = h5_open_image(&c, data, len, NULL);
     char *config = NULL, *version = NULL;
-    if (!s && H5Aexists(c.h5, "model_config") <= 0) {
-        if (h5_exists(c.h5, "layers") || h5_exists(c.h5, "model_weights") || H5Aexists(c.h5, "layer_names") > 0 ||
-            H5Aexists(c.h5, "weight_names") > 0 || h5_exists(c.h5, "vars"))
-            s = bad(NND_EUNSUPPORTED, &c, "Keras weights without an architecture (a .weights.h5 file from "
-                    "save_weights, or a model saved without its config): save the whole model with "
-                    "model.save(\"m.keras\")");
-        else
-            s = bad(NND_EFORMAT, &c, "an HDF5 file that is not a Keras model (no 'model_config' attribute); "
-                    "nnderiv reads HDF5 as Keras .h5 models and MATLAB v7.3 MAT-files");
+    int has = 0;
+    if (!s)
+        s = h5_has_attr(&c, c.h5.root, "model_config", &has);
+    if (!s && !has) {
+        int f[5] = {0};
+        if (!(s = h5_has(&c, "layers", &f[0])) && !(s = h5_has(&c, "model_weights", &f[1])) &&
+            !(s = h5_has_attr(&c, c.h5.root, "layer_names", &f[2])) &&
+            !(s = h5_has_attr(&c, c.h5.root, "weight_names", &f[3])) && !(s = h5_has(&c, "vars", &f[4])))
+            s = f[0] || f[1] || f[2] || f[3] || f[4]
+                    ? bad(NND_EUNSUPPORTED, &c, "Keras weights without an architecture (a .weights.h5 file from "
+                          "save_weights, or a model saved without its config): save the whole model with "
+                          "model.save(\"m.keras\")")
+                    : bad(NND_EFORMAT, &c, "an HDF5 file that is not a Keras model (no 'model_config' attribute); "
+                          "nnderiv reads HDF5 as Keras .h5 models and MATLAB v7.3 MAT-files");
     }
     if (!s)
-        s = h5_attr_string(&c, c.h5, "model_config", "the file", 1, &config);
+        s = h5_attr_string(&c, c.h5.root, "model_config", "the file", 1, &config);
     if (!s)
-        s = h5_attr_string(&c, c.h5, "keras_version", "the file", 0, &version);
+        s = h5_attr_string(&c, c.h5.root, "keras_version", "the file", 0, &version);
     if (!s && !version) {
-        hid_t g = h5_exists(c.h5, "model_weights") ? H5Gopen2(c.h5, "model_weights", H5P_DEFAULT) : -1;
-        if (g >= 0)
+        uint64_t g = H5R_UNDEF;
+        if (!(s = h5_find(&c, c.h5.root, "model_weights", &g)) && g != H5R_UNDEF)
             s = h5_attr_string(&c, g, "keras_version", "model_weights", 0, &version);
-        h5_close_id(g);
     }
     if (!s) {
         parse_version(&c, version);
@@ -1640,9 +1521,9 @@ nnd_status nnd__load_keras_h5(const char *data, size_t len, const char *name, nn
     }
     if (!s)
         s = load_config(&c, config, strlen(config), "model_config", "Keras (.h5)", net);
-    h5_close_id(c.h5);
-    h5_restore(&q);
+    h5_close(&c);
     free_strings(c.wl_names, c.n_wl);
+    nnd__free(c.wl_addr);
     nnd__free(config);
     nnd__free(version);
     return s;

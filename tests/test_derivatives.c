@@ -572,6 +572,24 @@ END_TEST
 
 /* ---------------------------------------------------------------- (c) forward = reverse = auto */
 
+/* nnd_plan_explain names the engine that runs and lists every candidate the planner asked: the
+ * engine is among them, and each candidate is of the family the mode allows (forced FORWARD: forward
+ * engines only; NND_BLOCKED: no fused engine). */
+static void check_explain_engines(const nnd_plan *p, const char *label, const char *must_not, const tnet *t)
+{
+    const char *ex = nnd_plan_explain(p), *eng = strstr(ex, "; engine "), *cand = strstr(ex, "; candidates:");
+    ck_assert_msg(eng && cand && cand > eng, "%s: explain names no engine and candidates: \"%s\" (net %s)", label, ex,
+                  t->desc);
+    char name[32];
+    ck_assert_msg(sscanf(eng, "; engine %31[^;]", name) == 1, "%s: no engine name in \"%s\"", label, ex);
+    char needle[40];
+    snprintf(needle, sizeof needle, " %s ", name);
+    ck_assert_msg(strstr(cand, needle), "%s: engine %s is not among the candidates: \"%s\" (net %s)", label, name, ex,
+                  t->desc);
+    ck_assert_msg(!must_not || !strstr(cand, must_not), "%s: candidate \"%s\" should not apply: \"%s\" (net %s)", label,
+                  must_not, ex, t->desc);
+}
+
 static void check_modes(const char *property, const tnet *t, size_t batch, uint64_t xseed)
 {
     const size_t m = t->m, n = t->n;
@@ -599,6 +617,11 @@ static void check_modes(const char *property, const tnet *t, size_t batch, uint6
     ck_assert_msg(nnd_plan_mode(pa) == expect, "auto chose %s, costs forward %g reverse %g (%s); net %s",
                   mode_name(nnd_plan_mode(pa)), cf, cr, nnd_plan_explain(pa), t->desc);
     ck_assert_msg(nnd_plan_explain(pa) && nnd_plan_explain(pa)[0], "empty nnd_plan_explain");
+    check_explain_engines(pa, "auto", NULL, t);
+    check_explain_engines(pf, "forced forward", "reverse", t);
+    check_explain_engines(pr, "forced reverse", "forward", t);
+    check_explain_engines(pb, "NND_BLOCKED", "fused", t);
+    check_explain_engines(pm, "measure", NULL, t);
     outs F, Rv, A, Me;
     outs_alloc(&F, t, batch);
     outs_alloc(&Rv, t, batch);

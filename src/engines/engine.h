@@ -81,7 +81,7 @@ void nnd__ws_carve(double *base, size_t header, const nnd_ws_item *it, size_t co
 nnd_status nnd__blocked_block(size_t (*ws)(const void *state, size_t nb), const void *state, size_t fixed,
                               size_t per_sample, size_t max_batch, int f32, size_t n_in, size_t *block);
 
-/* The engines (one line each in registry.c). */
+/* The engines (registry.c lists them; the products name the fused one). */
 extern const nnd_engine nnd__engine_fused, nnd__engine_fused_f32;
 extern const nnd_engine nnd__engine_reverse, nnd__engine_reverse_f32;
 extern const nnd_engine nnd__engine_forward, nnd__engine_forward_f32;

@@ -1,11 +1,10 @@
-/* The fused reverse engine for small nets (kernels/fused.h has the algebra): the plan's padded
- * weights, and a block of samples run through it. Values and activations go layer by layer over
+/* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
+ * instance (the same engine in double, rounded once): its padded weights, and a block of samples
+ * run through it. Values and activations go layer by layer over
  * the block (one vectorised call per layer, as in reverse.c); everything after them (tangents,
  * deltas, J, H) runs one sample at a time in a few KiB, with no BLAS call: for small nets the
  * block engines' fixed costs and passes over block-sized buffers, not flops, set the time. */
 #include <string.h>
-
-#include <limits.h>
 
 #include "engines/engine.h"
 #include "plan/plan.h"
@@ -126,7 +125,7 @@ static nnd_status weights(state *e)
         if (l > 0)
             total += net->layers[l].n_out * pad4(din); /* Wr */
     }
-    /* sizes are bounded by nnd__fused_fits: nothing here overflows */
+    /* sizes are bounded by fits(): nothing here overflows */
     e->fzdims = nnd__malloc(2 * L, sizeof *e->fzdims);
     e->fzptr = nnd__calloc(5 * L, sizeof *e->fzptr);
     e->fzbuf = nnd__calloc(total, sizeof *e->fzbuf);

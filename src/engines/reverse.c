@@ -13,7 +13,7 @@
  * Layouts are unit-major so that each layer is one GEMM over the block:
  *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
  *   deltas: d_l x (nb*nk), column b*nk + k for sample b and output k (nk = me), or one column
- *   per sample (nk = 1) when a seed weights the outputs (nnd__reverse_seeded_block).
+ *   per sample (nk = 1) when a seed weights the outputs (nnd_call.seed, the products).
  * Written over REAL and compiled twice, for float64 and (reverse_f32.c) float32 plans: see real.h;
  * the seeded and diagonal-only entry points (the products) exist in float64 only. */
 #include <math.h>
@@ -248,7 +248,7 @@ static void coupling(const state *e, work *w, const pass *ps, size_t nb, size_t 
 }
 
 /* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
- * (chosen when planning, see choose_hkernel in plan.c). */
+ * (chosen when planning: choose_hkernel below). */
 
 #ifndef NND_F32 /* the accum kernels are double; float32 plans never choose NND_HK_BLOCK */
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per

@@ -370,7 +370,7 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
 
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of
  * H (me x 4nv x 4nv, rows i valid from column 4 floor(i/4) on); J or H may be NULL. f1[l], f2[l]:
- * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: nnd__fused_ws_doubles. */
+ * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: kernel_ws_doubles (fused.c). */
 static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
                                   const double *seed, double *ws, double *J, double *H)
 {

@@ -116,10 +116,6 @@ void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *c
 
 NND_FUSED_DEFINE(generic)
 
-nnd_accum_fn nnd__accum_select(void)
-{
-    return nnd__cpu_avx2() ? nnd__accum_avx2 : nnd__accum_generic;
-}
 
 /* Decided once per process: the CPU has AVX2 and FMA (and they were built), and NND_PORTABLE_KERNELS
  * is not set to a non-empty value other than "0" (which makes every kernel the portable C one: for

@@ -19,8 +19,6 @@ typedef void (*nnd_accum_fn)(size_t n, size_t me, const double *jrow, const doub
                              size_t b1);
 void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
 void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
-/* The best of the above for this CPU. */
-nnd_accum_fn nnd__accum_select(void);
 
 /* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
  * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.

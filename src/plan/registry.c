@@ -1,5 +1,6 @@
-/* The engines the planner asks, one line each (engines/engine.h). A new engine is its own file in
- * src/engines/ and one line here. Order breaks ties of cost: earlier wins. */
+/* The engines the planner asks (engines/engine.h). A new engine is its own file in src/engines/
+ * (listed in its meson.build), its line here and its extern in engine.h. Order breaks ties of
+ * cost: earlier wins. */
 #include "engines/engine.h"
 
 const nnd_engine *const nnd__engines[] = {

@@ -71,6 +71,9 @@ static void slot_drop(int i)
  * signals in that thread only, is never cut in half by the handler running elsewhere. */
 static pthread_t main_thread;
 static volatile sig_atomic_t main_tid;
+/* Set once a commit has put outputs in place: a signal that arrived during that commit (blocked
+ * there, taken when it ends) must not claim that nothing was written. */
+static volatile sig_atomic_t committed;
 
 static void on_signal(int sig)
 {
@@ -80,12 +83,19 @@ static void on_signal(int sig)
         errno = e;
         return;
     }
+    int live = 0;
     for (int i = 0; i < MAX_SLOTS; i++)
-        if (slots[i].used)
+        if (slots[i].used) {
             unlink(slots[i].path);
-    static const char m_int[] = "nnderiv: interrupted (SIGINT); no output written\n";
-    static const char m_term[] = "nnderiv: terminated (SIGTERM); no output written\n";
+            live = 1;
+        }
+    static const char m_int[] = "nnderiv: interrupted (SIGINT)", m_term[] = "nnderiv: terminated (SIGTERM)";
+    static const char m_none[] = "; no output written\n", m_done[] = " after the outputs were written\n",
+                      m_part[] = "; the outputs written before it are complete, the rest were removed\n";
+    const char *what = !committed ? m_none : live ? m_part : m_done;
+    size_t wlen = !committed ? sizeof m_none - 1 : live ? sizeof m_part - 1 : sizeof m_done - 1;
     ssize_t w = sig == SIGINT ? write(2, m_int, sizeof m_int - 1) : write(2, m_term, sizeof m_term - 1);
+    w = write(2, what, wlen);
     (void)w;
     _exit(128 + sig);
 }
@@ -346,14 +356,23 @@ static int renamed_ok(const char *from, const char *to, size_t k)
     }
     return rename(from, to) == 0;
 }
+/* NND_CLI_SIGNAL_IN_COMMIT=SIG raises SIG inside the commit (blocked there, so taken when it ends). */
+static void signal_in_commit(void)
+{
+    const char *s = getenv("NND_CLI_SIGNAL_IN_COMMIT");
+    if (s != NULL && *s)
+        raise((int)strtol(s, NULL, 10));
+}
 #else
 #define renamed_ok(from, to, k) (rename(from, to) == 0)
+#define signal_in_commit() ((void)0)
 #endif
 
 int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
 {
     sigset_t old;
     block_signals(&old);
+    signal_in_commit();
     int rc = -1;
     char **backup = calloc(n ? n : 1, sizeof *backup);
     int *bslot = malloc((n ? n : 1) * sizeof *bslot);
@@ -444,6 +463,8 @@ done:
     }
     free(backup);
     free(bslot);
+    if (rc == 0)
+        committed = 1;
     sigprocmask(SIG_SETMASK, &old, NULL);
     return rc;
 }

@@ -53,4 +53,20 @@ commit 0
 [ -s out/c.npy ] && [ -s out/d.npy ] && ! grep -q OLD out/c.npy out/d.npy || fail "the outputs were not written"
 only c.npy d.npy
 echo "without the fault both are written"
+# A SIGINT that arrives during the commit (NND_CLI_SIGNAL_IN_COMMIT raises it there; signals are
+# blocked, so it is taken when the commit ends): the outputs are complete and in place, the exit is
+# 130, and the one line says they were written, not "no output written".
+rm out/c.npy out/d.npy
+set +e
+NND_CLI_SIGNAL_IN_COMMIT=2 "$nnderiv" uncertainty -m net.json -i x.npy -s sig.csv --ycov out/c.npy \
+    --yshift out/d.npy 2>err.txt
+rc=$?
+set -e
+[ $rc -eq 130 ] || { cat err.txt; fail "SIGINT during the commit: exit $rc, expected 130"; }
+[ "$(wc -l <err.txt)" -eq 1 ] && grep -q "^nnderiv: interrupted (SIGINT) after the outputs were written$" err.txt ||
+    { cat err.txt; fail "SIGINT during the commit: not the one line expected"; }
+NND_CLI_SIGNAL_IN_COMMIT= "$nnderiv" uncertainty -m net.json -i x.npy -s sig.csv --ycov ref_c.npy --yshift ref_d.npy
+cmp -s out/c.npy ref_c.npy && cmp -s out/d.npy ref_d.npy || fail "SIGINT during the commit: the outputs are not complete"
+only c.npy d.npy
+echo "a SIGINT during the commit: outputs complete, exit 130, the line says so"
 echo "failures test: ok"

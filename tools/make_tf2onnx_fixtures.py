@@ -38,7 +38,8 @@ the same net with float64 constants (matched to 1e-12), and "expected_as_run", T
 autodiff of the model as TensorFlow runs it, matched within "as_run_tol" (the measured effect of the
 rounded constant, 1e-9 to 1e-8, times 10).
 
-Also: patterns (Normalization at the input, BatchNormalization, Dropout, output de-normalisation
+Also: handmade/, a few graphs written with onnx.helper (not by tf2onnx) for the reader's Min/Max
+and Erfc paths that tf2onnx's output does not reach; patterns (Normalization at the input, BatchNormalization, Dropout, output de-normalisation
 through Normalization(invert=True)) through the savedmodel and tf_keras routes, and readme/, made
 by running the sh block of the README's "Trained in Keras / TensorFlow" section as it is on a Keras 3
 model exported with model.export("m_savedmodel").
@@ -327,8 +328,51 @@ def pattern_models(seed):
         m(np.zeros((1, N_IN)))
         m.layers[1].set_weights([W1, b1])
         m.layers[2].set_weights(bn)
+        m.layers[4].set_weights([W2, b2])
         out["savedmodel" if lib is keras else "tf_keras"] = m
     return out
+
+
+def handmade_cases(folder, cases):
+    """Small graphs written with onnx.helper for the reader's paths that tf2onnx's output does not
+    reach: Min/Max refusals, Max(z, 0) as relu, Erfc alone (no activation). float64 throughout."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(400)
+    W1, b1 = rng.standard_normal((N_IN, N_HID)) * 0.7, rng.standard_normal(N_HID) * 0.3
+    W2, b2 = rng.standard_normal((N_HID, N_OUT)) * 0.7, rng.standard_normal(N_OUT) * 0.3
+
+    def save(name, nodes, extra, n_out=N_OUT):
+        inits = dict(W1=W1, b1=b1, W2=W2, b2=b2, **extra)
+        g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", N_IN])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", n_out])],
+                              [numpy_helper.from_array(np.asarray(v, np.float64), k) for k, v in inits.items()])
+        m = helper.make_model(g, producer_name="make_tf2onnx_fixtures handmade",
+                              opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(m, os.path.join(folder, name + ".onnx"))
+
+    first = [helper.make_node("MatMul", ["x", "W1"], ["m"]), helper.make_node("Add", ["m", "b1"], ["z"])]
+    last = lambda a: [helper.make_node("MatMul", [a, "W2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["y"])]
+    save("max_zero_is_relu", first + [helper.make_node("Max", ["z", "zero"], ["r"])] + last("r"), {"zero": 0.0})
+    f = lambda x: tf.matmul(tf.maximum(tf.matmul(x, c64(W1)) + c64(b1), c64(0)), c64(W2)) + c64(b2)
+    write_json(os.path.join(folder, "max_zero_is_relu.expected.json"), derivatives(f, N_IN))
+    cases.append({"file": "handmade/max_zero_is_relu.onnx", "route": "handmade", "status": "OK",
+                  "expected": "handmade/max_zero_is_relu.expected.json"})
+    refusals = [
+        ("min_three_inputs", first + [helper.make_node("Min", ["z", "one", "one"], ["r"])] + last("r"), {"one": 1.0},
+         ["Min", "of 3 inputs", "only of two"]),
+        ("min_per_unit", first + [helper.make_node("Min", ["z", "v"], ["r"])] + last("r"), {"v": np.ones(N_HID)},
+         ["Min", "only scalars"]),
+        ("max_on_input", [helper.make_node("Max", ["x", "zero"], ["xm"]), helper.make_node("MatMul", ["xm", "W1"], ["m"]),
+                          helper.make_node("Add", ["m", "b1"], ["z"])] + last("z"), {"zero": 0.0},
+         ["Max", "network input"]),
+        ("erfc_alone", first + [helper.make_node("Erfc", ["z"], ["r"])] + last("r"), {},
+         ["Erfc", "not an activation of this library"]),
+    ]
+    for name, nodes, extra, words in refusals:
+        save(name, nodes, extra)
+        cases.append({"file": "handmade/" + name + ".onnx", "route": "handmade", "status": "EUNSUPPORTED",
+                      "words": words})
 
 
 def readme_command():
@@ -403,6 +447,9 @@ def main():
         write_json(os.path.join(folder, route + "_" + name + ".expected.json"), exp)
         cases.append({"file": "patterns/" + route + "_" + name + ".onnx", "route": route, "status": "OK",
                       "expected": "patterns/" + route + "_" + name + ".expected.json"})
+
+    os.makedirs(os.path.join(OUT, "handmade"))
+    handmade_cases(os.path.join(OUT, "handmade"), cases)
 
     # The README's command, run as it is (bash, with this venv's python first on PATH) in a folder
     # holding a Keras 3 model exported as the README says.

@@ -45,31 +45,6 @@ static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_gene
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void) { return nnd__cpu_avx2() ? &kernels_avx2 : &kernels_generic; }
 
-/* For callers without a plan's table (the products): the same kernels, the CPU asked per call. */
-void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                size_t ldb, double *C, size_t ldc, double *pack)
-{
-    nnd__kernels()->dgemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
-}
-
-void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                size_t ldb, float *C, size_t ldc, float *pack)
-{
-    nnd__kernels()->sgemm(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
-}
-
-void nnd__dsyrk_ut(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
-                   size_t ldc, double *pack)
-{
-    nnd__kernels()->dsyrk_ut(n, k, alpha, A, lda, beta, C, ldc, pack);
-}
-
-void nnd__ssyrk_ut(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
-                   float *pack)
-{
-    nnd__kernels()->ssyrk_ut(n, k, alpha, A, lda, beta, C, ldc, pack);
-}
-
 /* GEMV and AXPY: streaming loops, one order of operations on every CPU. */
 #define NND_GEMV_T_BODY                                                                                               \
     {                                                                                                                 \

@@ -31,16 +31,9 @@ void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow
 #define NND_GEMM_MC 96
 #define NND_GEMM_NC 512
 #define NND_GEMM_PACK_DOUBLES ((size_t)NND_GEMM_KC * (NND_GEMM_NC + NND_GEMM_MC + 16))
-void nnd__dgemm(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                size_t ldb, double *C, size_t ldc, double *pack);
-void nnd__sgemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                size_t ldb, float *C, size_t ldc, float *pack);
-/* The upper triangle (j >= i) of C (n x n) = alpha A^T A + beta C, A k x n; the lower triangle
- * is not touched (cblas ?syrk with Upper, Trans). */
-void nnd__dsyrk_ut(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
-                   size_t ldc, double *pack);
-void nnd__ssyrk_ut(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
-                   float *pack);
+/* They are reached only through the kernel table (nnd_kernels below: dgemm, sgemm, and dsyrk_ut,
+ * ssyrk_ut: the upper triangle (j >= i) of C (n x n) = alpha A^T A + beta C, A k x n, the lower
+ * triangle not touched, as cblas ?syrk with Upper, Trans), chosen once when planning. */
 /* y (n) = A^T x, A d x n (row stride lda), x with stride incx. */
 void nnd__dgemv_t(size_t d, size_t n, const double *A, size_t lda, const double *x, size_t incx, double *y);
 void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x, size_t incx, float *y);

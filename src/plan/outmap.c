@@ -76,11 +76,6 @@ void nnd__post_values(const nnd_prep *p, size_t nb, const double *a, double *y, 
         post_apply(p, a + b * p->me, y + b * p->m, tmp);
 }
 
-void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f)
-{
-    nnd__act(L->act)->eval(count, z, f, df, d2f, L->param);
-}
-
 void nnd__act_layer(const nnd_kernels *k, const nnd_layer *L, size_t count, const double *z, double *f, double *df,
                     double *d2f)
 {

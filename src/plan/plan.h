@@ -57,10 +57,9 @@ void nnd__logsoftmax_values(size_t d, size_t nb, const double *z, double *out);
 size_t nnd__softmax_top(const double *sigma, size_t d, size_t nb, size_t b);
 
 /* activations on a stack of units: evaluate f, f', f'' of layer l's activation at z (count points);
- * nnd__act_layer with the plan's kernel table (the engines), nnd__act_eval_layer without one. */
+ * with the kernel table chosen when planning (nnd__kernels(): the CPU is not asked per call). */
 void nnd__act_layer(const nnd_kernels *k, const nnd_layer *L, size_t count, const double *z, double *f, double *df,
                     double *d2f);
-void nnd__act_eval_layer(const nnd_layer *L, size_t count, const double *z, double *f, double *df, double *d2f);
 
 /* The float versions of the helpers above, for the float32 engine instances (real.h): processing
  * and activations run in double on each float value (O(n) per sample and O(1) per unit); scr is

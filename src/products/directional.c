@@ -150,7 +150,7 @@ static void activate(const nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
         for (size_t b = 0; b < nb; b++)
             chain_softmax(e, d, nb, b, e->f0, A);
     } else {
-        nnd__act_eval_layer(L, d * nb, e->zv, e->f0, e->f1, e->second ? e->f2 : NULL);
+        nnd__act_layer(e->k, L, d * nb, e->zv, e->f0, e->f1, e->second ? e->f2 : NULL);
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++) {
                 double *z1 = A + u * us + b * C + 1, *z2 = z1 + K;

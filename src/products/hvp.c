@@ -99,7 +99,7 @@ static void forward(const nnd_hvp *e, size_t nb, const double *v)
                     ad[u * nb + b] = sg[u * nb + b] * ((zd[u * nb + b] - top) - mean);
             }
         } else {
-            nnd__act_eval_layer(L, d * nb, z, sg, e->f1 + o, e->f2 + o);
+            nnd__act_layer(e->k, L, d * nb, z, sg, e->f1 + o, e->f2 + o);
             for (size_t i = 0; i < d * nb; i++)
                 ad[i] = e->f1[o + i] * zd[i];
         }

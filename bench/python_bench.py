@@ -11,7 +11,8 @@ points, not the package), on the same net, the same input array, the same plan s
 (max_batch = the batch, value + Jacobian + Hessian, AUTO, --threads threads) and into output
 arrays it reuses, as bench/bench.c does. One call of each form is timed in turn, round after
 round (the order rotated), so that every form sees the same machine load; each figure is the
-median of its calls. The forms:
+median of its calls, in wall time and in the process's CPU time (which waiting for a CPU on a
+loaded machine does not enter), and the median over rounds of C's time / the form's. The forms:
   C              nnd_plan_execute(plan, B, x, y, J, H) into reused buffers
   out=           plan.execute(X, out=(y, J, H)) into reused arrays (the C bench's conditions)
   fresh          plan.execute(X): new output arrays per call
@@ -120,19 +121,22 @@ def median_time(fn):
 
 def interleaved(fns, budget, min_rounds=5, max_rounds=400):
     """One call of each function per round, the order rotated every round, until min_rounds
-    and `budget` seconds are done. Returns {name: [seconds of each call]}."""
+    and `budget` seconds are done. Returns {name: [wall seconds of each call]} and the same of
+    the process's CPU time (every thread's; time spent waiting for a CPU is not in it, so it
+    is the figure a loaded machine disturbs least)."""
     names = list(fns)
-    times = {k: [] for k in names}
+    wall, cpu = {k: [] for k in names}, {k: [] for k in names}
     t0 = time.perf_counter()
     r = 0
     while r < max_rounds and (r < min_rounds or time.perf_counter() - t0 < budget):
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fns[k]()
-            times[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+            wall[k].append(time.perf_counter() - t)
         r += 1
-    return times
+    return wall, cpu
 
 
 # ---------------------------------------------------------------- the shapes
@@ -198,13 +202,14 @@ def run_batch(nd, capi, exp, shape, threads, budget):
     if info["c_threads"] != info["py_threads"] or info["c_block"] != info["py_block"] or \
             info["explain"] != info["py_explain"]:
         sys.exit(f"{shape}: the plans differ: {info}")
-    times = interleaved(fns, budget)
+    times, cpu = interleaved(fns, budget)
     capi.lib.nnd_plan_free(cplan)
     med = {k: float(np.median(v)) for k, v in times.items()}
     # the ratio of each call to the C call of its own round: robust against load that drifts
     paired = {k: float(np.median(np.array(times["C"]) / np.array(times[k]))) for k in FORMS}
+    cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     return {"shape": shape, "batch": B, "latency": False, "rounds": len(times["C"]), "t": med, "paired": paired,
-            **info}
+            "cpu": cpu, **info}
 
 
 def run_latency(nd, bench, threads, rounds, tmp):
@@ -227,21 +232,32 @@ def run_latency(nd, bench, threads, rounds, tmp):
 
 # ---------------------------------------------------------------- the table
 
+NAMES = {"C": "C API (`nnd_plan_execute`)", "out=": "`plan.execute(X, out=...)`", "fresh": "`plan.execute(X)`",
+         "derivatives": "`net.derivatives(X)`"}
+
+
+def latency_rounds(rows):
+    return next((r["rounds"] for r in rows if r["latency"]), 0)
+
+
 def table(rows, threads):
     lines = [
-        "| shape | batch | rounds | C API | `plan.execute(X, out=...)` | `plan.execute(X)` | `net.derivatives(X)` |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| shape | batch | form | per call | throughput | of C's: wall time (median) | paired rounds | CPU time |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         t = r["t"]
-        if r["latency"]:
-            cells = [f"{1e6 * t['C']:.2f} µs/call"] + [
-                f"{1e6 * t[k]:.2f} µs/call (+{1e6 * (t[k] - t['C']):.2f} µs)" for k in FORMS[1:]]
-        else:
-            cells = [f"{r['batch'] / t['C']:,.0f} samples/s"] + [
-                f"{r['batch'] / t[k]:,.0f} samples/s (**{100 * t['C'] / t[k]:.1f} %**; paired "
-                f"{100 * r['paired'][k]:.1f} %)" for k in FORMS[1:]]
-        lines.append(f"| {r['shape']} | {r['batch']} | {r['rounds']} | " + " | ".join(cells) + " |")
+        for k in FORMS:
+            head = f"| {r['shape']} | {r['batch']} | {NAMES[k]} |"
+            if r["latency"]:
+                extra = "" if k == "C" else f" (**{1e6 * (t[k] - t['C']):+.2f} µs**)"
+                lines.append(f"{head} {1e6 * t[k]:.2f} µs{extra} | | | | |")
+            elif k == "C":
+                lines.append(f"{head} {1e3 * t[k]:.2f} ms | {r['batch'] / t[k]:,.0f} samples/s | | | |")
+            else:
+                lines.append(f"{head} {1e3 * t[k]:.2f} ms | {r['batch'] / t[k]:,.0f} samples/s | "
+                             f"**{100 * t['C'] / t[k]:.1f} %** | {100 * r['paired'][k]:.1f} % | "
+                             f"{100 * r['cpu']['C'] / r['cpu'][k]:.1f} % |")
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -261,12 +277,15 @@ def table(rows, threads):
         f"{np.__version__}); value + Jacobian + Hessian, float64, AUTO, {threads} thread(s) on both sides. "
         "Batches: the C API (nnd_plan_execute through ctypes, in the same process) and the package on the same "
         "net, input array and plan settings (the plans' threads, batch block and engine checked equal, results "
-        "bit-identical), one call of each form per round with the order rotated; median of the calls, in "
-        "parentheses the share of C's samples/s, and the median over rounds of C's time / this form's time in "
-        "the same round. `out=` fills reused arrays as the C bench does; `plan.execute(X)` and "
+        "bit-identical), one call of each form per round with the order rotated (rounds: "
+        + ", ".join(f"{r['shape']} {r['rounds']}" for r in rows if not r["latency"]) +
+        "). Share of C's samples/s: by the median wall time of the calls; by the median over rounds of C's "
+        "time / this form's time in the same round; by the median CPU time of the process (not disturbed by "
+        "waiting for a CPU on a loaded machine). `out=` fills reused arrays as the C bench does; "
+        "`plan.execute(X)` and "
         "`net.derivatives(X)` allocate their outputs per call (`net.derivatives` over the net's cached plan). "
-        "Latency: nnderiv-bench's own C loop against this process's loops, rounds interleaved, the best round "
-        "of each. Targets: at most 5 µs per call over C on the latency shape, at least 95 % of C's samples/s on "
+        f"Latency: nnderiv-bench's own C loop against this process's loops, {latency_rounds(rows)} rounds "
+        "interleaved, the best round of each. Targets: at most 5 µs per call over C on the latency shape, at least 95 % of C's samples/s on "
         "batches.",
         "",
     ]
@@ -330,7 +349,10 @@ def main():
                 r = run_batch(nd, capi, exp, shape, args.threads, args.budget)
             rows.append(r)
             print(f"{shape}: " + ", ".join(f"{k} {r['t'][k]:.4g} s/call" for k in FORMS) +
-                  f"; {r['rounds']} rounds; threads C {r['c_threads']} Python {r['py_threads']}\n"
+                  f"; {r['rounds']} rounds; threads C {r['c_threads']} Python {r['py_threads']}\n" +
+                  ("" if r["latency"] else "  % of C's samples/s: " + ", ".join(
+                      f"{k} median {100 * r['t']['C'] / r['t'][k]:.1f}, paired {100 * r['paired'][k]:.1f}"
+                      for k in FORMS[1:]) + "\n") +
                   f"  C plan: {r['explain']}\n  Python plan: {r['py_explain']}", flush=True)
     text = table(rows, args.threads)
     print(text)

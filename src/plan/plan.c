@@ -192,20 +192,21 @@ static nnd_status measure(const nnd_prep *pp, const nnd_request *req, candidate 
 /* "<family> (<why>): <flops or time> ...; engine <name>; candidates: <name> <cost>, ..." */
 static void explain(nnd_plan *p, const candidate *c, size_t nc, size_t best, int measured, nnd_mode asked)
 {
+    const nnd_prep *pp = &p->prep;
     double f, r;
-    nnd__mode_costs(p->net, p->what, &f, &r);
+    nnd__mode_costs(pp->net, p->what, &f, &r);
     int rev = p->mode == NND_MODE_REVERSE, fused = strncmp(c[best].e->name, "fused", 5) == 0;
     size_t len;
     if (measured) {
         len = (size_t)snprintf(p->explain, sizeof p->explain, "%s (measured): %.3g us/sample (n_in %zu, n_out %zu, %zu layers)",
-                               rev ? "reverse" : "forward", 1e6 * c[best].secs, p->n, p->me, p->L);
+                               rev ? "reverse" : "forward", 1e6 * c[best].secs, pp->n, pp->me, pp->L);
     } else {
         const char *why = !nnd__derivs(p->what) ? "values only"
                           : fused && asked != NND_MODE_REVERSE ? "fused engine, small net"
                           : asked == NND_MODE_FORWARD || asked == NND_MODE_REVERSE ? "as asked" : "cheaper";
         len = (size_t)snprintf(p->explain, sizeof p->explain, "%s (%s): %.3g flops/sample, %s %.3g (n_in %zu, n_out %zu, %zu layers)",
                                rev ? "reverse" : "forward", why, rev ? r : f, rev ? "forward" : "reverse", rev ? f : r,
-                               p->n, p->me, p->L);
+                               pp->n, pp->me, pp->L);
     }
     if (len < sizeof p->explain)
         len += (size_t)snprintf(p->explain + len, sizeof p->explain - len, "; engine %s; candidates:", c[best].e->name);

@@ -10,14 +10,7 @@
 #include "plan/prep.h"
 
 struct nnd_plan {
-    /* the prepared net (prep.h), also readable as the plan's own fields p->n, p->W1g, ... while the
-     * products move to p->prep; net is the plan's own copy of the caller's net (= owned) */
-    union {
-        nnd_prep prep;
-        struct {
-            NND_PREP_FIELDS
-        };
-    };
+    nnd_prep prep;                /* the prepared net (prep.h), of the plan's own copy of the net */
     nnd_net *owned;
     unsigned what;
     nnd_mode mode;                /* FORWARD or REVERSE: the chosen engine's family */

@@ -15,17 +15,14 @@
 
 #include "net/internal.h"
 
-#define NND_PREP_FIELDS                                                                                  \
-    const nnd_net *net;                                                                                  \
-    size_t n, s, d0, me, m, L, dmax, D;                                                                  \
-    size_t *off;                                                                                         \
-    double *W1g;                                                                                         \
-    size_t *row_of;                                                                                      \
-    double *oscale;                                                                                      \
-    int const_rows;
-
 typedef struct nnd_prep {
-    NND_PREP_FIELDS
+    const nnd_net *net;
+    size_t n, s, d0, me, m, L, dmax, D;
+    size_t *off;
+    double *W1g;
+    size_t *row_of;
+    double *oscale;
+    int const_rows;
 } nnd_prep;
 
 /* Everything above for `net` (which must stay alive and unchanged while pp is used: a plan passes

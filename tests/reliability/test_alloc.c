@@ -485,9 +485,12 @@ START_TEST(test_product_execute_does_not_allocate)
                          NND_OK);
         int has2 = kind == NND_PRODUCT_WHESS || kind >= NND_PRODUCT_UNCERTAINTY;
         const double *pin = kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG ? NULL : in;
+        /* two blocks: one per thread */
+        size_t nb = 2 * nnd_product_plan_block(plan) < batch ? 2 * nnd_product_plan_block(plan) : batch;
+        ck_assert_uint_eq(nnd_product_plan_threads(plan), 2);
         for (int rep = 0; rep < 2; rep++) { /* the first run starts the worker */
             arm(0, 0);
-            ck_assert_msg(nnd_product_execute(plan, batch, x, pin, out, has2 ? out2 : NULL) == NND_OK, "%s: %s",
+            ck_assert_msg(nnd_product_execute(plan, nb, x, pin, out, has2 ? out2 : NULL) == NND_OK, "%s: %s",
                           nnd_product_name((nnd_product)kind), nnd_errmsg());
             ck_assert_msg(!disarm(0, 0), "nnd_product_execute(%s) allocated", nnd_product_name((nnd_product)kind));
         }

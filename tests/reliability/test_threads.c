@@ -224,7 +224,7 @@ static void fixed_net(rel_rng *r, size_t L, const size_t *widths, const int *act
  * blocks), each slot its share. */
 START_TEST(test_product_threads_bit_identical)
 {
-    static const size_t small[] = {6, 20, 20, 3}, wide[] = {40, 160, 160, 3};
+    static const size_t small[] = {6, 20, 20, 3}, wide[] = {20, 64, 48, 3};
     static const int small_acts[] = {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_PURELIN};
     static const int wide_acts[] = {NND_ACT_TANSIG, NND_ACT_GELU, NND_ACT_SOFTMAX};
     const size_t *widths[2] = {small, wide};

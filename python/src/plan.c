@@ -503,6 +503,8 @@ static PyObject *pplan_get(ndpy_ProductPlan *self, void *which)
         return ndpy_raise(NND_EINVAL, "the plan is closed");
     if (w == 0)
         return PyUnicode_FromString(nnd_product_name(nnd_product_plan_kind(self->plan)));
+    if (w == 4)
+        return PyLong_FromSize_t(nnd_product_plan_threads(self->plan));
     return PyLong_FromSize_t(nnd_product_plan_block(self->plan));
 }
 
@@ -519,6 +521,7 @@ static PyGetSetDef pplan_getset[] = {
     {"block", (getter)pplan_get, NULL, "Samples per pass.", (void *)1},
     {"net", (getter)pplan_get, NULL, "The Net the plan was made from.", (void *)2},
     {"max_batch", (getter)pplan_get, NULL, "Samples per C call; larger batches run in passes.", (void *)3},
+    {"threads", (getter)pplan_get, NULL, "Threads the plan runs on (threads= of Net.product_plan, else the default).", (void *)4},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

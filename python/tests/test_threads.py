@@ -156,7 +156,9 @@ def test_threads_chosen_per_plan_not_by_the_environment(big, monkeypatch):
     for k in (1, 2, 3):
         assert net.plan(max_batch=mb, threads=k).threads == k
         assert net.plan(max_batch=mb, what="H", dtype=np.float32, threads=k).threads == k
-        net.product_plan("whess", max_batch=mb, threads=k)
+        assert net.product_plan("whess", max_batch=mb, threads=k).threads == k
+        assert net.product_plan("hvp", max_batch=mb, threads=k).threads == k
+    assert net.product_plan("whess", max_batch=mb).threads == 5
     assert dict(os.environ) == env and c_getenv("NND_NUM_THREADS") == "5"
     X = rng.normal(size=(2000, 8))
     want = net.plan(max_batch=len(X), threads=1).execute(X)

@@ -732,6 +732,50 @@ START_TEST(uncertainty_errors_on_threads_name_the_first_sample)
 }
 END_TEST
 
+/* Each kind's product engine, asked by applies and cost (nnd__product_engines): the choices of the
+ * shapes the cost model was measured on (they depend on the shapes and activations only). "-":
+ * NND_EUNSUPPORTED (logsoftmax, no general path). */
+START_TEST(product_engines_chosen_by_cost)
+{
+    static const struct {
+        size_t n, L, w[4];
+        int act[4];
+        const char *engine[8]; /* whess hvp jvp vjp laplacian hdiag uncertainty uncertainty_shared */
+    } cases[] = {
+        {4, 2, {10, 1}, {NND_ACT_TANSIG, NND_ACT_PURELIN},
+         {"seeded", "full", "full", "seeded", "full", "full", "full", "full"}},
+        {8, 3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_PURELIN},
+         {"seeded", "hvp", "full", "seeded", "full", "full", "full", "full"}},
+        {12, 4, {64, 64, 64, 8}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN},
+         {"seeded", "hvp", "directional", "seeded", "rdiag", "rdiag", "directional", "directional"}},
+        {40, 2, {50, 3}, {NND_ACT_TANSIG, NND_ACT_PURELIN},
+         {"seeded", "hvp", "directional", "seeded", "directional", "directional", "directional", "directional"}},
+        {6, 3, {40, 30, 5}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_LOGSOFTMAX},
+         {"seeded", "-", "-", "seeded", "rdiag", "rdiag", "-", "-"}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ref_spec s;
+        memset(&s, 0, sizeof s);
+        s.n_in = cases[c].n;
+        s.n_layers = cases[c].L;
+        for (size_t l = 0; l < s.n_layers; l++)
+            s.width[l] = cases[c].w[l], s.act[l] = cases[c].act[l];
+        tnet t;
+        tnet_build(&t, &s, 9300 + c);
+        for (int k = NND_PRODUCT_WHESS; k <= NND_PRODUCT_UNCERTAINTY_SHARED; k++) {
+            nnd_product_plan *p = NULL;
+            nnd_status st = nnd_product_plan_new(t.net, 300, (nnd_product)k, &p);
+            const char *want = cases[c].engine[k - 1], *got = st == NND_OK ? nnd__product_plan_engine(p) : "-";
+            ck_assert_msg(st == NND_OK || st == NND_EUNSUPPORTED, "%s: %s", nnd_product_name((nnd_product)k), nnd_errmsg());
+            ck_assert_msg(strcmp(want, got) == 0, "net %s, %s: engine %s, expected %s", t.desc,
+                          nnd_product_name((nnd_product)k), got, want);
+            nnd_product_plan_free(p);
+        }
+        tnet_free(&t);
+    }
+}
+END_TEST
+
 static Suite *products_suite(void)
 {
     Suite *s = suite_create("products");
@@ -750,6 +794,7 @@ static Suite *products_suite(void)
     ADD(curvature_eigenvalues_and_classes);
     ADD(error_paths);
     ADD(uncertainty_errors_on_threads_name_the_first_sample);
+    ADD(product_engines_chosen_by_cost);
 #undef ADD
     return s;
 }

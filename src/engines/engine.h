@@ -19,6 +19,7 @@ typedef struct {
     unsigned what;    /* NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_FLOAT32, NND_BLOCKED */
     nnd_mode mode;    /* as asked: AUTO, FORWARD, REVERSE or MEASURE */
     size_t max_batch;
+    nnd_product product; /* the product engines (nnd__product_engines): the product asked; else 0 */
 } nnd_request;
 
 /* One execute: pointers to the whole batch (a block reads and writes from sample b0 on); the
@@ -33,6 +34,9 @@ typedef struct {
      * m x n Hessian diagonals (the blocked reverse engine), J and H NULL. Else both NULL. */
     const double *seed;
     double *D;
+    /* the product engines: the product's in, out and out2 (nnd_product_execute), from sample b0 on */
+    const double *in;
+    double *out, *out2;
 } nnd_call;
 
 typedef struct nnd_engine {
@@ -54,6 +58,14 @@ typedef struct nnd_engine {
 /* The registry (src/plan/registry.c), in the order the planner asks. */
 extern const nnd_engine *const nnd__engines[];
 extern const size_t nnd__n_engines;
+
+/* The product engines (nnd_product_plan_new asks them as the planner asks the others: applies and
+ * cost for req->product, the cheapest wins, earlier on ties). The directional and HVP engines
+ * (src/products/) are whole engines; seeded, full and rdiag (products.c) run through a reverse
+ * plan's engine (nnd_call.seed, its J and H contracted, nnd_call.D) and have no setup, ws_init,
+ * block or release of their own. */
+extern const nnd_engine *const nnd__product_engines[];
+extern const size_t nnd__n_product_engines;
 
 /* ---- shared by the engines (engine.c) */
 
@@ -85,5 +97,7 @@ nnd_status nnd__blocked_block(size_t (*ws)(const void *state, size_t nb), const 
 extern const nnd_engine nnd__engine_fused, nnd__engine_fused_f32;
 extern const nnd_engine nnd__engine_reverse, nnd__engine_reverse_f32;
 extern const nnd_engine nnd__engine_forward, nnd__engine_forward_f32;
+extern const nnd_engine nnd__engine_dir, nnd__engine_hvp;                                /* src/products/ */
+extern const nnd_engine nnd__product_seeded, nnd__product_full, nnd__product_rdiag; /* products.c */
 
 #endif

@@ -222,7 +222,7 @@ static void explain(nnd_plan *p, const candidate *c, size_t nc, size_t best, int
 
 static nnd_status choose_engine(nnd_plan *p, nnd_mode mode)
 {
-    nnd_request req = {p->what, mode, p->max_batch};
+    nnd_request req = {p->what, mode, p->max_batch, 0};
     candidate c[MAX_CANDIDATES];
     size_t nc = 0, best = 0;
     for (size_t i = 0; i < nnd__n_engines && nc < MAX_CANDIDATES; i++) {

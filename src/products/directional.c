@@ -13,15 +13,44 @@
  * is close to 1 goes away).
  *
  * Cost per sample: G (values) + (K + S) G' (tangents and second derivatives through layers 2..L,
- * S = K when second) + 2 d_1 n (K - ncoord) (first-layer tangents) + about 4 (K + S) U elementwise. */
+ * S = K when second) + 2 d_1 n (K - ncoord) (first-layer tangents) + about 4 (K + S) U elementwise.
+ *
+ * An engine of the products (engines/engine.h, registered in plan/registry.c): JVP (K = 1 given
+ * direction), LAPLACIAN and HDIAG (the n coordinates, second derivatives), UNCERTAINTY* (the n
+ * columns of a covariance square root, second derivatives). Its state (below) is private and read
+ * only after setup; each thread's workspace holds the two state buffers, the activations and the
+ * GEMM's packing area. State layout, unit-major so that each layer is ONE GEMM over the block (z is
+ * linear in all three parts):
+ *   S[u][b*C + 0]          value
+ *   S[u][b*C + 1 + k]      d/dt_k          (k < K)
+ *   S[u][b*C + 1 + K + k]  d2/dt_k^2       (when second)
+ * Directions 0..ncoord-1 are the coordinates e_0..; the others are given per sample. */
 #include <string.h>
 
 #include "products/products.h"
 
-#define DIR_TARGET_BYTES ((size_t)4 << 20)
+typedef struct {
+    const nnd_prep *p;    /* the prepared net (read only) */
+    const nnd_kernels *k; /* the kernels for this CPU, chosen at setup */
+    nnd_product kind;
+    size_t n, K, ncoord, C, block, dmax, d0, stride; /* stride: of the given directions per sample */
+    int second;
+} state;
+
+/* One thread's workspace: its first doubles hold these pointers into the rest. */
+typedef struct {
+    double *A, *B;             /* dmax x block*C states           */
+    double *zv, *f0, *f1, *f2; /* dmax x block activations        */
+    double *xt;                /* block x d0 processed inputs     */
+    double *aout;              /* block x me last-layer values    */
+    double *smx;               /* softmax scratch: 2 (K + S) + 2S */
+    double *tmp;               /* 2 n: scratch of the input processing */
+    double *pack;              /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
+} work;
+
 #define DIR_MIN_COLUMNS 1024
 
-static size_t dir_doubles(const nnd_dir *e, size_t nb, size_t me)
+static size_t dir_doubles(const state *e, size_t nb, size_t me)
 {
     size_t S = e->second ? e->K : 0;
     return 2 * e->dmax * nb * e->C + 4 * e->dmax * nb + nb * e->d0 + nb * me + 2 * (e->K + S) + 2 * S + 2 * e->n;
@@ -38,68 +67,113 @@ nnd_status nnd__products_supported(const nnd_net *net)
     return NND_OK;
 }
 
-nnd_status nnd__dir_init(nnd_dir *e, const nnd_prep *p, size_t max_batch, size_t K, size_t ncoord, int second)
+nnd_status nnd__product_state(const nnd_net *net, size_t size, void **out)
 {
-    memset(e, 0, sizeof *e);
-    e->p = p;
-    e->k = nnd__kernels();
-    e->n = p->n;
-    e->K = K;
-    e->ncoord = ncoord;
-    e->second = second;
-    e->dmax = p->dmax;
-    e->d0 = p->d0;
-    /* K <= n + 1 and n(n+1) did not overflow when planning: C cannot overflow */
-    e->C = 1 + K + (second ? K : 0);
-    size_t one = dir_doubles(e, 1, p->me);
-    size_t nb = DIR_TARGET_BYTES / sizeof(double) / one;
-    size_t for_gemm = (DIR_MIN_COLUMNS + e->C - 1) / e->C;
-    if (nb < for_gemm) nb = for_gemm;
-    if (nb > max_batch) nb = max_batch;
-    if (nb == 0) nb = 1;
-    size_t total = 0;
-    if (!nnd__mul(one, nb, &total))
-        return nnd__fail(NND_EDIM, "nnd_product_plan_new: workspace size overflows");
-    e->block = nb;
-    e->ws_doubles = dir_doubles(e, nb, p->me);
-    e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
-    e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    if (!e->ws || !e->pack)
-        return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
-                         e->ws_doubles * sizeof(double));
-    double *w = e->ws;
-    size_t S = second ? K : 0, states = e->dmax * nb * e->C, acts = e->dmax * nb;
-    e->A = w, w += states;
-    e->B = w, w += states;
-    e->zv = w, w += acts;
-    e->f0 = w, w += acts;
-    e->f1 = w, w += acts;
-    e->f2 = w, w += acts;
-    e->xt = w, w += nb * e->d0;
-    e->aout = w, w += nb * p->me;
-    e->smx = w, w += 2 * (K + S) + 2 * S;
-    e->tmp = w;
+    nnd_status st = nnd__products_supported(net);
+    if (st != NND_OK)
+        return st;
+    if (!(*out = nnd__calloc(1, size)))
+        return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     return NND_OK;
 }
 
-void nnd__dir_free(nnd_dir *e)
+#define PRODUCT_TARGET_BYTES ((size_t)4 << 20)
+
+size_t nnd__product_block(size_t one, size_t min_columns, size_t columns, size_t max_batch)
 {
-    nnd__free(e->ws);
-    nnd__free(e->pack);
-    memset(e, 0, sizeof *e);
+    size_t nb = PRODUCT_TARGET_BYTES / sizeof(double) / one, for_gemm = (min_columns + columns - 1) / columns;
+    if (nb < for_gemm) nb = for_gemm;
+    if (nb > max_batch) nb = max_batch;
+    return nb ? nb : 1;
 }
 
+static int is_diag(nnd_product kind) { return kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG; }
+
+/* JVP and UNCERTAINTY*: the only general path, whatever the net (setup names a layer it does not
+ * take); LAPLACIAN and HDIAG where it takes the net (the reverse diagonals take the others). */
+static int applies(const nnd_prep *p, const nnd_request *req)
+{
+    nnd_product kind = req->product;
+    return kind == NND_PRODUCT_JVP || kind == NND_PRODUCT_UNCERTAINTY || kind == NND_PRODUCT_UNCERTAINTY_SHARED ||
+           (is_diag(kind) && nnd__products_supported(p->net) == NND_OK);
+}
+
+static double cost(const nnd_prep *p, const nnd_request *req)
+{
+    return is_diag(req->product) ? nnd__diag_cost(p->net, 0) : nnd__product_kind_cost(p->net, req->product);
+}
+
+#define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
+#define WS_ITEMS 11
+
+/* The workspace of e->block samples: dir_doubles(e, block, me) and the packing area. */
+static size_t layout(const state *e, work *w, nnd_ws_item *it)
+{
+    size_t nb = e->block, S = e->second ? e->K : 0, k = 0;
+    it[k++] = ITEM(A, e->dmax, nb * e->C);
+    it[k++] = ITEM(B, e->dmax, nb * e->C);
+    it[k++] = ITEM(zv, e->dmax, nb);
+    it[k++] = ITEM(f0, e->dmax, nb);
+    it[k++] = ITEM(f1, e->dmax, nb);
+    it[k++] = ITEM(f2, e->dmax, nb);
+    it[k++] = ITEM(xt, nb, e->d0);
+    it[k++] = ITEM(aout, nb, e->p->me);
+    it[k++] = ITEM(smx, 1, 2 * (e->K + S) + 2 * S);
+    it[k++] = ITEM(tmp, 2, e->n);
+    it[k++] = ITEM(pack, 1, NND_GEMM_PACK_DOUBLES);
+    return k;
+}
+#undef ITEM
+
+static void ws_init(const void *st, double *ws)
+{
+    nnd_ws_item it[WS_ITEMS];
+    nnd__ws_carve(ws, NND_WS_DOUBLES(work), it, layout(st, (work *)(void *)ws, it));
+}
+
+/* The block (samples per pass) depends on the net, max_batch and the kind only. */
+static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
+{
+    nnd_status st = nnd__product_state(p->net, sizeof(state), out);
+    if (st != NND_OK)
+        return st;
+    state *e = *out;
+    nnd_product kind = req->product;
+    size_t n = p->n, K = kind == NND_PRODUCT_JVP ? 1 : n;
+    e->p = p;
+    e->k = nnd__kernels(); /* the CPU asked once, here */
+    e->kind = kind;
+    e->n = n;
+    e->K = K;
+    e->ncoord = is_diag(kind) ? n : 0;
+    e->second = kind != NND_PRODUCT_JVP;
+    e->stride = kind == NND_PRODUCT_JVP ? n : kind == NND_PRODUCT_UNCERTAINTY ? n * n : 0;
+    e->dmax = p->dmax;
+    e->d0 = p->d0;
+    /* K <= n + 1 and n(n+1) did not overflow when planning: C cannot overflow */
+    e->C = 1 + K + (e->second ? K : 0);
+    size_t one = dir_doubles(e, 1, p->me), nb = nnd__product_block(one, DIR_MIN_COLUMNS, e->C, req->max_batch);
+    e->block = *block = nb;
+    nnd_ws_item it[WS_ITEMS];
+    work w;
+    if (!(*ws_doubles = nnd__ws_total(NND_WS_DOUBLES(work), it, layout(e, &w, it))))
+        return nnd__fail(NND_EDIM, "nnd_product_plan_new: workspace size overflows");
+    return NND_OK;
+}
+
+static void release(void *st) { nnd__free(st); }
+
 /* Layer 1: z = W_1 x~ + b_1; dz/dt_k = W1g d_k (W1g's column for a coordinate direction); d2z = 0. */
-static void first_layer(const nnd_dir *e, size_t nb, double *A, const double *dirs, size_t stride)
+static void first_layer(const state *e, const work *wk, size_t nb, double *A, const double *dirs, size_t stride)
 {
     const nnd_prep *p = e->p;
     const nnd_layer *L = &p->net->layers[0];
     size_t d = L->n_out, C = e->C, n = e->n, us = nb * C, K = e->K, kx = K - e->ncoord;
-    e->k->dgemm(0, 1, d, nb, e->d0, L->W, e->d0, e->xt, e->d0, e->zv, nb, e->pack);
+    e->k->dgemm(0, 1, d, nb, e->d0, L->W, e->d0, wk->xt, e->d0, wk->zv, nb, wk->pack);
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++) {
             double *t = A + u * us + b * C;
-            t[0] = e->zv[u * nb + b] + L->b[u];
+            t[0] = wk->zv[u * nb + b] + L->b[u];
             if (e->ncoord)
                 memcpy(t + 1, p->W1g + u * n, e->ncoord * sizeof *t);
             if (e->second)
@@ -107,13 +181,13 @@ static void first_layer(const nnd_dir *e, size_t nb, double *A, const double *di
         }
     if (kx)
         for (size_t b = 0; b < nb; b++)
-            e->k->dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, e->pack);
+            e->k->dgemm(0, 0, d, kx, n, p->W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, wk->pack);
 }
 
-static void chain_softmax(const nnd_dir *e, size_t d, size_t nb, size_t b, const double *sigma, double *A)
+static void chain_softmax(const state *e, const work *wk, size_t d, size_t nb, size_t b, const double *sigma, double *A)
 {
     size_t K = e->K, S = e->second ? K : 0, w = K + S, us = nb * e->C;
-    double *pivot = e->smx, *m1 = pivot + w, *M2 = m1 + K, *Cv = M2 + S;
+    double *pivot = wk->smx, *m1 = pivot + w, *M2 = m1 + K, *Cv = M2 + S;
     memcpy(pivot, A + nnd__softmax_top(sigma, d, nb, b) * us + b * e->C + 1, w * sizeof *pivot);
     memset(m1, 0, (K + 2 * S) * sizeof *m1);
     for (size_t u = 0; u < d; u++) {
@@ -139,24 +213,24 @@ static void chain_softmax(const nnd_dir *e, size_t d, size_t nb, size_t b, const
     }
 }
 
-static void activate(const nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
+static void activate(const state *e, const work *wk, const nnd_layer *L, size_t nb, double *A)
 {
     size_t d = L->n_out, C = e->C, us = nb * C, K = e->K;
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
-            e->zv[u * nb + b] = A[u * us + b * C];
+            wk->zv[u * nb + b] = A[u * us + b * C];
     if (L->act == NND_ACT_SOFTMAX) {
-        nnd__softmax_values(d, nb, e->zv, e->f0);
+        nnd__softmax_values(d, nb, wk->zv, wk->f0);
         for (size_t b = 0; b < nb; b++)
-            chain_softmax(e, d, nb, b, e->f0, A);
+            chain_softmax(e, wk, d, nb, b, wk->f0, A);
     } else {
-        nnd__act_layer(e->k, L, d * nb, e->zv, e->f0, e->f1, e->second ? e->f2 : NULL);
+        nnd__act_layer(e->k, L, d * nb, wk->zv, wk->f0, wk->f1, e->second ? wk->f2 : NULL);
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++) {
                 double *z1 = A + u * us + b * C + 1, *z2 = z1 + K;
-                double f1 = e->f1[u * nb + b];
+                double f1 = wk->f1[u * nb + b];
                 if (e->second) {
-                    double f2 = e->f2[u * nb + b];
+                    double f2 = wk->f2[u * nb + b];
                     for (size_t k = 0; k < K; k++)
                         z2[k] = f1 * z2[k] + f2 * z1[k] * z1[k];
                 }
@@ -166,32 +240,101 @@ static void activate(const nnd_dir *e, const nnd_layer *L, size_t nb, double *A)
     }
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
-            A[u * us + b * C] = e->f0[u * nb + b];
+            A[u * us + b * C] = wk->f0[u * nb + b];
 }
 
-const double *nnd__dir_block(const nnd_dir *e, size_t nb, const double *x, const double *dirs, size_t stride)
+/* The states of the last layer (me x nb*C, in wk). */
+static const double *propagate(const state *e, const work *wk, size_t nb, const double *x, const double *dirs, size_t stride)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t C = e->C, us = nb * C;
-    double *A = e->A, *B = e->B;
+    double *A = wk->A, *B = wk->B;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * e->n, e->xt + b * e->d0, e->tmp);
-    first_layer(e, nb, A, dirs, stride);
-    activate(e, &net->layers[0], nb, A);
+        nnd__pre_apply(net, x + b * e->n, wk->xt + b * e->d0, wk->tmp);
+    first_layer(e, wk, nb, A, dirs, stride);
+    activate(e, wk, &net->layers[0], nb, A);
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        e->k->dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, e->pack);
+        e->k->dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, A, us, B, us, wk->pack);
         for (size_t u = 0; u < L->n_out; u++)
             for (size_t b = 0; b < nb; b++)
                 B[u * us + b * C] += L->b[u];
-        activate(e, L, nb, B);
+        activate(e, wk, L, nb, B);
         double *t = A;
         A = B;
         B = t;
     }
     for (size_t k = 0; k < p->me; k++)
         for (size_t b = 0; b < nb; b++)
-            e->aout[b * p->me + k] = A[k * us + b * C];
+            wk->aout[b * p->me + k] = A[k * us + b * C];
     return A;
 }
+
+/* JVP, LAPLACIAN, HDIAG: the last layer's states into the raw rows of out (constants 0). */
+static void gather(const state *e, const double *last, size_t nb, double *out)
+{
+    const nnd_prep *mp = e->p;
+    size_t n = e->n, m = mp->m, C = e->C, us = nb * C;
+    size_t per = e->kind == NND_PRODUCT_HDIAG ? n : 1;
+    if (mp->const_rows)
+        memset(out, 0, nb * m * per * sizeof *out);
+    for (size_t k = 0; k < mp->me; k++) {
+        double s = mp->oscale[k];
+        for (size_t b = 0; b < nb; b++) {
+            const double *t = last + k * us + b * C;
+            double *o = out + (b * m + mp->row_of[k]) * per;
+            if (e->kind == NND_PRODUCT_JVP) {
+                *o = s * t[1];
+            } else if (e->kind == NND_PRODUCT_HDIAG) {
+                for (size_t i = 0; i < n; i++)
+                    o[i] = s * t[1 + n + i];
+            } else {
+                double sum = 0.0;
+                for (size_t i = 0; i < n; i++)
+                    sum += t[1 + n + i];
+                *o = s * sum;
+            }
+        }
+    }
+}
+
+/* UNCERTAINTY*: per sample T = J L (m x n, into out) and shift_k = 1/2 sum_j l_j^T H_k l_j (out2). */
+static void gather_uncertainty(const state *e, const double *last, size_t nb, double *T, double *shift)
+{
+    const nnd_prep *mp = e->p;
+    size_t n = e->n, m = mp->m, C = e->C, us = nb * C;
+    for (size_t b = 0; b < nb; b++) {
+        double *sb = shift + b * m, *Tb = T + b * m * n;
+        memset(Tb, 0, m * n * sizeof *Tb);
+        memset(sb, 0, m * sizeof *sb);
+        for (size_t k = 0; k < mp->me; k++) {
+            const double *t = last + k * us + b * C;
+            double sc = mp->oscale[k], sum = 0.0, *Tr = Tb + mp->row_of[k] * n;
+            for (size_t j = 0; j < n; j++) {
+                Tr[j] = sc * t[1 + j];
+                sum += t[1 + n + j];
+            }
+            sb[mp->row_of[k]] = 0.5 * sc * sum;
+        }
+    }
+}
+
+/* Samples [b0, b0 + nb): x, the directions call->in (JVP: nb x n; UNCERTAINTY: nb square roots,
+ * UNCERTAINTY_SHARED: one), call->out (JVP, LAPLACIAN: nb x m; HDIAG, and T of UNCERTAINTY*:
+ * nb x m x n) and call->out2 (UNCERTAINTY*: nb x m shifts). */
+static void block(const void *st, double *ws, const nnd_call *call, size_t b0, size_t nb)
+{
+    const state *e = st;
+    const work *wk = (const work *)(void *)ws;
+    size_t n = e->n, m = e->p->m;
+    int unc = e->kind == NND_PRODUCT_UNCERTAINTY || e->kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+    const double *dirs = e->K > e->ncoord ? call->in + b0 * e->stride : NULL;
+    const double *last = propagate(e, wk, nb, call->x + b0 * n, dirs, e->stride);
+    if (unc)
+        gather_uncertainty(e, last, nb, call->out + b0 * m * n, call->out2 + b0 * m);
+    else
+        gather(e, last, nb, call->out + b0 * m * (e->kind == NND_PRODUCT_HDIAG ? n : 1));
+}
+
+const nnd_engine nnd__engine_dir = {"directional", NND_MODE_FORWARD, applies, cost, setup, ws_init, block, release};

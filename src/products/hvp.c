@@ -13,12 +13,29 @@
  * sum sigma-dot = 0; no cancellation when that sigma is close to 1), as reverse.c does.
  *
  * Cost per sample: G (values) + G' + 2 d_1 n (tangent) + 2 m G' (backward, two columns per output)
- * + 2 m d_1 n (the final products): no n^2 term, no Hessian formed. */
+ * + 2 m d_1 n (the final products): no n^2 term, no Hessian formed.
+ *
+ * An engine of the products (engines/engine.h, registered in plan/registry.c) for HVP; its state
+ * (below) is private and read only after setup, each thread's workspace holds the buffers. */
 #include <string.h>
 
 #include "products/products.h"
 
-#define HVP_TARGET_BYTES ((size_t)4 << 20)
+typedef struct {
+    const nnd_prep *p;    /* the prepared net (read only) */
+    const nnd_kernels *k; /* the kernels for this CPU, chosen at setup */
+    size_t n, block;
+} state;
+
+/* One thread's workspace: its first doubles hold these pointers into the rest. */
+typedef struct {
+    double *xt, *zv, *f0, *f1, *f2, *zd, *ad; /* D x block: z, f, f', f'', z-dot, a-dot */
+    double *G, *Dl; /* dmax x block*2me: [g | g-dot], [delta | delta-dot] */
+    double *hv;     /* block*me x n: H_k v, rows b*me + k, output scale applied */
+    double *tmp;    /* 2 n: scratch of the input processing */
+    double *pack;   /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
+} work;
+
 #define HVP_MIN_COLUMNS 256
 
 static size_t hvp_doubles(const nnd_prep *p, size_t nb)
@@ -26,69 +43,85 @@ static size_t hvp_doubles(const nnd_prep *p, size_t nb)
     return nb * p->d0 + 6 * p->D * nb + 2 * p->dmax * nb * 2 * p->me + nb * p->me * p->n + 2 * p->n;
 }
 
-nnd_status nnd__hvp_init(nnd_hvp *e, const nnd_prep *p, size_t max_batch)
+static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    memset(e, 0, sizeof *e);
+    (void)p; /* the only general path, whatever the net (setup names a layer it does not take) */
+    return req->product == NND_PRODUCT_HVP;
+}
+
+static double cost(const nnd_prep *p, const nnd_request *req) { return nnd__product_kind_cost(p->net, req->product); }
+
+#define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
+#define WS_ITEMS 12
+
+/* The workspace of e->block samples: hvp_doubles(p, block) and the packing area. */
+static size_t layout(const state *e, work *w, nnd_ws_item *it)
+{
+    const nnd_prep *p = e->p;
+    size_t nb = e->block, k = 0;
+    it[k++] = ITEM(xt, nb, p->d0);
+    it[k++] = ITEM(zv, p->D, nb);
+    it[k++] = ITEM(f0, p->D, nb);
+    it[k++] = ITEM(f1, p->D, nb);
+    it[k++] = ITEM(f2, p->D, nb);
+    it[k++] = ITEM(zd, p->D, nb);
+    it[k++] = ITEM(ad, p->D, nb);
+    it[k++] = ITEM(G, p->dmax, nb * 2 * p->me);
+    it[k++] = ITEM(Dl, p->dmax, nb * 2 * p->me);
+    it[k++] = ITEM(hv, nb * p->me, p->n);
+    it[k++] = ITEM(tmp, 2, p->n);
+    it[k++] = ITEM(pack, 1, NND_GEMM_PACK_DOUBLES);
+    return k;
+}
+#undef ITEM
+
+static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
+{
+    nnd_status st = nnd__product_state(p->net, sizeof(state), out);
+    if (st != NND_OK)
+        return st;
+    state *e = *out;
     e->p = p;
-    e->k = nnd__kernels();
+    e->k = nnd__kernels(); /* the CPU asked once, here */
     e->n = p->n;
-    size_t one = hvp_doubles(p, 1);
-    size_t nb = HVP_TARGET_BYTES / sizeof(double) / one;
-    size_t for_gemm = (HVP_MIN_COLUMNS + 2 * p->me - 1) / (2 * p->me);
-    if (nb < for_gemm) nb = for_gemm;
-    if (nb > max_batch) nb = max_batch;
-    if (nb == 0) nb = 1;
-    e->block = nb;
-    e->ws_doubles = hvp_doubles(p, nb);
-    e->ws = nnd__malloc(e->ws_doubles, sizeof(double));
-    e->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
-    if (!e->ws || !e->pack)
-        return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
-                         e->ws_doubles * sizeof(double));
-    double *w = e->ws;
-    size_t stack = p->D * nb, deltas = p->dmax * nb * 2 * p->me;
-    e->xt = w, w += nb * p->d0;
-    e->zv = w, w += stack;
-    e->f0 = w, w += stack;
-    e->f1 = w, w += stack;
-    e->f2 = w, w += stack;
-    e->zd = w, w += stack;
-    e->ad = w, w += stack;
-    e->G = w, w += deltas;
-    e->Dl = w, w += deltas;
-    e->hv = w, w += nb * p->me * p->n;
-    e->tmp = w;
+    size_t nb = nnd__product_block(hvp_doubles(p, 1), HVP_MIN_COLUMNS, 2 * p->me, req->max_batch);
+    e->block = *block = nb;
+    nnd_ws_item it[WS_ITEMS];
+    work w;
+    if (!(*ws_doubles = nnd__ws_total(NND_WS_DOUBLES(work), it, layout(e, &w, it))))
+        return nnd__fail(NND_EDIM, "nnd_product_plan_new: workspace size overflows");
     return NND_OK;
 }
 
-void nnd__hvp_free(nnd_hvp *e)
+static void ws_init(const void *st, double *ws)
 {
-    nnd__free(e->ws);
-    nnd__free(e->pack);
-    memset(e, 0, sizeof *e);
+    nnd_ws_item it[WS_ITEMS];
+    nnd__ws_carve(ws, NND_WS_DOUBLES(work), it, layout(st, (work *)(void *)ws, it));
 }
 
+static void release(void *st) { nnd__free(st); }
+
 /* Values, f', f'' and the tangents z-dot, a-dot of every layer (stacked D x nb). */
-static void forward(const nnd_hvp *e, size_t nb, const double *v)
+static void forward(const state *e, const work *wk, size_t nb, const double *v)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb;
-        double *z = e->zv + o, *zd = e->zd + o;
+        double *z = wk->zv + o, *zd = wk->zd + o;
         if (l == 0) {
-            e->k->dgemm(0, 1, d, nb, p->d0, L->W, p->d0, e->xt, p->d0, z, nb, e->pack);
-            e->k->dgemm(0, 1, d, nb, e->n, p->W1g, e->n, v, e->n, zd, nb, e->pack);
+            e->k->dgemm(0, 1, d, nb, p->d0, L->W, p->d0, wk->xt, p->d0, z, nb, wk->pack);
+            e->k->dgemm(0, 1, d, nb, e->n, p->W1g, e->n, v, e->n, zd, nb, wk->pack);
         } else {
             size_t po = p->off[l - 1] * nb;
-            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->f0 + po, nb, z, nb, e->pack);
-            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, e->ad + po, nb, zd, nb, e->pack);
+            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, wk->f0 + po, nb, z, nb, wk->pack);
+            e->k->dgemm(0, 0, d, nb, L->n_in, L->W, L->n_in, wk->ad + po, nb, zd, nb, wk->pack);
         }
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
                 z[u * nb + b] += L->b[u];
-        double *sg = e->f0 + o, *ad = e->ad + o;
+        double *sg = wk->f0 + o, *ad = wk->ad + o;
         if (L->act == NND_ACT_SOFTMAX) {
             nnd__softmax_values(d, nb, z, sg);
             for (size_t b = 0; b < nb; b++) {
@@ -99,18 +132,18 @@ static void forward(const nnd_hvp *e, size_t nb, const double *v)
                     ad[u * nb + b] = sg[u * nb + b] * ((zd[u * nb + b] - top) - mean);
             }
         } else {
-            nnd__act_layer(e->k, L, d * nb, z, sg, e->f1 + o, e->f2 + o);
+            nnd__act_layer(e->k, L, d * nb, z, sg, wk->f1 + o, wk->f2 + o);
             for (size_t i = 0; i < d * nb; i++)
-                ad[i] = e->f1[o + i] * zd[i];
+                ad[i] = wk->f1[o + i] * zd[i];
         }
     }
 }
 
 /* The softmax rule above for column j (sample b) of layer l: g, g-dot in G, deltas into Dl. */
-static void softmax_column(const nnd_hvp *e, size_t d, size_t nb, size_t b, size_t o, size_t cols, size_t j)
+static void softmax_column(const work *wk, size_t d, size_t nb, size_t b, size_t o, size_t cols, size_t j)
 {
-    const double *sg = e->f0 + o, *sd = e->ad + o;
-    double *g = e->G + j, *gd = e->G + cols + j, *dl = e->Dl + j, *dd = e->Dl + cols + j;
+    const double *sg = wk->f0 + o, *sd = wk->ad + o;
+    double *g = wk->G + j, *gd = wk->G + cols + j, *dl = wk->Dl + j, *dd = wk->Dl + cols + j;
     size_t ld = 2 * cols, top = nnd__softmax_top(sg, d, nb, b);
     double gt = g[top * ld], gdt = gd[top * ld], gbar = 0.0, gdbar = 0.0, sdg = 0.0;
     for (size_t u = 0; u < d; u++) {
@@ -126,33 +159,33 @@ static void softmax_column(const nnd_hvp *e, size_t d, size_t nb, size_t b, size
     }
 }
 
-void nnd__hvp_block(const nnd_hvp *e, size_t nb, const double *x, const double *v)
+static void propagate(const state *e, const work *wk, size_t nb, const double *x, const double *v)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t me = p->me, cols = nb * me, ld = 2 * cols, n = e->n;
     for (size_t b = 0; b < nb; b++)
-        nnd__pre_apply(net, x + b * n, e->xt + b * p->d0, e->tmp);
-    forward(e, nb, v);
+        nnd__pre_apply(net, x + b * n, wk->xt + b * p->d0, wk->tmp);
+    forward(e, wk, nb, v);
     /* g_L: the identity scaled by the output processing; g-dot_L = 0 */
-    memset(e->G, 0, me * ld * sizeof *e->G);
+    memset(wk->G, 0, me * ld * sizeof *wk->G);
     for (size_t k = 0; k < me; k++)
         for (size_t b = 0; b < nb; b++)
-            e->G[k * ld + b * me + k] = p->oscale[k];
+            wk->G[k * ld + b * me + k] = p->oscale[k];
     for (size_t l = p->L; l-- > 0;) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb;
         if (L->act == NND_ACT_SOFTMAX) {
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < me; k++)
-                    softmax_column(e, d, nb, b, o, cols, b * me + k);
+                    softmax_column(wk, d, nb, b, o, cols, b * me + k);
         } else {
-            const double *f1 = e->f1 + o, *f2 = e->f2 + o, *zd = e->zd + o;
+            const double *f1 = wk->f1 + o, *f2 = wk->f2 + o, *zd = wk->zd + o;
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++) {
                     double a1 = f1[u * nb + b], c2 = f2[u * nb + b] * zd[u * nb + b];
-                    const double *g = e->G + u * ld + b * me, *gd = g + cols;
-                    double *dl = e->Dl + u * ld + b * me, *dd = dl + cols;
+                    const double *g = wk->G + u * ld + b * me, *gd = g + cols;
+                    double *dl = wk->Dl + u * ld + b * me, *dd = dl + cols;
                     for (size_t k = 0; k < me; k++) {
                         dl[k] = g[k] * a1;
                         dd[k] = gd[k] * a1 + g[k] * c2;
@@ -160,9 +193,28 @@ void nnd__hvp_block(const nnd_hvp *e, size_t nb, const double *x, const double *
                 }
         }
         if (l > 0)
-            e->k->dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, e->Dl, ld, e->G, ld, e->pack);
+            e->k->dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, wk->Dl, ld, wk->G, ld, wk->pack);
     }
     /* H_k v = W1g^T delta-dot_1, rows b*me + k */
     size_t d1 = net->layers[0].n_out;
-    e->k->dgemm(1, 0, cols, n, d1, e->Dl + cols, ld, p->W1g, n, e->hv, n, e->pack);
+    e->k->dgemm(1, 0, cols, n, d1, wk->Dl + cols, ld, p->W1g, n, wk->hv, n, wk->pack);
 }
+
+/* Samples [b0, b0 + nb): x and v (call->in) nb x n; call->out the raw rows of H_k v, nb x m x n
+ * (constant rows 0). */
+static void block(const void *st, double *ws, const nnd_call *call, size_t b0, size_t nb)
+{
+    const state *e = st;
+    const work *wk = (const work *)(void *)ws;
+    const nnd_prep *mp = e->p;
+    size_t n = e->n, m = mp->m;
+    double *out = call->out + b0 * m * n;
+    propagate(e, wk, nb, call->x + b0 * n, call->in + b0 * n);
+    if (mp->const_rows)
+        memset(out, 0, nb * m * n * sizeof *out);
+    for (size_t b = 0; b < nb; b++)
+        for (size_t k = 0; k < mp->me; k++)
+            memcpy(out + (b * m + mp->row_of[k]) * n, wk->hv + (b * mp->me + k) * n, n * sizeof *out);
+}
+
+const nnd_engine nnd__engine_hvp = {"hvp", NND_MODE_REVERSE, applies, cost, setup, ws_init, block, release};

@@ -1,19 +1,22 @@
 /* Product plans: one contraction of the derivatives (weighted Hessian, Hessian-vector, Jacobian-
  * vector and vector-Jacobian products, Laplacian, Hessian diagonal, delta-method uncertainty),
- * each run by the path that makes it cheap (table and costs in nnderiv.h):
+ * each run by the product engine that makes it cheap (table and costs in nnderiv.h). Planning asks
+ * every product engine (nnd__product_engines, plan/registry.c) once whether it applies to the kind
+ * and the net, and at what cost, and takes the cheapest (earlier on ties), as the planner does:
  *   SEEDED  WHESS, VJP: a reverse plan's engine (fused on small nets, else blocked), seeded by the
  *           weights (nnd_call.seed)
  *   FULL    HVP, JVP, LAPLACIAN, HDIAG, UNCERTAINTY* on nets the fused engine takes: a reverse plan
  *           (the fused engine) gives each sample's J and H, cheap there, and they are contracted
  *           here (H v, J u, tr H, diag H, J L (J L)^T and 1/2 tr(H Sigma))
+ *   DIR     JVP, LAPLACIAN, HDIAG, UNCERTAINTY*: the directional forward engine (directional.c)
  *   RDIAG   LAPLACIAN, HDIAG where the reverse engine's tangents and deltas without the assembly
  *           are cheaper (nnd_call.D on a blocked reverse plan)
- *   DIR     JVP, LAPLACIAN, HDIAG, UNCERTAINTY*: the directional forward engine (directional.c)
  *   HVP     HVP: the reverse-over-forward engine (hvp.c)
- * DIR and HVP read the product plan's own prepared net (plan/prep.h, of its own copy of the net);
- * the others the reverse plan's.
+ * SEEDED, FULL and RDIAG are defined here (they run through a reverse plan); DIR and HVP are whole
+ * engines set up here on the product plan's own prepared net (plan/prep.h, of its own copy of the
+ * net), the others read the reverse plan's.
  * Every kind runs on the plan's threads: slot t (one per thread) holds its scratch and, for DIR and
- * HVP, its engine instance (the reverse plan keeps one workspace per thread itself), and takes
+ * HVP, the engine's workspace (the reverse plan keeps one workspace per thread itself), and takes
  * blocks t, t + T, ... of the batch (the reverse plan's nnd__plan_parallel, or this plan's pool).
  * The blocks are fixed when planning, whatever T, and a block's arithmetic does not depend on the
  * thread: results are bit-identical for every count.
@@ -39,11 +42,10 @@ typedef struct {
 /* One thread's share of a product plan, allocated when planning, and what it ran in the last
  * execute (nnd__product_plan_threads_ran reads it for the tests). */
 typedef struct {
-    nnd_dir dir;       /* DIR: this thread's directional engine */
-    nnd_hvp hvp;       /* HVP: this thread's HVP engine */
+    double *ws;        /* DIR, HVP: this thread's workspace of the engine */
     /* UNCERTAINTY*: square roots of the covariances (block x n x n; with a shared one, thread 0's
      * first n x n), LAPACK's workspace for the eigen-decomposition of a semidefinite one, J L of
-     * one sample and the GEMM's packing area */
+     * one sample (DIR: of the block's) and the GEMM's packing area */
     double *roots, *evec, *eval, *work, *T, *pack;
     lapack_int *iwork;
     double *diag;      /* RDIAG LAPLACIAN: block x m x n diagonals */
@@ -60,6 +62,8 @@ struct nnd_product_plan {
     path path;
     size_t n, m, max_batch, block;
     size_t chunk;           /* FULL: samples per call of the reverse plan's engine */
+    const nnd_engine *engine; /* the product engine chosen */
+    void *state;            /* DIR, HVP: its state */
     nnd_plan *rev;          /* SEEDED, FULL, RDIAG: the reverse plan (its threads and workspaces) */
     nnd_net *owned;         /* DIR, HVP: the plan's own copy of the net, and its prepared net */
     nnd_prep prep;
@@ -91,8 +95,15 @@ static double diag_cost_reverse(double n, double me, double G, double Gr, double
     return G + (n + me) * Gr + 3 * me * U * n + U * n;
 }
 
+double nnd__diag_cost(const nnd_net *net, int reverse)
+{
+    double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
+    nnd_net_sums s = nnd__net_sums(net);
+    return reverse ? diag_cost_reverse(n, me, s.G, s.Gr, s.U) : diag_cost_forward(n, s.G, s.Gr, s.U);
+}
+
 /* The table's costs (nnderiv.h): the general paths'. */
-static double kind_cost(const nnd_net *net, nnd_product kind)
+double nnd__product_kind_cost(const nnd_net *net, nnd_product kind)
 {
     double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
     double m = (double)nnd_net_n_out(net), d1 = (double)net->layers[0].n_out;
@@ -125,7 +136,7 @@ nnd_status nnd_product_cost(const nnd_net *net, nnd_product kind, double *flops)
         return nnd__fail(NND_EINVAL, "nnd_product_cost: unknown product kind %d", (int)kind);
     if (!flops)
         return nnd__fail(NND_EINVAL, "nnd_product_cost: flops is NULL");
-    *flops = kind_cost(net, kind);
+    *flops = nnd__product_kind_cost(net, kind);
     return NND_OK;
 }
 
@@ -136,8 +147,7 @@ void nnd_product_plan_free(nnd_product_plan *P)
     nnd__pool_free(P->pool); /* joins the workers before their slots go */
     for (size_t t = 0; P->slots && t < P->nthreads; t++) {
         slot *s = &P->slots[t];
-        nnd__dir_free(&s->dir);
-        nnd__hvp_free(&s->hvp);
+        nnd__free(s->ws);
         nnd__free(s->roots);
         nnd__free(s->evec);
         nnd__free(s->eval);
@@ -150,6 +160,8 @@ void nnd_product_plan_free(nnd_product_plan *P)
         nnd__free(s->pack);
     }
     nnd__free(P->slots);
+    if (P->state)
+        P->engine->release(P->state);
     nnd_plan_free(P->rev); /* joins its workers */
     nnd__prep_free(&P->prep);
     nnd_net_free(P->owned);
@@ -168,22 +180,11 @@ static nnd_status alloc_uncertainty(nnd_product_plan *P, slot *s)
     s->eval = nnd__malloc(n, sizeof(double));
     s->work = nnd__malloc(P->lwork, sizeof(double));
     s->iwork = nnd__malloc(P->liwork, sizeof(lapack_int));
-    s->T = nnd__malloc(P->m, n * sizeof(double));
+    s->T = nnd__malloc(P->path == PATH_DIR ? P->block * P->m : P->m, n * sizeof(double));
     s->pack = nnd__malloc(NND_GEMM_PACK_DOUBLES, sizeof(double));
     if (!s->roots || !s->evec || !s->eval || !s->work || !s->iwork || !s->T || !s->pack)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     return NND_OK;
-}
-
-/* The reverse engine for the diagonals when its cost model says so, or when the directional
- * engine does not support the net (logsoftmax). */
-static int diag_by_reverse(const nnd_net *net)
-{
-    double n = (double)net->n_in, me = (double)net->layers[net->n_layers - 1].n_out;
-    nnd_net_sums s = nnd__net_sums(net);
-    if (nnd__products_supported(net) != NND_OK)
-        return 1;
-    return diag_cost_reverse(n, me, s.G, s.Gr, s.U) < diag_cost_forward(n, s.G, s.Gr, s.U);
 }
 
 /* FULL: the chunk of samples whose J and H a slot holds: about FULL_CHUNK_DOUBLES, whole groups
@@ -225,46 +226,28 @@ static nnd_status plan_reverse(nnd_product_plan *P, const nnd_net *net, unsigned
     return NND_OK;
 }
 
-/* DIR, HVP: one engine instance per slot, all reading the plan's prepared net; as many slots as
- * `threads` asks, at most one per block of max_batch. */
+/* DIR, HVP: the engine set up on the plan's prepared net, one workspace per slot; as many slots
+ * as `threads` asks, at most one per block of max_batch. */
 static nnd_status plan_forward(nnd_product_plan *P, size_t threads)
 {
-    nnd_product kind = P->kind;
-    size_t n = P->n, K = kind == NND_PRODUCT_JVP ? 1 : n;
-    size_t ncoord = kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG ? n : 0;
-    int second = kind != NND_PRODUCT_JVP;
-    nnd_status st = nnd__products_supported(P->owned);
-    if (st != NND_OK)
-        return st;
+    nnd_request req = {0, NND_MODE_AUTO, P->max_batch, P->kind};
+    size_t ws_doubles = 0;
     P->map = &P->prep;
-    nnd_dir probe; /* the block: the same for every instance */
-    nnd_hvp hprobe;
-    st = P->path == PATH_HVP ? nnd__hvp_init(&hprobe, &P->prep, P->max_batch)
-                             : nnd__dir_init(&probe, &P->prep, P->max_batch, K, ncoord, second);
+    nnd_status st = P->engine->setup(&P->prep, &req, &P->state, &P->block, &ws_doubles);
     if (st == NND_OK) {
-        P->block = P->path == PATH_HVP ? hprobe.block : probe.block;
         size_t blocks = P->max_batch / P->block + (P->max_batch % P->block != 0), T = nnd__plan_threads_for(threads);
         P->nthreads = T < blocks ? T : blocks;
         if (!(P->slots = nnd__calloc(P->nthreads, sizeof *P->slots)))
             st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     }
-    if (st == NND_OK) { /* the probe is slot 0's */
-        if (P->path == PATH_HVP)
-            P->slots[0].hvp = hprobe;
-        else
-            P->slots[0].dir = probe;
-    } else if (P->path == PATH_HVP) {
-        nnd__hvp_free(&hprobe);
-    } else {
-        nnd__dir_free(&probe);
-    }
     for (size_t t = 0; st == NND_OK && t < P->nthreads; t++) {
         slot *s = &P->slots[t];
-        if (t && P->path == PATH_HVP)
-            st = nnd__hvp_init(&s->hvp, &P->prep, P->max_batch);
-        else if (t)
-            st = nnd__dir_init(&s->dir, &P->prep, P->max_batch, K, ncoord, second);
-        if (st == NND_OK && is_uncertainty(kind))
+        if (!(s->ws = nnd__malloc(ws_doubles, sizeof(double))))
+            st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: cannot allocate %zu bytes of workspace",
+                           ws_doubles * sizeof(double));
+        else
+            P->engine->ws_init(P->state, s->ws);
+        if (st == NND_OK && is_uncertainty(P->kind))
             st = alloc_uncertainty(P, s);
     }
     if (st == NND_OK && P->nthreads > 1 && !(P->pool = nnd__pool_new(P->nthreads - 1)))
@@ -284,32 +267,84 @@ static nnd_status plan_forward(nnd_product_plan *P, size_t threads)
 #define FULL_RATIO 1.6
 #define FULL_FIXED 1000.0
 
-static int full_is_cheaper(const nnd_net *net, nnd_product kind)
+static int is_diag(nnd_product kind) { return kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG; }
+static int is_seeded(nnd_product kind) { return kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP; }
+
+static int seeded_applies(const nnd_prep *p, const nnd_request *req)
 {
-    double n = (double)net->n_in, m = (double)nnd_net_n_out(net), f, r;
-    nnd__mode_costs(net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), &f, &r);
+    (void)p;
+    return is_seeded(req->product);
+}
+
+static double seeded_cost(const nnd_prep *p, const nnd_request *req)
+{
+    return nnd__product_kind_cost(p->net, req->product);
+}
+
+/* Wherever the fused engine takes the net (for J and H), but for the seeded kinds. */
+static int full_applies(const nnd_prep *p, const nnd_request *req)
+{
+    nnd_request fr = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, req->max_batch, 0};
+    return !is_seeded(req->product) && nnd__engine_fused.applies(p, &fr);
+}
+
+/* In the general paths' flops: (flops - FULL_FIXED) / FULL_RATIO. */
+static double full_cost(const nnd_prep *p, const nnd_request *req)
+{
+    nnd_product kind = req->product;
+    double n = (double)p->n, m = (double)p->m, f, r;
+    nnd__mode_costs(p->net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), &f, &r);
     double contract = kind == NND_PRODUCT_HVP ? 2 * m * n * n
                       : kind == NND_PRODUCT_JVP ? 2 * m * n
                       : is_uncertainty(kind) ? 4 * m * n * n + m * m * n + (kind == NND_PRODUCT_UNCERTAINTY ? n * n * n / 3 : 0)
                       : m * n;
-    return r + contract <= FULL_RATIO * kind_cost(net, kind) + FULL_FIXED;
+    return (r + contract - FULL_FIXED) / FULL_RATIO;
 }
 
-/* The path of a kind: SEEDED for WHESS and VJP; FULL where the fused engine takes the net and it
- * is the cheaper (AUTO) or always (engine FUSED), else RDIAG or DIR for the diagonals by their
- * costs, DIR or HVP. */
-static path choose_path(const nnd_product_plan *P, int engine)
+static int rdiag_applies(const nnd_prep *p, const nnd_request *req)
 {
-    nnd_product kind = P->kind;
-    if (kind == NND_PRODUCT_WHESS || kind == NND_PRODUCT_VJP)
-        return PATH_SEEDED;
-    nnd_request req = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, P->max_batch};
-    if (engine != NND__PRODUCT_GENERAL && nnd__engine_fused.applies(&P->prep, &req) &&
-        (engine == NND__PRODUCT_FUSED || full_is_cheaper(P->owned, kind)))
-        return PATH_FULL;
-    if ((kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG) && diag_by_reverse(P->owned))
-        return PATH_RDIAG;
-    return kind == NND_PRODUCT_HVP ? PATH_HVP : PATH_DIR;
+    (void)p;
+    return is_diag(req->product);
+}
+
+/* Where the directional engine does not take the net (logsoftmax), the only general path: costed
+ * then as the table does (the cheaper of both ways). */
+static double rdiag_cost(const nnd_prep *p, const nnd_request *req)
+{
+    return nnd__products_supported(p->net) == NND_OK ? nnd__diag_cost(p->net, 1)
+                                                     : nnd__product_kind_cost(p->net, req->product);
+}
+
+const nnd_engine nnd__product_seeded = {"seeded", NND_MODE_REVERSE, seeded_applies, seeded_cost, NULL, NULL, NULL, NULL};
+const nnd_engine nnd__product_full = {"full", NND_MODE_REVERSE, full_applies, full_cost, NULL, NULL, NULL, NULL};
+const nnd_engine nnd__product_rdiag = {"rdiag", NND_MODE_REVERSE, rdiag_applies, rdiag_cost, NULL, NULL, NULL, NULL};
+
+/* Every product engine asked once: the cheapest that applies (earlier on ties). Engine FUSED: only
+ * seeded and full; GENERAL: all but full. NULL when none applies (FUSED only). */
+static const nnd_engine *choose_engine(const nnd_product_plan *P, int engine)
+{
+    nnd_request req = {0, NND_MODE_AUTO, P->max_batch, P->kind};
+    const nnd_engine *best = NULL;
+    double best_cost = 0;
+    for (size_t i = 0; i < nnd__n_product_engines; i++) {
+        const nnd_engine *e = nnd__product_engines[i];
+        int fused = e == &nnd__product_seeded || e == &nnd__product_full;
+        if ((engine == NND__PRODUCT_FUSED && !fused) || (engine == NND__PRODUCT_GENERAL && e == &nnd__product_full) ||
+            !e->applies(&P->prep, &req))
+            continue;
+        double c = e->cost(&P->prep, &req);
+        if (!best || c < best_cost)
+            best = e, best_cost = c;
+    }
+    return best;
+}
+
+static path path_of(const nnd_engine *e)
+{
+    return e == &nnd__product_seeded ? PATH_SEEDED
+           : e == &nnd__product_full ? PATH_FULL
+           : e == &nnd__product_rdiag ? PATH_RDIAG
+           : e == &nnd__engine_hvp ? PATH_HVP : PATH_DIR;
 }
 
 nnd_status nnd_product_plan_new(const nnd_net *net, size_t max_batch, nnd_product kind, nnd_product_plan **plan)
@@ -346,9 +381,10 @@ nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nn
     P->k = nnd__kernels();
     /* the plan's own copy: the caller's net may change or go */
     if ((st = nnd__net_clone(net, &P->owned)) == NND_OK && (st = nnd__prep_init(&P->prep, P->owned)) == NND_OK) {
-        P->path = choose_path(P, engine);
-        if (engine == NND__PRODUCT_FUSED && P->path != PATH_FULL && P->path != PATH_SEEDED)
+        if (!(P->engine = choose_engine(P, engine)))
             st = nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the fused engine does not take this net");
+        else
+            P->path = path_of(P->engine);
     }
     unsigned blocked = engine == NND__PRODUCT_GENERAL ? NND_BLOCKED : 0;
     if (st == NND_OK) {
@@ -377,6 +413,7 @@ nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nn
 }
 
 int nnd__product_plan_full(const nnd_product_plan *P) { return P->path == PATH_FULL; }
+const char *nnd__product_plan_engine(const nnd_product_plan *P) { return P->engine->name; }
 
 /* A square root L (row-major n x n, Sigma = L L^T) of the symmetric positive semidefinite Sigma,
  * of which the lower triangle is read. The Cholesky factor when Sigma is definite; otherwise
@@ -439,76 +476,14 @@ static nnd_status root_fail(const root_error *e)
     return NND_OK;
 }
 
-/* C = T T^T (m x m) from T = J L in s->T: the lower half by the GEMM, mirrored (exactly symmetric). */
-static void cov_from_T(const nnd_product_plan *P, slot *s, double *C)
+/* C = T T^T (m x m) from T = J L (m x n): the lower half by the GEMM, mirrored (exactly symmetric). */
+static void cov_from_T(const nnd_product_plan *P, slot *s, const double *T, double *C)
 {
     size_t m = P->m;
-    P->k->dgemm(0, 1, m, m, P->n, s->T, P->n, s->T, P->n, C, m, s->pack);
+    P->k->dgemm(0, 1, m, m, P->n, T, P->n, T, P->n, C, m, s->pack);
     for (size_t i = 0; i < m; i++)
         for (size_t j = i + 1; j < m; j++)
             C[i * m + j] = C[j * m + i];
-}
-
-/* DIR JVP, LAPLACIAN, HDIAG: the last layer's states (last) into the raw rows (constants 0). */
-static void gather_forward(const nnd_product_plan *P, const nnd_dir *e, const double *last, size_t nb, double *out)
-{
-    const nnd_prep *mp = P->map;
-    size_t n = P->n, m = P->m, C = e->C, us = nb * C;
-    size_t per = P->kind == NND_PRODUCT_HDIAG ? n : 1;
-    if (mp->const_rows)
-        memset(out, 0, nb * m * per * sizeof *out);
-    for (size_t k = 0; k < mp->me; k++) {
-        double s = mp->oscale[k];
-        for (size_t b = 0; b < nb; b++) {
-            const double *t = last + k * us + b * C;
-            double *o = out + (b * m + mp->row_of[k]) * per;
-            if (P->kind == NND_PRODUCT_JVP) {
-                *o = s * t[1];
-            } else if (P->kind == NND_PRODUCT_HDIAG) {
-                for (size_t i = 0; i < n; i++)
-                    o[i] = s * t[1 + n + i];
-            } else {
-                double sum = 0.0;
-                for (size_t i = 0; i < n; i++)
-                    sum += t[1 + n + i];
-                *o = s * sum;
-            }
-        }
-    }
-}
-
-/* DIR UNCERTAINTY: with T = J L (m x n), C = T T^T and shift_k = 1/2 sum_j l_j^T H_k l_j. */
-static void gather_uncertainty(const nnd_product_plan *P, slot *s, const double *last, size_t nb, double *cov,
-                               double *shift)
-{
-    const nnd_prep *mp = P->map;
-    size_t n = P->n, m = P->m, C = s->dir.C, us = nb * C;
-    for (size_t b = 0; b < nb; b++) {
-        double *sb = shift + b * m;
-        memset(s->T, 0, m * n * sizeof *s->T);
-        memset(sb, 0, m * sizeof *sb);
-        for (size_t k = 0; k < mp->me; k++) {
-            const double *t = last + k * us + b * C;
-            double sc = mp->oscale[k], sum = 0.0, *Tr = s->T + mp->row_of[k] * n;
-            for (size_t j = 0; j < n; j++) {
-                Tr[j] = sc * t[1 + j];
-                sum += t[1 + n + j];
-            }
-            sb[mp->row_of[k]] = 0.5 * sc * sum;
-        }
-        cov_from_T(P, s, cov + b * m * m);
-    }
-}
-
-static void gather_hvp(const nnd_product_plan *P, const nnd_hvp *e, size_t nb, double *out)
-{
-    const nnd_prep *mp = P->map;
-    size_t n = P->n, m = P->m;
-    if (mp->const_rows)
-        memset(out, 0, nb * m * n * sizeof *out);
-    for (size_t b = 0; b < nb; b++)
-        for (size_t k = 0; k < mp->me; k++)
-            memcpy(out + (b * m + mp->row_of[k]) * n, e->hv + (b * mp->me + k) * n, n * sizeof *out);
 }
 
 /* Which of in / out2 a kind takes: 0 must be NULL, 1 required, 2 optional. */
@@ -587,7 +562,7 @@ static int full_block(const run *r, size_t t, slot *s, size_t b0, size_t nb)
                 L = s->roots;
             }
             P->k->dgemm(0, 0, m, n, n, J, n, L, n, s->T, n, s->pack);
-            cov_from_T(P, s, o);
+            cov_from_T(P, s, s->T, o);
             for (size_t k = 0; k < m; k++) {
                 const double *Hk = H + k * sq;
                 double sum = 0.0;
@@ -634,23 +609,24 @@ static int run_block(const run *r, size_t t, size_t b0, size_t nb)
         return 1;
     }
     case PATH_HVP:
-        nnd__hvp_block(&s->hvp, nb, x, r->in + b0 * n);
-        gather_hvp(P, &s->hvp, nb, r->out + b0 * m * n);
+        P->engine->block(P->state, s->ws, &(nnd_call){.x = r->x, .in = r->in, .out = r->out}, b0, nb);
         return 1;
     case PATH_DIR:
         break;
     }
     if (!is_uncertainty(P->kind)) {
-        const double *last = nnd__dir_block(&s->dir, nb, x, P->kind == NND_PRODUCT_JVP ? r->in + b0 * n : NULL, n);
-        gather_forward(P, &s->dir, last, nb, r->out + b0 * m * (P->kind == NND_PRODUCT_HDIAG ? n : 1));
+        P->engine->block(P->state, s->ws, &(nnd_call){.x = r->x, .in = r->in, .out = r->out}, b0, nb);
         return 1;
     }
+    /* the block's square roots are the directions; T = J L of each sample, then C = T T^T */
     int shared = P->kind == NND_PRODUCT_UNCERTAINTY_SHARED;
     for (size_t b = 0; !shared && b < nb; b++)
         if (!covariance_root(P, s, r->in + (b0 + b) * sq, s->roots + b * sq, b0 + b))
             return 0;
-    const double *last = nnd__dir_block(&s->dir, nb, x, shared ? P->slots[0].roots : s->roots, shared ? 0 : sq);
-    gather_uncertainty(P, s, last, nb, r->out + b0 * m * m, r->out2 + b0 * m);
+    nnd_call call = {.x = x, .in = shared ? P->slots[0].roots : s->roots, .out = s->T, .out2 = r->out2 + b0 * m};
+    P->engine->block(P->state, s->ws, &call, 0, nb);
+    for (size_t b = 0; b < nb; b++)
+        cov_from_T(P, s, s->T + b * m * n, r->out + (b0 + b) * m * m);
     return 1;
 }
 

@@ -110,25 +110,44 @@ echo "an I/O failure on rank 1 only: '$(grep -o 'rank 1: .*' err.txt)', every ra
 # a terminal's ^C does; a run of a few seconds, interrupted once rank 0's temporary exists
 "$check" net 8 256,256 1 9 slow.json
 "$check" input 8 100000 3 xslow.npy
+# mpirun relays the ranks' stderr; killed while relaying, it sometimes drops rank 0's last line
+# (seen 1 run in 5 on a loaded machine, with the files as they should be). A run with no stderr at
+# all is therefore tried again, up to three times; every other check holds on every run. The
+# ranks may outlive mpirun by a moment: the temporary gets up to 10 s to go.
 for how in mpirun group; do
-    if [ $how = mpirun ]; then echo keep >sig.h5; out=sig.h5; else rm -f sig.npy; out=sig.npy; fi
-    setsid bash "$mpirun_sh" "$mpirun" -n 2 "$mpi" derivatives -m slow.json -i xslow.npy -o $out --what H --threads 1 \
-        --quiet 2>err.txt &
-    pid=$!
-    for _ in $(seq 2000); do ls -A | grep -q '^\.nnd-' && break; sleep 0.01; done
-    ls -A | grep -q '^\.nnd-' || fail "SIGINT ($how): no temporary output appeared"
-    sleep 0.3
-    if [ $how = mpirun ]; then kill -INT $pid; else kill -INT -- -$pid; fi
-    set +e; wait $pid; rc=$?; set -e
-    [ $rc -ne 0 ] || fail "SIGINT ($how): the run finished (exit 0) before the signal, or ignored it"
+    for attempt in 1 2 3; do
+        if [ $how = mpirun ]; then echo keep >sig.h5; out=sig.h5; else rm -f sig.npy; out=sig.npy; fi
+        setsid bash "$mpirun_sh" "$mpirun" -n 2 "$mpi" derivatives -m slow.json -i xslow.npy -o $out --what H --threads 1 \
+            --quiet 2>err.txt &
+        pid=$!
+        for _ in $(seq 2000); do ls -A | grep -q '^\.nnd-' && break; sleep 0.01; done
+        ls -A | grep -q '^\.nnd-' || fail "SIGINT ($how): no temporary output appeared"
+        sleep 0.3
+        if [ $how = mpirun ]; then kill -INT $pid; else kill -INT -- -$pid; fi
+        set +e; wait $pid; rc=$?; set -e
+        [ $rc -ne 0 ] || fail "SIGINT ($how): the run finished (exit 0) before the signal, or ignored it"
+        if [ $how = mpirun ]; then
+            [ "$(cat sig.h5)" = keep ] || fail "SIGINT ($how): the existing target was changed"
+        else
+            [ ! -e sig.npy ] || fail "SIGINT ($how): a file was left at the target"
+        fi
+        for _ in $(seq 100); do ls -A | grep -q '^\.nnd-' || break; sleep 0.1; done
+        if ls -A | grep -q '^\.nnd-'; then
+            # mpirun SIGKILLs ranks 1 s after its SIGTERM; a rank killed before its handler ran
+            # leaves its hidden temporary, which the next run writing here must remove (README)
+            [ -s err.txt ] && fail "SIGINT ($how): rank 0 spoke but left a temporary behind"
+            echo "SIGINT ($how), attempt $attempt: a rank was SIGKILLed before its handler ran; the next run must clean up"
+            run_mpi 1 derivatives -m blocked.json -i xb.npy -o cleanup.npy --what y --quiet 2>/dev/null ||
+                fail "SIGINT ($how): the run after a SIGKILL failed"
+            rm -f cleanup.npy
+            if ls -A | grep -q '^\.nnd-'; then fail "SIGINT ($how): a temporary was left behind, and the next run kept it"; fi
+            continue
+        fi
+        [ -s err.txt ] || { echo "SIGINT ($how), attempt $attempt: mpirun relayed no stderr; again"; continue; }
+        break
+    done
     grep -q "^nnderiv-mpi: rank 0: \(interrupted\|terminated\) .*no output written" err.txt ||
         { cat err.txt; fail "SIGINT ($how): rank 0 did not say it stopped"; }
-    if [ $how = mpirun ]; then
-        [ "$(cat sig.h5)" = keep ] || fail "SIGINT ($how): the existing target was changed"
-    else
-        [ ! -e sig.npy ] || fail "SIGINT ($how): a file was left at the target"
-    fi
-    if ls -A | grep -q '^\.nnd-'; then fail "SIGINT ($how): a temporary was left behind"; fi
     echo "SIGINT ($how) mid-run: exit $rc, '$(grep -o 'rank 0: .*' err.txt)', the target as it was"
 done
 echo "mpi test: ok"

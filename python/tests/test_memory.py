@@ -28,6 +28,19 @@ def rss_bytes():
         return int(f.read().split()[1]) * 4096
 
 
+def growth(calls):
+    """Bytes by which tracemalloc's traced memory and the RSS grow over one more run of calls()."""
+    gc.collect()
+    r0 = rss_bytes()
+    tracemalloc.start()
+    t0 = tracemalloc.get_traced_memory()[0]
+    calls()
+    gc.collect()
+    t1 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return t1 - t0, rss_bytes() - r0
+
+
 @pytest.fixture
 def wide_in(rng):
     # n_out 1 and a small n_in: the outputs are small next to a big batch of input
@@ -130,17 +143,9 @@ def test_many_calls_do_not_grow_memory(small_net, rng):
             small_net.hvp(X[0], X[1])
 
     calls()  # warm: caches, allocator pools
-    gc.collect()
-    r0 = rss_bytes()
-    tracemalloc.start()
-    t0 = tracemalloc.get_traced_memory()[0]
-    calls()
-    gc.collect()
-    t1 = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    r1 = rss_bytes()
-    assert t1 - t0 < 64 * 1024, f"traced memory grew by {t1 - t0} bytes over 40000 calls"
-    assert r1 - r0 < 4 * 1024 * 1024, f"RSS grew by {r1 - r0} bytes over 40000 calls"
+    traced, rss = growth(calls)
+    assert traced < 64 * 1024, f"traced memory grew by {traced} bytes over 40000 calls"
+    assert rss < 4 * 1024 * 1024, f"RSS grew by {rss} bytes over 40000 calls"
 
 
 def test_error_paths_do_not_leak(small_net, tmp_path):
@@ -172,14 +177,6 @@ def test_error_paths_do_not_leak(small_net, tmp_path):
                     raise AssertionError("no error raised")
 
     calls()
-    gc.collect()
-    r0 = rss_bytes()
-    tracemalloc.start()
-    t0 = tracemalloc.get_traced_memory()[0]
-    calls()
-    gc.collect()
-    t1 = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    r1 = rss_bytes()
-    assert t1 - t0 < 64 * 1024, f"traced memory grew by {t1 - t0} bytes over {11000} failing calls"
-    assert r1 - r0 < 4 * 1024 * 1024, f"RSS grew by {r1 - r0} bytes over {11000} failing calls"
+    traced, rss = growth(calls)
+    assert traced < 64 * 1024, f"traced memory grew by {traced} bytes over {11000} failing calls"
+    assert rss < 4 * 1024 * 1024, f"RSS grew by {rss} bytes over {11000} failing calls"

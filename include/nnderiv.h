@@ -141,6 +141,35 @@ NND_API nnd_status nnd_net_new(size_t n_in, nnd_net **net);
  * act: an activation code (NND_ACT_*). Its parameters start at nnd_act_default_params(act). */
 NND_API nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const double *b, int act);
 
+/* ---- graph networks: residual, cascade and dense connections, LayerNorm
+ * A net is a chain by default: nnd_net_add_dense feeds each layer the previous layer's output (the
+ * first layer the processed input). The calls below add a layer that names its source(s) instead,
+ * so that the layers form a directed acyclic graph; the net's output is the last layer's output.
+ * A source is an earlier layer's 0-based index, NND_NET_INPUT (the processed input: x after the
+ * input processing) or NND_NET_PREVIOUS (the layer added last; the processed input when there is
+ * none). Derivatives through every kind are exact, in every mode.
+ * Each call checks its sources (earlier layers, equal widths for a sum) and changes nothing on
+ * failure: NND_EINVAL for a NULL pointer, a source that does not exist yet or a bad value,
+ * NND_EDIM for widths that do not agree. */
+#define NND_NET_INPUT ((size_t)-1)
+#define NND_NET_PREVIOUS ((size_t)-2)
+/* Layer kinds (nnd_net_layer_kind). */
+enum { NND_LAYER_DENSE = 0, NND_LAYER_LAYERNORM = 1, NND_LAYER_SUM = 2, NND_LAYER_CONCAT = 3 };
+/* A dense layer as nnd_net_add_dense whose input is source src's output (n_prev: its width).
+ * nnd_net_add_dense(net, ...) is nnd_net_add_dense_from(net, NND_NET_PREVIOUS, ...). */
+NND_API nnd_status nnd_net_add_dense_from(nnd_net *net, size_t src, size_t n_out, const double *W, const double *b,
+                                          int act);
+/* LayerNorm of source src's output v (width n): out = (v - mean(v)) / sqrt(var(v) + eps) ∘ gamma + beta,
+ * var the biased variance (1/n Σ (v_i - mean)²), as torch.nn.LayerNorm, ONNX LayerNormalization
+ * (axis -1) and Keras LayerNormalization over the last axis. gamma, beta: n values each, copied;
+ * NULL means ones / zeros. eps > 0 and finite; n >= 1. */
+NND_API nnd_status nnd_net_add_layernorm(nnd_net *net, size_t src, const double *gamma, const double *beta,
+                                         double eps);
+/* The elementwise sum of n_src >= 1 sources of one width (a residual connection: h + f(h)). */
+NND_API nnd_status nnd_net_add_sum(nnd_net *net, size_t n_src, const size_t *src);
+/* The concatenation of n_src >= 1 sources' outputs, in the order given (a dense or cascade connection). */
+NND_API nnd_status nnd_net_add_concat(nnd_net *net, size_t n_src, const size_t *src);
+
 /* Set the first activation parameter of layer `layer` (0-based): elu alpha, leaky_relu slope,
  * celu alpha, hardsigmoid alpha, clip lo; a second parameter keeps its value.
  * NND_EINVAL for an activation without a parameter, a non-finite value, or one out of its domain
@@ -203,12 +232,24 @@ NND_API nnd_status nnd_net_layer(const nnd_net *net, size_t layer, size_t *n_in,
 /* Both activation parameters of layer `layer` into params[0..1] (unused entries 0); *count (may be
  * NULL) is how many the activation has. */
 NND_API nnd_status nnd_net_layer_params(const nnd_net *net, size_t layer, size_t *count, double params[2]);
+/* Layer `layer`'s kind (NND_LAYER_*), -1 for NULL or out of range. nnd_net_layer reports
+ * NND_ACT_PURELIN for a layer that is not DENSE, and n_in as the width of its input. */
+NND_API int nnd_net_layer_kind(const nnd_net *net, size_t layer);
+/* Its sources: how many (0 for NULL or out of range), and source i (a layer index or NND_NET_INPUT;
+ * NND_NET_PREVIOUS is resolved when the layer is added; NND_NET_PREVIOUS out of range). */
+NND_API size_t nnd_net_layer_n_sources(const nnd_net *net, size_t layer);
+NND_API size_t nnd_net_layer_source(const nnd_net *net, size_t layer, size_t i);
+/* A LayerNorm layer's gamma and beta, copied into n_out values each, and eps; any pointer may be
+ * NULL. NND_EINVAL for another kind. */
+NND_API nnd_status nnd_net_layer_norm(const nnd_net *net, size_t layer, double *gamma, double *beta, double *eps);
+/* 1 when every layer is dense and takes the previous layer's output (a chain); 0 otherwise or NULL. */
+NND_API int nnd_net_is_chain(const nnd_net *net);
 /* Number of input / output processing steps, and the MATLAB name of step i ("mapminmax", ...). */
 NND_API size_t nnd_net_n_input_steps(const nnd_net *net);
 NND_API size_t nnd_net_n_output_steps(const nnd_net *net);
 NND_API const char *nnd_net_input_step_name(const nnd_net *net, size_t i);
 NND_API const char *nnd_net_output_step_name(const nnd_net *net, size_t i);
-/* Weights + biases. */
+/* Weights + biases (LayerNorm: gamma + beta). */
 NND_API size_t nnd_net_n_params(const nnd_net *net);
 
 /* Where a loaded net came from. nnd_net_source: the format its reader read ("nnderiv JSON",

@@ -238,6 +238,8 @@ nnd_status nnd_fd_derivatives_err(const nnd_net *net, const double *x, double *J
     nnd_status s = nnd_net_validate(net);
     if (s != NND_OK)
         return s;
+    if (!nnd__net_is_chain(net))
+        return nnd__fail(NND_EUNSUPPORTED, "nnd_fd_derivatives: graph networks are not evaluated yet");
     fd_ctx c = {.net = net, .n = nnd_net_n_in(net), .m = nnd_net_n_out(net), .wide = widest(net)};
     c.pts = nnd__malloc(MAXPTS, c.n * sizeof(double));
     c.vals = nnd__malloc(MAXPTS, c.m * sizeof(double));

@@ -822,6 +822,8 @@ nnd_status nnd_net_save_json(const nnd_net *net, const char *path)
         return s;
     if ((s = check_finite(net)))
         return s;
+    if (!nnd__net_is_chain(net))
+        return nnd__fail(NND_EUNSUPPORTED, "nnd_net_save_json: graph networks have no JSON form yet");
 
     /* Write next to the target and rename() only when the file is complete and synced, so a
      * reader sees the old model or the new one, never half of one. */

@@ -47,8 +47,9 @@ nnd_status nnd__net_clone(const nnd_net *net, nnd_net **out)
     for (size_t l = 0; l < net->n_layers && ok; l++, c->n_layers++) {
         const nnd_layer *L = &net->layers[l];
         c->layers[l] = *L;
-        c->layers[l].W = dup_array(L->W, L->n_out * L->n_in, sizeof(double), &ok);
+        c->layers[l].W = dup_array(L->W, nnd__layer_nw(L), sizeof(double), &ok);
         c->layers[l].b = dup_array(L->b, L->n_out, sizeof(double), &ok);
+        c->layers[l].src = dup_array(L->src, L->n_src, sizeof(size_t), &ok);
     }
     for (size_t i = 0; i < net->n_pre && ok; i++, c->n_pre++)
         copy_proc(&c->pre[i], &net->pre[i], &ok);

@@ -58,13 +58,35 @@ nnd_status nnd__act_check_params(int act, const double *params, const char *wher
 
 /* ---------------------------------------------------------------- the net (net.c) */
 
+/* One layer of the graph (NND_LAYER_* in nnderiv.h). Its input is its sources' outputs: one source
+ * (DENSE, LAYERNORM), their sum (SUM) or their concatenation in order (CONCAT). A source is an earlier
+ * layer's index or NND_NET_INPUT (the processed input). A chain is every layer l DENSE with the one
+ * source l - 1 (NND_NET_INPUT for l = 0).
+ *   DENSE:     z = W·in + b, out = act(z); W n_out x n_in row-major, b n_out.
+ *   LAYERNORM: out = (in - mean(in)) / sqrt(var(in) + eps) ∘ W + b (var: the biased variance over the
+ *              n_in = n_out entries); W = gamma and b = beta, n_out each; act is NND_ACT_PURELIN.
+ *   SUM, CONCAT: out = the sum / the concatenation; W = b = NULL, act NND_ACT_PURELIN. */
 typedef struct {
-    size_t n_in, n_out; /* n_in: previous width; n_out: units */
-    double *W;          /* n_out x n_in row-major */
-    double *b;          /* n_out */
+    int kind;
+    size_t n_src;
+    size_t *src;        /* n_src sources (>= 1; 1 for DENSE and LAYERNORM) */
+    size_t n_in, n_out; /* n_in: the width of the input (the source's, their sum's or concatenation's) */
+    double *W;          /* nnd__layer_nw(L) values */
+    double *b;          /* n_out (NULL for SUM, CONCAT) */
     int act;
     double param[NND_ACT_MAX_PARAMS]; /* activation parameters; unused ones are 0 */
+    double eps;                       /* LAYERNORM */
 } nnd_layer;
+
+/* Weights of a layer: n_out x n_in (DENSE), n_out (LAYERNORM), 0 (SUM, CONCAT). */
+static inline size_t nnd__layer_nw(const nnd_layer *L)
+{
+    return L->kind == NND_LAYER_DENSE ? L->n_out * L->n_in : L->kind == NND_LAYER_LAYERNORM ? L->n_out : 0;
+}
+/* Width of a source: the processed input's or a layer's output. */
+size_t nnd__net_src_width(const nnd_net *net, size_t src);
+/* 1 when the net is a chain of dense layers (what the chain engines take). */
+int nnd__net_is_chain(const nnd_net *net);
 
 typedef enum { NND_PROC_MAPMINMAX = 1, NND_PROC_MAPSTD = 2, NND_PROC_REMOVECONSTANTROWS = 3 } nnd_proc_type;
 

@@ -51,6 +51,7 @@ void nnd_net_free(nnd_net *net)
     for (size_t i = 0; i < net->n_layers; i++) {
         nnd__free(net->layers[i].W);
         nnd__free(net->layers[i].b);
+        nnd__free(net->layers[i].src);
     }
     for (size_t i = 0; i < net->n_pre; i++)
         proc_clear(&net->pre[i]);
@@ -67,7 +68,8 @@ nnd_net_sums nnd__net_sums(const nnd_net *net)
 {
     nnd_net_sums s = {0, 0, 0};
     for (size_t l = 0; l < net->n_layers; l++) {
-        double g = 2.0 * (double)net->layers[l].n_out * (double)net->layers[l].n_in;
+        const nnd_layer *L = &net->layers[l];
+        double g = L->kind == NND_LAYER_DENSE ? 2.0 * (double)L->n_out * (double)L->n_in : 0.0;
         s.G += g;
         s.Gr += l ? g : 0;
         s.U += (double)net->layers[l].n_out;
@@ -80,18 +82,106 @@ size_t nnd__net_d0(const nnd_net *net)
     return net->n_pre ? net->pre[net->n_pre - 1].n_out : net->n_in;
 }
 
-static size_t last_width(const nnd_net *net)
+size_t nnd__net_src_width(const nnd_net *net, size_t src)
 {
-    return net->n_layers ? net->layers[net->n_layers - 1].n_out : nnd__net_d0(net);
+    return src == NND_NET_INPUT ? nnd__net_d0(net) : net->layers[src].n_out;
 }
 
-nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const double *b, int act)
+int nnd__net_is_chain(const nnd_net *net)
+{
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (L->kind != NND_LAYER_DENSE || L->n_src != 1 || L->src[0] != (l ? l - 1 : NND_NET_INPUT))
+            return 0;
+    }
+    return 1;
+}
+
+int nnd_net_is_chain(const nnd_net *net) { return net ? nnd__net_is_chain(net) : 0; }
+
+/* Checks shared by every nnd_net_add_*: the net, no output processing yet. */
+static nnd_status layer_allowed(const nnd_net *net, const char *fn)
 {
     if (!net)
-        return nnd__fail(NND_EINVAL, "nnd_net_add_dense: net is NULL");
-    size_t layer = net->n_layers + 1;
+        return nnd__fail(NND_EINVAL, "%s: net is NULL", fn);
     if (net->n_post)
-        return nnd__fail(NND_EINVAL, "layer %zu: layers must be added before output processing", layer);
+        return nnd__fail(NND_EINVAL, "layer %zu: layers must be added before output processing", net->n_layers + 1);
+    return NND_OK;
+}
+
+/* Resolve and check n sources of the layer to be added into out[] (NND_NET_PREVIOUS -> an index);
+ * *width: their sum's (equal widths) or concatenation's width. */
+static nnd_status resolve_sources(const nnd_net *net, size_t n, const size_t *src, int concat, size_t *out,
+                                  size_t *width)
+{
+    size_t layer = net->n_layers + 1;
+    if (n == 0)
+        return nnd__fail(NND_EINVAL, "layer %zu: no source", layer);
+    if (!src)
+        return nnd__fail(NND_EINVAL, "layer %zu: sources are NULL", layer);
+    *width = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t s = src[i];
+        if (s == NND_NET_PREVIOUS)
+            s = net->n_layers ? net->n_layers - 1 : NND_NET_INPUT;
+        if (s != NND_NET_INPUT && s >= net->n_layers)
+            return nnd__fail(NND_EINVAL, "layer %zu: source %zu is layer %zu, which is not an earlier layer (%zu so far)",
+                             layer, i, s, net->n_layers);
+        size_t w = nnd__net_src_width(net, s);
+        if (concat) {
+            if (!nnd__add(*width, w, width))
+                return nnd__fail(NND_EDIM, "layer %zu: concatenated width overflows", layer);
+        } else if (i && w != *width) {
+            return nnd__fail(NND_EDIM, "layer %zu: a sum of sources of different widths (%zu and %zu)", layer,
+                             *width, w);
+        } else {
+            *width = w;
+        }
+        out[i] = s;
+    }
+    return NND_OK;
+}
+
+/* Append L (its arrays already owned) with its n sources copied; frees L's arrays on failure. */
+static nnd_status push_layer(nnd_net *net, nnd_layer L, size_t n, const size_t *src)
+{
+    size_t layer = net->n_layers + 1;
+    L.n_src = n;
+    L.src = nnd__malloc(n, sizeof *L.src);
+    nnd_status s = L.src ? NND_OK : nnd__fail(NND_ENOMEM, "layer %zu: out of memory", layer);
+    if (s == NND_OK)
+        s = resolve_sources(net, n, src, L.kind == NND_LAYER_CONCAT, L.src, &L.n_in);
+    if (s == NND_OK && net->n_layers == net->cap_layers) {
+        size_t cap = net->cap_layers ? 2 * net->cap_layers : 4;
+        nnd_layer *grown = nnd__malloc(cap, sizeof *grown);
+        if (grown) {
+            if (net->n_layers)
+                memcpy(grown, net->layers, net->n_layers * sizeof *grown);
+            nnd__free(net->layers);
+            net->layers = grown;
+            net->cap_layers = cap;
+        } else {
+            s = nnd__fail(NND_ENOMEM, "layer %zu: out of memory", layer);
+        }
+    }
+    if (s != NND_OK) {
+        nnd__free(L.src);
+        nnd__free(L.W);
+        nnd__free(L.b);
+        return s;
+    }
+    if (L.kind != NND_LAYER_DENSE) /* LayerNorm, sum and concatenation keep their input's width */
+        L.n_out = L.n_in;
+    net->layers[net->n_layers++] = L;
+    return NND_OK;
+}
+
+nnd_status nnd_net_add_dense_from(nnd_net *net, size_t src, size_t n_out, const double *W, const double *b, int act)
+{
+    nnd_status s = layer_allowed(net, "nnd_net_add_dense");
+    if (s != NND_OK)
+        return s;
+    size_t layer = net->n_layers + 1, n_in, nw, resolved;
     if (n_out == 0)
         return nnd__fail(NND_EDIM, "layer %zu: a layer needs at least one unit", layer);
     if (!W)
@@ -99,24 +189,14 @@ nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const 
     const nnd_act_info *ai = nnd__act(act);
     if (!ai)
         return nnd__fail(NND_EINVAL, "layer %zu: unknown activation code %d", layer, act);
-    size_t n_in = last_width(net), nw;
+    s = resolve_sources(net, 1, &src, 0, &resolved, &n_in);
+    if (s != NND_OK)
+        return s;
     if (!nnd__mul(n_out, n_in, &nw) || nw > SIZE_MAX / sizeof(double))
         return nnd__fail(NND_EDIM, "layer %zu: %zu x %zu weights overflow", layer, n_out, n_in);
     if (!all_finite(W, nw) || (b && !all_finite(b, n_out)))
         return nnd__fail(NND_EINVAL, "layer %zu: weights or biases are not finite", layer);
-
-    if (net->n_layers == net->cap_layers) {
-        size_t cap = net->cap_layers ? 2 * net->cap_layers : 4;
-        nnd_layer *grown = nnd__malloc(cap, sizeof *grown);
-        if (!grown)
-            return nnd__fail(NND_ENOMEM, "layer %zu: out of memory", layer);
-        if (net->n_layers)
-            memcpy(grown, net->layers, net->n_layers * sizeof *grown);
-        nnd__free(net->layers);
-        net->layers = grown;
-        net->cap_layers = cap;
-    }
-    nnd_layer L = {.n_in = n_in, .n_out = n_out, .act = act};
+    nnd_layer L = {.kind = NND_LAYER_DENSE, .n_out = n_out, .act = act};
     memcpy(L.param, ai->default_param, sizeof L.param);
     L.W = dup_array(W, nw);
     L.b = nnd__calloc(n_out, sizeof(double));
@@ -127,8 +207,59 @@ nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const 
     }
     if (b)
         memcpy(L.b, b, n_out * sizeof(double));
-    net->layers[net->n_layers++] = L;
-    return NND_OK;
+    return push_layer(net, L, 1, &resolved);
+}
+
+nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W, const double *b, int act)
+{
+    return nnd_net_add_dense_from(net, NND_NET_PREVIOUS, n_out, W, b, act);
+}
+
+nnd_status nnd_net_add_layernorm(nnd_net *net, size_t src, const double *gamma, const double *beta, double eps)
+{
+    nnd_status s = layer_allowed(net, "nnd_net_add_layernorm");
+    if (s != NND_OK)
+        return s;
+    size_t layer = net->n_layers + 1, n, resolved;
+    if (!isfinite(eps) || eps <= 0)
+        return nnd__fail(NND_EINVAL, "layer %zu: LayerNorm epsilon %g is not positive and finite", layer, eps);
+    s = resolve_sources(net, 1, &src, 0, &resolved, &n);
+    if (s != NND_OK)
+        return s;
+    if ((gamma && !all_finite(gamma, n)) || (beta && !all_finite(beta, n)))
+        return nnd__fail(NND_EINVAL, "layer %zu: LayerNorm scale or shift is not finite", layer);
+    nnd_layer L = {.kind = NND_LAYER_LAYERNORM, .n_out = n, .act = NND_ACT_PURELIN, .eps = eps};
+    L.W = nnd__malloc(n, sizeof(double));
+    L.b = nnd__calloc(n, sizeof(double));
+    if (!L.W || !L.b) {
+        nnd__free(L.W);
+        nnd__free(L.b);
+        return nnd__fail(NND_ENOMEM, "layer %zu: out of memory", layer);
+    }
+    for (size_t i = 0; i < n; i++)
+        L.W[i] = gamma ? gamma[i] : 1.0;
+    if (beta)
+        memcpy(L.b, beta, n * sizeof(double));
+    return push_layer(net, L, 1, &resolved);
+}
+
+static nnd_status add_join(nnd_net *net, int kind, size_t n_src, const size_t *src, const char *fn)
+{
+    nnd_status s = layer_allowed(net, fn);
+    if (s != NND_OK)
+        return s;
+    nnd_layer L = {.kind = kind, .act = NND_ACT_PURELIN};
+    return push_layer(net, L, n_src, src);
+}
+
+nnd_status nnd_net_add_sum(nnd_net *net, size_t n_src, const size_t *src)
+{
+    return add_join(net, NND_LAYER_SUM, n_src, src, "nnd_net_add_sum");
+}
+
+nnd_status nnd_net_add_concat(nnd_net *net, size_t n_src, const size_t *src)
+{
+    return add_join(net, NND_LAYER_CONCAT, n_src, src, "nnd_net_add_concat");
 }
 
 nnd_status nnd_net_set_act_params(nnd_net *net, size_t layer, size_t count, const double *params)
@@ -140,6 +271,8 @@ nnd_status nnd_net_set_act_params(nnd_net *net, size_t layer, size_t count, cons
                          layer, net->n_layers);
     nnd_layer *L = &net->layers[layer];
     int np = nnd__act(L->act)->n_params;
+    if (L->kind != NND_LAYER_DENSE)
+        return nnd__fail(NND_EINVAL, "layer %zu: not a dense layer: it has no activation parameter", layer + 1);
     if (np == 0)
         return nnd__fail(NND_EINVAL, "layer %zu: activation %s has no parameter", layer + 1,
                          nnd_act_name(L->act));
@@ -418,7 +551,39 @@ const char *nnd_net_output_step_name(const nnd_net *net, size_t i)
 size_t nnd_net_n_params(const nnd_net *net)
 {
     size_t total = 0;
-    for (size_t i = 0; net && i < net->n_layers; i++)
-        total += net->layers[i].n_out * (net->layers[i].n_in + 1);
+    for (size_t i = 0; net && i < net->n_layers; i++) {
+        const nnd_layer *L = &net->layers[i];
+        total += nnd__layer_nw(L) + (L->b ? L->n_out : 0);
+    }
     return total;
+}
+
+int nnd_net_layer_kind(const nnd_net *net, size_t layer)
+{
+    return net && layer < net->n_layers ? net->layers[layer].kind : -1;
+}
+
+size_t nnd_net_layer_n_sources(const nnd_net *net, size_t layer)
+{
+    return net && layer < net->n_layers ? net->layers[layer].n_src : 0;
+}
+
+size_t nnd_net_layer_source(const nnd_net *net, size_t layer, size_t i)
+{
+    if (!net || layer >= net->n_layers || i >= net->layers[layer].n_src)
+        return NND_NET_PREVIOUS;
+    return net->layers[layer].src[i];
+}
+
+nnd_status nnd_net_layer_norm(const nnd_net *net, size_t layer, double *gamma, double *beta, double *eps)
+{
+    if (!net)
+        return nnd__fail(NND_EINVAL, "nnd_net_layer_norm: net is NULL");
+    if (layer >= net->n_layers || net->layers[layer].kind != NND_LAYER_LAYERNORM)
+        return nnd__fail(NND_EINVAL, "nnd_net_layer_norm: layer %zu is not a LayerNorm layer", layer);
+    const nnd_layer *L = &net->layers[layer];
+    if (gamma) memcpy(gamma, L->W, L->n_out * sizeof *gamma);
+    if (beta) memcpy(beta, L->b, L->n_out * sizeof *beta);
+    if (eps) *eps = L->eps;
+    return NND_OK;
 }

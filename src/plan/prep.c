@@ -96,6 +96,9 @@ static nnd_status map_outputs(nnd_prep *p)
 nnd_status nnd__prep_init(nnd_prep *p, const nnd_net *net)
 {
     *p = (nnd_prep){.net = net};
+    if (!nnd__net_is_chain(net))
+        return nnd__fail(NND_EUNSUPPORTED, "nnd_plan_new: graph networks (sums, concatenations, LayerNorm, "
+                                           "layers not fed by the previous one) have no engine yet");
     nnd_status st = sizes(p);
     if (st == NND_OK)
         st = fold_input(p);

@@ -137,6 +137,107 @@ START_TEST(models_match_keras_autodiff)
 }
 END_TEST
 
+static int layer_kind(const char *name)
+{
+    static const char *const kinds[] = {"dense", "layernorm", "sum", "concat"};
+    static const int values[] = {NND_LAYER_DENSE, NND_LAYER_LAYERNORM, NND_LAYER_SUM, NND_LAYER_CONCAT};
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(name, kinds[i]) == 0)
+            return values[i];
+    ck_abort_msg("manifest: unknown layer kind '%s'", name);
+    return -1;
+}
+
+/* The net read from a graph model is the graph the manifest gives (tools/make_keras_fixtures.py,
+ * beside each Keras model): per layer its kind and sources in order, a chain exactly when it is one,
+ * the widths of x and y, and the folds of BatchNormalization among nnd_net_folded's lines. */
+static void check_structure(const nnd_net *net, const json_t *e, const json_t *exp, const char *label)
+{
+    const json_t *layers = json_object_get(e, "layers"), *l, *w;
+    size_t nl = json_array_size(layers), i, k;
+    ck_assert_msg(nnd_net_n_layers(net) == nl, "%s: %zu layers, expected %zu", label, nnd_net_n_layers(net), nl);
+    int chain = 1;
+    json_array_foreach(layers, i, l) {
+        const char *kind = json_string_value(json_object_get(l, "kind"));
+        const json_t *src = json_object_get(l, "sources");
+        ck_assert_msg(nnd_net_layer_kind(net, i) == layer_kind(kind), "%s: layer %zu is of kind %d, expected %s", label,
+                      i, nnd_net_layer_kind(net, i), kind);
+        ck_assert_msg(nnd_net_layer_n_sources(net, i) == json_array_size(src), "%s: layer %zu has %zu sources, expected %zu",
+                      label, i, nnd_net_layer_n_sources(net, i), json_array_size(src));
+        json_array_foreach(src, k, w) {
+            json_int_t want = json_integer_value(w);
+            size_t got = nnd_net_layer_source(net, i, k);
+            ck_assert_msg(want < 0 ? got == NND_NET_INPUT : got == (size_t)want,
+                          "%s: layer %zu's source %zu is %zd, expected %lld (-1: the input)", label, i, k,
+                          got == NND_NET_INPUT ? (ssize_t)-1 : (ssize_t)got, (long long)want);
+        }
+        chain = chain && strcmp(kind, "dense") == 0 && json_array_size(src) == 1 &&
+                json_integer_value(json_array_get(src, 0)) == (json_int_t)i - 1;
+    }
+    ck_assert_msg(nnd_net_is_chain(net) == chain, "%s: nnd_net_is_chain is %d, expected %d", label,
+                  nnd_net_is_chain(net), chain);
+    const json_t *x = json_object_get(exp, "x"), *y = json_object_get(exp, "y");
+    ck_assert_msg(nnd_net_n_in(net) == json_array_size(json_array_get(x, 0)) &&
+                  nnd_net_n_out(net) == json_array_size(json_array_get(y, 0)),
+                  "%s: %zu inputs and %zu outputs, expected %zu and %zu", label, nnd_net_n_in(net), nnd_net_n_out(net),
+                  json_array_size(json_array_get(x, 0)), json_array_size(json_array_get(y, 0)));
+    json_array_foreach(json_object_get(e, "folded"), k, w) {
+        const char *want = json_string_value(w);
+        int found = 0;
+        for (size_t f = 0; f < nnd_net_n_folded(net) && !found; f++)
+            found = strstr(nnd_net_folded(net, f), want) != NULL;
+        ck_assert_msg(found, "%s: no folded step says \"%s\" (%zu steps; the first: %s)", label, want,
+                      nnd_net_n_folded(net), nnd_net_n_folded(net) ? nnd_net_folded(net, 0) : "none");
+    }
+}
+
+/* Keras functional graphs (Add, Concatenate, LayerNormalization, BatchNormalization beside Dense
+ * layers), saved in float32: the net has the manifest's structure, from the file and from memory,
+ * and its y, J, H are JAX autodiff of the same model rebuilt by Keras in float64 on the file's
+ * float32 weights (to 1e-12, in both modes). */
+START_TEST(graph_models_match_keras_autodiff)
+{
+    json_t *man = manifest();
+    const json_t *models = json_object_get(man, "graph_models"), *e;
+    size_t i, n_graph = 0, n_keras = 0, n_h5 = 0;
+    ck_assert_msg(json_array_size(models) >= 14, "manifest lists only %zu graph models", json_array_size(models));
+    json_array_foreach(models, i, e) {
+        const char *file = json_string_value(json_object_get(e, "file"));
+        char p[1024], q[1024];
+        snprintf(p, sizeof p, "%s/%s", DIR, file);
+        snprintf(q, sizeof q, "%s/%s", DIR, json_string_value(json_object_get(e, "expected")));
+        json_error_t err;
+        json_t *exp = json_load_file(q, 0, &err);
+        ck_assert_msg(exp != NULL, "%s: %s", q, err.text);
+        nnd_net *net = NULL;
+        nnd_status s = nnd_net_load(p, &net);
+        ck_assert_msg(s == NND_OK, "%s: %s: %s", file, nnd_strerror(s), nnd_errmsg());
+        ck_assert_msg(strstr(nnd_net_source(net), "Keras") != NULL, "%s: read as %s", file, nnd_net_source(net));
+        check_structure(net, e, exp, file);
+        n_graph += !nnd_net_is_chain(net);
+        if (nnd_net_is_chain(net)) /* graph nets: when their engines have landed */
+            check_model(net, exp, file);
+        nnd_net_free(net);
+        size_t size;
+        char *data = slurp(p, &size);
+        net = NULL;
+        s = nnd_net_load_buffer(data, size, file, &net);
+        ck_assert_msg(s == NND_OK, "%s (buffer): %s", file, nnd_errmsg());
+        check_structure(net, e, exp, file);
+        nnd_net_free(net);
+        free(data);
+        json_decref(exp);
+        if (strstr(file, ".keras"))
+            n_keras++;
+        else
+            n_h5++;
+    }
+    ck_assert_msg(n_graph >= 12 && n_keras >= 7 && n_h5 >= 7, "%zu graph nets, %zu .keras and %zu .h5 models", n_graph,
+                  n_keras, n_h5);
+    json_decref(man);
+}
+END_TEST
+
 START_TEST(refusals_name_what_is_not_understood)
 {
     json_t *man = manifest();
@@ -293,6 +394,7 @@ int main(void)
     TCase *tc = tcase_create("keras");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, models_match_keras_autodiff);
+    tcase_add_test(tc, graph_models_match_keras_autodiff);
     tcase_add_test(tc, refusals_name_what_is_not_understood);
     tcase_add_test(tc, truncated_archive_refused);
     tcase_add_test(tc, truncated_h5_refused);

@@ -16,11 +16,15 @@
  *
  * A `.weights.h5` alone (model.save_weights) has no architecture and is refused saying so.
  *
- * What is read: Sequential and functional models whose graph is a chain from one input to one
- * output, of InputLayer, Dense (any activation below, use_bias true or false), Activation, ReLU,
- * LeakyReLU, ELU and Softmax layers, Normalization at the input or the output (mean and variance
- * from the config or adapted; invert either way), and the layers that are the identity at inference
- * (Dropout, AlphaDropout, GaussianDropout, GaussianNoise, Identity). Activations with an exact
+ * What is read: Sequential and functional models from one input to one output, of InputLayer, Dense
+ * (any activation below, use_bias true or false), Activation, ReLU, LeakyReLU, ELU and Softmax
+ * layers, Normalization at the input or the output (mean and variance from the config or adapted;
+ * invert either way), the layers that are the identity at inference (Dropout, AlphaDropout,
+ * GaussianDropout, GaussianNoise, Identity), and in functional graphs Add (a SUM layer), Concatenate
+ * over the features (a CONCAT layer) and LayerNormalization over the features (a LAYERNORM layer;
+ * not rms_scaling). BatchNormalization at inference (moving statistics) is folded into the Dense
+ * beside it (see plan_ops), or kept as a diagonal dense layer. Every layer must be on a path from
+ * the input to the output and be called once (no shared layers). Activations with an exact
  * counterpart in the library: linear, relu, relu6, tanh, sigmoid, softplus, softsign, elu, selu,
  * celu, gelu (Keras' "gelu" is the erf form, approximate=False; approximate=True has no serialised
  * form in Keras), silu/swish, mish, hard_sigmoid (Keras 3: relu6(x + 3)/6; Keras 2: clip(0.2x + 0.5,
@@ -336,6 +340,10 @@ static const char *weights_dir(const char *cls)
         return "dense";
     if (strcmp(cls, "Normalization") == 0)
         return "normalization";
+    if (strcmp(cls, "LayerNormalization") == 0)
+        return "layer_normalization";
+    if (strcmp(cls, "BatchNormalization") == 0)
+        return "batch_normalization";
     return NULL;
 }
 
@@ -619,7 +627,11 @@ static nnd_status activation_layer(kctx *c, const klayer *L, kact *a)
 
 /* ---------------------------------------------------------------- the layers as operations */
 
-typedef enum { OP_DENSE, OP_ACT, OP_NORM, OP_ID } op_kind;
+/* OP_DENSE is also a BatchNormalization (bn: W = diag(s), b = beta - s*mean, s = gamma/sqrt(var + eps))
+ * until it is folded into a neighbouring Dense. OP_LN: W = gamma, b = beta (NULL: ones, zeros). */
+typedef enum { OP_DENSE, OP_ACT, OP_NORM, OP_ID, OP_ADD, OP_CONCAT, OP_LN } op_kind;
+
+#define KIN SIZE_MAX /* a source that is the model's input */
 
 typedef struct {
     op_kind kind;
@@ -629,6 +641,18 @@ typedef struct {
     kact a;                /* dense, act */
     double *mean, *scale;  /* norm: n_in each; scale = max(sqrt(variance), eps) */
     int invert;
+    double eps;            /* LN */
+    size_t *src, n_src;    /* sources: earlier ops (indices into the ops) or KIN */
+    size_t uses;           /* consumers, + 1 for the model's output */
+    size_t consumer;       /* the consumer when uses == 1 (SIZE_MAX: the output) */
+    int bn;                /* a BatchNormalization as a diagonal OP_DENSE */
+    int alias;             /* the same value as op `to` (KIN: the processed input): nothing is added */
+    size_t to;
+    int pre, post;         /* OP_NORM, OP_ID: input / output processing */
+    int merged;            /* OP_ACT merged into the Dense `to`; OP_DENSE bn folded into the Dense `to` */
+    size_t folded_into;
+    const klayer *bn_before; /* OP_DENSE: a BatchNormalization folded into its columns */
+    size_t val;            /* the net's layer index (or NND_NET_INPUT) holding its output */
 } kop;
 
 static void op_free(kop *o)
@@ -637,6 +661,7 @@ static void op_free(kop *o)
     nnd__free(o->b);
     nnd__free(o->mean);
     nnd__free(o->scale);
+    nnd__free(o->src);
 }
 
 static nnd_status dense_op(kctx *c, const klayer *L, size_t *width, kop *o)
@@ -816,6 +841,151 @@ done:
     return s;
 }
 
+/* LayerNormalization and BatchNormalization over the features only: axis -1 (or 1, the same axis of a
+ * (batch, n) tensor), as a number or a one-element list. */
+static nnd_status feature_axis(kctx *c, const klayer *L, int dflt_ok)
+{
+    const json_t *ax = json_object_get(L->cfg, "axis");
+    if (json_is_array(ax) && json_array_size(ax) == 1)
+        ax = json_array_get(ax, 0);
+    if ((!ax && dflt_ok) || (json_is_integer(ax) && (json_integer_value(ax) == -1 || json_integer_value(ax) == 1)))
+        return NND_OK;
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": normalization over an axis other than the features (axis -1) is not "
+               "supported", LAYER_ARGS(L));
+}
+
+/* An optional true/false field: absent or null gives `dflt`. */
+static nnd_status jbool(kctx *c, const klayer *L, const char *key, int dflt, int *out)
+{
+    const json_t *v = json_object_get(L->cfg, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return NND_OK;
+    }
+    if (!json_is_boolean(v))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": '%s' is not true or false", LAYER_ARGS(L), key);
+    *out = json_is_true(v);
+    return NND_OK;
+}
+
+/* Weight i of L as a vector of n values. */
+static nnd_status vars_vector(kctx *c, const klayer *L, const kvars *v, size_t i, const char *what, size_t n,
+                              double **out)
+{
+    int rank = 0;
+    size_t dims[2] = {0, 0};
+    nnd_status s = vars_read(c, L, v, i, what, &rank, dims, out);
+    if (!s && (rank != 1 || dims[0] != n)) {
+        s = bad(NND_EFORMAT, c, LAYER_FMT ": its %s has %zu values%s, expected %zu (the width of its input)",
+                LAYER_ARGS(L), what, rank == 1 ? dims[0] : 0, rank != 1 ? " or is not a vector" : "", n);
+        nnd__free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+/* LayerNormalization (Keras 3 ops.layer_normalization, rms_scaling off): over the last axis,
+ * (v - mean)/sqrt(var + epsilon)*gamma + beta with the biased variance; weights gamma (scale=True),
+ * then beta (center=True), in that order. */
+static nnd_status ln_op(kctx *c, const klayer *L, size_t *width, kop *o)
+{
+    nnd_status s;
+    int center = 1, scale = 1, rms = 0;
+    double eps = 1e-3;
+    if ((s = check_dtype(c, L)) || (s = feature_axis(c, L, 1)) || (s = jbool(c, L, "rms_scaling", 0, &rms)) ||
+        (s = jbool(c, L, "center", 1, &center)) || (s = jbool(c, L, "scale", 1, &scale)) ||
+        (s = jnum(c, L, "epsilon", 1e-3, &eps)))
+        return s;
+    if (rms)
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": rms_scaling=True is not supported (only the mean-and-variance "
+                   "LayerNormalization)", LAYER_ARGS(L));
+    if (!(eps > 0))
+        return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": epsilon %g: only a positive epsilon is supported", LAYER_ARGS(L),
+                   eps);
+    size_t n = *width;
+    if (!n)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": the width of its input is not known", LAYER_ARGS(L));
+    if (center || scale) {
+        kvars v;
+        if ((s = vars_open(c, L, &v)))
+            return s;
+        size_t want = (size_t)(center + scale);
+        if (v.n != want)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": %s holds %zu weights, expected %zu (%s)", LAYER_ARGS(L), v.where, v.n,
+                    want, center && scale ? "gamma, beta" : scale ? "gamma" : "beta");
+        if (!s && scale)
+            s = vars_vector(c, L, &v, 0, "gamma", n, &o->W);
+        if (!s && center)
+            s = vars_vector(c, L, &v, (size_t)scale, "beta", n, &o->b);
+        vars_close(&v);
+        if (s)
+            return s;
+    }
+    o->kind = OP_LN;
+    o->n_in = o->n_out = n;
+    o->eps = eps;
+    return NND_OK;
+}
+
+/* BatchNormalization at inference (training=False): ops.batch_normalization with the moving
+ * statistics, x*s + (beta - mean*s), s = gamma/sqrt(moving_variance + epsilon); weights gamma
+ * (scale=True), beta (center=True), moving_mean, moving_variance (renorm adds three more, unused at
+ * inference). As a diagonal dense layer, folded later into a Dense beside it when one is. */
+static nnd_status bn_op(kctx *c, const klayer *L, size_t *width, kop *o)
+{
+    nnd_status s;
+    int center = 1, scale = 1, renorm = 0;
+    double eps = 1e-3;
+    if ((s = check_dtype(c, L)) || (s = feature_axis(c, L, 0)) || (s = jbool(c, L, "center", 1, &center)) ||
+        (s = jbool(c, L, "scale", 1, &scale)) || (s = jbool(c, L, "renorm", 0, &renorm)) ||
+        (s = jnum(c, L, "epsilon", 1e-3, &eps)))
+        return s;
+    size_t n = *width, nn;
+    if (!n)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": the width of its input is not known", LAYER_ARGS(L));
+    if (!nnd__mul(n, n, &nn))
+        return bad(NND_EFORMAT, c, LAYER_FMT ": its width %zu is too large", LAYER_ARGS(L), n);
+    kvars v;
+    if ((s = vars_open(c, L, &v)))
+        return s;
+    size_t want = (size_t)(center + scale) + 2 + (renorm ? 3 : 0), i = 0;
+    double *gamma = NULL, *beta = NULL, *mean = NULL, *var = NULL;
+    if (v.n != want)
+        s = bad(NND_EFORMAT, c, LAYER_FMT ": %s holds %zu weights, expected %zu", LAYER_ARGS(L), v.where, v.n, want);
+    if (!s && scale)
+        s = vars_vector(c, L, &v, i++, "gamma", n, &gamma);
+    if (!s && center)
+        s = vars_vector(c, L, &v, i++, "beta", n, &beta);
+    if (!s)
+        s = vars_vector(c, L, &v, i++, "moving_mean", n, &mean);
+    if (!s)
+        s = vars_vector(c, L, &v, i++, "moving_variance", n, &var);
+    vars_close(&v);
+    if (!s && (!(o->W = nnd__calloc(nn, sizeof *o->W)) || !(o->b = nnd__malloc(n, sizeof *o->b))))
+        s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(L));
+    for (size_t k = 0; !s && k < n; k++) {
+        double d = var[k] + eps;
+        if (!(d > 0)) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": moving_variance %zu + epsilon is not positive", LAYER_ARGS(L), k);
+            break;
+        }
+        double sk = (scale ? gamma[k] : 1.0) / sqrt(d);
+        o->W[k * n + k] = sk;
+        o->b[k] = (center ? beta[k] : 0.0) - mean[k] * sk;
+    }
+    nnd__free(gamma);
+    nnd__free(beta);
+    nnd__free(mean);
+    nnd__free(var);
+    if (s)
+        return s;
+    o->kind = OP_DENSE;
+    o->bn = 1;
+    o->a.act = NND_ACT_PURELIN;
+    o->n_in = o->n_out = n;
+    return NND_OK;
+}
+
 /* kwargs a layer was called with in a functional graph: nothing that changes its meaning. */
 static nnd_status check_call_kwargs(kctx *c, const klayer *L, const json_t *kw)
 {
@@ -851,21 +1021,36 @@ static int is_activation_class(const char *cls)
            strcmp(cls, "Softmax") == 0;
 }
 
-/* ---------------------------------------------------------------- the graph: a chain */
+/* ---------------------------------------------------------------- the graph */
+
+static int is_merge_class(const char *cls) { return strcmp(cls, "Add") == 0 || strcmp(cls, "Concatenate") == 0; }
 
 typedef struct {
     klayer *layers;  /* the config's layers, in its order */
     size_t n;
-    size_t *chain;   /* indices into layers, input to output (InputLayer excluded) */
-    size_t n_chain;
+    size_t *order;   /* indices into layers, every source before its consumers (InputLayer excluded) */
+    size_t n_order;
+    size_t **src;    /* per layer: its sources (indices into layers, KIN for the input); NULL: not visited */
+    size_t *n_src;
+    size_t out;      /* the output layer (index into layers; KIN: the input itself) */
     size_t n_in;     /* from the InputLayer or build_input_shape; 0 if not given */
     size_t n_weighted; /* layers with weights in the file */
 } kmodel;
 
+static void model_free(kmodel *m)
+{
+    for (size_t i = 0; m->src && i < m->n; i++)
+        nnd__free(m->src[i]);
+    nnd__free(m->src);
+    nnd__free(m->n_src);
+    nnd__free(m->layers);
+    nnd__free(m->order);
+}
+
 static nnd_status graph_refusal(kctx *c, const klayer *L, const char *why)
 {
-    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": %s; graph networks (branches, merges, several inputs or outputs, "
-               "shared layers) are not supported yet, only a chain of layers", LAYER_ARGS(L), why);
+    return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": %s; graph networks are read when every layer is on a path from the "
+               "one input to the one output and is called once", LAYER_ARGS(L), why);
 }
 
 static size_t find_layer(const kmodel *m, const char *name)
@@ -876,7 +1061,6 @@ static size_t find_layer(const kmodel *m, const char *name)
     return SIZE_MAX;
 }
 
-/* A tensor reference [layer_name, node_index, tensor_index] (Keras 2 adds a kwargs object). */
 static nnd_status tensor_ref(kctx *c, const json_t *r, const char *what, const char **name, int *zero)
 {
     if (!json_is_array(r) || json_array_size(r) < 3 || !json_is_string(json_array_get(r, 0)) ||
@@ -888,25 +1072,30 @@ static nnd_status tensor_ref(kctx *c, const json_t *r, const char *what, const c
 }
 
 /* input_layers / output_layers: one reference (Keras 3 writes a single one flat) or a list of them. */
+
+/* input_layers / output_layers: one reference (Keras 3 writes a single one flat) or a list of them. */
 static nnd_status single_ref(kctx *c, const json_t *v, const char *what, const char **name)
 {
     int zero = 0;
     if (json_is_array(v) && json_array_size(v) == 1 && json_is_array(json_array_get(v, 0)))
         v = json_array_get(v, 0);
     else if (json_is_array(v) && json_array_size(v) > 1 && json_is_array(json_array_get(v, 0)))
-        return bad(NND_EUNSUPPORTED, c, "the model has %zu %s; graph networks are not supported yet, only a chain of "
-                   "layers from one input to one output", json_array_size(v), what);
+        return bad(NND_EUNSUPPORTED, c, "the model has %zu %s; graph networks with several inputs or outputs are not "
+                   "supported (one input, one output)", json_array_size(v), what);
     nnd_status s = tensor_ref(c, v, what, name, &zero);
     if (!s && !zero)
-        return bad(NND_EUNSUPPORTED, c, "%s refers to a later call of layer '%.100s'; graph networks are not "
-                   "supported yet", what, *name);
+        return bad(NND_EUNSUPPORTED, c, "%s refers to a later call of layer '%.100s' (a shared layer); graph networks "
+                   "with shared layers are not supported", what, *name);
     return s;
 }
 
-/* The one layer feeding L in a functional graph (Keras 3 node {"args": [tensor], "kwargs": {}}, or
- * Keras 2 node [[name, 0, 0, kwargs]]). */
-static nnd_status inbound(kctx *c, const klayer *L, const char **src)
+/* The layers feeding L in a functional graph, as indices into m->layers (KIN: the input named
+ * in_name), into a nnd__malloc'd *src: Keras 3 node {"args": [tensor or [tensors]], "kwargs": {}},
+ * Keras 2 node [[name, 0, 0, kwargs], ...]. Several only for Add and Concatenate. */
+static nnd_status inbound(kctx *c, const kmodel *m, const klayer *L, const char *in_name, size_t **src, size_t *n_src)
 {
+    *src = NULL;
+    *n_src = 0;
     const json_t *nodes = json_object_get(L->j, "inbound_nodes");
     if (!json_is_array(nodes))
         return bad(NND_EFORMAT, c, LAYER_FMT ": 'inbound_nodes' is missing", LAYER_ARGS(L));
@@ -914,36 +1103,72 @@ static nnd_status inbound(kctx *c, const klayer *L, const char **src)
         return bad(NND_EFORMAT, c, LAYER_FMT ": it has no input", LAYER_ARGS(L));
     if (json_array_size(nodes) > 1)
         return graph_refusal(c, L, "it is called more than once (a shared layer)");
-    const json_t *node = json_array_get(nodes, 0), *ref = NULL, *kw = NULL;
-    int zero = 0;
-    nnd_status s;
-    if (json_is_object(node)) {
+    const json_t *node = json_array_get(nodes, 0), *refs = NULL, *kw = NULL;
+    int keras3 = json_is_object(node);
+    if (keras3) {
         const json_t *args = json_object_get(node, "args");
         kw = json_object_get(node, "kwargs");
         if (!json_is_array(args) || json_array_size(args) == 0)
             return bad(NND_EFORMAT, c, LAYER_FMT ": its inbound node has no 'args'", LAYER_ARGS(L));
-        const json_t *t = json_array_get(args, 0);
-        if (json_array_size(args) > 1 || json_is_array(t))
-            return graph_refusal(c, L, "it takes several inputs");
-        const char *tc = jstr(t, "class_name");
-        if (!tc || strcmp(tc, "__keras_tensor__") != 0)
-            return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": its input is not a tensor of the graph", LAYER_ARGS(L));
-        ref = json_object_get(json_object_get(t, "config"), "keras_history");
+        if (json_array_size(args) > 1)
+            return graph_refusal(c, L, "it is called with several positional inputs");
+        refs = json_array_get(args, 0); /* a tensor, or a list of them */
     } else if (json_is_array(node)) {
-        if (json_array_size(node) != 1)
-            return graph_refusal(c, L, "it takes several inputs");
-        ref = json_array_get(node, 0);
-        if (json_array_size(ref) >= 4)
-            kw = json_array_get(ref, 3);
+        refs = node;
     } else {
         return bad(NND_EFORMAT, c, LAYER_FMT ": its inbound node is malformed", LAYER_ARGS(L));
     }
-    char what[200];
-    snprintf(what, sizeof what, LAYER_FMT ": its input", LAYER_ARGS(L));
-    if ((s = tensor_ref(c, ref, what, src, &zero)) || (s = check_call_kwargs(c, L, kw)))
+    size_t n = keras3 && !json_is_array(refs) ? 1 : json_array_size(refs);
+    if (n == 0)
+        return bad(NND_EFORMAT, c, LAYER_FMT ": it has no input", LAYER_ARGS(L));
+    if (is_merge_class(L->cls) ? keras3 && !json_is_array(refs) : n > 1 || (keras3 && json_is_array(refs)))
+        return is_merge_class(L->cls) ? bad(NND_EFORMAT, c, LAYER_FMT ": its input is not a list of tensors", LAYER_ARGS(L))
+                                      : graph_refusal(c, L, "it takes several inputs");
+    if (!(*src = nnd__calloc(n, sizeof **src)))
+        return bad(NND_ENOMEM, c, "out of memory");
+    nnd_status s = NND_OK;
+    for (size_t i = 0; i < n && !s; i++) {
+        const json_t *ref;
+        char what[240];
+        snprintf(what, sizeof what, LAYER_FMT ": its input %zu", LAYER_ARGS(L), i + 1);
+        if (keras3) {
+            const json_t *t = json_is_array(refs) ? json_array_get(refs, i) : refs;
+            const char *tc = jstr(t, "class_name");
+            if (!tc || strcmp(tc, "__keras_tensor__") != 0) {
+                s = bad(NND_EUNSUPPORTED, c, LAYER_FMT ": its input is not a tensor of the graph", LAYER_ARGS(L));
+                break;
+            }
+            ref = json_object_get(json_object_get(t, "config"), "keras_history");
+        } else {
+            ref = json_array_get(refs, i);
+            if (json_array_size(ref) >= 4 && (s = check_call_kwargs(c, L, json_array_get(ref, 3))))
+                break;
+        }
+        const char *name;
+        int zero = 0;
+        if ((s = tensor_ref(c, ref, what, &name, &zero)))
+            break;
+        if (!zero) {
+            s = graph_refusal(c, L, "its input comes from a later call of a layer (a shared layer)");
+            break;
+        }
+        size_t at = find_layer(m, name);
+        if (at == SIZE_MAX)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": its input layer '%.100s' is not among the layers", LAYER_ARGS(L), name);
+        else if (strcmp(m->layers[at].cls, "InputLayer") == 0 && strcmp(name, in_name) != 0)
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": its input '%.100s' is not the model's input '%.100s'", LAYER_ARGS(L),
+                    name, in_name);
+        else
+            (*src)[i] = strcmp(name, in_name) == 0 ? KIN : at;
+    }
+    if (!s && keras3)
+        s = check_call_kwargs(c, L, kw);
+    if (s) {
+        nnd__free(*src);
+        *src = NULL;
         return s;
-    if (!zero)
-        return graph_refusal(c, L, "its input comes from a later call of a layer");
+    }
+    *n_src = n;
     return NND_OK;
 }
 
@@ -962,7 +1187,11 @@ static nnd_status input_layer(kctx *c, const klayer *L, size_t *n)
 
 /* Order the layers into the chain. Sequential: as listed. Functional: walked back from the output
  * along each layer's single input to the input; every layer must be on that path. */
-static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
+
+/* The layers and their sources, and the order to read them in. Sequential: as listed, each taking the
+ * previous one. Functional: walked back from the output along every layer's sources (depth first,
+ * each layer after its sources); every layer must be on a path to the output. */
+static nnd_status model_graph(kctx *c, const json_t *root, kmodel *m)
 {
     const char *cls = jstr(root, "class_name");
     const json_t *cfg = json_object_get(root, "config");
@@ -980,9 +1209,10 @@ static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
         return bad(NND_EFORMAT, c, "the model has no layers");
     if (m->n > MAX_LAYERS)
         return bad(NND_EUNSUPPORTED, c, "the model has %zu layers, more than %d", m->n, MAX_LAYERS);
-    if (!(m->layers = nnd__calloc(m->n, sizeof *m->layers)) || !(m->chain = nnd__calloc(m->n, sizeof *m->chain)))
+    if (!(m->layers = nnd__calloc(m->n, sizeof *m->layers)) || !(m->order = nnd__calloc(m->n, sizeof *m->order)) ||
+        !(m->src = nnd__calloc(m->n, sizeof *m->src)) || !(m->n_src = nnd__calloc(m->n, sizeof *m->n_src)))
         return bad(NND_ENOMEM, c, "out of memory");
-    size_t n_dense = 0, n_norm = 0, n_weighted = 0;
+    size_t n_dense = 0, n_norm = 0, n_ln = 0, n_bn = 0, n_weighted = 0;
     for (size_t i = 0; i < m->n; i++) {
         klayer *L = &m->layers[i];
         L->j = json_array_get(layers, i);
@@ -996,15 +1226,23 @@ static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
         if (!L->lname)
             return bad(NND_EFORMAT, c, "layer %zu (%.60s) of the config has no name", i, L->cls);
         const json_t *mean = json_object_get(L->cfg, "mean");
+        size_t *count = NULL;
         if (strcmp(L->cls, "Dense") == 0) {
             L->weighted = 1;
-            L->wpos = c->legacy ? n_weighted : n_dense;
-            n_dense++;
+            count = &n_dense;
         } else if (strcmp(L->cls, "Normalization") == 0) {
             L->weighted = !mean || json_is_null(mean);
-            L->wpos = c->legacy ? n_weighted : n_norm;
-            n_norm++;
+            count = &n_norm;
+        } else if (strcmp(L->cls, "LayerNormalization") == 0) { /* gamma and/or beta */
+            L->weighted = !json_is_false(json_object_get(L->cfg, "center")) ||
+                          !json_is_false(json_object_get(L->cfg, "scale"));
+            count = &n_ln;
+        } else if (strcmp(L->cls, "BatchNormalization") == 0) { /* at least the moving statistics */
+            L->weighted = 1;
+            count = &n_bn;
         }
+        if (count)
+            L->wpos = c->legacy ? n_weighted : (*count)++;
         n_weighted += (size_t)L->weighted;
     }
     for (size_t i = 0; i < m->n; i++) /* refuse what is not understood before reading any weight */
@@ -1018,16 +1256,24 @@ static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
         const json_t *bis = json_object_get(cfg, "build_input_shape");
         if (bis && !json_is_null(bis) && (s = vector_shape(c, bis, "the model's build_input_shape", &m->n_in)))
             return s;
+        size_t prev = KIN;
+        m->out = KIN;
         for (size_t i = 0; i < m->n; i++) {
-            if (strcmp(m->layers[i].cls, "InputLayer") == 0) {
+            klayer *L = &m->layers[i];
+            if (strcmp(L->cls, "InputLayer") == 0) {
                 if (i != 0)
-                    return bad(NND_EFORMAT, c, LAYER_FMT ": an InputLayer after the first layer",
-                               LAYER_ARGS(&m->layers[i]));
-                if ((s = input_layer(c, &m->layers[i], &m->n_in)))
+                    return bad(NND_EFORMAT, c, LAYER_FMT ": an InputLayer after the first layer", LAYER_ARGS(L));
+                if ((s = input_layer(c, L, &m->n_in)))
                     return s;
                 continue;
             }
-            m->chain[m->n_chain++] = i;
+            if (is_merge_class(L->cls))
+                return graph_refusal(c, L, "it merges several inputs, which a Sequential model does not have");
+            if (!(m->src[i] = nnd__malloc(1, sizeof *m->src[i])))
+                return bad(NND_ENOMEM, c, "out of memory");
+            m->src[i][0] = prev;
+            m->n_src[i] = 1;
+            m->order[m->n_order++] = prev = m->out = i;
         }
         return NND_OK;
     }
@@ -1035,77 +1281,144 @@ static nnd_status model_chain(kctx *c, const json_t *root, kmodel *m)
     if ((s = single_ref(c, json_object_get(cfg, "input_layers"), "inputs", &in_name)) ||
         (s = single_ref(c, json_object_get(cfg, "output_layers"), "outputs", &out_name)))
         return s;
-    size_t at = find_layer(m, out_name), visited = 0;
-    if (at == SIZE_MAX)
+    size_t in = find_layer(m, in_name), out = find_layer(m, out_name);
+    if (in == SIZE_MAX || strcmp(m->layers[in].cls, "InputLayer") != 0)
+        return bad(NND_EFORMAT, c, "the input '%.100s' is not an InputLayer among the layers", in_name);
+    if (out == SIZE_MAX)
         return bad(NND_EFORMAT, c, "the output layer '%.100s' is not among the layers", out_name);
-    /* chain[] is filled from the back */
-    size_t pos = m->n;
-    for (;;) {
+    if ((s = input_layer(c, &m->layers[in], &m->n_in)))
+        return s;
+    m->out = out == in ? KIN : out;
+    /* depth first from the output: state 0 unseen, 1 on the stack, 2 placed in order[] */
+    unsigned char *state = nnd__calloc(m->n, 1);
+    size_t *stack = nnd__calloc(m->n, sizeof *stack), *next = nnd__calloc(m->n, sizeof *next), depth = 0;
+    if (!state || !stack || !next)
+        s = bad(NND_ENOMEM, c, "out of memory");
+    if (!s && m->out != KIN) {
+        stack[depth++] = out;
+        state[out] = 1;
+    }
+    while (!s && depth > 0) {
+        size_t at = stack[depth - 1];
         klayer *L = &m->layers[at];
-        if (visited++ >= m->n)
-            return bad(NND_EFORMAT, c, "the graph has a cycle through layer '%.100s'", L->lname);
-        if (strcmp(L->cls, "InputLayer") == 0) {
-            if (strcmp(L->lname, in_name) != 0)
-                return bad(NND_EFORMAT, c, "the chain from the output ends at '%.100s', not at the input '%.100s'",
-                           L->lname, in_name);
-            if ((s = input_layer(c, L, &m->n_in)))
-                return s;
+        if (!m->src[at] && (s = inbound(c, m, L, in_name, &m->src[at], &m->n_src[at])))
+            break;
+        if (next[at] == m->n_src[at]) { /* every source placed */
+            state[at] = 2;
+            m->order[m->n_order++] = at;
+            depth--;
+            continue;
+        }
+        size_t u = m->src[at][next[at]++];
+        if (u == KIN || state[u] == 2)
+            continue;
+        if (state[u] == 1) {
+            s = bad(NND_EFORMAT, c, "the graph has a cycle through layer '%.100s'", m->layers[u].lname);
             break;
         }
-        m->chain[--pos] = at;
-        const char *src = NULL;
-        if ((s = inbound(c, L, &src)))
-            return s;
-        if ((at = find_layer(m, src)) == SIZE_MAX)
-            return bad(NND_EFORMAT, c, LAYER_FMT ": its input layer '%.100s' is not among the layers", LAYER_ARGS(L), src);
-    }
-    if (visited != m->n) {
-        for (size_t i = 0; i < m->n; i++) {
-            int on = strcmp(m->layers[i].cls, "InputLayer") == 0 && strcmp(m->layers[i].lname, in_name) == 0;
-            for (size_t k = pos; k < m->n && !on; k++)
-                on = m->chain[k] == i;
-            if (!on)
-                return graph_refusal(c, &m->layers[i], "it is not on the path from the input to the output");
+        if (strcmp(m->layers[u].cls, "InputLayer") == 0) {
+            s = bad(NND_EFORMAT, c, LAYER_FMT ": its input '%.100s' is an InputLayer that is not the model's input",
+                    LAYER_ARGS(L), m->layers[u].lname);
+            break;
         }
+        state[u] = 1;
+        stack[depth++] = u;
     }
-    m->n_chain = m->n - pos;
-    memmove(m->chain, m->chain + pos, m->n_chain * sizeof *m->chain);
-    return NND_OK;
+    for (size_t i = 0; !s && i < m->n; i++)
+        if (i != in && state[i] != 2)
+            s = graph_refusal(c, &m->layers[i], "it is not on the path from the input to the output");
+    nnd__free(state);
+    nnd__free(stack);
+    nnd__free(next);
+    return s;
 }
 
 /* ---------------------------------------------------------------- building the net */
 
-/* Every layer of the chain as an operation (reading its weights), refusing what is not understood. */
-static nnd_status chain_ops(kctx *c, const kmodel *m, kop *ops, size_t *n_ops, size_t *n_in)
+/* The width of op k's source i (the input: n_in, which is 0 while not known). */
+static size_t src_width(const kop *ops, const kop *o, size_t i, size_t n_in)
 {
-    size_t width = m->n_in;
+    return o->src[i] == KIN ? n_in : ops[o->src[i]].n_out;
+}
+
+/* Every layer of the graph as an operation (reading its weights) in m->order, refusing what is not
+ * understood; their sources as indices into ops (KIN: the input), and how often each is used. */
+static nnd_status graph_ops(kctx *c, const kmodel *m, kop *ops, size_t *out_op, size_t *n_in, size_t *input_uses_out)
+{
     nnd_status s;
-    *n_ops = 0;
-    *n_in = 0;
-    for (size_t k = 0; k < m->n_chain; k++) { /* classes first: the message names the first unknown one */
-        const klayer *L = &m->layers[m->chain[k]];
+    for (size_t k = 0; k < m->n_order; k++) { /* classes first: the message names the first unknown one */
+        const klayer *L = &m->layers[m->order[k]];
         if (strcmp(L->cls, "Dense") && strcmp(L->cls, "Activation") && strcmp(L->cls, "Normalization") &&
+            strcmp(L->cls, "LayerNormalization") && strcmp(L->cls, "BatchNormalization") && !is_merge_class(L->cls) &&
             !is_activation_class(L->cls) && !is_identity_class(L->cls))
             return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": this layer is not supported (supported: Dense, Activation, ReLU, "
-                       "LeakyReLU, ELU, Softmax, Normalization, Dropout and the other inference-time identities, "
-                       "InputLayer)", LAYER_ARGS(L));
+                       "LeakyReLU, ELU, Softmax, Add, Concatenate, LayerNormalization, BatchNormalization, "
+                       "Normalization, Dropout and the other inference-time identities, InputLayer)", LAYER_ARGS(L));
     }
     if (c->legacy && m->n_weighted != c->n_wl)
         return bad(NND_EFORMAT, c, "the config has %zu layers with weights, model_weights %zu", m->n_weighted, c->n_wl);
-    for (size_t k = 0; k < m->n_chain; k++) {
-        const klayer *L = &m->layers[m->chain[k]];
-        kop *o = &ops[*n_ops];
-        memset(o, 0, sizeof *o);
+    size_t *opof = nnd__malloc(m->n ? m->n : 1, sizeof *opof); /* layer -> op */
+    if (!opof)
+        return bad(NND_ENOMEM, c, "out of memory");
+    for (size_t k = 0; k < m->n_order; k++)
+        opof[m->order[k]] = k;
+    size_t width_in = m->n_in, input_uses = m->out == KIN;
+    s = NND_OK;
+    for (size_t k = 0; k < m->n_order && !s; k++) {
+        size_t li = m->order[k];
+        const klayer *L = &m->layers[li];
+        kop *o = &ops[k];
         o->L = L;
+        o->consumer = SIZE_MAX;
+        o->val = NND_NET_INPUT;
+        if (!(o->src = nnd__malloc(m->n_src[li], sizeof *o->src))) {
+            s = bad(NND_ENOMEM, c, "out of memory");
+            break;
+        }
+        o->n_src = m->n_src[li];
+        for (size_t i = 0; i < o->n_src; i++) {
+            size_t u = m->src[li][i];
+            o->src[i] = u == KIN ? KIN : opof[u];
+            if (u == KIN)
+                input_uses++;
+            else if (++ops[o->src[i]].uses == 1)
+                ops[o->src[i]].consumer = k;
+        }
+        size_t width = src_width(ops, o, 0, width_in);
         if (is_identity_class(L->cls)) {
             o->kind = OP_ID;
             o->n_in = o->n_out = width;
-            s = NND_OK;
         } else if (strcmp(L->cls, "Dense") == 0)
             s = dense_op(c, L, &width, o);
         else if (strcmp(L->cls, "Normalization") == 0)
             s = norm_op(c, L, &width, o);
-        else {
+        else if (strcmp(L->cls, "LayerNormalization") == 0)
+            s = ln_op(c, L, &width, o);
+        else if (strcmp(L->cls, "BatchNormalization") == 0)
+            s = bn_op(c, L, &width, o);
+        else if (is_merge_class(L->cls)) {
+            int add = strcmp(L->cls, "Add") == 0;
+            if (!(s = check_dtype(c, L)) && !add) { /* Concatenate: over the features only */
+                const json_t *ax = json_object_get(L->cfg, "axis");
+                if (ax && !(json_is_integer(ax) && (json_integer_value(ax) == -1 || json_integer_value(ax) == 1)))
+                    s = bad(NND_EUNSUPPORTED, c, LAYER_FMT ": concatenation over an axis other than the features "
+                            "(axis -1) is not supported", LAYER_ARGS(L));
+            }
+            size_t total = 0;
+            for (size_t i = 0; i < o->n_src && !s; i++) {
+                size_t w = src_width(ops, o, i, width_in);
+                if (!w)
+                    s = bad(NND_EFORMAT, c, LAYER_FMT ": the width of its input %zu is not known", LAYER_ARGS(L), i + 1);
+                else if (add && w != width)
+                    s = bad(NND_EFORMAT, c, LAYER_FMT ": its inputs have the widths %zu and %zu (Add needs one width)",
+                            LAYER_ARGS(L), width, w);
+                else if (!nnd__add(total, w, &total))
+                    s = bad(NND_EFORMAT, c, LAYER_FMT ": its width is too large", LAYER_ARGS(L));
+            }
+            o->kind = add ? OP_ADD : OP_CONCAT;
+            o->n_in = width;
+            o->n_out = add ? width : total;
+        } else {
             s = strcmp(L->cls, "Activation") == 0 ? layer_activation(c, L, &o->a) : activation_layer(c, L, &o->a);
             if (!s)
                 s = check_dtype(c, L);
@@ -1114,16 +1427,109 @@ static nnd_status chain_ops(kctx *c, const kmodel *m, kop *ops, size_t *n_ops, s
             o->kind = OP_ACT;
             o->n_in = o->n_out = width;
         }
-        if (s)
-            return s;
-        if (!*n_in)
-            *n_in = o->n_in;
-        (*n_ops)++;
+        if (!s && !width_in && o->src[0] == KIN) /* a Sequential model without an input shape: the first layer's */
+            width_in = o->n_in;
     }
-    if (!*n_in)
-        *n_in = width;
+    nnd__free(opof);
+    if (s)
+        return s;
+    *out_op = m->out == KIN ? KIN : m->n_order - 1; /* the output is placed last */
+    if (*out_op != KIN)
+        ops[*out_op].uses++;
+    *n_in = width_in;
     if (!*n_in)
         return bad(NND_EFORMAT, c, "the width of the model's input is not known (no InputLayer, no Dense layer)");
+    *input_uses_out = input_uses;
+    return NND_OK;
+}
+
+/* op k's value, through the ops that are another op's value */
+static size_t resolve(const kop *ops, size_t k)
+{
+    while (k != KIN && ops[k].alias)
+        k = ops[k].to;
+    return k;
+}
+
+/* Whether the value from op `from` (a source) reaches op `r` (from or the op it resolves to) along
+ * ops that nothing else uses: then r's value may be changed for the one consumer. */
+static int sole_path(const kop *ops, size_t from, size_t r, size_t input_uses)
+{
+    for (size_t t = from;; t = ops[t].to) {
+        if (t == KIN)
+            return r == KIN && input_uses == 1;
+        if (ops[t].uses != 1)
+            return 0;
+        if (t == r)
+            return 1;
+        if (!ops[t].alias)
+            return 0;
+    }
+}
+
+/* Decide what each op becomes, before anything is added to the net (ops in order):
+ *  - identity layers, linear activations: the value of their source;
+ *  - an activation whose source is a Dense with a linear activation used by it alone: merged into it;
+ *  - a BatchNormalization x*s + t (diagonal dense) after a linear Dense used by it alone: folded into
+ *    that Dense's rows (W <- diag(s) W, b <- s∘b + t); else before a Dense that alone uses it: into its
+ *    columns (W <- W diag(s), b <- b + W t); else a diagonal dense layer of its own;
+ *  - Normalization: input processing when nothing but it (and identities) uses the input, output
+ *    processing when only Normalization and identities follow it to the output; else refused. */
+static nnd_status plan_ops(kctx *c, kop *ops, size_t n_ops, size_t out_op, size_t input_uses)
+{
+    for (size_t t = out_op; t != KIN && (ops[t].kind == OP_NORM || ops[t].kind == OP_ID); t = ops[t].src[0])
+        ops[t].post = 1;
+    for (size_t k = 0; k < n_ops; k++) {
+        kop *o = &ops[k];
+        size_t src = o->src[0], r = resolve(ops, src);
+        if (o->kind == OP_ID || (o->kind == OP_ACT && o->a.act == NND_ACT_PURELIN)) {
+            o->alias = 1;
+            o->to = src;
+        } else if (o->kind == OP_ACT) {
+            if (r != KIN && ops[r].kind == OP_DENSE && ops[r].a.act == NND_ACT_PURELIN && sole_path(ops, src, r, input_uses)) {
+                ops[r].a = o->a;
+                o->alias = o->merged = 1;
+                o->to = r;
+            }
+        } else if (o->kind == OP_NORM && !o->post) {
+            if (!sole_path(ops, src, KIN, input_uses))
+                return bad(NND_EUNSUPPORTED, c, LAYER_FMT ": Normalization between layers is not supported (only at the "
+                           "input or the output)", LAYER_ARGS(o->L));
+            o->alias = o->pre = 1;
+            o->to = KIN;
+        } else if (o->kind == OP_DENSE && o->bn) {
+            size_t n = o->n_out;
+            size_t cons = o->uses == 1 ? o->consumer : SIZE_MAX;
+            while (cons != SIZE_MAX && ops[cons].kind == OP_ID && ops[cons].uses == 1)
+                cons = ops[cons].consumer;
+            if (r != KIN && ops[r].kind == OP_DENSE && ops[r].a.act == NND_ACT_PURELIN && sole_path(ops, src, r, input_uses)) {
+                kop *d = &ops[r];
+                if (!d->b && !(d->b = nnd__calloc(n, sizeof *d->b)))
+                    return bad(NND_ENOMEM, c, "out of memory");
+                for (size_t i = 0; i < n; i++) {
+                    double si = o->W[i * n + i];
+                    for (size_t j = 0; j < d->n_in; j++)
+                        d->W[i * d->n_in + j] *= si;
+                    d->b[i] = si * d->b[i] + o->b[i];
+                }
+                o->alias = o->merged = 1;
+                o->to = o->folded_into = r;
+            } else if (cons != SIZE_MAX && ops[cons].kind == OP_DENSE && !ops[cons].bn) {
+                kop *d = &ops[cons];
+                if (!d->b && !(d->b = nnd__calloc(d->n_out, sizeof *d->b)))
+                    return bad(NND_ENOMEM, c, "out of memory");
+                for (size_t i = 0; i < d->n_out; i++)
+                    for (size_t j = 0; j < n; j++) {
+                        d->b[i] += d->W[i * n + j] * o->b[j];
+                        d->W[i * n + j] *= o->W[j * n + j];
+                    }
+                d->bn_before = o->L;
+                o->alias = o->merged = 1;
+                o->to = src;
+                o->folded_into = cons;
+            }
+        }
+    }
     return NND_OK;
 }
 
@@ -1134,28 +1540,6 @@ static nnd_status builder_failed(nnd_status s, kctx *c, const char *what)
     return bad(s, c, "%s: %s", what, msg);
 }
 
-/* The pending dense layer: a following Activation is merged into it when its own is linear. */
-typedef struct {
-    int have;
-    size_t n_in, n_out;
-    const double *W, *b;
-    double *eye; /* an identity layer's weights (owned) */
-    kact a;
-} pending;
-
-static nnd_status flush(kctx *c, nnd_net *net, pending *p)
-{
-    if (!p->have)
-        return NND_OK;
-    nnd_status s = nnd_net_add_dense(net, p->n_out, p->W, p->b, p->a.act);
-    size_t layer = nnd_net_n_layers(net) - 1;
-    if (!s && p->a.np)
-        s = nnd_net_set_act_params(net, layer, (size_t)p->a.np, p->a.p);
-    nnd__free(p->eye);
-    p->eye = NULL;
-    p->have = 0;
-    return s ? builder_failed(s, c, "a layer") : NND_OK;
-}
 
 /* A Normalization as input (x~ = (x - xoffset)*gain + yoffset) or output processing (the library
  * applies y = (a - yoffset)/gain + xoffset), with s = max(sqrt(variance), eps):
@@ -1189,86 +1573,121 @@ static nnd_status add_norm(kctx *c, nnd_net *net, const kop *o, int input)
     return s;
 }
 
-static nnd_status build_net(kctx *c, const kop *ops, size_t n_ops, size_t n_in, nnd_net **out)
+
+/* An identity dense layer (width w) from `src` with activation a: an activation layer that cannot be
+ * merged into a Dense, or the output when it is no layer's. */
+static nnd_status add_identity(kctx *c, nnd_net *net, size_t src, size_t w, const kact *a)
+{
+    size_t ww;
+    double *eye = NULL;
+    if (!nnd__mul(w, w, &ww) || !(eye = nnd__calloc(ww, sizeof *eye)))
+        return bad(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < w; i++)
+        eye[i * w + i] = 1.0;
+    nnd_status s = nnd_net_add_dense_from(net, src, w, eye, NULL, a->act);
+    if (!s && a->np)
+        s = nnd_net_set_act_params(net, nnd_net_n_layers(net) - 1, (size_t)a->np, a->p);
+    nnd__free(eye);
+    return s ? builder_failed(s, c, "a layer") : NND_OK;
+}
+
+static size_t value_of(const kop *ops, size_t k) { return k == KIN ? NND_NET_INPUT : ops[k].val; }
+
+static nnd_status build_net(kctx *c, kop *ops, size_t n_ops, size_t out_op, size_t n_in, nnd_net **out)
 {
     nnd_net *net = NULL;
     nnd_status s = nnd_net_new(n_in, &net);
     if (s)
         return builder_failed(s, c, "the net");
-    pending p = {0};
-    size_t first_post = n_ops; /* Normalizations after the last layer: output processing */
-    while (first_post > 0 && (ops[first_post - 1].kind == OP_NORM || ops[first_post - 1].kind == OP_ID))
-        first_post--;
-    int started = 0; /* a layer exists or is pending: no more input processing */
-    for (size_t k = 0; k < first_post && !s; k++) {
-        const kop *o = &ops[k];
-        if (o->kind == OP_NORM) {
-            if (started) {
-                s = bad(NND_EUNSUPPORTED, c, LAYER_FMT ": Normalization between layers is not supported (only at the "
-                        "input or the output)", LAYER_ARGS(o->L));
+    size_t *vals = NULL;
+    for (size_t k = 0; k < n_ops && !s; k++) {
+        kop *o = &ops[k];
+        const klayer *L = o->L;
+        size_t src = value_of(ops, o->src[0]);
+        if (o->post)
+            continue;
+        if (o->alias)
+            o->val = value_of(ops, o->to);
+        switch (o->kind) {
+        case OP_NORM: /* o->pre */
+            s = add_norm(c, net, o, 1);
+            break;
+        case OP_ID:
+            s = nnd__net_add_folded(net, "%s '%.100s' dropped (the identity at inference)", L->cls, L->lname);
+            break;
+        case OP_ACT:
+            if (o->a.act == NND_ACT_PURELIN)
+                s = nnd__net_add_folded(net, "%s '%.100s' (linear) dropped", L->cls, L->lname);
+            else if (o->merged)
+                s = nnd__net_add_folded(net, "%s '%.100s' merged into layer %zu", L->cls, L->lname, o->val + 1);
+            else if (!(s = add_identity(c, net, src, o->n_in, &o->a))) {
+                o->val = nnd_net_n_layers(net) - 1;
+                s = nnd__net_add_folded(net, "%s '%.100s' as layer %zu (identity weights)", L->cls, L->lname, o->val + 1);
+            }
+            break;
+        case OP_DENSE:
+            if (o->merged) { /* a BatchNormalization folded into the Dense before it (after: when that is added) */
+                if (o->folded_into < k)
+                    s = nnd__net_add_folded(net, "BatchNormalization '%.100s' folded into layer %zu", L->lname,
+                                            ops[o->folded_into].val + 1);
                 break;
             }
-            if ((s = add_norm(c, net, o, 1)))
+            s = nnd_net_add_dense_from(net, src, o->n_out, o->W, o->b, o->a.act);
+            o->val = nnd_net_n_layers(net) - 1;
+            if (!s && o->a.np)
+                s = nnd_net_set_act_params(net, o->val, (size_t)o->a.np, o->a.p);
+            if (s) {
+                s = builder_failed(s, c, "a layer");
                 break;
-            continue;
-        }
-        if (o->kind == OP_ID) {
-            s = nnd__net_add_folded(net, "%s '%.100s' dropped (the identity at inference)", o->L->cls, o->L->lname);
-            continue;
-        }
-        started = 1;
-        if (o->kind == OP_DENSE) {
-            if ((s = flush(c, net, &p)))
+            }
+            if (o->bn)
+                s = nnd__net_add_folded(net, "BatchNormalization '%.100s' as layer %zu (diagonal weights: no Dense "
+                                        "beside it to fold it into)", L->lname, o->val + 1);
+            else if (o->bn_before)
+                s = nnd__net_add_folded(net, "BatchNormalization '%.100s' folded into layer %zu", o->bn_before->lname,
+                                        o->val + 1);
+            break;
+        case OP_LN:
+            if ((s = nnd_net_add_layernorm(net, src, o->W, o->b, o->eps)))
+                s = builder_failed(s, c, L->lname);
+            o->val = nnd_net_n_layers(net) - 1;
+            break;
+        case OP_ADD:
+        case OP_CONCAT:
+            nnd__free(vals);
+            if (!(vals = nnd__malloc(o->n_src, sizeof *vals))) {
+                s = bad(NND_ENOMEM, c, "out of memory");
                 break;
-            p = (pending){1, o->n_in, o->n_out, o->W, o->b, NULL, o->a};
-            continue;
-        }
-        /* an activation */
-        if (o->a.act == NND_ACT_PURELIN) {
-            s = nnd__net_add_folded(net, "%s '%.100s' (linear) dropped", o->L->cls, o->L->lname);
-            continue;
-        }
-        if (p.have && p.a.act == NND_ACT_PURELIN) {
-            p.a = o->a;
-            s = nnd__net_add_folded(net, "%s '%.100s' merged into layer %zu", o->L->cls, o->L->lname,
-                                    nnd_net_n_layers(net) + 1);
-            continue;
-        }
-        if ((s = flush(c, net, &p)))
+            }
+            for (size_t i = 0; i < o->n_src; i++)
+                vals[i] = value_of(ops, o->src[i]);
+            s = o->kind == OP_ADD ? nnd_net_add_sum(net, o->n_src, vals) : nnd_net_add_concat(net, o->n_src, vals);
+            if (s)
+                s = builder_failed(s, c, L->lname);
+            o->val = nnd_net_n_layers(net) - 1;
             break;
-        size_t w = o->n_in, ww;
-        double *eye = NULL;
-        if (!nnd__mul(w, w, &ww) || !(eye = nnd__calloc(ww, sizeof *eye))) {
-            s = bad(NND_ENOMEM, c, LAYER_FMT ": out of memory", LAYER_ARGS(o->L));
-            break;
-        }
-        for (size_t i = 0; i < w; i++)
-            eye[i * w + i] = 1.0;
-        p = (pending){1, w, w, eye, NULL, eye, o->a};
-        s = nnd__net_add_folded(net, "%s '%.100s' as layer %zu (identity weights)", o->L->cls, o->L->lname,
-                                nnd_net_n_layers(net) + 1);
-    }
-    if (!s && (s = flush(c, net, &p)) == NND_OK && nnd_net_n_layers(net) == 0) {
-        /* no layer at all (only Normalization, Dropout, ...): one identity layer */
-        size_t w = nnd__net_d0(net), ww;
-        double *eye = NULL;
-        if (!nnd__mul(w, w, &ww) || !(eye = nnd__calloc(ww, sizeof *eye)))
-            s = bad(NND_ENOMEM, c, "out of memory");
-        else {
-            for (size_t i = 0; i < w; i++)
-                eye[i * w + i] = 1.0;
-            p = (pending){1, w, w, eye, NULL, eye, {NND_ACT_PURELIN, {0, 0}, 0}};
-            s = flush(c, net, &p);
-            if (!s)
-                s = nnd__net_add_folded(net, "an identity layer (the model has no Dense layer)");
         }
     }
-    /* Output Normalizations, applied by the library last step first: added in reverse order. */
-    for (size_t k = n_ops; !s && k-- > first_post;)
-        s = ops[k].kind == OP_NORM ? add_norm(c, net, &ops[k], 0)
+    nnd__free(vals);
+    /* the output: the last layer's (the library's net output), else an identity layer */
+    size_t core = out_op;
+    while (core != KIN && ops[core].post)
+        core = ops[core].src[0];
+    size_t outval = value_of(ops, core);
+    kact lin = {NND_ACT_PURELIN, {0, 0}, 0};
+    if (!s && nnd_net_n_layers(net) == 0) {
+        if (!(s = add_identity(c, net, NND_NET_INPUT, nnd__net_d0(net), &lin)))
+            s = nnd__net_add_folded(net, "an identity layer (the model has no Dense layer)");
+    } else if (!s && outval != nnd_net_n_layers(net) - 1) {
+        size_t w = outval == NND_NET_INPUT ? nnd__net_d0(net) : ops[core].n_out;
+        if (!(s = add_identity(c, net, outval, w, &lin)))
+            s = nnd__net_add_folded(net, "an identity layer as the output (layer %zu)", nnd_net_n_layers(net));
+    }
+    /* Output Normalizations, applied by the library last step first: added from the output back. */
+    for (size_t t = out_op; !s && t != KIN && ops[t].post; t = ops[t].src[0])
+        s = ops[t].kind == OP_NORM ? add_norm(c, net, &ops[t], 0)
                                    : nnd__net_add_folded(net, "%s '%.100s' dropped (the identity at inference)",
-                                                         ops[k].L->cls, ops[k].L->lname);
-    nnd__free(p.eye);
+                                                         ops[t].L->cls, ops[t].L->lname);
     if (!s && (s = nnd_net_validate(net)))
         s = builder_failed(s, c, "the net");
     if (s) {
@@ -1299,23 +1718,24 @@ static nnd_status load_config(kctx *c, const char *text, size_t len, const char 
         return bad(NND_EFORMAT, c, "%s: line %d: %s", what, err.line, err.text);
     kmodel m = {0};
     kop *ops = NULL;
-    size_t n_ops = 0, n_in = 0;
-    nnd_status s = json_is_object(root) ? model_chain(c, root, &m) : bad(NND_EFORMAT, c, "%s is not an object", what);
-    if (!s && !(ops = nnd__calloc(m.n_chain ? m.n_chain : 1, sizeof *ops)))
+    size_t n_in = 0, out_op = KIN, input_uses = 0;
+    nnd_status s = json_is_object(root) ? model_graph(c, root, &m) : bad(NND_EFORMAT, c, "%s is not an object", what);
+    if (!s && !(ops = nnd__calloc(m.n_order ? m.n_order : 1, sizeof *ops)))
         s = bad(NND_ENOMEM, c, "out of memory");
     if (!s)
-        s = chain_ops(c, &m, ops, &n_ops, &n_in);
+        s = graph_ops(c, &m, ops, &out_op, &n_in, &input_uses);
     if (!s)
-        s = build_net(c, ops, n_ops, n_in, net);
+        s = plan_ops(c, ops, m.n_order, out_op, input_uses);
+    if (!s)
+        s = build_net(c, ops, m.n_order, out_op, n_in, net);
     if (!s && (s = nnd__net_set_source(*net, format, c->name))) {
         nnd_net_free(*net);
         *net = NULL;
     }
-    for (size_t i = 0; ops && i < m.n_chain; i++)
+    for (size_t i = 0; ops && i < m.n_order; i++)
         op_free(&ops[i]);
     nnd__free(ops);
-    nnd__free(m.layers);
-    nnd__free(m.chain);
+    model_free(&m);
     json_decref(root);
     return s;
 }

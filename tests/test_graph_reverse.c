@@ -9,6 +9,8 @@
  * are not multiples of the block; 1 and 3 threads bit-identical; float32 within test_float32's
  * bounds of float64; every product kind against contracting J and H, on 1 and 3 threads
  * bit-identical; forward mode refused with NND_EUNSUPPORTED while no forward engine takes graphs.
+ * And the random graph nets of tests/ref.c (every style, softmax outputs, processing) against its
+ * long-double forward-mode reference (exact but for rounding).
  * The measured worst errors are printed.
  */
 #include <check.h>
@@ -27,6 +29,7 @@
 #define TOL_Y 1e-13
 #define TOL_J 1e-9
 #define TOL_H 1e-7
+#define TOL_REF 1e-12  /* against ref_derivs (long double, exact): measured worst printed */
 #define TOL_SAME 1e-13 /* a chain as a graph, batch vs one by one, products vs contracting J and H */
 /* float32 against float64 on the same (float-rounded) inputs: test_float32.c's bounds */
 #define TOL_F32_Y 5e-6
@@ -462,6 +465,69 @@ START_TEST(graph_derivatives_match_finite_differences)
 }
 END_TEST
 
+/* ref.c's random graph nets against its long-double reference, blocked and AUTO plans. */
+START_TEST(graph_derivatives_match_the_reference)
+{
+    static const int smooth[] = {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_SOFTPLUS, NND_ACT_ELU, NND_ACT_PURELIN,
+                                 NND_ACT_SOFTMAX};
+    double worst[3] = {0, 0, 0};
+    for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
+        for (uint64_t c = 0; c < 6; c++) {
+            ref_rng r;
+            ref_rng_seed(&r, 300 + 10 * (uint64_t)style + c);
+            ref_graph_spec sp;
+            memset(&sp, 0, sizeof sp);
+            sp.style = style;
+            sp.n_in = 2 + ref_rng_below(&r, 4);
+            sp.width = 3 + ref_rng_below(&r, 5);
+            sp.n_out = 1 + ref_rng_below(&r, 3);
+            sp.n_blocks = style == REF_GRAPH_RANDOM ? 4 + ref_rng_below(&r, 8) : 1 + ref_rng_below(&r, 3);
+            sp.n_acts = 1 + ref_rng_below(&r, 4);
+            for (size_t i = 0; i < sp.n_acts; i++) /* softmax hidden in the random DAGs only */
+                sp.acts[i] = smooth[ref_rng_below(&r, style == REF_GRAPH_RANDOM ? 6 : 5)];
+            sp.out_act = c % 3 == 2 ? NND_ACT_SOFTMAX : c % 3 == 1 ? NND_ACT_LOGSOFTMAX : NND_ACT_PURELIN;
+            sp.eps = c % 2 ? 0.05 : 0;
+            if (c >= 2) {
+                sp.n_pre = 1;
+                sp.pre[0] = c % 2 ? REF_PROC_MAPMINMAX : REF_PROC_MAPSTD;
+                sp.n_post = 1;
+                sp.post[0] = c % 2 ? REF_PROC_RCR : REF_PROC_MAPMINMAX;
+            }
+            ref_net rn;
+            ck_assert_int_eq(ref_net_random_graph(&rn, &sp, 40000 + 100 * (uint64_t)style + c), 0);
+            char desc[2048];
+            ref_net_describe(&rn, desc, sizeof desc);
+            nnd_net *net;
+            ck_assert_int_eq(ref_net_to_nnd(&rn, &net), NND_OK);
+            size_t n = rn.n_in, m = rn.n_out, B = 4;
+            double *x = malloc(B * n * sizeof *x), *y = malloc(B * m * sizeof *y), *J = malloc(B * m * n * sizeof *J),
+                   *H = malloc(B * m * n * n * sizeof *H);
+            long double *yr = malloc(m * sizeof *yr), *Jr = malloc(m * n * sizeof *Jr), *Hr = malloc(m * n * n * sizeof *Hr);
+            ck_assert(x && y && J && H && yr && Jr && Hr);
+            random_x(&r, B * n, x);
+            for (int blocked = 0; blocked < 2; blocked++) {
+                plan_run(net, B, NND_VJH | (blocked ? NND_BLOCKED : 0), NND_MODE_REVERSE, 1, x, y, J, H);
+                for (size_t b = 0; b < B; b++) {
+                    ck_assert_int_eq(ref_derivs(&rn, x + b * n, yr, Jr, Hr), 0);
+                    double e[3] = {err_ld(y + b * m, yr, m), err_ld(J + b * m * n, Jr, m * n),
+                                   err_ld(H + b * m * n * n, Hr, m * n * n)};
+                    for (int q = 0; q < 3; q++) {
+                        worst[q] = fmax(worst[q], e[q]);
+                        ck_assert_msg(e[q] <= TOL_REF, "style %d case %llu sample %zu: %s error %.3g > %.3g; net %s",
+                                      style, (unsigned long long)c, b, q == 0 ? "y" : q == 1 ? "J" : "H", e[q], TOL_REF,
+                                      desc);
+                    }
+                }
+            }
+            free(x), free(y), free(J), free(H), free(yr), free(Jr), free(Hr);
+            nnd_net_free(net);
+            ref_net_free(&rn);
+        }
+    printf("graph nets of ref.c, worst vs the long-double reference: y %.2e  J %.2e  H %.2e\n", worst[0], worst[1],
+           worst[2]);
+}
+END_TEST
+
 /* A chain, and the same chain with a one-source sum after its first layer and a one-source
  * concatenation after its second: the same y, J, H (to rounding: the graph path forms J through the
  * input's adjoint). */
@@ -785,6 +851,7 @@ static Suite *graph_suite(void)
     TCase *tc = tcase_create("all");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, graph_derivatives_match_finite_differences, 0, G_COUNT);
+    tcase_add_test(tc, graph_derivatives_match_the_reference);
     tcase_add_test(tc, chain_as_graph_gives_the_chains_results);
     tcase_add_test(tc, batches_and_threads);
     tcase_add_test(tc, float32_within_the_float32_bounds);

@@ -57,6 +57,7 @@ CHECK_TOL = 1e-8           # max |peer - nnderiv| / max(1, max |nnderiv|)
 CASADI_MAX_COMPILE = 120_000     # SX instructions: larger Functions are not compiled (gcc -O3: minutes)
 CASADI_MAX_CODEGEN = 1_000_000   # nor generated (their C size is still reported up to this)
 CASADI_MAX_ESTIMATE = 1e6  # nor built: weights x (n + 2) x n_out (about 1/4 of the SX instructions)
+CASADI_COMPILE_BUDGET = 180.0    # seconds of cc in one run; past it, later shapes are not compiled
 CASADI_CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"]
 
 
@@ -291,6 +292,7 @@ int nndf_batch(long long batch, const double *X, const double *P, double *Y, dou
 """
 
 _casadi_libs = {}  # architecture -> (compiled function, its build figures): one compile per architecture
+_casadi_compiled = [0.0]  # seconds spent in cc so far (CASADI_COMPILE_BUDGET)
 
 
 def casadi_compile(layers, sh):
@@ -342,10 +344,15 @@ def casadi_compile(layers, sh):
         if info["instructions"] > CASADI_MAX_COMPILE:
             raise NotPractical(f"not compiled: {info['instructions']} SX instructions, {info['c_bytes'] / 2**20:.1f} "
                                f"MiB of C (built in {info['sx_seconds']:.1f} s)", info)
+        if _casadi_compiled[0] > CASADI_COMPILE_BUDGET:
+            raise NotPractical(f"not compiled: the run's compile budget ({CASADI_COMPILE_BUDGET:.0f} s of cc) is "
+                               f"spent; {info['instructions']} SX instructions, {info['c_bytes'] / 2**20:.1f} MiB of C",
+                               info)
         t0 = time.perf_counter()
         so = os.path.join(tmp, "libnndf.so")
         subprocess.run(["cc", *CASADI_CFLAGS, src, "-o", so], check=True, capture_output=True, text=True)
         info["compile_seconds"] = time.perf_counter() - t0
+        _casadi_compiled[0] += info["compile_seconds"]
         lib = ctypes.CDLL(so)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the loaded library stays mapped

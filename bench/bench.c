@@ -2,7 +2,7 @@
  * same-run OpenBLAS dgemm rate and the shape's roofline, for the shapes of the benchmark issue,
  * two graph nets (residual, cascade) and two sweeps.
  *
- *   nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list]
+ *   nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list] [--quick]
  *
  * Every net is tansig hidden layers and a purelin output, W_i ~ N(0,1)/sqrt(fan_in),
  * b_i ~ 0.1 N(0,1), inputs ~ N(0,1), from fixed seeds derived from the shape's name, so that a
@@ -388,10 +388,10 @@ static double *make_inputs(const shape *sh)
 
 /* Repeat until at least MIN_REPS repeats and MIN_TIME seconds, or MAX_TIME seconds (at least one
  * repeat), after one warm-up repeat; the median repeat is reported. */
-#define MIN_REPS 5
 #define MAX_REPS 201
-#define MIN_TIME 0.3
-#define MAX_TIME 1.5
+/* --quick (a smoke test: every part runs, the figures mean nothing) sets these to 1, 0, 0. */
+static size_t MIN_REPS = 5;
+static double MIN_TIME = 0.3, MAX_TIME = 1.5;
 
 typedef struct {
     nnd_plan *plan;
@@ -497,7 +497,7 @@ static double dgemm_rate(const dgemm_bufs *g)
     openblas_set_num_threads(blas_threads);
     size_t n = 0;
     dgemm_call(g);
-    while (n < MAX_REPS && !(n >= MIN_REPS && total >= MIN_TIME)) {
+    while (n < MAX_REPS && !(n >= MIN_REPS && total >= MIN_TIME) && !(n >= 1 && total >= MAX_TIME)) {
         reps[n] = dgemm_call(g);
         total += reps[n++];
     }
@@ -516,7 +516,7 @@ static double dgemm_rate(const dgemm_bufs *g)
  * (glibc uses non-temporal stores for large arrays: no read before the write), on one thread and
  * on the plan's threads, the better taken; the activation rate on the plan's threads. The best
  * of ROOF_REPS measurements is taken for both: a bound is the fastest the machine was seen to do. */
-#define ROOF_REPS 5
+static int ROOF_REPS = 5; /* --quick: 1 */
 #define ROOF_WRITE_BYTES ((size_t)64 << 20) /* bytes written per measurement, at least */
 #define ROOF_ACT_BLOCK 2048                 /* points per nnd_act_eval call: four arrays in L2 */
 #define ROOF_ACT_TIME 0.02                  /* seconds per activation measurement */
@@ -1208,14 +1208,15 @@ static void write_json(const char *path, const result *res, size_t count, int th
 
 static void usage(FILE *fp)
 {
-    fputs("usage: nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list]\n"
+    fputs("usage: nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list] [--quick]\n"
           "  --shape NAME  run only this shape (repeatable); sweep points are width-W and n_in-N\n"
           "  --sweeps      also run the sweeps over the hidden width and over n_in\n"
           "  --threads N   OpenBLAS threads (default: OpenBLAS's own, normally every core)\n"
           "  --export DIR  write each net (nnderiv JSON), its inputs and nnderiv's results on the first\n"
           "                samples (.npy) and DIR/manifest.json, for bench/peers.py\n"
           "  --json OUT    write the results as JSON\n"
-          "  --list        list the shapes and exit\n",
+          "  --list        list the shapes and exit\n"
+          "  --quick       one repeat per measurement: checks that every part runs (figures meaningless)\n",
           fp);
 }
 
@@ -1241,6 +1242,11 @@ int main(int argc, char **argv)
             json_out = argv[++i];
         else if (!strcmp(a, "--list"))
             list = 1;
+        else if (!strcmp(a, "--quick")) {
+            MIN_REPS = 1;
+            ROOF_REPS = 1;
+            MIN_TIME = MAX_TIME = 0;
+        }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;

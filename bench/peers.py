@@ -51,6 +51,8 @@ RSS_LIMIT = 8 * GIB        # a child above this is killed (the machine has 24 Gi
 SHAPE_TIMEOUT = 240.0      # seconds one (peer, shape) may take in all
 CALL_BUDGET = 1.0          # seconds one timed call should take at most
 MIN_REPS, MIN_TIME, MAX_TIME = 5, 0.3, 1.5   # as nnderiv-bench
+if os.environ.get("NND_BENCH_QUICK"):  # a smoke test (run.sh --quick): one repeat, a small CasADi budget
+    MIN_REPS, MIN_TIME, MAX_TIME, CALL_BUDGET = 1, 0.0, 0.0, 0.2
 SLOW_CALL = 4.0            # an eager peer's warm-up call this long is taken as the measurement
 THREADS = 2
 CHECK_TOL = 1e-8           # max |peer - nnderiv| / max(1, max |nnderiv|)
@@ -58,6 +60,8 @@ CASADI_MAX_COMPILE = 120_000     # SX instructions: larger Functions are not com
 CASADI_MAX_CODEGEN = 1_000_000   # nor generated (their C size is still reported up to this)
 CASADI_MAX_ESTIMATE = 1e6  # nor built: weights x (n + 2) x n_out (about 1/4 of the SX instructions)
 CASADI_COMPILE_BUDGET = 180.0    # seconds of cc in one run; past it, later shapes are not compiled
+if os.environ.get("NND_BENCH_QUICK"):
+    CASADI_COMPILE_BUDGET = 20.0
 CASADI_CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"]
 
 

@@ -84,6 +84,10 @@ static void check_model(const nnd_net *net, const json_t *exp, const char *label
     for (int mode = NND_MODE_FORWARD; mode <= NND_MODE_REVERSE; mode++) {
         nnd_plan *plan = NULL;
         nnd_status s = nnd_plan_new(net, B, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, (nnd_mode)mode, &plan);
+        /* graph nets in forward mode: refused until the forward engine takes graphs (the reverse one does) */
+        if (s == NND_EUNSUPPORTED && mode == NND_MODE_FORWARD && !nnd_net_is_chain(net) &&
+            strstr(nnd_errmsg(), "forward"))
+            continue;
         ck_assert_msg(s == NND_OK, "%s: nnd_plan_new: %s", label, nnd_errmsg());
         ck_assert_msg(nnd_plan_execute(plan, B, x, y, J, H) == NND_OK, "%s: execute: %s", label, nnd_errmsg());
         nnd_plan_free(plan);
@@ -215,8 +219,7 @@ START_TEST(graph_models_match_keras_autodiff)
         ck_assert_msg(strstr(nnd_net_source(net), "Keras") != NULL, "%s: read as %s", file, nnd_net_source(net));
         check_structure(net, e, exp, file);
         n_graph += !nnd_net_is_chain(net);
-        if (nnd_net_is_chain(net)) /* graph nets: when their engines have landed */
-            check_model(net, exp, file);
+        check_model(net, exp, file);
         nnd_net_free(net);
         size_t size;
         char *data = slurp(p, &size);
@@ -224,6 +227,7 @@ START_TEST(graph_models_match_keras_autodiff)
         s = nnd_net_load_buffer(data, size, file, &net);
         ck_assert_msg(s == NND_OK, "%s (buffer): %s", file, nnd_errmsg());
         check_structure(net, e, exp, file);
+        check_model(net, exp, file);
         nnd_net_free(net);
         free(data);
         json_decref(exp);

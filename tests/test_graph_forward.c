@@ -9,7 +9,11 @@
  *   - the same chain planned as a chain and as a graph (a one-source sum appended): bit-identical;
  *   - itself: a batch that is not a multiple of the block equals its samples one by one, 1 and 3
  *     threads are bit-identical, H exactly symmetric;
- *   - the float64 plan, for the float32 plan (the bounds of tests/test_float32.c).
+ *   - the float64 plan, for the float32 plan (the bounds of tests/test_float32.c);
+ *   - the products of the forward family on graphs: the directional engine (JVP, LAPLACIAN, HDIAG,
+ *     UNCERTAINTY, UNCERTAINTY_SHARED) and the HVP engine, driven directly (whatever the planner
+ *     would choose) and through nnd_product_plan_new, against the forward plan's J and H
+ *     contracted.
  * Every failure prints the property, the family, the seed, the sample and the worst entry.
  */
 #include <check.h>
@@ -22,6 +26,8 @@
 
 #include "nnderiv.h"
 #include "ref.h"
+#include "engines/engine.h" /* the product engines, driven directly */
+#include "plan/prep.h"
 
 /* ---------------------------------------------------------------- tolerances
  * Normwise per sample: |A - R|_max / max(1, |R|_max). The long-double differences below (steps
@@ -32,6 +38,7 @@
 #define TOL_FD_J 1e-11
 #define TOL_FD_H 1e-8
 #define TOL_BATCH 1e-14
+#define TOL_PRODUCT 1e-12 /* a product vs J and H contracted in double */
 #define TOL_F32_Y 5e-6 /* tests/test_float32.c's bounds */
 #define TOL_F32_J 5e-6
 #define TOL_F32_H 2e-5
@@ -743,6 +750,174 @@ START_TEST(float32_within_bounds)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- products */
+
+static const nnd_product KINDS[] = {NND_PRODUCT_JVP, NND_PRODUCT_LAPLACIAN, NND_PRODUCT_HDIAG, NND_PRODUCT_HVP,
+                                    NND_PRODUCT_UNCERTAINTY, NND_PRODUCT_UNCERTAINTY_SHARED};
+#define N_KINDS (sizeof KINDS / sizeof KINDS[0])
+
+static int is_unc(nnd_product k) { return k == NND_PRODUCT_UNCERTAINTY || k == NND_PRODUCT_UNCERTAINTY_SHARED; }
+
+/* Lengths per sample of in (0: none), out and out2 (0: none); `direct`: the engine's own in/out
+ * for UNCERTAINTY* (square roots L, T = J L), else the public ones (Sigma, J Sigma J^T). */
+static void product_lens(nnd_product k, size_t n, size_t m, int direct, size_t *in, size_t *out, size_t *out2)
+{
+    *in = k == NND_PRODUCT_JVP || k == NND_PRODUCT_HVP ? n : is_unc(k) ? n * n : 0;
+    *out = k == NND_PRODUCT_JVP || k == NND_PRODUCT_LAPLACIAN ? m : is_unc(k) ? (direct ? m * n : m * m) : m * n;
+    *out2 = is_unc(k) ? m : 0;
+}
+
+/* The expected product of sample b from J, H (forward plan) and in (L for UNCERTAINTY* direct,
+ * Sigma for the public path). */
+static void expected(nnd_product k, size_t n, size_t m, int direct, const double *J, const double *H,
+                     const double *in, double *out, double *out2)
+{
+    for (size_t r = 0; r < m; r++) {
+        const double *Jr = J + r * n, *Hr = H + r * n * n;
+        switch (k) {
+        case NND_PRODUCT_JVP:
+            out[r] = 0;
+            for (size_t i = 0; i < n; i++)
+                out[r] += Jr[i] * in[i];
+            break;
+        case NND_PRODUCT_LAPLACIAN:
+            out[r] = 0;
+            for (size_t i = 0; i < n; i++)
+                out[r] += Hr[i * n + i];
+            break;
+        case NND_PRODUCT_HDIAG:
+            for (size_t i = 0; i < n; i++)
+                out[r * n + i] = Hr[i * n + i];
+            break;
+        case NND_PRODUCT_HVP:
+            for (size_t i = 0; i < n; i++) {
+                out[r * n + i] = 0;
+                for (size_t j = 0; j < n; j++)
+                    out[r * n + i] += Hr[i * n + j] * in[j];
+            }
+            break;
+        default: /* UNCERTAINTY*: direct T = J L, 1/2 sum_j l_j^T H l_j; public J S J^T, 1/2 tr(H S) */
+            out2[r] = 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++)
+                    if (direct) {
+                        for (size_t c = 0; c < n; c++)
+                            out2[r] += 0.5 * in[i * n + c] * Hr[i * n + j] * in[j * n + c];
+                    } else {
+                        out2[r] += 0.5 * Hr[i * n + j] * in[j * n + i];
+                    }
+            if (direct) {
+                for (size_t c = 0; c < n; c++) {
+                    out[r * n + c] = 0;
+                    for (size_t i = 0; i < n; i++)
+                        out[r * n + c] += Jr[i] * in[i * n + c];
+                }
+            } else {
+                for (size_t q = 0; q < m; q++) {
+                    out[r * m + q] = 0;
+                    for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < n; j++)
+                            out[r * m + q] += Jr[i] * in[i * n + j] * J[q * n + j];
+                }
+            }
+        }
+    }
+}
+
+/* The engine (directional or hvp) set up on the net's prepared form and run block by block. */
+static void engine_run(const nnd_net *net, const char *desc, nnd_product kind, size_t batch, const double *x,
+                       const double *in, double *out, double *out2)
+{
+    const nnd_engine *eng = kind == NND_PRODUCT_HVP ? &nnd__engine_hvp : &nnd__engine_dir;
+    nnd_prep prep;
+    ck_assert_msg(nnd__prep_init(&prep, net) == NND_OK, "prep of %s: %s", desc, nnd_errmsg());
+    nnd_request req = {0, NND_MODE_AUTO, batch, kind};
+    ck_assert_msg(eng->applies(&prep, &req), "%s does not take %s for %s", eng->name, nnd_product_name(kind), desc);
+    void *st = NULL;
+    size_t block = 0, wsd = 0;
+    ck_assert_msg(eng->setup(&prep, &req, &st, &block, &wsd) == NND_OK, "%s setup for %s: %s", eng->name, desc,
+                  nnd_errmsg());
+    double *ws = xmalloc(wsd, sizeof(double));
+    eng->ws_init(st, ws);
+    nnd_call c;
+    memset(&c, 0, sizeof c);
+    c.x = x, c.in = in, c.out = out, c.out2 = out2;
+    for (size_t b0 = 0; b0 < batch; b0 += block)
+        eng->block(st, ws, &c, b0, batch - b0 < block ? batch - b0 : block);
+    eng->release(st);
+    free(ws);
+    nnd__prep_free(&prep);
+}
+
+START_TEST(products_match_forward_derivatives)
+{
+    double worst = 0;
+    for (int fam = 0; fam < N_FAMILIES; fam++)
+        for (uint64_t seed = 0; seed < 3; seed++) {
+            gnet g;
+            gnet_random(&g, fam, N_OF[seed], seed + 70);
+            nnd_net *net = gnet_build(&g);
+            size_t n = g.n, m = g.m, batch = 5;
+            run R;
+            run_alloc(&R, n, m, batch);
+            inputs(&R, seed + 70);
+            forward_run(net, g.desc, &R, 1, NULL);
+            ref_rng r;
+            ref_rng_seed(&r, seed + 7);
+            for (size_t ki = 0; ki < N_KINDS; ki++)
+                for (int direct = 1; direct >= 0; direct--) {
+                    nnd_product kind = KINDS[ki];
+                    if (!direct && (kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG))
+                        continue; /* planned, they may take the reverse diagonals (rdiag) */
+                    size_t li, lo, lo2;
+                    product_lens(kind, n, m, direct, &li, &lo, &lo2);
+                    int shared = kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+                    double *in = xmalloc(batch * li, sizeof(double)), *out = xmalloc(batch * lo, sizeof(double));
+                    double *out2 = lo2 ? xmalloc(batch * lo2, sizeof(double)) : NULL;
+                    double *eo = xmalloc(lo, sizeof(double)), *eo2 = xmalloc(lo2 + 1, sizeof(double));
+                    for (size_t b = 0; b < (shared ? 1 : batch); b++) {
+                        double *v = in + b * li, Lm[GMAX_W * GMAX_W];
+                        for (size_t i = 0; i < li; i++)
+                            v[i] = Lm[i] = ref_rng_normal(&r);
+                        for (size_t i = 0; is_unc(kind) && !direct && i < n; i++) /* Sigma = L L^T */
+                            for (size_t j = 0; j < n; j++) {
+                                v[i * n + j] = 0;
+                                for (size_t c = 0; c < n; c++)
+                                    v[i * n + j] += Lm[i * n + c] * Lm[j * n + c];
+                            }
+                    }
+                    if (direct) {
+                        engine_run(net, g.desc, kind, batch, R.x, li ? in : NULL, out, out2);
+                    } else {
+                        nnd_product_plan *P = NULL;
+                        ck_assert_msg(nnd_product_plan_new(net, batch, kind, &P) == NND_OK, "%s plan for %s: %s",
+                                      nnd_product_name(kind), g.desc, nnd_errmsg());
+                        ck_assert_msg(nnd_product_execute(P, batch, R.x, li ? in : NULL, out, out2) == NND_OK,
+                                      "%s: %s", nnd_product_name(kind), nnd_errmsg());
+                        nnd_product_plan_free(P);
+                    }
+                    for (size_t b = 0; b < batch; b++) {
+                        expected(kind, n, m, direct, R.J + b * m * n, R.H + b * m * n * n,
+                                 in + (shared ? 0 : b) * li, eo, eo2);
+                        size_t at;
+                        double e = rel_err(lo, out + b * lo, eo, &at);
+                        if (lo2)
+                            e = fmax(e, rel_err(lo2, out2 + b * lo2, eo2, &at));
+                        worst = fmax(worst, e);
+                        ck_assert_msg(e <= TOL_PRODUCT, "%s (%s) on %s seed %llu sample %zu: %.3g vs J, H; net%s",
+                                      nnd_product_name(kind), direct ? "engine" : "plan", FAMILY[fam],
+                                      (unsigned long long)seed, b, e, g.desc);
+                    }
+                    free(in), free(out), free(out2), free(eo), free(eo2);
+                }
+            run_free(&R);
+            nnd_net_free(net);
+            gnet_free(&g);
+        }
+    printf("graph products vs forward J, H: worst %.2g\n", worst);
+}
+END_TEST
+
 static Suite *graph_forward_suite(void)
 {
     Suite *s = suite_create("graph_forward");
@@ -758,6 +933,7 @@ static Suite *graph_forward_suite(void)
     ADD(chain_as_graph_equals_chain);
     ADD(batch_blocks_and_threads);
     ADD(float32_within_bounds);
+    ADD(products_match_forward_derivatives);
 #undef ADD
     return s;
 }

@@ -32,6 +32,7 @@
 #include "plan/plan.h"
 #include "plan/real.h"
 #include "engines/blocked.h"
+#include "engines/graph.h"
 
 /* The engine's state (read-only once set up) and one thread's workspace. */
 typedef struct {
@@ -43,14 +44,13 @@ typedef struct {
     weights wt;   /* chains */
     /* graphs: per layer its weights and biases in REAL (LayerNorm: gamma, beta), Wg[l] = W_l P for
      * a dense layer on the input (else NULL), P = dx~/dx (d0 x n); the slot of each layer's state
-     * and of the input's (NO_SLOT: not kept), nslot slots of dmax x block*C */
+     * and of the input's (NND_NO_SLOT: not kept), nslot slots of dmax x block*C */
     int graph;
     const REAL **gW, **gb;
     REAL **Wg, *P, *gcopy;
     size_t *slot, slot_in, nslot;
 } state;
 
-#define NO_SLOT ((size_t)-1)
 
 typedef struct {
     REAL *gpack;                      /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
@@ -290,7 +290,7 @@ static void graph_block(const state *e, work *w, size_t nb, const block_io *io)
     if (p->const_rows)
         NND_SUF(nnd__zero_const_rows)(p, nb, io->J, io->H, WS(tmp));
     NND_SUF(nnd__pre_block)(p, nb, io->x, WS(xt), PSCRATCH(w));
-    if (e->slot_in != NO_SLOT)
+    if (e->slot_in != NND_NO_SLOT)
         input_state(e, w, nb, S + e->slot_in * slot_len);
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
@@ -336,126 +336,54 @@ static void graph_block(const state *e, work *w, size_t nb, const block_io *io)
     emit(e, w, S + e->slot[p->L - 1] * slot_len, nb, io);
 }
 
-/* Slots: layer l takes the first slot whose occupant no layer from l on reads (the input's state,
- * when a non-dense layer reads it, holds slot 0 until its last reader; the last layer's until the
- * end). */
-static nnd_status graph_slots(state *e)
-{
-    const nnd_net *net = e->p->net;
-    size_t L = net->n_layers, last_in = NO_SLOT;
-    size_t *last = nnd__malloc(L, sizeof *last), *busy = nnd__malloc(L + 1, sizeof *busy);
-    e->slot = nnd__malloc(L, sizeof *e->slot);
-    if (!last || !busy || !e->slot) {
-        nnd__free(last);
-        nnd__free(busy);
-        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    }
-    for (size_t l = 0; l < L; l++)
-        last[l] = l;
-    for (size_t l = 0; l < L; l++)
-        for (size_t k = 0; k < net->layers[l].n_src; k++) {
-            size_t s = net->layers[l].src[k];
-            if (s != NND_NET_INPUT)
-                last[s] = l;
-            else if (net->layers[l].kind != NND_LAYER_DENSE)
-                last_in = l;
-        }
-    last[L - 1] = L;
-    e->nslot = 0;
-    e->slot_in = NO_SLOT;
-    if (last_in != NO_SLOT) {
-        e->slot_in = 0;
-        busy[e->nslot++] = last_in;
-    }
-    for (size_t l = 0; l < L; l++) {
-        size_t k = 0;
-        while (k < e->nslot && busy[k] >= l)
-            k++;
-        if (k == e->nslot)
-            e->nslot++;
-        busy[k] = last[l];
-        e->slot[l] = k;
-    }
-    nnd__free(last);
-    nnd__free(busy);
-    return NND_OK;
-}
-
-/* The graph's weights in REAL, P = dx~/dx and W_l P for the dense layers on the input (in double,
- * as prep.c folds W1g, then rounded). */
-static nnd_status graph_weights(state *e)
+/* The graph's weights in REAL, P = dx~/dx and W_l P for the dense layers on the input (graph.h:
+ * in double, then rounded), its slots. */
+static nnd_status graph_setup(state *e)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t L = p->L, n = p->n, d0 = p->d0, total = d0 * n;
-    for (size_t l = 0; l < L; l++) {
-        const nnd_layer *La = &net->layers[l];
-        if (NND_IS_F32)
-            total += nnd__layer_nw(La) + (La->b ? La->n_out : 0);
-        if (La->kind == NND_LAYER_DENSE && La->src[0] == NND_NET_INPUT)
-            total += La->n_out * n;
-    }
+    size_t L = p->L, total = nnd__graph_input_len(net), len = total;
+    for (size_t l = 0; NND_IS_F32 && l < L; l++)
+        total += nnd__layer_nw(&net->layers[l]) + (net->layers[l].b ? net->layers[l].n_out : 0);
+    e->slot = nnd__malloc(L, sizeof *e->slot);
     e->gW = nnd__calloc(L, sizeof *e->gW);
     e->gb = nnd__calloc(L, sizeof *e->gb);
     e->Wg = nnd__calloc(L, sizeof *e->Wg);
+    size_t *at = nnd__malloc(L, sizeof *at);
+    double *in = nnd__malloc(len, sizeof *in);
     REAL *dst = e->gcopy = nnd__malloc(total, sizeof *dst);
-    size_t *src = nnd__malloc(n, sizeof *src);
-    double *fac = nnd__malloc(n, sizeof *fac), *acc = nnd__malloc(n, sizeof *acc);
     nnd_status st = NND_OK;
-    if (!e->gW || !e->gb || !e->Wg || !dst || !src || !fac || !acc) {
+    if (!e->slot || !e->gW || !e->gb || !e->Wg || !at || !in || !dst)
         st = nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        src[i] = i;
-        fac[i] = 1.0;
-    }
-    for (size_t k = 0; k < net->n_pre; k++) {
-        const nnd_proc *q = &net->pre[k];
-        if (q->type == NND_PROC_REMOVECONSTANTROWS) {
-            for (size_t j = 0; j < q->n_out; j++) { /* keep is increasing: in place is safe */
-                src[j] = src[q->keep[j]];
-                fac[j] = fac[q->keep[j]];
-            }
-        } else {
-            for (size_t j = 0; j < q->n_out; j++)
-                fac[j] *= q->gain[j];
-        }
-    }
-    e->P = dst;
-    memset(dst, 0, d0 * n * sizeof *dst);
-    for (size_t j = 0; j < d0; j++)
-        dst[j * n + src[j]] = (REAL)fac[j];
-    dst += d0 * n;
-    for (size_t l = 0; l < L; l++) {
-        const nnd_layer *La = &net->layers[l];
+    if (st == NND_OK)
+        st = nnd__graph_slots("nnd_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
+    if (st == NND_OK)
+        st = nnd__graph_input("nnd_plan_new", net, in, at);
+    if (st == NND_OK) {
+        for (size_t i = 0; i < len; i++)
+            dst[i] = (REAL)in[i];
+        e->P = dst;
+        for (size_t l = 0; l < L; l++) {
+            const nnd_layer *La = &net->layers[l];
+            e->Wg[l] = at[l] ? dst + at[l] : NULL;
 #ifdef NND_F32
-        size_t nw = nnd__layer_nw(La);
-        e->gW[l] = dst;
-        for (size_t i = 0; i < nw; i++)
-            *dst++ = (float)La->W[i];
-        e->gb[l] = dst;
-        for (size_t i = 0; La->b && i < La->n_out; i++)
-            *dst++ = (float)La->b[i];
+            float *f = dst + len;
+            size_t nw = nnd__layer_nw(La);
+            e->gW[l] = f;
+            for (size_t i = 0; i < nw; i++)
+                *f++ = (float)La->W[i];
+            e->gb[l] = f;
+            for (size_t i = 0; La->b && i < La->n_out; i++)
+                *f++ = (float)La->b[i];
+            len += (size_t)(f - (dst + len));
 #else
-        e->gW[l] = La->W;
-        e->gb[l] = La->b;
+            e->gW[l] = La->W;
+            e->gb[l] = La->b;
 #endif
-        if (La->kind == NND_LAYER_DENSE && La->src[0] == NND_NET_INPUT) {
-            e->Wg[l] = dst;
-            for (size_t u = 0; u < La->n_out; u++) {
-                memset(acc, 0, n * sizeof *acc);
-                for (size_t j = 0; j < d0; j++)
-                    acc[src[j]] += La->W[u * d0 + j] * fac[j];
-                for (size_t i = 0; i < n; i++)
-                    *dst++ = (REAL)acc[i];
-            }
         }
     }
-done:
-    nnd__free(src);
-    nnd__free(fac);
-    nnd__free(acc);
+    nnd__free(at);
+    nnd__free(in);
     return st;
 }
 
@@ -586,12 +514,12 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
         e->C += p->n;
     if (req->what & NND_HESSIAN)
         e->C += p->s; /* n + s cannot overflow: s already fitted n(n+1) */
-    nnd_status st = e->graph ? graph_slots(e) : NND_OK;
+    nnd_status st = e->graph ? graph_setup(e) : NND_OK;
     size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
     if (st == NND_OK)
         st = nnd__blocked_block(ws_of, e, pack, e->C, req->max_batch, NND_IS_F32, p->n, &e->block);
     if (st == NND_OK)
-        st = e->graph ? graph_weights(e) : weights_init(&e->wt, p);
+        st = e->graph ? NND_OK : weights_init(&e->wt, p);
     *block = e->block;
     *ws_doubles = ws_of(e, e->block);
     return st;

@@ -394,8 +394,8 @@ static int out_act(ref_rng *r)
     return A[ref_rng_below(r, 3)];
 }
 
-enum { FAM_RESIDUAL, FAM_CASCADE, FAM_DENSENET, FAM_INPUT, FAM_BRANCHES, N_FAMILIES };
-static const char *FAMILY[] = {"residual", "cascade", "densenet", "input-heavy", "branches"};
+enum { FAM_RESIDUAL, FAM_CASCADE, FAM_DENSENET, FAM_INPUT, FAM_BRANCHES, FAM_TINY, N_FAMILIES };
+static const char *FAMILY[] = {"residual", "cascade", "densenet", "input-heavy", "branches", "tiny"};
 
 /* A random graph of a family; n inputs, smooth activations. */
 static void gnet_random(gnet *g, int fam, size_t n, uint64_t seed)
@@ -448,6 +448,11 @@ static void gnet_random(gnet *g, int fam, size_t n, uint64_t seed)
         size_t c = add2(g, NND_LAYER_CONCAT, s, I);
         size_t o = add_dense(g, &r, c, m + 1, smooth_act(&r));
         add_ln(g, &r, o);
+        break;
+    }
+    case FAM_TINY: { /* no dense layer: a LayerNorm of x~, a sum reading it twice and x~ once */
+        size_t ln = add_ln(g, &r, I), s3[3] = {ln, I, ln};
+        add_join(g, NND_LAYER_SUM, 3, s3);
         break;
     }
     default: { /* a dead branch, one-source sum and concat, a concat last */

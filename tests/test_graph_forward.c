@@ -3,6 +3,8 @@
  * concat layers (residual blocks, cascades, DenseNet-style concatenation, LayerNorm on the input and
  * as the last layer, dead branches, mixed activations, input and output processing) from
  * NND_MODE_FORWARD plans, float64 and float32, against
+ *   - the long-double reference (tests/ref.c: forward propagation along the graph) on its random
+ *     graphs (residual, cascade, DenseNet, pre-LayerNorm residual, random DAGs);
  *   - this file's own long-double evaluator of the graph (values written out from the layer
  *     definitions, nothing shared with the library but the public builder) and Richardson-
  *     extrapolated central differences of it in long double;
@@ -34,6 +36,7 @@
  * 1e-4 for J, 2e-4 for H: small, as a LayerNorm with eps 1e-5 over few units has large higher
  * derivatives; long double keeps the rounding at 1e-19/h^2) measured worst 9e-14 (J) and 7e-10 (H)
  * against the library on these nets, the values 5e-16. */
+#define TOL_REF 1e-12 /* vs the long-double reference */
 #define TOL_Y 1e-13
 #define TOL_FD_J 1e-11
 #define TOL_FD_H 1e-8
@@ -600,6 +603,72 @@ START_TEST(forward_matches_long_double_differences)
 }
 END_TEST
 
+/* y, J, H against the long-double reference on its random graphs (tests/ref.h). */
+START_TEST(forward_matches_reference)
+{
+    static const int SMOOTH[] = {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_SOFTPLUS, NND_ACT_GELU, NND_ACT_SILU,
+                                 NND_ACT_PURELIN, NND_ACT_ELU};
+    static const char *STYLE[] = {"", "residual", "cascade", "densenet", "prenorm", "random"};
+    double worst[3] = {0, 0, 0};
+    ref_rng r;
+    ref_rng_seed(&r, 4242);
+    for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
+        for (int c = 0; c < 8; c++) {
+            ref_graph_spec sp;
+            memset(&sp, 0, sizeof sp);
+            sp.style = style;
+            sp.n_in = 2 + ref_rng_below(&r, 5);
+            sp.width = 3 + ref_rng_below(&r, 10);
+            sp.n_out = 1 + ref_rng_below(&r, 3);
+            sp.n_blocks = style == REF_GRAPH_RANDOM ? 4 + ref_rng_below(&r, 8) : 1 + ref_rng_below(&r, 3);
+            sp.n_acts = 3;
+            for (size_t i = 0; i < sp.n_acts; i++)
+                sp.acts[i] = SMOOTH[ref_rng_below(&r, sizeof SMOOTH / sizeof SMOOTH[0])];
+            sp.out_act = c == 3 ? NND_ACT_SOFTMAX : SMOOTH[ref_rng_below(&r, sizeof SMOOTH / sizeof SMOOTH[0])];
+            sp.eps = c % 2 ? 1e-3 : 0;
+            if (c % 4) {
+                static const int PRE[] = {REF_PROC_MAPMINMAX, REF_PROC_MAPSTD, REF_PROC_RCR};
+                static const int POST[] = {REF_PROC_MAPMINMAX, REF_PROC_MAPSTD, REF_PROC_RCR};
+                sp.n_pre = 1, sp.pre[0] = PRE[c % 3];
+                sp.n_post = 1, sp.post[0] = POST[(c + 1) % 3];
+            }
+            uint64_t seed = 90000 + 100 * (uint64_t)style + (uint64_t)c;
+            ref_net rn;
+            ck_assert_msg(ref_net_random_graph(&rn, &sp, seed) == 0, "ref_net_random_graph(%s) seed %llu",
+                          STYLE[style], (unsigned long long)seed);
+            char desc[2048];
+            ref_net_describe(&rn, desc, sizeof desc);
+            nnd_net *net = NULL;
+            ck_assert_msg(ref_net_to_nnd(&rn, &net) == NND_OK, "%s: %s", desc, nnd_errmsg());
+            size_t n = rn.n_in, m = rn.n_out;
+            run R;
+            run_alloc(&R, n, m, 4);
+            inputs(&R, seed);
+            forward_run(net, desc, &R, 1, NULL);
+            long double *y = xmalloc(m, sizeof(long double)), *J = xmalloc(m * n, sizeof(long double)),
+                        *H = xmalloc(m * n * n, sizeof(long double));
+            for (size_t b = 0; b < R.batch; b++) {
+                ck_assert(ref_derivs(&rn, R.x + b * n, y, J, H) == 0);
+                struct { const char *what; size_t len; const double *a; const long double *ref; } q[3] = {
+                    {"y", m, R.y + b * m, y}, {"J", m * n, R.J + b * m * n, J}, {"H", m * n * n, R.H + b * m * n * n, H}};
+                for (int k = 0; k < 3; k++) {
+                    size_t at;
+                    double e = rel_err_ld(q[k].len, q[k].a, q[k].ref, &at);
+                    worst[k] = fmax(worst[k], e);
+                    ck_assert_msg(e <= TOL_REF, "%s vs reference: %s seed %llu sample %zu: %.3g > %.1g at %zu (%.17g vs "
+                                  "%.17Lg); net %s", q[k].what, STYLE[style], (unsigned long long)seed, b, e, TOL_REF,
+                                  at, q[k].a[at], q[k].ref[at], desc);
+                }
+            }
+            free(y), free(J), free(H);
+            run_free(&R);
+            nnd_net_free(net);
+            ref_net_free(&rn);
+        }
+    printf("graph forward vs reference: worst y %.2g, J %.2g, H %.2g\n", worst[0], worst[1], worst[2]);
+}
+END_TEST
+
 /* H exactly symmetric (the packed triangle, unpacked). */
 START_TEST(hessian_exactly_symmetric)
 {
@@ -933,6 +1002,7 @@ static Suite *graph_forward_suite(void)
         tcase_add_test(tc, test);                                                                  \
         suite_add_tcase(s, tc);                                                                    \
     } while (0)
+    ADD(forward_matches_reference);
     ADD(forward_matches_long_double_differences);
     ADD(hessian_exactly_symmetric);
     ADD(chain_as_graph_equals_chain);

@@ -43,11 +43,12 @@ typedef struct {
     size_t block; /* samples per block */
     weights wt;   /* chains */
     /* graphs: per layer its weights and biases in REAL (LayerNorm: gamma, beta), Wg[l] = W_l P for
-     * a dense layer on the input (else NULL), P = dx~/dx (d0 x n); the slot of each layer's state
-     * and of the input's (NND_NO_SLOT: not kept), nslot slots of dmax x block*C */
+     * a dense layer on the input (else NULL), P = dx~/dx (d0 x n): prep's Wg and J0, in REAL; the
+     * slot of each layer's state and of the input's (NND_NO_SLOT: not kept), nslot slots of
+     * dmax x block*C */
     int graph;
-    const REAL **gW, **gb;
-    REAL **Wg, *P, *gcopy;
+    const REAL **gW, **gb, **Wg, *P;
+    REAL *gcopy;
     size_t *slot, slot_in, nslot;
 } state;
 
@@ -336,55 +337,57 @@ static void graph_block(const state *e, work *w, size_t nb, const block_io *io)
     emit(e, w, S + e->slot[p->L - 1] * slot_len, nb, io);
 }
 
-/* The graph's weights in REAL, P = dx~/dx and W_l P for the dense layers on the input (graph.h:
- * in double, then rounded), its slots. */
+/* The graph's weights, P and W_l P (prep.h: J0, Wg) in REAL, its slots (graph.h). */
 static nnd_status graph_setup(state *e)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t L = p->L, total = nnd__graph_input_len(net), len = total;
-    for (size_t l = 0; NND_IS_F32 && l < L; l++)
-        total += nnd__layer_nw(&net->layers[l]) + (net->layers[l].b ? net->layers[l].n_out : 0);
+    size_t L = p->L, n = p->n;
     e->slot = nnd__malloc(L, sizeof *e->slot);
     e->gW = nnd__calloc(L, sizeof *e->gW);
     e->gb = nnd__calloc(L, sizeof *e->gb);
     e->Wg = nnd__calloc(L, sizeof *e->Wg);
-    size_t *at = nnd__malloc(L, sizeof *at);
-    double *in = nnd__malloc(len, sizeof *in);
-    REAL *dst = e->gcopy = nnd__malloc(total, sizeof *dst);
-    nnd_status st = NND_OK;
-    if (!e->slot || !e->gW || !e->gb || !e->Wg || !at || !in || !dst)
-        st = nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    if (st == NND_OK)
-        st = nnd__graph_slots("nnd_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
-    if (st == NND_OK)
-        st = nnd__graph_input("nnd_plan_new", net, in, at);
-    if (st == NND_OK) {
-        for (size_t i = 0; i < len; i++)
-            dst[i] = (REAL)in[i];
-        e->P = dst;
-        for (size_t l = 0; l < L; l++) {
-            const nnd_layer *La = &net->layers[l];
-            e->Wg[l] = at[l] ? dst + at[l] : NULL;
+    if (!e->slot || !e->gW || !e->gb || !e->Wg)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    nnd_status st = nnd__graph_slots("nnd_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
+    if (st != NND_OK)
+        return st;
 #ifdef NND_F32
-            float *f = dst + len;
-            size_t nw = nnd__layer_nw(La);
-            e->gW[l] = f;
-            for (size_t i = 0; i < nw; i++)
-                *f++ = (float)La->W[i];
-            e->gb[l] = f;
-            for (size_t i = 0; La->b && i < La->n_out; i++)
-                *f++ = (float)La->b[i];
-            len += (size_t)(f - (dst + len));
-#else
-            e->gW[l] = La->W;
-            e->gb[l] = La->b;
-#endif
+    size_t total = p->d0 * n;
+    for (size_t l = 0; l < L; l++) {
+        const nnd_layer *La = &net->layers[l];
+        total += nnd__layer_nw(La) + (La->b ? La->n_out : 0) + (p->Wg[l] ? La->n_out * n : 0);
+    }
+    float *f = e->gcopy = nnd__malloc(total, sizeof *f);
+    if (!f)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the float32 weights");
+    e->P = f;
+    for (size_t i = 0; i < p->d0 * n; i++)
+        *f++ = (float)p->J0[i];
+    for (size_t l = 0; l < L; l++) {
+        const nnd_layer *La = &net->layers[l];
+        e->gW[l] = f;
+        for (size_t i = 0; i < nnd__layer_nw(La); i++)
+            *f++ = (float)La->W[i];
+        e->gb[l] = f;
+        for (size_t i = 0; La->b && i < La->n_out; i++)
+            *f++ = (float)La->b[i];
+        if (p->Wg[l]) {
+            e->Wg[l] = f;
+            for (size_t i = 0; i < La->n_out * n; i++)
+                *f++ = (float)p->Wg[l][i];
         }
     }
-    nnd__free(at);
-    nnd__free(in);
-    return st;
+#else
+    (void)n;
+    e->P = p->J0;
+    for (size_t l = 0; l < L; l++) {
+        e->gW[l] = net->layers[l].W;
+        e->gb[l] = net->layers[l].b;
+        e->Wg[l] = p->Wg[l];
+    }
+#endif
+    return NND_OK;
 }
 
 static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size_t nb)
@@ -508,7 +511,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     e->p = p;
     e->k = nnd__kernels();
     e->what = req->what;
-    e->graph = !nnd__net_is_chain(p->net);
+    e->graph = !p->chain;
     e->C = 1;
     if (nnd__derivs(req->what))
         e->C += p->n;
@@ -527,7 +530,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
 
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    (void)p;
+    (void)p; /* chains and graphs */
     return NND_IS_F32 == !!(req->what & NND_FLOAT32) && !(req->mode == NND_MODE_REVERSE && nnd__derivs(req->what));
 }
 

@@ -28,8 +28,8 @@
  *
  * Graph nets (dense, LayerNorm, sum, concat layers: net/internal.h) take graph_propagate, the
  * layout of engines/forward.c's graph path: each layer's state in a slot (engines/graph.h), the
- * input's state x~ with dx~/dt_k = P d_k, a dense layer on the input as layer 1 above with W P in
- * W1g's place, sums and concatenations of the sources' states, and LayerNorm's rule (forward.c)
+ * input's state x~ with dx~/dt_k = P d_k (P = prep's J0), a dense layer on the input as layer 1
+ * above with W P (prep's Wg) in W1g's place, sums and concatenations of the sources' states, and LayerNorm's rule (forward.c)
  * along each direction:
  *   sig'_k = r/d sum_u c_u c'_uk,  sig''_k = r/d sum_u (c'_uk^2 + c_u c''_uk) - r sig'_k^2,
  *   xh'_k = r (c'_k - xh sig'_k),  xh''_k = r (c''_k - xh sig''_k - 2 xh'_k sig'_k). */
@@ -46,10 +46,9 @@ typedef struct {
     size_t n, K, ncoord, C, block, dmax, d0, stride; /* stride: of the given directions per sample */
     int second;
     /* graphs: the slot of each layer's state and of the input's (NND_NO_SLOT: none), nslot slots
-     * of dmax x block*C; P = dx~/dx and W_l P (Wg[l], NULL but for dense layers on the input) */
+     * of dmax x block*C (P = dx~/dx and W_l P are prep's J0 and Wg) */
     int graph;
     size_t *slot, slot_in, nslot;
-    double *P, **Wg;
 } state;
 
 /* One thread's workspace: its first doubles hold these pointers into the rest. */
@@ -148,25 +147,13 @@ static void ws_init(const void *st, double *ws)
     nnd__ws_carve(ws, NND_WS_DOUBLES(work), it, layout(st, (work *)(void *)ws, it));
 }
 
-/* Graphs: the slots and P, W_l P (engines/graph.h). */
+/* Graphs: the slots (engines/graph.h). */
 static nnd_status graph_setup(state *e)
 {
     const nnd_net *net = e->p->net;
-    size_t L = net->n_layers, *at = nnd__malloc(L, sizeof *at);
-    e->slot = nnd__malloc(L, sizeof *e->slot);
-    e->Wg = nnd__calloc(L, sizeof *e->Wg);
-    e->P = nnd__malloc(nnd__graph_input_len(net), sizeof *e->P);
-    nnd_status st = NND_OK;
-    if (!at || !e->slot || !e->Wg || !e->P)
-        st = nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
-    if (st == NND_OK)
-        st = nnd__graph_slots("nnd_product_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
-    if (st == NND_OK)
-        st = nnd__graph_input("nnd_product_plan_new", net, e->P, at);
-    for (size_t l = 0; st == NND_OK && l < L; l++)
-        e->Wg[l] = at[l] ? e->P + at[l] : NULL;
-    nnd__free(at);
-    return st;
+    if (!(e->slot = nnd__malloc(net->n_layers, sizeof *e->slot)))
+        return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
+    return nnd__graph_slots("nnd_product_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
 }
 
 /* The block (samples per pass) depends on the net, max_batch and the kind only. */
@@ -190,7 +177,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     e->d0 = p->d0;
     /* K <= n + 1 and n(n+1) did not overflow when planning: C cannot overflow */
     e->C = 1 + K + (e->second ? K : 0);
-    e->graph = !nnd__net_is_chain(p->net);
+    e->graph = !p->chain;
     if (e->graph && (st = graph_setup(e)) != NND_OK)
         return st;
     size_t one = dir_doubles(e, 1, p->me), nb = nnd__product_block(one, DIR_MIN_COLUMNS, e->C, req->max_batch);
@@ -207,8 +194,6 @@ static void release(void *st)
     state *e = st;
     if (e) {
         nnd__free(e->slot);
-        nnd__free(e->P);
-        nnd__free(e->Wg);
     }
     nnd__free(e);
 }
@@ -323,7 +308,7 @@ static const double *propagate(const state *e, const work *wk, size_t nb, const 
 
 /* ---- graphs */
 
-/* The input's state: x~, dx~/dt_k = P d_k (P's column k for a coordinate), second derivatives 0. */
+/* The input's state: x~, dx~/dt_k = J0 d_k (J0's column k for a coordinate), second derivatives 0. */
 static void input_state(const state *e, const work *wk, size_t nb, double *A, const double *dirs, size_t stride)
 {
     size_t d0 = e->d0, C = e->C, n = e->n, us = nb * C, K = e->K, kx = K - e->ncoord;
@@ -332,13 +317,13 @@ static void input_state(const state *e, const work *wk, size_t nb, double *A, co
             double *t = A + u * us + b * C;
             t[0] = wk->xt[b * d0 + u];
             for (size_t k = 0; k < e->ncoord; k++)
-                t[1 + k] = e->P[u * n + k];
+                t[1 + k] = e->p->J0[u * n + k];
             if (e->second)
                 memset(t + 1 + K, 0, K * sizeof *t);
         }
     if (kx)
         for (size_t b = 0; b < nb; b++)
-            e->k->dgemm(0, 0, d0, kx, n, e->P, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, wk->pack);
+            e->k->dgemm(0, 0, d0, kx, n, e->p->J0, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, wk->pack);
 }
 
 /* LayerNorm in place on A (d x nb*C, the source's state copied): the rule in the header. */
@@ -409,7 +394,7 @@ static const double *graph_propagate(const state *e, const work *wk, size_t nb, 
                                                 : S + e->slot[s0] * slot_len;
         if (L->kind == NND_LAYER_DENSE) {
             if (s0 == NND_NET_INPUT) {
-                first_layer(e, wk, nb, B, dirs, stride, L, e->Wg[l]);
+                first_layer(e, wk, nb, B, dirs, stride, L, p->Wg[l]);
             } else {
                 e->k->dgemm(0, 0, L->n_out, us, L->n_in, L->W, L->n_in, src, us, B, us, wk->pack);
                 for (size_t u = 0; u < L->n_out; u++)

@@ -17,7 +17,7 @@
  *
  * Graph nets (dense, LayerNorm, sum, concat: net/internal.h): the forward pass keeps every layer's
  * values and tangents in the stacks, the processed input's after them (x~, x~-dot = P v with
- * P = dx~/dx, engines/graph.h); the backward pass takes the layers last to first, each one's
+ * P = dx~/dx, prep's J0); the backward pass takes the layers last to first, each one's
  * [g | g-dot] complete once its consumers (all later) have added theirs: a dense layer adds
  * W^T [delta | delta-dot] to its source's, a sum adds [g | g-dot] to each source's, a concat each
  * source's rows, and a LayerNorm (out = gamma o xh + beta, xh = (v - mean v) r, r = 1/sig) with
@@ -31,18 +31,16 @@
 #include <math.h>
 #include <string.h>
 
-#include "engines/graph.h"
 #include "products/products.h"
 
 typedef struct {
     const nnd_prep *p;    /* the prepared net (read only) */
     const nnd_kernels *k; /* the kernels for this CPU, chosen at setup */
     size_t n, block;
-    /* graphs: stacks of D + d0 rows (the input's last), P = dx~/dx (d0 x n), nref[s]: the times
-     * layer s (s = L: the input) is a source, its [g | g-dot] then written (1) or added (> 1) */
+    /* graphs: stacks of D + d0 rows (the input's last), nref[s]: the times layer s (s = L: the
+     * input) is a source, its [g | g-dot] then written (1) or added (> 1) */
     int graph;
     size_t rows, *nref;
-    double *P;
 } state;
 
 /* One thread's workspace: its first doubles hold these pointers into the rest. */
@@ -99,22 +97,21 @@ static size_t layout(const state *e, work *w, nnd_ws_item *it)
 }
 #undef ITEM
 
-/* Graphs: the stacks' rows, the sources' counts, P (engines/graph.h). */
+/* Graphs: the stacks' rows, the sources' counts. */
 static nnd_status graph_setup(state *e)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     e->rows = p->D + p->d0;
     e->nref = nnd__calloc(p->L + 1, sizeof *e->nref);
-    e->P = nnd__malloc(nnd__graph_input_len(net), sizeof *e->P);
-    if (!e->nref || !e->P)
+    if (!e->nref)
         return nnd__fail(NND_ENOMEM, "nnd_product_plan_new: out of memory");
     for (size_t l = 0; l < p->L; l++)
         for (size_t k = 0; k < net->layers[l].n_src; k++) {
             size_t s = net->layers[l].src[k];
             e->nref[s == NND_NET_INPUT ? p->L : s]++;
         }
-    return nnd__graph_input("nnd_product_plan_new", net, e->P, NULL);
+    return NND_OK;
 }
 
 static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
@@ -126,7 +123,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     e->p = p;
     e->k = nnd__kernels(); /* the CPU asked once, here */
     e->n = p->n;
-    e->graph = !nnd__net_is_chain(p->net);
+    e->graph = !p->chain;
     if (e->graph && (st = graph_setup(e)) != NND_OK)
         return st;
     size_t nb = nnd__product_block(hvp_doubles(e, 1), HVP_MIN_COLUMNS, 2 * p->me, req->max_batch);
@@ -149,7 +146,6 @@ static void release(void *st)
     state *e = st;
     if (e) {
         nnd__free(e->nref);
-        nnd__free(e->P);
     }
     nnd__free(e);
 }
@@ -270,7 +266,7 @@ static void graph_forward(const state *e, const work *wk, size_t nb, const doubl
     for (size_t u = 0; u < d0; u++)
         for (size_t b = 0; b < nb; b++)
             wk->f0[io + u * nb + b] = wk->xt[b * d0 + u];
-    e->k->dgemm(0, 1, d0, nb, n, e->P, n, v, n, wk->ad + io, nb, wk->pack);
+    e->k->dgemm(0, 1, d0, nb, n, p->J0, n, v, n, wk->ad + io, nb, wk->pack);
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb, so = src_off(p, L->src[0]) * nb;
@@ -452,7 +448,7 @@ static void graph_propagate(const state *e, const work *wk, size_t nb, const dou
         }
     }
     /* H_k v = P^T g-dot_input, rows b*me + k */
-    e->k->dgemm(1, 0, cols, n, p->d0, wk->G + p->D * ld + cols, ld, e->P, n, wk->hv, n, wk->pack);
+    e->k->dgemm(1, 0, cols, n, p->d0, wk->G + p->D * ld + cols, ld, p->J0, n, wk->hv, n, wk->pack);
 }
 
 /* Samples [b0, b0 + nb): x and v (call->in) nb x n; call->out the raw rows of H_k v, nb x m x n

@@ -628,7 +628,7 @@ START_TEST(forward_matches_reference)
             sp.n_acts = 3;
             for (size_t i = 0; i < sp.n_acts; i++)
                 sp.acts[i] = SMOOTH[ref_rng_below(&r, sizeof SMOOTH / sizeof SMOOTH[0])];
-            sp.out_act = c == 3 ? NND_ACT_SOFTMAX : SMOOTH[ref_rng_below(&r, sizeof SMOOTH / sizeof SMOOTH[0])];
+            sp.out_act = c == 3 ? NND_ACT_SOFTMAX : c == 6 ? NND_ACT_LOGSOFTMAX : SMOOTH[ref_rng_below(&r, sizeof SMOOTH / sizeof SMOOTH[0])];
             sp.eps = c % 2 ? 1e-3 : 0;
             if (c % 4) {
                 static const int PRE[] = {REF_PROC_MAPMINMAX, REF_PROC_MAPSTD, REF_PROC_RCR};

@@ -84,10 +84,6 @@ static void check_model(const nnd_net *net, const json_t *exp, const char *label
     for (int mode = NND_MODE_FORWARD; mode <= NND_MODE_REVERSE; mode++) {
         nnd_plan *plan = NULL;
         nnd_status s = nnd_plan_new(net, B, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, (nnd_mode)mode, &plan);
-        /* graph nets in forward mode: refused until the forward engine takes graphs (the reverse one does) */
-        if (s == NND_EUNSUPPORTED && mode == NND_MODE_FORWARD && !nnd_net_is_chain(net) &&
-            strstr(nnd_errmsg(), "forward"))
-            continue;
         ck_assert_msg(s == NND_OK, "%s: nnd_plan_new: %s", label, nnd_errmsg());
         ck_assert_msg(nnd_plan_execute(plan, B, x, y, J, H) == NND_OK, "%s: execute: %s", label, nnd_errmsg());
         nnd_plan_free(plan);

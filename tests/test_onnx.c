@@ -561,9 +561,9 @@ END_TEST
 START_TEST(every_graph_net_through_every_export)
 {
     static const char *const nets[] = {"residual_tanh", "residual_layernorm", "dense_concat", "cascade",
-                                       "residual_batchnorm"};
+                                       "residual_batchnorm", "scaled_residual", "layernorm_input"};
     static const char *const exports[] = {"opset17", "opset13", "dynamo"};
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++)
         for (size_t e = 0; e < 3; e++) {
             char f[128];
             int found = 0;

@@ -549,8 +549,8 @@ START_TEST(each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name)
     expect_exact_parameters(net, exp, file);
     expect_graph_value(net, exp, file);
     json_decref(exp);
-    /* y, J, H through the engines against torch.func, in the mode the plan chooses and in reverse mode */
-    static const nnd_mode modes[] = {NND_MODE_AUTO, NND_MODE_REVERSE};
+    /* y, J, H through the engines against torch.func: the mode the plan chooses, forward, reverse */
+    static const nnd_mode modes[] = {NND_MODE_AUTO, NND_MODE_FORWARD, NND_MODE_REVERSE};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         expect_matches_mode(net, GRAPH_DIR, get_str(c, "expected"), file, TOL, modes[m]);
     nnd_net_free(net);

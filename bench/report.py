@@ -256,6 +256,8 @@ def casadi_section(peers):
             comp = "reused"
         elif "compile_seconds" in i:
             comp = sec("compile_seconds")
+        elif "compile_seconds_over" in i:
+            comp = f"> {i['compile_seconds_over']:.0f} s (stopped)"
         elif rate and "instructions" in i:
             comp = f"~{rate * i['instructions']:.0f} s"
         else:
@@ -623,7 +625,7 @@ def main():
                "batch loop (OpenMP, 2 threads), its fastest form for small nets. The graph, the C and the "
                "compile time grow with the weights times the input and output sizes: the bench builds SX "
                "Functions up to about 4e6 instructions, generates C up to 1e6 and compiles up to 1.2e5, "
-               "with at most 180 s of compiling in a run (peers.py: CASADI_MAX_*, CASADI_COMPILE_BUDGET); "
+               "with at most 150 s of compiling in a run, smallest shape first (peers.py: CASADI_MAX_*, CASADI_COMPILE_BUDGET); "
                "past those it says `n/p`. Per shape tried (\"reused\": an architecture compiled for an "
                "earlier shape; \"~\": not compiled, the time predicted from the compiled shapes' median seconds "
                "per instruction, a low estimate: cc's time grows faster than the function's size):", "", cas, ""]

@@ -785,6 +785,7 @@ START_TEST(graph_fixture_loads_reloads_and_saves_deterministically)
     ck_assert_msg(nnd_net_load(p1, &back) == NND_OK, "%s: reload: %s", path, nnd_errmsg());
     ck_assert_msg(nets_identical(net, back, why, sizeof why), "%s: reloaded net differs: %s", path, why);
     check_same_fd(net, back, path);
+    check_same_outputs(net, back, path);
     ck_assert_msg(nnd_net_save_json(back, p2) == NND_OK, "save again: %s", nnd_errmsg());
     size_t n1, n2;
     char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
@@ -903,6 +904,7 @@ START_TEST(random_graph_net_reloads_bit_identically)
     ck_assert_msg(s == NND_OK, "%s: reload: %s: %s", label, nnd_strerror(s), nnd_errmsg());
     ck_assert_msg(nets_identical(net, back, why, sizeof why), "%s: reloaded net differs: %s", label, why);
     check_same_fd(net, back, label);
+    check_same_outputs(net, back, label);
     nnd_net_free(back);
     nnd_net_free(net);
     ref_net_free(&rn);

@@ -6,7 +6,7 @@
  * every product kind against the contraction of the reference's J and H; and the torch models of
  * tests/data/graph (tools/make_graph_fixtures.py: torch.func J and H, committed) against both the
  * reference and the library. A mode or product that refuses a graph net fails here: it is a bug.
- * Modes: those that take graphs on main (MODES below).
+ * Modes: MODES below (all three).
  */
 #include <check.h>
 #include <float.h>
@@ -244,9 +244,8 @@ static void every_style(const char *property, nnd_mode mode, int smooth, uint64_
         }
 }
 
-/* The modes that take graph nets on main: reverse (and auto, which chooses it). NND_MODE_FORWARD
- * joins this list when the forward engine takes graphs. */
-static const nnd_mode MODES[] = {NND_MODE_REVERSE, NND_MODE_AUTO};
+/* Every mode takes graph nets (forward, reverse, and auto, which chooses between them). */
+static const nnd_mode MODES[] = {NND_MODE_FORWARD, NND_MODE_REVERSE, NND_MODE_AUTO};
 #define N_MODES (int)(sizeof MODES / sizeof MODES[0])
 
 START_TEST(every_mode_equals_reference_on_random_dags)

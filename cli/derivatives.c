@@ -7,6 +7,7 @@
  * in the same block as in one nnd_plan_execute over all the rows (the in-memory API path), and
  * as in any MPI slice (slices are whole blocks): the bytes are the same. */
 #include "derivatives.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -246,7 +247,7 @@ int deriv_parse(const char *prog, int argc, char **argv, deriv_args *a)
 static void *alloc_n(size_t count, size_t size)
 {
     size_t bytes;
-    if (__builtin_mul_overflow(count, size, &bytes))
+    if (__builtin_mul_overflow(count, size, &bytes) || cli_fault_alloc())
         return NULL;
     return malloc(bytes > 0 ? bytes : 1);
 }

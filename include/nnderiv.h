@@ -500,8 +500,8 @@ NND_API nnd_status nnd_curvature(size_t count, size_t n, const double *H, double
 /* ---------------------------------------------------------------- checking */
 
 /* Finite-difference derivatives of one sample, independent of the analytic engines (the net's
- * values are evaluated by plain loops, without a plan, an engine or BLAS): central differences
- * at two steps combined by Richardson extrapolation (error O(h^4)).
+ * values are evaluated by plain loops, without a plan, an engine or BLAS; graph nets included):
+ * central differences at two steps combined by Richardson extrapolation (error O(h^4)).
  * x: n_in inputs. J: n_out x n_in, H: n_out x n_in x n_in; either may be NULL.
  * Accuracy is about 1e-9 relative for J and 1e-6 for H on smooth, well-scaled networks. */
 NND_API nnd_status nnd_fd_derivatives(const nnd_net *net, const double *x, double *J, double *H);

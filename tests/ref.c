@@ -437,6 +437,275 @@ fail:
 
 size_t ref_net_d0(const ref_net *net) { return net->n_pre ? net->pre[net->n_pre - 1].n_proc : net->n_in; }
 
+/* ---------------------------------------------------------------- graph nets */
+
+void ref_net_init(ref_net *net, size_t n_in)
+{
+    memset(net, 0, sizeof *net);
+    net->n_in = n_in;
+}
+
+size_t ref_net_src_width(const ref_net *net, size_t src)
+{
+    return src == REF_INPUT ? ref_net_d0(net) : net->layer[src].n_out;
+}
+
+int ref_net_is_chain(const ref_net *net)
+{
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const ref_layer *L = &net->layer[l];
+        if (L->kind != REF_DENSE) return 0;
+        if (L->n_src > 1 || (L->n_src == 1 && L->src[0] != (l ? l - 1 : REF_INPUT))) return 0;
+    }
+    return 1;
+}
+
+/* A new layer at the end, its sources checked and copied; its input width into *width (a sum's:
+ * the common width; a concatenation's: the total).  NULL on a bad source. */
+static ref_layer *push_layer(ref_net *net, int kind, size_t n_src, const size_t *src)
+{
+    if (net->n_layers >= REF_MAX_LAYERS || net->n_post || n_src < 1 || n_src > REF_MAX_SRC) return NULL;
+    ref_layer *L = &net->layer[net->n_layers];
+    memset(L, 0, sizeof *L);
+    L->kind = kind;
+    L->n_src = n_src;
+    size_t w = 0;
+    for (size_t k = 0; k < n_src; k++) {
+        if (src[k] != REF_INPUT && src[k] >= net->n_layers) return NULL;
+        size_t ws = ref_net_src_width(net, src[k]);
+        if (kind == REF_CONCAT)
+            w += ws;
+        else if (k && ws != w)
+            return NULL;
+        else
+            w = ws;
+        L->src[k] = src[k];
+    }
+    L->n_in = w;
+    L->n_out = w;
+    return L;
+}
+
+int ref_net_add_dense_from(ref_net *net, size_t src, size_t n_out, const double *W, const double *b, int act,
+                           const double *param)
+{
+    ref_layer *L = push_layer(net, REF_DENSE, 1, &src);
+    if (!L || n_out < 1) return -1;
+    L->n_out = n_out;
+    L->act = act;
+    ref_act_default_params(act, L->param);
+    if (param)
+        for (int i = 0; i < ref_act_n_params(act); i++) L->param[i] = param[i];
+    L->W = malloc(n_out * L->n_in * sizeof(double));
+    L->b = malloc(n_out * sizeof(double));
+    if (!L->W || !L->b) {
+        free(L->W);
+        free(L->b);
+        return -1;
+    }
+    memcpy(L->W, W, n_out * L->n_in * sizeof(double));
+    for (size_t i = 0; i < n_out; i++) L->b[i] = b ? b[i] : 0.0;
+    net->n_layers++;
+    return 0;
+}
+
+int ref_net_add_layernorm(ref_net *net, size_t src, const double *gamma, const double *beta, double eps)
+{
+    ref_layer *L = push_layer(net, REF_LAYERNORM, 1, &src);
+    if (!L || !(eps > 0)) return -1;
+    L->eps = eps;
+    L->W = malloc(L->n_out * sizeof(double));
+    L->b = malloc(L->n_out * sizeof(double));
+    if (!L->W || !L->b) {
+        free(L->W);
+        free(L->b);
+        return -1;
+    }
+    for (size_t i = 0; i < L->n_out; i++) {
+        L->W[i] = gamma ? gamma[i] : 1.0;
+        L->b[i] = beta ? beta[i] : 0.0;
+    }
+    net->n_layers++;
+    return 0;
+}
+
+int ref_net_add_join(ref_net *net, int kind, size_t n_src, const size_t *src)
+{
+    if (kind != REF_SUM && kind != REF_CONCAT) return -1;
+    if (!push_layer(net, kind, n_src, src)) return -1;
+    net->n_layers++;
+    return 0;
+}
+
+void ref_net_finish(ref_net *net)
+{
+    net->n_out = net->n_post ? net->post[0].n_raw : net->n_layers ? net->layer[net->n_layers - 1].n_out : 0;
+}
+
+/* A random dense layer on src: weights N(0,1)/sqrt(fan_in) * ws, biases N(0,1) * bs. */
+static int random_dense(ref_net *net, ref_rng *r, size_t src, size_t n_out, int act, double ws, double bs)
+{
+    size_t n_in = ref_net_src_width(net, src);
+    double *W = malloc(n_out * n_in * sizeof(double)), *b = malloc(n_out * sizeof(double));
+    int rc = -1;
+    if (W && b) {
+        double sc = ws / sqrt((double)n_in);
+        for (size_t i = 0; i < n_out * n_in; i++) W[i] = sc * ref_rng_normal(r);
+        for (size_t i = 0; i < n_out; i++) b[i] = bs * ref_rng_normal(r);
+        rc = ref_net_add_dense_from(net, src, n_out, W, b, act, NULL);
+    }
+    free(W);
+    free(b);
+    return rc;
+}
+
+/* A random LayerNorm on src: gamma 1 + 0.3 N(0,1), beta 0.3 N(0,1). */
+static int random_layernorm(ref_net *net, ref_rng *r, size_t src, double eps)
+{
+    size_t w = ref_net_src_width(net, src);
+    double *g = malloc(w * sizeof(double)), *b = malloc(w * sizeof(double));
+    int rc = -1;
+    if (g && b) {
+        for (size_t i = 0; i < w; i++) g[i] = 1.0 + 0.3 * ref_rng_normal(r);
+        for (size_t i = 0; i < w; i++) b[i] = 0.3 * ref_rng_normal(r);
+        rc = ref_net_add_layernorm(net, src, g, b, eps);
+    }
+    free(g);
+    free(b);
+    return rc;
+}
+
+static size_t last_layer(const ref_net *net) { return net->n_layers - 1; }
+
+int ref_net_random_graph(ref_net *net, const ref_graph_spec *s, uint64_t seed)
+{
+    ref_net_init(net, s->n_in);
+    if (s->n_in < 1 || s->width < 1 || s->n_out < 1 || s->n_pre > REF_MAX_STEPS || s->n_post > REF_MAX_STEPS ||
+        s->n_acts > 8)
+        return -1;
+    ref_rng r;
+    ref_rng_seed(&r, seed);
+    size_t n = s->n_in;
+    for (size_t i = 0; i < s->n_pre; i++) {
+        size_t np = n;
+        if (s->pre[i] == REF_PROC_RCR) np = 1 + ref_rng_below(&r, n);
+        net->n_pre = i + 1;
+        if (proc_random(&r, &net->pre[i], s->pre[i], n, np, 0)) goto fail;
+        n = np;
+    }
+    const double ws = s->weight_scale > 0 ? s->weight_scale : 1.0, bs = s->bias_scale > 0 ? s->bias_scale : 0.5;
+    const double eps = s->eps > 0 ? s->eps : 1e-5;
+    const size_t w = s->width;
+#define ACT() (s->n_acts ? s->acts[ref_rng_below(&r, s->n_acts)] : A_TANSIG)
+#define TRY(e)                                                                                     \
+    do {                                                                                           \
+        if ((e)) goto fail;                                                                        \
+    } while (0)
+    size_t keep[REF_MAX_SRC];
+    switch (s->style) {
+    case REF_GRAPH_RESIDUAL:
+    case REF_GRAPH_PRENORM:
+        TRY(random_dense(net, &r, REF_INPUT, w, ACT(), ws, bs));
+        for (size_t k = 0; k < s->n_blocks; k++) {
+            size_t h = last_layer(net), in = h;
+            if (s->style == REF_GRAPH_PRENORM) {
+                TRY(random_layernorm(net, &r, h, eps));
+                in = last_layer(net);
+            }
+            TRY(random_dense(net, &r, in, w, ACT(), ws, bs));
+            if (k % 2 == 1) TRY(random_dense(net, &r, last_layer(net), w, ACT(), ws, bs));
+            size_t two[2] = {h, last_layer(net)};
+            TRY(ref_net_add_join(net, REF_SUM, 2, two));
+        }
+        if (s->style == REF_GRAPH_PRENORM) TRY(random_layernorm(net, &r, last_layer(net), eps));
+        TRY(random_dense(net, &r, last_layer(net), s->n_out, s->out_act, ws, bs));
+        break;
+    case REF_GRAPH_CASCADE: {
+        /* a_1 = dense(x); a_k = dense(concat(x, a_1, ..., a_{k-1})); the output layer the same */
+        size_t na = 0;
+        TRY(random_dense(net, &r, REF_INPUT, w, ACT(), ws, bs));
+        keep[na++] = last_layer(net);
+        for (size_t k = 0; k <= s->n_blocks; k++) {
+            size_t src[REF_MAX_SRC];
+            src[0] = REF_INPUT;
+            if (na + 1 > REF_MAX_SRC) goto fail;
+            memcpy(src + 1, keep, na * sizeof *src);
+            TRY(ref_net_add_join(net, REF_CONCAT, na + 1, src));
+            int last = k == s->n_blocks;
+            TRY(random_dense(net, &r, last_layer(net), last ? s->n_out : w, last ? s->out_act : ACT(), ws, bs));
+            keep[na++] = last_layer(net);
+        }
+        break;
+    }
+    case REF_GRAPH_DENSENET: {
+        size_t na = 0;
+        TRY(random_dense(net, &r, REF_INPUT, w, ACT(), ws, bs));
+        keep[na++] = last_layer(net);
+        for (size_t k = 0; k <= s->n_blocks; k++) {
+            if (na > REF_MAX_SRC) goto fail;
+            TRY(ref_net_add_join(net, REF_CONCAT, na, keep));
+            int last = k == s->n_blocks;
+            TRY(random_dense(net, &r, last_layer(net), last ? s->n_out : w, last ? s->out_act : ACT(), ws, bs));
+            keep[na++] = last_layer(net);
+        }
+        break;
+    }
+    case REF_GRAPH_RANDOM:
+        for (size_t k = 0; k < s->n_blocks; k++) {
+            size_t nn = net->n_layers; /* candidate sources: REF_INPUT and 0..nn-1 */
+#define PICK() (ref_rng_below(&r, nn + 1) == nn ? REF_INPUT : ref_rng_below(&r, nn))
+            double u = ref_rng_uniform(&r);
+            size_t ln_src = PICK();
+            if (ref_net_src_width(net, ln_src) < 3 && nn) ln_src = nn - 1;
+            /* LayerNorm of fewer than 3 values is a near step (+-1 for 2) unless eps is large: not drawn */
+            if (u >= 0.4 && u < 0.55 && ref_net_src_width(net, ln_src) < 3) u = 0;
+            if (nn == 0 || u < 0.4) {
+                size_t width = ref_rng_uniform(&r) < 0.7 ? w : 1 + ref_rng_below(&r, w + 4);
+                TRY(random_dense(net, &r, ref_rng_uniform(&r) < 0.5 && nn ? nn - 1 : PICK(), width, ACT(), ws, bs));
+            } else if (u < 0.55) {
+                TRY(random_layernorm(net, &r, ln_src, ref_rng_uniform(&r) < 0.3 ? 0.5 : eps));
+            } else if (u < 0.8) {
+                /* a sum of 1..3 sources of the width of a random one (repeats allowed) */
+                size_t first = PICK(), width = ref_net_src_width(net, first), same[REF_MAX_LAYERS + 1], ns = 0;
+                for (size_t c = 0; c <= nn; c++) {
+                    size_t cand = c == nn ? REF_INPUT : c;
+                    if (ref_net_src_width(net, cand) == width) same[ns++] = cand;
+                }
+                size_t cnt = 1 + ref_rng_below(&r, 3), src[3];
+                src[0] = first;
+                for (size_t c = 1; c < cnt; c++) src[c] = same[ref_rng_below(&r, ns)];
+                TRY(ref_net_add_join(net, REF_SUM, cnt, src));
+            } else {
+                size_t cnt = 1 + ref_rng_below(&r, 3), src[3];
+                for (size_t c = 0; c < cnt; c++) src[c] = PICK();
+                TRY(ref_net_add_join(net, REF_CONCAT, cnt, src));
+            }
+#undef PICK
+        }
+        TRY(random_dense(net, &r, net->n_layers ? last_layer(net) : REF_INPUT, s->n_out, s->out_act, ws, bs));
+        break;
+    default:
+        goto fail;
+    }
+#undef ACT
+#undef TRY
+    {
+        size_t len[REF_MAX_STEPS + 1];
+        len[s->n_post] = s->n_out;
+        for (size_t i = s->n_post; i-- > 0;)
+            len[i] = len[i + 1] + (s->post[i] == REF_PROC_RCR ? 1 + ref_rng_below(&r, 3) : 0);
+        for (size_t i = 0; i < s->n_post; i++) {
+            net->n_post = i + 1;
+            if (proc_random(&r, &net->post[i], s->post[i], len[i], len[i + 1], 1)) goto fail;
+        }
+    }
+    ref_net_finish(net);
+    return 0;
+fail:
+    ref_net_free(net);
+    return -1;
+}
+
 nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out)
 {
     nnd_net *nn = NULL;
@@ -454,7 +723,18 @@ nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out)
     }
     for (size_t l = 0; l < net->n_layers && !s; l++) {
         const ref_layer *L = &net->layer[l];
-        s = nnd_net_add_dense(nn, L->n_out, L->W, L->b, L->act);
+        if (L->kind == REF_LAYERNORM) {
+            s = nnd_net_add_layernorm(nn, L->src[0], L->W, L->b, L->eps);
+            continue;
+        }
+        if (L->kind == REF_SUM || L->kind == REF_CONCAT) {
+            s = (L->kind == REF_SUM ? nnd_net_add_sum : nnd_net_add_concat)(nn, L->n_src, L->src);
+            continue;
+        }
+        if (L->n_src)
+            s = nnd_net_add_dense_from(nn, L->src[0], L->n_out, L->W, L->b, L->act);
+        else
+            s = nnd_net_add_dense(nn, L->n_out, L->W, L->b, L->act);
         if (!s && ref_act_has_param(L->act)) s = nnd_net_set_act_params(nn, l, (size_t)ref_act_n_params(L->act), L->param);
     }
     for (size_t i = 0; i < net->n_post && !s; i++) {
@@ -500,11 +780,27 @@ void ref_net_describe(const ref_net *net, char *buf, size_t size)
         }
         PUT("]");
     }
+    const int chain = ref_net_is_chain(net);
     for (size_t l = 0; l < net->n_layers; l++) {
         const ref_layer *L = &net->layer[l];
-        PUT(" -> %zu %s", L->n_out, ref_act_label(L->act));
-        if (ref_act_n_params(L->act) == 1) PUT("(%g)", L->param[0]);
-        if (ref_act_n_params(L->act) == 2) PUT("(%g, %g)", L->param[0], L->param[1]);
+        if (chain) {
+            PUT(" -> %zu %s", L->n_out, ref_act_label(L->act));
+        } else {
+            static const char *const kinds[4] = {"dense", "layernorm", "sum", "concat"};
+            PUT(" [%zu] %s %zu", l, kinds[L->kind & 3], L->n_out);
+            if (L->kind == REF_DENSE) PUT(" %s", ref_act_label(L->act));
+            if (L->kind == REF_LAYERNORM) PUT(" (eps %g)", L->eps);
+            PUT(" <-");
+            for (size_t k = 0; k < (L->n_src ? L->n_src : 1); k++) {
+                size_t sidx = L->n_src ? L->src[k] : (l ? l - 1 : REF_INPUT);
+                if (sidx == REF_INPUT)
+                    PUT("%sin", k ? "," : " ");
+                else
+                    PUT("%s%zu", k ? "," : " ", sidx);
+            }
+        }
+        if (L->kind == REF_DENSE && ref_act_n_params(L->act) == 1) PUT("(%g)", L->param[0]);
+        if (L->kind == REF_DENSE && ref_act_n_params(L->act) == 2) PUT("(%g, %g)", L->param[0], L->param[1]);
     }
     if (net->n_post) {
         PUT(" post[");
@@ -558,7 +854,10 @@ static size_t net_max_width(const ref_net *net)
 {
     size_t w = net->n_in;
     for (size_t i = 0; i < net->n_pre; i++) w = net->pre[i].n_raw > w ? net->pre[i].n_raw : w;
-    for (size_t l = 0; l < net->n_layers; l++) w = net->layer[l].n_out > w ? net->layer[l].n_out : w;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        w = net->layer[l].n_out > w ? net->layer[l].n_out : w;
+        w = net->layer[l].n_in > w ? net->layer[l].n_in : w; /* a concatenation's input */
+    }
     for (size_t i = 0; i < net->n_post; i++) w = net->post[i].n_raw > w ? net->post[i].n_raw : w;
     return w;
 }
@@ -595,6 +894,231 @@ static void swap_states(ref_state *a, ref_state *b)
     *b = t;
 }
 
+/* A dense layer: cur holds its input (a, da, d2a) and ends holding its output; tmp is scratch. */
+static void dense_layer(const ref_layer *L, ref_state *cur, ref_state *tmp, double *kinkdist, double *zmaxabs)
+{
+    const size_t n = cur->n, P = cur->P;
+    /* z = W a + b and its derivatives, into tmp */
+    for (size_t i = 0; i < L->n_out; i++) {
+        const double *w = &L->W[i * L->n_in];
+        long double z = L->b[i];
+        for (size_t j = 0; j < L->n_in; j++) z += (long double)w[j] * cur->a[j];
+        tmp->a[i] = z;
+        if (cur->order >= 1) {
+            long double *dz = &tmp->da[i * n];
+            for (size_t p = 0; p < n; p++) dz[p] = 0;
+            for (size_t j = 0; j < L->n_in; j++) {
+                const long double wj = w[j], *src = &cur->da[j * n];
+                for (size_t p = 0; p < n; p++) dz[p] += wj * src[p];
+            }
+        }
+        if (cur->order >= 2) {
+            long double *d2z = &tmp->d2a[i * P];
+            for (size_t p = 0; p < P; p++) d2z[p] = 0;
+            for (size_t j = 0; j < L->n_in; j++) {
+                const long double wj = w[j], *src = &cur->d2a[j * P];
+                if (wj == 0) continue;
+                for (size_t p = 0; p < P; p++) d2z[p] += wj * src[p];
+            }
+        }
+    }
+    swap_states(cur, tmp); /* cur now holds z */
+    const size_t m = L->n_out;
+
+    if (zmaxabs)
+        for (size_t i = 0; i < m; i++) {
+            double az = (double)fabsl(cur->a[i]);
+            if (az > *zmaxabs) *zmaxabs = az;
+        }
+    if (kinkdist) {
+        double kk[3];
+        int nk = ref_act_kinks(L->act, L->param, kk);
+        for (size_t i = 0; i < m; i++)
+            for (int q = 0; q < nk; q++) {
+                double dist = (double)fabsl(cur->a[i] - kk[q]);
+                if (dist < *kinkdist) *kinkdist = dist;
+            }
+    }
+
+    if (L->act == A_SOFTMAX || L->act == A_LOGSOFTMAX) {
+        /* logsoftmax is u itself: a_i = u_i, da_i = du_i, d2a_i = d2u_i */
+        const int lg = L->act == A_LOGSOFTMAX;
+        long double zmax = cur->a[0];
+        for (size_t i = 1; i < m; i++) zmax = cur->a[i] > zmax ? cur->a[i] : zmax;
+        long double sum = 0;
+        for (size_t i = 0; i < m; i++) sum += expl(cur->a[i] - zmax);
+        long double *s = tmp->a; /* softmax values */
+        for (size_t i = 0; i < m; i++) s[i] = expl(cur->a[i] - zmax) / sum;
+        long double lse = zmax + logl(sum);
+        if (cur->order >= 1) {
+            long double *mv = calloc(n, sizeof(long double));
+            long double *Lv = cur->order >= 2 ? calloc(P, sizeof(long double)) : NULL;
+            long double *du = calloc(n, sizeof(long double));
+            if (!mv || !du || (cur->order >= 2 && !Lv)) abort();
+            for (size_t j = 0; j < m; j++)
+                for (size_t p = 0; p < n; p++) mv[p] += s[j] * cur->da[j * n + p];
+            if (cur->order >= 2) {
+                for (size_t j = 0; j < m; j++) {
+                    const long double *dz = &cur->da[j * n], *d2z = &cur->d2a[j * P];
+                    size_t pq = 0;
+                    for (size_t p = 0; p < n; p++)
+                        for (size_t q = p; q < n; q++, pq++) Lv[pq] += s[j] * (d2z[pq] + dz[p] * dz[q]);
+                }
+                size_t pq = 0;
+                for (size_t p = 0; p < n; p++)
+                    for (size_t q = p; q < n; q++, pq++) Lv[pq] -= mv[p] * mv[q];
+            }
+            for (size_t i = 0; i < m; i++) {
+                for (size_t p = 0; p < n; p++) du[p] = cur->da[i * n + p] - mv[p];
+                for (size_t p = 0; p < n; p++) tmp->da[i * n + p] = lg ? du[p] : s[i] * du[p];
+                if (cur->order >= 2) {
+                    size_t pq = 0;
+                    for (size_t p = 0; p < n; p++)
+                        for (size_t q = p; q < n; q++, pq++)
+                            tmp->d2a[i * P + pq] = lg ? cur->d2a[i * P + pq] - Lv[pq]
+                                                      : s[i] * (cur->d2a[i * P + pq] - Lv[pq] + du[p] * du[q]);
+                }
+            }
+            free(mv);
+            free(Lv);
+            free(du);
+        }
+        if (lg)
+            for (size_t i = 0; i < m; i++) tmp->a[i] = cur->a[i] - lse;
+        swap_states(cur, tmp);
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            long double f, df, d2f;
+            ref_act(L->act, L->param, cur->a[i], &f, &df, &d2f);
+            cur->a[i] = f;
+            if (cur->order >= 2) {
+                /* uses dz before it is scaled below */
+                const long double *dz = &cur->da[i * n];
+                long double *d2 = &cur->d2a[i * P];
+                size_t pq = 0;
+                for (size_t p = 0; p < n; p++)
+                    for (size_t q = p; q < n; q++, pq++) d2[pq] = d2f * dz[p] * dz[q] + df * d2[pq];
+            }
+            if (cur->order >= 1)
+                for (size_t p = 0; p < n; p++) cur->da[i * n + p] *= df;
+        }
+    }
+}
+
+/* LayerNorm of the n_in units in cur (the input), in place; tmp is scratch.  With c = v - mu,
+ * mu = (1/N) sum v, var = (1/N) sum c^2 and s = (var + eps)^(-1/2), out = gamma c s + beta, so
+ *   dmu = mean(dv), dc = dv - dmu, dvar = (2/N) sum c dc, ds = -s^3/2 dvar,
+ *   d2c = d2v - mean(d2v), d2var = (2/N) sum (dc dc^T + c d2c), d2s = 3/4 s^5 dvar dvar^T - s^3/2 d2var,
+ *   d(c s) = dc s + c ds,  d2(c s) = d2c s + dc ds^T + ds dc^T + c d2s. */
+static void layernorm_layer(const ref_layer *L, ref_state *cur, ref_state *tmp)
+{
+    const size_t N = L->n_in, n = cur->n, P = cur->P;
+    const long double invN = 1.0L / (long double)N;
+    long double mu = 0;
+    for (size_t i = 0; i < N; i++) mu += cur->a[i];
+    mu *= invN;
+    long double var = 0;
+    for (size_t i = 0; i < N; i++) {
+        tmp->a[i] = cur->a[i] - mu;
+        var += tmp->a[i] * tmp->a[i];
+    }
+    var *= invN;
+    const long double s = 1.0L / sqrtl(var + (long double)L->eps), s3 = s * s * s, s5 = s3 * s * s;
+    long double *ds = NULL, *d2s = NULL, *dvar = NULL;
+    if (cur->order >= 1) {
+        ds = calloc(n, sizeof(long double));
+        dvar = calloc(n, sizeof(long double));
+        if (!ds || !dvar) abort();
+        for (size_t p = 0; p < n; p++) {
+            long double dmu = 0;
+            for (size_t i = 0; i < N; i++) dmu += cur->da[i * n + p];
+            dmu *= invN;
+            for (size_t i = 0; i < N; i++) {
+                tmp->da[i * n + p] = cur->da[i * n + p] - dmu;
+                dvar[p] += tmp->a[i] * tmp->da[i * n + p];
+            }
+            dvar[p] *= 2.0L * invN;
+            ds[p] = -0.5L * s3 * dvar[p];
+        }
+    }
+    if (cur->order >= 2) {
+        d2s = calloc(P, sizeof(long double));
+        if (!d2s) abort();
+        size_t pq = 0;
+        for (size_t p = 0; p < n; p++)
+            for (size_t q = p; q < n; q++, pq++) {
+                long double d2mu = 0, d2var = 0;
+                for (size_t i = 0; i < N; i++) d2mu += cur->d2a[i * P + pq];
+                d2mu *= invN;
+                for (size_t i = 0; i < N; i++) {
+                    tmp->d2a[i * P + pq] = cur->d2a[i * P + pq] - d2mu;
+                    d2var += tmp->da[i * n + p] * tmp->da[i * n + q] + tmp->a[i] * tmp->d2a[i * P + pq];
+                }
+                d2var *= 2.0L * invN;
+                d2s[pq] = 0.75L * s5 * dvar[p] * dvar[q] - 0.5L * s3 * d2var;
+            }
+    }
+    for (size_t i = 0; i < N; i++) {
+        const long double g = L->W[i], c = tmp->a[i];
+        cur->a[i] = g * c * s + (long double)L->b[i];
+        if (cur->order >= 2) {
+            const long double *dc = &tmp->da[i * n], *d2c = &tmp->d2a[i * P];
+            size_t pq = 0;
+            for (size_t p = 0; p < n; p++)
+                for (size_t q = p; q < n; q++, pq++)
+                    cur->d2a[i * P + pq] = g * (d2c[pq] * s + dc[p] * ds[q] + ds[p] * dc[q] + c * d2s[pq]);
+        }
+        if (cur->order >= 1)
+            for (size_t p = 0; p < n; p++) cur->da[i * n + p] = g * (tmp->da[i * n + p] * s + c * ds[p]);
+    }
+    free(ds);
+    free(dvar);
+    free(d2s);
+}
+
+/* The layers of a graph net: cur holds the processed input (d0 units) and ends holding the last
+ * layer's output; every layer's output is kept in its own state for the layers that consume it. */
+static void graph_layers(const ref_net *net, size_t d0, ref_state *cur, ref_state *tmp, double *kinkdist,
+                         double *zmaxabs)
+{
+    const size_t n = cur->n, P = cur->P, nl = net->n_layers;
+    ref_state *node = calloc(nl + 1, sizeof *node); /* node[nl]: the processed input */
+    if (!node) abort();
+    for (size_t l = 0; l <= nl; l++)
+        if (state_alloc(&node[l], l < nl ? net->layer[l].n_out : d0, n, cur->order)) abort();
+    for (size_t i = 0; i < d0; i++) unit_copy(cur, i, &node[nl], i);
+    for (size_t l = 0; l < nl; l++) {
+        const ref_layer *L = &net->layer[l];
+        size_t ns = L->n_src ? L->n_src : 1;
+        /* the layer's input into cur: a source copied, sources summed in order, or stacked */
+        size_t at = 0;
+        for (size_t k = 0; k < ns; k++) {
+            size_t sidx = L->n_src ? L->src[k] : (l ? l - 1 : REF_INPUT);
+            const ref_state *S = &node[sidx == REF_INPUT ? nl : sidx];
+            size_t w = ref_net_src_width(net, sidx);
+            if (L->kind == REF_SUM && k > 0) {
+                for (size_t i = 0; i < w; i++) {
+                    cur->a[i] += S->a[i];
+                    if (cur->order >= 1)
+                        for (size_t p = 0; p < n; p++) cur->da[i * n + p] += S->da[i * n + p];
+                    if (cur->order >= 2)
+                        for (size_t p = 0; p < P; p++) cur->d2a[i * P + p] += S->d2a[i * P + p];
+                }
+            } else {
+                for (size_t i = 0; i < w; i++) unit_copy(S, i, cur, at + i);
+                if (L->kind == REF_CONCAT) at += w;
+            }
+        }
+        if (L->kind == REF_DENSE)
+            dense_layer(L, cur, tmp, kinkdist, zmaxabs);
+        else if (L->kind == REF_LAYERNORM)
+            layernorm_layer(L, cur, tmp);
+        for (size_t i = 0; i < L->n_out; i++) unit_copy(cur, i, &node[l], i);
+    }
+    for (size_t l = 0; l <= nl; l++) state_free(&node[l]);
+    free(node);
+}
+
 /* The whole network: cur starts as (x, I, 0) and ends as (y, J, H-packed); tmp is scratch of the
  * same size.  If zmin/zmaxabs are non-NULL, also report kink distances / largest |z|. */
 static void propagate(const ref_net *net, const long double *x, ref_state *cur, ref_state *tmp, double *kinkdist,
@@ -620,114 +1144,14 @@ static void propagate(const ref_net *net, const long double *x, ref_state *cur, 
         d = pr->n_proc;
     }
 
-    for (size_t l = 0; l < net->n_layers; l++) {
-        const ref_layer *L = &net->layer[l];
-        /* z = W a + b and its derivatives, into tmp */
-        for (size_t i = 0; i < L->n_out; i++) {
-            const double *w = &L->W[i * L->n_in];
-            long double z = L->b[i];
-            for (size_t j = 0; j < L->n_in; j++) z += (long double)w[j] * cur->a[j];
-            tmp->a[i] = z;
-            if (cur->order >= 1) {
-                long double *dz = &tmp->da[i * n];
-                for (size_t p = 0; p < n; p++) dz[p] = 0;
-                for (size_t j = 0; j < L->n_in; j++) {
-                    const long double wj = w[j], *src = &cur->da[j * n];
-                    for (size_t p = 0; p < n; p++) dz[p] += wj * src[p];
-                }
-            }
-            if (cur->order >= 2) {
-                long double *d2z = &tmp->d2a[i * P];
-                for (size_t p = 0; p < P; p++) d2z[p] = 0;
-                for (size_t j = 0; j < L->n_in; j++) {
-                    const long double wj = w[j], *src = &cur->d2a[j * P];
-                    if (wj == 0) continue;
-                    for (size_t p = 0; p < P; p++) d2z[p] += wj * src[p];
-                }
-            }
+    if (ref_net_is_chain(net)) {
+        for (size_t l = 0; l < net->n_layers; l++) {
+            dense_layer(&net->layer[l], cur, tmp, kinkdist, zmaxabs);
+            d = net->layer[l].n_out;
         }
-        swap_states(cur, tmp); /* cur now holds z */
-        const size_t m = L->n_out;
-
-        if (zmaxabs)
-            for (size_t i = 0; i < m; i++) {
-                double az = (double)fabsl(cur->a[i]);
-                if (az > *zmaxabs) *zmaxabs = az;
-            }
-        if (kinkdist) {
-            double kk[3];
-            int nk = ref_act_kinks(L->act, L->param, kk);
-            for (size_t i = 0; i < m; i++)
-                for (int q = 0; q < nk; q++) {
-                    double dist = (double)fabsl(cur->a[i] - kk[q]);
-                    if (dist < *kinkdist) *kinkdist = dist;
-                }
-        }
-
-        if (L->act == A_SOFTMAX || L->act == A_LOGSOFTMAX) {
-            /* logsoftmax is u itself: a_i = u_i, da_i = du_i, d2a_i = d2u_i */
-            const int lg = L->act == A_LOGSOFTMAX;
-            long double zmax = cur->a[0];
-            for (size_t i = 1; i < m; i++) zmax = cur->a[i] > zmax ? cur->a[i] : zmax;
-            long double sum = 0;
-            for (size_t i = 0; i < m; i++) sum += expl(cur->a[i] - zmax);
-            long double *s = tmp->a; /* softmax values */
-            for (size_t i = 0; i < m; i++) s[i] = expl(cur->a[i] - zmax) / sum;
-            long double lse = zmax + logl(sum);
-            if (cur->order >= 1) {
-                long double *mv = calloc(n, sizeof(long double));
-                long double *Lv = cur->order >= 2 ? calloc(P, sizeof(long double)) : NULL;
-                long double *du = calloc(n, sizeof(long double));
-                if (!mv || !du || (cur->order >= 2 && !Lv)) abort();
-                for (size_t j = 0; j < m; j++)
-                    for (size_t p = 0; p < n; p++) mv[p] += s[j] * cur->da[j * n + p];
-                if (cur->order >= 2) {
-                    for (size_t j = 0; j < m; j++) {
-                        const long double *dz = &cur->da[j * n], *d2z = &cur->d2a[j * P];
-                        size_t pq = 0;
-                        for (size_t p = 0; p < n; p++)
-                            for (size_t q = p; q < n; q++, pq++) Lv[pq] += s[j] * (d2z[pq] + dz[p] * dz[q]);
-                    }
-                    size_t pq = 0;
-                    for (size_t p = 0; p < n; p++)
-                        for (size_t q = p; q < n; q++, pq++) Lv[pq] -= mv[p] * mv[q];
-                }
-                for (size_t i = 0; i < m; i++) {
-                    for (size_t p = 0; p < n; p++) du[p] = cur->da[i * n + p] - mv[p];
-                    for (size_t p = 0; p < n; p++) tmp->da[i * n + p] = lg ? du[p] : s[i] * du[p];
-                    if (cur->order >= 2) {
-                        size_t pq = 0;
-                        for (size_t p = 0; p < n; p++)
-                            for (size_t q = p; q < n; q++, pq++)
-                                tmp->d2a[i * P + pq] = lg ? cur->d2a[i * P + pq] - Lv[pq]
-                                                          : s[i] * (cur->d2a[i * P + pq] - Lv[pq] + du[p] * du[q]);
-                    }
-                }
-                free(mv);
-                free(Lv);
-                free(du);
-            }
-            if (lg)
-                for (size_t i = 0; i < m; i++) tmp->a[i] = cur->a[i] - lse;
-            swap_states(cur, tmp);
-        } else {
-            for (size_t i = 0; i < m; i++) {
-                long double f, df, d2f;
-                ref_act(L->act, L->param, cur->a[i], &f, &df, &d2f);
-                cur->a[i] = f;
-                if (cur->order >= 2) {
-                    /* uses dz before it is scaled below */
-                    const long double *dz = &cur->da[i * n];
-                    long double *d2 = &cur->d2a[i * P];
-                    size_t pq = 0;
-                    for (size_t p = 0; p < n; p++)
-                        for (size_t q = p; q < n; q++, pq++) d2[pq] = d2f * dz[p] * dz[q] + df * d2[pq];
-                }
-                if (cur->order >= 1)
-                    for (size_t p = 0; p < n; p++) cur->da[i * n + p] *= df;
-            }
-        }
-        d = m;
+    } else {
+        graph_layers(net, d, cur, tmp, kinkdist, zmaxabs);
+        d = net->layer[net->n_layers - 1].n_out;
     }
 
     /* output processing: reverse of the MATLAB steps, last to first */

@@ -18,8 +18,9 @@
 
 #include "nnderiv.h"
 
-#define REF_MAX_LAYERS 8
+#define REF_MAX_LAYERS 32
 #define REF_MAX_STEPS 4
+#define REF_MAX_SRC 16
 
 /* ---------------------------------------------------------------- random numbers */
 
@@ -78,12 +79,30 @@ typedef struct {
     double *constants;
 } ref_proc;
 
+/* Layer kinds, numbered as the header's NND_LAYER_*; a source REF_INPUT is the processed input
+ * (NND_NET_INPUT). */
+enum { REF_DENSE = 0, REF_LAYERNORM = 1, REF_SUM = 2, REF_CONCAT = 3 };
+#define REF_INPUT ((size_t)-1)
+
+/* One layer.  A zeroed layer with W, b, n_in, n_out, act set is a chain's dense layer: n_src == 0
+ * means "the previous layer's output" (the processed input for layer 0).  Graph layers name their
+ * sources (earlier layer indices or REF_INPUT):
+ *   REF_DENSE:     z = W in + b, out = act(z)
+ *   REF_LAYERNORM: out = (in - mean) / sqrt(var + eps) * gamma + beta, var biased (1/n);
+ *                  W = gamma, b = beta (n_out each), act unused
+ *   REF_SUM:       out = the sum of the sources (equal widths); REF_CONCAT: their concatenation.
+ * n_in is the width of the input (the source's, the sum's or the concatenation's); SUM, CONCAT and
+ * LAYERNORM have n_out == n_in; SUM and CONCAT have W = b = NULL. */
 typedef struct {
-    size_t n_in, n_out; /* previous width, units */
+    size_t n_in, n_out; /* input width, units */
     double *W;          /* n_out x n_in, row-major */
     double *b;          /* n_out */
     int act;
     double param[2]; /* activation parameters (unused ones 0) */
+    int kind;        /* REF_DENSE (0), REF_LAYERNORM, REF_SUM, REF_CONCAT */
+    size_t n_src;    /* 0: the previous layer (a chain) */
+    size_t src[REF_MAX_SRC];
+    double eps; /* REF_LAYERNORM */
 } ref_layer;
 
 typedef struct {
@@ -113,14 +132,60 @@ typedef struct {
     double bias_scale;            /* biases are N(0,1) * bias_scale (0 means 0.5) */
 } ref_spec;
 
+/* Random graph nets (residual, cascade, DenseNet, pre-LayerNorm residual, random DAGs). */
+enum {
+    REF_GRAPH_RESIDUAL = 1, /* h = dense(x); n_blocks times h = h + dense(dense(h)) (the second dense
+                               every other block); out = dense(h) */
+    REF_GRAPH_CASCADE = 2,  /* MATLAB cascadeforwardnet: a_k = dense(concat(x, a_1..a_{k-1})) */
+    REF_GRAPH_DENSENET = 3, /* h_k = dense(concat(h_0..h_{k-1})), h_0 = dense(x); out from the concat of all */
+    REF_GRAPH_PRENORM = 4,  /* residual with LayerNorm: h = h + dense(layernorm(h)); out = dense(layernorm(h)) */
+    REF_GRAPH_RANDOM = 5    /* n_blocks layers of random kinds on random earlier sources (sums of one
+                               source, repeated sources and unused branches included), then a dense
+                               output layer */
+};
+typedef struct {
+    size_t n_in;
+    int style;       /* REF_GRAPH_* */
+    size_t n_blocks; /* blocks (layers for REF_GRAPH_RANDOM) */
+    size_t width;    /* hidden width (growth for DENSENET) */
+    size_t n_out;    /* processed output length: the last dense layer's units */
+    size_t n_acts;   /* hidden activations drawn from acts[0..n_acts) (0: tansig only), default params */
+    int acts[8];
+    int out_act;
+    double eps;                  /* LayerNorm epsilon (0: 1e-5) */
+    size_t n_pre;
+    int pre[REF_MAX_STEPS];
+    size_t n_post;
+    int post[REF_MAX_STEPS];
+    double weight_scale, bias_scale; /* as ref_spec */
+} ref_graph_spec;
+
 /* Build a random net; 0 on success, -1 on a bad spec or allocation failure. */
 int ref_net_random(ref_net *net, const ref_spec *spec, uint64_t seed);
+/* A random graph net; 0, or -1 on a bad spec (too many layers) or allocation failure. */
+int ref_net_random_graph(ref_net *net, const ref_graph_spec *spec, uint64_t seed);
 void ref_net_free(ref_net *net);
+/* Building a graph net by hand: start with ref_net_init (no processing; add ref_proc steps to pre
+ * before the first layer if wanted), then append layers; arrays are copied (gamma/beta NULL: ones /
+ * zeros; param NULL: the defaults); a source is an earlier layer or REF_INPUT.  0, or -1 on a bad
+ * source, width or full net.  Output processing: add post steps after the last layer. */
+void ref_net_init(ref_net *net, size_t n_in);
+int ref_net_add_dense_from(ref_net *net, size_t src, size_t n_out, const double *W, const double *b, int act,
+                           const double *param);
+int ref_net_add_layernorm(ref_net *net, size_t src, const double *gamma, const double *beta, double eps);
+int ref_net_add_join(ref_net *net, int kind, size_t n_src, const size_t *src); /* REF_SUM, REF_CONCAT */
+/* Fix n_out after the layers (and output steps) are in place. */
+void ref_net_finish(ref_net *net);
+/* 1 when every layer is dense on the previous layer's output. */
+int ref_net_is_chain(const ref_net *net);
+/* Width of a source (REF_INPUT: the processed input). */
+size_t ref_net_src_width(const ref_net *net, size_t src);
 /* Processed input length (what the first layer sees). */
 size_t ref_net_d0(const ref_net *net);
 /* The same net through the public builder API; the library's status on failure (*out NULL). */
 nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out);
-/* One line: "n_in 5 pre[mapminmax] -> 7 tansig -> 3 softmax post[removeconstantrows 3->5]". */
+/* One line: "n_in 5 pre[mapminmax] -> 7 tansig -> 3 softmax post[removeconstantrows 3->5]"; a
+ * graph's layers as " [2] sum <- 0,1", " [3] dense 7 tansig <- in,2"... */
 void ref_net_describe(const ref_net *net, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- evaluation (long double) */
@@ -129,7 +194,9 @@ void ref_net_describe(const ref_net *net, char *buf, size_t size);
 void ref_value(const ref_net *net, const double *x, long double *y);
 void ref_value_ld(const ref_net *net, const long double *x, long double *y);
 /* y (n_out), J (n_out x n_in) and H (n_out x n_in x n_in) by forward-mode propagation of
- * (a, da/dx, d2a/dx2); any of y, J, H may be NULL.  Returns 0, or -1 if memory ran out. */
+ * (a, da/dx, d2a/dx2) along the layers (a graph's: every layer's (a, da, d2a) is kept for its
+ * consumers; sums add, concatenations stack, LayerNorm by its own chain rule); any of y, J, H may
+ * be NULL.  Returns 0, or -1 if memory ran out. */
 int ref_derivs(const ref_net *net, const double *x, long double *y, long double *J, long double *H);
 /* Smallest distance of any pre-activation of a kinked layer to a kink of its activation at x
  * (+infinity when the net has no kinked layer); and the largest |z| over all units. */

@@ -1,5 +1,6 @@
 /* Finite-difference derivatives, independent of the analytic engines: the net's values are
- * evaluated here by plain loops over its layers (no plan, no engine, no BLAS), and only values.
+ * evaluated here by plain loops over its layers (no plan, no engine, no BLAS), and only values; a
+ * graph's layers in order, each one's output kept for the layers that take it.
  *
  * Central differences D(s) at the steps s = 2h, h, h/2 are combined by Richardson extrapolation,
  * R(s) = (4 D(s/2) - D(s)) / 3, which cancels the O(s^2) error term. The result is R(h); the
@@ -30,6 +31,8 @@ typedef struct {
     double *pts, *vals; /* MAXPTS points and their values         */
     double *f0;         /* the values at x                        */
     double *va, *vb;    /* evaluation buffers, `wide` each        */
+    double *node;       /* a graph's layer outputs, then the processed input (NULL for a chain) */
+    size_t *at;         /* where layer l's output starts in node (n_layers + 1 entries) */
 } fd_ctx;
 
 static double step(double xi, double rel)
@@ -52,6 +55,74 @@ static void softmax(size_t d, double *a, int log_form)
         a[u] = log_form ? a[u] - zmax - log(s) : exp(a[u] - zmax) / s;
 }
 
+/* LayerNorm of v (N values) into out: (v - mean) / sqrt(var + eps) * gamma + beta, var biased;
+ * two passes, so that the variance of values with a large mean does not cancel. */
+static void layernorm(const nnd_layer *L, const double *v, double *out)
+{
+    size_t N = L->n_in;
+    double mu = 0, var = 0;
+    for (size_t i = 0; i < N; i++)
+        mu += v[i];
+    mu /= (double)N;
+    for (size_t i = 0; i < N; i++)
+        var += (v[i] - mu) * (v[i] - mu);
+    var /= (double)N;
+    double s = 1.0 / sqrt(var + L->eps);
+    for (size_t i = 0; i < N; i++)
+        out[i] = (v[i] - mu) * s * L->W[i] + L->b[i];
+}
+
+/* A graph's layers: io holds the processed input (d0 values) and ends holding the last layer's
+ * output. Every layer's output is kept in c->node for the layers that take it; a layer's input is
+ * gathered into c->va (its source, their sum in order or their concatenation). */
+static nnd_status graph_value(fd_ctx *c, double *io, size_t d0)
+{
+    const nnd_net *net = c->net;
+    const size_t nl = net->n_layers;
+    double *in = c->va, *z = c->vb;
+    memcpy(c->node + c->at[nl], io, d0 * sizeof *io);
+    for (size_t l = 0; l < nl; l++) {
+        const nnd_layer *L = &net->layers[l];
+        double *out = c->node + c->at[l];
+        size_t pos = 0;
+        for (size_t k = 0; k < L->n_src; k++) {
+            size_t s = L->src[k];
+            const double *v = c->node + c->at[s == NND_NET_INPUT ? nl : s];
+            size_t w = nnd__net_src_width(net, s);
+            if (L->kind == NND_LAYER_SUM && k)
+                for (size_t i = 0; i < w; i++)
+                    in[i] += v[i];
+            else
+                memcpy(in + pos, v, w * sizeof *v);
+            if (L->kind == NND_LAYER_CONCAT)
+                pos += w;
+        }
+        if (L->kind == NND_LAYER_DENSE) {
+            for (size_t u = 0; u < L->n_out; u++) {
+                const double *w = L->W + u * L->n_in;
+                double zu = L->b[u];
+                for (size_t i = 0; i < L->n_in; i++)
+                    zu += w[i] * in[i];
+                z[u] = zu;
+            }
+            if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
+                softmax(L->n_out, z, L->act == NND_ACT_LOGSOFTMAX);
+                memcpy(out, z, L->n_out * sizeof *z);
+            } else {
+                nnd_status s = nnd_act_eval2(L->act, L->param, L->n_out, z, out, NULL, NULL);
+                if (s != NND_OK)
+                    return s;
+            }
+        } else if (L->kind == NND_LAYER_LAYERNORM) {
+            layernorm(L, in, out);
+        } else {
+            memcpy(out, in, L->n_out * sizeof *in);
+        }
+    }
+    memcpy(io, c->node + c->at[nl - 1], net->layers[nl - 1].n_out * sizeof *io);
+    return NND_OK;
+}
+
 /* y (m values) of the net at x (n values). */
 static nnd_status net_value(fd_ctx *c, const double *x, double *y)
 {
@@ -70,7 +141,13 @@ static nnd_status net_value(fd_ctx *c, const double *x, double *y)
         len = st->n_out;
         t = in, in = out, out = t;
     }
-    for (size_t l = 0; l < net->n_layers; l++) {
+    if (c->node) {
+        nnd_status s = graph_value(c, in, len);
+        if (s != NND_OK)
+            return s;
+        len = net->layers[net->n_layers - 1].n_out;
+    }
+    for (size_t l = 0; l < net->n_layers && !c->node; l++) {
         const nnd_layer *L = &net->layers[l];
         for (size_t u = 0; u < L->n_out; u++) {
             const double *w = L->W + u * L->n_in;
@@ -107,14 +184,17 @@ static nnd_status net_value(fd_ctx *c, const double *x, double *y)
     return NND_OK;
 }
 
-/* The widest vector of the evaluation: the input, every processing step and every layer. */
+/* The widest vector of the evaluation: the input, every processing step and every layer's input
+ * and output. */
 static size_t widest(const nnd_net *net)
 {
     size_t w = net->n_in;
     for (size_t k = 0; k < net->n_pre; k++)
         w = w > net->pre[k].n_in ? w : net->pre[k].n_in;
-    for (size_t l = 0; l < net->n_layers; l++)
+    for (size_t l = 0; l < net->n_layers; l++) {
         w = w > net->layers[l].n_out ? w : net->layers[l].n_out;
+        w = w > net->layers[l].n_in ? w : net->layers[l].n_in;
+    }
     for (size_t k = 0; k < net->n_post; k++)
         w = w > net->post[k].n_in ? w : net->post[k].n_in;
     return w;
@@ -238,15 +318,28 @@ nnd_status nnd_fd_derivatives_err(const nnd_net *net, const double *x, double *J
     nnd_status s = nnd_net_validate(net);
     if (s != NND_OK)
         return s;
-    if (!nnd__net_is_chain(net))
-        return nnd__fail(NND_EUNSUPPORTED, "nnd_fd_derivatives: graph networks are not evaluated yet");
     fd_ctx c = {.net = net, .n = nnd_net_n_in(net), .m = nnd_net_n_out(net), .wide = widest(net)};
+    if (!nnd__net_is_chain(net)) {
+        size_t total = 0;
+        c.at = nnd__malloc(net->n_layers + 1, sizeof *c.at);
+        if (c.at) {
+            for (size_t l = 0; l < net->n_layers; l++) {
+                c.at[l] = total;
+                total += net->layers[l].n_out; /* cannot overflow: each layer's weights were allocated */
+            }
+            c.at[net->n_layers] = total;
+            total += nnd__net_d0(net);
+            c.node = nnd__malloc(total, sizeof *c.node);
+        }
+        if (!c.at || !c.node)
+            s = nnd__fail(NND_ENOMEM, "nnd_fd_derivatives: out of memory");
+    }
     c.pts = nnd__malloc(MAXPTS, c.n * sizeof(double));
     c.vals = nnd__malloc(MAXPTS, c.m * sizeof(double));
     c.f0 = nnd__malloc(c.m, sizeof(double));
     c.va = nnd__malloc(c.wide, sizeof(double));
     c.vb = nnd__malloc(c.wide, sizeof(double));
-    if (!c.pts || !c.vals || !c.f0 || !c.va || !c.vb)
+    if (s == NND_OK && (!c.pts || !c.vals || !c.f0 || !c.va || !c.vb))
         s = nnd__fail(NND_ENOMEM, "nnd_fd_derivatives: out of memory");
     if (s == NND_OK)
         s = net_value(&c, x, c.f0);
@@ -259,6 +352,8 @@ nnd_status nnd_fd_derivatives_err(const nnd_net *net, const double *x, double *J
     nnd__free(c.f0);
     nnd__free(c.va);
     nnd__free(c.vb);
+    nnd__free(c.node);
+    nnd__free(c.at);
     return s;
 }
 

@@ -253,7 +253,20 @@ static const struct {
     {"format_edit_unused_constant.m", "b3 = [0.5];", "b3"},
     {"unsupported_narx.m", "function [Y,Xf,Af] = narx(X,Xi,Ai)", "dynamic (NARX/delay) networks are not supported"},
     {"unsupported_narx_matrixonly.m", "function [y1,xf1,xf2]", "dynamic (NARX/delay) networks are not supported"},
-    {"unsupported_cascadeforwardnet.m", "IW2_1*Xp1", "cascadeforwardnet networks are not supported"},
+    /* near misses of cascadeforwardnet layers (the reader takes IWK_1*xp1 and LWK_J*aJ, J < K) */
+    {"format_cascade_undefined_weight.m", "+ IW2_1*xp1", "IW2_1 is used but never assigned"},
+    {"format_cascade_unused_weight.m", "IW2_1 = [", "IW2_1 is assigned but the network does not use it"},
+    {"format_cascade_raw_input.m", "IW2_1*x1", "IW2_1 multiplies 'x1', not xp1"},
+    {"format_cascade_twice.m", "+ IW2_1*xp1 + LW2_1*a1 + IW2_1*xp1", "adds IW2_1 twice"},
+    {"format_cascade_scaled_term.m", "2*LW2_1*a1", "'2' in 'a2 = "},
+    {"format_cascade_other_variable.m", "LW2_1*z1", "LW2_1 multiplies 'z1', not a1"},
+    {"format_cascade_weight_shape.m", "IW2_1 = [1 2;3 4];", "IW2_1 is 2 x 2, but the processed input has 3 values"},
+    {"format_cascade_wrong_source.m", "LW3_1*a2", "LW3_1 multiplies 'a2', not a1"},
+    {"unsupported_cascade_self.m", "LW2_2*a2", "LW2_2 connects layer 2 to itself"},
+    {"unsupported_cascade_feedback.m", "LW3_4*a4", "LW3_4 feeds layer 4 back into layer 3"},
+    {"unsupported_cascade_delay.m", "IW2_1*tapdelay1", "dynamic (NARX/delay) networks are not supported"},
+    {"unsupported_cascade_second_input.m", "IW2_2*xp2", "IW2_2: only networks with one input"},
+    {"unsupported_cascade_dead_layer.m", "a2 = ", "a2 feeds no later layer"},
 };
 
 START_TEST(matlab_refused_by_name)

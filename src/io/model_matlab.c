@@ -12,12 +12,17 @@
  * all before the simulation: struct style (x1_step1.gain) and the older flat style (x1_step1_gain)
  * both normalise to "x1_step1.gain"; every constant must be used by the net. The simulation is
  * parsed exactly: the input steps (x1_step1, x1_step2, ... in order), the layers aK = f_apply(
- * repmat(bK,1,Q) + W*src) in order, the output steps (*_reverse calls, last step first); the other
+ * repmat(bK,1,Q) + W*src + ...) in order, the output steps (*_reverse calls, last step first); the other
  * statements of the main function (argument formatting, the time loop, the transposes that make
  * samples rows, the final delay states) must be genFunction's fixed ones, and each module function
  * must have the body genFunction writes. So the cell, MatrixOnly, row and column forms give one
  * net, and a hand edit (log10 before the net, 10.^ after it) is refused with its line. Dynamic
- * (NARX/delay) and cascadeforwardnet networks are refused by name.
+ * (NARX/delay) networks are refused by name.
+ *
+ * A layer may add several weight terms: cascadeforwardnet (and feedforwardnet with extra
+ * connections) feeds the input and earlier layers into later ones, IWK_1*xp1 and LWK_J*aJ (J < K).
+ * Such a layer becomes the concatenation of its sources and a dense layer on it whose weights are
+ * the file's side by side (see build); a chain stays a chain.
  *
  * MATLAB's removeconstantrows settings of an input hold `keep` and may hold `remove`; without
  * `remove` the raw input length comes from the header comment genFunction writes ("x1 = 13xQ
@@ -57,10 +62,14 @@ typedef struct {
     size_t line;
 } mstep;
 
+/* A layer aK = f(bK + sum of W*SRC): its sources, 0 for the (processed) input (IWK_1) and J for
+ * layer aJ (LWK_J, J < K), in increasing order whatever the order the file adds them in. */
 typedef struct {
     int act;
     int has_bias;
     size_t line;
+    size_t n_src;
+    size_t *src;
 } mlayer;
 
 typedef struct {
@@ -934,7 +943,7 @@ static nnd_status dynamic_refused(const mctx *c, const char *what)
 {
     return bad(NND_EUNSUPPORTED, c, c->stmt_line,
                "dynamic (NARX/delay) networks are not supported: '%s' uses %s (delay states or time series); "
-               "only static feed-forward networks (fitnet, patternnet, feedforwardnet) are read",
+               "only static feed-forward networks (fitnet, patternnet, feedforwardnet, cascadeforwardnet) are read",
                q(c->buf).s, what);
 }
 
@@ -1173,11 +1182,40 @@ static nnd_status output_stmt(mctx *c, char *rhs)
     return note_call(c, fn, style);
 }
 
-/* aK = [F_apply(] [repmat(bK,1,Q) +] W*SRC [)]: W = IW1_1 and SRC the (processed) input for
- * layer 1, W = LWK_(K-1) and SRC = a(K-1) after. More weight terms are other architectures. */
+/* Split a squeezed sum at its top-level '+' signs, in place: up to max terms into terms[]. 0 when
+ * there are more, or a term is empty ("a+" or "++"). */
+static int split_sum(char *s, char **terms, size_t max, size_t *n)
+{
+    int depth = 0;
+    *n = 0;
+    for (char *t = s, *a = s;; t++) {
+        if (*t == '(' || *t == '[' || *t == '{')
+            depth++;
+        else if (*t == ')' || *t == ']' || *t == '}')
+            depth--;
+        else if ((*t == '+' && depth == 0) || *t == '\0') {
+            int last = *t == '\0';
+            if (*n == max || t == a)
+                return 0;
+            *t = '\0';
+            terms[(*n)++] = a;
+            a = t + 1;
+            if (last)
+                return 1;
+        }
+    }
+}
+
+/* aK = [F_apply(] sum of terms [)], the terms added in any order: the bias repmat(bK,1,Q) (at most
+ * once) and weight terms W*SRC, at least one: IWK_1 times the (processed) input, and LWK_J times aJ
+ * for an earlier layer J < K. A plain feed-forward layer has IW1_1 (K = 1) or LWK_(K-1) alone; a
+ * cascadeforwardnet layer (or feedforwardnet with extra connections) adds the input and earlier
+ * layers (genFunction writes repmat(b3,1,Q) + IW3_1*xp1 + LW3_1*a1 + LW3_2*a2). Any other term -- a
+ * delay, a layer feeding itself or a later layer, a second input, another variable -- is refused
+ * naming the statement. */
 static nnd_status layer_stmt(mctx *c, size_t k, char *rhs)
 {
-    int act = NND_ACT_PURELIN, has_bias = 0, chain = 0;
+    int act = NND_ACT_PURELIN, has_bias = 0;
     char *z = rhs, *name, *args[2];
     size_t nargs;
     char tmp[NAME_MAX_LEN];
@@ -1217,65 +1255,112 @@ static nnd_status layer_stmt(mctx *c, size_t k, char *rhs)
         return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand is "
                    "not read", k, q(c->buf).s);
     }
-    snprintf(tmp, sizeof tmp, "repmat(b%zu,1,Q)+", k);
-    if (starts(z, tmp)) {
-        has_bias = 1;
-        z += strlen(tmp);
+    size_t max_terms = 1, n_terms = 0, n_src = 0;
+    for (const char *t = z; *t; t++)
+        max_terms += *t == '+';
+    char **terms = nnd__malloc(max_terms, sizeof *terms);
+    size_t *src = nnd__malloc(max_terms, sizeof *src);
+    nnd_status s = NND_OK;
+    if (!terms || !src) {
+        s = bad(NND_ENOMEM, c, c->stmt_line, "out of memory");
+        goto done;
     }
-    /* weight terms W*SRC separated by '+' */
+    if (!split_sum(z, terms, max_terms, &n_terms)) {
+        s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer (a term is empty or repeated): "
+                "a file edited by hand is not read", k, q(c->buf).s);
+        goto done;
+    }
     const char *in = c->n_in_steps ? c->pvar : c->form == F_CELL ? "X{1,ts}" : "x1";
-    for (char *term = z; term;) {
-        char *plus = strchr(term, '+'), *star = strchr(term, '*');
-        if (plus)
-            *plus = '\0';
-        if (!star || (plus && star > plus))
-            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand "
-                       "is not read", k, q(c->buf).s);
-        *star = '\0';
-        const char *w = term, *src = star + 1, *t = w + 2;
+    snprintf(tmp, sizeof tmp, "repmat(b%zu,1,Q)", k);
+    for (size_t m = 0; m < n_terms; m++) {
+        char *term = terms[m], *mul = strchr(term, '*');
+        if (!strcmp(term, tmp)) {
+            if (has_bias++) {
+                s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: adds its bias b%zu twice", k, k);
+                goto done;
+            }
+            continue;
+        }
+        if (!mul) {
+            s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: the term '%s' of '%s' is neither its bias "
+                    "repmat(b%zu,1,Q) nor a weight times a source: a file edited by hand is not read", k, q(term).s,
+                    q(c->buf).s, k);
+            goto done;
+        }
+        *mul = '\0';
+        const char *w = term, *from = mul + 1, *t = w + 2;
         size_t i = 0, j = 0;
         int iw = w[0] == 'I' && w[1] == 'W', lw = w[0] == 'L' && w[1] == 'W';
         if ((iw || lw) && (i = read_index(&t)) && *t == '_') {
             t++;
             j = read_index(&t);
         }
-        if (!(iw || lw) || !i || !j || *t)
-            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' is not genFunction's layer: a file edited by hand "
-                       "is not read", k, q(c->buf).s);
-        if (i != k)
-            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: uses the weights %s of layer %zu", k, w, i);
-        if (iw && j != 1)
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line, "%s: only networks with one input are supported", w);
-        if (lw && j >= k)
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                       "dynamic (NARX/delay) networks are not supported: %s feeds layer %zu back into layer %zu",
-                       w, j, k);
-        if ((iw && k > 1) || (lw && j < k - 1))
-            return bad(NND_EUNSUPPORTED, c, c->stmt_line,
-                       "cascadeforwardnet networks are not supported (until graph networks land): %s feeds %s into "
-                       "layer %zu", w, iw ? "the input" : "an earlier layer", k);
+        if (!(iw || lw) || !i || !j || *t) {
+            s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' in '%s' is not one of genFunction's weights (IW%zu_1, "
+                    "LW%zu_J): a file edited by hand is not read", k, q(w).s, q(c->buf).s, k, k);
+            goto done;
+        }
+        if (i != k) {
+            s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: uses the weights %s of layer %zu", k, w, i);
+            goto done;
+        }
+        if (iw && j != 1) {
+            s = bad(NND_EUNSUPPORTED, c, c->stmt_line, "%s: only networks with one input are supported", w);
+            goto done;
+        }
+        if (lw && j == k) {
+            s = bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                    "dynamic (NARX/delay) networks are not supported: %s connects layer %zu to itself (a layer delay)",
+                    w, k);
+            goto done;
+        }
+        if (lw && j > k) {
+            s = bad(NND_EUNSUPPORTED, c, c->stmt_line,
+                    "dynamic (NARX/delay) networks are not supported: %s feeds layer %zu back into layer %zu", w, j, k);
+            goto done;
+        }
         char want[NAME_MAX_LEN];
         snprintf(want, sizeof want, "a%zu", j);
-        if (strcmp(src, iw ? in : want))
-            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: %s multiplies '%s', not %s", k, w, q(src).s,
-                       iw ? in : want);
-        if (chain++)
-            return bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: adds %s twice", k, w);
-        term = plus ? plus + 1 : NULL;
+        if (strcmp(from, iw ? in : want)) {
+            s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: %s multiplies '%s', not %s", k, w, q(from).s,
+                    iw ? in : want);
+            goto done;
+        }
+        size_t from_idx = iw ? 0 : j, at = n_src;
+        while (at > 0 && src[at - 1] > from_idx)
+            at--;
+        if (at > 0 && src[at - 1] == from_idx) {
+            s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: adds %s twice", k, w);
+            goto done;
+        }
+        memmove(src + at + 1, src + at, (n_src - at) * sizeof *src);
+        src[at] = from_idx;
+        n_src++;
+    }
+    if (!n_src) {
+        s = bad(NND_EFORMAT, c, c->stmt_line, "layer %zu: '%s' has no weight term (W*SRC): a file edited by hand is not "
+                "read", k, q(c->buf).s);
+        goto done;
     }
     if (c->nl == c->capl) {
         size_t cap = c->capl ? 2 * c->capl : 8;
         mlayer *g = nnd__malloc(cap, sizeof *g);
-        if (!g)
-            return bad(NND_ENOMEM, c, c->stmt_line, "out of memory");
+        if (!g) {
+            s = bad(NND_ENOMEM, c, c->stmt_line, "out of memory");
+            goto done;
+        }
         if (c->nl)
             memcpy(g, c->layers, c->nl * sizeof *g);
         nnd__free(c->layers);
         c->layers = g;
         c->capl = cap;
     }
-    c->layers[c->nl++] = (mlayer){act, has_bias, c->stmt_line};
-    return NND_OK;
+    c->layers[c->nl++] = (mlayer){act, has_bias, c->stmt_line, n_src, src};
+    src = NULL;
+done:
+    nnd__free(terms);
+    nnd__free(src);
+    return s;
 }
 
 static nnd_status refused(const mctx *c)
@@ -1752,28 +1837,121 @@ static nnd_status build(mctx *c, nnd_net **net)
     for (size_t i = 0; i < c->n_in_steps; i++)
         if ((s = add_input_step(c, *net, &c->in[i], &n)))
             return s;
+    /* The layers. A layer with the previous layer (the processed input for the first) as its only
+     * source is a dense layer of the chain; one with other sources is the concatenation of its
+     * sources (input first, then the earlier layers in order) and a dense layer on it whose weights
+     * are the file's IWK_1, LWK_J side by side in that order: [IWK_1 LWK_1 ... LWK_(K-1)]·[x; a1; ...]
+     * is exactly IWK_1*x + LWK_1*a1 + ... . A layer nothing reads would not reach the output. */
+    size_t *width = nnd__malloc(c->nl + 1, sizeof *width), *index = nnd__malloc(c->nl + 1, sizeof *index);
+    size_t *srcs = nnd__malloc(c->nl + 1, sizeof *srcs);
+    unsigned char *read = nnd__calloc(c->nl + 1, 1);
+    double *Wcat = NULL;
+    if (!width || !index || !srcs || !read) {
+        s = bad(NND_ENOMEM, c, 0, "out of memory for %zu layers", c->nl);
+        goto layers_done;
+    }
+    for (size_t l = 0; l < c->nl; l++)
+        for (size_t m = 0; m < c->layers[l].n_src; m++)
+            read[c->layers[l].src[m]] = 1;
+    for (size_t l = 0; l + 1 < c->nl; l++)
+        if (!read[l + 1]) {
+            s = bad(NND_EUNSUPPORTED, c, c->layers[l].line,
+                    "layer %zu's output a%zu feeds no later layer, so it does not reach the output: networks with "
+                    "such a layer are not supported", l + 1, l + 1);
+            goto layers_done;
+        }
+    width[0] = n;
+    index[0] = NND_NET_INPUT;
     for (size_t l = 0; l < c->nl; l++) {
+        const mlayer *L = &c->layers[l];
         char wn[NAME_MAX_LEN], bn[NAME_MAX_LEN], what[40];
-        const mconst *W, *b = NULL;
-        if (l == 0)
-            snprintf(wn, sizeof wn, "IW1_1");
-        else
-            snprintf(wn, sizeof wn, "LW%zu_%zu", l + 1, l);
+        const mconst *b = NULL;
+        size_t rows = 0, cols = 0;
         snprintf(bn, sizeof bn, "b%zu", l + 1);
         snprintf(what, sizeof what, "layer %zu", l + 1);
-        if (!(W = find_const(c, wn)))
-            return bad(NND_EFORMAT, c, c->layers[l].line, "%s is used but never assigned", wn);
-        if (!W->rows)
-            return bad(NND_EFORMAT, c, W->line, "%s is empty", wn);
-        if (W->cols != n)
-            return bad(NND_EFORMAT, c, W->line, "%s is %zu x %zu, but %s has %zu value%s", wn, W->rows, W->cols,
-                       l ? "the previous layer" : c->n_in_steps ? "the processed input" : "the input", n, pl(n));
-        if (c->layers[l].has_bias && (s = get_vec(c, bn, W->rows, "one per row of the weights", &b)))
-            return s;
-        if ((s = nnd_net_add_dense(*net, W->rows, W->v, b ? b->v : NULL, c->layers[l].act)))
-            return builder_failed(s, c, what);
-        n = W->rows;
+        /* pass 0: every weight is assigned and has the shape its source needs; pass 1: side by side */
+        for (int pass = 0; pass < 2; pass++) {
+            size_t at = 0;
+            for (size_t m = 0; m < L->n_src; m++) {
+                size_t j = L->src[m];
+                const mconst *W;
+                if (j == 0)
+                    snprintf(wn, sizeof wn, "IW%zu_1", l + 1);
+                else
+                    snprintf(wn, sizeof wn, "LW%zu_%zu", l + 1, j);
+                if (!(W = find_const(c, wn))) {
+                    s = bad(NND_EFORMAT, c, L->line, "%s is used but never assigned", wn);
+                    goto layers_done;
+                }
+                if (pass) {
+                    for (size_t r = 0; r < rows; r++)
+                        memcpy(Wcat + r * cols + at, W->v + r * W->cols, W->cols * sizeof *Wcat);
+                    at += W->cols;
+                    continue;
+                }
+                if (!W->rows) {
+                    s = bad(NND_EFORMAT, c, W->line, "%s is empty", wn);
+                    goto layers_done;
+                }
+                if (W->cols != width[j]) {
+                    s = bad(NND_EFORMAT, c, W->line, "%s is %zu x %zu, but %s has %zu value%s", wn, W->rows, W->cols,
+                            j ? "its source layer" : c->n_in_steps ? "the processed input" : "the input", width[j],
+                            pl(width[j]));
+                    goto layers_done;
+                }
+                if (m && W->rows != rows) {
+                    s = bad(NND_EFORMAT, c, W->line, "%s has %zu row%s, but the layer's other weights have %zu", wn,
+                            W->rows, pl(W->rows), rows);
+                    goto layers_done;
+                }
+                rows = W->rows;
+                if (!nnd__add(cols, W->cols, &cols)) {
+                    s = bad(NND_EFORMAT, c, W->line, "layer %zu is too wide", l + 1);
+                    goto layers_done;
+                }
+            }
+            if (pass == 0 && L->n_src > 1) {
+                size_t nw;
+                if (!nnd__mul(rows, cols, &nw) || !(Wcat = nnd__malloc(nw, sizeof *Wcat))) {
+                    s = bad(NND_ENOMEM, c, L->line, "out of memory for layer %zu's %zu x %zu weights", l + 1, rows,
+                            cols);
+                    goto layers_done;
+                }
+            }
+            if (L->n_src == 1)
+                break;
+        }
+        if (L->has_bias && (s = get_vec(c, bn, rows, "one per row of the weights", &b)))
+            goto layers_done;
+        if (L->n_src == 1) {
+            const mconst *W = find_const(c, wn);
+            size_t from = L->src[0] == l ? NND_NET_PREVIOUS : index[L->src[0]];
+            s = nnd_net_add_dense_from(*net, from, rows, W->v, b ? b->v : NULL, L->act);
+        } else {
+            for (size_t m = 0; m < L->n_src; m++)
+                srcs[m] = index[L->src[m]];
+            s = nnd_net_add_concat(*net, L->n_src, srcs);
+            if (!s)
+                s = nnd_net_add_dense_from(*net, NND_NET_PREVIOUS, rows, Wcat, b ? b->v : NULL, L->act);
+            nnd__free(Wcat);
+            Wcat = NULL;
+        }
+        if (s) {
+            s = builder_failed(s, c, what);
+            goto layers_done;
+        }
+        width[l + 1] = rows;
+        index[l + 1] = nnd_net_n_layers(*net) - 1;
+        n = rows;
     }
+layers_done:
+    nnd__free(width);
+    nnd__free(index);
+    nnd__free(srcs);
+    nnd__free(read);
+    nnd__free(Wcat);
+    if (s)
+        return s;
     size_t rows = 0;
     for (size_t i = c->n_out_steps; i-- > 0;) {
         if ((s = add_output_step(c, *net, &c->out[i], &rows)))
@@ -1863,6 +2041,8 @@ nnd_status nnd__load_matlab(const char *text, size_t len, const char *name, nnd_
     for (size_t i = 0; i < c.nc; i++)
         nnd__free(c.c[i].v);
     nnd__free(c.c);
+    for (size_t i = 0; i < c.nl; i++)
+        nnd__free(c.layers[i].src);
     nnd__free(c.layers);
     nnd__free(c.buf);
     nnd__free(c.sq);

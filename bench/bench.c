@@ -1075,7 +1075,7 @@ static double roof_bound(const result *r, const char **which)
 
 static void print_header(void)
 {
-    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s %6s %-5s | %12s %12s %-7s %8s | %12s %-5s | %12s %8s | "
+    printf("%-12s %5s %-23s %5s %6s | %-7s %12s %8s %6s %6s %6s %-5s | %12s %12s %-7s %8s | %12s %-5s | %12s %8s | "
            "%6s %6s | %9s\n",
            "shape", "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "%roof",
            "bound", "fwd s/s", "rev s/s", "fastest", "H diff", "blocked s/s", "fused", "f32 s/s", "f32 err", "%val",
@@ -1087,7 +1087,7 @@ static void print_result(const result *r)
     char hid[64];
     hidden_str(&r->sh, hid, sizeof hid);
     if (r->skipped[0]) {
-        printf("%-12s %5zu %-15s %5zu %6zu | skipped: %s\n", r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch,
+        printf("%-12s %5zu %-23s %5zu %6zu | skipped: %s\n", r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch,
                r->skipped);
         fflush(stdout);
         return;
@@ -1095,7 +1095,7 @@ static void print_result(const result *r)
     double sps = (double)r->sh.batch / r->t_auto, gf = sps * r->ref * 1e-9;
     const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse", *bound;
     double roof = roof_bound(r, &bound);
-    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% %5.1f%% %-5s | %12.4g %12.4g %-7s %8.1e | "
+    printf("%-12s %5zu %-23s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% %5.1f%% %-5s | %12.4g %12.4g %-7s %8.1e | "
            "%12.4g %-5s | %12.4g %8.1e | %5.1f%% %5.1f%% | %9.0f",
            r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf, r->dgemm,
            100 * gf / r->dgemm, 100 * roof / r->t_auto, bound, r->sps_fwd, r->sps_rev, fastest, r->mode_diff,
@@ -1285,7 +1285,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < kept; i++) {
             char hid[64];
             hidden_str(&shapes[i], hid, sizeof hid);
-            printf("%-12s %-6s n_in %3zu  hidden %-15s n_out %zu  batch %zu  ref %.4g flops/sample\n",
+            printf("%-12s %-6s n_in %3zu  hidden %-23s n_out %zu  batch %zu  ref %.4g flops/sample\n",
                    shapes[i].name, shapes[i].group, shapes[i].n_in, hid, shapes[i].n_out, shapes[i].batch,
                    ref_flops(&shapes[i]));
         }

@@ -243,14 +243,27 @@ def casadi_section(peers):
     """CasADi's build figures per shape: where its SX graph and generated C stop being practical."""
     res = (peers or {}).get("peers", {}).get("casadi", {}).get("results", {})
     heads = ["shape", "weights", "SX instructions", "SX build", "C size", "codegen", "compile (-O3)", "samples/s"]
+    # the median seconds per instruction of the compiled shapes predicts the others' (marked "~"):
+    # a low estimate, cc's time growing faster than linearly with one function's size
+    per = sorted(i["compile_seconds"] / i["instructions"] for i in (r.get("info") or {} for r in res.values())
+                 if i.get("compile_seconds") and not i.get("reused"))
+    rate = per[len(per) // 2] if per else None
     rows = []
     for name, r in res.items():
         i = r.get("info") or {}
         sec = lambda k: f"{i[k]:.2f} s" if k in i else "-"
+        if i.get("reused"):
+            comp = "reused"
+        elif "compile_seconds" in i:
+            comp = sec("compile_seconds")
+        elif "compile_seconds_over" in i:
+            comp = f"> {i['compile_seconds_over']:.0f} s (stopped)"
+        elif rate and "instructions" in i:
+            comp = f"~{rate * i['instructions']:.0f} s"
+        else:
+            comp = "-"
         rows.append([name, i.get("weights", "-"), i.get("instructions", "-"), sec("sx_seconds"),
-                     f"{i['c_bytes'] / 2**20:.2f} MiB" if "c_bytes" in i else "-",
-                     sec("codegen_seconds"),
-                     ("reused" if i.get("reused") else sec("compile_seconds")),
+                     f"{i['c_bytes'] / 2**20:.2f} MiB" if "c_bytes" in i else "-", sec("codegen_seconds"), comp,
                      fmt_rate(r["samples_per_s"]) if r.get("samples_per_s") else r.get("status", "-")])
     return table(heads, rows) if rows else None
 
@@ -612,9 +625,10 @@ def main():
                "batch loop (OpenMP, 2 threads), its fastest form for small nets. The graph, the C and the "
                "compile time grow with the weights times the input and output sizes: the bench builds SX "
                "Functions up to about 4e6 instructions, generates C up to 1e6 and compiles up to 1.2e5, "
-               "with at most 180 s of compiling in a run (peers.py: CASADI_MAX_*, CASADI_COMPILE_BUDGET); "
+               "with at most 150 s of compiling in a run, smallest shape first (peers.py: CASADI_MAX_*, CASADI_COMPILE_BUDGET); "
                "past those it says `n/p`. Per shape tried (\"reused\": an architecture compiled for an "
-               "earlier shape):", "", cas, ""]
+               "earlier shape; \"~\": not compiled, the time predicted from the compiled shapes' median seconds "
+               "per instruction, a low estimate: cc's time grows faster than the function's size):", "", cas, ""]
     f32 = float32_section(bench)
     if f32:
         md += ["## float32", "",

@@ -799,22 +799,58 @@ static void print_steps(const char *label, const nnd_net *net, size_t count,
     putchar('\n');
 }
 
+/* A graph layer's sources, numbered as the layer lines are (from 1): "input, layer 2 + layer 3". */
+static void print_sources(const nnd_net *net, size_t l, const char *sep)
+{
+    size_t n = nnd_net_layer_n_sources(net, l);
+    for (size_t i = 0; i < n; i++) {
+        size_t src = nnd_net_layer_source(net, l, i);
+        printf("%s", i ? sep : "");
+        if (src == NND_NET_INPUT)
+            printf("input");
+        else
+            printf("layer %zu", src + 1);
+    }
+}
+
+/* One line per layer. A chain's: "layer 2: 8 -> 4 units, tansig". A graph's say each layer's kind
+ * and where its input comes from ("input" is the processed input):
+ * "layer 3: add of layer 1 + layer 2, 4 units", "layer 4: layernorm of layer 3, 4 units (epsilon 1e-05)",
+ * "layer 5: concat of input, layer 4, 7 units", "layer 6: 7 -> 1 units, purelin, from layer 5". */
 static void print_layers(const nnd_net *net)
 {
     size_t L = nnd_net_n_layers(net);
+    const int chain = nnd_net_is_chain(net);
+    if (!chain)
+        printf("structure: graph (layers name their sources; \"input\" is the processed input)\n");
     for (size_t l = 0; l < L; l++) {
         size_t nin = 0, nout = 0;
         int act = -1;
-        double p[2] = {0, 0};
+        double p[2] = {0, 0}, eps = 0;
         size_t np = 0;
         if (nnd_net_layer(net, l, &nin, &nout, &act, NULL) != NND_OK || nnd_net_layer_params(net, l, &np, p) != NND_OK)
             continue;
+        int kind = nnd_net_layer_kind(net, l);
+        if (kind == NND_LAYER_SUM || kind == NND_LAYER_CONCAT || kind == NND_LAYER_LAYERNORM) {
+            printf("  layer %zu: %s of ", l + 1,
+                   kind == NND_LAYER_SUM ? "add" : kind == NND_LAYER_CONCAT ? "concat" : "layernorm");
+            print_sources(net, l, kind == NND_LAYER_SUM ? " + " : ", ");
+            printf(", %zu units", nout);
+            if (kind == NND_LAYER_LAYERNORM && nnd_net_layer_norm(net, l, NULL, NULL, &eps) == NND_OK)
+                printf(" (epsilon %g)", eps);
+            putchar('\n');
+            continue;
+        }
         const char *name = nnd_act_name(act);
         printf("  layer %zu: %zu -> %zu units, %s", l + 1, nin, nout, name ? name : "?");
         if (np == 1)
             printf(" (parameter %g)", p[0]);
         else if (np == 2)
             printf(" (parameters %g, %g)", p[0], p[1]);
+        if (!chain) {
+            printf(", from ");
+            print_sources(net, l, ", ");
+        }
         putchar('\n');
     }
 }

@@ -219,7 +219,8 @@ NND_API nnd_status nnd_net_load(const char *path, nnd_net **net);
 /* The same from a buffer already in memory; name is used in messages only (may be NULL). A buffer
  * has no folder: an ONNX model with external data files is NND_EUNSUPPORTED here (use nnd_net_load). */
 NND_API nnd_status nnd_net_load_buffer(const void *data, size_t size, const char *name, nnd_net **net);
-/* Write a net as nnderiv JSON (format "nnderiv-mlp", version 1), numbers round-trip exactly. */
+/* Write a net as nnderiv JSON (format "nnderiv-mlp"): version 1 for a chain, version 2 (layer
+ * types and sources, README "The JSON model format") for a graph net; numbers round-trip exactly. */
 NND_API nnd_status nnd_net_save_json(const nnd_net *net, const char *path);
 
 NND_API void nnd_net_free(nnd_net *net); /* NULL is a no-op */

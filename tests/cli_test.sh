@@ -364,6 +364,28 @@ if [ -n "$DATA" ] && [ -d "$DATA/import" ]; then
         grep -q '^folded: input removeconstantrows x1_step1: row 3 of 5 dropped; input mapminmax x1_step2' "$T/out"
 fi
 
+# ---------------------------------------------------------------- info on a graph net
+# JSON version 2 (tests/data/graph/readme.json, the README's example): each layer's kind and sources.
+if [ -n "$DATA" ] && [ -f "$DATA/graph/readme.json" ]; then
+    expect_rc "info of a graph net exits 0" 0 info "$DATA/graph/readme.json"
+    check "info says the net is a graph" grep -q '^structure: graph' "$T/out"
+    check "info shows a dense layer's source" grep -qx '  layer 2: 2 -> 2 units, tansig, from layer 1' "$T/out"
+    check "info shows the processed input as a source" grep -qx '  layer 1: 3 -> 2 units, tansig, from input' "$T/out"
+    check "info shows an add and its sources" grep -qx '  layer 3: add of layer 1 + layer 2, 2 units' "$T/out"
+    check "info shows a layernorm, its source and epsilon" \
+        grep -qx '  layer 4: layernorm of layer 3, 2 units (epsilon 1e-05)' "$T/out"
+    check "info shows a concat of the input and a layer" grep -qx '  layer 5: concat of input, layer 4, 5 units' "$T/out"
+    check "info of a graph net counts gamma and beta as parameters" grep -qx 'parameters: 24' "$T/out"
+    run info "$MODEL"
+    check "info of a chain shows no structure line" test "$(grep -c '^structure:' "$T/out")" -eq 0
+    run convert "$DATA/graph/every_kind.json" "$T/g_conv.json"
+    check "convert writes a graph net as JSON version 2" grep -q '"version": 2' "$T/g_conv.json"
+    random_csv 3 4 9 >"$T/g_in.csv"
+    run hessian -m "$DATA/graph/every_kind.json" -i "$T/g_in.csv" -o "$T/g_a.csv"
+    "$NND" hessian -m "$T/g_conv.json" -i "$T/g_in.csv" -o "$T/g_b.csv" 2>/dev/null
+    check "convert of a graph net writes JSON with the same Hessians" cmp -s "$T/g_a.csv" "$T/g_b.csv"
+fi
+
 # ---------------------------------------------------------------- products and curvature
 # The demo net (3 inputs, 2 outputs); products against the core subcommands on the same samples.
 P="$T/demo.json"

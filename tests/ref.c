@@ -829,6 +829,7 @@ typedef struct {
     size_t n, P, cap;     /* inputs, packed second-derivative length, capacity in units */
     int order;            /* 0: values only, 1: + first, 2: + second derivatives */
     long double *a, *da, *d2a;
+    double *lngain;       /* non-NULL: LayerNorm layers multiply their amplification into it */
 } ref_state;
 
 static int state_alloc(ref_state *st, size_t cap, size_t n, int order)
@@ -1024,6 +1025,11 @@ static void layernorm_layer(const ref_layer *L, ref_state *cur, ref_state *tmp)
     }
     var *= invN;
     const long double s = 1.0L / sqrtl(var + (long double)L->eps), s3 = s * s * s, s5 = s3 * s * s;
+    if (cur->lngain) {
+        long double vmax = 0;
+        for (size_t i = 0; i < N; i++) vmax = fabsl(cur->a[i]) > vmax ? fabsl(cur->a[i]) : vmax;
+        *cur->lngain *= (double)(vmax * s > 1 ? vmax * s : 1);
+    }
     long double *ds = NULL, *d2s = NULL, *dvar = NULL;
     if (cur->order >= 1) {
         ds = calloc(n, sizeof(long double));
@@ -1183,7 +1189,7 @@ static void propagate(const ref_net *net, const long double *x, ref_state *cur, 
 }
 
 static int run(const ref_net *net, const long double *x, int order, long double *y, long double *J, long double *H,
-               double *kinkdist, double *zmaxabs)
+               double *kinkdist, double *zmaxabs, double *lngain)
 {
     size_t cap = net_max_width(net);
     size_t n = net->n_in;
@@ -1195,6 +1201,7 @@ static int run(const ref_net *net, const long double *x, int order, long double 
         state_free(&b);
         return -1;
     }
+    a.lngain = b.lngain = lngain;
     ref_state *cur = &a, *tmp = &b;
     propagate(net, x, cur, tmp, kinkdist, zmaxabs);
     const size_t m = net->n_out, P = cur->P;
@@ -1228,7 +1235,7 @@ static long double *to_ld(const double *x, size_t n)
 
 void ref_value_ld(const ref_net *net, const long double *x, long double *y)
 {
-    if (run(net, x, 0, y, NULL, NULL, NULL, NULL)) abort();
+    if (run(net, x, 0, y, NULL, NULL, NULL, NULL, NULL)) abort();
 }
 
 void ref_value(const ref_net *net, const double *x, long double *y)
@@ -1242,7 +1249,7 @@ int ref_derivs(const ref_net *net, const double *x, long double *y, long double 
 {
     long double *xl = to_ld(x, net->n_in);
     int order = H ? 2 : (J ? 1 : 0);
-    int rc = run(net, xl, order, y, J, H, NULL, NULL);
+    int rc = run(net, xl, order, y, J, H, NULL, NULL, NULL);
     free(xl);
     return rc;
 }
@@ -1251,7 +1258,7 @@ double ref_kink_distance(const ref_net *net, const double *x)
 {
     long double *xl = to_ld(x, net->n_in);
     double dist = INFINITY;
-    if (run(net, xl, 0, NULL, NULL, NULL, &dist, NULL)) abort();
+    if (run(net, xl, 0, NULL, NULL, NULL, &dist, NULL, NULL)) abort();
     free(xl);
     return dist;
 }
@@ -1260,9 +1267,18 @@ double ref_max_abs_z(const ref_net *net, const double *x)
 {
     long double *xl = to_ld(x, net->n_in);
     double zm = 0;
-    if (run(net, xl, 0, NULL, NULL, NULL, NULL, &zm)) abort();
+    if (run(net, xl, 0, NULL, NULL, NULL, NULL, &zm, NULL)) abort();
     free(xl);
     return zm;
+}
+
+double ref_layernorm_gain(const ref_net *net, const double *x)
+{
+    long double *xl = to_ld(x, net->n_in);
+    double g = 1;
+    if (run(net, xl, 0, NULL, NULL, NULL, NULL, NULL, &g)) abort();
+    free(xl);
+    return g;
 }
 
 /* ---------------------------------------------------------------- finite differences */

@@ -202,6 +202,10 @@ int ref_derivs(const ref_net *net, const double *x, long double *y, long double 
  * (+infinity when the net has no kinked layer); and the largest |z| over all units. */
 double ref_kink_distance(const ref_net *net, const double *x);
 double ref_max_abs_z(const ref_net *net, const double *x);
+/* How much LayerNorm layers amplify rounding at x: the product over them of
+ * max(1, max_i |v_i| / sqrt(var(v) + eps)) for each one's input v (an error of eps |v| in v is one
+ * of about eps times that in its output); 1 for a net without LayerNorm. */
+double ref_layernorm_gain(const ref_net *net, const double *x);
 
 /* ---------------------------------------------------------------- finite-difference oracle */
 

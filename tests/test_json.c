@@ -17,6 +17,9 @@
 #ifndef NND_TEST_DATA
 #error "NND_TEST_DATA must name the test data directory"
 #endif
+#ifndef NND_README
+#error "NND_README must name README.md"
+#endif
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -106,16 +109,29 @@ static int nets_identical(const nnd_net *a, const nnd_net *b, char *why, size_t 
                      q->n_out, q->n_in, q->act);
             return 0;
         }
+        if (p->kind != q->kind || p->n_src != q->n_src || memcmp(p->src, q->src, p->n_src * sizeof *p->src) != 0) {
+            snprintf(why, cap, "layer %zu: kind %d with %zu sources vs kind %d with %zu sources (or the sources differ)",
+                     k + 1, p->kind, p->n_src, q->kind, q->n_src);
+            return 0;
+        }
+        if (!same_bits(&p->eps, &q->eps, 1, &at)) {
+            snprintf(why, cap, "layer %zu: epsilon %.17g vs %.17g", k + 1, p->eps, q->eps);
+            return 0;
+        }
         if (!same_bits(p->param, q->param, 2, &at)) {
             snprintf(why, cap, "layer %zu: parameter %zu: %.17g vs %.17g", k + 1, at + 1, p->param[at], q->param[at]);
             return 0;
         }
-        if (!same_bits(p->W, q->W, p->n_in * p->n_out, &at)) {
+        if (!same_bits(p->W, q->W, nnd__layer_nw(p), &at)) {
             snprintf(why, cap, "layer %zu: W[%zu][%zu] %.17g vs %.17g", k + 1, at / p->n_in, at % p->n_in, p->W[at],
                      q->W[at]);
             return 0;
         }
-        if (!same_bits(p->b, q->b, p->n_out, &at)) {
+        if (!p->b != !q->b) {
+            snprintf(why, cap, "layer %zu: one has biases, the other none", k + 1);
+            return 0;
+        }
+        if (p->b && !same_bits(p->b, q->b, p->n_out, &at)) {
             snprintf(why, cap, "layer %zu: b[%zu] %.17g vs %.17g", k + 1, at, p->b[at], q->b[at]);
             return 0;
         }
@@ -220,6 +236,7 @@ static const struct {
     {"acts.json", 2, 1, 4, 0, 0},
     {"acts_params.json", 2, 1, 5, 0, 0},
     {"minimal.json", 1, 1, 1, 0, 0},
+    {"v2_chain.json", 2, 1, 2, 0, 0},
 };
 #define N_VALID (int)(sizeof valid / sizeof valid[0])
 
@@ -450,7 +467,7 @@ static const struct {
     {"root_array.json", NND_EFORMAT, "unrecognised model format", "nnderiv JSON"},
     {"wrong_format.json", NND_EFORMAT, "'format'", "nnderiv-mlp"},
     {"missing_format.json", NND_EFORMAT, "missing field 'format'", NULL},
-    {"version_2.json", NND_EUNSUPPORTED, "version", "version 2 is not supported"},
+    {"version_3.json", NND_EUNSUPPORTED, "version", "version 3 is not supported"},
     {"version_string.json", NND_EFORMAT, "version", "a string"},
     {"missing_inputs.json", NND_EFORMAT, "missing field 'inputs'", NULL},
     {"negative_inputs.json", NND_EFORMAT, "inputs", "-2"},
@@ -509,6 +526,42 @@ static const struct {
     {"step_unknown_key.json", NND_EFORMAT, "input_processing step 1 (mapminmax)", "unknown field 'ymax'"},
     {"out_step_unknown_key.json", NND_EFORMAT, "output_processing step 1 (removeconstantrows)",
      "unknown field 'constant'"},
+    /* version 2 (graph nets): sources, types and the fields of each type */
+    {"v2_forward_index.json", NND_EFORMAT, "layer 2", "inputs entry 2 is 2, a forward reference"},
+    {"v2_self_index.json", NND_EFORMAT, "layer 2", "inputs entry 1 is 1, the layer itself"},
+    {"v2_first_forward.json", NND_EFORMAT, "layer 1", "inputs entry 1 is 0, the layer itself (this layer is index 0: it takes only \"input\")"},
+    {"v2_negative_index.json", NND_EFORMAT, "layer 2", "inputs entry 2 must be a non-negative integer, not -1"},
+    {"v2_fractional_index.json", NND_EFORMAT, "layer 2", "inputs entry 1 must be a non-negative integer, not 0.5"},
+    {"v2_inputs_bool.json", NND_EFORMAT, "layer 2", "inputs entry 1 is true"},
+    {"v2_unknown_name.json", NND_EFORMAT, "layer 2", "inputs entry 2: no earlier layer is named 'b'"},
+    {"v2_forward_name.json", NND_EFORMAT, "layer 2", "'later' is layer index 2, a forward reference"},
+    {"v2_self_name.json", NND_EFORMAT, "layer 2 (me)", "'me' is this layer itself"},
+    {"v2_ambiguous_name.json", NND_EFORMAT, "layer 3", "name 'a' is ambiguous"},
+    {"v2_input_name.json", NND_EFORMAT, "layer 2", "name 'input' is reserved"},
+    {"v2_name_number.json", NND_EFORMAT, "layer 2", "name is an integer"},
+    {"v2_inputs_not_array.json", NND_EFORMAT, "layer 2", "inputs is an integer"},
+    {"v2_inputs_empty.json", NND_EFORMAT, "layer 2", "inputs is empty"},
+    {"v2_add_missing_inputs.json", NND_EFORMAT, "layer 2", "missing field 'inputs'"},
+    {"v2_add_width.json", NND_EFORMAT, "layer 3",
+     "inputs entry 2 (layer index 1) has 3 values, but entry 1 (layer index 0) has 2: an add takes inputs of one width"},
+    {"v2_dense_two_inputs.json", NND_EFORMAT, "layer 2", "inputs has 2 entries, but a dense layer takes one"},
+    {"v2_dense_width.json", NND_EFORMAT, "layer 3", "weights row 1 has 3 columns, its input, layer index 1, has 4 units"},
+    {"v2_dense_width_input.json", NND_EFORMAT, "layer 2",
+     "weights row 1 has 3 columns, its input, \"input\" (the processed input), has 2 values"},
+    {"v2_missing_epsilon.json", NND_EFORMAT, "layer 2", "missing field 'epsilon'"},
+    {"v2_epsilon_zero.json", NND_EFORMAT, "layer 2", "epsilon must be positive, not 0"},
+    {"v2_epsilon_string.json", NND_EFORMAT, "layer 2", "epsilon is a string"},
+    {"v2_gamma_length.json", NND_EFORMAT, "layer 2", "gamma has 3 values, expected 2"},
+    {"v2_beta_string.json", NND_EFORMAT, "layer 2", "beta entry 1 is a string"},
+    {"v2_layernorm_two_inputs.json", NND_EFORMAT, "layer 2", "a layernorm layer takes one"},
+    {"v2_unknown_type.json", NND_EFORMAT, "layer 2", "type 'residual' is not a layer type"},
+    {"v2_type_number.json", NND_EFORMAT, "layer 2", "type is an integer"},
+    {"v2_layernorm_activation.json", NND_EFORMAT, "layer 2", "unknown field 'activation'"},
+    {"v2_add_weights.json", NND_EFORMAT, "layer 2", "unknown field 'weights'"},
+    {"v2_norm_misspelt.json", NND_EFORMAT, "layer 2", "unknown field 'gama'"},
+    {"v2_input_typo.json", NND_EFORMAT, "layer 2", "unknown field 'input'"},
+    {"v2_out_proc_width.json", NND_EFORMAT, "output_processing step 1", "the last layer has 4 units"},
+    {"v1_with_inputs.json", NND_EFORMAT, "layer 2", "unknown field 'inputs'"},
     {"not_json.txt", NND_EFORMAT, "unrecognised model format", "nnderiv JSON"},
     {"empty.json", NND_EFORMAT, "empty", NULL},
     {"whitespace.json", NND_EFORMAT, "empty", NULL},
@@ -663,6 +716,234 @@ START_TEST(save_replaces_atomically_and_reports_io_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- version 2: graph nets */
+
+/* The first line holding "\"version\": " in a saved file: the version it was written as. */
+static int saved_version(const char *path)
+{
+    size_t n;
+    char *text = slurp(path, &n);
+    const char *v = strstr(text, "\"version\": ");
+    int version = v ? atoi(v + strlen("\"version\": ")) : -1;
+    free(text);
+    return version;
+}
+
+/* Graph fixtures (tests/data/graph): their shapes; outside the CLI test's fixture loop (tests/data, top level). */
+static const struct {
+    const char *file;
+    size_t n_in, n_out, n_layers, n_pre, n_post;
+} valid_graph[] = {
+    {"graph/readme.json", 3, 1, 6, 0, 0},
+    {"graph/every_kind.json", 3, 2, 9, 2, 1},
+};
+#define N_VALID_GRAPH (int)(sizeof valid_graph / sizeof valid_graph[0])
+
+/* nnd_fd_derivatives (which evaluates graphs by plain loops) of both nets at one input: a function of
+ * the net alone, so bit-identical nets give bit-identical numbers. */
+static void check_same_fd(const nnd_net *a, const nnd_net *b, const char *label)
+{
+    size_t n = nnd_net_n_in(a), m = nnd_net_n_out(a), at;
+    double *x = malloc(n * sizeof *x), *J[2], *H[2];
+    ck_assert(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.37 * sin(1.0 + 1.7 * (double)i);
+    for (int k = 0; k < 2; k++) {
+        J[k] = malloc(m * n * sizeof(double));
+        H[k] = malloc(m * n * n * sizeof(double));
+        ck_assert(J[k] && H[k]);
+        nnd_status s = nnd_fd_derivatives(k ? b : a, x, J[k], H[k]);
+        ck_assert_msg(s == NND_OK, "%s: nnd_fd_derivatives: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    }
+    ck_assert_msg(same_bits(J[0], J[1], m * n, &at), "%s: finite-difference J entry %zu differs", label, at);
+    ck_assert_msg(same_bits(H[0], H[1], m * n * n, &at), "%s: finite-difference H entry %zu differs", label, at);
+    free(x);
+    for (int k = 0; k < 2; k++)
+        free(J[k]), free(H[k]);
+}
+
+START_TEST(graph_fixture_loads_reloads_and_saves_deterministically)
+{
+    char path[1024], dir[512], p1[1024], p2[1024], why[256];
+    nnd_net *net = NULL, *back = NULL;
+    data_path(path, sizeof path, valid_graph[_i].file);
+    nnd_status s = nnd_net_load(path, &net);
+    ck_assert_msg(s == NND_OK, "%s: %s: %s", path, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(nnd_net_n_in(net) == valid_graph[_i].n_in && nnd_net_n_out(net) == valid_graph[_i].n_out &&
+                      nnd_net_n_layers(net) == valid_graph[_i].n_layers &&
+                      nnd_net_n_input_steps(net) == valid_graph[_i].n_pre &&
+                      nnd_net_n_output_steps(net) == valid_graph[_i].n_post,
+                  "%s: got %zu -> %zu, %zu layers, %zu/%zu steps", path, nnd_net_n_in(net), nnd_net_n_out(net),
+                  nnd_net_n_layers(net), nnd_net_n_input_steps(net), nnd_net_n_output_steps(net));
+    ck_assert_msg(!nnd_net_is_chain(net), "%s: loaded as a chain", path);
+    make_tmpdir(dir, sizeof dir);
+    snprintf(p1, sizeof p1, "%s/one.json", dir);
+    snprintf(p2, sizeof p2, "%s/two.json", dir);
+    s = nnd_net_save_json(net, p1);
+    ck_assert_msg(s == NND_OK, "%s: save: %s: %s", path, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(saved_version(p1) == 2, "%s: a graph net was saved as version %d", path, saved_version(p1));
+    ck_assert_msg(nnd_net_load(p1, &back) == NND_OK, "%s: reload: %s", path, nnd_errmsg());
+    ck_assert_msg(nets_identical(net, back, why, sizeof why), "%s: reloaded net differs: %s", path, why);
+    check_same_fd(net, back, path);
+    check_same_outputs(net, back, path);
+    ck_assert_msg(nnd_net_save_json(back, p2) == NND_OK, "save again: %s", nnd_errmsg());
+    size_t n1, n2;
+    char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
+    ck_assert_msg(n1 == n2 && memcmp(a, b, n1) == 0, "%s: save(load(save(net))) differs from save(net)", path);
+    free(a);
+    free(b);
+    nnd_net_free(back);
+    nnd_net_free(net);
+    rm_tree(dir);
+}
+END_TEST
+
+/* every_kind.json as written: types, sources by index, by name and "input", the defaults. */
+START_TEST(graph_fixture_values_are_read_as_written)
+{
+    char path[1024];
+    nnd_net *net = NULL;
+    data_path(path, sizeof path, "graph/every_kind.json");
+    ck_assert_msg(nnd_net_load(path, &net) == NND_OK, "%s: %s", path, nnd_errmsg());
+    static const struct {
+        int kind;
+        size_t n_src, src[4], n_out;
+    } want[] = {
+        {NND_LAYER_DENSE, 1, {NND_NET_INPUT}, 3},                             /* no type, no inputs */
+        {NND_LAYER_DENSE, 1, {0}, 3},                                         /* no inputs: the previous */
+        {NND_LAYER_SUM, 2, {0, 1}, 3},                                        /* "stem", 1 */
+        {NND_LAYER_LAYERNORM, 1, {2}, 3},                                     /* the previous */
+        {NND_LAYER_LAYERNORM, 1, {2}, 3},                                     /* "res" */
+        {NND_LAYER_CONCAT, 4, {NND_NET_INPUT, 3, 4, NND_NET_INPUT}, 10},
+        {NND_LAYER_DENSE, 1, {5}, 2},
+        {NND_LAYER_SUM, 1, {6}, 2},
+        {NND_LAYER_DENSE, 1, {7}, 2},
+    };
+    for (size_t l = 0; l < 9; l++) {
+        ck_assert_msg(nnd_net_layer_kind(net, l) == want[l].kind, "layer %zu: kind %d, expected %d", l + 1,
+                      nnd_net_layer_kind(net, l), want[l].kind);
+        ck_assert_msg(nnd_net_layer_n_sources(net, l) == want[l].n_src, "layer %zu: %zu sources, expected %zu", l + 1,
+                      nnd_net_layer_n_sources(net, l), want[l].n_src);
+        for (size_t i = 0; i < want[l].n_src; i++)
+            ck_assert_msg(nnd_net_layer_source(net, l, i) == want[l].src[i], "layer %zu: source %zu is %zu, expected %zu",
+                          l + 1, i, nnd_net_layer_source(net, l, i), want[l].src[i]);
+        size_t nout;
+        ck_assert(nnd_net_layer(net, l, NULL, &nout, NULL, NULL) == NND_OK);
+        ck_assert_msg(nout == want[l].n_out, "layer %zu: %zu units, expected %zu", l + 1, nout, want[l].n_out);
+    }
+    double g[3], b[3], eps, p[2];
+    size_t count;
+    int act;
+    ck_assert(nnd_net_layer_norm(net, 3, g, b, &eps) == NND_OK);
+    ck_assert_msg(eps == 0.001 && g[0] == 1 && g[1] == 1 && g[2] == 1 && b[0] == 0 && b[1] == 0 && b[2] == 0,
+                  "layer 4: absent gamma/beta are not ones/zeros, or epsilon %.17g is not 0.001", eps);
+    ck_assert(nnd_net_layer_norm(net, 4, g, b, &eps) == NND_OK);
+    ck_assert_msg(eps == 1e-5 && g[0] == 1.5 && g[2] == -1 && b[0] == 0.25 && b[2] == -0.5, "layer 5 read wrongly");
+    ck_assert(nnd_net_layer_norm(net, 0, g, b, &eps) == NND_EINVAL);
+    ck_assert(nnd_net_layer(net, 1, NULL, NULL, &act, NULL) == NND_OK && nnd_net_layer_params(net, 1, &count, p) == NND_OK);
+    ck_assert_msg(act == NND_ACT_ELU && count == 1 && p[0] == 0.5, "layer 2: elu alpha read wrongly");
+    ck_assert(nnd_net_layer(net, 6, NULL, NULL, &act, NULL) == NND_OK && nnd_net_layer_params(net, 6, &count, p) == NND_OK);
+    ck_assert_msg(act == NND_ACT_CLIP && count == 2 && p[0] == -0.5 && p[1] == 2, "layer 7: clip params read wrongly");
+    ck_assert_msg(net->layers[6].W[10 + 3] == 1 && net->layers[6].W[9] == 1.0, "layer 7 weights read wrongly");
+    nnd_net_free(net);
+}
+END_TEST
+
+/* The README's version 2 example is the fixture graph/readme.json, character for character. */
+START_TEST(readme_example_is_the_fixture)
+{
+    char path[1024];
+    size_t nr, nf;
+    char *readme = slurp(NND_README, &nr);
+    data_path(path, sizeof path, "graph/readme.json");
+    char *fixture = slurp(path, &nf);
+    const char *start = strstr(readme, "{\"format\": \"nnderiv-mlp\", \"version\": 2,");
+    ck_assert_msg(start != NULL, "README.md has no version 2 example");
+    ck_assert_msg(strncmp(start, fixture, nf) == 0 && strncmp(start + nf, "```", 3) == 0,
+                  "README.md's version 2 example differs from %s", path);
+    free(readme);
+    free(fixture);
+}
+END_TEST
+
+/* Random graph nets of every style, with processing on both sides: saved as version 2, reloaded bit
+ * for bit; a chain is still saved as version 1. */
+START_TEST(random_graph_net_reloads_bit_identically)
+{
+    static const int acts[] = {NND_ACT_TANSIG, NND_ACT_ELU, NND_ACT_GELU, NND_ACT_POSLIN, NND_ACT_HARDSIGMOID,
+                               NND_ACT_SILU};
+    ref_graph_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.style = REF_GRAPH_RESIDUAL + _i % 5;
+    spec.n_in = 2 + (size_t)(_i % 3);
+    spec.width = 3 + (size_t)(_i % 4);
+    spec.n_out = 1 + (size_t)(_i % 2);
+    spec.n_blocks = spec.style == REF_GRAPH_RANDOM ? 8 : 2;
+    spec.n_acts = 6;
+    memcpy(spec.acts, acts, sizeof acts);
+    spec.out_act = _i % 3 ? NND_ACT_PURELIN : NND_ACT_SOFTMAX;
+    spec.eps = _i % 2 ? 1.0 / 3.0 : 0;
+    spec.n_pre = 2;
+    spec.pre[0] = _i % 2 ? REF_PROC_MAPMINMAX : REF_PROC_MAPSTD;
+    spec.pre[1] = REF_PROC_RCR;
+    spec.n_post = 1;
+    spec.post[0] = _i % 2 ? REF_PROC_RCR : REF_PROC_MAPSTD;
+    ref_net rn;
+    nnd_net *net = NULL, *back = NULL;
+    char dir[512], label[2048], path[1024], why[256];
+    ck_assert_msg(ref_net_random_graph(&rn, &spec, 2000 + (uint64_t)_i) == 0, "ref_net_random_graph failed");
+    ref_net_describe(&rn, label, sizeof label);
+    nnd_status s = ref_net_to_nnd(&rn, &net);
+    ck_assert_msg(s == NND_OK, "%s: ref_net_to_nnd: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    make_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/graph.json", dir);
+    s = nnd_net_save_json(net, path);
+    ck_assert_msg(s == NND_OK, "%s: save: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(saved_version(path) == 2, "%s: saved as version %d", label, saved_version(path));
+    s = nnd_net_load(path, &back);
+    ck_assert_msg(s == NND_OK, "%s: reload: %s: %s", label, nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(nets_identical(net, back, why, sizeof why), "%s: reloaded net differs: %s", label, why);
+    check_same_fd(net, back, label);
+    check_same_outputs(net, back, label);
+    nnd_net_free(back);
+    nnd_net_free(net);
+    ref_net_free(&rn);
+
+    /* a chain (built through nnd_net_add_dense_from with explicit sources, even) stays version 1 */
+    const double W[4] = {1, 2, 3, 4};
+    ck_assert(nnd_net_new(2, &net) == NND_OK);
+    ck_assert(nnd_net_add_dense_from(net, NND_NET_INPUT, 2, W, NULL, NND_ACT_TANSIG) == NND_OK);
+    ck_assert(nnd_net_add_dense_from(net, 0, 2, W, NULL, NND_ACT_PURELIN) == NND_OK);
+    ck_assert(nnd_net_save_json(net, path) == NND_OK);
+    ck_assert_msg(saved_version(path) == 1, "a chain was saved as version %d", saved_version(path));
+    nnd_net_free(net);
+    rm_tree(dir);
+}
+END_TEST
+
+/* LayerNorm's numbers (gamma, beta, epsilon) round-trip exactly, as the weights do. */
+START_TEST(layernorm_numbers_round_trip_exactly)
+{
+    const double gamma[4] = {-0.0, 1.0 / 3.0, 5e-324, 1.7976931348623157e308};
+    const double beta[4] = {0.30000000000000004, -0.0, 2.2250738585072014e-308, -1e22};
+    const double eps[3] = {5e-324, 1.0 / 3.0, 1e300};
+    const double W[8] = {0.1, -0.2, 1.0 / 7.0, 2.0 / 3.0, 1e-300, -5e-324, 3, 4};
+    for (int e = 0; e < 3; e++) {
+        nnd_net *net = NULL;
+        char dir[512];
+        ck_assert(nnd_net_new(2, &net) == NND_OK);
+        ck_assert(nnd_net_add_dense_from(net, NND_NET_INPUT, 4, W, NULL, NND_ACT_TANSIG) == NND_OK);
+        ck_assert_msg(nnd_net_add_layernorm(net, 0, gamma, beta, eps[e]) == NND_OK, "%s", nnd_errmsg());
+        size_t two[2] = {1, 0};
+        ck_assert(nnd_net_add_sum(net, 2, two) == NND_OK);
+        make_tmpdir(dir, sizeof dir);
+        check_round_trip(net, dir, "LayerNorm numbers", 0);
+        nnd_net_free(net);
+        rm_tree(dir);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- suite */
 
 static Suite *json_suite(void)
@@ -688,6 +969,14 @@ static Suite *json_suite(void)
     tcase_add_test(tc, missing_file_is_an_io_error);
     tcase_add_test(tc, every_truncation_is_rejected);
     tcase_add_test(tc, corrupted_bytes_never_crash);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("version 2");
+    tcase_add_loop_test(tc, graph_fixture_loads_reloads_and_saves_deterministically, 0, N_VALID_GRAPH);
+    tcase_add_test(tc, graph_fixture_values_are_read_as_written);
+    tcase_add_test(tc, readme_example_is_the_fixture);
+    tcase_add_loop_test(tc, random_graph_net_reloads_bit_identically, 0, 20);
+    tcase_add_test(tc, layernorm_numbers_round_trip_exactly);
     suite_add_tcase(s, tc);
     return s;
 }

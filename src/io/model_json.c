@@ -1,5 +1,8 @@
 /* The native JSON model format: {"format": "nnderiv-mlp", "version": 1, "inputs": n,
  * "input_processing": [...], "layers": [...], "output_processing": [...]}.
+ * Version 2 (graph nets) gives each layer a "type" (dense, layernorm, add, concat) and an "inputs"
+ * list (0-based layer indices, earlier layers' names, or "input" for the processed input); the writer
+ * writes version 1 for a chain and version 2 for anything else.
  *
  * The reader checks every size itself before it calls the public builder, so that a message
  * names the JSON field that is wrong ("fit.json: layer 3: weights row 2 has 7 columns, previous
@@ -24,7 +27,8 @@
 #include "io/model_json.h"
 
 #define NND_JSON_FORMAT "nnderiv-mlp"
-#define NND_JSON_VERSION 1
+#define NND_JSON_VERSION 1       /* chains: written as version 1, for every reader of version 1 */
+#define NND_JSON_VERSION_GRAPH 2 /* graph nets */
 
 /* ================================================================ reading */
 
@@ -442,19 +446,14 @@ static nnd_status read_output_steps(jctx *c, const json_t *list, nnd_net *net, s
     return NND_OK;
 }
 
-/* One dense layer (k: 0-based) on top of n_prev units; *units becomes its width. */
-static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int first, nnd_net *net,
-                             size_t *units)
+/* One dense layer (k: 0-based) on source src (NND_NET_PREVIOUS in version 1) of n_prev units;
+ * prev_what/prev_unit say what the source is in messages ("previous layer has" ... "unit"). The
+ * keys are checked by the caller. */
+static nnd_status read_dense(jctx *c, json_t *L, size_t k, size_t src, size_t n_prev, const char *prev_what,
+                             const char *prev_unit, nnd_net *net)
 {
     json_t *v, *wv;
     nnd_status s;
-    at(c, "layer %zu", k + 1);
-    if (!json_is_object(L))
-        return bad_type(c, L, "an object");
-    /* "bias", "alpha" and "params" are optional: a misspelt one must not silently become zero or the default. */
-    static const char *const known[] = {"activation", "weights", "bias", "alpha", "params", NULL};
-    if ((s = check_keys(c, L, known, "a layer has activation, weights, bias, alpha, params")))
-        return s;
 
     if ((s = need(c, L, "activation", &v)))
         return s;
@@ -473,8 +472,6 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
         return bad(NND_EFORMAT, c, "weights has no rows (a layer needs at least one unit)");
     if (!nnd__mul(n_out, n_prev, &n_w))
         return bad(NND_EFORMAT, c, "weights: %zu x %zu overflows", n_out, n_prev);
-    const char *prev_what = k > 0 ? "previous layer has" : first ? "the net has" : "the processed input has";
-    const char *prev_unit = k > 0 ? "unit" : first ? "input" : "value";
     /* Check every row's shape before allocating n_out x n_prev. */
     for (size_t r = 0; r < n_out; r++) {
         const json_t *row = json_array_get(wv, r);
@@ -537,7 +534,7 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
         if ((s = get_vec(c, L, "params", (size_t)info->n_params, want, &params, &n_params)))
             goto done;
     }
-    if ((s = nnd_net_add_dense(net, n_out, W, b, act))) {
+    if ((s = nnd_net_add_dense_from(net, src, n_out, W, b, act))) {
         s = builder_failed(s, c);
         goto done;
     }
@@ -546,7 +543,6 @@ static nnd_status read_layer(jctx *c, json_t *L, size_t k, size_t n_prev, int fi
         s = builder_failed(s, c);
         goto done;
     }
-    *units = n_out;
 done:
     nnd__free(W);
     nnd__free(b);
@@ -554,6 +550,215 @@ done:
     return s;
 }
 
+/* A version 1 layer: dense on the previous layer (or the processed input). */
+static nnd_status read_layer_v1(jctx *c, json_t *L, size_t k, size_t n_prev, int first, nnd_net *net)
+{
+    nnd_status s;
+    at(c, "layer %zu", k + 1);
+    if (!json_is_object(L))
+        return bad_type(c, L, "an object");
+    /* "bias", "alpha" and "params" are optional: a misspelt one must not silently become zero or the default. */
+    static const char *const known[] = {"activation", "weights", "bias", "alpha", "params", NULL};
+    if ((s = check_keys(c, L, known, "a layer has activation, weights, bias, alpha, params")))
+        return s;
+    const char *prev_what = k > 0 ? "previous layer has" : first ? "the net has" : "the processed input has";
+    const char *prev_unit = k > 0 ? "unit" : first ? "input" : "value";
+    return read_dense(c, L, k, NND_NET_PREVIOUS, n_prev, prev_what, prev_unit, net);
+}
+
+/* Version 2 layer types. */
+static const struct {
+    const char *name;
+    int kind;
+} layer_types[] = {{"dense", NND_LAYER_DENSE}, {"layernorm", NND_LAYER_LAYERNORM}, {"add", NND_LAYER_SUM},
+                   {"concat", NND_LAYER_CONCAT}};
+
+/* A source in messages: "layer index 2" or "\"input\" (the processed input)". */
+typedef struct {
+    char s[64];
+} srcname;
+
+static srcname src_name(size_t src)
+{
+    srcname r;
+    if (src == NND_NET_INPUT)
+        snprintf(r.s, sizeof r.s, "\"input\" (the processed input)");
+    else
+        snprintf(r.s, sizeof r.s, "layer index %zu", src);
+    return r;
+}
+
+/* Entry i of layer k's "inputs" (0-based k): an earlier layer's 0-based index, an earlier layer's
+ * "name", or "input". */
+static nnd_status get_source(const jctx *c, const json_t *layers, size_t k, size_t i, const json_t *e, size_t *src)
+{
+    if (json_is_string(e)) {
+        const char *name = json_string_value(e);
+        if (strcmp(name, "input") == 0) {
+            *src = NND_NET_INPUT;
+            return NND_OK;
+        }
+        size_t found = SIZE_MAX, later = SIZE_MAX;
+        for (size_t j = 0; j < json_array_size(layers); j++) {
+            const json_t *nv = json_object_get(json_array_get(layers, j), "name");
+            if (!nv || !json_is_string(nv) || strcmp(json_string_value(nv), name) != 0)
+                continue;
+            if (j >= k) {
+                later = later == SIZE_MAX ? j : later;
+                continue;
+            }
+            if (found != SIZE_MAX)
+                return bad(NND_EFORMAT, c, "inputs entry %zu: name '%s' is ambiguous: layer indices %zu and %zu both have it",
+                           i + 1, q(name).s, found, j);
+            found = j;
+        }
+        if (found != SIZE_MAX) {
+            *src = found;
+            return NND_OK;
+        }
+        if (later == k)
+            return bad(NND_EFORMAT, c, "inputs entry %zu: '%s' is this layer itself (a layer takes earlier layers only)",
+                       i + 1, q(name).s);
+        if (later != SIZE_MAX)
+            return bad(NND_EFORMAT, c,
+                       "inputs entry %zu: '%s' is layer index %zu, a forward reference (a layer takes earlier layers only)",
+                       i + 1, q(name).s, later);
+        return bad(NND_EFORMAT, c, "inputs entry %zu: no earlier layer is named '%s' (and it is not \"input\")", i + 1,
+                   q(name).s);
+    }
+    if (!json_is_integer(e) && !json_is_real(e))
+        return bad(NND_EFORMAT, c,
+                   "inputs entry %zu is %s, expected a 0-based layer index, an earlier layer's name or \"input\"", i + 1,
+                   jtype(e));
+    char what[64];
+    snprintf(what, sizeof what, "inputs entry %zu", i + 1);
+    size_t idx;
+    nnd_status s = get_size(c, what, e, &idx);
+    if (s)
+        return s;
+    if (idx >= k) {
+        char earlier[64];
+        if (k)
+            snprintf(earlier, sizeof earlier, "0-based indices 0..%zu or \"input\"", k - 1);
+        else
+            snprintf(earlier, sizeof earlier, "only \"input\"");
+        return bad(NND_EFORMAT, c, "inputs entry %zu is %zu, %s (this layer is index %zu: it takes %s)", i + 1, idx,
+                   idx == k ? "the layer itself" : "a forward reference", k, earlier);
+    }
+    *src = idx;
+    return NND_OK;
+}
+
+/* A version 2 layer: "type" (default dense), "inputs" (default: the previous layer, or the
+ * processed input for the first), and the type's fields. Every width is checked here, so that a
+ * message names the field; the builder checks again. */
+static nnd_status read_layer_v2(jctx *c, const json_t *layers, size_t k, nnd_net *net)
+{
+    json_t *L = json_array_get(layers, k), *v;
+    nnd_status s;
+    at(c, "layer %zu", k + 1);
+    if (!json_is_object(L))
+        return bad_type(c, L, "an object");
+    v = json_object_get(L, "name");
+    if (v && !json_is_string(v))
+        return bad(NND_EFORMAT, c, "name is %s, expected a string", jtype(v));
+    if (v && strcmp(json_string_value(v), "input") == 0)
+        return bad(NND_EFORMAT, c, "name 'input' is reserved for the processed input");
+    if (v)
+        at(c, "layer %zu (%s)", k + 1, q(json_string_value(v)).s);
+
+    int kind = NND_LAYER_DENSE;
+    const char *tname = "dense";
+    v = json_object_get(L, "type");
+    if (v) {
+        if (!json_is_string(v))
+            return bad(NND_EFORMAT, c, "type is %s, expected \"dense\", \"layernorm\", \"add\" or \"concat\"", jtype(v));
+        size_t t = 0, nt = sizeof layer_types / sizeof layer_types[0];
+        while (t < nt && strcmp(json_string_value(v), layer_types[t].name) != 0)
+            t++;
+        if (t == nt)
+            return bad(NND_EFORMAT, c, "type '%s' is not a layer type (dense, layernorm, add, concat)",
+                       q(json_string_value(v)).s);
+        kind = layer_types[t].kind;
+        tname = layer_types[t].name;
+    }
+    static const char *const k_dense[] = {"type", "inputs", "activation", "weights", "bias", "alpha", "params", NULL};
+    static const char *const k_norm[] = {"type", "inputs", "gamma", "beta", "epsilon", NULL};
+    static const char *const k_join[] = {"type", "inputs", NULL};
+    if (kind == NND_LAYER_DENSE)
+        s = check_keys(c, L, k_dense, "a dense layer has type, inputs, activation, weights, bias, alpha, params");
+    else if (kind == NND_LAYER_LAYERNORM)
+        s = check_keys(c, L, k_norm, "a layernorm layer has type, inputs, gamma, beta, epsilon");
+    else
+        s = check_keys(c, L, k_join, kind == NND_LAYER_SUM ? "an add layer has type and inputs"
+                                                           : "a concat layer has type and inputs");
+    if (s)
+        return s;
+
+    /* the sources */
+    size_t src[64], n_src = 1;
+    json_t *iv = json_object_get(L, "inputs");
+    if (!iv) {
+        if (kind == NND_LAYER_SUM || kind == NND_LAYER_CONCAT)
+            return bad(NND_EFORMAT, c, "missing field 'inputs' (an %s layer names what it joins)", tname);
+        src[0] = k ? k - 1 : NND_NET_INPUT;
+    } else {
+        if (!json_is_array(iv))
+            return bad(NND_EFORMAT, c,
+                       "inputs is %s, expected an array of 0-based layer indices, earlier layers' names or \"input\"",
+                       jtype(iv));
+        n_src = json_array_size(iv);
+        if (n_src == 0)
+            return bad(NND_EFORMAT, c, "inputs is empty (a layer takes at least one input)");
+        if (n_src > sizeof src / sizeof src[0])
+            return bad(NND_EFORMAT, c, "inputs has %zu entries, more than the %zu this reader takes", n_src,
+                       sizeof src / sizeof src[0]);
+        if (n_src > 1 && (kind == NND_LAYER_DENSE || kind == NND_LAYER_LAYERNORM))
+            return bad(NND_EFORMAT, c,
+                       "inputs has %zu entries, but a %s layer takes one (join them first with an \"add\" or \"concat\" layer)",
+                       n_src, tname);
+        for (size_t i = 0; i < n_src; i++)
+            if ((s = get_source(c, layers, k, i, json_array_get(iv, i), &src[i])))
+                return s;
+    }
+    size_t width = nnd__net_src_width(net, src[0]);
+    if (kind == NND_LAYER_SUM)
+        for (size_t i = 1; i < n_src; i++) {
+            size_t w = nnd__net_src_width(net, src[i]);
+            if (w != width)
+                return bad(NND_EFORMAT, c,
+                           "inputs entry %zu (%s) has %zu value%s, but entry 1 (%s) has %zu: an add takes inputs of one width",
+                           i + 1, src_name(src[i]).s, w, pl(w), src_name(src[0]).s, width);
+        }
+
+    if (kind == NND_LAYER_DENSE) {
+        char what[96];
+        snprintf(what, sizeof what, "its input, %s, has", src_name(src[0]).s);
+        return read_dense(c, L, k, src[0], width, what, src[0] == NND_NET_INPUT ? "value" : "unit", net);
+    }
+    if (kind == NND_LAYER_LAYERNORM) {
+        double *gamma = NULL, *beta = NULL, eps = 0;
+        size_t len;
+        char want[96];
+        snprintf(want, sizeof want, "the width of its input, %s", src_name(src[0]).s);
+        if ((s = need(c, L, "epsilon", &v)) || (s = get_real(c, "epsilon", v, &eps)))
+            return s;
+        if (!(eps > 0))
+            return bad(NND_EFORMAT, c, "epsilon must be positive, not %.17g", eps);
+        if (json_object_get(L, "gamma") && (s = get_vec(c, L, "gamma", width, want, &gamma, &len)))
+            return s;
+        if (json_object_get(L, "beta") && (s = get_vec(c, L, "beta", width, want, &beta, &len))) {
+            nnd__free(gamma);
+            return s;
+        }
+        s = nnd_net_add_layernorm(net, src[0], gamma, beta, eps);
+        nnd__free(gamma);
+        nnd__free(beta);
+        return s ? builder_failed(s, c) : NND_OK;
+    }
+    s = kind == NND_LAYER_SUM ? nnd_net_add_sum(net, n_src, src) : nnd_net_add_concat(net, n_src, src);
+    return s ? builder_failed(s, c) : NND_OK;
+}
 static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
 {
     json_t *v, *in_list, *out_list, *layers;
@@ -580,11 +785,12 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
         return s;
     if (!json_is_integer(v)) {
         at(c, "version");
-        return bad_type(c, v, "the integer 1");
+        return bad_type(c, v, "the integer 1 or 2");
     }
-    if (json_integer_value(v) != NND_JSON_VERSION)
-        return bad(NND_EUNSUPPORTED, c, "version %lld is not supported (this library reads version %d)",
-                   (long long)json_integer_value(v), NND_JSON_VERSION);
+    json_int_t version = json_integer_value(v);
+    if (version != NND_JSON_VERSION && version != NND_JSON_VERSION_GRAPH)
+        return bad(NND_EUNSUPPORTED, c, "version %lld is not supported (this library reads versions %d and %d)",
+                   (long long)version, NND_JSON_VERSION, NND_JSON_VERSION_GRAPH);
     if ((s = need(c, root, "inputs", &v)) || (s = get_size(c, "inputs", v, &n_in)))
         return s;
     if (n_in == 0)
@@ -606,9 +812,13 @@ static nnd_status read_model(jctx *c, const json_t *root, nnd_net **net)
     if ((s = read_input_steps(c, in_list, *net, &n)))
         return s;
     int first = !in_list || json_array_size(in_list) == 0;
-    for (size_t k = 0; k < json_array_size(layers); k++)
-        if ((s = read_layer(c, json_array_get(layers, k), k, n, first, *net, &n)))
+    for (size_t k = 0; k < json_array_size(layers); k++) {
+        json_t *L = json_array_get(layers, k);
+        s = version == NND_JSON_VERSION ? read_layer_v1(c, L, k, n, first, *net) : read_layer_v2(c, layers, k, *net);
+        if (s)
             return s;
+        n = (*net)->layers[k].n_out;
+    }
     if ((s = read_output_steps(c, out_list, *net, n)))
         return s;
     c->where[0] = '\0';
@@ -689,7 +899,8 @@ static nnd_status check_finite(const nnd_net *net)
 {
     for (size_t k = 0; k < net->n_layers; k++) {
         const nnd_layer *L = &net->layers[k];
-        if (!all_finite(L->W, L->n_in * L->n_out) || (L->b && !all_finite(L->b, L->n_out)) || !all_finite(L->param, 2))
+        if ((L->W && !all_finite(L->W, nnd__layer_nw(L))) || (L->b && !all_finite(L->b, L->n_out)) ||
+            !all_finite(L->param, 2))
             return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has a non-finite weight, bias or parameter",
                              k + 1);
     }
@@ -741,12 +952,29 @@ static nnd_status put_proc(FILE *fp, const nnd_proc *p, int output)
     return s;
 }
 
-/* Layout: one processing step per line, one weights row per line. */
+/* A version 2 layer's "type" and "inputs" (0-based indices, "input"). */
+static void put_kind_sources(FILE *fp, const nnd_layer *L)
+{
+    static const char *const names[] = {"dense", "layernorm", "add", "concat"};
+    fprintf(fp, "\"type\": \"%s\", \"inputs\": [", names[L->kind]);
+    for (size_t i = 0; i < L->n_src; i++) {
+        if (L->src[i] == NND_NET_INPUT)
+            fprintf(fp, "%s\"input\"", i ? ", " : "");
+        else
+            fprintf(fp, "%s%zu", i ? ", " : "", L->src[i]);
+    }
+    fputc(']', fp);
+}
+
+/* Layout: one processing step per line, one weights row per line. A chain is written as version
+ * 1 (what every reader of the format takes), a graph as version 2 with "type" and "inputs" on
+ * every layer. */
 static nnd_status put_net(FILE *fp, const nnd_net *net)
 {
     nnd_status s;
+    const int graph = !nnd__net_is_chain(net);
     fprintf(fp, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"inputs\": %zu,\n", NND_JSON_FORMAT,
-            NND_JSON_VERSION, net->n_in);
+            graph ? NND_JSON_VERSION_GRAPH : NND_JSON_VERSION, net->n_in);
     fputs("  \"input_processing\": [", fp);
     for (size_t i = 0; i < net->n_pre; i++) {
         fputs(i ? ",\n" : "\n", fp);
@@ -759,10 +987,28 @@ static nnd_status put_net(FILE *fp, const nnd_net *net)
         const nnd_layer *L = &net->layers[k];
         const nnd_act_info *info = nnd__act(L->act);
         const char *act = nnd_act_name(L->act);
+        fputs(k ? ",\n    {" : "\n    {", fp);
+        if (graph)
+            put_kind_sources(fp, L);
+        if (L->kind == NND_LAYER_LAYERNORM) {
+            fputs(", \"epsilon\": ", fp);
+            if ((s = put_real(fp, L->eps)))
+                return s;
+            fputs(",\n     \"gamma\": ", fp);
+            if ((s = put_vec(fp, L->W, L->n_out)))
+                return s;
+            fputs(",\n     \"beta\": ", fp);
+            if ((s = put_vec(fp, L->b, L->n_out)))
+                return s;
+        }
+        if (L->kind != NND_LAYER_DENSE) {
+            fputs("}", fp);
+            continue;
+        }
         if (!act)
             return nnd__fail(NND_EINVAL, "cannot save as JSON: layer %zu has an unknown activation code %d", k + 1,
                              L->act);
-        fprintf(fp, "%s    {\"activation\": \"%s\"", k ? ",\n" : "\n", act);
+        fprintf(fp, "%s\"activation\": \"%s\"", graph ? ", " : "", act);
         if (info && info->n_params == 1) {
             fputs(", \"alpha\": ", fp);
             if ((s = put_real(fp, L->param[0])))
@@ -822,8 +1068,6 @@ nnd_status nnd_net_save_json(const nnd_net *net, const char *path)
         return s;
     if ((s = check_finite(net)))
         return s;
-    if (!nnd__net_is_chain(net))
-        return nnd__fail(NND_EUNSUPPORTED, "nnd_net_save_json: graph networks have no JSON form yet");
 
     /* Write next to the target and rename() only when the file is complete and synced, so a
      * reader sees the old model or the new one, never half of one. */

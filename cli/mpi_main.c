@@ -19,32 +19,20 @@
 
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
 
-static char temp_path[4096]; /* rank 0: the temporary output, removed on SIGINT/SIGTERM */
-static volatile sig_atomic_t speaker; /* rank 0: says why it stops */
-
-static void on_signal(int sig)
+#ifdef NND_CLI_FAULTS
+/* Only in the tests' build (tests/hpc: nnderiv-mpi-faults, linked with the library's internal
+ * objects): NND_CLI_FAIL_LIB_ALLOC=K makes the library's K-th allocation after the model is loaded
+ * fail (nnd__set_alloc_failure, the hook of test_alloc), on the ranks whose environment sets it. */
+void nnd__set_alloc_failure(long k);
+static void fault_lib_alloc(void)
 {
-    if (temp_path[0])
-        unlink(temp_path);
-    if (speaker) {
-        static const char m_int[] = "nnderiv-mpi: rank 0: interrupted (SIGINT); no output written\n";
-        static const char m_term[] = "nnderiv-mpi: rank 0: terminated (SIGTERM); no output written\n";
-        ssize_t w = sig == SIGINT ? write(2, m_int, sizeof m_int - 1) : write(2, m_term, sizeof m_term - 1);
-        (void)w;
-    }
-    _exit(128 + sig);
+    const char *s = getenv("NND_CLI_FAIL_LIB_ALLOC");
+    if (s != NULL && *s)
+        nnd__set_alloc_failure(strtol(s, NULL, 10));
 }
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, not a kill */
-}
+#else
+#define fault_lib_alloc() ((void)0)
+#endif
 
 /* Every rank calls it: when any has failed, the lowest failing rank prints its message. */
 static int report(MPI_Comm comm, int rank, int size, int failed, const char *err)
@@ -55,6 +43,9 @@ static int report(MPI_Comm comm, int rank, int size, int failed, const char *err
         return 0;
     if (rank == lowest)
         fprintf(stderr, "nnderiv-mpi: rank %d: %s\n", rank, err[0] ? err : "failed");
+    /* said: the first rank to exit 1 makes mpirun SIGTERM the others, whose handler (rank 0's
+     * output already removed, or never made) must not say "no output written" as well */
+    cli_signals_silence();
     return 1;
 }
 
@@ -72,9 +63,9 @@ int main(int argc, char **argv)
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     /* every rank: a file-size limit (RLIMIT_FSIZE) is a write error, not a kill (SIGXFSZ); SIGINT and
-     * SIGTERM end it at once (rank 0 removes the temporary output and says so) */
-    speaker = rank == 0;
-    install_signals();
+     * SIGTERM end it at once: rank 0 removes the temporary output (mpi_out.c registers it) and says
+     * so, or, once its rename is done, that the output was written (the CLI's handler, outfile.c) */
+    cli_signals_install_as("nnderiv-mpi: rank 0", rank == 0);
     if (argc < 2 || strcmp(argv[1], "derivatives") != 0) {
         int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
         int version = argc >= 2 && strcmp(argv[1], "--version") == 0;
@@ -136,6 +127,7 @@ int main(int argc, char **argv)
             snprintf(err, sizeof err, "%s", d && d[0] ? d : nnd_strerror(s));
             failed = 1;
         }
+        fault_lib_alloc();
     }
     if (!failed && deriv_open_input(args.input, args.dataset, args.rows, nnd_net_n_in(net), &r, &a, &b, err,
                                     sizeof err) != 0)
@@ -176,15 +168,6 @@ int main(int argc, char **argv)
     failed = mpi_outset_open(&out, comm, e.n_arrays, arrays, &opts, err, sizeof err) != 0;
     if (report(comm, rank, size, failed && err[0], err) || failed)
         goto done;
-    if (rank == 0) {
-        sigset_t blk, old;
-        sigemptyset(&blk);
-        sigaddset(&blk, SIGINT);
-        sigaddset(&blk, SIGTERM);
-        sigprocmask(SIG_BLOCK, &blk, &old);
-        snprintf(temp_path, sizeof temp_path, "%s", mpi_outset_temp_path(out));
-        sigprocmask(SIG_SETMASK, &old, NULL);
-    }
 
     deriv_progress p;
     deriv_progress_start(&p, b - a, args.quiet || rank != 0);
@@ -205,7 +188,6 @@ int main(int argc, char **argv)
     {
         int commit_failed = mpi_outset_commit(out, failed, err, sizeof err) != 0;
         out = NULL;
-        temp_path[0] = '\0';
         if (report(comm, rank, size, failed || (commit_failed && err[0]), err) || commit_failed)
             goto done;
     }

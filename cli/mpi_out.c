@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "h5quiet.h"
+#include "outfile.h"
 #include "nnderiv.h"
 
 #define MAX_ARRAYS 8
@@ -28,6 +29,7 @@ struct mpi_outset {
     size_t row_len[MAX_ARRAYS];
     uint64_t offset[MAX_ARRAYS]; /* file offset of each array's row 0 */
     char target[4096], temp[4096];
+    int slot;                 /* rank 0: temp's slot in the signal handler's registry (-1: none) */
     void *buf;                /* float32: one array's rows narrowed */
     size_t buf_cap;
 };
@@ -81,7 +83,12 @@ static int make_temp(mpi_outset *o, char *err, size_t errlen)
         set_err(err, errlen, "%s: path too long", o->target);
         return -1;
     }
+    sigset_t old; /* created and registered with the signal handler at once: SIGINT removes it */
+    cli_signals_block(&old);
     int fd = mkstemp(o->temp);
+    if (fd >= 0)
+        o->slot = cli_signal_watch(o->temp);
+    cli_signals_restore(&old, 0);
     if (fd < 0) {
         set_err(err, errlen, "%s: cannot create a temporary file in its folder: %s", o->target, strerror(errno));
         o->temp[0] = '\0';
@@ -89,6 +96,15 @@ static int make_temp(mpi_outset *o, char *err, size_t errlen)
     }
     close(fd);
     return 0;
+}
+
+/* Rank 0: remove the temporary (a failed run). */
+static void drop_temp(mpi_outset *o)
+{
+    if (o->temp[0])
+        unlink(o->temp);
+    cli_signal_unwatch(o->slot);
+    o->slot = -1;
 }
 
 /* The .npy header as numpy writes it (version 1.0, padded with spaces to a multiple of 64 bytes),
@@ -209,6 +225,7 @@ static void outset_free(mpi_outset *o)
         return;
     if (o->open)
         MPI_File_close(&o->fh);
+    cli_signal_unwatch(o->slot);
     free(o->buf);
     free(o);
 }
@@ -226,6 +243,8 @@ int mpi_outset_open(mpi_outset **out, MPI_Comm comm, size_t n_arrays, const cli_
     MPI_Comm_rank(comm, &rank);
     const char *path = arrays[0].path;
     int npy = ends_with(path, ".npy"), h5 = ends_with(path, ".h5") || ends_with(path, ".hdf5");
+    if (o != NULL)
+        o->slot = -1;
     if (!failed) {
         o->comm = comm;
         o->rank = rank;
@@ -262,8 +281,8 @@ int mpi_outset_open(mpi_outset **out, MPI_Comm comm, size_t n_arrays, const cli_
          (npy ? write_npy_header(o, &arrays[0], err, errlen) : write_h5_layout(o, n_arrays, arrays, opts, err, errlen)) != 0))
         failed = 1;
     if (mpi_any(comm, failed)) {
-        if (o != NULL && rank == 0 && o->temp[0])
-            unlink(o->temp);
+        if (o != NULL && rank == 0)
+            drop_temp(o);
         outset_free(o);
         return -1;
     }
@@ -275,7 +294,7 @@ int mpi_outset_open(mpi_outset **out, MPI_Comm comm, size_t n_arrays, const cli_
         set_err(err, errlen, "%s: MPI_File_open: %s", o->target, mpi_error(code));
     if (mpi_any(comm, !o->open)) {
         if (rank == 0)
-            unlink(o->temp);
+            drop_temp(o);
         outset_free(o);
         return -1;
     }
@@ -295,11 +314,12 @@ int mpi_outset_write_at(mpi_outset *o, int failed, size_t row0, size_t rows, con
         if (o->float32 && count > 0 && !bad) {
             if (count > o->buf_cap) {
                 free(o->buf);
-                o->buf = malloc(count * sizeof(float));
+                o->buf = cli_fault_alloc() ? NULL : malloc(count * sizeof(float));
                 o->buf_cap = o->buf ? count : 0;
             }
             if (o->buf == NULL) {
-                set_err(err, errlen, "%s: out of memory", o->target);
+                set_err(err, errlen, "%s: rows %zu-%zu: out of memory for %zu float32 values", o->target, row0,
+                        row0 + rows - 1, count);
                 bad = 1;
             } else {
                 for (size_t i = 0; i < count; i++)
@@ -351,16 +371,23 @@ int mpi_outset_commit(mpi_outset *o, int failed, char *err, size_t errlen)
         mode_t mask = umask(0);
         umask(mask);
         mode_t mode = stat(o->target, &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
+        /* SIGINT/SIGTERM blocked from the rename until the handler knows the output is in place
+         * (a signal taken then says so, and removes nothing); one that came meanwhile is taken
+         * at the end of this block */
+        sigset_t old;
+        cli_signals_block(&old);
         if (rc == 0 && (chmod(o->temp, mode) != 0 || rename(o->temp, o->target) != 0)) {
             set_err(err, errlen, "%s: cannot rename the finished file over it: %s", o->target, strerror(errno));
             rc = -1;
         }
+        cli_fault_signal_in_commit(); /* the fault build: a signal right after the rename */
         if (rc != 0)
-            unlink(o->temp);
+            drop_temp(o);
+        cli_signal_unwatch(o->slot);
+        o->slot = -1;
+        cli_signals_restore(&old, rc == 0);
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, o->comm);
     outset_free(o);
     return rc;
 }
-
-const char *mpi_outset_temp_path(const mpi_outset *o) { return o != NULL && o->rank == 0 ? o->temp : ""; }

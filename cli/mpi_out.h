@@ -29,7 +29,8 @@ typedef struct mpi_outset mpi_outset;
 /* 1 when any rank passes failed != 0 (an MPI_Allreduce): the one place where ranks agree. */
 int mpi_any(MPI_Comm comm, int failed);
 
-/* Create the temporary file in the target's folder (rank 0) and open it on every rank. All arrays
+/* Create the temporary file in the target's folder (rank 0; registered with the CLI's signal
+ * handler, which removes it on SIGINT/SIGTERM) and open it on every rank. All arrays
  * must have the same path; .npy takes one array. opts->compress is refused. */
 int mpi_outset_open(mpi_outset **o, MPI_Comm comm, size_t n_arrays, const cli_out_array *arrays,
                     const cli_out_opts *opts, char *err, size_t errlen);
@@ -40,11 +41,9 @@ int mpi_outset_open(mpi_outset **o, MPI_Comm comm, size_t n_arrays, const cli_ou
 int mpi_outset_write_at(mpi_outset *o, int failed, size_t row0, size_t rows, const double *const *chunks,
                         char *err, size_t errlen);
 
-/* Complete the file and rename it over the target (rank 0), when no rank has `failed`; else (or on
- * any error) remove it. The set is freed either way. */
+/* Complete the file and rename it over the target (rank 0, SIGINT/SIGTERM blocked until the
+ * handler knows it is in place), when no rank has `failed`; else (or on any error) remove it. The
+ * set is freed either way. */
 int mpi_outset_commit(mpi_outset *o, int failed, char *err, size_t errlen);
-
-/* The temporary file's path on rank 0 ("" elsewhere or when none): for a signal handler. */
-const char *mpi_outset_temp_path(const mpi_outset *o);
 
 #endif

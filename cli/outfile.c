@@ -74,6 +74,11 @@ static volatile sig_atomic_t main_tid;
 /* Set once a commit has put outputs in place: a signal that arrived during that commit (blocked
  * there, taken when it ends) must not claim that nothing was written. */
 static volatile sig_atomic_t committed;
+/* The handler's line: "<prefix>: interrupted (SIGINT)..." ("nnderiv", "nnderiv-mpi: rank 0"); none
+ * when !speaker (nnderiv-mpi's other ranks). Written once, before the handler is installed. */
+static char prefix[64] = "nnderiv";
+static size_t prefix_len = 7;
+static volatile sig_atomic_t speaker = 1;
 
 static void on_signal(int sig)
 {
@@ -89,19 +94,29 @@ static void on_signal(int sig)
             unlink(slots[i].path);
             live = 1;
         }
-    static const char m_int[] = "nnderiv: interrupted (SIGINT)", m_term[] = "nnderiv: terminated (SIGTERM)";
+    static const char m_int[] = ": interrupted (SIGINT)", m_term[] = ": terminated (SIGTERM)";
     static const char m_none[] = "; no output written\n", m_done[] = " after the outputs were written\n",
                       m_part[] = "; the outputs written before it are complete, the rest were removed\n";
     const char *what = !committed ? m_none : live ? m_part : m_done;
     size_t wlen = !committed ? sizeof m_none - 1 : live ? sizeof m_part - 1 : sizeof m_done - 1;
-    ssize_t w = sig == SIGINT ? write(2, m_int, sizeof m_int - 1) : write(2, m_term, sizeof m_term - 1);
-    w = write(2, what, wlen);
-    (void)w;
+    if (speaker) {
+        ssize_t w = write(2, prefix, prefix_len);
+        w = sig == SIGINT ? write(2, m_int, sizeof m_int - 1) : write(2, m_term, sizeof m_term - 1);
+        w = write(2, what, wlen);
+        (void)w;
+    }
     _exit(128 + sig);
 }
 
-void cli_signals_install(void)
+void cli_signals_install_as(const char *who, int speaks)
 {
+    size_t n = strlen(who);
+    if (n >= sizeof prefix)
+        n = sizeof prefix - 1;
+    memcpy(prefix, who, n);
+    prefix[n] = '\0';
+    prefix_len = n;
+    speaker = speaks != 0;
     main_thread = pthread_self();
     main_tid = (sig_atomic_t)syscall(SYS_gettid);
     struct sigaction sa;
@@ -120,6 +135,10 @@ void cli_signals_install(void)
     H5dont_atexit();
 }
 
+void cli_signals_install(void) { cli_signals_install_as("nnderiv", 1); }
+
+void cli_signals_silence(void) { speaker = 0; }
+
 static void block_signals(sigset_t *old)
 {
     sigset_t s;
@@ -128,6 +147,19 @@ static void block_signals(sigset_t *old)
     sigaddset(&s, SIGTERM);
     sigprocmask(SIG_BLOCK, &s, old);
 }
+
+void cli_signals_block(sigset_t *old) { block_signals(old); }
+
+void cli_signals_restore(const sigset_t *old, int outputs_in_place)
+{
+    if (outputs_in_place)
+        committed = 1;
+    sigprocmask(SIG_SETMASK, old, NULL);
+}
+
+int cli_signal_watch(const char *path) { return slot_add(path); }
+
+void cli_signal_unwatch(int slot) { slot_drop(slot); }
 
 /* ---------------------------------------------------------------- names */
 
@@ -357,22 +389,31 @@ static int renamed_ok(const char *from, const char *to, size_t k)
     return rename(from, to) == 0;
 }
 /* NND_CLI_SIGNAL_IN_COMMIT=SIG raises SIG inside the commit (blocked there, so taken when it ends). */
-static void signal_in_commit(void)
+void cli_fault_signal_in_commit(void)
 {
     const char *s = getenv("NND_CLI_SIGNAL_IN_COMMIT");
     if (s != NULL && *s)
         raise((int)strtol(s, NULL, 10));
 }
+/* NND_CLI_FAIL_ALLOC=K: the K-th allocation that asks cli_fault_alloc (the chunk buffers of
+ * derivatives.c, nnderiv-mpi's float32 staging buffer) fails. */
+int cli_fault_alloc(void)
+{
+    static long count;
+    const char *s = getenv("NND_CLI_FAIL_ALLOC");
+    return s != NULL && *s && ++count == strtol(s, NULL, 10);
+}
 #else
 #define renamed_ok(from, to, k) (rename(from, to) == 0)
-#define signal_in_commit() ((void)0)
+void cli_fault_signal_in_commit(void) {}
+int cli_fault_alloc(void) { return 0; }
 #endif
 
 int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen)
 {
     sigset_t old;
     block_signals(&old);
-    signal_in_commit();
+    cli_fault_signal_in_commit();
     int rc = -1;
     char **backup = calloc(n ? n : 1, sizeof *backup);
     int *bslot = malloc((n ? n : 1) * sizeof *bslot);
@@ -463,8 +504,6 @@ done:
     }
     free(backup);
     free(bslot);
-    if (rc == 0)
-        committed = 1;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    cli_signals_restore(&old, rc == 0);
     return rc;
 }

@@ -12,6 +12,7 @@
 #define NND_CLI_OUTFILE_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "stream.h"
@@ -42,6 +43,21 @@ int cli_tmp_commit_all(cli_tmp *const *ts, size_t n, char *err, size_t errlen);
 
 /* Remove the temporary and release t (target untouched). */
 void cli_tmp_discard(cli_tmp *t);
+
+/* For a commit done elsewhere (nnderiv-mpi's rank 0, mpi_out.c), the pieces cli_tmp_commit_all
+ * uses: register a named temporary with the signal handler (its slot, or -1 when full) and drop it;
+ * block SIGINT/SIGTERM around the renames, then restore the mask, saying whether the outputs are
+ * now in place (a signal taken after that says they were written, not "no output written"). */
+int cli_signal_watch(const char *path);
+void cli_signal_unwatch(int slot);
+void cli_signals_block(sigset_t *old);
+void cli_signals_restore(const sigset_t *old, int outputs_in_place);
+/* The fault build (NND_CLI_FAULTS, tests/hpc): NND_CLI_SIGNAL_IN_COMMIT=SIG raises SIG where it is
+ * called inside a commit; a no-op otherwise. */
+void cli_fault_signal_in_commit(void);
+/* The fault build: 1 when this allocation is to fail (NND_CLI_FAIL_ALLOC=K: the K-th asking);
+ * always 0 otherwise. */
+int cli_fault_alloc(void);
 
 /* One output file of a set: the arrays it holds (indices into the set's arrays). */
 typedef struct cli_out_file cli_out_file;

@@ -172,5 +172,12 @@ void cli_outset_abort(cli_outset *o);
  * 130/143; ignore SIGXFSZ so that a file-size limit is a write error (EFBIG), not a kill; turn
  * off libhdf5's exit-time cleanup (H5dont_atexit). Call it first thing in main. */
 void cli_signals_install(void);
+/* The same for another program: its line starts "<who>: " ("nnderiv-mpi: rank 0"), and is not
+ * printed when speaks is 0 (nnderiv-mpi's ranks but 0 clean up silently). */
+void cli_signals_install_as(const char *who, int speaks);
+/* From now on the handler says nothing (it still removes the temporaries and exits 130/143): for
+ * nnderiv-mpi once a failure has been reported, when mpirun's SIGTERM to the ranks still running
+ * (sent when the first rank exits 1) must not add a second line. */
+void cli_signals_silence(void);
 
 #endif

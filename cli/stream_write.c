@@ -183,17 +183,17 @@ static int npy_put(const cli_out_file *f, size_t k, int fd, int seq, npy_state *
 {
     size_t len = cli_row_values(arr(f, k)), w = width_of(f);
     size_t n = rows * len;
-    if (s->buflen < n * w) {
-        void *b = realloc(s->buf, n * w > 0 ? n * w : 1);
-        if (b == NULL) {
-            set_err(err, errlen, f->path, "out of memory");
-            return -1;
-        }
-        s->buf = b;
-        s->buflen = n * w;
-    }
-    const void *out = data;
+    const void *out = data; /* float64 on a little-endian host: the chunk as it is */
     if (f->opts->float32 || !host_little()) {
+        if (s->buflen < n * w) {
+            void *b = realloc(s->buf, n * w > 0 ? n * w : 1);
+            if (b == NULL) {
+                set_err(err, errlen, f->path, "out of memory");
+                return -1;
+            }
+            s->buf = b;
+            s->buflen = n * w;
+        }
         if (encode(f, k, row0, data, n, s->buf, err, errlen) != 0)
             return -1;
         out = s->buf;

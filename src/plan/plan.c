@@ -64,7 +64,10 @@ static nnd_status make_threads(nnd_plan *p)
     return NND_OK;
 }
 
-/* One run over the batch: thread t (the caller is 0) takes blocks t, t + T, ... with workspace t. */
+/* One run over the batch: block k (rows k * block ...) on thread t with workspace t, the blocks
+ * handed out dynamically (nnd__pool_run_blocks: thread t starts with block t, then takes the next
+ * one free), so a thread slowed down does not hold up the others; a block's result does not depend
+ * on its thread. */
 typedef struct {
     const nnd_plan *p;
     size_t T, batch;
@@ -73,24 +76,22 @@ typedef struct {
     void *ctx;
 } job;
 
-static void run_share(void *ctx, size_t t)
+static void run_block(void *ctx, size_t t, size_t k)
 {
     const job *j = ctx;
     const nnd_plan *p = j->p;
-    for (size_t b0 = t * p->block; b0 < j->batch; b0 += j->T * p->block) {
-        size_t nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
-        if (j->fn)
-            j->fn(p, t, b0, nb, j->ctx);
-        else
-            p->engine->block(p->state, p->ws[t], j->call, b0, nb);
-    }
+    size_t b0 = k * p->block, nb = j->batch - b0 < p->block ? j->batch - b0 : p->block;
+    if (j->fn)
+        j->fn(p, t, b0, nb, j->ctx);
+    else
+        p->engine->block(p->state, p->ws[t], j->call, b0, nb);
 }
 
 static void run_jobs(const nnd_plan *p, job *j)
 {
     size_t blocks = j->batch / p->block + (j->batch % p->block != 0);
     j->T = blocks < p->nthreads ? blocks : p->nthreads;
-    nnd__pool_run(p->pool, j->T, run_share, j);
+    nnd__pool_run_blocks(p->pool, j->T, blocks, run_block, j);
 }
 
 void nnd__plan_run(const nnd_plan *p, size_t batch, const nnd_call *call)

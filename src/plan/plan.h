@@ -31,7 +31,9 @@ void nnd__plan_run(const nnd_plan *p, size_t batch, const nnd_call *call);
 
 /* Run fn(p, t, b0, nb, ctx) for every block [b0, b0 + nb) of the batch on the plan's threads, t
  * being the thread (0 the caller, < nnd_plan_threads): for the products' own engines, which keep
- * a workspace per thread. Blocks go to threads in a fixed order. Returns when all are done. */
+ * a workspace per thread. Blocks are handed out dynamically (nnd__pool_run_blocks: each thread its
+ * own first, then the next one free), each exactly once, a thread's in increasing order; fn's
+ * result must not depend on t. Returns when all are done. */
 typedef void (*nnd_block_fn)(const nnd_plan *p, size_t thread, size_t b0, size_t nb, void *ctx);
 void nnd__plan_parallel(const nnd_plan *p, size_t batch, nnd_block_fn fn, void *ctx);
 /* The thread count of a plan asked for `threads` (0: NND_NUM_THREADS if set, else the online

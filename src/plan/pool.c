@@ -1,7 +1,9 @@
 /* The plan's worker threads (pool.h). A run publishes (fn, ctx, T) and a new generation under the
  * mutex and wakes the workers; each worker whose index is below T runs its share and counts down
- * `pending`; the caller runs share 0 and waits for `pending` to reach zero. */
+ * `pending`; the caller runs share 0 and waits for `pending` to reach zero. A run over blocks
+ * hands them out from a shared counter (nnd__pool_run_blocks). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "net/internal.h"
@@ -125,6 +127,35 @@ void nnd__pool_run(nnd_pool *pool, size_t T, void (*fn)(void *ctx, size_t t), vo
             pthread_cond_wait(&pool->done, &pool->mu);
         pthread_mutex_unlock(&pool->mu);
     }
+}
+
+/* nnd__pool_run_blocks: share t runs block t, then takes the next block from `next` until none is
+ * left. Blocks t < T are taken by share t only and `next` starts at T, so every block is run once
+ * whatever the order the shares start in (a share without a worker, run last on the caller, finds
+ * `next` spent and runs its own block only). A thread's blocks come in increasing order. */
+typedef struct {
+    void (*fn)(void *, size_t, size_t);
+    void *ctx;
+    size_t blocks;
+    atomic_size_t next;
+} block_run;
+
+static void block_share(void *ctx, size_t t)
+{
+    block_run *r = ctx;
+    for (size_t k = t; k < r->blocks; k = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed))
+        r->fn(r->ctx, t, k);
+}
+
+void nnd__pool_run_blocks(nnd_pool *pool, size_t T, size_t blocks, void (*fn)(void *ctx, size_t t, size_t k),
+                          void *ctx)
+{
+    if (T > blocks)
+        T = blocks;
+    if (!T)
+        return;
+    block_run r = {fn, ctx, blocks, T};
+    nnd__pool_run(pool, T, block_share, &r);
 }
 
 void nnd__pool_free(nnd_pool *pool)

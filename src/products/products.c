@@ -17,7 +17,8 @@
  * net), the others read the reverse plan's.
  * Every kind runs on the plan's threads: slot t (one per thread) holds its scratch and, for DIR and
  * HVP, the engine's workspace (the reverse plan keeps one workspace per thread itself), and takes
- * blocks t, t + T, ... of the batch (the reverse plan's nnd__plan_parallel, or this plan's pool).
+ * block t, then the next one free, of the batch (nnd__pool_run_blocks: the reverse plan's
+ * nnd__plan_parallel, or this plan's pool).
  * The blocks are fixed when planning, whatever T, and a block's arithmetic does not depend on the
  * thread: results are bit-identical for every count.
  * Planning allocates everything, including LAPACK's workspace for the covariance square roots;
@@ -651,20 +652,21 @@ static void one_block(const run *r, size_t t, size_t b0, size_t nb)
         s->blocks++;
 }
 
-/* The reverse plan's threads (SEEDED, FULL, RDIAG): blocks t, t + T, ... to thread t. */
+/* The reverse plan's threads (SEEDED, FULL, RDIAG): its blocks as it hands them out. */
 static void rev_share(const nnd_plan *q, size_t t, size_t b0, size_t nb, void *ctx)
 {
     (void)q;
     one_block(ctx, t, b0, nb);
 }
 
-/* This plan's threads (DIR, HVP): the same order of blocks (the same blocks for every T: each
- * block's arithmetic does not depend on the thread that runs it). */
-static void run_share(void *ctx, size_t t)
+/* This plan's threads (DIR, HVP): block k on thread t, handed out as nnd__pool_run_blocks does (the
+ * same blocks for every T: each block's arithmetic does not depend on the thread that runs it;
+ * a thread's blocks come in increasing order, so its first error is its earliest sample). */
+static void run_share(void *ctx, size_t t, size_t k)
 {
     const run *r = ctx;
-    for (size_t b0 = t * r->P->block; b0 < r->batch; b0 += r->T * r->P->block)
-        one_block(r, t, b0, r->batch - b0 < r->P->block ? r->batch - b0 : r->P->block);
+    size_t b0 = k * r->P->block;
+    one_block(r, t, b0, r->batch - b0 < r->P->block ? r->batch - b0 : r->P->block);
 }
 
 nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *x, const double *in, double *out,
@@ -701,7 +703,7 @@ nnd_status nnd_product_execute(nnd_product_plan *P, size_t batch, const double *
     if (P->rev)
         nnd__plan_parallel(P->rev, batch, rev_share, &r);
     else
-        nnd__pool_run(P->pool, r.T, run_share, &r);
+        nnd__pool_run_blocks(P->pool, r.T, blocks, run_share, &r);
     const root_error *first = NULL;
     for (size_t t = 0; t < P->nthreads; t++) {
         const root_error *e = &P->slots[t].err;

@@ -35,7 +35,8 @@ int nnd__product_plan_full(const nnd_product_plan *P);
 const char *nnd__product_plan_engine(const nnd_product_plan *P);
 
 /* For the tests, of a product plan's last execute: the number of distinct threads that ran its
- * blocks, and how many blocks thread slot t ran (t < nnd_product_plan_threads). */
+ * blocks, and how many blocks thread slot t ran (t < nnd_product_plan_threads; handed out
+ * dynamically, at least one each, their sum the batch's blocks). */
 size_t nnd__product_plan_threads_ran(const nnd_product_plan *P);
 size_t nnd__product_plan_blocks_ran(const nnd_product_plan *P, size_t t);
 

@@ -69,4 +69,28 @@ NND_CLI_SIGNAL_IN_COMMIT= "$nnderiv" uncertainty -m net.json -i x.npy -s sig.csv
 cmp -s out/c.npy ref_c.npy && cmp -s out/d.npy ref_d.npy || fail "SIGINT during the commit: the outputs are not complete"
 only c.npy d.npy
 echo "a SIGINT during the commit: outputs complete, exit 130, the line says so"
+# Out of memory: each of the CLI's chunk allocations (NND_CLI_FAIL_ALLOC=K: the input and result
+# buffers, the writer thread's second set) failing in turn, K = 1, 2, ... until the run succeeds:
+# exit 1, one line saying so, the existing target kept and nothing else in its folder; the run that
+# succeeds writes the file a run without the hook writes.
+mkdir oom
+"$nnderiv" derivatives -m net.json -i x.npy -o ref.h5 --quiet
+for k in $(seq 1 40); do
+    echo keep >oom/d.h5
+    set +e
+    NND_CLI_FAIL_ALLOC=$k "$nnderiv" derivatives -m net.json -i x.npy -o oom/d.h5 --quiet 2>err.txt
+    rc=$?
+    set -e
+    [ $rc -eq 0 ] && break
+    [ $rc -eq 1 ] || { cat err.txt; fail "allocation $k failing: exit $rc, expected 1"; }
+    [ "$(wc -l <err.txt)" -eq 1 ] && grep -q "^nnderiv: .*out of memory" err.txt ||
+        { cat err.txt; fail "allocation $k failing: not one line saying out of memory"; }
+    [ "$(cat oom/d.h5)" = keep ] || fail "allocation $k failing: the existing target was changed"
+    [ "$(ls -A oom)" = d.h5 ] || fail "allocation $k failing: oom/ holds [$(ls -A oom | tr '\n' ' ')]"
+done
+[ $rc -eq 0 ] || fail "40 allocations failed in turn and the run never succeeded"
+[ $k -gt 1 ] || fail "no allocation asked the hook"
+"$check" dump oom/d.h5 /H got.H && "$check" dump ref.h5 /H ref.H && cmp -s got.H ref.H ||
+    fail "the run past every allocation failure differs from a run without the hook"
+echo "out of memory, each of $((k - 1)) chunk allocations in turn: exit 1, one line, the target kept"
 echo "failures test: ok"

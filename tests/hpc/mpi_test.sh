@@ -6,7 +6,7 @@
 # `nnderiv derivatives` is built, to its files: .npy bytes, .h5 datasets). A failing rank (a NaN
 # row under --strict, or a write past a file-size limit on rank 1 only) stops every rank with one
 # line naming the rank and the row, and leaves the target as it was and no temporary behind;
-# so does SIGINT mid-run (to mpirun, or to its process group).
+# so do SIGINT mid-run (to mpirun, or to its process group) and a full disk (a 1 MiB tmpfs).
 #   mpi_test.sh HPC_CHECK NNDERIV NNDERIV_MPI MPIRUN_SH MPIRUN
 set -euo pipefail
 check=$1 nnderiv=$2 mpi=$3 mpirun_sh=$4 mpirun=$5
@@ -150,4 +150,34 @@ for how in mpirun group; do
         { cat err.txt; fail "SIGINT ($how): rank 0 did not say it stopped"; }
     echo "SIGINT ($how) mid-run: exit $rc, '$(grep -o 'rank 0: .*' err.txt)', the target as it was"
 done
+# a full disk under MPI: a 1 MiB tmpfs (where this runs as root and may mount one; RLIMIT_FSIZE on
+# rank 1 above covers the same path otherwise). The ranks' collective writes fail with ENOSPC:
+# exit 1, one line naming a rank and its rows, the old target kept, no temporary, the space free.
+tiny="$tmp/tiny"
+mkdir "$tiny"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: full disk under MPI on a 1 MiB tmpfs: not root, cannot mount one"
+elif ! mount -t tmpfs -o size=1m,mode=0700 nnderiv-mpi-test "$tiny" 2>mount_err.txt; then
+    echo "SKIP: full disk under MPI on a 1 MiB tmpfs: mount refused ($(head -1 mount_err.txt))"
+else
+    trap 'umount "$tmp/tiny" 2>/dev/null; rm -rf "$tmp"' EXIT
+    for ext in npy h5; do
+        echo keep >"$tiny/full.$ext"
+        set +e
+        run_mpi 2 derivatives -m blocked.json -i xb.npy -o "$tiny/full.$ext" --what H --threads 1 --quiet 2>err.txt
+        rc=$?
+        set -e
+        [ $rc -eq 1 ] || { cat err.txt; fail "full tmpfs (.$ext): exit $rc, expected 1"; }
+        [ "$(grep -c '^nnderiv-mpi: ' err.txt)" -eq 1 ] &&
+            grep -q "^nnderiv-mpi: rank [01]: .*full.$ext: rows [0-9]*-[0-9]*: " err.txt ||
+            { cat err.txt; fail "full tmpfs (.$ext): not one line naming a rank and its rows"; }
+        [ "$(cat "$tiny/full.$ext")" = keep ] && [ "$(ls -A "$tiny")" = "full.$ext" ] ||
+            fail "full tmpfs (.$ext): the target was changed or a temporary was left ($(ls -A "$tiny" | tr '\n' ' '))"
+        rm "$tiny/full.$ext"
+        [ "$(df -k --output=used "$tiny" | tail -1 | tr -d ' ')" -le 4 ] || fail "full tmpfs (.$ext): its space is not free again"
+    done
+    echo "a full disk under MPI (1 MiB tmpfs): '$(grep -o 'rank [01]: .*' err.txt)', exit 1, the target kept"
+    umount "$tiny" || fail "cannot unmount the test tmpfs $tiny"
+    trap 'rm -rf "$tmp"' EXIT
+fi
 echo "mpi test: ok"

@@ -1,17 +1,21 @@
 /* Concurrency: 2 to 8 threads, each with its own plans on one shared net, compute results
  * bit-identical to a serial run; failures in one thread leave the other threads' nnd_errmsg()
  * alone; a plan's own threads and a product plan's give the results of one thread, bit for bit.
+ * The plan's pool hands blocks out dynamically: each exactly once, a thread held up runs fewer.
  * Run under ThreadSanitizer in CI (.ci/run). Links the internal library for the product plans'
- * record of the threads that ran (nnd__product_plan_threads_ran). */
+ * record of the threads that ran (nnd__product_plan_threads_ran) and the pool (plan/pool.h). */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nnderiv.h"
+#include "plan/pool.h"
 #include "products/products.h"
 #include "rel.h"
 
@@ -221,7 +225,8 @@ static void fixed_net(rel_rng *r, size_t L, const size_t *widths, const int *act
  * engines), with a batch
  * of several blocks and a partial last one; and with 2 and 3 threads, that many distinct threads
  * ran blocks (nnd__product_plan_threads_ran: the plan records which thread ran each slot's
- * blocks), each slot its share. */
+ * blocks), every slot at least one (its first) and all of them together each of the 3 blocks once
+ * (the blocks are handed out dynamically: how many a slot runs beyond its first varies). */
 START_TEST(test_product_threads_bit_identical)
 {
     static const size_t small[] = {6, 20, 20, 3}, wide[] = {20, 64, 48, 3};
@@ -294,12 +299,14 @@ START_TEST(test_product_threads_bit_identical)
                               si, name, nnd__product_plan_threads_ran(P), c);
                 size_t total = 0;
                 for (size_t t = 0; t < c; t++) {
-                    size_t mine = nnd__product_plan_blocks_ran(P, t), want = 3 / c + (t < 3 % c);
-                    ck_assert_msg(mine == want, "net %d, %s, %zu threads: slot %zu ran %zu blocks, expected %zu", si,
-                                  name, c, t, mine, want);
+                    size_t mine = nnd__product_plan_blocks_ran(P, t);
+                    ck_assert_msg(mine >= 1 && mine <= 3 - (c - 1),
+                                  "net %d, %s, %zu threads: slot %zu ran %zu blocks, expected 1 to %zu", si, name, c,
+                                  t, mine, 3 - (c - 1));
                     total += mine;
                 }
-                ck_assert_uint_eq(total, 3);
+                ck_assert_msg(total == 3, "net %d, %s, %zu threads: %zu blocks run, the batch has 3", si, name, c,
+                              total);
                 if (!ref[0]) {
                     ref[0] = out, ref[1] = out2;
                 } else {
@@ -392,6 +399,120 @@ START_TEST(test_plan_new_threads_count)
 }
 END_TEST
 
+/* The pool's dynamic blocks (nnd__pool_run_blocks), on 3 threads: every block run exactly once,
+ * thread t's first block t and its blocks in increasing order, 3 distinct threads, over many runs
+ * of one pool; fewer threads than asked when there are fewer blocks; none for no block. And a
+ * thread held up does not hold up the others: block 1 (thread 1's first) waits until every other
+ * block is done, which under the old static split (blocks t, t + T, ... on thread t) could never
+ * happen, so threads 0 and 2 must take all the rest (the wait's 60 s cap only turns a hang into
+ * a failure; nothing is timed). */
+enum { POOL_BLOCKS = 997, POOL_T = 3 };
+
+typedef struct {
+    atomic_int runs[POOL_BLOCKS];
+    size_t thread_of[POOL_BLOCKS];
+    size_t last[POOL_T];       /* each thread's last block + 1 (0: none yet) */
+    int in_order[POOL_T];
+    pthread_t tid[POOL_T];
+    int have_tid[POOL_T];
+    int hold;                  /* block 1 waits for all the others */
+    atomic_int done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int held_ok;
+} pool_probe;
+
+static void probe_block(void *ctx, size_t t, size_t k)
+{
+    pool_probe *p = ctx;
+    atomic_fetch_add(&p->runs[k], 1);
+    p->thread_of[k] = t;
+    if (p->last[t] > k)
+        p->in_order[t] = 0;
+    p->last[t] = k + 1;
+    if (!p->have_tid[t]) {
+        p->tid[t] = pthread_self();
+        p->have_tid[t] = 1;
+    }
+    if (p->hold && k == 1) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 60;
+        pthread_mutex_lock(&p->mu);
+        int rc = 0;
+        while (atomic_load(&p->done) < POOL_BLOCKS - 1 && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
+        p->held_ok = rc != ETIMEDOUT;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->done, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void probe_reset(pool_probe *p, int hold)
+{
+    for (size_t k = 0; k < POOL_BLOCKS; k++) {
+        atomic_store(&p->runs[k], 0);
+        p->thread_of[k] = (size_t)-1;
+    }
+    for (size_t t = 0; t < POOL_T; t++) {
+        p->last[t] = 0;
+        p->in_order[t] = 1;
+        p->have_tid[t] = 0;
+    }
+    p->hold = hold;
+    atomic_store(&p->done, 0);
+    p->held_ok = 0;
+}
+
+START_TEST(test_pool_blocks_dynamic)
+{
+    static pool_probe p;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    nnd_pool *pool = nnd__pool_new(POOL_T - 1);
+    ck_assert_ptr_nonnull(pool);
+    for (int round = 0; round < 50; round++) {
+        int hold = round == 49;
+        probe_reset(&p, hold);
+        nnd__pool_run_blocks(pool, POOL_T, POOL_BLOCKS, probe_block, &p);
+        for (size_t k = 0; k < POOL_BLOCKS; k++)
+            ck_assert_msg(atomic_load(&p.runs[k]) == 1, "round %d: block %zu run %d times", round, k,
+                          atomic_load(&p.runs[k]));
+        for (size_t t = 0; t < POOL_T; t++) {
+            ck_assert_msg(p.thread_of[t] == t, "round %d: block %zu run by thread %zu, not its own", round, t,
+                          p.thread_of[t]);
+            ck_assert_msg(p.in_order[t], "round %d: thread %zu ran its blocks out of order", round, t);
+            ck_assert_msg(p.have_tid[t], "round %d: thread %zu ran nothing", round, t);
+            for (size_t u = 0; u < t; u++)
+                ck_assert_msg(!pthread_equal(p.tid[t], p.tid[u]), "round %d: shares %zu and %zu on one thread", round,
+                              u, t);
+        }
+        if (hold) {
+            ck_assert_msg(p.held_ok, "block 1 waited 60 s for the others: they were not handed to threads 0 and 2");
+            for (size_t k = 0; k < POOL_BLOCKS; k++)
+                ck_assert_msg(k == 1 || p.thread_of[k] != 1, "block %zu ran on thread 1, held up in block 1", k);
+        }
+    }
+    probe_reset(&p, 0); /* fewer blocks than threads: one thread per block */
+    nnd__pool_run_blocks(pool, POOL_T, 2, probe_block, &p);
+    ck_assert(atomic_load(&p.runs[0]) == 1 && atomic_load(&p.runs[1]) == 1 && atomic_load(&p.runs[2]) == 0);
+    ck_assert(p.thread_of[0] == 0 && p.thread_of[1] == 1 && !p.have_tid[2]);
+    probe_reset(&p, 0);
+    nnd__pool_run_blocks(pool, POOL_T, 0, probe_block, &p);
+    ck_assert_int_eq(atomic_load(&p.done), 0);
+    nnd__pool_free(pool);
+    probe_reset(&p, 0); /* no pool (a plan of one thread): everything on the caller */
+    nnd__pool_run_blocks(NULL, 1, 10, probe_block, &p);
+    ck_assert_int_eq(atomic_load(&p.done), 10);
+    ck_assert(p.in_order[0] && p.last[0] == 10);
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("threads");
@@ -401,6 +522,7 @@ int main(void)
     tcase_add_test(tc, test_plan_threads_bit_identical);
     tcase_add_test(tc, test_product_threads_bit_identical);
     tcase_add_test(tc, test_plan_new_threads_count);
+    tcase_add_test(tc, test_pool_blocks_dynamic);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -12,7 +12,7 @@ genFunction's format) are also checked for their derivatives: Octave computes J 
 (J(:,i) = Im f(x + i h e_i) / h, exact to rounding: genFunction's code is analytic in x for these
 transfer functions, and the row form's two conjugate transposes cancel) and H by Richardson central
 differences of those complex-step Jacobians; `nnderiv jacobian` and `nnderiv hessian` must agree
-to 1e-12 and 1e-8 (relative to 1 + |J|, 1 + |H|).
+to 1e-13 and 1e-9 (relative to 1 + |J|, 1 + |H|).
 
 Standard library only.  Usage: octave_matlab.py NNDERIV IMPORT_DIR [GRAPH_DIR]
 """
@@ -25,8 +25,8 @@ import sys
 import tempfile
 
 TOL = 1e-13
-TOL_J = 1e-12
-TOL_H = 1e-8
+TOL_J = 1e-13
+TOL_H = 1e-9
 SAMPLES = 7
 # Octave: J by the complex step of size H_CS; H by central differences of the complex-step J with
 # steps D and D/2, combined by Richardson: (4 D(d/2) - D(d)) / 3, error O(d^4) plus rounding

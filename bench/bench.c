@@ -1,7 +1,8 @@
 /* nnderiv-bench: throughput of value + Jacobian + Hessian of a whole batch, against the
- * same-run OpenBLAS dgemm rate, for the shapes of the benchmark issue and two sweeps.
+ * same-run OpenBLAS dgemm rate and the shape's roofline, for the shapes of the benchmark issue,
+ * two graph nets (residual, cascade) and two sweeps.
  *
- *   nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list]
+ *   nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list] [--quick]
  *
  * Every net is tansig hidden layers and a purelin output, W_i ~ N(0,1)/sqrt(fan_in),
  * b_i ~ 0.1 N(0,1), inputs ~ N(0,1), from fixed seeds derived from the shape's name, so that a
@@ -11,11 +12,15 @@
  * For each shape the plan is made in AUTO mode for the whole batch and timed (median of repeats
  * after a warm-up); the other mode is then forced and timed too, so that the cost model's choice
  * can be checked against measurement; and VALUE, VALUE|JACOBIAN are timed (each in its own AUTO
- * plan) to split the time into its phases. Throughput is counted in samples/s and in GFLOP/s by ref_flops() below, the
- * one place that counts flops for reporting. */
+ * plan) to split the time into its phases. Throughput is counted in samples/s and in GFLOP/s by
+ * ref_flops() below, the one place that counts flops for reporting; the roofline's other two
+ * counts (bytes written, activations evaluated) are out_bytes() and act_evals(). A shape the
+ * library refuses (NND_EUNSUPPORTED from nnd_plan_new: a graph net before its engines) is
+ * reported as skipped, with the library's message; its net and inputs are still exported. */
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,30 +33,50 @@
 
 /* ---------------------------------------------------------------- the shapes */
 
-#define MAX_HIDDEN 4
+#define MAX_HIDDEN 8
 #define NAME_LEN 24
+
+/* How the layers connect. CHAIN: each dense layer takes the previous one's output. RESIDUAL: a
+ * dense tanh layer of width hidden[0], then `blocks` residual blocks h <- h + tanh(W h + b) of that
+ * width (nnd_net_add_sum), then the output layer. CASCADE: as MATLAB's cascadeforwardnet, every
+ * layer (the output layer too) takes the concatenation of the input and of every earlier hidden
+ * layer's output (nnd_net_add_concat), so layer k's W has n_in + hidden[0] + ... + hidden[k-1]
+ * columns. */
+typedef enum { TOPO_CHAIN, TOPO_RESIDUAL, TOPO_CASCADE } topology;
 
 typedef struct {
     char name[NAME_LEN];
-    const char *group;         /* "shape", "width" (sweep) or "n_in" (sweep) */
+    const char *group;         /* "shape", "graph", "width" (sweep) or "n_in" (sweep) */
     size_t n_in;
     size_t hidden[MAX_HIDDEN]; /* widths of the hidden layers, zero-terminated */
     size_t n_out;
     size_t batch;              /* samples per call */
     int latency;               /* 1: time per call of batch 1 */
+    topology topo;
+    size_t blocks;             /* RESIDUAL: residual blocks after the first hidden layer */
+    int products;              /* 1: also time the Laplacian and HVP products (nnd_product_plan) */
 } shape;
 
-/* The shapes of the issue. taylor50 is the network of the published collapsed-Taylor /
- * forward-Laplacian benchmarks (full 50 x 50 Hessian per input). */
+/* The shapes of the issue (deep: the small deep net 2-16^8-1 of the performance issue). taylor50 is the network of the published collapsed-Taylor /
+ * forward-Laplacian benchmarks (full 50 x 50 Hessian per input). The "graph" group: a residual
+ * PINN (3 -> 128, four residual blocks of width 128, -> 1) and a cascadeforwardnet 4-20-20-1. */
 static const shape SHAPES[] = {
-    {"fitnet", "shape", 4, {10}, 1, 20000, 0},
-    {"seed3", "shape", 8, {32, 32}, 2, 10000, 0},
-    {"mpc", "shape", 12, {64, 64, 64}, 8, 2000, 0},
-    {"pinn", "shape", 3, {128, 128, 128, 128}, 1, 10000, 0},
-    {"wide", "shape", 64, {256, 256, 256}, 1, 500, 0},
-    {"hidim", "shape", 256, {256, 256}, 4, 40, 0},
-    {"taylor50", "shape", 50, {768, 768, 512, 512}, 1, 256, 0},
-    {"latency", "shape", 8, {32, 32}, 2, 1, 1},
+    {.name = "fitnet", .group = "shape", .n_in = 4, .hidden = {10}, .n_out = 1, .batch = 20000},
+    {.name = "seed3", .group = "shape", .n_in = 8, .hidden = {32, 32}, .n_out = 2, .batch = 10000},
+    {.name = "mpc", .group = "shape", .n_in = 12, .hidden = {64, 64, 64}, .n_out = 8, .batch = 2000},
+    {.name = "pinn", .group = "shape", .n_in = 3, .hidden = {128, 128, 128, 128}, .n_out = 1, .batch = 10000,
+     .products = 1},
+    {.name = "wide", .group = "shape", .n_in = 64, .hidden = {256, 256, 256}, .n_out = 1, .batch = 500},
+    {.name = "hidim", .group = "shape", .n_in = 256, .hidden = {256, 256}, .n_out = 4, .batch = 40},
+    {.name = "taylor50", .group = "shape", .n_in = 50, .hidden = {768, 768, 512, 512}, .n_out = 1, .batch = 256,
+     .products = 1},
+    {.name = "deep", .group = "shape", .n_in = 2, .hidden = {16, 16, 16, 16, 16, 16, 16, 16}, .n_out = 1,
+     .batch = 20000},
+    {.name = "latency", .group = "shape", .n_in = 8, .hidden = {32, 32}, .n_out = 2, .batch = 1, .latency = 1},
+    {.name = "pinn-res", .group = "graph", .n_in = 3, .hidden = {128}, .n_out = 1, .batch = 10000,
+     .topo = TOPO_RESIDUAL, .blocks = 4, .products = 1},
+    {.name = "cascade", .group = "graph", .n_in = 4, .hidden = {20, 20}, .n_out = 1, .batch = 20000,
+     .topo = TOPO_CASCADE},
 };
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 
@@ -75,25 +100,120 @@ static size_t n_hidden(const shape *sh)
     return L;
 }
 
+/* ---------------------------------------------------------------- the layers of a shape */
+
+/* One layer of the net as the builder is called for it: the net's layers in order, each a dense
+ * layer (on one source) or a sum / concatenation of sources; sources are earlier layers' indices
+ * or NND_NET_INPUT. make_net builds the nnd_net from these, ref_flops counts them, and
+ * --export writes them for the peers (bench/peers.py), so all three see one net. */
+#define MAX_LAYERS 24
+#define MAX_SRC (MAX_HIDDEN + 1)
+
+typedef struct {
+    int kind;            /* NND_LAYER_DENSE, NND_LAYER_SUM, NND_LAYER_CONCAT */
+    size_t n_src, src[MAX_SRC];
+    size_t d_in, d_out;  /* d_in: width of the layer's input (its sources' widths summed for CONCAT) */
+    int act;             /* DENSE: NND_ACT_TANSIG (hidden) or NND_ACT_PURELIN (output) */
+} layer_spec;
+
+static size_t spec_width(const shape *sh, const layer_spec *L, size_t src)
+{
+    return src == NND_NET_INPUT ? sh->n_in : L[src].d_out;
+}
+
+static size_t add_spec(const shape *sh, layer_spec *L, size_t *count, int kind, size_t n_src, const size_t *src,
+                       size_t d_out, int act)
+{
+    layer_spec *s = &L[*count];
+    *s = (layer_spec){.kind = kind, .n_src = n_src, .act = act};
+    for (size_t i = 0; i < n_src; i++) {
+        s->src[i] = src[i];
+        s->d_in = kind == NND_LAYER_CONCAT ? s->d_in + spec_width(sh, L, src[i]) : spec_width(sh, L, src[i]);
+    }
+    s->d_out = kind == NND_LAYER_DENSE ? d_out : s->d_in;
+    return (*count)++;
+}
+
+/* The layers of a shape, in the order they are added to the net; returns how many. */
+static size_t shape_layers(const shape *sh, layer_spec *L)
+{
+    size_t count = 0, H = n_hidden(sh), prev = NND_NET_INPUT;
+    switch (sh->topo) {
+    case TOPO_CHAIN:
+        for (size_t l = 0; l <= H; l++)
+            prev = add_spec(sh, L, &count, NND_LAYER_DENSE, 1, &prev, l < H ? sh->hidden[l] : sh->n_out,
+                            l < H ? NND_ACT_TANSIG : NND_ACT_PURELIN);
+        break;
+    case TOPO_RESIDUAL: {
+        size_t h = add_spec(sh, L, &count, NND_LAYER_DENSE, 1, &prev, sh->hidden[0], NND_ACT_TANSIG);
+        for (size_t k = 0; k < sh->blocks; k++) {
+            size_t f = add_spec(sh, L, &count, NND_LAYER_DENSE, 1, &h, sh->hidden[0], NND_ACT_TANSIG);
+            size_t both[2] = {h, f};
+            h = add_spec(sh, L, &count, NND_LAYER_SUM, 2, both, 0, 0);
+        }
+        add_spec(sh, L, &count, NND_LAYER_DENSE, 1, &h, sh->n_out, NND_ACT_PURELIN);
+        break;
+    }
+    case TOPO_CASCADE: {
+        size_t seen[MAX_SRC] = {NND_NET_INPUT}, n_seen = 1;
+        for (size_t l = 0; l <= H; l++) {
+            size_t in = n_seen == 1 ? NND_NET_INPUT : add_spec(sh, L, &count, NND_LAYER_CONCAT, n_seen, seen, 0, 0);
+            size_t d = add_spec(sh, L, &count, NND_LAYER_DENSE, 1, &in, l < H ? sh->hidden[l] : sh->n_out,
+                                l < H ? NND_ACT_TANSIG : NND_ACT_PURELIN);
+            seen[n_seen++] = d;
+        }
+        break;
+    }
+    }
+    return count;
+}
+
 /* Reference flops per sample of value + Jacobian + Hessian (the issue's count): the smaller of
  *   forward = sum_i 2 d_i d_{i-1} (1+n+s) + 2 m d_L (1+n+s)
  *   reverse = sum_i 2 d_i d_{i-1} (1+n) + 2 m d_L (1+n) + m sum_i (2 d_i d_{i-1} + 2 d_i s)
  * with d_0 = n_in, d_1..d_L the hidden widths, m = n_out, s = n(n+1)/2. This is fixed by the
- * issue for reporting and independent of the engine's own cost model (nnd_net_cost). */
+ * issue for reporting and independent of the engine's own cost model (nnd_net_cost). On a graph
+ * the sums run over the dense layers, d_{i-1} being the width of each one's input; sums and
+ * concatenations are not counted (a sum is d (1+n+s) additions per sample, under 1 % here). */
 static double ref_flops(const shape *sh)
 {
+    layer_spec L[MAX_LAYERS];
+    size_t count = shape_layers(sh, L);
     double n = (double)sh->n_in, s = n * (n + 1) / 2, m = (double)sh->n_out;
-    double gemm = 0, units = 0, prev = n;
-    for (size_t i = 0; i < n_hidden(sh); i++) {
-        double d = (double)sh->hidden[i];
-        gemm += 2 * d * prev;
-        units += d;
-        prev = d;
+    double gemm = 0, units = 0, out = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (L[i].kind != NND_LAYER_DENSE)
+            continue;
+        double f = 2.0 * (double)L[i].d_out * (double)L[i].d_in;
+        if (i + 1 == count)
+            out = f;
+        else {
+            gemm += f;
+            units += (double)L[i].d_out;
+        }
     }
-    double out = 2 * m * prev;
     double forward = (gemm + out) * (1 + n + s);
     double reverse = (gemm + out) * (1 + n) + m * (gemm + 2 * units * s);
     return forward < reverse ? forward : reverse;
+}
+
+/* Elementwise activation evaluations per sample (f, f', f'' of each tansig unit, once). */
+static double act_evals(const shape *sh)
+{
+    layer_spec L[MAX_LAYERS];
+    size_t count = shape_layers(sh, L);
+    double units = 0;
+    for (size_t i = 0; i < count; i++)
+        if (L[i].kind == NND_LAYER_DENSE && L[i].act == NND_ACT_TANSIG)
+            units += (double)L[i].d_out;
+    return units;
+}
+
+/* Bytes per sample the call must write: y, J and H in float64. */
+static double out_bytes(const shape *sh)
+{
+    double n = (double)sh->n_in, m = (double)sh->n_out;
+    return 8.0 * m * (1 + n + n * n);
 }
 
 static shape sweep_point(const char *group, size_t n_in, size_t width)
@@ -193,26 +313,65 @@ static uint64_t name_seed(const char *name)
 
 #define INPUT_SEED_SALT 0x5eed5eed5eed5eedull
 
-static nnd_net *make_net(const shape *sh)
+/* The net of a shape, from its layers (shape_layers) and seeded weights. With `graph` set, the
+ * layers are also written there as JSON ("nnderiv-bench-graph": the peers' description of a net
+ * that is not a chain; sources are layer indices, -1 the input; W row-major, d_out x d_in). */
+static nnd_net *make_net(const shape *sh, FILE *graph)
 {
     rng r = {.s = name_seed(sh->name)};
+    layer_spec L[MAX_LAYERS];
+    size_t count = shape_layers(sh, L);
     nnd_net *net;
     check(nnd_net_new(sh->n_in, &net), "nnd_net_new", sh->name);
-    size_t L = n_hidden(sh), prev = sh->n_in;
-    for (size_t l = 0; l <= L; l++) {
-        size_t d = l < L ? sh->hidden[l] : sh->n_out;
-        double *W = xcalloc(d * prev, sizeof *W), *b = xcalloc(d, sizeof *b);
-        double scale = 1.0 / sqrt((double)prev);
-        for (size_t i = 0; i < d * prev; i++)
-            W[i] = scale * rng_normal(&r);
-        for (size_t i = 0; i < d; i++)
-            b[i] = 0.1 * rng_normal(&r);
-        check(nnd_net_add_dense(net, d, W, b, l < L ? NND_ACT_TANSIG : NND_ACT_PURELIN), "nnd_net_add_dense",
-              sh->name);
-        free(W);
-        free(b);
-        prev = d;
+    if (graph)
+        fprintf(graph, "{\"format\": \"nnderiv-bench-graph\", \"version\": 1, \"n_in\": %zu, \"layers\": [", sh->n_in);
+    for (size_t l = 0; l < count; l++) {
+        const layer_spec *s = &L[l];
+        static const char *kinds[] = {[NND_LAYER_DENSE] = "dense", [NND_LAYER_SUM] = "sum",
+                                      [NND_LAYER_CONCAT] = "concat"};
+        if (graph) {
+            fprintf(graph, "%s\n  {\"kind\": \"%s\", \"sources\": [", l ? "," : "", kinds[s->kind]);
+            for (size_t i = 0; i < s->n_src; i++)
+                fprintf(graph, "%s%lld", i ? ", " : "", s->src[i] == NND_NET_INPUT ? -1LL : (long long)s->src[i]);
+            fputc(']', graph);
+        }
+        if (s->kind == NND_LAYER_SUM)
+            check(nnd_net_add_sum(net, s->n_src, s->src), "nnd_net_add_sum", sh->name);
+        else if (s->kind == NND_LAYER_CONCAT)
+            check(nnd_net_add_concat(net, s->n_src, s->src), "nnd_net_add_concat", sh->name);
+        else {
+            size_t d = s->d_out, prev = s->d_in;
+            double *W = xcalloc(d * prev, sizeof *W), *b = xcalloc(d, sizeof *b);
+            double scale = 1.0 / sqrt((double)prev);
+            for (size_t i = 0; i < d * prev; i++)
+                W[i] = scale * rng_normal(&r);
+            for (size_t i = 0; i < d; i++)
+                b[i] = 0.1 * rng_normal(&r);
+            /* a chain is built by nnd_net_add_dense, as every user's chain is */
+            check(sh->topo == TOPO_CHAIN ? nnd_net_add_dense(net, d, W, b, s->act)
+                                         : nnd_net_add_dense_from(net, s->src[0], d, W, b, s->act),
+                  "nnd_net_add_dense", sh->name);
+            if (graph) {
+                fprintf(graph, ", \"activation\": \"%s\",\n   \"weights\": [", nnd_act_name(s->act));
+                for (size_t i = 0; i < d; i++) {
+                    fputs(i ? ", [" : "[", graph);
+                    for (size_t j = 0; j < prev; j++)
+                        fprintf(graph, "%s%.17g", j ? ", " : "", W[i * prev + j]);
+                    fputc(']', graph);
+                }
+                fputs("],\n   \"bias\": [", graph);
+                for (size_t i = 0; i < d; i++)
+                    fprintf(graph, "%s%.17g", i ? ", " : "", b[i]);
+                fputc(']', graph);
+            }
+            free(W);
+            free(b);
+        }
+        if (graph)
+            fputc('}', graph);
     }
+    if (graph)
+        fputs("\n]}\n", graph);
     return net;
 }
 
@@ -229,10 +388,10 @@ static double *make_inputs(const shape *sh)
 
 /* Repeat until at least MIN_REPS repeats and MIN_TIME seconds, or MAX_TIME seconds (at least one
  * repeat), after one warm-up repeat; the median repeat is reported. */
-#define MIN_REPS 5
 #define MAX_REPS 201
-#define MIN_TIME 0.3
-#define MAX_TIME 1.5
+/* --quick (a smoke test: every part runs, the figures mean nothing) sets these to 1, 0, 0. */
+static size_t MIN_REPS = 5;
+static double MIN_TIME = 0.3, MAX_TIME = 1.5;
 
 typedef struct {
     nnd_plan *plan;
@@ -241,13 +400,18 @@ typedef struct {
     double *y, *J, *H;
     const float *xf; /* set: a float32 plan, run by nnd_plan_execute_f32 on these */
     float *yf, *Jf, *Hf;
+    nnd_product_plan *prod; /* set: a product plan, run by nnd_product_execute(x, in, pout) */
+    const double *in;
+    double *pout;
 } job;
 
 static double time_rep(const job *j)
 {
     double t0 = now();
     for (size_t c = 0; c < j->calls; c++) {
-        if (j->xf)
+        if (j->prod)
+            check(nnd_product_execute(j->prod, j->batch, j->x, j->in, j->pout, NULL), "nnd_product_execute", "timing");
+        else if (j->xf)
             check(nnd_plan_execute_f32(j->plan, j->batch, j->xf, j->yf, j->Jf, j->Hf), "nnd_plan_execute_f32", "timing");
         else
             check(nnd_plan_execute(j->plan, j->batch, j->x, j->y, j->J, j->H), "nnd_plan_execute", "timing");
@@ -333,12 +497,134 @@ static double dgemm_rate(const dgemm_bufs *g)
     openblas_set_num_threads(blas_threads);
     size_t n = 0;
     dgemm_call(g);
-    while (n < MAX_REPS && !(n >= MIN_REPS && total >= MIN_TIME)) {
+    while (n < MAX_REPS && !(n >= MIN_REPS && total >= MIN_TIME) && !(n >= 1 && total >= MAX_TIME)) {
         reps[n] = dgemm_call(g);
         total += reps[n++];
     }
     qsort(reps, n, sizeof *reps, cmp_double);
     return 2.0 * DGEMM_N * DGEMM_N * DGEMM_N / reps[n / 2] * 1e-9;
+}
+
+/* ---------------------------------------------------------------- the roofline's rates */
+
+/* The roofline of a call (RESULTS.md, "Roofline"): its time is bounded below by the largest of
+ *   flops:  reference flops / the same-run dgemm rate (scaled to the plan's threads),
+ *   write:  the bytes of y, J and H / the write bandwidth measured for an array of that size,
+ *   tanh:   elementwise activation evaluations / the rate of the library's own activation path
+ *           (nnd_act_eval of tansig, f, f', f'' at once: SLEEF's vector code on AVX2),
+ * each rate measured right before the shape, like the dgemm rate. The write bandwidth is memset's
+ * (glibc uses non-temporal stores for large arrays: no read before the write), on one thread and
+ * on the plan's threads, the better taken; the activation rate on the plan's threads. The best
+ * of ROOF_REPS measurements is taken for both: a bound is the fastest the machine was seen to do. */
+static int ROOF_REPS = 5; /* --quick: 1 */
+#define ROOF_WRITE_BYTES ((size_t)64 << 20) /* bytes written per measurement, at least */
+#define ROOF_ACT_BLOCK 2048                 /* points per nnd_act_eval call: four arrays in L2 */
+#define ROOF_ACT_TIME 0.02                  /* seconds per activation measurement */
+
+typedef struct {
+    void (*fn)(void *arg);
+    void *arg;
+} task;
+
+static void *task_main(void *t)
+{
+    ((task *)t)->fn(((task *)t)->arg);
+    return NULL;
+}
+
+/* Run fn(args[t]) on `threads` threads at once (the caller's is one); wall seconds. */
+static double run_parallel(size_t threads, void (*fn)(void *), void *args, size_t arg_size)
+{
+    pthread_t tid[64];
+    task tasks[64];
+    if (threads > 64)
+        threads = 64;
+    double t0 = now();
+    for (size_t t = 1; t < threads; t++) {
+        tasks[t] = (task){fn, (char *)args + t * arg_size};
+        if (pthread_create(&tid[t], NULL, task_main, &tasks[t]))
+            die("pthread_create failed");
+    }
+    fn(args);
+    for (size_t t = 1; t < threads; t++)
+        pthread_join(tid[t], NULL);
+    return now() - t0;
+}
+
+typedef struct {
+    unsigned char *p;
+    size_t bytes, reps;
+} write_arg;
+
+static void write_slice(void *a)
+{
+    write_arg *w = a;
+    for (size_t r = 0; r < w->reps; r++) {
+        memset(w->p, (int)(r & 0x7f) + 1, w->bytes);
+        __asm__ volatile("" : : "r"(w->p) : "memory"); /* the stores are observable: not elided */
+    }
+}
+
+/* Bytes/s of memset over an array of `bytes`, split over `threads`; the best of ROOF_REPS. */
+static double write_bandwidth_on(unsigned char *buf, size_t bytes, size_t threads)
+{
+    write_arg args[64];
+    size_t reps = (ROOF_WRITE_BYTES + bytes - 1) / bytes, per = (bytes / threads + 63) & ~(size_t)63;
+    for (size_t t = 0; t < threads; t++) {
+        size_t lo = t * per < bytes ? t * per : bytes, hi = lo + per < bytes ? lo + per : bytes;
+        args[t] = (write_arg){buf + lo, hi - lo, reps};
+    }
+    double best = 0;
+    for (int k = 0; k < ROOF_REPS; k++)
+        best = fmax(best, (double)reps * (double)bytes / run_parallel(threads, write_slice, args, sizeof *args));
+    return best;
+}
+
+static double write_bandwidth(size_t bytes, size_t threads)
+{
+    if (bytes < 64)
+        bytes = 64;
+    unsigned char *buf = xcalloc(bytes, 1);
+    memset(buf, 1, bytes); /* the pages exist, as the bench's reused output arrays do */
+    double bw = write_bandwidth_on(buf, bytes, 1);
+    if (threads > 1 && bytes >= threads * 4096)
+        bw = fmax(bw, write_bandwidth_on(buf, bytes, threads));
+    free(buf);
+    return bw;
+}
+
+typedef struct {
+    double z[ROOF_ACT_BLOCK], f[ROOF_ACT_BLOCK], df[ROOF_ACT_BLOCK], d2f[ROOF_ACT_BLOCK];
+    size_t reps;
+} act_arg;
+
+static void act_block(void *a)
+{
+    act_arg *w = a;
+    for (size_t r = 0; r < w->reps; r++)
+        check(nnd_act_eval(NND_ACT_TANSIG, 0, ROOF_ACT_BLOCK, w->z, w->f, w->df, w->d2f), "nnd_act_eval", "roofline");
+}
+
+/* tansig evaluations (f, f', f'') per second on `threads` threads; the best of ROOF_REPS. */
+static double act_rate(size_t threads)
+{
+    if (threads > 64)
+        threads = 64;
+    act_arg *args = xcalloc(threads, sizeof *args);
+    rng r = {.s = 7};
+    for (size_t t = 0; t < threads; t++)
+        for (size_t i = 0; i < ROOF_ACT_BLOCK; i++)
+            args[t].z[i] = 1.5 * rng_normal(&r); /* pre-activations of the size the nets see */
+    args[0].reps = 1;
+    double t1 = run_parallel(1, act_block, args, sizeof *args);
+    size_t reps = (size_t)fmax(1, ROOF_ACT_TIME / fmax(t1, 1e-9));
+    for (size_t t = 0; t < threads; t++)
+        args[t].reps = reps;
+    double best = 0;
+    for (int k = 0; k < ROOF_REPS; k++)
+        best = fmax(best, (double)(threads * reps * ROOF_ACT_BLOCK) / run_parallel(threads, act_block, args, sizeof *args));
+    free(args);
+    return best;
 }
 
 /* ---------------------------------------------------------------- one shape */
@@ -351,15 +637,17 @@ static double dgemm_rate(const dgemm_bufs *g)
 
 typedef struct {
     shape sh;
+    char skipped[224];          /* set: nnderiv did not run the shape (why); the rest is unset */
+    char notes[224];            /* parts of the shape's measurements that did not run (why) */
     double ref;                 /* reference flops per sample */
     double dgemm;               /* dgemm GFLOP/s measured right before this shape */
-    double cost_fwd, cost_rev;  /* the engine's cost model, flops per sample */
+    double cost_fwd, cost_rev;  /* the engine's cost model, flops per sample (NAN: refused) */
     nnd_mode auto_mode;
     double t_auto;              /* seconds per call, whole batch (latency: batch 1) */
     double sps_fwd, sps_rev;    /* samples/s with each mode forced */
     int fused;                  /* AUTO runs the fused engine for small nets */
     double sps_blk;             /* samples/s of reverse mode with NND_BLOCKED (= sps_rev unless fused) */
-    double t_f32;               /* seconds per call of the float32 plan (AUTO), whole batch */
+    double t_f32;               /* seconds per call of the float32 plan (AUTO), whole batch (NAN: refused) */
     double f32_diff;            /* max |H_f32 - H| / max(1, |H|) over the checked samples */
     size_t other_batch;         /* batch the other mode was timed on */
     double t_value, t_vj;       /* seconds per call for VALUE and VALUE|JACOBIAN (AUTO) */
@@ -367,18 +655,41 @@ typedef struct {
     size_t ws_bytes, block;
     size_t ws_bytes_16x;        /* workspace of a plan for 16 times the batch: O(block) means equal */
     char explain[192];
+    /* the roofline (see "the roofline's rates") */
+    size_t threads;             /* the AUTO plan's threads */
+    double write_bw;            /* bytes/s of memset over an array of the call's output size */
+    double act_rate;            /* tansig evaluations/s on the plan's threads */
+    double t_flops, t_write, t_act; /* the three lower bounds on the call's time, seconds */
+    /* the products (shape.products): seconds per call of the whole batch, NAN when refused */
+    double t_lap, t_hvp;
 } result;
 
-static nnd_plan *plan_for(const nnd_net *net, const shape *sh, size_t max_batch, unsigned what, nnd_mode mode)
+/* A plan, or NULL when the library refuses this net or these options (NND_EUNSUPPORTED: a graph
+ * net before its engines land, an option one engine does not take); `why` then says so. Any other
+ * failure stops the bench. */
+static nnd_plan *plan_for(const nnd_net *net, const shape *sh, size_t max_batch, unsigned what, nnd_mode mode,
+                          char *why, size_t why_size)
 {
     nnd_plan *p;
-    check(nnd_plan_new(net, max_batch, what, mode, &p), "nnd_plan_new", sh->name);
+    nnd_status st = nnd_plan_new(net, max_batch, what, mode, &p);
+    if (st == NND_EUNSUPPORTED && why) {
+        snprintf(why, why_size, "%s", nnd_errmsg());
+        return NULL;
+    }
+    check(st, "nnd_plan_new", sh->name);
     return p;
+}
+
+/* Append a note "what: why" to r->notes. */
+static void add_note(result *r, const char *what, const char *why)
+{
+    size_t len = strlen(r->notes);
+    snprintf(r->notes + len, sizeof r->notes - len, "%s%s refused (%s)", len ? "; " : "", what, why);
 }
 
 static double time_plan(nnd_plan *p, const shape *sh, size_t batch, const double *x, double *y, double *J, double *H)
 {
-    job j = {p, batch, 1, x, y, J, H, NULL, NULL, NULL, NULL};
+    job j = {.plan = p, .batch = batch, .calls = 1, .x = x, .y = y, .J = J, .H = H};
     if (sh->latency)
         j.calls = calibrate_calls(j);
     return time_job(&j);
@@ -392,7 +703,7 @@ static double time_f32(nnd_plan *p, const shape *sh, size_t batch, const double 
     float *Jf = xcalloc(batch * m * n, sizeof *Jf), *Hf = xcalloc(batch * m * n * n, sizeof *Hf);
     for (size_t i = 0; i < batch * n; i++)
         xf[i] = (float)x[i];
-    job j = {p, batch, 1, NULL, NULL, NULL, NULL, xf, yf, Jf, Hf};
+    job j = {.plan = p, .batch = batch, .calls = 1, .xf = xf, .yf = yf, .Jf = Jf, .Hf = Hf};
     if (sh->latency)
         j.calls = calibrate_calls(j);
     double t = time_job(&j);
@@ -420,40 +731,122 @@ static double max_rel_diff(size_t count, const double *a, const double *b)
 }
 
 static int write_npy(const char *path, const double *a, size_t ndim, const size_t *dims);
+static void export_path(char *buf, size_t size, const char *dir, const char *name, const char *suffix);
 static void export_shape(const char *dir, const shape *sh, const nnd_net *net, const double *x, const double *y,
                          const double *J, const double *H);
+static void export_products(const char *dir, const shape *sh, const double *v, const double *lap, const double *hvp);
+static const char *mode_name(nnd_mode m);
+
+#define HVP_SEED_SALT 0x4856504856504856ull
+
+static double *make_hvp_vectors(const shape *sh)
+{
+    rng r = {.s = name_seed(sh->name) ^ HVP_SEED_SALT};
+    double *v = xcalloc(sh->batch * sh->n_in, sizeof *v);
+    for (size_t i = 0; i < sh->batch * sh->n_in; i++)
+        v[i] = rng_normal(&r);
+    return v;
+}
+
+/* A product plan for the whole batch, timed: seconds per call, NAN (and a note) when refused. */
+static double time_product(result *r, const nnd_net *net, nnd_product kind, const double *x, const double *in,
+                           double *out)
+{
+    const shape *sh = &r->sh;
+    nnd_product_plan *pp;
+    nnd_status st = nnd_product_plan_new(net, sh->batch, kind, &pp);
+    if (st == NND_EUNSUPPORTED) {
+        add_note(r, nnd_product_name(kind), nnd_errmsg());
+        return NAN;
+    }
+    check(st, "nnd_product_plan_new", sh->name);
+    job j = {.batch = sh->batch, .calls = 1, .x = x, .prod = pp, .in = in, .pout = out};
+    double t = time_job(&j);
+    nnd_product_plan_free(pp);
+    return t;
+}
 
 static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export_dir)
 {
-    result r = {.sh = *sh, .ref = ref_flops(sh), .dgemm = dgemm_rate(g)};
+    result r = {.sh = *sh, .ref = ref_flops(sh), .dgemm = dgemm_rate(g), .t_lap = NAN, .t_hvp = NAN};
     const unsigned all = NND_VALUE | NND_JACOBIAN | NND_HESSIAN;
     size_t B = sh->batch, n = sh->n_in, m = sh->n_out;
-    nnd_net *net = make_net(sh);
+    char why[224];
+    FILE *graph = NULL;
+    char path[4096];
+    if (export_dir && sh->topo != TOPO_CHAIN) {
+        export_path(path, sizeof path, export_dir, sh->name, ".graph.json");
+        if (!(graph = fopen(path, "w")))
+            die("%s: cannot write: %s", path, strerror(errno));
+    }
+    nnd_net *net = make_net(sh, graph);
+    if (graph && fclose(graph))
+        die("%s: cannot write: %s", path, strerror(errno));
     double *x = make_inputs(sh);
     double *y = xcalloc(B * m, sizeof *y), *J = xcalloc(B * m * n, sizeof *J), *H = xcalloc(B * m * n * n, sizeof *H);
-    check(nnd_net_cost(net, all, &r.cost_fwd, &r.cost_rev), "nnd_net_cost", sh->name);
+    if (nnd_net_cost(net, all, &r.cost_fwd, &r.cost_rev) != NND_OK)
+        r.cost_fwd = r.cost_rev = NAN;
 
-    nnd_plan *p = plan_for(net, sh, B, all, NND_MODE_AUTO);
+    nnd_plan *p = plan_for(net, sh, B, all, NND_MODE_AUTO, r.skipped, sizeof r.skipped);
+    if (!p) {
+        if (export_dir) {
+            export_shape(export_dir, sh, net, x, NULL, NULL, NULL);
+            if (sh->products) {
+                double *v = make_hvp_vectors(sh);
+                export_products(export_dir, sh, v, NULL, NULL);
+                free(v);
+            }
+        }
+        free(x), free(y), free(J), free(H);
+        nnd_net_free(net);
+        return r;
+    }
     r.auto_mode = nnd_plan_mode(p);
     snprintf(r.explain, sizeof r.explain, "%s", nnd_plan_explain(p));
     r.ws_bytes = nnd_plan_workspace_bytes(p);
     r.block = nnd_plan_block(p);
+    r.threads = nnd_plan_threads(p);
     r.t_auto = time_plan(p, sh, B, x, y, J, H);
     nnd_plan_free(p);
-    p = plan_for(net, sh, B, all | NND_FLOAT32, NND_MODE_AUTO);
-    r.t_f32 = time_f32(p, sh, B, x, H, &r.f32_diff);
-    nnd_plan_free(p);
-    p = plan_for(net, sh, 16 * B, all, NND_MODE_AUTO);
+
+    /* the roofline's rates, measured now, as the dgemm rate was (see "the roofline's rates") */
+    r.write_bw = write_bandwidth((size_t)(out_bytes(sh) * (double)B), r.threads);
+    r.act_rate = act_rate(r.threads);
+    r.t_flops = r.ref * (double)B / (r.dgemm * 1e9 * (double)r.threads / (double)blas_threads);
+    r.t_write = out_bytes(sh) * (double)B / r.write_bw;
+    r.t_act = act_evals(sh) * (double)B / r.act_rate;
+
+    r.t_f32 = NAN;
+    if ((p = plan_for(net, sh, B, all | NND_FLOAT32, NND_MODE_AUTO, why, sizeof why))) {
+        r.t_f32 = time_f32(p, sh, B, x, H, &r.f32_diff);
+        nnd_plan_free(p);
+    } else
+        add_note(&r, "float32", why);
+    p = plan_for(net, sh, 16 * B, all, NND_MODE_AUTO, NULL, 0);
     r.ws_bytes_16x = nnd_plan_workspace_bytes(p);
     nnd_plan_free(p);
-    if (export_dir)
+
+    /* the products, on the same inputs; their first samples are exported for the peers' check */
+    double *v = NULL, *lap = NULL, *hvp = NULL;
+    if (sh->products) {
+        v = make_hvp_vectors(sh);
+        lap = xcalloc(B * m, sizeof *lap);
+        hvp = xcalloc(B * m * n, sizeof *hvp);
+        r.t_lap = time_product(&r, net, NND_PRODUCT_LAPLACIAN, x, NULL, lap);
+        r.t_hvp = time_product(&r, net, NND_PRODUCT_HVP, x, v, hvp);
+    }
+    if (export_dir) {
         export_shape(export_dir, sh, net, x, y, J, H);
+        if (sh->products)
+            export_products(export_dir, sh, v, isnan(r.t_lap) ? NULL : lap, isnan(r.t_hvp) ? NULL : hvp);
+    }
+    free(v), free(lap), free(hvp);
 
     /* the other mode, on a sub-batch when the cost model predicts it to be slow */
     nnd_mode other = r.auto_mode == NND_MODE_FORWARD ? NND_MODE_REVERSE : NND_MODE_FORWARD;
     double c_auto = r.auto_mode == NND_MODE_FORWARD ? r.cost_fwd : r.cost_rev;
     double c_other = other == NND_MODE_FORWARD ? r.cost_fwd : r.cost_rev;
-    double predicted = r.t_auto * c_other / c_auto;
+    double predicted = isnan(c_auto) ? 1e9 : r.t_auto * c_other / c_auto;
     size_t ob = B;
     if (predicted > OTHER_MODE_BUDGET)
         ob = (size_t)fmax(CHECK_SAMPLES, floor((double)B * OTHER_MODE_BUDGET / predicted));
@@ -462,12 +855,15 @@ static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export
     r.other_batch = ob;
     double *H2 = xcalloc(ob * m * n * n, sizeof *H2), *J2 = xcalloc(ob * m * n, sizeof *J2),
            *y2 = xcalloc(ob * m, sizeof *y2);
-    p = plan_for(net, sh, ob, all, other);
-    double t_other = time_plan(p, sh, ob, x, y2, J2, H2);
-    nnd_plan_free(p);
-    size_t nc = ob < CHECK_SAMPLES ? ob : CHECK_SAMPLES;
-    r.mode_diff = max_rel_diff(nc * m * n * n, H, H2);
-    double sps_auto = (double)B / r.t_auto, sps_other = (double)ob / t_other;
+    double sps_auto = (double)B / r.t_auto, sps_other = NAN;
+    r.mode_diff = NAN;
+    if ((p = plan_for(net, sh, ob, all, other, why, sizeof why))) {
+        sps_other = (double)ob / time_plan(p, sh, ob, x, y2, J2, H2);
+        nnd_plan_free(p);
+        size_t nc = ob < CHECK_SAMPLES ? ob : CHECK_SAMPLES;
+        r.mode_diff = max_rel_diff(nc * m * n * n, H, H2);
+    } else
+        add_note(&r, mode_name(other), why);
     r.sps_fwd = other == NND_MODE_FORWARD ? sps_other : sps_auto;
     r.sps_rev = other == NND_MODE_REVERSE ? sps_other : sps_auto;
     free(H2);
@@ -477,19 +873,21 @@ static result run_shape(const shape *sh, const dgemm_bufs *g, const char *export
     /* the fused engine against the blocked reverse engine on the same batch */
     r.fused = strstr(r.explain, "fused") != NULL;
     r.sps_blk = r.sps_rev;
-    if (r.fused) {
-        p = plan_for(net, sh, B, all | NND_BLOCKED, NND_MODE_REVERSE);
+    if (r.fused && (p = plan_for(net, sh, B, all | NND_BLOCKED, NND_MODE_REVERSE, why, sizeof why))) {
         r.sps_blk = (double)B / time_plan(p, sh, B, x, y, J, H);
         nnd_plan_free(p);
     }
 
     /* phases: value only, value + Jacobian (the Hessian is the rest) */
-    p = plan_for(net, sh, B, NND_VALUE, NND_MODE_AUTO);
-    r.t_value = time_plan(p, sh, B, x, y, NULL, NULL);
-    nnd_plan_free(p);
-    p = plan_for(net, sh, B, NND_VALUE | NND_JACOBIAN, NND_MODE_AUTO);
-    r.t_vj = time_plan(p, sh, B, x, y, J, NULL);
-    nnd_plan_free(p);
+    r.t_value = r.t_vj = NAN;
+    if ((p = plan_for(net, sh, B, NND_VALUE, NND_MODE_AUTO, why, sizeof why))) {
+        r.t_value = time_plan(p, sh, B, x, y, NULL, NULL);
+        nnd_plan_free(p);
+    }
+    if ((p = plan_for(net, sh, B, NND_VALUE | NND_JACOBIAN, NND_MODE_AUTO, why, sizeof why))) {
+        r.t_vj = time_plan(p, sh, B, x, y, J, NULL);
+        nnd_plan_free(p);
+    }
 
     free(x);
     free(y);
@@ -534,44 +932,95 @@ static void export_path(char *buf, size_t size, const char *dir, const char *nam
         die("export path too long: %s/%s%s", dir, name, suffix);
 }
 
-static void export_shape(const char *dir, const shape *sh, const nnd_net *net, const double *x, const double *y,
-                         const double *J, const double *H)
+typedef struct {
+    const char *suffix;
+    const double *a;
+    size_t ndim, dims[4];
+} npy_file;
+
+static void write_npys(const char *dir, const shape *sh, const npy_file *files, size_t count)
 {
     char path[4096];
-    size_t n = sh->n_in, m = sh->n_out, k = sh->batch < CHECK_SAMPLES ? sh->batch : CHECK_SAMPLES;
-    export_path(path, sizeof path, dir, sh->name, ".json");
-    check(nnd_net_save_json(net, path), "nnd_net_save_json", sh->name);
-    struct {
-        const char *suffix;
-        const double *a;
-        size_t ndim, dims[4];
-    } files[] = {
-        {".x.npy", x, 2, {sh->batch, n}},
-        {".check.y.npy", y, 2, {k, m}},
-        {".check.J.npy", J, 3, {k, m, n}},
-        {".check.H.npy", H, 4, {k, m, n, n}},
-    };
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    for (size_t i = 0; i < count; i++) {
+        if (!files[i].a)
+            continue;
         export_path(path, sizeof path, dir, sh->name, files[i].suffix);
         if (write_npy(path, files[i].a, files[i].ndim, files[i].dims))
             die("%s: cannot write: %s", path, strerror(errno));
     }
 }
 
+/* The net (nnderiv JSON for a chain; a graph's is written by make_net), the inputs, and nnderiv's
+ * results on the first samples (none when y is NULL: nnderiv did not run the shape). */
+static void export_shape(const char *dir, const shape *sh, const nnd_net *net, const double *x, const double *y,
+                         const double *J, const double *H)
+{
+    char path[4096];
+    size_t n = sh->n_in, m = sh->n_out, k = sh->batch < CHECK_SAMPLES ? sh->batch : CHECK_SAMPLES;
+    if (sh->topo == TOPO_CHAIN) {
+        export_path(path, sizeof path, dir, sh->name, ".json");
+        check(nnd_net_save_json(net, path), "nnd_net_save_json", sh->name);
+    }
+    npy_file files[] = {
+        {".x.npy", x, 2, {sh->batch, n}},
+        {".check.y.npy", y, 2, {k, m}},
+        {".check.J.npy", J, 3, {k, m, n}},
+        {".check.H.npy", H, 4, {k, m, n, n}},
+    };
+    write_npys(dir, sh, files, sizeof files / sizeof files[0]);
+}
+
+/* The HVP's vectors (the whole batch) and the products' results on the first samples (NULL: refused). */
+static void export_products(const char *dir, const shape *sh, const double *v, const double *lap, const double *hvp)
+{
+    size_t n = sh->n_in, m = sh->n_out, k = sh->batch < CHECK_SAMPLES ? sh->batch : CHECK_SAMPLES;
+    npy_file files[] = {
+        {".v.npy", v, 2, {sh->batch, n}},
+        {".check.lap.npy", lap, 2, {k, m}},
+        {".check.hvp.npy", hvp, 3, {k, m, n}},
+    };
+    write_npys(dir, sh, files, sizeof files / sizeof files[0]);
+}
+
+static const char *topo_name(topology t)
+{
+    return t == TOPO_RESIDUAL ? "residual" : t == TOPO_CASCADE ? "cascade" : "chain";
+}
+
+static void hidden_str(const shape *sh, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < n_hidden(sh) && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%zu", i ? "," : "", sh->hidden[i]);
+    if (sh->topo == TOPO_RESIDUAL && len < size)
+        snprintf(buf + len, size - len, ",%zux res", sh->blocks);
+    else if (sh->topo == TOPO_CASCADE && len < size)
+        snprintf(buf + len, size - len, " cascade");
+}
+
+/* The hidden widths of the dense tansig layers, in order (a residual net's blocks included). */
 static void json_hidden(FILE *fp, const shape *sh)
 {
+    layer_spec L[MAX_LAYERS];
+    size_t count = shape_layers(sh, L), k = 0;
     fputc('[', fp);
-    for (size_t i = 0; i < n_hidden(sh); i++)
-        fprintf(fp, "%s%zu", i ? ", " : "", sh->hidden[i]);
+    for (size_t i = 0; i < count; i++)
+        if (L[i].kind == NND_LAYER_DENSE && L[i].act == NND_ACT_TANSIG)
+            fprintf(fp, "%s%zu", k++ ? ", " : "", L[i].d_out);
     fputc(']', fp);
 }
 
 static void json_shape_fields(FILE *fp, const shape *sh)
 {
-    fprintf(fp, "\"name\": \"%s\", \"group\": \"%s\", \"n_in\": %zu, \"hidden\": ", sh->name, sh->group, sh->n_in);
+    char label[64];
+    hidden_str(sh, label, sizeof label);
+    fprintf(fp, "\"name\": \"%s\", \"group\": \"%s\", \"topology\": \"%s\", \"label\": \"%s\", \"n_in\": %zu, \"hidden\": ",
+            sh->name, sh->group, topo_name(sh->topo), label, sh->n_in);
     json_hidden(fp, sh);
-    fprintf(fp, ", \"n_out\": %zu, \"batch\": %zu, \"latency\": %s, \"ref_flops\": %.17g", sh->n_out, sh->batch,
-            sh->latency ? "true" : "false", ref_flops(sh));
+    fprintf(fp, ", \"n_out\": %zu, \"batch\": %zu, \"latency\": %s, \"products\": %s, \"ref_flops\": %.17g,"
+            " \"act_evals\": %.17g, \"out_bytes\": %.17g", sh->n_out, sh->batch, sh->latency ? "true" : "false",
+            sh->products ? "true" : "false", ref_flops(sh), act_evals(sh), out_bytes(sh));
 }
 
 static void write_manifest(const char *dir, const shape *shapes, size_t count)
@@ -581,16 +1030,23 @@ static void write_manifest(const char *dir, const shape *shapes, size_t count)
     FILE *fp = fopen(path, "w");
     if (!fp)
         die("%s: cannot write: %s", path, strerror(errno));
-    fprintf(fp, "{\"format\": \"nnderiv-bench-export\", \"version\": 1, \"check_samples\": %d,\n \"shapes\": [",
+    /* version 2: graph nets (net: a .graph.json of make_net's), products, the roofline's counts;
+     * a check file that is missing means nnderiv did not compute it (the peer is then unchecked) */
+    fprintf(fp, "{\"format\": \"nnderiv-bench-export\", \"version\": 2, \"check_samples\": %d,\n \"shapes\": [",
             CHECK_SAMPLES);
     for (size_t i = 0; i < count; i++) {
         const char *nm = shapes[i].name;
         fprintf(fp, "%s\n  {", i ? "," : "");
         json_shape_fields(fp, &shapes[i]);
         fprintf(fp,
-                ",\n   \"net\": \"%s.json\", \"x\": \"%s.x.npy\", \"check\": {\"y\": \"%s.check.y.npy\", "
-                "\"J\": \"%s.check.J.npy\", \"H\": \"%s.check.H.npy\"}}",
-                nm, nm, nm, nm, nm);
+                ",\n   \"net\": \"%s%s\", \"x\": \"%s.x.npy\", \"check\": {\"y\": \"%s.check.y.npy\", "
+                "\"J\": \"%s.check.J.npy\", \"H\": \"%s.check.H.npy\"}",
+                nm, shapes[i].topo == TOPO_CHAIN ? ".json" : ".graph.json", nm, nm, nm, nm);
+        /* products: HVP vectors v, and nnderiv's Laplacian and HVP on the first samples */
+        if (shapes[i].products)
+            fprintf(fp, ",\n   \"v\": \"%s.v.npy\", \"check_products\": {\"laplacian\": \"%s.check.lap.npy\", "
+                    "\"hvp\": \"%s.check.hvp.npy\"}", nm, nm, nm);
+        fputc('}', fp);
     }
     fputs("\n ]}\n", fp);
     if (fclose(fp))
@@ -601,38 +1057,80 @@ static void write_manifest(const char *dir, const shape *shapes, size_t count)
 
 static const char *mode_name(nnd_mode m) { return m == NND_MODE_FORWARD ? "forward" : "reverse"; }
 
-static void hidden_str(const shape *sh, char *buf, size_t size)
+/* The roofline: the largest of the three bounds, its name, and the call's share of it. */
+static double roof_bound(const result *r, const char **which)
 {
-    size_t len = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < n_hidden(sh) && len < size; i++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%zu", i ? "," : "", sh->hidden[i]);
+    double t = r->t_flops;
+    *which = "flops";
+    if (r->t_write > t) {
+        t = r->t_write;
+        *which = "write";
+    }
+    if (r->t_act > t) {
+        t = r->t_act;
+        *which = "tanh";
+    }
+    return t;
 }
 
 static void print_header(void)
 {
-    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s | %12s %12s %-7s %8s | %12s %-5s | %12s %8s | %6s %6s | %9s\n",
-           "shape", "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "fwd s/s",
-           "rev s/s", "fastest", "H diff", "blocked s/s", "fused", "f32 s/s", "f32 err", "%val", "%jac", "ws KiB");
+    printf("%-12s %5s %-15s %5s %6s | %-7s %12s %8s %6s %6s %6s %-5s | %12s %12s %-7s %8s | %12s %-5s | %12s %8s | "
+           "%6s %6s | %9s\n",
+           "shape", "n_in", "hidden", "n_out", "batch", "auto", "samples/s", "GFLOP/s", "dgemm", "%dgemm", "%roof",
+           "bound", "fwd s/s", "rev s/s", "fastest", "H diff", "blocked s/s", "fused", "f32 s/s", "f32 err", "%val",
+           "%jac", "ws KiB");
 }
 
 static void print_result(const result *r)
 {
     char hid[64];
     hidden_str(&r->sh, hid, sizeof hid);
+    if (r->skipped[0]) {
+        printf("%-12s %5zu %-15s %5zu %6zu | skipped: %s\n", r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch,
+               r->skipped);
+        fflush(stdout);
+        return;
+    }
     double sps = (double)r->sh.batch / r->t_auto, gf = sps * r->ref * 1e-9;
-    const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse";
-    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% | %12.4g %12.4g %-7s %8.1e | %12.4g %-5s | "
-           "%12.4g %8.1e | %5.1f%% %5.1f%% | %9.0f",
+    const char *fastest = r->sps_fwd > r->sps_rev ? "forward" : "reverse", *bound;
+    double roof = roof_bound(r, &bound);
+    printf("%-12s %5zu %-15s %5zu %6zu | %-7s %12.4g %8.2f %6.1f %5.1f%% %5.1f%% %-5s | %12.4g %12.4g %-7s %8.1e | "
+           "%12.4g %-5s | %12.4g %8.1e | %5.1f%% %5.1f%% | %9.0f",
            r->sh.name, r->sh.n_in, hid, r->sh.n_out, r->sh.batch, mode_name(r->auto_mode), sps, gf, r->dgemm,
-           100 * gf / r->dgemm, r->sps_fwd, r->sps_rev, fastest, r->mode_diff, r->sps_blk, r->fused ? "yes" : "no",
-           (double)r->sh.batch / r->t_f32,
-           r->f32_diff, 100 * r->t_value / r->t_auto,
-           100 * fmax(0, r->t_vj - r->t_value) / r->t_auto, (double)r->ws_bytes / 1024);
+           100 * gf / r->dgemm, 100 * roof / r->t_auto, bound, r->sps_fwd, r->sps_rev, fastest, r->mode_diff,
+           r->sps_blk, r->fused ? "yes" : "no", (double)r->sh.batch / r->t_f32, r->f32_diff,
+           100 * r->t_value / r->t_auto, 100 * fmax(0, r->t_vj - r->t_value) / r->t_auto, (double)r->ws_bytes / 1024);
     if (r->sh.latency)
         printf("  (%.2f us/call)", r->t_auto * 1e6);
+    if (r->sh.products)
+        printf("  (laplacian %.4g, hvp %.4g samples/s)", (double)r->sh.batch / r->t_lap,
+               (double)r->sh.batch / r->t_hvp);
+    if (r->notes[0])
+        printf("  [%s]", r->notes);
     putchar('\n');
     fflush(stdout);
+}
+
+/* A JSON string value, with quotes and backslashes escaped and control characters dropped. */
+static void json_str(FILE *fp, const char *key, const char *v)
+{
+    fprintf(fp, ", \"%s\": \"", key);
+    for (; *v; v++)
+        if (*v == '"' || *v == '\\')
+            fprintf(fp, "\\%c", *v);
+        else if ((unsigned char)*v >= 0x20)
+            fputc(*v, fp);
+    fputc('"', fp);
+}
+
+/* A JSON number; null when it is not finite (a measurement that did not run). */
+static void json_num(FILE *fp, const char *key, double v)
+{
+    if (isfinite(v))
+        fprintf(fp, ", \"%s\": %.6g", key, v);
+    else
+        fprintf(fp, ", \"%s\": null", key);
 }
 
 static void write_json(const char *path, const result *res, size_t count, int threads)
@@ -640,27 +1138,66 @@ static void write_json(const char *path, const result *res, size_t count, int th
     FILE *fp = fopen(path, "w");
     if (!fp)
         die("%s: cannot write: %s", path, strerror(errno));
-    fprintf(fp, "{\"format\": \"nnderiv-bench-results\", \"version\": 1,\n");
+    fprintf(fp, "{\"format\": \"nnderiv-bench-results\", \"version\": 2,\n");
     fprintf(fp, " \"nnderiv_version\": \"%s\", \"openblas\": \"%s\", \"openblas_core\": \"%s\", \"threads\": %d,\n",
             nnd_version(), openblas_get_config(), openblas_get_corename(), threads);
     fprintf(fp, " \"dgemm_n\": %d,\n \"results\": [", DGEMM_N);
     for (size_t i = 0; i < count; i++) {
         const result *r = &res[i];
-        double sps = (double)r->sh.batch / r->t_auto;
         fprintf(fp, "%s\n  {", i ? "," : "");
         json_shape_fields(fp, &r->sh);
-        fprintf(fp,
-                ",\n   \"seconds_per_call\": %.6g, \"samples_per_s\": %.6g, \"gflops\": %.6g, \"dgemm_gflops\": %.6g,"
-                " \"pct_dgemm\": %.4g,"
-                "\n   \"auto_mode\": \"%s\", \"explain\": \"%s\", \"cost_forward\": %.6g, \"cost_reverse\": %.6g,"
-                "\n   \"forward_samples_per_s\": %.6g, \"reverse_samples_per_s\": %.6g, \"other_mode_batch\": %zu,"
-                " \"forward_reverse_hdiff\": %.3g, \"fused\": %s, \"blocked_reverse_samples_per_s\": %.6g,"
-                "\n   \"float32_samples_per_s\": %.6g, \"float32_hdiff\": %.3g,"
-                "\n   \"value_seconds_per_call\": %.6g, \"value_jacobian_seconds_per_call\": %.6g,"
-                "\n   \"workspace_bytes\": %zu, \"workspace_bytes_16x_batch\": %zu, \"block\": %zu}",
-                r->t_auto, sps, sps * r->ref * 1e-9, r->dgemm, 100 * sps * r->ref * 1e-9 / r->dgemm,
-                mode_name(r->auto_mode), r->explain, r->cost_fwd, r->cost_rev, r->sps_fwd, r->sps_rev, r->other_batch, r->mode_diff,
-                r->fused ? "true" : "false", r->sps_blk, (double)r->sh.batch / r->t_f32, r->f32_diff, r->t_value, r->t_vj, r->ws_bytes, r->ws_bytes_16x, r->block);
+        json_num(fp, "dgemm_gflops", r->dgemm);
+        if (r->skipped[0]) {
+            json_str(fp, "skipped", r->skipped);
+            fputc('}', fp);
+            continue;
+        }
+        double sps = (double)r->sh.batch / r->t_auto;
+        const char *bound;
+        double roof = roof_bound(r, &bound);
+        fputs("\n  ", fp);
+        json_num(fp, "seconds_per_call", r->t_auto);
+        json_num(fp, "samples_per_s", sps);
+        json_num(fp, "gflops", sps * r->ref * 1e-9);
+        json_num(fp, "pct_dgemm", 100 * sps * r->ref * 1e-9 / r->dgemm);
+        fputs("\n  ", fp);
+        json_str(fp, "auto_mode", mode_name(r->auto_mode));
+        json_str(fp, "explain", r->explain);
+        json_num(fp, "cost_forward", r->cost_fwd);
+        json_num(fp, "cost_reverse", r->cost_rev);
+        fputs("\n  ", fp);
+        json_num(fp, "forward_samples_per_s", r->sps_fwd);
+        json_num(fp, "reverse_samples_per_s", r->sps_rev);
+        json_num(fp, "other_mode_batch", (double)r->other_batch);
+        json_num(fp, "forward_reverse_hdiff", r->mode_diff);
+        fprintf(fp, ", \"fused\": %s", r->fused ? "true" : "false");
+        json_num(fp, "blocked_reverse_samples_per_s", r->sps_blk);
+        fputs("\n  ", fp);
+        json_num(fp, "float32_samples_per_s", (double)r->sh.batch / r->t_f32);
+        json_num(fp, "float32_hdiff", isnan(r->t_f32) ? NAN : r->f32_diff);
+        json_num(fp, "value_seconds_per_call", r->t_value);
+        json_num(fp, "value_jacobian_seconds_per_call", r->t_vj);
+        fputs("\n  ", fp);
+        json_num(fp, "workspace_bytes", (double)r->ws_bytes);
+        json_num(fp, "workspace_bytes_16x_batch", (double)r->ws_bytes_16x);
+        json_num(fp, "block", (double)r->block);
+        json_num(fp, "threads_plan", (double)r->threads);
+        fputs("\n  ", fp);
+        json_num(fp, "write_bytes_per_s", r->write_bw);
+        json_num(fp, "tansig_per_s", r->act_rate);
+        json_num(fp, "roof_flops_seconds", r->t_flops);
+        json_num(fp, "roof_write_seconds", r->t_write);
+        json_num(fp, "roof_tanh_seconds", r->t_act);
+        json_str(fp, "roof_bound", bound);
+        json_num(fp, "pct_roofline", 100 * roof / r->t_auto);
+        if (r->sh.products) {
+            fputs("\n  ", fp);
+            json_num(fp, "laplacian_samples_per_s", (double)r->sh.batch / r->t_lap);
+            json_num(fp, "hvp_samples_per_s", (double)r->sh.batch / r->t_hvp);
+        }
+        if (r->notes[0])
+            json_str(fp, "notes", r->notes);
+        fputc('}', fp);
     }
     fputs("\n ]}\n", fp);
     if (fclose(fp))
@@ -671,14 +1208,15 @@ static void write_json(const char *path, const result *res, size_t count, int th
 
 static void usage(FILE *fp)
 {
-    fputs("usage: nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list]\n"
+    fputs("usage: nnderiv-bench [--shape NAME]... [--sweeps] [--threads N] [--export DIR] [--json OUT] [--list] [--quick]\n"
           "  --shape NAME  run only this shape (repeatable); sweep points are width-W and n_in-N\n"
           "  --sweeps      also run the sweeps over the hidden width and over n_in\n"
           "  --threads N   OpenBLAS threads (default: OpenBLAS's own, normally every core)\n"
           "  --export DIR  write each net (nnderiv JSON), its inputs and nnderiv's results on the first\n"
           "                samples (.npy) and DIR/manifest.json, for bench/peers.py\n"
           "  --json OUT    write the results as JSON\n"
-          "  --list        list the shapes and exit\n",
+          "  --list        list the shapes and exit\n"
+          "  --quick       one repeat per measurement: checks that every part runs (figures meaningless)\n",
           fp);
 }
 
@@ -704,6 +1242,11 @@ int main(int argc, char **argv)
             json_out = argv[++i];
         else if (!strcmp(a, "--list"))
             list = 1;
+        else if (!strcmp(a, "--quick")) {
+            MIN_REPS = 1;
+            ROOF_REPS = 1;
+            MIN_TIME = MAX_TIME = 0;
+        }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -725,7 +1268,7 @@ int main(int argc, char **argv)
         shapes[count++] = sweep_point("n_in", SWEEP_N_IN[i], SWEEP_FIXED_WIDTH);
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
-        int keep = n_select == 0 ? (sweeps || !strcmp(shapes[i].group, "shape")) : 0;
+        int keep = n_select == 0 ? (sweeps || !strcmp(shapes[i].group, "shape") || !strcmp(shapes[i].group, "graph")) : 0;
         for (size_t k = 0; k < n_select; k++)
             keep |= !strcmp(select[k], shapes[i].name);
         if (keep)

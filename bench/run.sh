@@ -2,8 +2,10 @@
 # The benchmark in one command: build, time nnderiv and its peers on the same nets and inputs,
 # print the table, write bench/plots/*.png and bench/RESULTS.md.
 #
-#   bash bench/run.sh [--no-peers] [--no-sweeps] [--results FILE]
+#   bash bench/run.sh [--no-peers] [--no-sweeps] [--quick] [--results FILE]
 #
+# --quick: one repeat per measurement (nnderiv-bench --quick, NND_BENCH_QUICK=1 for the peers), to
+# check that every part runs; its figures mean nothing, so give it --results elsewhere.
 # Peers run when bench/.venv exists (bash bench/setup_peers.sh creates it). Environment:
 #   BUILD_DIR   build directory (default: build-bench at the top of the repository)
 #   MESON_ARGS  extra `meson setup` arguments for a new build directory
@@ -17,12 +19,14 @@ work="$build/bench-run"
 results="$bench/RESULTS.md"
 peers=1
 sweeps=--sweeps
+quick=
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-peers) peers=0 ;;
         --no-sweeps) sweeps= ;;
+        --quick) quick=--quick; export NND_BENCH_QUICK=1 ;;
         --results) results="$2"; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -42,7 +46,7 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 echo "== nnderiv"
-"$build/bench/nnderiv-bench" $sweeps --export "$work/export" --json "$work/nnderiv.json"
+"$build/bench/nnderiv-bench" $sweeps $quick --export "$work/export" --json "$work/nnderiv.json"
 
 python=python3
 peer_json=
@@ -59,3 +63,4 @@ fi
 
 "$python" "$bench/report.py" --bench "$work/nnderiv.json" ${peer_json:+--peers "$peer_json"} \
     --plots "$bench/plots" --results "$results"
+echo "== bench/run.sh: ${SECONDS} s in all"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create bench/.venv with the peers the benchmark compares against (JAX, PyTorch, hessQuik) and
-# the plotting tools. Bench-only: none of these is a dependency of the library.
+# Create bench/.venv with the peers the benchmark compares against (JAX, PyTorch, hessQuik,
+# CasADi; folx for the Laplacian product) and the plotting tools. CasADi's generated C is compiled
+# by the system's cc (-O3 -march=native -fopenmp). Bench-only: none of these is a dependency of the library.
 #
 #   bash bench/setup_peers.sh          # create or update bench/.venv
 #
@@ -17,9 +18,9 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --upgrade pip
-"$venv/bin/python" -m pip install numpy matplotlib 'jax[cpu]' torch hessQuik
+"$venv/bin/python" -m pip install numpy matplotlib 'jax[cpu]' torch hessQuik casadi folx
 "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
-for name in ("numpy", "matplotlib", "jax", "jaxlib", "torch", "hessQuik"):
+for name in ("numpy", "matplotlib", "jax", "jaxlib", "torch", "hessQuik", "casadi", "folx"):
     print(f"{name:12s} {md.version(name)}")
 EOF

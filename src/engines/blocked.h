@@ -3,47 +3,71 @@
  * plan/real.h, once per instance; static, so each instance has its own. */
 #include "engines/engine.h"
 
-/* W_l, b_l and W1g: the net's and the prepared net's own arrays (double), or float copies of
- * them (the float instance, one allocation). */
+/* W_l, b_l and W1g (chains) or J0 and Wg[l] (graphs, prep.h): the net's and the prepared net's own
+ * arrays (double), or float copies of them (the float instance, one allocation). A layer without
+ * weights (sum, concatenation) has NULL; LayerNorm's W and b are gamma and beta. */
 typedef struct {
     const REAL **W, **b;
     const REAL *W1g;
+    const REAL *J0, **Wg;
     REAL *copy;
 } weights;
 
 static inline nnd_status weights_init(weights *wt, const nnd_prep *p)
 {
     const nnd_net *net = p->net;
-    wt->W = nnd__malloc(p->L, sizeof *wt->W);
-    wt->b = nnd__malloc(p->L, sizeof *wt->b);
-    if (!wt->W || !wt->b)
+    wt->W = nnd__calloc(p->L, sizeof *wt->W);
+    wt->b = nnd__calloc(p->L, sizeof *wt->b);
+    wt->Wg = nnd__calloc(p->L, sizeof *wt->Wg);
+    if (!wt->W || !wt->b || !wt->Wg)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
 #ifdef NND_F32
-    size_t total = net->layers[0].n_out * p->n; /* W1g, then W and b: all fit, they exist in doubles */
-    for (size_t l = 0; l < p->L; l++)
-        total += net->layers[l].n_out * (net->layers[l].n_in + 1);
-    float *dst = wt->copy = nnd__malloc(total, sizeof *wt->copy);
+    size_t n = p->n;
+    /* W1g or J0 and the Wg, then W and b: all fit, they exist in doubles */
+    size_t total = p->chain ? net->layers[0].n_out * n : p->d0 * n;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        total += nnd__layer_nw(L) + (L->b ? L->n_out : 0) + (!p->chain && p->Wg[l] ? L->n_out * n : 0);
+    }
+    float *dst = wt->copy = nnd__malloc(total ? total : 1, sizeof *wt->copy);
     if (!dst)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the float32 weights");
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        size_t nw = L->n_out * L->n_in;
-        wt->W[l] = dst;
-        for (size_t i = 0; i < nw; i++)
-            *dst++ = (float)L->W[i];
-        wt->b[l] = dst;
-        for (size_t i = 0; i < L->n_out; i++)
-            *dst++ = (float)L->b[i];
+        size_t nw = nnd__layer_nw(L);
+        if (nw) {
+            wt->W[l] = dst;
+            for (size_t i = 0; i < nw; i++)
+                *dst++ = (float)L->W[i];
+        }
+        if (L->b) {
+            wt->b[l] = dst;
+            for (size_t i = 0; i < L->n_out; i++)
+                *dst++ = (float)L->b[i];
+        }
+        if (!p->chain && p->Wg[l]) {
+            wt->Wg[l] = dst;
+            for (size_t i = 0; i < L->n_out * n; i++)
+                *dst++ = (float)p->Wg[l][i];
+        }
     }
-    wt->W1g = dst;
-    for (size_t i = 0; i < net->layers[0].n_out * p->n; i++)
-        dst[i] = (float)p->W1g[i];
+    if (p->chain) {
+        wt->W1g = dst;
+        for (size_t i = 0; i < net->layers[0].n_out * n; i++)
+            dst[i] = (float)p->W1g[i];
+    } else {
+        wt->J0 = dst;
+        for (size_t i = 0; i < p->d0 * n; i++)
+            dst[i] = (float)p->J0[i];
+    }
 #else
     for (size_t l = 0; l < p->L; l++) {
         wt->W[l] = net->layers[l].W;
         wt->b[l] = net->layers[l].b;
+        wt->Wg[l] = p->chain ? NULL : p->Wg[l];
     }
     wt->W1g = p->W1g;
+    wt->J0 = p->J0;
 #endif
     return NND_OK;
 }
@@ -52,16 +76,18 @@ static inline void weights_free(weights *wt)
 {
     nnd__free(wt->W);
     nnd__free(wt->b);
+    nnd__free((void *)wt->Wg);
     nnd__free(wt->copy);
 }
 
-/* The softmax scratch: none without a softmax layer or without derivatives; else m1 and the
- * pivot (2n), and with the Hessian M2, Cv and the pivot's second part (3s). */
+/* The softmax (and LayerNorm) scratch: none without such a layer or without derivatives; else m1
+ * and the pivot (2n), and with the Hessian M2, Cv and the pivot's second part (3s). */
 static inline size_t smx_len(const nnd_prep *p, unsigned what)
 {
     int softmax = 0;
     for (size_t l = 0; l < p->L; l++)
-        softmax |= p->net->layers[l].act == NND_ACT_SOFTMAX || p->net->layers[l].act == NND_ACT_LOGSOFTMAX;
+        softmax |= p->net->layers[l].act == NND_ACT_SOFTMAX || p->net->layers[l].act == NND_ACT_LOGSOFTMAX ||
+                   p->net->layers[l].kind == NND_LAYER_LAYERNORM;
     if (!softmax || !nnd__derivs(what))
         return 1;
     return 2 * p->n + ((what & NND_HESSIAN) ? 3 * p->s : 0) + 1;

@@ -3,8 +3,54 @@
 
 #include "engines/engine.h"
 
+/* Graph networks: dense layers as in a chain (a concatenated input widens the layer it feeds: its
+ * n_in), the joins and LayerNorm elementwise (E flops per unit pass: a sum adds its sources, a
+ * concatenation copies, LayerNorm about 8 per unit), a dense layer fed by the input starts from
+ * its folded weights (no GEMM for its tangents), J through the input's adjoint (2 me d0 n), and
+ * the Hessian assembly over the dense and LayerNorm units (Uh) plus LayerNorm's coupling terms. */
+static void graph_costs(const nnd_net *net, unsigned what, double *fwd, double *rev)
+{
+    double n = (double)net->n_in, s = n * (n + 1) / 2, d0 = (double)nnd__net_d0(net);
+    double me = (double)net->layers[net->n_layers - 1].n_out;
+    double G = 0, Gr = 0, U = 0, Uh = 0, E = 0, Uln = 0, nln = 0;
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const nnd_layer *L = &net->layers[l];
+        double d = (double)L->n_out;
+        U += d;
+        switch (L->kind) {
+        case NND_LAYER_DENSE:
+            G += 2 * d * (double)L->n_in;
+            Gr += L->src[0] == NND_NET_INPUT ? 0 : 2 * d * (double)L->n_in;
+            Uh += d;
+            break;
+        case NND_LAYER_LAYERNORM:
+            E += 8 * d;
+            Uh += d;
+            Uln += d;
+            nln++;
+            break;
+        case NND_LAYER_SUM: E += d * (double)L->n_src; break;
+        default: E += d; break;
+        }
+    }
+    double cf = G + E, cr = G + E;
+    if (what & NND_HESSIAN) {
+        cf += Gr * (n + s) + (U + E) * (3 * s + 2 * n);
+        cr += (Gr + U + E) * n + me * (G + U + E) + 2 * me * d0 * n + me * Uh * (2 * n * n + n) + 2 * me * n * (Uln + nln * n);
+    } else if (what & NND_JACOBIAN) {
+        cf += (Gr + U + E) * n;
+        cr += me * (G + U + E) + 2 * me * d0 * n;
+    }
+    *fwd = cf;
+    *rev = cr;
+}
+
 void nnd__mode_costs(const nnd_net *net, unsigned what, double *fwd, double *rev)
 {
+    if (!nnd__net_is_chain(net)) {
+        graph_costs(net, what, fwd, rev);
+        return;
+    }
     double n = (double)net->n_in, s = n * (n + 1) / 2;
     double me = (double)net->layers[net->n_layers - 1].n_out;
     nnd_net_sums sums = nnd__net_sums(net);

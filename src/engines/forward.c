@@ -273,7 +273,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
 
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    (void)p;
+    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
     return NND_IS_F32 == !!(req->what & NND_FLOAT32) && !(req->mode == NND_MODE_REVERSE && nnd__derivs(req->what));
 }
 

@@ -422,6 +422,7 @@ static void release(void *st)
  * value-only plan's y is bit for bit the y of a plan with J and H. */
 static int applies_f(const nnd_prep *p, const nnd_request *req, int f32)
 {
+    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
     return f32 == !!(req->what & NND_FLOAT32) && !(req->what & NND_BLOCKED) &&
            !(req->mode == NND_MODE_FORWARD && nnd__derivs(req->what)) && fits(p);
 }

@@ -14,6 +14,19 @@
  *   values/derivatives of layer l: rows off[l].. of D x nb;  Jz: D x (nb*n);
  *   deltas: d_l x (nb*nk), column b*nk + k for sample b and output k (nk = me), or one column
  *   per sample (nk = 1) when a seed weights the outputs (nnd_call.seed, the products).
+ * Graph networks (prep.h: p->chain 0; the layers a DAG of dense, LayerNorm, sum and concatenation
+ * layers) run the same assembly on their own sweeps (graph_* below): every layer's value and the
+ * Jacobian of its output w.r.t. x (Ja, the input's is J0) forward, a dense layer's Jz = W Ja_src;
+ * a sum adds its sources' Ja, a concatenation stacks them. Backward, each layer's adjoint is
+ * accumulated from every consumer (the first one met, in reverse order, writes it). The Hessian
+ * stack (jz, cst) holds the dense and LayerNorm layers that reach the output, and
+ *   H_k = sum_u Jz_u^T diag(c_{k,u}) Jz_u + the coupling terms of softmax and LayerNorm layers.
+ * LayerNorm (v of width d, xh = (v - mean v) s, s = (var v + eps)^-1/2, out = gamma o xh + beta;
+ * h = gamma o g for the adjoint g of out, t = h^T xh, P = I - 1 1^T / d, Jc = P Ja_src):
+ *   d(h^T xh)/dv   = s (P h - t xh / d),            dxh/dv = s (P - xh xh^T / d)  (P xh = xh)
+ *   d2(h^T xh)/dv2 = s^2/d (-(P h xh^T + xh h^T P) - t P + 3 t/d xh xh^T),
+ * so its rows in the stack are Jc with c = -t s^2/d (Jc^T P Jc = Jc^T Jc) and it adds
+ * s^2/d (-(B A^T + A B^T) + 3 t/d A A^T) with A = Jc^T xh, B = Jc^T h.
  * Written over REAL and compiled twice, for float64 and (reverse_f32.c) float32 plans: see real.h;
  * the seeded and diagonal-only entry points (the products) exist in float64 only. */
 #include <math.h>
@@ -40,6 +53,14 @@ typedef struct {
     nnd_hkernel hkernel; /* how H_k = Jt^T diag(c_k) Jt is formed (choose_hkernel) */
     size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
     weights wt;
+    /* the Hessian stack: rows hoff[l].. of jz and cst for layer l, Dh of them (chains: p->off, D) */
+    size_t Dh;
+    const size_t *hoff;
+    /* graphs: layer l reaches the output (live); the sources of layer l are slots sbase[l].. of
+     * first, 1 where that layer is the first consumer of the source met backward (it writes the
+     * source's adjoint; the others add); hoffg: hoff's storage */
+    unsigned char *live, *first;
+    size_t *sbase, *hoffg;
 } state;
 
 typedef struct {
@@ -48,8 +69,9 @@ typedef struct {
     REAL *zv, *f0, *f1, *f2;     /* D x block activation values */
     REAL *bufA, *bufB;           /* dmax x block*me: G, Delta */
     REAL *jout;                  /* block*me x n */
-    REAL *jz, *tan, *cst;        /* D x block*n stacked dz_l/dx; dmax x block*n tangents; D x block*me c_{k,l} */
-    REAL *S, *hall;              /* D x max(me, 2)*n scratch; me x n x n per sample */
+    REAL *jz, *tan, *cst;        /* Dh x block*n stacked dz_l/dx; dmax x block*n tangents; Dh x block*me c_{k,l} */
+    REAL *S, *hall;              /* Dh x max(me, 2)*n scratch; me x n x n per sample */
+    REAL *x0, *gad, *ja;         /* graphs: d0 x block input; (d0 + D) x block*me adjoints, x block*n Ja */
     double *hacc;                /* NND_HK_BLOCK: block x me x n x n accumulators */
     double *dscr;                /* float instance: processing in double (pscratch_len) */
 } work;
@@ -65,6 +87,27 @@ typedef struct {
 } pass;
 #endif
 
+/* Layer L's activation of its pre-activations (rows o.. of zv) into f0, f1 (and f2 with H). */
+static void activate(const state *e, work *w, const nnd_layer *L, size_t nb, size_t o, int hess)
+{
+    size_t d = L->n_out;
+    REAL *z = WS(zv) + o * nb;
+    if (L->act == NND_ACT_SOFTMAX)
+        NND_SUF(nnd__softmax_values)(d, nb, z, WS(f0) + o * nb);
+    else if (L->act == NND_ACT_LOGSOFTMAX) { /* f0: the values, f1: sigma */
+        NND_SUF(nnd__softmax_values)(d, nb, z, WS(f1) + o * nb);
+        NND_SUF(nnd__logsoftmax_values)(d, nb, z, WS(f0) + o * nb);
+    } else
+        NND_SUF(nnd__act_layer)(e->k, L, d * nb, z, WS(f0) + o * nb, WS(f1) + o * nb, hess ? WS(f2) + o * nb : NULL);
+}
+
+static void add_bias(const state *e, size_t l, size_t d, size_t nb, REAL *z)
+{
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++)
+            z[u * nb + b] += BIAS(l)[u];
+}
+
 static void forward_values(const state *e, work *w, size_t nb, int hess)
 {
     const nnd_prep *p = e->p;
@@ -77,17 +120,50 @@ static void forward_values(const state *e, work *w, size_t nb, int hess)
             GEMM(0, 1, d, nb, p->d0, WGT(l), p->d0, WS(xt), p->d0, z, nb);
         else
             GEMM(0, 0, d, nb, L->n_in, WGT(l), L->n_in, WS(f0) + p->off[l - 1] * nb, nb, z, nb);
+        add_bias(e, l, d, nb, z);
+        activate(e, w, L, nb, p->off[l], hess);
+    }
+}
+
+/* The tangents of layer L's output (rows o.. of the values) from those of its pre-activation jp
+ * (d x nb*n): f'(z) o Jz, or softmax's rule, into out. */
+static void act_tangents(const state *e, work *w, const nnd_layer *L, size_t nb, size_t o, const REAL *jp, REAL *out)
+{
+    size_t n = e->p->n, cols = nb * n, d = L->n_out;
+    const REAL *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb;
+    if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
+        /* sigma_u (J_u - sum_w sigma_w J_w) (logsoftmax: without the sigma_u), with every J_w
+         * taken relative to the dominant unit's (no cancellation when its sigma is close to 1) */
+        int logsm = L->act == NND_ACT_LOGSOFTMAX;
+        if (logsm)
+            sg = f1;
+        for (size_t b = 0; b < nb; b++) {
+            REAL *m1 = WS(smx);
+            const REAL *pv = jp + NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + b * n;
+            memset(m1, 0, n * sizeof *m1);
+            for (size_t u = 0; u < d; u++)
+                for (size_t i = 0; i < n; i++)
+                    m1[i] += sg[u * nb + b] * (jp[u * cols + b * n + i] - pv[i]);
+            for (size_t u = 0; u < d; u++)
+                for (size_t i = 0; i < n; i++)
+                    out[u * cols + b * n + i] =
+                        (logsm ? 1.0 : sg[u * nb + b]) * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
+        }
+    } else {
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
-                z[u * nb + b] += BIAS(l)[u];
-        if (L->act == NND_ACT_SOFTMAX)
-            NND_SUF(nnd__softmax_values)(d, nb, z, WS(f0) + o);
-        else if (L->act == NND_ACT_LOGSOFTMAX) { /* f0: the values, f1: sigma */
-            NND_SUF(nnd__softmax_values)(d, nb, z, WS(f1) + o);
-            NND_SUF(nnd__logsoftmax_values)(d, nb, z, WS(f0) + o);
-        } else
-            NND_SUF(nnd__act_layer)(e->k, L, d * nb, z, WS(f0) + o, WS(f1) + o, hess ? WS(f2) + o : NULL);
+                for (size_t i = 0; i < n; i++)
+                    out[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
     }
+}
+
+/* dz_1/dx = W1g for every sample into jz (d rows). */
+static void copy_per_sample(size_t d, size_t n, size_t nb, const REAL *W, REAL *jz)
+{
+    size_t cols = nb * n;
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++)
+            memcpy(jz + u * cols + b * n, W + u * n, n * sizeof(REAL));
 }
 
 /* Jz_1 = W1g for every sample; Jz_l = W_l * (activated Jz_{l-1}). */
@@ -96,38 +172,80 @@ static void forward_tangents(const state *e, work *w, size_t nb)
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     size_t n = p->n, cols = nb * n;
-    for (size_t u = 0; u < net->layers[0].n_out; u++)
-        for (size_t b = 0; b < nb; b++)
-            memcpy(WS(jz) + u * cols + b * n, e->wt.W1g + u * n, n * sizeof(REAL));
+    copy_per_sample(net->layers[0].n_out, n, nb, e->wt.W1g, WS(jz));
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
-        size_t d = prev->n_out, o = p->off[l - 1];
-        const REAL *jp = WS(jz) + o * cols, *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb;
-        if (prev->act == NND_ACT_SOFTMAX || prev->act == NND_ACT_LOGSOFTMAX) {
-            /* sigma_u (J_u - sum_w sigma_w J_w) (logsoftmax: without the sigma_u), with every J_w
-             * taken relative to the dominant unit's (no cancellation when its sigma is close to 1) */
-            int logsm = prev->act == NND_ACT_LOGSOFTMAX;
-            if (logsm)
-                sg = f1;
-            for (size_t b = 0; b < nb; b++) {
-                REAL *m1 = WS(smx);
-                const REAL *pv = jp + NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + b * n;
-                memset(m1, 0, n * sizeof *m1);
-                for (size_t u = 0; u < d; u++)
-                    for (size_t i = 0; i < n; i++)
-                        m1[i] += sg[u * nb + b] * (jp[u * cols + b * n + i] - pv[i]);
-                for (size_t u = 0; u < d; u++)
-                    for (size_t i = 0; i < n; i++)
-                        WS(tan)[u * cols + b * n + i] =
-                            (logsm ? 1.0 : sg[u * nb + b]) * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
-            }
-        } else {
-            for (size_t u = 0; u < d; u++)
-                for (size_t b = 0; b < nb; b++)
-                    for (size_t i = 0; i < n; i++)
-                        WS(tan)[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
-        }
+        act_tangents(e, w, prev, nb, p->off[l - 1], WS(jz) + p->off[l - 1] * cols, WS(tan));
         GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(tan), cols, WS(jz) + p->off[l] * cols, cols);
+    }
+}
+
+/* The last layer's adjoint G (me x cols): one column per sample, dy/da_L weighted by the seed, or
+ * one column per output, the identity scaled by the output processing. */
+static void seed_adjoint(const state *e, const pass *ps, size_t nb, REAL *G)
+{
+    const nnd_prep *p = e->p;
+    size_t me = ps->nk, cols = nb * me;
+    if (ps->seed) {
+        for (size_t k = 0; k < p->me; k++)
+            for (size_t b = 0; b < nb; b++)
+                G[k * cols + b] = p->oscale[k] * ps->seed[b * p->m + p->row_of[k]];
+    } else {
+        memset(G, 0, p->me * cols * sizeof *G);
+        for (size_t k = 0; k < p->me; k++)
+            for (size_t b = 0; b < nb; b++)
+                G[k * cols + b * me + k] = p->oscale[k];
+    }
+}
+
+/* Through layer L's activation (values at rows o..): the deltas Dl of the adjoints G of its
+ * output, and with c (not NULL) its c_{k,u}. */
+static void act_backward(const state *e, work *w, const nnd_layer *L, const pass *ps, size_t nb, size_t o,
+                         const REAL *G, REAL *Dl, REAL *c)
+{
+    (void)e;
+    size_t me = ps->nk, cols = nb * me, d = L->n_out;
+    const REAL *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb, *f2 = WS(f2) + o * nb;
+    if (L->act == NND_ACT_SOFTMAX) {
+        for (size_t b = 0; b < nb; b++)
+            for (size_t k = 0; k < me; k++) {
+                /* r = sigma o (g - sigma^T g), g taken relative to the dominant unit's */
+                size_t j = b * me + k;
+                REAL gbar = 0.0, gt = G[NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + j];
+                for (size_t u = 0; u < d; u++)
+                    gbar += sg[u * nb + b] * (G[u * cols + j] - gt);
+                for (size_t u = 0; u < d; u++) {
+                    REAL r = sg[u * nb + b] * ((G[u * cols + j] - gt) - gbar);
+                    Dl[u * cols + j] = r;
+                    if (c)
+                        c[u * cols + j] = r;
+                }
+            }
+    } else if (L->act == NND_ACT_LOGSOFTMAX) {
+        /* a = z - lse(z), sigma in f1: delta = g - sigma sum(g), and
+         * sum_u g_u d2a_u/dz2 = -sum(g) (diag(sigma) - sigma sigma^T): its diagonal is c,
+         * the rank-one rest is added in coupling() (which recovers sum(g) as -sum(c)). */
+        for (size_t b = 0; b < nb; b++)
+            for (size_t k = 0; k < me; k++) {
+                size_t j = b * me + k;
+                REAL gs = 0.0;
+                for (size_t u = 0; u < d; u++)
+                    gs += G[u * cols + j];
+                for (size_t u = 0; u < d; u++) {
+                    Dl[u * cols + j] = G[u * cols + j] - f1[u * nb + b] * gs;
+                    if (c)
+                        c[u * cols + j] = -gs * f1[u * nb + b];
+                }
+            }
+    } else {
+        for (size_t u = 0; u < d; u++)
+            for (size_t b = 0; b < nb; b++)
+                for (size_t k = 0; k < me; k++) {
+                    size_t j = u * cols + b * me + k;
+                    Dl[j] = G[j] * f1[u * nb + b];
+                    if (c)
+                        c[j] = G[j] * f2[u * nb + b];
+                }
     }
 }
 
@@ -138,64 +256,248 @@ static void backward(const state *e, work *w, const pass *ps, size_t nb, int hes
     const nnd_net *net = p->net;
     size_t me = ps->nk, cols = nb * me;
     REAL *G = WS(bufA), *Dl = WS(bufB);
-    if (ps->seed) { /* one column per sample: dy/da_L weighted by the seed */
-        for (size_t k = 0; k < p->me; k++)
-            for (size_t b = 0; b < nb; b++)
-                G[k * cols + b] = p->oscale[k] * ps->seed[b * p->m + p->row_of[k]];
-    } else { /* one column per output: the identity, scaled by the output processing */
-        memset(G, 0, p->me * cols * sizeof *G);
-        for (size_t k = 0; k < p->me; k++)
-            for (size_t b = 0; b < nb; b++)
-                G[k * cols + b * me + k] = p->oscale[k];
-    }
+    seed_adjoint(e, ps, nb, G);
     for (size_t l = p->L; l-- > 0;) {
         const nnd_layer *L = &net->layers[l];
-        size_t d = L->n_out, o = p->off[l];
-        const REAL *sg = WS(f0) + o * nb, *f1 = WS(f1) + o * nb, *f2 = WS(f2) + o * nb;
-        REAL *c = hess ? WS(cst) + o * cols : NULL;
-        if (L->act == NND_ACT_SOFTMAX) {
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < me; k++) {
-                    /* r = sigma o (g - sigma^T g), g taken relative to the dominant unit's */
-                    size_t j = b * me + k;
-                    REAL gbar = 0.0, gt = G[NND_SUF(nnd__softmax_top)(sg, d, nb, b) * cols + j];
-                    for (size_t u = 0; u < d; u++)
-                        gbar += sg[u * nb + b] * (G[u * cols + j] - gt);
-                    for (size_t u = 0; u < d; u++) {
-                        REAL r = sg[u * nb + b] * ((G[u * cols + j] - gt) - gbar);
-                        Dl[u * cols + j] = r;
-                        if (c)
-                            c[u * cols + j] = r;
-                    }
-                }
-        } else if (L->act == NND_ACT_LOGSOFTMAX) {
-            /* a = z - lse(z), sigma in f1: delta = g - sigma sum(g), and
-             * sum_u g_u d2a_u/dz2 = -sum(g) (diag(sigma) - sigma sigma^T): its diagonal is c,
-             * the rank-one rest is added in coupling() (which recovers sum(g) as -sum(c)). */
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < me; k++) {
-                    size_t j = b * me + k;
-                    REAL gs = 0.0;
-                    for (size_t u = 0; u < d; u++)
-                        gs += G[u * cols + j];
-                    for (size_t u = 0; u < d; u++) {
-                        Dl[u * cols + j] = G[u * cols + j] - f1[u * nb + b] * gs;
-                        if (c)
-                            c[u * cols + j] = -gs * f1[u * nb + b];
-                    }
-                }
-        } else {
-            for (size_t u = 0; u < d; u++)
-                for (size_t b = 0; b < nb; b++)
-                    for (size_t k = 0; k < me; k++) {
-                        size_t j = u * cols + b * me + k;
-                        Dl[j] = G[j] * f1[u * nb + b];
-                        if (c)
-                            c[j] = G[j] * f2[u * nb + b];
-                    }
-        }
+        size_t o = p->off[l];
+        act_backward(e, w, L, ps, nb, o, G, Dl, hess ? WS(cst) + o * cols : NULL);
         if (l > 0)
-            GEMM(1, 0, L->n_in, cols, d, WGT(l), L->n_in, Dl, cols, G, cols);
+            GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, Dl, cols, G, cols);
+    }
+}
+
+/* ---- graph networks (p->chain 0): the sweeps over the DAG (the header comment) */
+
+/* Row of source s in the stacks that hold the input first (gad, ja): 0, or d0 + off[s]. */
+static inline size_t grow(const nnd_prep *p, size_t s) { return s == NND_NET_INPUT ? 0 : p->d0 + p->off[s]; }
+
+/* The values of source s (d_s x nb). */
+static inline const REAL *values_of(const state *e, const work *w, size_t s, size_t nb)
+{
+    return s == NND_NET_INPUT ? WS(x0) : WS(f0) + e->p->off[s] * nb;
+}
+
+/* out (rows x cols) = the sum of the sources' rows (in order; a concatenation: stacked), each
+ * source's first row at base + grow(src) * cols, or its values (base NULL). */
+static void join(const state *e, const work *w, const nnd_layer *L, size_t nb, const REAL *base, size_t cols,
+                 REAL *out)
+{
+    const nnd_prep *p = e->p;
+    size_t at = 0;
+    for (size_t i = 0; i < L->n_src; i++) {
+        size_t s = L->src[i], len = nnd__net_src_width(p->net, s) * cols;
+        const REAL *in = base ? base + grow(p, s) * cols : values_of(e, w, s, nb);
+        if (L->kind == NND_LAYER_CONCAT) {
+            memcpy(out + at, in, len * sizeof *out);
+            at += len;
+        } else if (i == 0) {
+            memcpy(out, in, len * sizeof *out);
+        } else {
+            for (size_t j = 0; j < len; j++)
+                out[j] += in[j];
+        }
+    }
+}
+
+/* LayerNorm values: f0 the output, f1 xh, f2's first row s (sums in double). */
+static void layernorm_values(const state *e, work *w, size_t l, const REAL *v, size_t nb)
+{
+    const nnd_layer *L = &e->p->net->layers[l];
+    size_t d = L->n_out, o = e->p->off[l] * nb;
+    REAL *out = WS(f0) + o, *xh = WS(f1) + o, *sv = WS(f2) + o;
+    for (size_t b = 0; b < nb; b++) {
+        double mean = 0.0, var = 0.0;
+        for (size_t u = 0; u < d; u++)
+            mean += v[u * nb + b];
+        mean /= (double)d;
+        for (size_t u = 0; u < d; u++)
+            var += ((double)v[u * nb + b] - mean) * ((double)v[u * nb + b] - mean);
+        double sd = 1.0 / sqrt(var / (double)d + L->eps);
+        for (size_t u = 0; u < d; u++) {
+            xh[u * nb + b] = (REAL)(((double)v[u * nb + b] - mean) * sd);
+            out[u * nb + b] = WGT(l)[u] * xh[u * nb + b] + BIAS(l)[u];
+        }
+        sv[b] = (REAL)sd;
+    }
+}
+
+static void graph_values(const state *e, work *w, size_t nb, int hess)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    for (size_t b = 0; b < nb; b++)
+        for (size_t j = 0; j < p->d0; j++)
+            WS(x0)[j * nb + b] = WS(xt)[b * p->d0 + j];
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (!e->live[l])
+            continue;
+        size_t d = L->n_out, o = p->off[l] * nb;
+        switch (L->kind) {
+        case NND_LAYER_DENSE: {
+            REAL *z = WS(zv) + o;
+            if (L->src[0] == NND_NET_INPUT) /* as the chain's first layer */
+                GEMM(0, 1, d, nb, p->d0, WGT(l), p->d0, WS(xt), p->d0, z, nb);
+            else
+                GEMM(0, 0, d, nb, L->n_in, WGT(l), L->n_in, values_of(e, w, L->src[0], nb), nb, z, nb);
+            add_bias(e, l, d, nb, z);
+            activate(e, w, L, nb, p->off[l], hess);
+            break;
+        }
+        case NND_LAYER_LAYERNORM: layernorm_values(e, w, l, values_of(e, w, L->src[0], nb), nb); break;
+        default: join(e, w, L, nb, NULL, nb, WS(f0) + o); break;
+        }
+    }
+}
+
+/* LayerNorm tangents of sample b... for the block: Jc = P Ja_src into jc (its stack rows) and, with
+ * out, Ja = gamma o s (Jc - xh A^T / d), A = Jc^T xh. */
+static void layernorm_tangents(const state *e, work *w, size_t l, size_t nb, const REAL *jin, REAL *jc, REAL *out)
+{
+    const nnd_prep *p = e->p;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, n = p->n, cols = nb * n, o = p->off[l] * nb;
+    const REAL *xh = WS(f1) + o, *sv = WS(f2) + o;
+    REAL *A = WS(smx), *mean = WS(smx) + n;
+    for (size_t b = 0; b < nb; b++) {
+        memset(mean, 0, n * sizeof *mean);
+        for (size_t u = 0; u < d; u++)
+            for (size_t i = 0; i < n; i++)
+                mean[i] += jin[u * cols + b * n + i];
+        for (size_t i = 0; i < n; i++)
+            mean[i] /= (REAL)d;
+        memset(A, 0, n * sizeof *A);
+        for (size_t u = 0; u < d; u++)
+            for (size_t i = 0; i < n; i++) {
+                REAL v = jin[u * cols + b * n + i] - mean[i];
+                jc[u * cols + b * n + i] = v;
+                A[i] += xh[u * nb + b] * v;
+            }
+        if (!out)
+            continue;
+        for (size_t u = 0; u < d; u++) {
+            REAL gs = WGT(l)[u] * sv[b], xd = xh[u * nb + b] / (REAL)d;
+            for (size_t i = 0; i < n; i++)
+                out[u * cols + b * n + i] = gs * (jc[u * cols + b * n + i] - xd * A[i]);
+        }
+    }
+}
+
+/* Ja of every live layer (rows grow(l) of ja; the input's: J0) and the Hessian stack's rows. */
+static void graph_tangents(const state *e, work *w, size_t nb)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    size_t n = p->n, cols = nb * n;
+    copy_per_sample(p->d0, n, nb, e->wt.J0, WS(ja));
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (!e->live[l])
+            continue;
+        int used = l + 1 < p->L; /* live and not the last: some layer reads its Ja */
+        REAL *out = WS(ja) + grow(p, l) * cols, *jz = WS(jz) + e->hoff[l] * cols;
+        switch (L->kind) {
+        case NND_LAYER_DENSE:
+            if (L->src[0] == NND_NET_INPUT)
+                copy_per_sample(L->n_out, n, nb, e->wt.Wg[l], jz);
+            else
+                GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(ja) + grow(p, L->src[0]) * cols, cols, jz,
+                     cols);
+            if (used)
+                act_tangents(e, w, L, nb, p->off[l], jz, out);
+            break;
+        case NND_LAYER_LAYERNORM:
+            layernorm_tangents(e, w, l, nb, WS(ja) + grow(p, L->src[0]) * cols, jz, used ? out : NULL);
+            break;
+        default:
+            if (used)
+                join(e, w, L, nb, WS(ja), cols, out);
+            break;
+        }
+    }
+}
+
+/* Adds (or, first, writes) len values of in to out. */
+static void give(REAL *out, const REAL *in, size_t len, int first)
+{
+    if (first)
+        memcpy(out, in, len * sizeof *out);
+    else
+        for (size_t j = 0; j < len; j++)
+            out[j] += in[j];
+}
+
+/* LayerNorm backward: the adjoint of its source, s (P h - t xh / d) with h = gamma o G, and c. */
+static void layernorm_backward(const state *e, work *w, size_t l, const pass *ps, size_t nb, const REAL *G,
+                               REAL *Gs, int first, REAL *c)
+{
+    const nnd_prep *p = e->p;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, me = ps->nk, cols = nb * me, o = p->off[l] * nb;
+    const REAL *xh = WS(f1) + o, *sv = WS(f2) + o, *gamma = WGT(l);
+    for (size_t b = 0; b < nb; b++)
+        for (size_t k = 0; k < me; k++) {
+            size_t j = b * me + k;
+            double hbar = 0.0, t = 0.0, s = sv[b];
+            for (size_t u = 0; u < d; u++) {
+                double h = (double)gamma[u] * G[u * cols + j];
+                hbar += h;
+                t += h * xh[u * nb + b];
+            }
+            hbar /= (double)d;
+            for (size_t u = 0; u < d; u++) {
+                REAL dv = (REAL)(s * (((double)gamma[u] * G[u * cols + j] - hbar) - t * xh[u * nb + b] / (double)d));
+                Gs[u * cols + j] = first ? dv : Gs[u * cols + j] + dv;
+            }
+            if (c) {
+                REAL cv = (REAL)(-t * s * s / (double)d);
+                for (size_t u = 0; u < d; u++)
+                    c[u * cols + j] = cv;
+            }
+        }
+}
+
+/* The adjoints of every live layer and of the input (rows grow(.) of gad), with H the stack's c. */
+static void graph_backward(const state *e, work *w, const pass *ps, size_t nb, int hess)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    size_t me = ps->nk, cols = nb * me;
+    REAL *gad = WS(gad);
+    seed_adjoint(e, ps, nb, gad + grow(p, p->L - 1) * cols);
+    for (size_t l = p->L; l-- > 0;) {
+        const nnd_layer *L = &net->layers[l];
+        if (!e->live[l])
+            continue;
+        const REAL *G = gad + grow(p, l) * cols;
+        const unsigned char *first = e->first + e->sbase[l];
+        REAL *c = hess ? WS(cst) + e->hoff[l] * cols : NULL;
+        switch (L->kind) {
+        case NND_LAYER_DENSE: {
+            REAL *Gs = gad + grow(p, L->src[0]) * cols;
+            act_backward(e, w, L, ps, nb, p->off[l], G, WS(bufB), c);
+            if (first[0])
+                GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, Gs, cols);
+            else {
+                GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, WS(bufA), cols);
+                give(Gs, WS(bufA), L->n_in * cols, 0);
+            }
+            break;
+        }
+        case NND_LAYER_LAYERNORM:
+            layernorm_backward(e, w, l, ps, nb, G, gad + grow(p, L->src[0]) * cols, first[0], c);
+            break;
+        default: {
+            size_t at = 0;
+            for (size_t i = 0; i < L->n_src; i++) {
+                size_t s = L->src[i], len = nnd__net_src_width(net, s) * cols;
+                give(gad + grow(p, s) * cols, G + at, len, first[i]);
+                if (L->kind == NND_LAYER_CONCAT)
+                    at += len;
+            }
+            break;
+        }
+        }
     }
 }
 
@@ -204,7 +506,10 @@ static void jacobian(const state *e, work *w, const pass *ps, size_t nb, REAL *J
 {
     const nnd_prep *p = e->p;
     size_t me = ps->nk, n = p->n, d1 = p->net->layers[0].n_out;
-    GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, e->wt.W1g, n, WS(jout), n);
+    if (p->chain)
+        GEMM(1, 0, nb * me, n, d1, WS(bufB), nb * me, e->wt.W1g, n, WS(jout), n);
+    else /* graphs: the input's adjoint through the input processing */
+        GEMM(1, 0, nb * me, n, p->d0, WS(gad), nb * me, e->wt.J0, n, WS(jout), n);
     if (ps->seed) {
         memcpy(J, WS(jout), nb * n * sizeof *J);
         return;
@@ -223,13 +528,13 @@ static void coupling(const state *e, work *w, const pass *ps, size_t nb, size_t 
     const nnd_prep *p = e->p;
     size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
     const nnd_layer *L = &p->net->layers[l];
-    size_t d = L->n_out, o = p->off[l];
+    size_t d = L->n_out, o = p->off[l], ho = e->hoff[l];
     int logsm = L->act == NND_ACT_LOGSOFTMAX;
-    const REAL *Jl = WS(jz) + o * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
+    const REAL *Jl = WS(jz) + ho * ncols + b * n, *sigma = (logsm ? WS(f1) : WS(f0)) + o * nb + b;
     REAL *u = WS(smx), *v = WS(smx) + n;
     GEMV_T(d, n, Jl, ncols, sigma, nb, v);
     for (size_t k = 0; k < me; k++) {
-        const REAL *c = WS(cst) + o * cols + b * me + k;
+        const REAL *c = WS(cst) + ho * cols + b * me + k;
         REAL *ok = out + k * (diag ? n : n * n), gs = 0.0;
         if (logsm)
             for (size_t w = 0; w < d; w++)
@@ -247,6 +552,53 @@ static void coupling(const state *e, work *w, const pass *ps, size_t nb, size_t 
     }
 }
 
+/* The coupling terms of LayerNorm layer l for sample b (the header comment):
+ * s^2/d (-(B A^T + A B^T) + 3 t/d A A^T), A = Jc^T xh, B = Jc^T h, h = gamma o g, t = h^T xh;
+ * added as coupling() adds. */
+static void ln_coupling(const state *e, work *w, const pass *ps, size_t nb, size_t b, size_t l, REAL *out, int diag)
+{
+    const nnd_prep *p = e->p;
+    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, o = p->off[l];
+    const REAL *Jc = WS(jz) + e->hoff[l] * ncols + b * n, *xh = WS(f1) + o * nb + b, *gamma = WGT(l);
+    double s = WS(f2)[o * nb + b];
+    REAL *A = WS(smx), *B = WS(smx) + n;
+    GEMV_T(d, n, Jc, ncols, xh, nb, A);
+    for (size_t k = 0; k < me; k++) {
+        const REAL *G = WS(gad) + grow(p, l) * cols + b * me + k;
+        REAL *ok = out + k * (diag ? n : n * n);
+        double t = 0.0;
+        memset(B, 0, n * sizeof *B);
+        for (size_t u = 0; u < d; u++) {
+            REAL h = gamma[u] * G[u * cols];
+            t += (double)h * xh[u * nb];
+            AXPY(n, h, Jc + u * ncols, B);
+        }
+        REAL c1 = (REAL)(s * s / (double)d), c2 = (REAL)(3.0 * t * s * s / ((double)d * (double)d));
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i; j < (diag ? i + 1 : n); j++) {
+                REAL *e = diag ? &ok[i] : &ok[i * n + j];
+                *e += c2 * A[i] * A[j] - c1 * (B[i] * A[j] + A[i] * B[j]);
+            }
+    }
+}
+
+/* Every coupled layer's terms for sample b (softmax, logsoftmax, LayerNorm). */
+static void couplings(const state *e, work *w, const pass *ps, size_t nb, size_t b, REAL *out, int diag)
+{
+    const nnd_prep *p = e->p;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &p->net->layers[l];
+        if (!p->chain && !e->live[l])
+            continue;
+        if (L->kind == NND_LAYER_LAYERNORM)
+            ln_coupling(e, w, ps, nb, b, l, out, diag);
+        else if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX)
+            coupling(e, w, ps, nb, b, l, out, diag);
+    }
+}
+
 /* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
  * (chosen when planning: choose_hkernel below). */
 
@@ -261,7 +613,7 @@ static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
     memset(WS(hacc), 0, nb * me * n * nnd__accum_ld(n) * sizeof *WS(hacc));
     for (size_t b0 = 0; b0 < nb; b0 += e->hchunk) {
         size_t b1 = nb - b0 < e->hchunk ? nb : b0 + e->hchunk;
-        for (size_t u = 0; u < p->D; u++)
+        for (size_t u = 0; u < e->Dh; u++)
             e->k->accum(n, me, WS(jz) + u * ncols, WS(cst) + u * cols, WS(hacc), b0, b1);
     }
 }
@@ -281,7 +633,7 @@ static void unpack_block(const state *e, work *w, const pass *ps, size_t b)
 static void assemble_gemm(const state *e, work *w, const pass *ps, size_t nb, size_t b)
 {
     const nnd_prep *p = e->p;
-    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, mn = me * n;
+    size_t n = p->n, me = ps->nk, D = e->Dh, cols = nb * me, ncols = nb * n, mn = me * n;
     for (size_t u = 0; u < D; u++) {
         const REAL *jr = WS(jz) + u * ncols + b * n;
         for (size_t k = 0; k < me; k++) {
@@ -300,7 +652,7 @@ static void assemble_gemm(const state *e, work *w, const pass *ps, size_t nb, si
 static void assemble_syrk(const state *e, work *w, const pass *ps, size_t nb, size_t b)
 {
     const nnd_prep *p = e->p;
-    size_t n = p->n, me = ps->nk, D = p->D, cols = nb * me, ncols = nb * n, sq = n * n;
+    size_t n = p->n, me = ps->nk, D = e->Dh, cols = nb * me, ncols = nb * n, sq = n * n;
     REAL *P = WS(S), *N = WS(S) + D * n;
     for (size_t k = 0; k < me; k++) {
         size_t np = 0, nn = 0;
@@ -327,7 +679,6 @@ static void assemble_syrk(const state *e, work *w, const pass *ps, size_t nb, si
 static void hessian(const state *e, work *w, const pass *ps, size_t nb, REAL *H)
 {
     const nnd_prep *p = e->p;
-    const nnd_net *net = p->net;
     size_t n = p->n, me = ps->nk, sq = n * n;
 #ifndef NND_F32
     if (e->hkernel == NND_HK_BLOCK)
@@ -343,9 +694,7 @@ static void hessian(const state *e, work *w, const pass *ps, size_t nb, REAL *H)
         case NND_HK_GEMM: assemble_gemm(e, w, ps, nb, b); break;
         case NND_HK_SYRK: assemble_syrk(e, w, ps, nb, b); break;
         }
-        for (size_t l = 0; l < p->L; l++)
-            if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(e, w, ps, nb, b, l, WS(hall), 0);
+        couplings(e, w, ps, nb, b, WS(hall), 0);
         /* the upper triangle, mirrored: H is exactly symmetric */
         for (size_t k = 0; k < me; k++) {
             const REAL *hk = WS(hall) + k * sq;
@@ -357,21 +706,35 @@ static void hessian(const state *e, work *w, const pass *ps, size_t nb, REAL *H)
     }
 }
 
+/* Values, with H the tangents, with derivatives the backward pass: a chain's or a graph's. */
+static void sweeps(const state *e, work *w, const pass *ps, size_t nb, int hess, int derivs)
+{
+    if (e->p->chain) {
+        forward_values(e, w, nb, hess);
+        if (hess)
+            forward_tangents(e, w, nb);
+        backward(e, w, ps, nb, hess);
+    } else {
+        graph_values(e, w, nb, hess);
+        if (hess)
+            graph_tangents(e, w, nb);
+        if (derivs)
+            graph_backward(e, w, ps, nb, hess);
+    }
+}
+
 #ifndef NND_F32 /* the products (products.c) run double plans only */
 static void hdiag(const state *e, work *w, size_t nb, const REAL *x, REAL *D)
 {
     const nnd_prep *p = e->p;
     const pass ps0 = {p->me, NULL}, *ps = &ps0;
-    const nnd_net *net = p->net;
     size_t n = p->n, me = p->me, cols = nb * me, ncols = nb * n;
     NND_SUF(nnd__pre_block)(p, nb, x, WS(xt), PSCRATCH(w));
-    forward_values(e, w, nb, 1);
-    forward_tangents(e, w, nb);
-    backward(e, w, ps, nb, 1);
+    sweeps(e, w, ps, nb, 1, 1);
     /* diag H_k = sum_u c_{k,u} (dz_u/dx)^2: units outside, so Jz and c stream through once */
     REAL *acc = WS(jout); /* nb*me x n */
     memset(acc, 0, nb * me * n * sizeof *acc);
-    for (size_t u = 0; u < p->D; u++) {
+    for (size_t u = 0; u < e->Dh; u++) {
         const REAL *jr = WS(jz) + u * ncols, *cr = WS(cst) + u * cols;
         for (size_t b = 0; b < nb; b++)
             for (size_t k = 0; k < me; k++) {
@@ -384,9 +747,7 @@ static void hdiag(const state *e, work *w, size_t nb, const REAL *x, REAL *D)
             }
     }
     for (size_t b = 0; b < nb; b++) {
-        for (size_t l = 0; l < p->L; l++)
-            if (net->layers[l].act == NND_ACT_SOFTMAX || net->layers[l].act == NND_ACT_LOGSOFTMAX)
-                coupling(e, w, ps, nb, b, l, acc + b * me * n, 1);
+        couplings(e, w, ps, nb, b, acc + b * me * n, 1);
         for (size_t k = 0; k < me; k++)
             memcpy(D + (b * p->m + p->row_of[k]) * n, acc + (b * me + k) * n, n * sizeof *D);
     }
@@ -399,10 +760,7 @@ static void run(const state *e, work *w, const pass *ps, size_t nb, const REAL *
     int hess = H != NULL;
     size_t last = p->off[p->L - 1] * nb;
     NND_SUF(nnd__pre_block)(p, nb, x, WS(xt), PSCRATCH(w));
-    forward_values(e, w, nb, hess);
-    if (hess)
-        forward_tangents(e, w, nb);
-    backward(e, w, ps, nb, hess);
+    sweeps(e, w, ps, nb, hess, J || H);
     if (J)
         jacobian(e, w, ps, nb, J);
     if (H)
@@ -444,7 +802,7 @@ static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size
 #else
 #define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
 #endif
-#define WS_ITEMS 20
+#define WS_ITEMS 24
 
 static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
 {
@@ -462,11 +820,19 @@ static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
     it[k++] = ITEM(bufA, p->dmax, nb * p->me);
     it[k++] = ITEM(bufB, p->dmax, nb * p->me);
     it[k++] = ITEM(jout, nb * p->me, p->n);
+    if (!p->chain) {
+        it[k++] = ITEM(x0, p->d0, nb);
+        if (nnd__derivs(e->what))
+            it[k++] = ITEM(gad, p->d0 + p->D, nb * p->me);
+        if (e->what & NND_HESSIAN)
+            it[k++] = ITEM(ja, p->d0 + p->D, nb * p->n);
+    }
     if (e->what & NND_HESSIAN) {
-        it[k++] = ITEM(jz, p->D, nb * p->n);
-        it[k++] = ITEM(tan, p->dmax, nb * p->n);
-        it[k++] = ITEM(cst, p->D, nb * p->me);
-        it[k++] = ITEM(S, p->D, (p->me > 2 ? p->me : 2) * p->n);
+        it[k++] = ITEM(jz, e->Dh, nb * p->n);
+        if (p->chain)
+            it[k++] = ITEM(tan, p->dmax, nb * p->n);
+        it[k++] = ITEM(cst, e->Dh, nb * p->me);
+        it[k++] = ITEM(S, e->Dh, (p->me > 2 ? p->me : 2) * p->n);
         it[k++] = ITEM(hall, p->me, sq);
         if (e->hkernel == NND_HK_BLOCK)
             it[k++] = (nnd_ws_item){&w->hacc, NULL, nb * p->me, p->n * nnd__accum_ld(p->n)};
@@ -505,7 +871,7 @@ static void choose_hkernel(state *e)
         size_t per = p->me * p->n * nnd__accum_ld(p->n);
         e->hchunk = per < 4096 ? 4096 / per : 1;
         e->hkernel = NND_HK_BLOCK;
-    } else if ((double)p->n * (double)p->n * (double)p->D >= 131072.0)
+    } else if ((double)p->n * (double)p->n * (double)e->Dh >= 131072.0)
         e->hkernel = NND_HK_SYRK;
     else
         e->hkernel = NND_HK_GEMM;
@@ -514,9 +880,66 @@ static void choose_hkernel(state *e)
 static void release(void *st)
 {
     state *e = st;
-    if (e)
+    if (e) {
         weights_free(&e->wt);
+        nnd__free(e->live);
+        nnd__free(e->first);
+        nnd__free(e->sbase);
+        nnd__free(e->hoffg);
+    }
     nnd__free(e);
+}
+
+/* Graphs: which layers reach the output, which consumer writes each source's adjoint, and the
+ * Hessian stack (the live dense and LayerNorm layers). Chains: the stack is every layer. */
+static nnd_status graph_setup(state *e)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    e->hoff = p->off;
+    e->Dh = p->D;
+    if (p->chain)
+        return NND_OK;
+    size_t slots = 0;
+    for (size_t l = 0; l < p->L; l++)
+        slots += net->layers[l].n_src;
+    e->live = nnd__calloc(p->L + 1, 1); /* the last entry: the input */
+    e->first = nnd__calloc(slots, 1);
+    e->sbase = nnd__malloc(p->L, sizeof *e->sbase);
+    e->hoffg = nnd__calloc(p->L, sizeof *e->hoffg);
+    unsigned char *seen = nnd__calloc(p->L + 1, 1);
+    if (!e->live || !e->first || !e->sbase || !e->hoffg || !seen) {
+        nnd__free(seen);
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    }
+    slots = 0;
+    for (size_t l = 0; l < p->L; l++) {
+        e->sbase[l] = slots;
+        slots += net->layers[l].n_src;
+    }
+    e->live[p->L - 1] = 1;
+    for (size_t l = p->L; l-- > 0;) {
+        const nnd_layer *L = &net->layers[l];
+        if (!e->live[l])
+            continue;
+        for (size_t i = 0; i < L->n_src; i++) {
+            size_t s = L->src[i] == NND_NET_INPUT ? p->L : L->src[i];
+            e->live[s] = 1;
+            e->first[e->sbase[l] + i] = !seen[s];
+            seen[s] = 1;
+        }
+    }
+    nnd__free(seen);
+    e->Dh = 0;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (e->live[l] && (L->kind == NND_LAYER_DENSE || L->kind == NND_LAYER_LAYERNORM)) {
+            e->hoffg[l] = e->Dh;
+            e->Dh += L->n_out;
+        }
+    }
+    e->hoff = e->hoffg;
+    return NND_OK;
 }
 
 static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, size_t *block, size_t *ws_doubles)
@@ -528,10 +951,13 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     e->p = p;
     e->k = nnd__kernels();
     e->what = req->what;
+    nnd_status st = graph_setup(e);
+    if (st != NND_OK)
+        return st;
     choose_hkernel(e);
     size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
     size_t per_sample = (req->what & NND_HESSIAN) ? p->n : p->me;
-    nnd_status st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, &e->block);
+    st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, &e->block);
     if (st == NND_OK)
         st = weights_init(&e->wt, p);
     *block = e->block;
@@ -539,11 +965,12 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     return st;
 }
 
-/* Reverse mode for derivatives (values only: the forward engine's pass). */
+/* Reverse mode for derivatives (values only: the forward engine's pass; on graphs, until the
+ * forward engines take them, this one's). */
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    (void)p;
-    return NND_IS_F32 == !!(req->what & NND_FLOAT32) && nnd__derivs(req->what) && req->mode != NND_MODE_FORWARD;
+    return NND_IS_F32 == !!(req->what & NND_FLOAT32) &&
+           (nnd__derivs(req->what) ? req->mode != NND_MODE_FORWARD : !p->chain);
 }
 
 static double cost(const nnd_prep *p, const nnd_request *req)

@@ -230,7 +230,11 @@ static nnd_status choose_engine(nnd_plan *p, nnd_mode mode)
         if (e->applies(&p->prep, &req))
             c[nc++] = (candidate){e, e->cost(&p->prep, &req), 0.0, NULL, 0, 0};
     }
-    if (!nc) /* cannot happen: forward applies unless reverse does */
+    if (!nc && !p->prep.chain) /* graph networks: the engines that take them so far */
+        return nnd__fail(NND_EUNSUPPORTED, "nnd_plan_new: no %s engine takes graph networks (sums, "
+                         "concatenations, LayerNorm) for this request yet: use NND_MODE_REVERSE or NND_MODE_AUTO",
+                         mode == NND_MODE_FORWARD ? "forward-mode" : "");
+    if (!nc) /* cannot happen on chains: forward applies unless reverse does */
         return nnd__fail(NND_EUNSUPPORTED, "nnd_plan_new: no engine computes this request");
     /* values only: one pass, the cheapest, whatever the mode (every plan of a net computes y the same way) */
     int measured = mode == NND_MODE_MEASURE && nnd__derivs(p->what) && nc > 1;

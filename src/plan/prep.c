@@ -29,21 +29,11 @@ static nnd_status sizes(nnd_prep *p)
     return NND_OK;
 }
 
-/* dz_1/dx with the input processing folded in: processed coordinate j is factor_j * x[src_j]
- * plus a constant, so dz_1/dx[:, src_j] += W_1[:, j] * factor_j. */
-static nnd_status fold_input(nnd_prep *p)
+/* The input processing as a Jacobian: processed coordinate j is fac_j * x[src_j] plus a
+ * constant (mapminmax and mapstd scale, removeconstantrows selects). */
+static void input_map(const nnd_net *net, size_t *src, double *fac)
 {
-    const nnd_net *net = p->net;
-    size_t n = p->n, d1 = net->layers[0].n_out, d0 = p->d0;
-    size_t *src = nnd__malloc(n, sizeof *src);
-    double *fac = nnd__malloc(n, sizeof *fac);
-    p->W1g = nnd__calloc(d1 * n, sizeof(double));
-    if (!src || !fac || !p->W1g) {
-        nnd__free(src);
-        nnd__free(fac);
-        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < net->n_in; i++) {
         src[i] = i;
         fac[i] = 1.0;
     }
@@ -59,12 +49,47 @@ static nnd_status fold_input(nnd_prep *p)
                 fac[j] *= st->gain[j];
         }
     }
-    const double *W1 = net->layers[0].W;
-    for (size_t u = 0; u < d1; u++)
+}
+
+/* W (d x d0) times the processed input's Jacobian into out (d x n, zeroed):
+ * out[:, src_j] += W[:, j] * fac_j. */
+static void fold(const nnd_prep *p, const double *W, size_t d, const size_t *src, const double *fac, double *out)
+{
+    size_t n = p->n, d0 = p->d0;
+    for (size_t u = 0; u < d; u++)
         for (size_t j = 0; j < d0; j++)
-            p->W1g[u * n + src[j]] += W1[u * d0 + j] * fac[j];
-    nnd__free(src);
-    nnd__free(fac);
+            out[u * n + src[j]] += W[u * d0 + j] * fac[j];
+}
+
+/* dz_1/dx with the input processing folded in (chains); for graphs the input map itself, J0 and
+ * the folded weights of every dense layer fed by the input. */
+static nnd_status fold_input(nnd_prep *p)
+{
+    const nnd_net *net = p->net;
+    size_t n = p->n, d0 = p->d0;
+    size_t *src = p->in_src = nnd__malloc(n, sizeof *src);
+    double *fac = p->in_fac = nnd__malloc(n, sizeof *fac);
+    if (!src || !fac)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    input_map(net, src, fac);
+    if (p->chain) {
+        if (!(p->W1g = nnd__calloc(net->layers[0].n_out * n, sizeof(double))))
+            return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+        fold(p, net->layers[0].W, net->layers[0].n_out, src, fac, p->W1g);
+        return NND_OK;
+    }
+    if (!(p->J0 = nnd__calloc(d0 * n, sizeof(double))) || !(p->Wg = nnd__calloc(p->L, sizeof *p->Wg)))
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    for (size_t j = 0; j < d0; j++)
+        p->J0[j * n + src[j]] = fac[j];
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (L->kind != NND_LAYER_DENSE || L->src[0] != NND_NET_INPUT)
+            continue;
+        if (!(p->Wg[l] = nnd__calloc(L->n_out * n, sizeof(double))))
+            return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+        fold(p, L->W, L->n_out, src, fac, p->Wg[l]);
+    }
     return NND_OK;
 }
 
@@ -95,10 +120,7 @@ static nnd_status map_outputs(nnd_prep *p)
 
 nnd_status nnd__prep_init(nnd_prep *p, const nnd_net *net)
 {
-    *p = (nnd_prep){.net = net};
-    if (!nnd__net_is_chain(net))
-        return nnd__fail(NND_EUNSUPPORTED, "nnd_plan_new: graph networks (sums, concatenations, LayerNorm, "
-                                           "layers not fed by the previous one) have no engine yet");
+    *p = (nnd_prep){.net = net, .chain = nnd__net_is_chain(net)};
     nnd_status st = sizes(p);
     if (st == NND_OK)
         st = fold_input(p);
@@ -113,5 +135,11 @@ void nnd__prep_free(nnd_prep *p)
     nnd__free(p->W1g);
     nnd__free(p->row_of);
     nnd__free(p->oscale);
+    nnd__free(p->in_src);
+    nnd__free(p->in_fac);
+    nnd__free(p->J0);
+    for (size_t l = 0; p->Wg && l < p->L; l++)
+        nnd__free(p->Wg[l]);
+    nnd__free(p->Wg);
     *p = (nnd_prep){0};
 }

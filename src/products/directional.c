@@ -93,6 +93,7 @@ static int is_diag(nnd_product kind) { return kind == NND_PRODUCT_LAPLACIAN || k
  * take); LAPLACIAN and HDIAG where it takes the net (the reverse diagonals take the others). */
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
+    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
     nnd_product kind = req->product;
     return kind == NND_PRODUCT_JVP || kind == NND_PRODUCT_UNCERTAINTY || kind == NND_PRODUCT_UNCERTAINTY_SHARED ||
            (is_diag(kind) && nnd__products_supported(p->net) == NND_OK);

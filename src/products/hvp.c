@@ -45,7 +45,8 @@ static size_t hvp_doubles(const nnd_prep *p, size_t nb)
 
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    (void)p; /* the only general path, whatever the net (setup names a layer it does not take) */
+    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
+    /* the only general path on chains, whatever the net (setup names a layer it does not take) */
     return req->product == NND_PRODUCT_HVP;
 }
 

@@ -281,14 +281,18 @@ static double seeded_cost(const nnd_prep *p, const nnd_request *req)
     return nnd__product_kind_cost(p->net, req->product);
 }
 
-/* Wherever the fused engine takes the net (for J and H), but for the seeded kinds. */
+/* Wherever the fused engine takes the net (for J and H), but for the seeded kinds; on graph
+ * networks, which the fused, directional and HVP engines do not take yet, the blocked reverse
+ * engine's J and H contracted. */
 static int full_applies(const nnd_prep *p, const nnd_request *req)
 {
     nnd_request fr = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, req->max_batch, 0};
-    return !is_seeded(req->product) && nnd__engine_fused.applies(p, &fr);
+    return !is_seeded(req->product) &&
+           (nnd__engine_fused.applies(p, &fr) || (!p->chain && nnd__engine_reverse.applies(p, &fr)));
 }
 
-/* In the general paths' flops: (flops - FULL_FIXED) / FULL_RATIO. */
+/* In the general paths' flops: (flops - FULL_FIXED) / FULL_RATIO; on graphs (the blocked reverse
+ * engine) the flops themselves. */
 static double full_cost(const nnd_prep *p, const nnd_request *req)
 {
     nnd_product kind = req->product;
@@ -298,7 +302,7 @@ static double full_cost(const nnd_prep *p, const nnd_request *req)
                       : kind == NND_PRODUCT_JVP ? 2 * m * n
                       : is_uncertainty(kind) ? 4 * m * n * n + m * m * n + (kind == NND_PRODUCT_UNCERTAINTY ? n * n * n / 3 : 0)
                       : m * n;
-    return (r + contract - FULL_FIXED) / FULL_RATIO;
+    return p->chain ? (r + contract - FULL_FIXED) / FULL_RATIO : r + contract;
 }
 
 static int rdiag_applies(const nnd_prep *p, const nnd_request *req)
@@ -320,7 +324,8 @@ const nnd_engine nnd__product_full = {"full", NND_MODE_REVERSE, full_applies, fu
 const nnd_engine nnd__product_rdiag = {"rdiag", NND_MODE_REVERSE, rdiag_applies, rdiag_cost, NULL, NULL, NULL, NULL};
 
 /* Every product engine asked once: the cheapest that applies (earlier on ties). Engine FUSED: only
- * seeded and full; GENERAL: all but full. NULL when none applies (FUSED only). */
+ * seeded and full (on graphs: seeded); GENERAL: all but full (on graphs full too: it then runs the
+ * blocked reverse engine). NULL when none applies. */
 static const nnd_engine *choose_engine(const nnd_product_plan *P, int engine)
 {
     nnd_request req = {0, NND_MODE_AUTO, P->max_batch, P->kind};
@@ -328,8 +333,9 @@ static const nnd_engine *choose_engine(const nnd_product_plan *P, int engine)
     double best_cost = 0;
     for (size_t i = 0; i < nnd__n_product_engines; i++) {
         const nnd_engine *e = nnd__product_engines[i];
-        int fused = e == &nnd__product_seeded || e == &nnd__product_full;
-        if ((engine == NND__PRODUCT_FUSED && !fused) || (engine == NND__PRODUCT_GENERAL && e == &nnd__product_full) ||
+        int chain = P->prep.chain, fused = e == &nnd__product_seeded || (e == &nnd__product_full && chain);
+        if ((engine == NND__PRODUCT_FUSED && !fused) ||
+            (engine == NND__PRODUCT_GENERAL && e == &nnd__product_full && chain) ||
             !e->applies(&P->prep, &req))
             continue;
         double c = e->cost(&P->prep, &req);
@@ -382,7 +388,10 @@ nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nn
     /* the plan's own copy: the caller's net may change or go */
     if ((st = nnd__net_clone(net, &P->owned)) == NND_OK && (st = nnd__prep_init(&P->prep, P->owned)) == NND_OK) {
         if (!(P->engine = choose_engine(P, engine)))
-            st = nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the fused engine does not take this net");
+            st = engine == NND__PRODUCT_FUSED
+                     ? nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the fused engine does not take this net")
+                     : nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: no product engine computes %s on this net",
+                                 product_names[kind]);
         else
             P->path = path_of(P->engine);
     }

@@ -187,6 +187,18 @@ START_TEST(matlab_graph_weights_side_by_side)
     expect_array(L[2].b, b2, 1, "b2", (size_t)_i);
     expect_array(L[4].W, W3, 10, "[IW3_1 LW3_1 LW3_2]", (size_t)_i);
     expect_array(L[4].b, b3, 2, "b3", (size_t)_i);
+    /* nnderiv info says how each graph layer was read */
+    static const char *const said[] = {
+        "input mapminmax x1_step1: input step 1",
+        "layer a2 = IW2_1*xp1 + LW2_1*a1: the concatenation of xp1, a1 (layer 2) and a dense layer with "
+        "[IW2_1 LW2_1] (layer 3)",
+        "layer a3 = IW3_1*xp1 + LW3_1*a1 + LW3_2*a2: the concatenation of xp1, a1, a2 (layer 4) and a dense "
+        "layer with [IW3_1 LW3_1 LW3_2] (layer 5)",
+    };
+    ck_assert_msg(nnd_net_n_folded(net) == 3, "order %d: %zu folded lines", _i, nnd_net_n_folded(net));
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(!strcmp(nnd_net_folded(net, i), said[i]), "order %d: folded line %zu is '%s', expected '%s'", _i,
+                      i, nnd_net_folded(net, i), said[i]);
     nnd_net_free(net);
 }
 END_TEST

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "nnderiv.h"
+#include "net/internal.h" /* the graph fixtures' layers, compared with torch's weights bit for bit */
 
 #ifndef NND_TEST_DATA
 #error "NND_TEST_DATA must name the test data directory"
@@ -33,11 +34,12 @@
 #endif
 
 #define ONNX_DIR NND_TEST_DATA "/import/onnx"
+#define GRAPH_DIR NND_TEST_DATA "/import/onnx_graph"
 #define TF_DIR NND_TEST_DATA "/import/tf2onnx"
 #define TOL 1e-12
 
-static json_t *manifest, *tf_manifest;
-static json_t *cases, *tf_cases;
+static json_t *manifest, *tf_manifest, *graph_manifest;
+static json_t *cases, *tf_cases, *graph_cases;
 
 static char *slurp(const char *path, size_t *size)
 {
@@ -341,7 +343,9 @@ START_TEST(truncated_and_corrupted_new_files)
     static const char *const files[] = {"inline/gelu.onnx", "inline/softplus.onnx", "patterns/inline/norm_bn_denorm.onnx",
                                         "patterns/keras_untrained.onnx", "patterns/matlab_dlnetwork.onnx",
                                         "legacy/hardswish.onnx", "../tf2onnx/savedmodel/gelu.onnx",
-                                        "../tf2onnx/patterns/savedmodel_norm_bn_denorm.onnx"};
+                                        "../tf2onnx/patterns/savedmodel_norm_bn_denorm.onnx",
+                                        "../onnx_graph/opset13/residual_layernorm.onnx",
+                                        "../onnx_graph/dynamo/dense_concat.onnx"};
     uint64_t st = 0x9E3779B97F4A7C15u;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         char p[1024];
@@ -382,6 +386,184 @@ START_TEST(truncated_and_corrupted_new_files)
 }
 END_TEST
 
+/* ---- graph networks (tests/data/import/onnx_graph, tools/make_onnx_graph_fixtures.py): torch models
+ * with residual connections, LayerNorm (one op at opset 17 and the dynamo exporter, the decomposed
+ * pattern at opset 13), torch.cat (DenseNet, cascade) and BatchNorm1d, each through three exports. */
+
+static int kind_named(const char *s)
+{
+    return !strcmp(s, "dense") ? NND_LAYER_DENSE : !strcmp(s, "layernorm") ? NND_LAYER_LAYERNORM
+           : !strcmp(s, "sum") ? NND_LAYER_SUM : !strcmp(s, "concat") ? NND_LAYER_CONCAT : -1;
+}
+
+/* The net's layers have the kinds and sources the manifest gives (written from the torch model). */
+static void expect_structure(const nnd_net *net, const json_t *layers, const char *file)
+{
+    size_t nl = json_array_size(layers);
+    ck_assert_msg(nl > 0, "%s: the manifest gives no layers", file);
+    ck_assert_msg(nnd_net_n_layers(net) == nl, "%s: %zu layers, expected %zu", file, nnd_net_n_layers(net), nl);
+    ck_assert_msg(!nnd_net_is_chain(net), "%s: read as a chain", file);
+    for (size_t l = 0; l < nl; l++) {
+        const json_t *L = json_array_get(layers, l), *src = json_object_get(L, "src");
+        int kind = kind_named(str_or(get_str(L, "kind")));
+        ck_assert_msg(kind >= 0, "%s: manifest layer %zu has no known kind", file, l);
+        ck_assert_msg(nnd_net_layer_kind(net, l) == kind, "%s: layer %zu is of kind %d, expected %s", file, l,
+                      nnd_net_layer_kind(net, l), get_str(L, "kind"));
+        ck_assert_msg(nnd_net_layer_n_sources(net, l) == json_array_size(src), "%s: layer %zu has %zu sources, "
+                      "expected %zu", file, l, nnd_net_layer_n_sources(net, l), json_array_size(src));
+        for (size_t i = 0; i < json_array_size(src); i++) {
+            json_int_t e = json_integer_value(json_array_get(src, i));
+            size_t want = e < 0 ? NND_NET_INPUT : (size_t)e, got = nnd_net_layer_source(net, l, i);
+            ck_assert_msg(got == want, "%s: layer %zu source %zu is %zd, expected %lld", file, l, i, (ssize_t)got,
+                          (long long)e);
+        }
+    }
+}
+
+/* The value of the net at x (one sample), layer by layer from the layers as read: an evaluator of the
+ * graph's meaning that needs no engine. The graph fixtures have no input or output processing. */
+static void graph_value(const nnd_net *net, const double *x, double *y)
+{
+    size_t nl = net->n_layers;
+    ck_assert(net->n_pre == 0 && net->n_post == 0);
+    double **out = calloc(nl, sizeof *out);
+    for (size_t l = 0; l < nl; l++) {
+        const nnd_layer *L = &net->layers[l];
+        double *in = malloc((L->n_in ? L->n_in : 1) * sizeof *in), *o = calloc(L->n_out, sizeof *o);
+        size_t at = 0;
+        for (size_t i = 0; i < L->n_src; i++) {
+            size_t w = L->src[i] == NND_NET_INPUT ? net->n_in : net->layers[L->src[i]].n_out;
+            const double *v = L->src[i] == NND_NET_INPUT ? x : out[L->src[i]];
+            for (size_t k = 0; k < w; k++) {
+                if (L->kind == NND_LAYER_SUM)
+                    in[k] = (i ? in[k] : 0) + v[k];
+                else
+                    in[at + k] = v[k];
+            }
+            at += L->kind == NND_LAYER_SUM ? 0 : w;
+        }
+        if (L->kind == NND_LAYER_DENSE) {
+            ck_assert(L->act != NND_ACT_SOFTMAX && L->act != NND_ACT_LOGSOFTMAX);
+            for (size_t r = 0; r < L->n_out; r++) {
+                double z = L->b[r];
+                for (size_t k = 0; k < L->n_in; k++)
+                    z += L->W[r * L->n_in + k] * in[k];
+                ck_assert(nnd_act_eval2(L->act, L->param, 1, &z, &o[r], NULL, NULL) == NND_OK);
+            }
+        } else if (L->kind == NND_LAYER_LAYERNORM) {
+            double mean = 0, var = 0;
+            for (size_t k = 0; k < L->n_in; k++)
+                mean += in[k] / (double)L->n_in;
+            for (size_t k = 0; k < L->n_in; k++)
+                var += (in[k] - mean) * (in[k] - mean) / (double)L->n_in;
+            for (size_t k = 0; k < L->n_out; k++)
+                o[k] = (in[k] - mean) / sqrt(var + L->eps) * L->W[k] + L->b[k];
+        } else {
+            memcpy(o, in, L->n_out * sizeof *o);
+        }
+        free(in);
+        out[l] = o;
+    }
+    memcpy(y, out[nl - 1], net->layers[nl - 1].n_out * sizeof *y);
+    for (size_t l = 0; l < nl; l++)
+        free(out[l]);
+    free(out);
+}
+
+/* y at the expected inputs by graph_value, within 1e-13 of torch (the sums are in another order). */
+static void expect_graph_value(const nnd_net *net, const json_t *exp, const char *file)
+{
+    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net), B = json_array_size(json_object_get(exp, "x"));
+    ck_assert_msg(B > 0, "%s: no samples", file);
+    double *x = malloc(B * n * sizeof *x), *ey = malloc(B * m * sizeof *ey), *y = malloc(B * m * sizeof *y);
+    ck_assert_msg(flatten(json_object_get(exp, "x"), x, B * n, 0) == B * n, "%s: x is not %zu x %zu", file, B, n);
+    ck_assert_msg(flatten(json_object_get(exp, "y"), ey, B * m, 0) == B * m, "%s: y is not %zu x %zu", file, B, m);
+    for (size_t i = 0; i < B; i++)
+        graph_value(net, x + i * n, y + i * m);
+    expect_close(y, ey, B * m, "y (the layers as read, evaluated by the test)", file, "graph", 1e-13);
+    free(x), free(y), free(ey);
+}
+
+/* The dense layers that read a sum, a concatenation or a LayerNorm have torch's weights bit for bit,
+ * and the LayerNorm layers torch's gamma, beta, eps. */
+static void expect_exact_parameters(const nnd_net *net, const json_t *exp, const char *file)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(exp, "weights"), key, v) {
+        size_t l = (size_t)atoi(key);
+        ck_assert_msg(l < nnd_net_n_layers(net) && net->layers[l].kind == NND_LAYER_DENSE, "%s: layer %s is not dense",
+                      file, key);
+        const nnd_layer *L = &net->layers[l];
+        ck_assert_msg(json_array_size(v) == L->n_out * L->n_in, "%s: layer %s has %zu x %zu weights, torch %zu", file,
+                      key, L->n_out, L->n_in, json_array_size(v));
+        for (size_t i = 0; i < L->n_out * L->n_in; i++)
+            ck_assert_msg(L->W[i] == json_number_value(json_array_get(v, i)),
+                          "%s: layer %s weight %zu is %.17g, torch's %.17g", file, key, i, L->W[i],
+                          json_number_value(json_array_get(v, i)));
+    }
+    json_object_foreach(json_object_get(exp, "layernorms"), key, v) {
+        size_t l = (size_t)atoi(key), n = json_array_size(json_object_get(v, "gamma"));
+        double gamma[64], beta[64], eps;
+        ck_assert(n > 0 && n <= 64);
+        ck_assert_msg(nnd_net_layer_norm(net, l, gamma, beta, &eps) == NND_OK, "%s: layer %s is not a LayerNorm: %s",
+                      file, key, nnd_errmsg());
+        ck_assert_msg(eps == json_number_value(json_object_get(v, "eps")), "%s: layer %s eps %.17g, torch's %.17g",
+                      file, key, eps, json_number_value(json_object_get(v, "eps")));
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(gamma[i] == json_number_value(json_array_get(json_object_get(v, "gamma"), i)) &&
+                              beta[i] == json_number_value(json_array_get(json_object_get(v, "beta"), i)),
+                          "%s: layer %s gamma/beta %zu: %.17g, %.17g", file, key, i, gamma[i], beta[i]);
+    }
+}
+
+/* Each graph file loads with the structure the manifest gives, torch's exact weights and torch's
+ * y; or is refused naming the node and what is wrong. */
+START_TEST(each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name)
+{
+    const json_t *c = json_array_get(graph_cases, (size_t)_i);
+    const char *file = get_str(c, "file"), *st = get_str(c, "status");
+    ck_assert_msg(file && st, "graph manifest case %d has no file or status", _i);
+    if (strcmp(st, "OK") != 0) {
+        check_case(c, GRAPH_DIR, _i);
+        return;
+    }
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", GRAPH_DIR, file);
+    nnd_net *net = NULL;
+    nnd_status s = nnd_net_load(p, &net);
+    ck_assert_msg(s == NND_OK, "%s: %s: %s", file, nnd_strerror(s), nnd_errmsg());
+    expect_structure(net, json_object_get(c, "layers"), file);
+    snprintf(p, sizeof p, "%s/%s", GRAPH_DIR, str_or(get_str(c, "expected")));
+    json_error_t err;
+    json_t *exp = json_load_file(p, 0, &err);
+    ck_assert_msg(exp != NULL, "%s: %s", p, err.text);
+    expect_exact_parameters(net, exp, file);
+    expect_graph_value(net, exp, file);
+    json_decref(exp);
+    nnd_net_free(net);
+}
+END_TEST
+
+/* Every graph net is a case of every export (LayerNormalization as one op and decomposed). */
+START_TEST(every_graph_net_through_every_export)
+{
+    static const char *const nets[] = {"residual_tanh", "residual_layernorm", "dense_concat", "cascade",
+                                       "residual_batchnorm"};
+    static const char *const exports[] = {"opset17", "opset13", "dynamo"};
+    for (size_t i = 0; i < 5; i++)
+        for (size_t e = 0; e < 3; e++) {
+            char f[128];
+            int found = 0;
+            snprintf(f, sizeof f, "%s/%s.onnx", exports[e], nets[i]);
+            for (size_t k = 0; k < json_array_size(graph_cases) && !found; k++)
+                found = !strcmp(str_or(get_str(json_array_get(graph_cases, k), "file")), f) &&
+                        !strcmp(str_or(get_str(json_array_get(graph_cases, k), "status")), "OK");
+            ck_assert_msg(found, "graph manifest: no case %s", f);
+        }
+}
+END_TEST
+
 /* dir/manifest.json and its cases (at least min_cases of them), or NULL after saying why. */
 static json_t *load_manifest(const char *dir, size_t min_cases, json_t **cases_out)
 {
@@ -406,7 +588,8 @@ int main(void)
 {
     manifest = load_manifest(ONNX_DIR, 3 * NND_ACT_COUNT, &cases);
     tf_manifest = load_manifest(TF_DIR, 2 * NND_ACT_COUNT, &tf_cases);
-    if (!manifest || !tf_manifest)
+    graph_manifest = load_manifest(GRAPH_DIR, 20, &graph_cases);
+    if (!manifest || !tf_manifest || !graph_manifest)
         return 1;
     Suite *su = suite_create("onnx");
     TCase *tc = tcase_create("today");
@@ -422,11 +605,18 @@ int main(void)
     tcase_add_test(tc, truncated_and_corrupted_new_files);
     tcase_set_timeout(tc, 600);
     suite_add_tcase(su, tc);
+    TCase *tg = tcase_create("graph");
+    tcase_add_loop_test(tg, each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name, 0,
+                        (int)json_array_size(graph_cases));
+    tcase_add_test(tg, every_graph_net_through_every_export);
+    tcase_set_timeout(tg, 600);
+    suite_add_tcase(su, tg);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     json_decref(manifest);
     json_decref(tf_manifest);
+    json_decref(graph_manifest);
     return failed ? 1 : 0;
 }

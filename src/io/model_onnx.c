@@ -1,10 +1,16 @@
-/* ONNX models (torch.onnx.export, tf2onnx, MATLAB's exportONNXNetwork) whose graph is a chain of
- * dense layers: parsed with protobuf-c from code generated at build time (onnx_subset.proto), then
- * read by symbolic evaluation of the graph in node order.
+/* ONNX models (torch.onnx.export, tf2onnx, MATLAB's exportONNXNetwork) of dense layers, as a chain
+ * or as a graph (residual Add, Concat, LayerNormalization): parsed with protobuf-c from code
+ * generated at build time (onnx_subset.proto), then read by symbolic evaluation of the graph in
+ * node order.
  *
  * Every value of the graph is either a constant tensor (initializer, Constant node) or a "stream":
- * an elementwise function t(z) of a pending affine map z = W h + b, where h is the output of the
- * last layer built so far (or the network input). Gemm and MatMul start a new affine map; Add, Sub,
+ * an elementwise function t(z) of a pending affine map z = W h + b, where h is the output of a layer
+ * built already or the network input (zmap: Z_AFFINE), of such an output itself (Z_SOURCE), or of a
+ * pending LayerNorm of one (Z_LNORM). A stream becomes a layer when a node reads it as a whole
+ * (realise): a Gemm/MatMul, an Add of two branches (a sum layer), a Concat, a LayerNormalization;
+ * a value read by several nodes is one layer (the skip of a residual connection). The decomposed
+ * LayerNorm of opsets < 17 is followed node by node (V_LNPART, ln_binary) and must be exactly the
+ * pattern. Gemm and MatMul start a new affine map; Add, Sub,
  * Mul, Div by a per-unit vector change the pending map (a bias on either side, a scaling); unary
  * ops and arithmetic with scalars or with another function of the same z grow t as a small
  * expression tree. When a linear op consumes a stream (or the stream is the graph output), t must
@@ -34,7 +40,7 @@
  * path (nnd__load_onnx_file), refused from a buffer. What tf2onnx writes is read too: Min/Max with
  * constants, and TensorFlow's Erfc and Expm1, which it leaves unconverted (not ONNX ops).
  *
- * Anything else (convolutions, residual additions, comparisons and steps, ops without an exact
+ * Anything else (convolutions, other arithmetic of two branches, comparisons and steps, ops without an exact
  * activation such as PRelu, Clip with one infinite bound other than Clip(0, inf)) is refused with NND_EUNSUPPORTED and a message naming the node, its op and why. */
 #include <errno.h>
 #include <math.h>
@@ -74,16 +80,23 @@ typedef struct {
     double *v; /* numel values */
 } tensor;
 
-enum { V_TENSOR = 1, V_STREAM = 2 };
+enum { V_TENSOR = 1, V_STREAM = 2, V_LNPART = 3 };
+
+/* The stages of the decomposed LayerNorm older exporters write (opset < 17):
+ * mean = ReduceMean(h), d = Sub(h, mean), Pow(d, 2), var = ReduceMean(.), Add(var, eps), s = Sqrt(.),
+ * Div(d, s); then Mul(gamma), Add(beta) fold into the pending LayerNorm like a bias into a Gemm. */
+enum { LN_MEAN = 1, LN_CENTER, LN_SQUARE, LN_VAR, LN_VAREPS, LN_STD };
 
 typedef struct {
     const char *name;
     int kind;
-    size_t t;     /* V_TENSOR: index into tensors */
+    size_t t;     /* V_TENSOR: index into tensors; V_LNPART: index into lnp (the h it normalises) */
     size_t zi;    /* V_STREAM: index into z */
     int tree;     /* V_STREAM: root of its expression tree */
     size_t width; /* V_STREAM: units; 0 while unknown (the input before its first use) */
     size_t post;  /* V_STREAM: 1 + index into pm of a per-unit map applied after t; 0: none */
+    int stage;    /* V_LNPART: LN_* */
+    double eps;   /* V_LNPART from LN_VAREPS on */
 } value;
 
 /* A per-unit affine map v' = (v - xoff)*gain + yoff applied to a stream after its activation:
@@ -96,14 +109,36 @@ typedef struct {
     double *xoff, *gain, *yoff;
 } pmap;
 
-/* An affine map z = W h + b of a pending layer, or the network input (is_input). */
+/* What a stream is a function of:
+ *   Z_AFFINE: z = W h + b of a pending dense layer, h the output of source src;
+ *   Z_SOURCE: z = h, the output of source src itself: the network input (is_input, src NND_NET_INPUT)
+ *             or a layer already built (a sum, a concatenation, a LayerNorm);
+ *   Z_LNORM:  z = LayerNorm(h)*gamma + beta of a pending LayerNorm layer on source src (W = gamma,
+ *             b = beta, n_out values each; eps). Per-unit Mul/Add after it fold into gamma and beta.
+ * A source is a layer's index or NND_NET_INPUT. */
+enum { Z_AFFINE = 0, Z_SOURCE = 1, Z_LNORM = 2 };
+
 typedef struct {
+    int kind;
     int is_input;
-    int used; /* a layer has been built from it */
     size_t n_in, n_out;
     double *W, *b;
-    size_t src; /* the layers built when it was made: it reads the output of that many layers */
+    double eps;
+    size_t src;
 } zmap;
+
+/* A layer built for a stream: (zi, tree) -> layer index (tree -1: the LayerNorm layer of a Z_LNORM). */
+typedef struct {
+    size_t zi;
+    int tree;
+    size_t layer;
+} built;
+
+/* A decomposed LayerNorm in progress: the stream h it normalises and the node of its first ReduceMean. */
+typedef struct {
+    value h;
+    size_t node;
+} lnpart;
 
 enum {
     T_VAR, T_CONST, T_ADD, T_SUB, T_MUL, T_DIV, T_POW, T_NEG, T_ERF, T_EXP, T_LOG, T_ABS, T_SQRT, T_RECIP,
@@ -142,6 +177,10 @@ typedef struct {
     size_t ntr, captr;
     pmap *pm;
     size_t npm, cappm;
+    built *bl;
+    size_t nbl, capbl;
+    lnpart *lnp;
+    size_t nlnp, caplnp;
     size_t input_post; /* the normalisation the net's input steps were made from */
     size_t node; /* the node being read */
 } octx;
@@ -824,12 +863,33 @@ static int peel(const octx *c, int root, double *g, double *o)
     }
 }
 
-/* Build the layer a stream stands for, so that a new affine map can read its output (or it is the
- * graph output). On success *width is the layer's units (the input's length for the input), and
- * *post the per-unit map after the layer's activation (1-based, 0: none) that its reader applies:
- * the value's own, after scalars peeled off its expression. */
+/* The layer built for (zi, tree) earlier, or 0; 1 + its index. */
+static size_t built_layer(const octx *c, size_t zi, int tree)
+{
+    for (size_t i = 0; i < c->nbl; i++)
+        if (c->bl[i].zi == zi && c->bl[i].tree == tree)
+            return c->bl[i].layer + 1;
+    return 0;
+}
+
+/* Record the layer just added to the net as built for (zi, tree). */
+static nnd_status layer_added(octx *c, size_t zi, int tree)
+{
+    if (c->nbl == c->capbl)
+        return bad_node(NND_ENOMEM, c, "too many layers"); /* sized in advance */
+    c->bl[c->nbl++] = (built){zi, tree, c->n_layers};
+    c->n_layers++;
+    return NND_OK;
+}
+
+/* Build the layer a stream stands for, so that a layer can read its output (or it is the graph
+ * output). On success *src is the source to read (a layer's index, or NND_NET_INPUT), *width its
+ * units (the input's length for the input), and *post the per-unit map after the layer's activation
+ * (1-based, 0: none) that its reader applies: the value's own, after scalars peeled off its
+ * expression. A stream realised twice (a value read by two nodes: a residual connection) is the
+ * same layer. */
 static nnd_status realise(octx *c, const value *v, const char *input_name, size_t n_in_if_input, size_t *width,
-                          size_t *post)
+                          size_t *post, size_t *src)
 {
     *post = v->post;
     zmap *z = &c->z[v->zi];
@@ -840,9 +900,6 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
                             "functions of the network input '%s' are not supported: only normalisation by "
                             "constants (Sub/Div, Mul/Add, BatchNormalization) may act on it before the first layer",
                             q(input_name).s);
-        if (c->n_layers)
-            return bad_node(NND_EUNSUPPORTED, c, "reads the network input again after layer %zu: the graph is not a chain",
-                            c->n_layers);
         if (!c->net) {
             if (!v->width && !n_in_if_input)
                 return bad_node(NND_EFORMAT, c, "cannot tell the length of the input");
@@ -854,13 +911,32 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
         } else if (v->post != c->input_post)
             return bad_node(NND_EUNSUPPORTED, c, "reads the network input with two different normalisations");
         *width = c->net->n_in;
+        *src = NND_NET_INPUT;
+        *post = 0; /* the input processing */
         return NND_OK;
     }
-    if (z->used || z->src != c->n_layers)
-        return bad_node(NND_EUNSUPPORTED, c,
-                        "uses the output of layer %zu after layer %zu was built: the graph is not a chain of dense "
-                        "layers (branches and residual connections are not supported)",
-                        z->src + 1, c->n_layers);
+    char what[32];
+    size_t base = z->src; /* the source the layer reads */
+    if (z->kind == Z_LNORM) {
+        size_t have = built_layer(c, v->zi, -1);
+        if (have)
+            base = have - 1;
+        else {
+            snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
+            if ((s = nnd_net_add_layernorm(c->net, z->src, z->W, z->b, z->eps)))
+                return builder_failed(s, c, what);
+            base = c->n_layers;
+            if ((s = layer_added(c, v->zi, -1)))
+                return s;
+        }
+    }
+    if (z->kind != Z_AFFINE && c->tr[v->tree].op == T_VAR) {
+        *src = base;
+        *width = z->n_out;
+        return NND_OK;
+    }
+    /* A dense layer: the pending affine map with the stream's activation, or (on a built layer's
+     * output) the identity with it. */
     int act = NND_ACT_PURELIN;
     double param[2], g, o;
     size_t keep = c->node;
@@ -884,37 +960,62 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
         *post = pm;
     }
     c->node = keep;
-    char what[32];
+    *width = z->n_out;
+    if (z->kind != Z_AFFINE && c->tr[inner].op == T_VAR && act == NND_ACT_PURELIN) {
+        *src = base; /* scalars on a built layer's output: only the per-unit map */
+        return NND_OK;
+    }
+    size_t have = built_layer(c, v->zi, v->tree);
+    if (have) {
+        *src = have - 1;
+        return NND_OK;
+    }
     snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
-    if ((s = nnd_net_add_dense(c->net, z->n_out, z->W, z->b, act)))
+    if (z->kind == Z_AFFINE)
+        s = nnd_net_add_dense_from(c->net, base, z->n_out, z->W, z->b, act);
+    else {
+        /* an activation of a sum, a concatenation or a LayerNorm: a dense layer with W = I, b = 0 */
+        size_t n = z->n_out, nw;
+        double *I = nnd__mul(n, n, &nw) ? nnd__calloc(nw, sizeof(double)) : NULL, *zero = nnd__calloc(n, sizeof(double));
+        if (!I || !zero) {
+            nnd__free(I);
+            nnd__free(zero);
+            return bad_node(NND_ENOMEM, c, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++)
+            I[i * n + i] = 1;
+        s = nnd_net_add_dense_from(c->net, base, n, I, zero, act);
+        nnd__free(I);
+        nnd__free(zero);
+    }
+    if (s)
         return builder_failed(s, c, what);
     int np = nnd_act_n_params(act);
     if (np && (s = nnd_net_set_act_params(c->net, c->n_layers, (size_t)np, param)))
         return builder_failed(s, c, what);
-    z->used = 1;
-    c->n_layers++;
-    *width = z->n_out;
-    return NND_OK;
+    *src = c->n_layers;
+    return layer_added(c, v->zi, v->tree);
 }
 
 /* A new affine map W h + b reading the stream v; W: n_out x n_in. */
 static nnd_status new_affine(octx *c, const value *v, const char *input_name, size_t n_in, size_t n_out,
                              double **W, double **b, size_t *zi_out, size_t *post)
 {
-    size_t width = 0, zi = 0;
+    size_t width = 0, zi = 0, src = 0;
     nnd_status s;
     if (v->width && v->width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, v->width);
-    if ((s = realise(c, v, input_name, n_in, &width, post)))
+    if ((s = realise(c, v, input_name, n_in, &width, post, &src)))
         return s;
     if (width != n_in)
         return bad_node(NND_EFORMAT, c, "the weights expect %zu inputs, the data has %zu", n_in, width);
     if ((s = new_z(c, &zi)))
         return s;
     zmap *z = &c->z[zi];
+    z->kind = Z_AFFINE;
     z->n_in = n_in;
     z->n_out = n_out;
-    z->src = c->n_layers;
+    z->src = src;
     z->W = nnd__malloc(n_in * n_out, sizeof(double)); /* n_in * n_out checked by the caller */
     z->b = nnd__calloc(n_out, sizeof(double));
     if (!z->W || !z->b)
@@ -923,6 +1024,56 @@ static nnd_status new_affine(octx *c, const value *v, const char *input_name, si
     *b = z->b;
     *zi_out = zi;
     return NND_OK;
+}
+
+/* A stream that is the output of a layer just built (a sum, a concatenation): Z_SOURCE. */
+static nnd_status source_value(octx *c, size_t layer, size_t width, value *out)
+{
+    size_t zi = 0;
+    nnd_status s;
+    if ((s = new_z(c, &zi)))
+        return s;
+    c->z[zi].kind = Z_SOURCE;
+    c->z[zi].src = layer;
+    c->z[zi].n_in = c->z[zi].n_out = width;
+    int root = tree_new(c, T_VAR, -1, -1, 0);
+    if (root < 0)
+        return bad_node(NND_ENOMEM, c, "expression too large");
+    *out = (value){NULL, V_STREAM, 0, zi, root, width, 0, 0, 0};
+    return NND_OK;
+}
+
+/* A stream's layer for a node that joins layers (Add of branches, Concat, LayerNormalization): its
+ * source and width. A per-unit map after its activation (a BatchNormalization after the activation, a
+ * scaled branch h + 0.5 f(h)) has no Gemm here to fold into: it becomes a dense layer of its own,
+ * a = diag(gain) f + (yoff - xoff*gain), purelin. */
+static nnd_status realise_for_join(octx *c, const value *v, const char *input_name, size_t *src, size_t *width)
+{
+    size_t post = 0;
+    nnd_status s = realise(c, v, input_name, 0, width, &post, src);
+    if (s || !post)
+        return s;
+    const pmap *m = &c->pm[post - 1];
+    size_t n = *width, nw;
+    double *D = nnd__mul(n, n, &nw) ? nnd__calloc(nw, sizeof(double)) : NULL, *o = nnd__malloc(n, sizeof(double));
+    if (!D || !o) {
+        nnd__free(D);
+        nnd__free(o);
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        D[i * n + i] = m->gain[i];
+        o[i] = m->yoff[i] - m->xoff[i] * m->gain[i];
+    }
+    char what[32];
+    snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
+    s = nnd_net_add_dense_from(c->net, *src, n, D, o, NND_ACT_PURELIN);
+    nnd__free(D);
+    nnd__free(o);
+    if (s)
+        return builder_failed(s, c, what);
+    *src = c->n_layers;
+    return layer_added(c, SIZE_MAX, -3);
 }
 
 /* ---------------------------------------------------------------- nodes */
@@ -951,8 +1102,6 @@ static const char *refused(const char *op)
         {"ThresholdedRelu", "it is not one of the library's activations"},
         {"Shrink", "it is not one of the library's activations"},
         {"Conv", "only dense layers are supported"},
-        {"LayerNormalization", "only dense layers with elementwise activations are supported"},
-        {"Concat", "only a chain of dense layers is supported"},
         {"Shape", "dynamic shapes are not supported: use nn.Flatten or constant shapes"},
         {"GreaterOrEqual", "comparisons are not activations (hardlim and hardlims are steps with zero derivatives: "
                            "write such a net as nnderiv JSON)"},
@@ -1059,7 +1208,7 @@ static nnd_status do_gemm(octx *c, const NodeProto *n, int matmul, const char *i
             }
     }
     int root = tree_new(c, T_VAR, -1, -1, 0);
-    value v = {NULL, V_STREAM, 0, zi, root, N, 0};
+    value v = {NULL, V_STREAM, 0, zi, root, N, 0, 0, 0};
     return out_value(c, n, &v);
 }
 
@@ -1078,7 +1227,7 @@ static nnd_status unit_op(octx *c, const value *sv, char op, const double *k, si
     for (size_t o = 0; o < N; o++)
         if (op == '/' && k[nk == 1 ? 0 : o] == 0)
             return bad_node(NND_EFORMAT, c, "divides by zero (unit %zu)", o + 1);
-    if (c->z[sv->zi].is_input || sv->post || c->tr[sv->tree].op != T_VAR) {
+    if (c->z[sv->zi].kind == Z_SOURCE || sv->post || c->tr[sv->tree].op != T_VAR) {
         size_t post = 0;
         if ((s = new_pmap(c, sv->post, N, &post)))
             return s;
@@ -1104,15 +1253,16 @@ static nnd_status unit_op(octx *c, const value *sv, char op, const double *k, si
         out->post = post;
         return NND_OK;
     }
+    /* A pending dense layer (W: a row per unit) or LayerNorm (gamma: one value per unit): a copy of
+     * it with the op folded in, since the unchanged map may have other readers. */
     size_t zi = 0;
     const zmap *z0 = &c->z[sv->zi];
-    size_t nw = z0->n_in * z0->n_out; /* checked when it was made */
+    size_t row = z0->kind == Z_LNORM ? 1 : z0->n_in, nw = row * z0->n_out; /* checked when it was made */
     if ((s = new_z(c, &zi)))
         return s;
     zmap *z = &c->z[zi];
     z0 = &c->z[sv->zi];
     *z = *z0;
-    z->used = 0;
     z->W = nnd__malloc(nw, sizeof(double));
     z->b = nnd__malloc(N, sizeof(double));
     if (!z->W || !z->b)
@@ -1127,17 +1277,264 @@ static nnd_status unit_op(octx *c, const value *sv, char op, const double *k, si
             z->b[o] -= kk;
         else if (op == '-') {
             z->b[o] = kk - z->b[o];
-            for (size_t i = 0; i < z->n_in; i++)
-                z->W[o * z->n_in + i] = -z->W[o * z->n_in + i];
+            for (size_t i = 0; i < row; i++)
+                z->W[o * row + i] = -z->W[o * row + i];
         } else {
             double m = op == '*' ? kk : 1 / kk;
             z->b[o] *= m;
-            for (size_t i = 0; i < z->n_in; i++)
-                z->W[o * z->n_in + i] *= m;
+            for (size_t i = 0; i < row; i++)
+                z->W[o * row + i] *= m;
         }
     }
     out->zi = zi;
     return NND_OK;
+}
+
+/* Add of two branches (kind NND_LAYER_SUM: a residual connection) or Concat along the features
+ * (NND_LAYER_CONCAT, the inputs in order): each input's layer, then the joining layer. */
+static nnd_status do_join(octx *c, const NodeProto *n, int kind, const char *input_name)
+{
+    nnd_status s;
+    size_t k = n->n_input, *src, width = 0;
+    if (!k)
+        return bad_node(NND_EFORMAT, c, "has no inputs");
+    if (!(src = nnd__malloc(k, sizeof *src)))
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < k; i++) {
+        value *v;
+        size_t w = 0;
+        if ((s = arg(c, n, i, &v)))
+            goto done;
+        if (!v) {
+            s = bad_node(NND_EFORMAT, c, "input %zu has no name", i + 1);
+            goto done;
+        }
+        if (v->kind != V_STREAM) {
+            s = bad_node(NND_EUNSUPPORTED, c,
+                         v->kind == V_TENSOR ? "input %zu is a constant: only the values of layers or of the network "
+                                               "input can be %s"
+                                             : "input %zu is a part of a LayerNorm, not its result: it cannot be %s",
+                         i + 1, kind == NND_LAYER_SUM ? "added" : "concatenated");
+            goto done;
+        }
+        if ((s = realise_for_join(c, v, input_name, &src[i], &w)))
+            goto done;
+        if (kind == NND_LAYER_SUM && i && w != width) {
+            s = bad_node(NND_EUNSUPPORTED, c, "adds %zu values to %zu (no broadcasting: a sum of branches of one width)",
+                         w, width);
+            goto done;
+        }
+        if (kind == NND_LAYER_SUM || !i)
+            width = w;
+        else if (!nnd__add(width, w, &width)) {
+            s = bad_node(NND_EFORMAT, c, "too wide");
+            goto done;
+        }
+    }
+    char what[32];
+    snprintf(what, sizeof what, "layer %zu", c->n_layers + 1);
+    s = kind == NND_LAYER_SUM ? nnd_net_add_sum(c->net, k, src) : nnd_net_add_concat(c->net, k, src);
+    if (s) {
+        s = builder_failed(s, c, what);
+        goto done;
+    }
+    value out;
+    if ((s = layer_added(c, SIZE_MAX, -2)) || (s = source_value(c, c->n_layers - 1, width, &out)))
+        goto done;
+    s = out_value(c, n, &out);
+done:
+    nnd__free(src);
+    return s;
+}
+
+/* A pending LayerNorm of the stream x (gamma, beta: width values; NULL: ones, zeros): a Z_LNORM
+ * stream, built as a layer when something reads it. */
+static nnd_status pending_layernorm(octx *c, const NodeProto *n, const value *x, const double *gamma,
+                                    const double *beta, double eps, const char *input_name)
+{
+    nnd_status s;
+    size_t src = 0, width = 0, zi = 0;
+    if ((s = realise_for_join(c, x, input_name, &src, &width)))
+        return s;
+    if (!(eps > 0) || !isfinite(eps))
+        return bad_node(NND_EFORMAT, c, "epsilon %g is not positive and finite", eps);
+    if ((s = new_z(c, &zi)))
+        return s;
+    zmap *z = &c->z[zi];
+    z->kind = Z_LNORM;
+    z->src = src;
+    z->n_in = z->n_out = width;
+    z->eps = eps;
+    z->W = nnd__malloc(width, sizeof(double));
+    z->b = nnd__malloc(width, sizeof(double));
+    if (!z->W || !z->b)
+        return bad_node(NND_ENOMEM, c, "out of memory");
+    for (size_t i = 0; i < width; i++) {
+        z->W[i] = gamma ? gamma[i] : 1;
+        z->b[i] = beta ? beta[i] : 0;
+    }
+    int root = tree_new(c, T_VAR, -1, -1, 0);
+    if (root < 0)
+        return bad_node(NND_ENOMEM, c, "expression too large");
+    value v = {NULL, V_STREAM, 0, zi, root, width, 0, 0, 0};
+    return out_value(c, n, &v);
+}
+
+/* LayerNormalization (opset 17) of 2-D data over the features: axis -1 (or 1), epsilon, Scale,
+ * optional B. stash_type (the precision of the mean and inverse standard deviation an ONNX runtime
+ * keeps) is not read: the layer computes in double, as the framework's float64 model does. */
+static nnd_status do_layernorm(octx *c, const NodeProto *n, const char *input_name)
+{
+    value *x, *sc, *bv;
+    nnd_status s;
+    int64_t axis;
+    double eps;
+    if ((s = need_args(c, n, 2)) || (s = arg(c, n, 0, &x)) || (s = arg(c, n, 1, &sc)) || (s = arg(c, n, 2, &bv)) ||
+        (s = get_int(c, n, "axis", -1, &axis)) || (s = get_float(c, n, "epsilon", 1e-5, &eps)))
+        return s;
+    if (axis != -1 && axis != 1)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "normalises over axis %lld: only over the features (axis -1 or 1 of [batch, features] data)",
+                        (long long)axis);
+    for (size_t i = 1; i < n->n_output; i++)
+        if (n->output[i][0])
+            return bad_node(NND_EUNSUPPORTED, c, "its Mean and InvStdDev outputs (training) are not supported");
+    if (!x || x->kind != V_STREAM)
+        return bad_node(NND_EUNSUPPORTED, c, "LayerNormalization of constants or of a part of another LayerNorm");
+    size_t width = x->width;
+    if (!width) {
+        size_t src, post;
+        if ((s = realise(c, x, input_name, 0, &width, &post, &src)))
+            return s;
+    }
+    if (!sc || sc->kind != V_TENSOR || !is_unit_vector(&c->t[sc->t], width))
+        return bad_node(NND_EUNSUPPORTED, c, "its Scale must be a constant with one value per feature (%zu)", width);
+    if (bv && (bv->kind != V_TENSOR || !is_unit_vector(&c->t[bv->t], width)))
+        return bad_node(NND_EUNSUPPORTED, c, "its B must be a constant with one value per feature (%zu)", width);
+    return pending_layernorm(c, n, x, c->t[sc->t].v, bv ? c->t[bv->t].v : NULL, eps, input_name);
+}
+
+static const char ln_pattern[] =
+    "the decomposed LayerNorm older exporters write is read only as exactly ReduceMean(h) -> Sub(h, mean) -> "
+    "Pow(d, 2) -> ReduceMean -> Add(eps) -> Sqrt -> Div(d, std) [-> Mul(gamma) -> Add(beta)], each ReduceMean "
+    "over the last axis with keepdims = 1";
+
+static const char *ln_stage_name(int stage)
+{
+    switch (stage) {
+    case LN_MEAN: return "a ReduceMean (the mean of a LayerNorm)";
+    case LN_CENTER: return "h - mean (of a LayerNorm)";
+    case LN_SQUARE: return "(h - mean)^2 (of a LayerNorm)";
+    case LN_VAR: return "the variance of a LayerNorm";
+    case LN_VAREPS: return "variance + eps (of a LayerNorm)";
+    default: return "the standard deviation of a LayerNorm";
+    }
+}
+
+/* A node that reads a part of a decomposed LayerNorm in a way the pattern does not. */
+static nnd_status ln_misuse(octx *c, const value *v)
+{
+    return bad_node(NND_EUNSUPPORTED, c, "reads %s: %s", ln_stage_name(v->stage), ln_pattern);
+}
+
+static int same_stream(const value *a, const value *b)
+{
+    return a->kind == V_STREAM && b->kind == V_STREAM && a->zi == b->zi && a->tree == b->tree && a->post == b->post;
+}
+
+/* ReduceMean over the last axis of 2-D data with keepdims = 1: axes as the attribute (opset < 18) or
+ * the second input (opset 18). Only as a part of the LayerNorm pattern: the mean of a stream h, or
+ * the mean of (h - mean)^2. */
+static nnd_status do_reducemean(octx *c, const NodeProto *n)
+{
+    value *x, *ax = NULL;
+    nnd_status s;
+    int64_t keep, noop;
+    if ((s = need_args(c, n, 1)) || (s = arg(c, n, 0, &x)) || (s = arg(c, n, 1, &ax)) ||
+        (s = get_int(c, n, "keepdims", 1, &keep)) || (s = get_int(c, n, "noop_with_empty_axes", 0, &noop)))
+        return s;
+    if (!x)
+        return bad_node(NND_EFORMAT, c, "its data input name is empty");
+    const AttributeProto *aa = attr(n, "axes");
+    size_t na = 0;
+    int64_t axis = 0;
+    if (aa && ax)
+        return bad_node(NND_EFORMAT, c, "axes given both as an attribute and as an input");
+    if (aa) {
+        na = aa->n_ints;
+        axis = na ? aa->ints[0] : 0;
+    } else if (ax) {
+        if (ax->kind != V_TENSOR)
+            return bad_node(NND_EUNSUPPORTED, c, "its axes must be a constant");
+        na = c->t[ax->t].numel;
+        axis = na ? (int64_t)c->t[ax->t].v[0] : 0;
+    }
+    if (na != 1 || (axis != -1 && axis != 1))
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "ReduceMean over %s: %s", na == 1 ? "an axis other than the last" : na ? "several axes"
+                                                                                              : "every axis", ln_pattern);
+    if (!keep)
+        return bad_node(NND_EUNSUPPORTED, c, "ReduceMean with keepdims = 0: %s", ln_pattern);
+    if (x->kind == V_STREAM) {
+        /* x's layer is built when the pattern completes (Div) */
+        if (c->nlnp == c->caplnp)
+            return bad_node(NND_ENOMEM, c, "too many LayerNorms");
+        c->lnp[c->nlnp] = (lnpart){*x, c->node};
+        value v = {NULL, V_LNPART, c->nlnp++, 0, -1, 1, 0, LN_MEAN, 0};
+        return out_value(c, n, &v);
+    }
+    if (x->kind == V_LNPART && x->stage == LN_SQUARE) {
+        value v = *x;
+        v.stage = LN_VAR;
+        return out_value(c, n, &v);
+    }
+    if (x->kind == V_LNPART)
+        return ln_misuse(c, x);
+    return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
+}
+
+/* Sub, Pow, Add, Div in the LayerNorm pattern (do_binary: a or b is a part of one). */
+static nnd_status ln_binary(octx *c, const char *op, value *a, value *b, const char *input_name)
+{
+    const NodeProto *n = c->g->node[c->node];
+    value v;
+    if (!strcmp(op, "Sub") && a->kind == V_STREAM && b->kind == V_LNPART && b->stage == LN_MEAN) {
+        if (!same_stream(a, &c->lnp[b->t].h))
+            return bad_node(NND_EUNSUPPORTED, c, "subtracts the mean of another value: %s", ln_pattern);
+        v = *b;
+        v.stage = LN_CENTER;
+        return out_value(c, n, &v);
+    }
+    if (!strcmp(op, "Pow") && a->kind == V_LNPART && a->stage == LN_CENTER) {
+        if (b->kind != V_TENSOR || !is_scalar(&c->t[b->t]))
+            return bad_node(NND_EUNSUPPORTED, c, "the exponent must be the constant 2: %s", ln_pattern);
+        if (c->t[b->t].v[0] != 2)
+            return bad_node(NND_EUNSUPPORTED, c, "Pow with exponent %g (a LayerNorm squares: 2): %s", c->t[b->t].v[0],
+                            ln_pattern);
+        v = *a;
+        v.stage = LN_SQUARE;
+        return out_value(c, n, &v);
+    }
+    if (!strcmp(op, "Add") && (a->kind == V_LNPART) != (b->kind == V_LNPART)) {
+        value *p = a->kind == V_LNPART ? a : b, *k = p == a ? b : a;
+        if (p->stage != LN_VAR)
+            return ln_misuse(c, p);
+        if (k->kind != V_TENSOR || !is_scalar(&c->t[k->t]) || !(c->t[k->t].v[0] > 0) || !isfinite(c->t[k->t].v[0]))
+            return bad_node(NND_EUNSUPPORTED, c, "adds to the variance something other than a positive constant "
+                            "epsilon: %s", ln_pattern);
+        v = *p;
+        v.stage = LN_VAREPS;
+        v.eps = c->t[k->t].v[0];
+        return out_value(c, n, &v);
+    }
+    if (!strcmp(op, "Div") && a->kind == V_LNPART && a->stage == LN_CENTER) {
+        if (b->kind != V_LNPART || b->stage != LN_STD || b->t != a->t)
+            return bad_node(NND_EUNSUPPORTED, c, "divides h - mean by something other than its own sqrt(variance + "
+                            "eps): %s", ln_pattern);
+        /* h's layer is read by the LayerNorm; the messages of realise name this node */
+        return pending_layernorm(c, n, &c->lnp[a->t].h, NULL, NULL, b->eps, input_name);
+    }
+    return ln_misuse(c, a->kind == V_LNPART ? a : b);
 }
 
 /* Ops on a value that has a per-unit map after its activation: refused, the map is no activation. */
@@ -1151,7 +1548,7 @@ static nnd_status no_post(octx *c, const value *v)
     return NND_OK;
 }
 
-static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
+static nnd_status do_binary(octx *c, const NodeProto *n, const char *op, const char *input_name)
 {
     value *a, *b;
     nnd_status s;
@@ -1166,12 +1563,18 @@ static nnd_status do_binary(octx *c, const NodeProto *n, const char *op)
                : op[0] == 'M' ? '*' : op[0] == 'D' ? '/' : '^';
     int top = sym == '+' ? T_ADD : sym == '-' ? T_SUB : sym == '*' ? T_MUL : sym == '/' ? T_DIV : sym == '^' ? T_POW
               : sym == 'm' ? T_MIN : T_MAX;
+    if (a->kind == V_LNPART || b->kind == V_LNPART)
+        return ln_binary(c, op, a, b, input_name);
     if (a->kind == V_TENSOR && b->kind == V_TENSOR)
         return bad_node(NND_EUNSUPPORTED, c, "computes on constants only (export with constant folding)");
     if (a->kind == V_STREAM && b->kind == V_STREAM) {
-        if (a->zi != b->zi)
-            return bad_node(NND_EUNSUPPORTED, c,
-                            "combines two different layers' values (residual or parallel branches are not supported)");
+        if (a->zi != b->zi) {
+            if (sym != '+')
+                return bad_node(NND_EUNSUPPORTED, c,
+                                "%s of two branches' values: only Add joins branches (a residual connection, "
+                                "h + f(h))", op);
+            return do_join(c, n, NND_LAYER_SUM, input_name);
+        }
         if (c->z[a->zi].is_input)
             return bad_node(NND_EUNSUPPORTED, c,
                             "combines the network input with itself: only normalisation by constants (Sub/Div, "
@@ -1438,6 +1841,18 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
     if (dom[0] && strcmp(dom, "ai.onnx") != 0)
         return bad_node(NND_EUNSUPPORTED, c, "operators of domain '%s' are not supported", q(dom).s);
 
+    /* A part of a decomposed LayerNorm is read only by the next op of the pattern. */
+    static const char *const ln_ops[] = {"ReduceMean", "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Sqrt",
+                                         "Identity"};
+    size_t is_ln_op = 0;
+    for (size_t i = 0; i < sizeof ln_ops / sizeof ln_ops[0]; i++)
+        is_ln_op |= !strcmp(op, ln_ops[i]);
+    for (size_t i = 0; !is_ln_op && i < n->n_input; i++) {
+        value *v = n->input[i][0] ? lookup(c, n->input[i]) : NULL;
+        if (v && v->kind == V_LNPART)
+            return ln_misuse(c, v);
+    }
+
     if (!strcmp(op, "Constant")) {
         tensor t;
         const AttributeProto *v = attr(n, "value"), *vf = attr(n, "value_float"), *vfs = attr(n, "value_floats");
@@ -1465,7 +1880,7 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
         } else {
             return bad_node(NND_EUNSUPPORTED, c, "only value, value_float(s) and value_int(s) constants are supported");
         }
-        value val = {NULL, V_TENSOR, 0, 0, -1, 0, 0};
+        value val = {NULL, V_TENSOR, 0, 0, -1, 0, 0, 0, 0};
         if ((s = push_tensor(c, &t, &val.t)))
             return s;
         return out_value(c, n, &val);
@@ -1474,18 +1889,42 @@ static nnd_status do_node(octx *c, const NodeProto *n, const char *input_name)
         return do_gemm(c, n, op[0] == 'M', input_name);
     if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div") || !strcmp(op, "Pow") ||
         !strcmp(op, "Min") || !strcmp(op, "Max"))
-        return do_binary(c, n, op);
+        return do_binary(c, n, op, input_name);
     if (!strcmp(op, "Greater"))
         return do_greater(c, n);
     if (!strcmp(op, "Where"))
         return do_where(c, n);
     if (!strcmp(op, "BatchNormalization"))
         return do_batchnorm(c, n);
+    if (!strcmp(op, "Concat")) {
+        int64_t axis;
+        const AttributeProto *ap = attr(n, "axis");
+        if (!ap)
+            return bad_node(NND_EFORMAT, c, "Concat without its axis attribute");
+        if ((s = get_int(c, n, "axis", 1, &axis)))
+            return s;
+        if (axis != 1 && axis != -1)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "Concat along axis %lld: only along the features (axis 1 or -1 of [batch, features] data)",
+                            (long long)axis);
+        return do_join(c, n, NND_LAYER_CONCAT, input_name);
+    }
+    if (!strcmp(op, "LayerNormalization"))
+        return do_layernorm(c, n, input_name);
+    if (!strcmp(op, "ReduceMean"))
+        return do_reducemean(c, n);
 
     if ((s = need_args(c, n, 1)) || (s = arg(c, n, 0, &a)))
         return s;
     if (!a)
         return bad_node(NND_EFORMAT, c, "its data input name is empty");
+    if (a->kind == V_LNPART) {
+        if (strcmp(op, "Sqrt") != 0 || a->stage != LN_VAREPS)
+            return strcmp(op, "Identity") ? ln_misuse(c, a) : out_value(c, n, a);
+        value v = *a;
+        v.stage = LN_STD;
+        return out_value(c, n, &v);
+    }
     const char *why = refused(op);
     if (why)
         return bad_node(NND_EUNSUPPORTED, c, "not supported: %s", why);
@@ -1621,18 +2060,24 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EFORMAT, c, "the graph is too large");
     c->cappm = c->capz;
     c->captr = ntr;
+    /* layers: at most one per tree node and one per map (a LayerNorm and the activation on it) */
+    if (!nnd__add(c->capz, ntr, &c->capbl) || !nnd__add(c->capbl, 2, &c->capbl))
+        return bad(NND_EFORMAT, c, "the graph is too large");
+    c->caplnp = g->n_node + 1;
     c->tab = nnd__calloc(cap, sizeof *c->tab);
     c->t = nnd__calloc(c->capt, sizeof *c->t);
     c->z = nnd__calloc(c->capz, sizeof *c->z);
     c->tr = nnd__calloc(c->captr, sizeof *c->tr);
     c->pm = nnd__calloc(c->cappm, sizeof *c->pm);
-    if (!c->tab || !c->t || !c->z || !c->tr || !c->pm)
+    c->bl = nnd__calloc(c->capbl, sizeof *c->bl);
+    c->lnp = nnd__calloc(c->caplnp, sizeof *c->lnp);
+    if (!c->tab || !c->t || !c->z || !c->tr || !c->pm || !c->bl || !c->lnp)
         return bad(NND_ENOMEM, c, "out of memory for a graph of %zu nodes", g->n_node);
 
     for (size_t i = 0; i < g->n_initializer; i++) {
         char what[128];
         tensor t;
-        value v = {NULL, V_TENSOR, 0, 0, -1, 0, 0};
+        value v = {NULL, V_TENSOR, 0, 0, -1, 0, 0, 0, 0};
         snprintf(what, sizeof what, "initializer '%s'", q(g->initializer[i]->name).s);
         if ((s = read_tensor(c, g->initializer[i], what, &t)) || (s = push_tensor(c, &t, &v.t)) ||
             (s = define(c, g->initializer[i]->name, &v, what)))
@@ -1673,7 +2118,9 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
     if ((s = new_z(c, &zi)))
         return s;
     c->z[zi].is_input = 1;
-    value iv = {NULL, V_STREAM, 0, zi, tree_new(c, T_VAR, -1, -1, 0), width, 0};
+    c->z[zi].kind = Z_SOURCE;
+    c->z[zi].src = NND_NET_INPUT;
+    value iv = {NULL, V_STREAM, 0, zi, tree_new(c, T_VAR, -1, -1, 0), width, 0, 0, 0};
     if ((s = define(c, in->name, &iv, "the graph input")))
         return s;
 
@@ -1691,9 +2138,16 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EUNSUPPORTED, c, "the graph output '%s' does not come from a layer", q(g->output[0]->name).s);
     /* The output's own layer: messages name the node that made the output. */
     c->node = c->tr[out->tree].node;
-    size_t units, post;
-    if ((s = realise(c, out, in->name, 0, &units, &post)))
+    size_t units, post, src;
+    if ((s = realise(c, out, in->name, 0, &units, &post, &src)))
         return s;
+    /* The net's output is its last layer's: an earlier layer's (a branch built after it is read by
+     * none of the layers after it) is passed on by a sum of one source, the identity. */
+    if (src + 1 != c->n_layers) {
+        if ((s = nnd_net_add_sum(c->net, 1, &src)))
+            return builder_failed(s, c, "the output");
+        c->n_layers++;
+    }
     if (post && (s = add_output_map(c, &c->pm[post - 1])))
         return s;
     if ((s = nnd_net_validate(c->net)))
@@ -1743,6 +2197,8 @@ static nnd_status load(const char *data, size_t len, const char *name, const cha
         nnd__free(c.pm[i].yoff);
     }
     nnd__free(c.pm);
+    nnd__free(c.bl);
+    nnd__free(c.lnp);
     onnx_subset__model_proto__free_unpacked(m, &alloc);
     return s;
 }

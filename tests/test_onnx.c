@@ -94,8 +94,8 @@ static void expect_close(const double *a, const double *b, size_t n, const char 
 
 /* The net gives the expected y, J, H (dir/expected_file: the framework's autodiff, float64) at the
  * expected inputs, within tol. */
-static void expect_matches_in(const nnd_net *net, const char *dir, const char *expected_file, const char *label,
-                              double tol)
+static void expect_matches_mode(const nnd_net *net, const char *dir, const char *expected_file, const char *label,
+                                double tol, nnd_mode mode)
 {
     char e[1024];
     ck_assert_msg(expected_file != NULL, "%s: the manifest names no expected file", label);
@@ -113,18 +113,25 @@ static void expect_matches_in(const nnd_net *net, const char *dir, const char *e
     ck_assert(flatten(json_object_get(exp, "J"), eJ, B * m * n, 0) == B * m * n);
     ck_assert(flatten(json_object_get(exp, "H"), eH, B * m * n * n, 0) == B * m * n * n);
     nnd_plan *plan = NULL;
-    nnd_status s = nnd_plan_new(net, B, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO, &plan);
-    ck_assert_msg(s == NND_OK, "%s: nnd_plan_new: %s", label, nnd_errmsg());
+    nnd_status s = nnd_plan_new(net, B, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, mode, &plan);
+    ck_assert_msg(s == NND_OK, "%s: nnd_plan_new (mode %d): %s", label, (int)mode, nnd_errmsg());
     s = nnd_plan_execute(plan, B, x, y, J, H);
     ck_assert_msg(s == NND_OK, "%s: nnd_plan_execute: %s", label, nnd_errmsg());
     nnd_plan_free(plan);
-    char shape[96];
-    snprintf(shape, sizeof shape, "batch %zu, n_out %zu, n_in %zu", B, m, n);
+    char shape[128];
+    snprintf(shape, sizeof shape, "batch %zu, n_out %zu, n_in %zu, mode %s", B, m, n,
+             mode == NND_MODE_AUTO ? "auto" : mode == NND_MODE_FORWARD ? "forward" : "reverse");
     expect_close(y, ey, B * m, "y", label, shape, tol);
     expect_close(J, eJ, B * m * n, "J", label, shape, tol);
     expect_close(H, eH, B * m * n * n, "H", label, shape, tol);
     free(x), free(y), free(J), free(H), free(ey), free(eJ), free(eH);
     json_decref(exp);
+}
+
+static void expect_matches_in(const nnd_net *net, const char *dir, const char *expected_file, const char *label,
+                              double tol)
+{
+    expect_matches_mode(net, dir, expected_file, label, tol, NND_MODE_AUTO);
 }
 
 static void expect_matches(const nnd_net *net, const char *expected_file, const char *label)
@@ -517,8 +524,9 @@ static void expect_exact_parameters(const nnd_net *net, const json_t *exp, const
     }
 }
 
-/* Each graph file loads with the structure the manifest gives, torch's exact weights and torch's
- * y; or is refused naming the node and what is wrong. */
+/* Each graph file loads with the structure the manifest gives, torch's exact weights, torch's y
+ * (evaluated by the test from the layers as read) and torch.func's y, J, H (1e-12) through the
+ * engines; or is refused naming the node and what is wrong. */
 START_TEST(each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name)
 {
     const json_t *c = json_array_get(graph_cases, (size_t)_i);
@@ -541,6 +549,10 @@ START_TEST(each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name)
     expect_exact_parameters(net, exp, file);
     expect_graph_value(net, exp, file);
     json_decref(exp);
+    /* y, J, H through the engines against torch.func, in the mode the plan chooses and in reverse mode */
+    static const nnd_mode modes[] = {NND_MODE_AUTO, NND_MODE_REVERSE};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        expect_matches_mode(net, GRAPH_DIR, get_str(c, "expected"), file, TOL, modes[m]);
     nnd_net_free(net);
 }
 END_TEST

@@ -130,9 +130,10 @@ static void processing(gnet *g, ref_rng *r, int pre, int post)
 }
 
 /* The shapes: each a recipe of layers over the processed input. */
-enum { G_RESIDUAL, G_RESIDUAL_LN, G_CASCADE, G_DENSENET, G_LN_INPUT, G_SOFTMAX, G_MIXED, G_COUNT };
+enum { G_RESIDUAL, G_RESIDUAL_LN, G_CASCADE, G_DENSENET, G_LN_INPUT, G_SOFTMAX, G_BRANCHES, G_MIXED, G_COUNT };
 static const char *const shape_names[G_COUNT] = {"residual", "residual+layernorm", "cascade", "densenet",
-                                                 "layernorm of the input", "softmax inside", "mixed"};
+                                                 "layernorm of the input", "softmax inside", "input branches",
+                                                 "mixed"};
 
 static void make_graph(gnet *g, int shape, uint64_t seed)
 {
@@ -153,7 +154,8 @@ static void make_graph(gnet *g, int shape, uint64_t seed)
             f = dense(&B, h, w, act);
             h = join2(&B, NND_LAYER_SUM, h, f);
         }
-        dense(&B, h, 1 + ref_rng_below(&r, 3), NND_ACT_PURELIN);
+        if (seed % 2) /* the output a residual sum itself, or a dense layer on it */
+            dense(&B, h, 1 + ref_rng_below(&r, 3), NND_ACT_PURELIN);
         break;
     case G_RESIDUAL_LN: /* pre-norm residual blocks: h <- h + f(W LN(h) + b) */
         h = dense(&B, in, w, NND_ACT_TANSIG);
@@ -197,6 +199,12 @@ static void make_graph(gnet *g, int shape, uint64_t seed)
         f = dense(&B, h, w, NND_ACT_SOFTMAX);
         h = join2(&B, NND_LAYER_SUM, h, f);
         dense(&B, lnorm(&B, h), 3, ref_rng_below(&r, 2) ? NND_ACT_LOGSOFTMAX : NND_ACT_SOFTMAX);
+        break;
+    case G_BRANCHES: /* two dense layers on the input, summed; the output the input beside a dense layer */
+        a0 = dense(&B, in, w, NND_ACT_TANSIG);
+        a1 = dense(&B, in, w, act);
+        h = join2(&B, NND_LAYER_SUM, a0, a1);
+        join2(&B, NND_LAYER_CONCAT, in, dense(&B, h, 2, NND_ACT_LOGSIG));
         break;
     default: /* a bit of everything, the sources drawn at random */
         h = dense(&B, in, w, NND_ACT_TANSIG);
@@ -809,6 +817,60 @@ START_TEST(products_match_contracting_J_and_H)
 }
 END_TEST
 
+/* A graph of purelin dense layers and sums is affine: J = the product of its weights, H = 0
+ * exactly (no layer in the Hessian assembly), for few inputs and many, float64 and float32. */
+START_TEST(affine_graph_has_zero_hessian)
+{
+    for (int big = 0; big < 2; big++) {
+        ref_rng r;
+        ref_rng_seed(&r, 11 + (uint64_t)big);
+        gnet g;
+        memset(&g, 0, sizeof g);
+        builder B = {&g, &r};
+        g.n_in = big ? 12 : 3;
+        processing(&g, &r, 0, 0);
+        size_t a = dense(&B, NND_NET_INPUT, 4, NND_ACT_PURELIN);
+        size_t b = dense(&B, a, 4, NND_ACT_PURELIN);
+        dense(&B, join2(&B, NND_LAYER_SUM, a, b), 2, NND_ACT_PURELIN);
+        g.m = 2;
+        nnd_net *net = build(&g);
+        size_t n = g.n_in, m = g.m, N = 3;
+        double x[3 * 12], y[6], J[3 * 2 * 12], H[3 * 2 * 144];
+        float xf[3 * 12], yf[6], Jf[3 * 2 * 12], Hf[3 * 2 * 144];
+        random_x(&r, N * n, x);
+        for (size_t i = 0; i < N * n; i++)
+            xf[i] = (float)x[i];
+        plan_run(net, N, NND_VJH, NND_MODE_AUTO, 1, x, y, J, H);
+        nnd_plan *p;
+        ck_assert_int_eq(nnd_plan_new(net, N, NND_VJH | NND_FLOAT32, NND_MODE_AUTO, &p), NND_OK);
+        ck_assert_int_eq(nnd_plan_execute_f32(p, N, xf, yf, Jf, Hf), NND_OK);
+        nnd_plan_free(p);
+        /* J = W3 (I + W2) W1 */
+        const glayer *L1 = &g.lay[0], *L2 = &g.lay[1], *L3 = &g.lay[3];
+        double want[2 * 12];
+        for (size_t k = 0; k < m; k++)
+            for (size_t i = 0; i < n; i++) {
+                double sum = 0;
+                for (size_t u = 0; u < 4; u++) {
+                    double t = L1->W[u * n + i];
+                    for (size_t v = 0; v < 4; v++)
+                        t += L2->W[u * 4 + v] * L1->W[v * n + i];
+                    sum += L3->W[k * 4 + u] * t;
+                }
+                want[k * n + i] = sum;
+            }
+        for (size_t b = 0; b < N; b++) {
+            double e = err_d(J + b * m * n, want, m * n);
+            ck_assert_msg(e <= TOL_SAME, "n %zu sample %zu: J of the affine graph off by %.3g", n, b, e);
+        }
+        for (size_t i = 0; i < N * m * n * n; i++)
+            ck_assert_msg(H[i] == 0.0 && Hf[i] == 0.0f, "n %zu: H[%zu] = %g (float32 %g), not 0", n, i, H[i],
+                          (double)Hf[i]);
+        nnd_net_free(net);
+    }
+}
+END_TEST
+
 /* Until the forward engines take graphs: forward mode says so; the other modes and values work. */
 START_TEST(forward_mode_refused_clearly)
 {
@@ -856,6 +918,7 @@ static Suite *graph_suite(void)
     tcase_add_test(tc, batches_and_threads);
     tcase_add_test(tc, float32_within_the_float32_bounds);
     tcase_add_loop_test(tc, products_match_contracting_J_and_H, 0, G_COUNT);
+    tcase_add_test(tc, affine_graph_has_zero_hessian);
     tcase_add_test(tc, forward_mode_refused_clearly);
     suite_add_tcase(s, tc);
     return s;

@@ -53,7 +53,8 @@ typedef struct {
     nnd_hkernel hkernel; /* how H_k = Jt^T diag(c_k) Jt is formed (choose_hkernel) */
     size_t hchunk;       /* NND_HK_BLOCK: samples whose accumulators are updated together */
     weights wt;
-    /* the Hessian stack: rows hoff[l].. of jz and cst for layer l, Dh of them (chains: p->off, D) */
+    /* the Hessian stack: rows hoff[l].. of jz and cst for layer l, Dh of them (chains: p->off, D;
+     * graphs: NO_ROWS for a layer outside it) */
     size_t Dh;
     const size_t *hoff;
     /* graphs: layer l reaches the output (live); the sources of layer l are slots sbase[l].. of
@@ -268,6 +269,8 @@ static void backward(const state *e, work *w, const pass *ps, size_t nb, int hes
 
 /* ---- graph networks (p->chain 0): the sweeps over the DAG (the header comment) */
 
+#define NO_ROWS ((size_t)-1) /* hoff of a layer outside the Hessian stack */
+
 /* Row of source s in the stacks that hold the input first (gad, ja): 0, or d0 + off[s]. */
 static inline size_t grow(const nnd_prep *p, size_t s) { return s == NND_NET_INPUT ? 0 : p->d0 + p->off[s]; }
 
@@ -395,15 +398,17 @@ static void graph_tangents(const state *e, work *w, size_t nb)
         if (!e->live[l])
             continue;
         int used = l + 1 < p->L; /* live and not the last: some layer reads its Ja */
-        REAL *out = WS(ja) + grow(p, l) * cols, *jz = WS(jz) + e->hoff[l] * cols;
+        REAL *out = WS(ja) + grow(p, l) * cols, *jz = e->hoff[l] == NO_ROWS ? out : WS(jz) + e->hoff[l] * cols;
         switch (L->kind) {
-        case NND_LAYER_DENSE:
+        case NND_LAYER_DENSE: /* outside the stack (purelin): Jz is Ja, needed only when used */
+            if (e->hoff[l] == NO_ROWS && !used)
+                break;
             if (L->src[0] == NND_NET_INPUT)
                 copy_per_sample(L->n_out, n, nb, e->wt.Wg[l], jz);
             else
                 GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(ja) + grow(p, L->src[0]) * cols, cols, jz,
                      cols);
-            if (used)
+            if (used && e->hoff[l] != NO_ROWS)
                 act_tangents(e, w, L, nb, p->off[l], jz, out);
             break;
         case NND_LAYER_LAYERNORM:
@@ -471,7 +476,7 @@ static void graph_backward(const state *e, work *w, const pass *ps, size_t nb, i
             continue;
         const REAL *G = gad + grow(p, l) * cols;
         const unsigned char *first = e->first + e->sbase[l];
-        REAL *c = hess ? WS(cst) + e->hoff[l] * cols : NULL;
+        REAL *c = hess && e->hoff[l] != NO_ROWS ? WS(cst) + e->hoff[l] * cols : NULL;
         switch (L->kind) {
         case NND_LAYER_DENSE: {
             REAL *Gs = gad + grow(p, L->src[0]) * cols;
@@ -871,7 +876,7 @@ static void choose_hkernel(state *e)
         size_t per = p->me * p->n * nnd__accum_ld(p->n);
         e->hchunk = per < 4096 ? 4096 / per : 1;
         e->hkernel = NND_HK_BLOCK;
-    } else if ((double)p->n * (double)p->n * (double)e->Dh >= 131072.0)
+    } else if (e->Dh == 0 || (double)p->n * (double)p->n * (double)e->Dh >= 131072.0) /* Dh 0: H = 0 */
         e->hkernel = NND_HK_SYRK;
     else
         e->hkernel = NND_HK_GEMM;
@@ -930,10 +935,12 @@ static nnd_status graph_setup(state *e)
         }
     }
     nnd__free(seen);
+    /* purelin dense layers have f'' = 0 and no coupling: their c would be 0 */
     e->Dh = 0;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        if (e->live[l] && (L->kind == NND_LAYER_DENSE || L->kind == NND_LAYER_LAYERNORM)) {
+        e->hoffg[l] = NO_ROWS;
+        if (e->live[l] && ((L->kind == NND_LAYER_DENSE && L->act != NND_ACT_PURELIN) || L->kind == NND_LAYER_LAYERNORM)) {
             e->hoffg[l] = e->Dh;
             e->Dh += L->n_out;
         }

@@ -203,7 +203,8 @@ static void explain(nnd_plan *p, const candidate *c, size_t nc, size_t best, int
     } else {
         const char *why = !nnd__derivs(p->what) ? "values only"
                           : fused && asked != NND_MODE_REVERSE ? "fused engine, small net"
-                          : asked == NND_MODE_FORWARD || asked == NND_MODE_REVERSE ? "as asked" : "cheaper";
+                          : asked == NND_MODE_FORWARD || asked == NND_MODE_REVERSE ? "as asked"
+                          : nc == 1 && !pp->chain ? "the only engine for this graph network" : "cheaper";
         len = (size_t)snprintf(p->explain, sizeof p->explain, "%s (%s): %.3g flops/sample, %s %.3g (n_in %zu, n_out %zu, %zu layers)",
                                rev ? "reverse" : "forward", why, rev ? r : f, rev ? "forward" : "reverse", rev ? f : r,
                                pp->n, pp->me, pp->L);

@@ -8,7 +8,7 @@
  * graph (a one-source sum and concatenation inserted) gives the chain's results; batch sizes that
  * are not multiples of the block; 1 and 3 threads bit-identical; float32 within test_float32's
  * bounds of float64; every product kind against contracting J and H, on 1 and 3 threads
- * bit-identical; forward mode refused with NND_EUNSUPPORTED while no forward engine takes graphs.
+ * bit-identical; every mode plans graphs (forward mode: tests/test_graph_forward.c checks it).
  * And the random graph nets of tests/ref.c (every style, softmax outputs, processing) against its
  * long-double forward-mode reference (exact but for rounding).
  * The measured worst errors are printed.
@@ -446,7 +446,7 @@ START_TEST(graph_derivatives_match_finite_differences)
         char desc[1024];
         describe(&g, desc, sizeof desc);
         for (int blocked = 0; blocked < 2; blocked++) {
-            plan_run(net, B, NND_VJH | (blocked ? NND_BLOCKED : 0), blocked ? NND_MODE_REVERSE : NND_MODE_AUTO, 1, x, y,
+            plan_run(net, B, NND_VJH | (blocked ? NND_BLOCKED : 0), NND_MODE_REVERSE, 1, x, y,
                      J, H);
             for (size_t b = 0; b < B; b++) {
                 long double xl[8], yr[8], Jr[8 * 8], Hr[8 * 8 * 8];
@@ -578,7 +578,7 @@ START_TEST(chain_as_graph_gives_the_chains_results)
         double x[9 * 8], y1[9 * 3], J1[9 * 3 * 8], H1[9 * 3 * 64], y2[9 * 3], J2[9 * 3 * 8], H2[9 * 3 * 64];
         random_x(&r, N * n, x);
         plan_run(chain, N, NND_VJH | NND_BLOCKED, NND_MODE_REVERSE, 1, x, y1, J1, H1);
-        plan_run(graph, N, NND_VJH, NND_MODE_AUTO, 1, x, y2, J2, H2);
+        plan_run(graph, N, NND_VJH, NND_MODE_REVERSE, 1, x, y2, J2, H2);
         double e[3] = {err_d(y2, y1, N * m), err_d(J2, J1, N * m * n), err_d(H2, H1, N * m * n * n)};
         for (int q = 0; q < 3; q++)
             ck_assert_msg(e[q] <= TOL_SAME, "seed %llu: %s of the chain as a graph differs by %.3g",
@@ -840,7 +840,7 @@ START_TEST(affine_graph_has_zero_hessian)
         random_x(&r, N * n, x);
         for (size_t i = 0; i < N * n; i++)
             xf[i] = (float)x[i];
-        plan_run(net, N, NND_VJH, NND_MODE_AUTO, 1, x, y, J, H);
+        plan_run(net, N, NND_VJH, NND_MODE_REVERSE, 1, x, y, J, H);
         nnd_plan *p;
         ck_assert_int_eq(nnd_plan_new(net, N, NND_VJH | NND_FLOAT32, NND_MODE_AUTO, &p), NND_OK);
         ck_assert_int_eq(nnd_plan_execute_f32(p, N, xf, yf, Jf, Hf), NND_OK);
@@ -871,16 +871,16 @@ START_TEST(affine_graph_has_zero_hessian)
 }
 END_TEST
 
-/* Until the forward engines take graphs: forward mode says so; the other modes and values work. */
-START_TEST(forward_mode_refused_clearly)
+/* Every mode plans graphs (forward mode runs the forward engine: tests/test_graph_forward.c); values work. */
+START_TEST(every_mode_plans_graphs)
 {
     gnet g;
     make_graph(&g, G_RESIDUAL, 1);
     nnd_net *net = build(&g);
-    nnd_plan *p = (nnd_plan *)1;
-    ck_assert_int_eq(nnd_plan_new(net, 4, NND_VJH, NND_MODE_FORWARD, &p), NND_EUNSUPPORTED);
-    ck_assert_ptr_null(p);
-    ck_assert_msg(strstr(nnd_errmsg(), "graph") != NULL, "message: %s", nnd_errmsg());
+    nnd_plan *p = NULL;
+    ck_assert_msg(nnd_plan_new(net, 4, NND_VJH, NND_MODE_FORWARD, &p) == NND_OK, "forward: %s", nnd_errmsg());
+    ck_assert_int_eq(nnd_plan_mode(p), NND_MODE_FORWARD);
+    nnd_plan_free(p);
     nnd_mode modes[3] = {NND_MODE_AUTO, NND_MODE_REVERSE, NND_MODE_MEASURE};
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(nnd_plan_new(net, 4, NND_VJH, modes[i], &p), NND_OK);
@@ -919,7 +919,7 @@ static Suite *graph_suite(void)
     tcase_add_test(tc, float32_within_the_float32_bounds);
     tcase_add_loop_test(tc, products_match_contracting_J_and_H, 0, G_COUNT);
     tcase_add_test(tc, affine_graph_has_zero_hessian);
-    tcase_add_test(tc, forward_mode_refused_clearly);
+    tcase_add_test(tc, every_mode_plans_graphs);
     suite_add_tcase(s, tc);
     return s;
 }

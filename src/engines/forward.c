@@ -14,12 +14,25 @@
  *   a'_u = sigma_u v_u,
  *   a''_u = sigma_u (v_u v_u^T + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u v_u^T;
  *   logsoftmax a_u = z_u - lse(z): a'_u = v_u, a''_u = z''_u - M2 - Cv.
+ * Graph nets (a DAG of dense, LayerNorm, sum and concat layers, net/internal.h) take graph_block:
+ * every layer's state in a slot of the workspace (a slot is reused once no later layer reads it),
+ * the processed input's state x~, dx~/dx = P (constant), 0 when a non-dense layer reads it; a dense
+ * layer on the input as layer 1 of a chain (dz/dx = W P, d2z = 0); on a layer, the GEMM above; a
+ * sum adds its sources' states, a concat stacks them (unit-major: each source's rows are one
+ * contiguous block), a LayerNorm (net/internal.h) is coupled over its d units, per sample:
+ *   c = v - mean(v) (its tangents and second derivatives centred alike), var = mean(c^2),
+ *   sig = sqrt(var + eps), r = 1/sig, xh = c r, out = gamma o xh + beta,
+ *   sig' = r/d sum_u c_u c'_u,  sig'' = r/d sum_u (c'_u c'_u^T + c_u c''_u) - r sig' sig'^T,
+ *   xh' = r (c' - xh sig'),  xh'' = r (c'' - xh sig'' - xh' sig'^T - sig' xh'^T)
+ * (from xh sig = c differentiated twice), out' = gamma o xh', out'' = gamma o xh''.
  * Written over REAL and compiled twice, for float64 and (forward_f32.c) float32 plans: see real.h. */
+#include <math.h>
 #include <string.h>
 
 #include "plan/plan.h"
 #include "plan/real.h"
 #include "engines/blocked.h"
+#include "engines/graph.h"
 
 /* The engine's state (read-only once set up) and one thread's workspace. */
 typedef struct {
@@ -28,14 +41,24 @@ typedef struct {
     unsigned what;
     size_t C;     /* entries per (unit, sample): 1 [+ n [+ s]] */
     size_t block; /* samples per block */
-    weights wt;
+    weights wt;   /* chains */
+    /* graphs: per layer its weights and biases in REAL (LayerNorm: gamma, beta), Wg[l] = W_l P for
+     * a dense layer on the input (else NULL), P = dx~/dx (d0 x n): prep's Wg and J0, in REAL; the
+     * slot of each layer's state and of the input's (NND_NO_SLOT: not kept), nslot slots of
+     * dmax x block*C */
+    int graph;
+    const REAL **gW, **gb, **Wg, *P;
+    REAL *gcopy;
+    size_t *slot, slot_in, nslot;
 } state;
+
 
 typedef struct {
     REAL *gpack;                      /* the GEMM's packing area (NND_GEMM_PACK_DOUBLES) */
     REAL *xt, *tmp, *aout, *smx;      /* block x d0 inputs, 2 max(n, m), block x me, softmax (2n + 3s + 1) */
     REAL *zv, *f0, *f1, *f2;          /* dmax x block activation values */
-    REAL *bufA, *bufB;                /* dmax x block*C states */
+    REAL *bufA, *bufB;                /* dmax x block*C states (graphs: bufA nslot of them) */
+    REAL *lns;                        /* graphs with a LayerNorm: 2 (n + s) */
     double *dscr;                     /* float instance: processing in double (pscratch_len) */
 } work;
 
@@ -154,6 +177,219 @@ static void first_layer(const state *e, work *w, size_t nb, REAL *A)
         }
 }
 
+
+static void emit(const state *e, work *w, const REAL *A, size_t nb, const block_io *io);
+
+/* ---- graphs */
+
+/* The input's state: x~, dx~/dx = P, second derivatives 0. */
+static void input_state(const state *e, const work *w, size_t nb, REAL *A)
+{
+    const nnd_prep *p = e->p;
+    size_t C = e->C, n = p->n, us = nb * C;
+    for (size_t u = 0; u < p->d0; u++)
+        for (size_t b = 0; b < nb; b++) {
+            REAL *t = A + u * us + b * C;
+            t[0] = WS(xt)[b * p->d0 + u];
+            if (C > 1) {
+                memcpy(t + 1, e->P + u * n, n * sizeof *t);
+                memset(t + 1 + n, 0, (C - 1 - n) * sizeof *t);
+            }
+        }
+}
+
+/* A dense layer on the input: z = W x~ + b, dz/dx = W P, d2z = 0 (first_layer's rule). */
+static void dense_input(const state *e, work *w, size_t l, size_t nb, REAL *A)
+{
+    const nnd_prep *p = e->p;
+    size_t d = p->net->layers[l].n_out, C = e->C, n = p->n, us = nb * C;
+    GEMM(0, 1, d, nb, p->d0, e->gW[l], p->d0, WS(xt), p->d0, WS(zv), nb);
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++) {
+            REAL *t = A + u * us + b * C;
+            t[0] = WS(zv)[u * nb + b] + e->gb[l][u];
+            if (C > 1) {
+                memcpy(t + 1, e->Wg[l] + u * n, n * sizeof *t);
+                memset(t + 1 + n, 0, (C - 1 - n) * sizeof *t);
+            }
+        }
+}
+
+/* LayerNorm in place on A (d x nb*C, the source's state copied), the rule in the header. */
+static void layernorm(const state *e, work *w, size_t l, size_t nb, REAL *A)
+{
+    const nnd_prep *p = e->p;
+    const nnd_layer *L = &p->net->layers[l];
+    size_t d = L->n_out, C = e->C, n = p->n, us = nb * C;
+    int hess = (e->what & NND_HESSIAN) != 0;
+    size_t s = hess ? p->s : 0, nw = C > 1 ? n + s : 0;
+    REAL *mt = WS(lns), *sp = mt + nw, *spp = sp + n; /* means of v', v''; sig', sig'' */
+    const REAL *gam = e->gW[l], *bet = e->gb[l], rd = (REAL)d;
+    for (size_t b = 0; b < nb; b++) {
+        REAL mu = 0, var = 0;
+        for (size_t u = 0; u < d; u++)
+            mu += A[u * us + b * C];
+        mu /= rd;
+        memset(mt, 0, 2 * nw * sizeof *mt);
+        for (size_t u = 0; u < d; u++) {
+            REAL *t = A + u * us + b * C;
+            t[0] -= mu;
+            var += t[0] * t[0];
+            for (size_t i = 0; i < nw; i++)
+                mt[i] += t[1 + i];
+        }
+        var /= rd;
+        REAL r = (REAL)(1.0 / sqrt((double)var + L->eps)), rr = r / rd;
+        for (size_t i = 0; i < nw; i++)
+            mt[i] /= rd;
+        for (size_t u = 0; u < d; u++) { /* c', c'' centred; sig' and the sum of sig'' */
+            REAL *t = A + u * us + b * C, c = t[0], *c1 = t + 1, *c2 = t + 1 + n;
+            for (size_t i = 0; i < nw; i++)
+                t[1 + i] -= mt[i];
+            for (size_t i = 0; i < (nw ? n : 0); i++)
+                sp[i] += c * c1[i];
+            if (hess) {
+                size_t q = 0;
+                for (size_t i = 0; i < n; i++)
+                    for (size_t j = i; j < n; j++, q++)
+                        spp[q] += c1[i] * c1[j] + c * c2[q];
+            }
+        }
+        for (size_t i = 0; i < (nw ? n : 0); i++)
+            sp[i] *= rr;
+        if (hess) {
+            size_t q = 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++, q++)
+                    spp[q] = rr * spp[q] - r * sp[i] * sp[j];
+        }
+        for (size_t u = 0; u < d; u++) {
+            REAL *t = A + u * us + b * C, xh = t[0] * r, g = gam[u], *x1 = t + 1, *x2 = t + 1 + n;
+            t[0] = g * xh + bet[u];
+            if (!nw)
+                continue;
+            for (size_t i = 0; i < n; i++)
+                x1[i] = r * (x1[i] - xh * sp[i]);
+            if (hess) {
+                size_t q = 0;
+                for (size_t i = 0; i < n; i++)
+                    for (size_t j = i; j < n; j++, q++)
+                        x2[q] = g * (r * (x2[q] - xh * spp[q] - x1[i] * sp[j] - sp[i] * x1[j]));
+            }
+            for (size_t i = 0; i < n; i++)
+                x1[i] *= g;
+        }
+    }
+}
+
+static void graph_block(const state *e, work *w, size_t nb, const block_io *io)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    size_t C = e->C, us = nb * C, slot_len = p->dmax * us;
+    REAL *S = WS(bufA);
+    if (p->const_rows)
+        NND_SUF(nnd__zero_const_rows)(p, nb, io->J, io->H, WS(tmp));
+    NND_SUF(nnd__pre_block)(p, nb, io->x, WS(xt), PSCRATCH(w));
+    if (e->slot_in != NND_NO_SLOT)
+        input_state(e, w, nb, S + e->slot_in * slot_len);
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        REAL *B = S + e->slot[l] * slot_len;
+        const REAL *src[1] = {NULL};
+        size_t s0 = L->src[0];
+        if (!(L->kind == NND_LAYER_DENSE && s0 == NND_NET_INPUT))
+            src[0] = S + (s0 == NND_NET_INPUT ? e->slot_in : e->slot[s0]) * slot_len;
+        switch (L->kind) {
+        case NND_LAYER_DENSE:
+            if (s0 == NND_NET_INPUT) {
+                dense_input(e, w, l, nb, B);
+            } else {
+                GEMM(0, 0, L->n_out, us, L->n_in, e->gW[l], L->n_in, src[0], us, B, us);
+                for (size_t u = 0; u < L->n_out; u++)
+                    for (size_t b = 0; b < nb; b++)
+                        B[u * us + b * C] += e->gb[l][u];
+            }
+            activate(e, w, L, nb, B);
+            break;
+        case NND_LAYER_LAYERNORM:
+            memcpy(B, src[0], L->n_out * us * sizeof *B);
+            layernorm(e, w, l, nb, B);
+            break;
+        default: { /* SUM, CONCAT */
+            size_t off = 0;
+            for (size_t k = 0; k < L->n_src; k++) {
+                size_t sk = L->src[k], wk = nnd__net_src_width(net, sk);
+                const REAL *Sk = S + (sk == NND_NET_INPUT ? e->slot_in : e->slot[sk]) * slot_len;
+                if (L->kind == NND_LAYER_CONCAT) {
+                    memcpy(B + off * us, Sk, wk * us * sizeof *B);
+                    off += wk;
+                } else if (k == 0) {
+                    memcpy(B, Sk, wk * us * sizeof *B);
+                } else {
+                    for (size_t i = 0; i < wk * us; i++)
+                        B[i] += Sk[i];
+                }
+            }
+        }
+        }
+    }
+    emit(e, w, S + e->slot[p->L - 1] * slot_len, nb, io);
+}
+
+/* The graph's weights, P and W_l P (prep.h: J0, Wg) in REAL, its slots (graph.h). */
+static nnd_status graph_setup(state *e)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    size_t L = p->L, n = p->n;
+    e->slot = nnd__malloc(L, sizeof *e->slot);
+    e->gW = nnd__calloc(L, sizeof *e->gW);
+    e->gb = nnd__calloc(L, sizeof *e->gb);
+    e->Wg = nnd__calloc(L, sizeof *e->Wg);
+    if (!e->slot || !e->gW || !e->gb || !e->Wg)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    nnd_status st = nnd__graph_slots("nnd_plan_new", net, 1, e->slot, &e->slot_in, &e->nslot);
+    if (st != NND_OK)
+        return st;
+#ifdef NND_F32
+    size_t total = p->d0 * n;
+    for (size_t l = 0; l < L; l++) {
+        const nnd_layer *La = &net->layers[l];
+        total += nnd__layer_nw(La) + (La->b ? La->n_out : 0) + (p->Wg[l] ? La->n_out * n : 0);
+    }
+    float *f = e->gcopy = nnd__malloc(total, sizeof *f);
+    if (!f)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the float32 weights");
+    e->P = f;
+    for (size_t i = 0; i < p->d0 * n; i++)
+        *f++ = (float)p->J0[i];
+    for (size_t l = 0; l < L; l++) {
+        const nnd_layer *La = &net->layers[l];
+        e->gW[l] = f;
+        for (size_t i = 0; i < nnd__layer_nw(La); i++)
+            *f++ = (float)La->W[i];
+        e->gb[l] = f;
+        for (size_t i = 0; La->b && i < La->n_out; i++)
+            *f++ = (float)La->b[i];
+        if (p->Wg[l]) {
+            e->Wg[l] = f;
+            for (size_t i = 0; i < La->n_out * n; i++)
+                *f++ = (float)p->Wg[l][i];
+        }
+    }
+#else
+    (void)n;
+    e->P = p->J0;
+    for (size_t l = 0; l < L; l++) {
+        e->gW[l] = net->layers[l].W;
+        e->gb[l] = net->layers[l].b;
+        e->Wg[l] = p->Wg[l];
+    }
+#endif
+    return NND_OK;
+}
+
 static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size_t nb)
 {
     const state *e = st;
@@ -161,11 +397,14 @@ static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     block_io io = io_of(p, c, b0);
-    REAL *y = io.y, *J = io.J, *H = io.H;
-    size_t C = e->C, n = p->n, sq = n * n, us = nb * C;
+    size_t C = e->C, us = nb * C;
     REAL *A = WS(bufA), *B = WS(bufB);
+    if (e->graph) {
+        graph_block(e, w, nb, &io);
+        return;
+    }
     if (p->const_rows)
-        NND_SUF(nnd__zero_const_rows)(p, nb, J, H, WS(tmp));
+        NND_SUF(nnd__zero_const_rows)(p, nb, io.J, io.H, WS(tmp));
     NND_SUF(nnd__pre_block)(p, nb, io.x, WS(xt), PSCRATCH(w));
     first_layer(e, w, nb, A);
     activate(e, w, &net->layers[0], nb, A);
@@ -180,7 +419,15 @@ static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size
         A = B;
         B = t;
     }
-    /* A holds the last layer: place its outputs in the raw rows */
+    emit(e, w, A, nb, &io);
+}
+
+/* A holds the last layer: place its outputs in the raw rows */
+static void emit(const state *e, work *w, const REAL *A, size_t nb, const block_io *io)
+{
+    const nnd_prep *p = e->p;
+    REAL *y = io->y, *J = io->J, *H = io->H;
+    size_t C = e->C, n = p->n, sq = n * n, us = nb * C;
     for (size_t k = 0; k < p->me; k++)
         for (size_t b = 0; b < nb; b++) {
             const REAL *t = A + k * us + b * C;
@@ -201,7 +448,7 @@ static void block(const void *st, double *ws, const nnd_call *c, size_t b0, size
 #else
 #define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
 #endif
-#define WS_ITEMS 12
+#define WS_ITEMS 13
 
 static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
 {
@@ -216,8 +463,9 @@ static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
     it[k++] = ITEM(f0, p->dmax, nb);
     it[k++] = ITEM(f1, p->dmax, nb);
     it[k++] = ITEM(f2, p->dmax, nb);
-    it[k++] = ITEM(bufA, p->dmax, nb * e->C);
-    it[k++] = ITEM(bufB, p->dmax, nb * e->C);
+    it[k++] = ITEM(bufA, e->graph ? e->nslot * p->dmax : p->dmax, nb * e->C);
+    it[k++] = ITEM(bufB, e->graph ? 0 : p->dmax, nb * e->C);
+    it[k++] = ITEM(lns, 1, e->graph ? 2 * (p->n + p->s) : 0);
 #ifdef NND_F32
     it[k++] = (nnd_ws_item){&w->dscr, NULL, 1, pscratch_len(p)};
 #endif
@@ -243,8 +491,14 @@ static void ws_init(const void *st, double *ws)
 static void release(void *st)
 {
     state *e = st;
-    if (e)
+    if (e) {
         weights_free(&e->wt);
+        nnd__free(e->gW);
+        nnd__free(e->gb);
+        nnd__free(e->Wg);
+        nnd__free(e->gcopy);
+        nnd__free(e->slot);
+    }
     nnd__free(e);
 }
 
@@ -257,15 +511,18 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     e->p = p;
     e->k = nnd__kernels();
     e->what = req->what;
+    e->graph = !p->chain;
     e->C = 1;
     if (nnd__derivs(req->what))
         e->C += p->n;
     if (req->what & NND_HESSIAN)
         e->C += p->s; /* n + s cannot overflow: s already fitted n(n+1) */
+    nnd_status st = e->graph ? graph_setup(e) : NND_OK;
     size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
-    nnd_status st = nnd__blocked_block(ws_of, e, pack, e->C, req->max_batch, NND_IS_F32, p->n, &e->block);
     if (st == NND_OK)
-        st = weights_init(&e->wt, p);
+        st = nnd__blocked_block(ws_of, e, pack, e->C, req->max_batch, NND_IS_F32, p->n, &e->block);
+    if (st == NND_OK)
+        st = e->graph ? NND_OK : weights_init(&e->wt, p);
     *block = e->block;
     *ws_doubles = ws_of(e, e->block);
     return st;
@@ -273,7 +530,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
 
 static int applies(const nnd_prep *p, const nnd_request *req)
 {
-    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
+    (void)p; /* chains and graphs */
     return NND_IS_F32 == !!(req->what & NND_FLOAT32) && !(req->mode == NND_MODE_REVERSE && nnd__derivs(req->what));
 }
 

@@ -4,7 +4,7 @@
  * and a dense layer on it with the file's weights side by side in that order, whatever the order
  * the file adds the terms in; a chain stays a chain. The fixtures (tests/data/import/matlab_graph,
  * tools/make_matlab_fixtures.py) are checked here for their structure and for their derivatives
- * in the modes that take graphs against the long-double reference (tests/ref.c); their values,
+ * in every mode against the long-double reference (tests/ref.c); their values,
  * Jacobians and Hessians against GNU Octave running the same files in the octave-matlab test. A
  * small cascade written by hand checks y, J and H against their closed form. */
 #include <check.h>
@@ -324,13 +324,12 @@ static void net_to_ref(const nnd_net *net, ref_net *r)
     ref_net_finish(r);
 }
 
-/* Every fixture in reverse and auto mode (forward mode does not take graphs yet) against the
- * long-double reference of the same graph (what the engines must compute for it; Octave checks
- * that the graph is the file's). */
+/* Every fixture in forward, reverse and auto mode against the long-double reference of the same
+ * graph (what the engines must compute for it; Octave checks that the graph is the file's). */
 START_TEST(matlab_graph_derivatives_every_mode)
 {
     enum { BATCH = 6 };
-    static const nnd_mode modes[] = {NND_MODE_REVERSE, NND_MODE_AUTO};
+    static const nnd_mode modes[] = {NND_MODE_FORWARD, NND_MODE_REVERSE, NND_MODE_AUTO};
     char p[1024], label[256];
     snprintf(p, sizeof p, "%s/%s", GRAPH_DIR, fixtures[_i].file);
     nnd_net *net = load_ok(p);
@@ -383,7 +382,7 @@ START_TEST(matlab_cascade_known_derivatives)
         "function x = mapminmax_reverse(y,settings)\nx = bsxfun(@minus,y,settings.ymin);\n"
         "x = bsxfun(@rdivide,x,settings.gain);\nx = bsxfun(@plus,x,settings.xoffset);\nend\n";
     enum { BATCH = 5 };
-    static const nnd_mode modes[] = {NND_MODE_REVERSE, NND_MODE_AUTO};
+    static const nnd_mode modes[] = {NND_MODE_FORWARD, NND_MODE_REVERSE, NND_MODE_AUTO};
     nnd_net *net = load_text(text, "tiny.m");
     ck_assert(!nnd_net_is_chain(net));
     double x[BATCH], y[BATCH], J[BATCH], H[BATCH];

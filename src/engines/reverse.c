@@ -293,9 +293,13 @@ static void join(const state *e, const work *w, const nnd_layer *L, size_t nb, c
         if (L->kind == NND_LAYER_CONCAT) {
             memcpy(out + at, in, len * sizeof *out);
             at += len;
-        } else if (i == 0) {
+        } else if (i == 0 && L->n_src == 1) {
             memcpy(out, in, len * sizeof *out);
-        } else {
+        } else if (i == 1) { /* the first two in one pass: the same sums as copying the first */
+            const REAL *in0 = base ? base + grow(p, L->src[0]) * cols : values_of(e, w, L->src[0], nb);
+            for (size_t j = 0; j < len; j++)
+                out[j] = in0[j] + in[j];
+        } else if (i > 1) {
             for (size_t j = 0; j < len; j++)
                 out[j] += in[j];
         }

@@ -549,8 +549,8 @@ START_TEST(each_graph_file_has_its_structure_and_meaning_or_is_refused_by_name)
     expect_exact_parameters(net, exp, file);
     expect_graph_value(net, exp, file);
     json_decref(exp);
-    /* y, J, H through the engines against torch.func, in the mode the plan chooses and in reverse mode */
-    static const nnd_mode modes[] = {NND_MODE_AUTO, NND_MODE_REVERSE};
+    /* y, J, H through the engines against torch.func: the mode the plan chooses, forward, reverse */
+    static const nnd_mode modes[] = {NND_MODE_AUTO, NND_MODE_FORWARD, NND_MODE_REVERSE};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         expect_matches_mode(net, GRAPH_DIR, get_str(c, "expected"), file, TOL, modes[m]);
     nnd_net_free(net);
@@ -561,9 +561,9 @@ END_TEST
 START_TEST(every_graph_net_through_every_export)
 {
     static const char *const nets[] = {"residual_tanh", "residual_layernorm", "dense_concat", "cascade",
-                                       "residual_batchnorm"};
+                                       "residual_batchnorm", "scaled_residual", "layernorm_input"};
     static const char *const exports[] = {"opset17", "opset13", "dynamo"};
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++)
         for (size_t e = 0; e < 3; e++) {
             char f[128];
             int found = 0;

@@ -2,8 +2,9 @@
 """Export the ONNX graph fixtures of tests/data/import/onnx_graph/ (tests/test_onnx.c) from small
 PyTorch networks that are not chains: residual connections (x + f(x), with an activation after the
 sum too), LayerNorm (nn.LayerNorm with and without its scale and shift), DenseNet-style torch.cat,
-a cascade (MATLAB's cascadeforwardnet: the input and every earlier layer feed each later layer) and
-eval-mode BatchNorm1d beside the dense layers and after a sum.
+a cascade (MATLAB's cascadeforwardnet: the input and every earlier layer feed each later layer),
+eval-mode BatchNorm1d beside the dense layers and after a sum, a scaled residual x + 0.5 tanh(L x)
+and a LayerNorm of the network input read twice.
 
 Run by hand, not in CI (it needs torch, onnx and onnxscript; the peers' venv has them):
     /work/main/bench/.venv/bin/pip install onnx onnxscript
@@ -22,7 +23,8 @@ refusal it must give (status, words of the message: the node's name and what is 
 Refusals: torch.cat along the batch axis, nn.LayerNorm over both axes of 2-D data (LayerNormalization
 over axis -2), the difference of two branches, and mutants of the opset-13 export whose decomposed
 LayerNorm is not exactly the pattern (Pow exponent 3, a ReduceMean over axis 0 or with keepdims = 0,
-the Sqrt left out, eps as a branch's value).
+the Sqrt left out, mean - h), and graphs built with onnx.helper that no torch model writes (a sum
+of two widths, an activation of a 4200-unit concatenation, a ReduceMean as the graph output).
 """
 import contextlib
 import copy
@@ -163,8 +165,42 @@ class ResidualBatchNorm(nn.Module):
     weights = {}
 
 
+class ScaledResidual(nn.Module):
+    """h = x + 0.5 tanh(L0 x): the scaled branch becomes a diagonal dense layer before the sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.l0, self.l1 = nn.Linear(3, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.l1(x + 0.5 * torch.tanh(self.l0(x)))
+
+    layers = [dense(IN), dense(0), add(IN, 1), dense(2)]
+    weights = {3: "l1"}
+
+
+class LayerNormInput(nn.Module):
+    """A LayerNorm of the network input, read twice (a residual around a dense layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ln, self.l0, self.l1 = nn.LayerNorm(4), nn.Linear(4, 4), nn.Linear(4, 2)
+        with torch.no_grad():
+            self.ln.weight.uniform_(0.5, 1.5)
+            self.ln.bias.normal_()
+
+    def forward(self, x):
+        g = self.ln(x)
+        return self.l1(g + torch.tanh(self.l0(g)))
+
+    layers = [layernorm(IN), dense(0), add(0, 1), dense(2)]
+    weights = {1: "l0", 3: "l1"}
+    norms = {0: "ln"}
+
+
 NETS = [("residual_tanh", ResidualTanh, 4), ("residual_layernorm", ResidualLayerNorm, 3),
-        ("dense_concat", DenseConcat, 3), ("cascade", Cascade, 3), ("residual_batchnorm", ResidualBatchNorm, 3)]
+        ("dense_concat", DenseConcat, 3), ("cascade", Cascade, 3), ("residual_batchnorm", ResidualBatchNorm, 3),
+        ("scaled_residual", ScaledResidual, 3), ("layernorm_input", LayerNormInput, 4)]
 EXPORTS = [("opset17", dict(dynamo=False, opset_version=17)), ("opset13", dict(dynamo=False, opset_version=13)),
            ("dynamo", dict(external_data=False))]
 
@@ -250,6 +286,34 @@ def mutants(src, folder):
     return out
 
 
+def hand_made(folder):
+    """Refusals no torch model writes: a sum of branches of two widths, an activation of a join too
+    wide for its identity layer, a part of a LayerNorm as the graph output."""
+    import numpy as np
+    rng = np.random.default_rng(15)
+    W, b, W2, b2 = rng.random((3, 3)), rng.random(3), rng.random((3, 2)), rng.random(2)
+    out = []
+
+    def write(name, nodes, inits, words, opset=13):
+        g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, ["b", 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), os.path.join(folder, name + ".onnx"))
+        out.append({"file": "bad/" + name + ".onnx", "status": "EUNSUPPORTED", "words": words})
+
+    gemm = helper.make_node("Gemm", ["x", "W", "b"], ["z"], name="fc")
+    write("sum_two_widths", [gemm, helper.make_node("Gemm", ["x", "W2", "b2"], ["z2"], name="fc2"),
+                             helper.make_node("Add", ["z", "z2"], ["y"], name="join")],
+          {"W": W, "b": b, "W2": W2, "b2": b2}, ["'join'", "adds 2 values to 3"])
+    write("wide_join_activation", [gemm, helper.make_node("Tanh", ["z"], ["t"], name="act"),
+                                   helper.make_node("Concat", ["t"] * 1400, ["c"], axis=1, name="cat"),
+                                   helper.make_node("Tanh", ["c"], ["y"], name="wide")],
+          {"W": W, "b": b}, ["'wide'", "4200 units", "identity"])
+    write("mean_as_output", [gemm, helper.make_node("ReduceMean", ["z"], ["y"], axes=[-1], name="mean")],
+          {"W": W, "b": b}, ["'mean'", "graph output", "LayerNorm"])
+    return out
+
+
 class CatBatch(nn.Module):
     def __init__(self):
         super().__init__()
@@ -307,6 +371,7 @@ def main():
         export(cls().double().eval(), 3, path, dict(dynamo=False, opset_version=17))
         node = [n for n in onnx.load(path).graph.node if n.op_type == words[0]][0]
         cases.append({"file": "bad/" + name + ".onnx", "status": "EUNSUPPORTED", "words": [node.name] + words[1:]})
+    cases += hand_made(bad)
     for c in mutants(os.path.join(OUT, "opset13", "residual_layernorm.onnx"), bad):
         c["file"] = "bad/" + c["file"]
         cases.append(c)

@@ -73,6 +73,9 @@ enum { AT_FLOAT = 1, AT_INT = 2, AT_STRING = 3, AT_TENSOR = 4, AT_FLOATS = 6, AT
 /* The deepest elementwise expression accepted between two linear ops (exporters emit about 10). */
 #define MAX_TREE_DEPTH 64
 #define N_PROBE 48
+/* The widest identity or diagonal dense layer made for an activation of a join or a per-unit map
+ * before one (n x n weights). */
+#define MAX_IDENTITY 4096
 
 typedef struct {
     size_t rank, numel;
@@ -179,6 +182,7 @@ typedef struct {
     size_t npm, cappm;
     built *bl;
     size_t nbl, capbl;
+    size_t *blh, blh_cap; /* (zi, tree) -> 1 + index into bl, open addressing; 0: empty */
     lnpart *lnp;
     size_t nlnp, caplnp;
     size_t input_post; /* the normalisation the net's input steps were made from */
@@ -863,21 +867,35 @@ static int peel(const octx *c, int root, double *g, double *o)
     }
 }
 
+static size_t built_slot(const octx *c, size_t zi, int tree)
+{
+    return ((size_t)zi * 0x9E3779B97F4A7C15u ^ (size_t)(unsigned)tree * 0xC2B2AE3D27D4EB4Fu) & (c->blh_cap - 1);
+}
+
 /* The layer built for (zi, tree) earlier, or 0; 1 + its index. */
 static size_t built_layer(const octx *c, size_t zi, int tree)
 {
-    for (size_t i = 0; i < c->nbl; i++)
-        if (c->bl[i].zi == zi && c->bl[i].tree == tree)
-            return c->bl[i].layer + 1;
+    for (size_t i = built_slot(c, zi, tree); c->blh[i]; i = (i + 1) & (c->blh_cap - 1)) {
+        const built *b = &c->bl[c->blh[i] - 1];
+        if (b->zi == zi && b->tree == tree)
+            return b->layer + 1;
+    }
     return 0;
 }
 
-/* Record the layer just added to the net as built for (zi, tree). */
+/* Record the layer just added to the net as built for (zi, tree); zi SIZE_MAX: for no stream (a
+ * join, a diagonal layer), never looked up. */
 static nnd_status layer_added(octx *c, size_t zi, int tree)
 {
     if (c->nbl == c->capbl)
-        return bad_node(NND_ENOMEM, c, "too many layers"); /* sized in advance */
+        return bad_node(NND_EUNSUPPORTED, c, "the graph makes more than %zu layers", c->capbl); /* sized in advance */
     c->bl[c->nbl++] = (built){zi, tree, c->n_layers};
+    if (zi != SIZE_MAX) {
+        size_t i = built_slot(c, zi, tree);
+        while (c->blh[i])
+            i = (i + 1) & (c->blh_cap - 1);
+        c->blh[i] = c->nbl;
+    }
     c->n_layers++;
     return NND_OK;
 }
@@ -976,6 +994,11 @@ static nnd_status realise(octx *c, const value *v, const char *input_name, size_
     else {
         /* an activation of a sum, a concatenation or a LayerNorm: a dense layer with W = I, b = 0 */
         size_t n = z->n_out, nw;
+        if (n > MAX_IDENTITY)
+            return bad_node(NND_EUNSUPPORTED, c,
+                            "an activation of a sum, concatenation or LayerNorm of %zu units: it would be a dense "
+                            "layer of %zu x %zu identity weights (at most %d units)",
+                            n, n, n, MAX_IDENTITY);
         double *I = nnd__mul(n, n, &nw) ? nnd__calloc(nw, sizeof(double)) : NULL, *zero = nnd__calloc(n, sizeof(double));
         if (!I || !zero) {
             nnd__free(I);
@@ -1055,6 +1078,11 @@ static nnd_status realise_for_join(octx *c, const value *v, const char *input_na
         return s;
     const pmap *m = &c->pm[post - 1];
     size_t n = *width, nw;
+    if (n > MAX_IDENTITY)
+        return bad_node(NND_EUNSUPPORTED, c,
+                        "a per-unit map on %zu units before a sum or concatenation: it would be a dense layer of "
+                        "%zu x %zu diagonal weights (at most %d units)",
+                        n, n, n, MAX_IDENTITY);
     double *D = nnd__mul(n, n, &nw) ? nnd__calloc(nw, sizeof(double)) : NULL, *o = nnd__malloc(n, sizeof(double));
     if (!D || !o) {
         nnd__free(D);
@@ -1457,17 +1485,17 @@ static nnd_status do_reducemean(octx *c, const NodeProto *n)
         return bad_node(NND_EFORMAT, c, "its data input name is empty");
     const AttributeProto *aa = attr(n, "axes");
     size_t na = 0;
-    int64_t axis = 0;
+    double axis = 0;
     if (aa && ax)
         return bad_node(NND_EFORMAT, c, "axes given both as an attribute and as an input");
     if (aa) {
         na = aa->n_ints;
-        axis = na ? aa->ints[0] : 0;
+        axis = na ? (double)aa->ints[0] : 0;
     } else if (ax) {
         if (ax->kind != V_TENSOR)
             return bad_node(NND_EUNSUPPORTED, c, "its axes must be a constant");
         na = c->t[ax->t].numel;
-        axis = na ? (int64_t)c->t[ax->t].v[0] : 0;
+        axis = na ? c->t[ax->t].v[0] : 0;
     }
     if (na != 1 || (axis != -1 && axis != 1))
         return bad_node(NND_EUNSUPPORTED, c,
@@ -2060,9 +2088,17 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
         return bad(NND_EFORMAT, c, "the graph is too large");
     c->cappm = c->capz;
     c->captr = ntr;
-    /* layers: at most one per tree node and one per map (a LayerNorm and the activation on it) */
-    if (!nnd__add(c->capz, ntr, &c->capbl) || !nnd__add(c->capbl, 2, &c->capbl))
+    /* Each node input is realised at most once (and the output once more): each realisation builds at
+     * most three layers (a LayerNorm, the activation on it, a diagonal map) and one per-unit map. */
+    size_t n_reads = 1, rl;
+    for (size_t i = 0; i < g->n_node; i++)
+        if (!nnd__add(n_reads, g->node[i]->n_input, &n_reads))
+            return bad(NND_EFORMAT, c, "the graph is too large");
+    if (!nnd__mul(n_reads, 3, &rl) || !nnd__add(rl, g->n_node, &c->capbl) || !nnd__add(c->cappm, n_reads, &c->cappm) ||
+        c->capbl > SIZE_MAX / 8)
         return bad(NND_EFORMAT, c, "the graph is too large");
+    for (c->blh_cap = 16; c->blh_cap < 2 * c->capbl; c->blh_cap *= 2)
+        ;
     c->caplnp = g->n_node + 1;
     c->tab = nnd__calloc(cap, sizeof *c->tab);
     c->t = nnd__calloc(c->capt, sizeof *c->t);
@@ -2070,8 +2106,9 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
     c->tr = nnd__calloc(c->captr, sizeof *c->tr);
     c->pm = nnd__calloc(c->cappm, sizeof *c->pm);
     c->bl = nnd__calloc(c->capbl, sizeof *c->bl);
+    c->blh = nnd__calloc(c->blh_cap, sizeof *c->blh);
     c->lnp = nnd__calloc(c->caplnp, sizeof *c->lnp);
-    if (!c->tab || !c->t || !c->z || !c->tr || !c->pm || !c->bl || !c->lnp)
+    if (!c->tab || !c->t || !c->z || !c->tr || !c->pm || !c->bl || !c->blh || !c->lnp)
         return bad(NND_ENOMEM, c, "out of memory for a graph of %zu nodes", g->n_node);
 
     for (size_t i = 0; i < g->n_initializer; i++) {
@@ -2134,6 +2171,11 @@ static nnd_status read_graph(octx *c, const ModelProto *m)
     const value *out = lookup(c, g->output[0]->name);
     if (!out)
         return bad(NND_EFORMAT, c, "the graph output '%s' is not computed by any node", q(g->output[0]->name).s);
+    if (out->kind == V_LNPART) {
+        c->node = c->lnp[out->t].node;
+        return bad_node(NND_EUNSUPPORTED, c, "the graph output '%s' is %s: %s", q(g->output[0]->name).s,
+                        ln_stage_name(out->stage), ln_pattern);
+    }
     if (out->kind != V_STREAM || c->z[out->zi].is_input)
         return bad(NND_EUNSUPPORTED, c, "the graph output '%s' does not come from a layer", q(g->output[0]->name).s);
     /* The output's own layer: messages name the node that made the output. */
@@ -2198,6 +2240,7 @@ static nnd_status load(const char *data, size_t len, const char *name, const cha
     }
     nnd__free(c.pm);
     nnd__free(c.bl);
+    nnd__free(c.blh);
     nnd__free(c.lnp);
     onnx_subset__model_proto__free_unpacked(m, &alloc);
     return s;

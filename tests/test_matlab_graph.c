@@ -3,8 +3,10 @@
  * concatenation of its sources -- the processed input first, then the earlier layers in order --
  * and a dense layer on it with the file's weights side by side in that order, whatever the order
  * the file adds the terms in; a chain stays a chain. The fixtures (tests/data/import/matlab_graph,
- * tools/make_matlab_fixtures.py) are checked here for their structure; their values, Jacobians and
- * Hessians against GNU Octave running the same files in the octave-matlab test. */
+ * tools/make_matlab_fixtures.py) are checked here for their structure and for their derivatives
+ * in every mode against the long-double reference (tests/ref.c); their values,
+ * Jacobians and Hessians against GNU Octave running the same files in the octave-matlab test. A
+ * small cascade written by hand checks y, J and H against their closed form. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 
 #include "net/internal.h"
 #include "nnderiv.h"
+#include "ref.h"
 
 #ifndef NND_TEST_DATA
 #error "NND_TEST_DATA must name the test data directory"
@@ -73,6 +76,12 @@ static const struct {
     /* feedforwardnet([4 3]) with layerConnect(3,1): a2 stays in the chain, a3 = b3 + LW3_1*a1 + LW3_2*a2 */
     {"feedforward_skip.m", 3, 2, 1, 1, 4,
      {DENSE1(IN, 4, NND_ACT_TANSIG), DENSE1(0, 3, NND_ACT_TANSIG), CONCAT(2, 0, 1), DENSE1(2, 2, NND_ACT_PURELIN)}},
+    /* feedforwardnet([4 3]) with inputConnect(3,1): a3 = b3 + IW3_1*Xp1 + LW3_2*a2 */
+    {"feedforward_input_skip.m", 3, 2, 1, 1, 4,
+     {DENSE1(IN, 4, NND_ACT_TANSIG), DENSE1(0, 3, NND_ACT_LOGSIG), CONCAT(2, IN, 1), DENSE1(2, 2, NND_ACT_PURELIN)}},
+    /* two branches on the input: a2 = b2 + IW2_1*xp1 (not on a1), a3 = b3 + LW3_1*a1 + LW3_2*a2 */
+    {"feedforward_branches.m", 2, 1, 1, 1, 4,
+     {DENSE1(IN, 3, NND_ACT_TANSIG), DENSE1(IN, 3, NND_ACT_TANSIG), CONCAT(2, 0, 1), DENSE1(2, 1, NND_ACT_PURELIN)}},
 };
 #define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
 
@@ -178,6 +187,18 @@ START_TEST(matlab_graph_weights_side_by_side)
     expect_array(L[2].b, b2, 1, "b2", (size_t)_i);
     expect_array(L[4].W, W3, 10, "[IW3_1 LW3_1 LW3_2]", (size_t)_i);
     expect_array(L[4].b, b3, 2, "b3", (size_t)_i);
+    /* nnderiv info says how each graph layer was read */
+    static const char *const said[] = {
+        "input mapminmax x1_step1: input step 1",
+        "layer a2 = IW2_1*xp1 + LW2_1*a1: the concatenation of xp1, a1 (layer 2) and a dense layer with "
+        "[IW2_1 LW2_1] (layer 3)",
+        "layer a3 = IW3_1*xp1 + LW3_1*a1 + LW3_2*a2: the concatenation of xp1, a1, a2 (layer 4) and a dense "
+        "layer with [IW3_1 LW3_1 LW3_2] (layer 5)",
+    };
+    ck_assert_msg(nnd_net_n_folded(net) == 3, "order %d: %zu folded lines", _i, nnd_net_n_folded(net));
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(!strcmp(nnd_net_folded(net, i), said[i]), "order %d: folded line %zu is '%s', expected '%s'", _i,
+                      i, nnd_net_folded(net, i), said[i]);
     nnd_net_free(net);
 }
 END_TEST
@@ -223,6 +244,169 @@ START_TEST(matlab_graph_truncated)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- derivatives */
+
+/* |a - b| <= tol (1 + |b|) entry by entry; on failure the array, the worst entry and the label. */
+static void expect_close(const double *a, const long double *b, size_t n, double tol, const char *what,
+                         const char *label)
+{
+    size_t worst = 0;
+    double err = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)(fabsl((long double)a[i] - b[i]) / (1 + fabsl(b[i])));
+        if (!(e <= err)) {
+            err = e;
+            worst = i;
+        }
+    }
+    ck_assert_msg(err <= tol, "%s: %s entry %zu of %zu: %.17g, expected %.17Lg (relative error %.3g > %g)", label,
+                  what, worst, n, a[worst], b[worst], err, tol);
+}
+
+/* y, J, H of `batch` inputs by a plan in `mode`. */
+static void eval_mode(const nnd_net *net, nnd_mode mode, size_t batch, const double *x, double *y, double *J,
+                      double *H, const char *label)
+{
+    nnd_plan *plan = NULL;
+    nnd_status s = nnd_plan_new(net, batch, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, mode, &plan);
+    ck_assert_msg(s == NND_OK, "%s: nnd_plan_new (mode %d): %s: %s", label, (int)mode, nnd_strerror(s), nnd_errmsg());
+    s = nnd_plan_execute(plan, batch, x, y, J, H);
+    ck_assert_msg(s == NND_OK, "%s: nnd_plan_execute (mode %d): %s: %s", label, (int)mode, nnd_strerror(s),
+                  nnd_errmsg());
+    nnd_plan_free(plan);
+}
+
+static double *dup_d(const double *v, size_t n)
+{
+    double *c = malloc((n ? n : 1) * sizeof *c);
+    ck_assert(c != NULL);
+    if (n)
+        memcpy(c, v, n * sizeof *c);
+    return c;
+}
+
+static void step_to_ref(const nnd_proc *p, ref_proc *r)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = p->type == NND_PROC_MAPMINMAX ? REF_PROC_MAPMINMAX : p->type == NND_PROC_MAPSTD ? REF_PROC_MAPSTD
+                                                                                            : REF_PROC_RCR;
+    r->n_raw = p->n_in;
+    r->n_proc = p->n_out;
+    r->y = p->y;
+    if (r->kind != REF_PROC_RCR) {
+        r->xoffset = dup_d(p->xoffset, p->n_in);
+        r->gain = dup_d(p->gain, p->n_in);
+    } else {
+        r->keep = malloc(p->n_out * sizeof *r->keep);
+        ck_assert(r->keep != NULL);
+        memcpy(r->keep, p->keep, p->n_out * sizeof *r->keep);
+        if (p->constants)
+            r->constants = dup_d(p->constants, p->n_in - p->n_out);
+    }
+}
+
+/* The reference's copy of a loaded net: the same graph, weights and processing. */
+static void net_to_ref(const nnd_net *net, ref_net *r)
+{
+    ref_net_init(r, net->n_in);
+    ck_assert(net->n_pre <= REF_MAX_STEPS && net->n_post <= REF_MAX_STEPS && net->n_layers <= REF_MAX_LAYERS);
+    for (size_t i = 0; i < net->n_pre; i++)
+        step_to_ref(&net->pre[i], &r->pre[r->n_pre++]);
+    for (size_t l = 0; l < net->n_layers; l++) {
+        const nnd_layer *L = &net->layers[l];
+        int rc = L->kind == NND_LAYER_DENSE
+                     ? ref_net_add_dense_from(r, L->src[0], L->n_out, L->W, L->b, L->act, L->param)
+                     : ref_net_add_join(r, L->kind == NND_LAYER_CONCAT ? REF_CONCAT : REF_SUM, L->n_src, L->src);
+        ck_assert_msg(L->kind != NND_LAYER_LAYERNORM && rc == 0, "layer %zu: the reference does not take it", l);
+    }
+    for (size_t i = 0; i < net->n_post; i++)
+        step_to_ref(&net->post[i], &r->post[r->n_post++]);
+    ref_net_finish(r);
+}
+
+/* Every fixture in forward, reverse and auto mode against the long-double reference of the same
+ * graph (what the engines must compute for it; Octave checks that the graph is the file's). */
+START_TEST(matlab_graph_derivatives_every_mode)
+{
+    enum { BATCH = 6 };
+    static const nnd_mode modes[] = {NND_MODE_FORWARD, NND_MODE_REVERSE, NND_MODE_AUTO};
+    char p[1024], label[256];
+    snprintf(p, sizeof p, "%s/%s", GRAPH_DIR, fixtures[_i].file);
+    nnd_net *net = load_ok(p);
+    ref_net r;
+    net_to_ref(net, &r);
+    size_t n = nnd_net_n_in(net), m = nnd_net_n_out(net);
+    ck_assert(r.n_in == n && r.n_out == m);
+    double *x = malloc(BATCH * n * sizeof *x), *y = malloc(BATCH * m * sizeof *y);
+    double *J = malloc(BATCH * m * n * sizeof *J), *H = malloc(BATCH * m * n * n * sizeof *H);
+    long double *ey = malloc(BATCH * m * sizeof *ey), *eJ = malloc(BATCH * m * n * sizeof *eJ);
+    long double *eH = malloc(BATCH * m * n * n * sizeof *eH);
+    ck_assert(x && y && J && H && ey && eJ && eH);
+    ref_rng rng;
+    ref_rng_seed(&rng, 1500 + (uint64_t)_i);
+    for (size_t i = 0; i < BATCH * n; i++)
+        x[i] = ref_rng_range(&rng, -2, 2);
+    for (size_t b = 0; b < BATCH; b++)
+        ck_assert(ref_derivs(&r, x + b * n, ey + b * m, eJ + b * m * n, eH + b * m * n * n) == 0);
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        eval_mode(net, modes[k], BATCH, x, y, J, H, fixtures[_i].file);
+        snprintf(label, sizeof label, "%s, mode %d, batch %d, %zu -> %zu", fixtures[_i].file, (int)modes[k], BATCH,
+                 n, m);
+        expect_close(y, ey, BATCH * m, 1e-13, "y", label);
+        expect_close(J, eJ, BATCH * m * n, 1e-12, "J", label);
+        expect_close(H, eH, BATCH * m * n * n, 1e-12, "H", label);
+    }
+    ref_net_free(&r);
+    free(x), free(y), free(J), free(H), free(ey), free(eJ), free(eH);
+    nnd_net_free(net);
+}
+END_TEST
+
+/* y = (a2 + 1)/0.5 + 3 with a2 = 0.125 + 1.5 u - 2 t, t = tansig(0.75 u - 0.25), u = 2 (x - 0.5) - 1:
+ * dy/dx = 2 (1.5 g - 2 (1 - t^2) 0.75 g), d2y/dx2 = 2 (-2) (-2 t (1 - t^2)) (0.75 g)^2, g = 2. */
+START_TEST(matlab_cascade_known_derivatives)
+{
+    static const char text[] =
+        "function [y1] = tiny(x1)\n%TINY\n%   x = 1xQ matrix, input #1\n"
+        "% ===== NEURAL NETWORK CONSTANTS =====\n"
+        "x1_step1.xoffset = 0.5;\nx1_step1.gain = 2;\nx1_step1.ymin = -1;\n"
+        "b1 = -0.25;\nIW1_1 = 0.75;\nb2 = 0.125;\nIW2_1 = 1.5;\nLW2_1 = -2;\n"
+        "y1_step1.ymin = -1;\ny1_step1.gain = 0.5;\ny1_step1.xoffset = 3;\n"
+        "% ===== SIMULATION ========\nQ = size(x1,2);\n"
+        "xp1 = mapminmax_apply(x1,x1_step1);\na1 = tansig_apply(repmat(b1,1,Q) + IW1_1*xp1);\n"
+        "a2 = repmat(b2,1,Q) + IW2_1*xp1 + LW2_1*a1;\ny1 = mapminmax_reverse(a2,y1_step1);\nend\n"
+        "% ===== MODULE FUNCTIONS ========\nfunction y = mapminmax_apply(x,settings)\n"
+        "y = bsxfun(@minus,x,settings.xoffset);\ny = bsxfun(@times,y,settings.gain);\n"
+        "y = bsxfun(@plus,y,settings.ymin);\nend\n"
+        "function a = tansig_apply(n,~)\na = 2 ./ (1 + exp(-2*n)) - 1;\nend\n"
+        "function x = mapminmax_reverse(y,settings)\nx = bsxfun(@minus,y,settings.ymin);\n"
+        "x = bsxfun(@rdivide,x,settings.gain);\nx = bsxfun(@plus,x,settings.xoffset);\nend\n";
+    enum { BATCH = 5 };
+    static const nnd_mode modes[] = {NND_MODE_FORWARD, NND_MODE_REVERSE, NND_MODE_AUTO};
+    nnd_net *net = load_text(text, "tiny.m");
+    ck_assert(!nnd_net_is_chain(net));
+    double x[BATCH], y[BATCH], J[BATCH], H[BATCH];
+    long double ey[BATCH], eJ[BATCH], eH[BATCH];
+    for (size_t b = 0; b < BATCH; b++) {
+        x[b] = -1.0 + 0.6 * (double)b;
+        long double g = 2, u = g * (x[b] - 0.5L) - 1, t = tanhl(0.75L * u - 0.25L), s = 1 - t * t;
+        long double a2 = 0.125L + 1.5L * u - 2 * t;
+        ey[b] = (a2 + 1) / 0.5L + 3;
+        eJ[b] = (1.5L * g - 2 * s * 0.75L * g) / 0.5L;
+        eH[b] = -2 * (-2 * t * s) * (0.75L * g) * (0.75L * g) / 0.5L;
+    }
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        char label[64];
+        snprintf(label, sizeof label, "tiny.m, mode %d", (int)modes[k]);
+        eval_mode(net, modes[k], BATCH, x, y, J, H, label);
+        expect_close(y, ey, BATCH, 1e-14, "y", label);
+        expect_close(J, eJ, BATCH, 1e-14, "J", label);
+        expect_close(H, eH, BATCH, 1e-14, "H", label);
+    }
+    nnd_net_free(net);
+}
+END_TEST
+
 static Suite *graph_suite(void)
 {
     Suite *s = suite_create("matlab_graph");
@@ -232,6 +416,8 @@ static Suite *graph_suite(void)
                         (int)(sizeof cascade_orders / sizeof cascade_orders[0]));
     tcase_add_test(tc, matlab_graph_chain_stays_chain);
     tcase_add_loop_test(tc, matlab_graph_truncated, 0, (int)N_FIXTURES);
+    tcase_add_loop_test(tc, matlab_graph_derivatives_every_mode, 0, (int)N_FIXTURES);
+    tcase_add_test(tc, matlab_cascade_known_derivatives);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -677,6 +677,14 @@ def graph_fixtures(rng, write):
     ff = make_net(rng, 3, [4, 3, 2], ["tansig", "tansig", "purelin"], [mapminmax(rng, 3)], [mapstd(rng, 2)],
                   sources=[[0], [1], [1, 2]])
     put("feedforward_skip", ff, cell=False)
+    # feedforwardnet([4 3]) with net.inputConnect(3,1) = 1: the input feeds the output layer too.
+    fi = make_net(rng, 3, [4, 3, 2], ["tansig", "logsig", "purelin"], [mapstd(rng, 3)], [mapminmax(rng, 2)],
+                  sources=[[0], [1], [0, 2]])
+    put("feedforward_input_skip", fi)
+    # two branches on the input (layerConnect(2,1) = 0, inputConnect(2,1) = 1) joined by the output layer.
+    br = make_net(rng, 2, [3, 3, 1], ["tansig", "tansig", "purelin"], [mapminmax(rng, 2)], [mapminmax(rng, 1)],
+                  sources=[[0], [0], [1, 2]])
+    put("feedforward_branches", br, cell=False, rows=True, style="E20", sep=",")
 
     # Near misses of cascade2 (MatrixOnly): each term the reader must not take.
     base = gen_m(c2, "bad", cell=False)

@@ -1773,6 +1773,40 @@ static nnd_status add_output_step(mctx *c, nnd_net *net, const mstep *st, size_t
                                st->step);
 }
 
+/* "layer a3 = IW3_1*xp1 + LW3_1*a1 + LW3_2*a2: the concatenation of xp1, a1, a2 (layer 4) and a
+ * dense layer with [IW3_1 LW3_1 LW3_2] (layer 5)" for a layer l (0-based) that is not in the chain;
+ * index[]: the net's layer of each MATLAB layer (index[j] for aj), its last entry just added. */
+static nnd_status fold_sources(const mctx *c, nnd_net *net, size_t l, const size_t *index)
+{
+    const mlayer *L = &c->layers[l];
+    const char *in = c->n_in_steps ? c->pvar : c->form == F_CELL ? "X{1,ts}" : "x1";
+    char terms[200] = "", srcs[120] = "", ws[160] = "";
+    size_t nt = 0, ns = 0, nw = 0;
+    for (size_t m = 0; m < L->n_src; m++) {
+        size_t j = L->src[m];
+        char w[NAME_MAX_LEN], a[NAME_MAX_LEN];
+        if (j == 0) {
+            snprintf(w, sizeof w, "IW%zu_1", l + 1);
+            snprintf(a, sizeof a, "%s", in);
+        } else {
+            snprintf(w, sizeof w, "LW%zu_%zu", l + 1, j);
+            snprintf(a, sizeof a, "a%zu", j);
+        }
+        /* snprintf stops at the end of each buffer: a very long list is cut there */
+        if (nt < sizeof terms)
+            nt += (size_t)snprintf(terms + nt, sizeof terms - nt, "%s%s*%s", m ? " + " : "", w, a);
+        if (ns < sizeof srcs)
+            ns += (size_t)snprintf(srcs + ns, sizeof srcs - ns, "%s%s", m ? ", " : "", a);
+        if (nw < sizeof ws)
+            nw += (size_t)snprintf(ws + nw, sizeof ws - nw, "%s%s", m ? " " : "", w);
+    }
+    size_t dense = index[l + 1] + 1;
+    if (L->n_src == 1)
+        return nnd__net_add_folded(net, "layer a%zu = %s: a dense layer on %s (layer %zu)", l + 1, terms, srcs, dense);
+    return nnd__net_add_folded(net, "layer a%zu = %s: the concatenation of %s (layer %zu) and a dense layer with "
+                               "[%s] (layer %zu)", l + 1, terms, srcs, dense - 1, ws, dense);
+}
+
 static nnd_status build(mctx *c, nnd_net **net)
 {
     nnd_status s;
@@ -1943,6 +1977,11 @@ static nnd_status build(mctx *c, nnd_net **net)
         width[l + 1] = rows;
         index[l + 1] = nnd_net_n_layers(*net) - 1;
         n = rows;
+        if (L->n_src > 1 || L->src[0] != l) {
+            s = fold_sources(c, *net, l, index);
+            if (s)
+                goto layers_done;
+        }
     }
 layers_done:
     nnd__free(width);

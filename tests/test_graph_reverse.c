@@ -39,6 +39,7 @@
 #define NND_VJH (NND_VALUE | NND_JACOBIAN | NND_HESSIAN)
 #define MAXL 16
 #define MAXW 24
+#define GNET_MAX_IN 16  /* inputs (the processing settings) */
 
 /* ---------------------------------------------------------------- the test's own graph */
 
@@ -55,7 +56,7 @@ typedef struct {
     size_t n_in, d0, m, L;
     glayer lay[MAXL];
     int pre;  /* 1: mapminmax on the input; 2: removeconstantrows (drop the last input) then mapminmax */
-    double xoff[8], gain[8], ymin;
+    double xoff[GNET_MAX_IN], gain[GNET_MAX_IN], ymin;
     int post; /* 1: mapminmax on the output */
     double pxoff[8], pgain[8], pymin;
 } gnet;
@@ -116,6 +117,7 @@ static void processing(gnet *g, ref_rng *r, int pre, int post)
 {
     g->pre = pre;
     g->d0 = pre == 2 ? g->n_in - 1 : g->n_in;
+    ck_assert_uint_le(g->n_in, GNET_MAX_IN);
     for (size_t i = 0; i < g->d0; i++) {
         g->xoff[i] = ref_rng_normal(r);
         g->gain[i] = ref_rng_range(r, 0.5, 2.0);

@@ -1360,3 +1360,30 @@ int ref_fd_hessian(const ref_net *net, const double *x, double h, long double *H
     free(xp);
     return 0;
 }
+
+/* ---------------------------------------------------------------- the precision long double has here */
+
+long double ref_ld_epsilon(void)
+{
+    volatile long double one = 1, e = 1, sum;
+    for (;;) {
+        sum = one + e / 2;
+        if (sum == one)
+            return e;
+        e = e / 2;
+    }
+}
+
+double ref_ld_tol_scale(void)
+{
+    double s = (double)(ref_ld_epsilon() / LDBL_EPSILON);
+    return s > 1 ? s : 1;
+}
+
+void ref_ld_note(const char *test)
+{
+    double s = ref_ld_tol_scale();
+    if (s > 1)
+        printf("%s: long double has only %.3Lg unit roundoff here (valgrind?): the bounds against the "
+               "long-double reference are scaled by %g\n", test, ref_ld_epsilon(), s);
+}

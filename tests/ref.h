@@ -188,6 +188,19 @@ nnd_status ref_net_to_nnd(const ref_net *net, nnd_net **out);
  * graph's layers as " [2] sum <- 0,1", " [3] dense 7 tansig <- in,2"... */
 void ref_net_describe(const ref_net *net, char *buf, size_t size);
 
+/* ---------------------------------------------------------------- the precision long double has here */
+
+/* The unit roundoff long double arithmetic actually has on this machine, measured at run time: the
+ * smallest power of two e with 1 + e != 1.  LDBL_EPSILON (2^-63 on x86-64) where the x87 unit is
+ * used as compiled; 2^-52 under valgrind, which emulates 80-bit arithmetic in 64 bits. */
+long double ref_ld_epsilon(void);
+/* ref_ld_epsilon() / LDBL_EPSILON: 1 on real hardware, 2048 under valgrind.  A bound that rests on
+ * long double's extra bits (a comparison against this reference or its differences) is written for
+ * real hardware and multiplied by this, so that it states what this machine's arithmetic can give;
+ * ref_ld_note() says so once on stdout when it is not 1. */
+double ref_ld_tol_scale(void);
+void ref_ld_note(const char *test);
+
 /* ---------------------------------------------------------------- evaluation (long double) */
 
 /* y (n_out) at x (n_in). */

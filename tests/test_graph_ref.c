@@ -129,6 +129,7 @@ START_TEST(reference_layernorm_closed_form)
     const double gamma[2] = {1.3, -0.7}, beta[2] = {0.25, -2.0};
     const double eps_list[3] = {1e-5, 0.1, 2.0};
     const double xs[4][2] = {{0.3, -0.4}, {1.0, 1.0}, {-2.0, 0.5}, {1e-3, 0.0}};
+    const long double sc = ref_ld_tol_scale();
     for (int e = 0; e < 3; e++) {
         ref_net net;
         ref_net_init(&net, 2);
@@ -143,15 +144,15 @@ START_TEST(reference_layernorm_closed_form)
                 const long double sg = i == 0 ? 1 : -1, G = gamma[i];
                 const long double want_y = sg * G * g + beta[i], want_j[2] = {sg * G * g1, -sg * G * g1};
                 const long double want_h[4] = {sg * G * g2, -sg * G * g2, -sg * G * g2, sg * G * g2};
-                ck_assert_msg(fabsl(y[i] - want_y) <= 1e-17L * (1 + fabsl(want_y)), "eps %g x (%g, %g): y%d %.20Lg, closed form %.20Lg",
+                ck_assert_msg(fabsl(y[i] - want_y) <= sc * 1e-17L * (1 + fabsl(want_y)), "eps %g x (%g, %g): y%d %.20Lg, closed form %.20Lg",
                               eps_list[e], xs[t][0], xs[t][1], i, y[i], want_y);
                 for (int p = 0; p < 2; p++) {
-                    long double tj = 1e-16L * (1 + fabsl(want_j[p]) + fabsl(G * g1));
+                    long double tj = sc * 1e-16L * (1 + fabsl(want_j[p]) + fabsl(G * g1));
                     ck_assert_msg(fabsl(J[2 * i + p] - want_j[p]) <= tj, "eps %g x (%g, %g): J[%d][%d] %.20Lg, closed form %.20Lg",
                                   eps_list[e], xs[t][0], xs[t][1], i, p, J[2 * i + p], want_j[p]);
                 }
                 for (int pq = 0; pq < 4; pq++) {
-                    long double th = 1e-15L * (1 + fabsl(G * g2) + fabsl(G * g1) + fabsl(G / sqrtl(q)) / q);
+                    long double th = sc * 1e-15L * (1 + fabsl(G * g2) + fabsl(G * g1) + fabsl(G / sqrtl(q)) / q);
                     ck_assert_msg(fabsl(H[4 * i + pq] - want_h[pq]) <= th,
                                   "eps %g x (%g, %g): H[%d][%d][%d] %.20Lg, closed form %.20Lg", eps_list[e], xs[t][0],
                                   xs[t][1], i, pq / 2, pq % 2, H[4 * i + pq], want_h[pq]);
@@ -325,6 +326,7 @@ static Suite *graph_ref_suite(void)
 
 int main(void)
 {
+    ref_ld_note("graph_ref");
     SRunner *sr = srunner_create(graph_ref_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -73,10 +73,27 @@ static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double
             FZ_ST(z1 + 4 * q, t0);
         }
     }
-    for (; b < cb; b++) { /* the same arithmetic for a last odd sample */
-        const double *x0 = a + b * lda;
+    for (; b < cb; b++) { /* the same arithmetic for a last odd sample (batch 1: the only one), */
+        const double *x0 = a + b * lda; /* eight vectors at a time: one broadcast feeds 8 FMAs */
         double *z0 = z + b * dp;
-        for (size_t q = 0; q < nq; q++) {
+        size_t q = 0;
+        for (; q + 8 <= nq; q += 8) {
+            fz_v4 s[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                s[r] = FZ_LD(bp + 4 * (q + r));
+            for (size_t k = 0; k < din; k++) {
+                double u = x0[k];
+                const double *w = WT + k * dp + 4 * q;
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    s[r] += u * FZ_LD(w + 4 * r);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                FZ_ST(z0 + 4 * (q + r), s[r]);
+        }
+        for (; q < nq; q++) {
             fz_v4 s0 = FZ_LD(bp + 4 * q);
             for (size_t k = 0; k < din; k++)
                 s0 += x0[k] * FZ_LD(WT + k * dp + 4 * q);
@@ -135,6 +152,27 @@ static inline __attribute__((always_inline)) void fz_tangent_cols(size_t NV, siz
 #pragma GCC unroll 3
             for (int m = 0; m < 3; m++)
                 fz_store_transposed(Jc + (v + 4 * m) * ld, ld, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
+        }
+        if (v + 8 <= dp) { /* eight rows left (dp 32: 12 + 12 + 8): both vectors per broadcast */
+            fz_v4 a[4][2];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                a[i][0] = a[i][1] = (fz_v4){0, 0, 0, 0};
+            for (size_t u = 0; u < din; u++) {
+                const double *w = WT + u * dp + v, *t = Tc + u * ld;
+                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4);
+                FZ_REG(w0);
+                FZ_REG(w1);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    double ti = t[i];
+                    a[i][0] += ti * w0;
+                    a[i][1] += ti * w1;
+                }
+            }
+            fz_store_transposed(Jc + v * ld, ld, &a[0][0], &a[1][0], &a[2][0], &a[3][0]);
+            fz_store_transposed(Jc + (v + 4) * ld, ld, &a[0][1], &a[1][1], &a[2][1], &a[3][1]);
+            v += 8;
         }
         for (; v < dp; v += 4) {
             fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
@@ -197,6 +235,40 @@ static inline __attribute__((always_inline)) void fz_hess_block(size_t NV, size_
 static inline __attribute__((always_inline)) void fz_hess_rows(size_t NV, size_t n, size_t d, const double *c,
                                                                const double *Jz, double *Hk)
 {
+    if (NV == 2 && n > 4) { /* n 5-8: both blocks of four rows in one pass over the units (12 + 3 registers) */
+        fz_v4 a[4][2], b[4];
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++) {
+            a[r][0] = FZ_LD(Hk + r * 8);
+            a[r][1] = FZ_LD(Hk + r * 8 + 4);
+            b[r] = FZ_LD(Hk + (4 + r) * 8 + 4);
+        }
+        for (size_t u = 0; u < d; u++) {
+            double cu = c[u];
+            if (cu == 0.0)
+                continue;
+            const double *j = Jz + u * 8;
+            fz_v4 j0 = cu * FZ_LD(j), j1 = cu * FZ_LD(j + 4);
+            FZ_REG(j0);
+            FZ_REG(j1);
+#pragma GCC unroll 4
+            for (size_t r = 0; r < 4; r++) {
+                double s = j[r];
+                a[r][0] += s * j0;
+                a[r][1] += s * j1;
+            }
+#pragma GCC unroll 4
+            for (size_t r = 0; r < 4; r++)
+                b[r] += j[4 + r] * j1;
+        }
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++) {
+            FZ_ST(Hk + r * 8, a[r][0]);
+            FZ_ST(Hk + r * 8 + 4, a[r][1]);
+            FZ_ST(Hk + (4 + r) * 8 + 4, b[r]);
+        }
+        return;
+    }
 #pragma GCC unroll 4
     for (size_t q0 = 0; q0 < NV; q0++) {
         if (4 * q0 >= n)

@@ -96,6 +96,10 @@ static void run_jobs(const nnd_plan *p, job *j)
 
 void nnd__plan_run(const nnd_plan *p, size_t batch, const nnd_call *call)
 {
+    if (batch && batch <= p->block) { /* one block (batch 1 always): on the caller, no hand-off */
+        p->engine->block(p->state, p->ws[0], call, 0, batch);
+        return;
+    }
     job j = {p, 0, batch, call, NULL, NULL};
     if (batch)
         run_jobs(p, &j);

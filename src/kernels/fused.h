@@ -329,6 +329,35 @@ static inline void fz_backprop(size_t me, size_t d, size_t dp, size_t dq, const 
     }
 }
 
+/* out0, out1 (4NV each) = sum_{u < d} w0[u] M[u][:], w1[u] M[u][:] (M rows 4NV): two outputs at
+ * once, each row of M loaded once and twice the independent sums of fz_combine, with the same
+ * arithmetic (a zero weight adds an exact zero to a sum that, started at +0, is never -0). */
+static inline __attribute__((always_inline)) void fz_combine2(size_t NV, size_t d, const double *w0, const double *w1,
+                                                              const double *M, double *out0, double *out1)
+{
+    fz_v4 a[4], b[4];
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++)
+        a[q] = b[q] = (fz_v4){0, 0, 0, 0};
+    for (size_t u = 0; u < d; u++) {
+        double s = w0[u], t = w1[u];
+        if (s == 0.0 && t == 0.0)
+            continue;
+#pragma GCC unroll 4
+        for (size_t q = 0; q < NV; q++) {
+            fz_v4 m = FZ_LD(M + u * 4 * NV + 4 * q);
+            FZ_REG(m);
+            a[q] += s * m;
+            b[q] += t * m;
+        }
+    }
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++) {
+        FZ_ST(out0 + 4 * q, a[q]);
+        FZ_ST(out1 + 4 * q, b[q]);
+    }
+}
+
 /* out (4NV) = sum_{u < d} w[u] M[u][:] (M rows 4NV), zero weights skipped. */
 static inline __attribute__((always_inline)) void fz_combine(size_t NV, size_t d, const double *w, const double *M,
                                                              double *out)
@@ -415,9 +444,11 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         G = Gn;
         Gn = t;
     }
-    if (J)
-        for (size_t k = 0; k < me; k++)
-            fz_combine(NV, F->d[0], Dl + k * F->dp[0], F->W1g, J + k * ld);
+    size_t k = 0, dp0 = F->dp[0];
+    for (; J && k + 2 <= me; k += 2)
+        fz_combine2(NV, F->d[0], Dl + k * dp0, Dl + (k + 1) * dp0, F->W1g, J + k * ld, J + (k + 1) * ld);
+    if (J && k < me)
+        fz_combine(NV, F->d[0], Dl + k * dp0, F->W1g, J + k * ld);
 }
 
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of

@@ -89,6 +89,10 @@ static void run_block(void *ctx, size_t t, size_t k)
 
 static void run_jobs(const nnd_plan *p, job *j)
 {
+    if (j->batch <= p->block) { /* one block (batch 1 always): on the caller, no hand-off */
+        run_block(j, 0, 0);
+        return;
+    }
     size_t blocks = j->batch / p->block + (j->batch % p->block != 0);
     j->T = blocks < p->nthreads ? blocks : p->nthreads;
     nnd__pool_run_blocks(p->pool, j->T, blocks, run_block, j);
@@ -96,10 +100,6 @@ static void run_jobs(const nnd_plan *p, job *j)
 
 void nnd__plan_run(const nnd_plan *p, size_t batch, const nnd_call *call)
 {
-    if (batch && batch <= p->block) { /* one block (batch 1 always): on the caller, no hand-off */
-        p->engine->block(p->state, p->ws[0], call, 0, batch);
-        return;
-    }
     job j = {p, 0, batch, call, NULL, NULL};
     if (batch)
         run_jobs(p, &j);

@@ -299,6 +299,28 @@ static inline __attribute__((always_inline)) void fz_combine(size_t NV, size_t d
         FZ_ST(out + 4 * q, acc[q]);
 }
 
+/* Through a dense layer's activation (d units, rows dp apart) for me outputs: Dl[k] = G[k] o f1
+ * and, with hess, H_k (4NV x 4NV) += Jz^T diag(G[k] o f2) Jz. */
+static inline __attribute__((always_inline)) void fz_dense_delta(size_t NV, size_t n, size_t me, size_t d, size_t dp,
+                                                                 const double *G, const double *f1, const double *f2,
+                                                                 int hess, const double *Jz, double *Dl, double *C,
+                                                                 double *H)
+{
+    size_t ld = 4 * NV;
+    for (size_t k = 0; k < me; k++) {
+        const double *g = G + k * dp;
+        double *dl = Dl + k * dp;
+        for (size_t q = 0; q < dp; q += 4) {
+            fz_v4 gq = FZ_LD(g + q);
+            FZ_ST(dl + q, gq * FZ_LD(f1 + q));
+            if (hess)
+                FZ_ST(C + q, gq * FZ_LD(f2 + q));
+        }
+        if (hess)
+            fz_hess_rows(NV, n, d, C, Jz, H + k * ld * ld);
+    }
+}
+
 static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const nnd_fused *F,
                                                                const double *const *f1, const double *const *f2,
                                                                const double *seed, double *ws, double *J,
@@ -345,18 +367,7 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         G[seed ? k : k * dL + k] = seed ? seed[k] : F->oscale[k];
     for (size_t l = L; l-- > 0;) {
         size_t dp = F->dp[l];
-        int hess = any && l <= top;
-        for (size_t k = 0; k < me; k++) {
-            double *g = G + k * dp, *dl = Dl + k * dp;
-            for (size_t q = 0; q < dp; q += 4) {
-                fz_v4 gq = FZ_LD(g + q);
-                FZ_ST(dl + q, gq * FZ_LD(f1[l] + q));
-                if (hess)
-                    FZ_ST(C + q, gq * FZ_LD(f2[l] + q));
-            }
-            if (hess)
-                fz_hess_rows(NV, n, F->d[l], C, Jz[l], H + k * ld * ld);
-        }
+        fz_dense_delta(NV, n, me, F->d[l], dp, G, f1[l], f2[l], any && l <= top, Jz[l], Dl, C, H);
         if (l == 0)
             break;
         fz_backprop(me, F->d[l], dp, F->dp[l - 1], Dl, F->Wr[l], Gn);
@@ -369,18 +380,24 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
             fz_combine(NV, F->d[0], Dl + k * F->dp[0], F->W1g, J + k * ld);
 }
 
+/* fn(NV, args...) with the sample's vectors of inputs F->nv (1-4) a constant, for the unrolling. */
+#define FZ_BY_NV(fn, F, ...)                                                                                          \
+    do {                                                                                                              \
+        switch ((F)->nv) {                                                                                            \
+        case 1: fn(1, F, __VA_ARGS__); return;                                                                        \
+        case 2: fn(2, F, __VA_ARGS__); return;                                                                        \
+        case 3: fn(3, F, __VA_ARGS__); return;                                                                        \
+        default: fn(4, F, __VA_ARGS__); return;                                                                       \
+        }                                                                                                             \
+    } while (0)
+
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of
  * H (me x 4nv x 4nv, rows i valid from column 4 floor(i/4) on); J or H may be NULL. f1[l], f2[l]:
  * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: kernel_ws_doubles (fused.c). */
 static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
                                   const double *seed, double *ws, double *J, double *H)
 {
-    switch (F->nv) {
-    case 1: fz_sample_nv(1, F, f1, f2, seed, ws, J, H); return;
-    case 2: fz_sample_nv(2, F, f1, f2, seed, ws, J, H); return;
-    case 3: fz_sample_nv(3, F, f1, f2, seed, ws, J, H); return;
-    default: fz_sample_nv(4, F, f1, f2, seed, ws, J, H); return;
-    }
+    FZ_BY_NV(fz_sample_nv, F, f1, f2, seed, ws, J, H);
 }
 
 /* ---------------------------------------------------------------- graph networks
@@ -474,18 +491,7 @@ static inline __attribute__((always_inline)) void fz_graph_nv(size_t NV, const n
             }
             continue;
         }
-        int hess = any && l <= top;
-        for (size_t k = 0; k < me; k++) {
-            double *g = G[l] + k * dp, *dl = Dl + k * dp;
-            for (size_t q = 0; q < dp; q += 4) {
-                fz_v4 gv = FZ_LD(g + q);
-                FZ_ST(dl + q, gv * FZ_LD(f1[l] + q));
-                if (hess)
-                    FZ_ST(C + q, gv * FZ_LD(f2[l] + q));
-            }
-            if (hess)
-                fz_hess_rows(NV, n, F->d[l], C, Jz[l], H + k * ld * ld);
-        }
+        fz_dense_delta(NV, n, me, F->d[l], dp, G[l], f1[l], f2[l], any && l <= top, Jz[l], Dl, C, H);
         double *Gs = fz_graph_adj(F, G, Gin, F->src[l][0], &ds, &dq);
         fz_backprop(me, F->d[l], dp, dq, Dl, F->Wr[l], Gn);
         for (size_t j = 0; j < me * dq; j += 4)
@@ -500,12 +506,7 @@ static inline __attribute__((always_inline)) void fz_graph_nv(size_t NV, const n
 static inline void fz_graph_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
                                  const double *seed, double *ws, double *J, double *H)
 {
-    switch (F->nv) {
-    case 1: fz_graph_nv(1, F, f1, f2, seed, ws, J, H); return;
-    case 2: fz_graph_nv(2, F, f1, f2, seed, ws, J, H); return;
-    case 3: fz_graph_nv(3, F, f1, f2, seed, ws, J, H); return;
-    default: fz_graph_nv(4, F, f1, f2, seed, ws, J, H); return;
-    }
+    FZ_BY_NV(fz_graph_nv, F, f1, f2, seed, ws, J, H);
 }
 
 /* ---------------------------------------------------------------- the lane kernel

@@ -14,11 +14,14 @@ void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 
 /* Reverse-mode Hessian update for few inputs (accum.h): acc[b][k] (n x n) += c[u][b,k] J_u J_u^T
- * for one unit's row of J and of c, samples b0 <= b < b1. */
-typedef void (*nnd_accum_fn)(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0,
-                             size_t b1);
-void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
-void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
+ * for nu units (unit u's row of J at jrow + u js, of c at crow + u cs), samples b0 <= b < b1, the
+ * units in order. */
+typedef void (*nnd_accum_fn)(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow,
+                             size_t cs, double *acc, size_t b0, size_t b1);
+void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                        double *acc, size_t b0, size_t b1);
+void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                     double *acc, size_t b0, size_t b1);
 
 /* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
  * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.

@@ -283,8 +283,8 @@ static double seeded_cost(const nnd_prep *p, const nnd_request *req)
 }
 
 /* Wherever the fused engine takes the net (for J and H), but for the seeded kinds; on graph
- * networks, which the fused, directional and HVP engines do not take yet, the blocked reverse
- * engine's J and H contracted. */
+ * networks the reverse plan's J and H contracted (the fused engine's where it takes the net, else
+ * the blocked reverse engine's), its cost counted as the blocked engine's. */
 static int full_applies(const nnd_prep *p, const nnd_request *req)
 {
     nnd_request fr = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, req->max_batch, 0};

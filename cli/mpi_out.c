@@ -349,7 +349,10 @@ int mpi_outset_write_at(mpi_outset *o, int failed, size_t row0, size_t rows, con
             bad = 1;
         }
     }
-    return mpi_any(o->comm, bad) ? -1 : 0;
+    if (mpi_any(o->comm, bad))
+        return -1;
+    cli_fault_hold_mid_run(); /* the fault build: every rank waits here for the test's signal */
+    return 0;
 }
 
 int mpi_outset_commit(mpi_outset *o, int failed, char *err, size_t errlen)

@@ -403,8 +403,19 @@ int cli_fault_alloc(void)
     const char *s = getenv("NND_CLI_FAIL_ALLOC");
     return s != NULL && *s && ++count == strtol(s, NULL, 10);
 }
+/* NND_CLI_HOLD_MID_RUN=1: after its first rows are written the process waits for a signal (whose
+ * handler removes the temporaries and exits), so that a test's signal always finds the run mid-way,
+ * however fast the machine computes the rest. */
+void cli_fault_hold_mid_run(void)
+{
+    const char *s = getenv("NND_CLI_HOLD_MID_RUN");
+    if (s != NULL && *s == '1')
+        for (;;)
+            pause();
+}
 #else
 #define renamed_ok(from, to, k) (rename(from, to) == 0)
+void cli_fault_hold_mid_run(void) {}
 void cli_fault_signal_in_commit(void) {}
 int cli_fault_alloc(void) { return 0; }
 #endif

@@ -55,6 +55,8 @@ void cli_signals_restore(const sigset_t *old, int outputs_in_place);
 /* The fault build (NND_CLI_FAULTS, tests/hpc): NND_CLI_SIGNAL_IN_COMMIT=SIG raises SIG where it is
  * called inside a commit; a no-op otherwise. */
 void cli_fault_signal_in_commit(void);
+/* The fault build only (else a no-op): NND_CLI_HOLD_MID_RUN=1 waits for a signal, for ever. */
+void cli_fault_hold_mid_run(void);
 /* The fault build: 1 when this allocation is to fail (NND_CLI_FAIL_ALLOC=K: the K-th asking);
  * always 0 otherwise. */
 int cli_fault_alloc(void);

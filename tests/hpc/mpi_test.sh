@@ -7,9 +7,9 @@
 # row under --strict, or a write past a file-size limit on rank 1 only) stops every rank with one
 # line naming the rank and the row, and leaves the target as it was and no temporary behind;
 # so do SIGINT mid-run (to mpirun, or to its process group) and a full disk (a 1 MiB tmpfs).
-#   mpi_test.sh HPC_CHECK NNDERIV NNDERIV_MPI MPIRUN_SH MPIRUN
+#   mpi_test.sh HPC_CHECK NNDERIV NNDERIV_MPI MPIRUN_SH MPIRUN NNDERIV_MPI_FAULTS
 set -euo pipefail
-check=$1 nnderiv=$2 mpi=$3 mpirun_sh=$4 mpirun=$5
+check=$1 nnderiv=$2 mpi=$3 mpirun_sh=$4 mpirun=$5 mpi_faults=$6
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nnderiv-mpi.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -107,7 +107,10 @@ done
 echo "an I/O failure on rank 1 only: '$(grep -o 'rank 1: .*' err.txt)', every rank stops, the target kept"
 
 # SIGINT mid-run, 2 ranks: to mpirun (which passes SIGTERM on), and to the whole process group as
-# a terminal's ^C does; a run of a few seconds, interrupted once rank 0's temporary exists
+# a terminal's ^C does, once rank 0's temporary exists. The ranks are nnderiv-mpi-faults with
+# NND_CLI_HOLD_MID_RUN=1: after their first collective write they wait for the signal, so it always
+# finds the run mid-way (a plain run of a few seconds was sometimes done before the signal came
+# once the kernels got faster).
 "$check" net 8 256,256 1 9 slow.json
 "$check" input 8 100000 3 xslow.npy
 # mpirun relays the ranks' stderr; killed while relaying, it sometimes drops rank 0's last line
@@ -117,8 +120,8 @@ echo "an I/O failure on rank 1 only: '$(grep -o 'rank 1: .*' err.txt)', every ra
 for how in mpirun group; do
     for attempt in 1 2 3; do
         if [ $how = mpirun ]; then echo keep >sig.h5; out=sig.h5; else rm -f sig.npy; out=sig.npy; fi
-        setsid bash "$mpirun_sh" "$mpirun" -n 2 "$mpi" derivatives -m slow.json -i xslow.npy -o $out --what H --threads 1 \
-            --quiet 2>err.txt &
+        NND_CLI_HOLD_MID_RUN=1 setsid bash "$mpirun_sh" "$mpirun" -n 2 "$mpi_faults" derivatives -m slow.json \
+            -i xslow.npy -o $out --what H --threads 1 --chunk-mib 1 --quiet 2>err.txt &
         pid=$!
         for _ in $(seq 2000); do ls -A | grep -q '^\.nnd-' && break; sleep 0.01; done
         ls -A | grep -q '^\.nnd-' || fail "SIGINT ($how): no temporary output appeared"

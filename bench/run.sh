@@ -43,14 +43,15 @@ if awk -v l="$load" 'BEGIN { exit !(l > 1.0) }'; then
     echo "warning: load average $load before the run: other work on the machine distorts the timings" >&2
 fi
 
-# The "% of dgemm" reference must be the best dgemm this CPU runs. OpenBLAS 0.3.21 (Debian 12) does
-# not know AMD Zen 4/5 and picks its Haswell (AVX2) kernels there, half the rate its SkylakeX
-# (AVX-512) kernels reach on the same core (1024^3, one thread, this VM: 30-51 vs 48-83 GFLOP/s),
-# while nnderiv's own kernels use AVX-512 where the CPU has it. So where the CPU has AVX-512F and
-# the caller chose no core, the bench's OpenBLAS runs its SkylakeX kernels (it prints the core it
-# runs); nnderiv itself uses OpenBLAS only under LAPACK. Set OPENBLAS_CORETYPE to override.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-    export OPENBLAS_CORETYPE=SkylakeX
+# The "% of dgemm" reference must be the best dgemm this CPU runs, so OpenBLAS picks its kernels
+# for this CPU itself: OPENBLAS_CORETYPE is unset for the run (this project's VM sets it to Haswell,
+# AVX2, in every shell, while its Zen 5 CPU has AVX-512, which OpenBLAS 0.3.21 detects as
+# Cooperlake and runs at 1.5-2x the Haswell kernels' rate, and nnderiv's own kernels use AVX-512
+# there too). The report names the core OpenBLAS ran. nnderiv itself uses OpenBLAS only under
+# LAPACK. NND_BENCH_KEEP_CORETYPE=1 keeps the caller's OPENBLAS_CORETYPE.
+if [ -n "${OPENBLAS_CORETYPE:-}" ] && [ "${NND_BENCH_KEEP_CORETYPE:-0}" != 1 ]; then
+    echo "bench: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE unset for the run (OpenBLAS picks this CPU's kernels)" >&2
+    unset OPENBLAS_CORETYPE
 fi
 
 rm -rf "$work"

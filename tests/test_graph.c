@@ -337,7 +337,17 @@ START_TEST(float32_within_bounds_on_random_dags)
                     size_t at;
                     /* test_float32's bounds hold for well-scaled nets; LayerNorm of inputs with a small
                      * spread amplifies the rounding of its inputs (conditioning, not the engine): the
-                     * bounds times that amplification (1 without LayerNorm) */
+                     * bounds times that amplification (1 without LayerNorm). Why this measure: float32
+                     * leaves each input v_i of a LayerNorm off by about u |v_i| (u = 2^-24; its own
+                     * v - mean(v) rounds alike), and xh = (v - mean v) / s, s = sqrt(var v + eps), has
+                     * dxh/dv = (I - 1 1^T / N - xh xh^T / N) / s, a projection (norm <= 1: 1 and xh are
+                     * orthogonal, |xh|^2 <= N) over s: xh, of size O(1), is off by up to u max|v| / s.
+                     * Its J and H are O(1) matrices in xh over s and s^2, moved by the same relative
+                     * amount to first order. So the relative error grows by max_i |v_i| / s, the
+                     * 1/sqrt(var + eps) in units of the input's size (unchanged when v is scaled, as
+                     * the rounding is; 1/s alone is not); never below 1 (a LayerNorm whose eps makes
+                     * it contract errors does not tighten the bounds of the rest); several compound:
+                     * their product (ref_layernorm_gain). */
                     const double gain = ref_layernorm_gain(&t.ref, xd + b * n);
                     struct {
                         const char *what;

@@ -1063,6 +1063,46 @@ START_TEST(saturated_units_finite_and_exact)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- (g) the fused engine's paths
+ * Nets the fused engine takes, each shaped for one of its register-blocked paths: n_in 5-8 (two
+ * vectors of inputs: both blocks of Hessian rows in one pass over the units), widths of 32 or more
+ * (one sample's values eight vectors at a time), widths 8, 20, 32, 44 (tangents in 12-row passes
+ * and an 8-row rest), and one, three and four vectors of inputs for the other paths. Batch 1
+ * (max_batch 1: the plan runs the block on the caller) and an odd batch against the reference,
+ * batches around the block (the threads' path) against samples one by one. */
+static const struct {
+    size_t n_in;
+    size_t w[4];
+    int a[4];
+} FUSED_PATHS[] = {
+    {8, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}}, /* the bench's latency shape */
+    {5, {20, 44, 3}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {7, {36, 8, 1}, {NND_ACT_SOFTPLUS, NND_ACT_GELU, NND_ACT_TANSIG}},
+    {6, {40, 2}, {NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_SILU, NND_ACT_PURELIN}},
+    {12, {32, 20, 4}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {16, {33, 32, 2}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_TANSIG}},
+};
+#define N_FUSED_PATHS (sizeof FUSED_PATHS / sizeof FUSED_PATHS[0])
+
+START_TEST(fused_engine_paths_equal_reference)
+{
+    for (size_t i = 0; i < N_FUSED_PATHS; i++) {
+        ref_spec s = spec_of(FUSED_PATHS[i].n_in, FUSED_PATHS[i].w, FUSED_PATHS[i].a);
+        tnet t;
+        tnet_build(&t, &s, 4400 + i);
+        nnd_plan *p = plan_for(&t, 1, NND_VALUE | NND_JACOBIAN | NND_HESSIAN, NND_MODE_AUTO);
+        ck_assert_msg(strstr(nnd_plan_explain(p), "engine fused;") != NULL, "net %s does not run the fused engine: %s",
+                      t.desc, nnd_plan_explain(p));
+        nnd_plan_free(p);
+        check_against_reference("fused engine paths equal the reference (batch 1)", &t, 1, 4500 + i);
+        check_against_reference("fused engine paths equal the reference (batch 7)", &t, 7, 4600 + i);
+        check_batching(&t, NND_MODE_REVERSE, 4700 + i);
+        tnet_free(&t);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- suite */
 
 static Suite *derivatives_suite(void)
@@ -1088,6 +1128,7 @@ static Suite *derivatives_suite(void)
     ADD(library_fd_matches_reference);
     ADD(fd_estimate_catches_wrong_second_derivative);
     ADD(saturated_units_finite_and_exact);
+    ADD(fused_engine_paths_equal_reference);
 #undef ADD
     return s;
 }

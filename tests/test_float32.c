@@ -48,6 +48,9 @@ static const shape SHAPES[] = {
     {6, 3, {12, 12, 3}, {NND_ACT_GELU, NND_ACT_SILU, NND_ACT_TANSIG}, REF_PROC_RCR, REF_PROC_RCR},
     {12, 3, {20, 20, 3}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, REF_PROC_MAPMINMAX, REF_PROC_MAPSTD},
     {40, 3, {64, 64, 2}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_PURELIN}, 0, 0},
+    /* the fused engine's paths at n 5-8, widths 32-44 (test_derivatives fused_engine_paths_*) */
+    {8, 3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
+    {5, 3, {20, 44, 3}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, REF_PROC_MAPSTD, REF_PROC_MAPMINMAX},
 };
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 

@@ -73,10 +73,27 @@ static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double
             FZ_ST(z1 + 4 * q, t0);
         }
     }
-    for (; b < cb; b++) { /* the same arithmetic for a last odd sample */
-        const double *x0 = a + b * lda;
+    for (; b < cb; b++) { /* the same arithmetic for a last odd sample (batch 1: the only one), */
+        const double *x0 = a + b * lda; /* eight vectors at a time: one broadcast feeds 8 FMAs */
         double *z0 = z + b * dp;
-        for (size_t q = 0; q < nq; q++) {
+        size_t q = 0;
+        for (; q + 8 <= nq; q += 8) {
+            fz_v4 s[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                s[r] = FZ_LD(bp + 4 * (q + r));
+            for (size_t k = 0; k < din; k++) {
+                double u = x0[k];
+                const double *w = WT + k * dp + 4 * q;
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    s[r] += u * FZ_LD(w + 4 * r);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                FZ_ST(z0 + 4 * (q + r), s[r]);
+        }
+        for (; q < nq; q++) {
             fz_v4 s0 = FZ_LD(bp + 4 * q);
             for (size_t k = 0; k < din; k++)
                 s0 += x0[k] * FZ_LD(WT + k * dp + 4 * q);
@@ -98,9 +115,40 @@ static inline __attribute__((always_inline)) void fz_store_transposed(double *J,
     FZ_ST(J + 3 * ld, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
 }
 
+/* Rows v .. v + 4 MB - 1 of Jz's columns 4c .. 4c + 3 (Tc, Jc: T and Jz from column 4c): per unit
+ * MB vector loads of W^T and four broadcasts of T feed 4 MB FMAs into accumulators in registers. */
+static inline __attribute__((always_inline)) void fz_tangent_tile(size_t MB, size_t ld, size_t dp, size_t din, size_t v,
+                                                                  const double *WT, const double *Tc, double *Jc)
+{
+    fz_v4 a[4][3], w[3];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 3
+        for (size_t m = 0; m < MB; m++)
+            a[i][m] = (fz_v4){0, 0, 0, 0};
+    for (size_t u = 0; u < din; u++) {
+        const double *t = Tc + u * ld;
+#pragma GCC unroll 3
+        for (size_t m = 0; m < MB; m++) {
+            w[m] = FZ_LD(WT + u * dp + v + 4 * m);
+            FZ_REG(w[m]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            double ti = t[i];
+#pragma GCC unroll 3
+            for (size_t m = 0; m < MB; m++)
+                a[i][m] += ti * w[m];
+        }
+    }
+#pragma GCC unroll 3
+    for (size_t m = 0; m < MB; m++)
+        fz_store_transposed(Jc + (v + 4 * m) * ld, ld, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
+}
+
 /* The tangents Jz (dp x 4NV) = W T (T: din x 4NV), a vector of four columns of Jz at a time:
  * Jz^T in 4-row tiles from W^T (din x dp), 12 rows of Jz per pass. Per unit of the previous layer,
- * three vector loads of W^T and four broadcasts of T feed 12 FMAs, where the row form
+ * three vector loads of W^T and four broadcasts of T feed 12 FMAs (fz_tangent_tile), where the row form
  * (fz_tangent_rows) needs a broadcast of W and NV loads of T per NV FMAs; the tiles go back to rows
  * through 4 x 4 transposes. */
 static inline __attribute__((always_inline)) void fz_tangent_cols(size_t NV, size_t dp, size_t din,
@@ -111,44 +159,14 @@ static inline __attribute__((always_inline)) void fz_tangent_cols(size_t NV, siz
         const double *Tc = T + 4 * c;
         double *Jc = Jz + 4 * c;
         size_t v = 0;
-        for (; v + 12 <= dp; v += 12) {
-            fz_v4 a[4][3];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++)
-#pragma GCC unroll 3
-                for (int m = 0; m < 3; m++)
-                    a[i][m] = (fz_v4){0, 0, 0, 0};
-            for (size_t u = 0; u < din; u++) {
-                const double *w = WT + u * dp + v, *t = Tc + u * ld;
-                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8);
-                FZ_REG(w0);
-                FZ_REG(w1);
-                FZ_REG(w2);
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++) {
-                    double ti = t[i];
-                    a[i][0] += ti * w0;
-                    a[i][1] += ti * w1;
-                    a[i][2] += ti * w2;
-                }
-            }
-#pragma GCC unroll 3
-            for (int m = 0; m < 3; m++)
-                fz_store_transposed(Jc + (v + 4 * m) * ld, ld, &a[0][m], &a[1][m], &a[2][m], &a[3][m]);
+        for (; v + 12 <= dp; v += 12)
+            fz_tangent_tile(3, ld, dp, din, v, WT, Tc, Jc);
+        if (v + 8 <= dp) { /* eight rows left (dp 32: 12 + 12 + 8): one tile of two vectors */
+            fz_tangent_tile(2, ld, dp, din, v, WT, Tc, Jc);
+            v += 8;
         }
-        for (; v < dp; v += 4) {
-            fz_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
-            for (size_t u = 0; u < din; u++) {
-                const double *t = Tc + u * ld;
-                fz_v4 w0 = FZ_LD(WT + u * dp + v);
-                FZ_REG(w0);
-                a0 += t[0] * w0;
-                a1 += t[1] * w0;
-                a2 += t[2] * w0;
-                a3 += t[3] * w0;
-            }
-            fz_store_transposed(Jc + v * ld, ld, &a0, &a1, &a2, &a3);
-        }
+        for (; v < dp; v += 4)
+            fz_tangent_tile(1, ld, dp, din, v, WT, Tc, Jc);
     }
 }
 
@@ -197,6 +215,40 @@ static inline __attribute__((always_inline)) void fz_hess_block(size_t NV, size_
 static inline __attribute__((always_inline)) void fz_hess_rows(size_t NV, size_t n, size_t d, const double *c,
                                                                const double *Jz, double *Hk)
 {
+    if (NV == 2 && n > 4) { /* n 5-8: both blocks of four rows in one pass over the units (12 + 3 registers) */
+        fz_v4 a[4][2], b[4];
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++) {
+            a[r][0] = FZ_LD(Hk + r * 8);
+            a[r][1] = FZ_LD(Hk + r * 8 + 4);
+            b[r] = FZ_LD(Hk + (4 + r) * 8 + 4);
+        }
+        for (size_t u = 0; u < d; u++) {
+            double cu = c[u];
+            if (cu == 0.0)
+                continue;
+            const double *j = Jz + u * 8;
+            fz_v4 j0 = cu * FZ_LD(j), j1 = cu * FZ_LD(j + 4);
+            FZ_REG(j0);
+            FZ_REG(j1);
+#pragma GCC unroll 4
+            for (size_t r = 0; r < 4; r++) {
+                double s = j[r];
+                a[r][0] += s * j0;
+                a[r][1] += s * j1;
+            }
+#pragma GCC unroll 4
+            for (size_t r = 0; r < 4; r++)
+                b[r] += j[4 + r] * j1;
+        }
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++) {
+            FZ_ST(Hk + r * 8, a[r][0]);
+            FZ_ST(Hk + r * 8 + 4, a[r][1]);
+            FZ_ST(Hk + (4 + r) * 8 + 4, b[r]);
+        }
+        return;
+    }
 #pragma GCC unroll 4
     for (size_t q0 = 0; q0 < NV; q0++) {
         if (4 * q0 >= n)
@@ -274,6 +326,35 @@ static inline void fz_backprop(size_t me, size_t d, size_t dp, size_t dq, const 
                 a0 += e0[u] * FZ_LD(Wr + u * dq + q);
             FZ_ST(Gn + k0 * dq + q, a0);
         }
+    }
+}
+
+/* out0, out1 (4NV each) = sum_{u < d} w0[u] M[u][:], w1[u] M[u][:] (M rows 4NV): two outputs at
+ * once, each row of M loaded once and twice the independent sums of fz_combine, with the same
+ * arithmetic (a zero weight adds an exact zero to a sum that, started at +0, is never -0). */
+static inline __attribute__((always_inline)) void fz_combine2(size_t NV, size_t d, const double *w0, const double *w1,
+                                                              const double *M, double *out0, double *out1)
+{
+    fz_v4 a[4], b[4];
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++)
+        a[q] = b[q] = (fz_v4){0, 0, 0, 0};
+    for (size_t u = 0; u < d; u++) {
+        double s = w0[u], t = w1[u];
+        if (s == 0.0 && t == 0.0)
+            continue;
+#pragma GCC unroll 4
+        for (size_t q = 0; q < NV; q++) {
+            fz_v4 m = FZ_LD(M + u * 4 * NV + 4 * q);
+            FZ_REG(m);
+            a[q] += s * m;
+            b[q] += t * m;
+        }
+    }
+#pragma GCC unroll 4
+    for (size_t q = 0; q < NV; q++) {
+        FZ_ST(out0 + 4 * q, a[q]);
+        FZ_ST(out1 + 4 * q, b[q]);
     }
 }
 
@@ -363,9 +444,11 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         G = Gn;
         Gn = t;
     }
-    if (J)
-        for (size_t k = 0; k < me; k++)
-            fz_combine(NV, F->d[0], Dl + k * F->dp[0], F->W1g, J + k * ld);
+    size_t k = 0, dp0 = F->dp[0];
+    for (; J && k + 2 <= me; k += 2)
+        fz_combine2(NV, F->d[0], Dl + k * dp0, Dl + (k + 1) * dp0, F->W1g, J + k * ld, J + (k + 1) * ld);
+    if (J && k < me)
+        fz_combine(NV, F->d[0], Dl + k * dp0, F->W1g, J + k * ld);
 }
 
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of

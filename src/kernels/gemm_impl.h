@@ -15,12 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GVL (32 / sizeof(GT)) /* elements per 32-byte vector */
+#ifndef GVB
+#define GVB 32
+#endif
+#define GVL (GVB / sizeof(GT)) /* elements per vector */
 #define GNR (2 * GVL)         /* columns of a tile: two vectors */
 #define GNC (NND_GEMM_NC / GNR * GNR)
 
-typedef GT GFN(vec) __attribute__((vector_size(32)));
-typedef GT GFN(uvec) __attribute__((vector_size(32), aligned(sizeof(GT)))); /* unaligned access */
+typedef GT GFN(vec) __attribute__((vector_size(GVB)));
+typedef GT GFN(uvec) __attribute__((vector_size(GVB), aligned(sizeof(GT)))); /* unaligned access */
 
 /* dst (MR x NR, row stride ldd) = [dst +] the packed MR x kc block ap times the packed kc x NR
  * sliver bp. */
@@ -65,9 +68,9 @@ static inline __attribute__((always_inline)) void GFN(micro)(size_t kc, const GT
 static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alpha, const GT *A, size_t lda,
                            const GT *B, size_t ldb, GT beta, GT *C, size_t ldc, int upper, GT *pack)
 {
-    GT ct[NND_GEMM_MR * GNR] __attribute__((aligned(32)));
-    /* KC x NC of B (32-byte aligned: the micro-kernel's vector loads), then MC x KC of A */
-    GT *bpk = (GT *)(void *)(((uintptr_t)(void *)pack + 31) & ~(uintptr_t)31), *apk = bpk + NND_GEMM_KC * GNC;
+    GT ct[NND_GEMM_MR * GNR] __attribute__((aligned(GVB)));
+    /* KC x NC of B (GVB-byte aligned: the micro-kernel's vector loads), then MC x KC of A */
+    GT *bpk = (GT *)(void *)(((uintptr_t)(void *)pack + GVB - 1) & ~(uintptr_t)(GVB - 1)), *apk = bpk + NND_GEMM_KC * GNC;
     if (K == 0) {
         for (size_t i = 0; i < M; i++)
             for (size_t j = upper ? i : 0; j < N; j++)
@@ -177,6 +180,7 @@ void GFN(syrk_ut)(size_t n, size_t k, GT alpha, const GT *A, size_t lda, GT beta
     GFN(gemm_core)(1, 0, n, n, k, alpha, A, lda, A, lda, beta, C, ldc, 1, pack);
 }
 
+#undef GVB
 #undef GVL
 #undef GNR
 #undef GNC

@@ -25,6 +25,8 @@ static int tiny(size_t M, size_t N, size_t K)
 NND_GEMM_DISPATCH(dgemm_avx2, double, nnd__gemm_small_avx2, nnd__gemm_d_avx2)
 NND_GEMM_DISPATCH(dgemm_generic, double, gemm_small_impl, nnd__gemm_d_generic)
 NND_GEMM_DISPATCH(sgemm_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2)
+NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
+NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic)
 
 #if defined(NND_HAVE_SLEEF)
@@ -37,13 +39,22 @@ NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
                                          nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
                                          nnd__fused_sample_avx2, nnd__fused_lanes_avx2};
+/* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits) */
+static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
+                                           nnd__syrk_ut_s_avx512, nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG,
+                                           nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_lanes_avx2};
 static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
                                             nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
                                             nnd__fused_values_generic, nnd__fused_sample_generic,
                                             nnd__fused_lanes_generic};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
-const nnd_kernels *nnd__kernels(void) { return nnd__cpu_avx2() ? &kernels_avx2 : &kernels_generic; }
+const nnd_kernels *nnd__kernels(void)
+{
+    if (!nnd__cpu_avx2())
+        return &kernels_generic;
+    return nnd__cpu_avx512() ? &kernels_avx512 : &kernels_avx2;
+}
 
 /* GEMV and AXPY: streaming loops, one order of operations on every CPU. */
 #define NND_GEMV_T_BODY                                                                                               \
@@ -113,6 +124,24 @@ int nnd__cpu_avx2(void)
     return s;
 }
 
+int nnd__cpu_avx512(void)
+{
+    static int state = -1;
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s < 0) {
+#if defined(NND_HAVE_AVX512)
+        const char *e = getenv("NND_NO_AVX512");
+        int off = e && *e && strcmp(e, "0") != 0;
+        /* libgcc's probe also checks that the OS saves the zmm state (XGETBV) */
+        s = !off && nnd__cpu_avx2() && __builtin_cpu_supports("avx512f");
+#else
+        s = 0;
+#endif
+        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
 int nnd__cpu_sleef(void)
 {
 #if defined(NND_HAVE_SLEEF)
@@ -173,4 +202,31 @@ void nnd__syrk_ut_s_avx2(size_t n, size_t k, float alpha, const float *A, size_t
 }
 
 NND_FUSED_DEFINE(avx2)
+#endif
+
+#if !defined(NND_HAVE_AVX512)
+/* Never called: nnd__cpu_avx512() is 0 in a build without the AVX-512 kernels. */
+void nnd__gemm_d_avx512(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
+                        size_t ldb, double *C, size_t ldc, double *pack)
+{
+    nnd__gemm_d_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+}
+
+void nnd__syrk_ut_d_avx512(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
+                           size_t ldc, double *pack)
+{
+    nnd__syrk_ut_d_avx2(n, k, alpha, A, lda, beta, C, ldc, pack);
+}
+
+void nnd__gemm_s_avx512(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                        size_t ldb, float *C, size_t ldc, float *pack)
+{
+    nnd__gemm_s_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+}
+
+void nnd__syrk_ut_s_avx512(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,
+                           size_t ldc, float *pack)
+{
+    nnd__syrk_ut_s_avx2(n, k, alpha, A, lda, beta, C, ldc, pack);
+}
 #endif

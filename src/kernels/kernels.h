@@ -54,6 +54,11 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
                               size_t ldc, float *pack);
 NND_GEMM_DECLARE(generic)
 NND_GEMM_DECLARE(avx2)
+NND_GEMM_DECLARE(avx512)
+/* 1 when, besides AVX2, the CPU and the OS run AVX-512F (and those kernels were built), and
+ * NND_NO_AVX512 is not set to a non-empty value other than "0" (the AVX2 table then: for testing
+ * it on AVX-512 machines, and for comparison). */
+int nnd__cpu_avx512(void);
 
 /* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
  * weights. Widths are rounded up to dp_l, a multiple of 4, and n to 4 nv; padding is zero. */
@@ -98,7 +103,7 @@ void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const d
 /* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
  * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
 typedef struct nnd_kernels {
-    const char *name; /* "avx2" or "generic" */
+    const char *name; /* "avx512", "avx2" or "generic" */
     void (*dgemm)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
                   size_t ldb, double *C, size_t ldc, double *pack);
     void (*sgemm)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,

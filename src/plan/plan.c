@@ -89,6 +89,10 @@ static void run_block(void *ctx, size_t t, size_t k)
 
 static void run_jobs(const nnd_plan *p, job *j)
 {
+    if (j->batch <= p->block) { /* one block (batch 1 always): on the caller, no hand-off */
+        run_block(j, 0, 0);
+        return;
+    }
     size_t blocks = j->batch / p->block + (j->batch % p->block != 0);
     j->T = blocks < p->nthreads ? blocks : p->nthreads;
     nnd__pool_run_blocks(p->pool, j->T, blocks, run_block, j);

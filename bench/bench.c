@@ -59,7 +59,8 @@ typedef struct {
 
 /* The shapes of the issue (deep: the small deep net 2-16^8-1 of the performance issue). taylor50 is the network of the published collapsed-Taylor /
  * forward-Laplacian benchmarks (full 50 x 50 Hessian per input). The "graph" group: a residual
- * PINN (3 -> 128, four residual blocks of width 128, -> 1) and a cascadeforwardnet 4-20-20-1. */
+ * PINN (3 -> 128, four residual blocks of width 128, -> 1), a cascadeforwardnet 4-20-20-1, and two
+ * small residual nets the fused engine takes (3 -> 32, two blocks, -> 1; 8 -> 32, two blocks, -> 2). */
 static const shape SHAPES[] = {
     {.name = "fitnet", .group = "shape", .n_in = 4, .hidden = {10}, .n_out = 1, .batch = 20000},
     {.name = "seed3", .group = "shape", .n_in = 8, .hidden = {32, 32}, .n_out = 2, .batch = 10000},
@@ -77,6 +78,10 @@ static const shape SHAPES[] = {
      .topo = TOPO_RESIDUAL, .blocks = 4, .products = 1},
     {.name = "cascade", .group = "graph", .n_in = 4, .hidden = {20, 20}, .n_out = 1, .batch = 20000,
      .topo = TOPO_CASCADE},
+    {.name = "res-small", .group = "graph", .n_in = 3, .hidden = {32}, .n_out = 1, .batch = 20000,
+     .topo = TOPO_RESIDUAL, .blocks = 2},
+    {.name = "res-8", .group = "graph", .n_in = 8, .hidden = {32}, .n_out = 2, .batch = 10000,
+     .topo = TOPO_RESIDUAL, .blocks = 2},
 };
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 

@@ -147,7 +147,9 @@ NND_API nnd_status nnd_net_add_dense(nnd_net *net, size_t n_out, const double *W
  * so that the layers form a directed acyclic graph; the net's output is the last layer's output.
  * A source is an earlier layer's 0-based index, NND_NET_INPUT (the processed input: x after the
  * input processing) or NND_NET_PREVIOUS (the layer added last; the processed input when there is
- * none). Derivatives through every kind are exact, in every mode.
+ * none). Derivatives through every kind are exact, in every mode. The fused engine for small nets
+ * (nnd_plan_new) takes graphs of dense, sum and concatenation layers; a net with LayerNorm runs the
+ * blocked engines.
  * Each call checks its sources (earlier layers, equal widths for a sum) and changes nothing on
  * failure: NND_EINVAL for a NULL pointer, a source that does not exist yet or a bad value,
  * NND_EDIM for widths that do not agree. */
@@ -413,13 +415,15 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
  *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
  *     pass of the gradient and of its derivative along v (reverse-over-forward).
- *   On small nets (those the fused engine takes: few inputs and outputs, narrow layers, no softmax)
+ *   On small nets (those the fused engine takes: few inputs and outputs, narrow layers, no softmax
+ *     or LayerNorm)
  *     HVP, JVP, LAPLACIAN, HDIAG and UNCERTAINTY* instead contract each sample's full J and H from
  *     that engine (H v, J u, tr H, diag H, (J L)(J L)^T and 1/2 tr(H Sigma)) where its cost model
  *     says that is faster; the results agree to rounding (the README has the measurements).
- *   On graph networks (sums, concatenations, LayerNorm; the fused engine takes none) the same
- *     contraction of each sample's J and H comes from the reverse engine where its flops (J and H,
- *     then the contraction) are fewer than the general path's (small n); every kind plans on every
+ *   On graph networks (sums, concatenations, LayerNorm) the same contraction of each sample's J
+ *     and H comes from a reverse plan (the fused engine where it takes the graph: no LayerNorm, no
+ *     softmax; else the blocked reverse engine) where the blocked engine's flops for J and H plus
+ *     the contraction's are fewer than the general path's (small n); every kind plans on every
  *     graph, softmax and logsoftmax layers anywhere in it included.
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */

@@ -6,6 +6,8 @@
  * every product kind against the contraction of the reference's J and H; and the torch models of
  * tests/data/graph (tools/make_graph_fixtures.py: torch.func J and H, committed) against both the
  * reference and the library. A mode or product that refuses a graph net fails here: it is a bug.
+ * The fused engine: it runs (nnd_plan_explain) on the nets without LayerNorm or softmax, for n_in in
+ * one to four vectors, and equals the reference there in y, J, H, float32 and the seeded products.
  * Modes: MODES below (all three).
  */
 #include <check.h>
@@ -65,12 +67,12 @@ typedef struct {
     char desc[2048];
 } tnet;
 
-/* A random graph of style (REF_GRAPH_*) number c: n_in 2-5, width 3-8, n_out 1-3, processing on
- * both sides for odd c, softmax output for c % 4 == 3; smooth: C2 activations only (ACTS_SMOOTH),
- * or also every elementwise one (ACTS_MIXED), or the coupled ones among the smooth ones
- * (ACTS_COUPLED: softmax and logsoftmax hidden anywhere, a logsoftmax output for odd c). */
+/* A random graph of style (REF_GRAPH_*) number c: n_in 2-5 (or n_in when not 0), width 3-8, n_out 1-3,
+ * processing on both sides for odd c, softmax output for c % 4 == 3; smooth: C2 activations only
+ * (ACTS_SMOOTH), or also every elementwise one (ACTS_MIXED), or the coupled ones among the smooth
+ * ones (ACTS_COUPLED: softmax and logsoftmax hidden anywhere, a logsoftmax output for odd c). */
 enum { ACTS_MIXED, ACTS_SMOOTH, ACTS_COUPLED };
-static void tnet_build(tnet *t, int style, int c, int smooth, uint64_t seed)
+static void tnet_build_n(tnet *t, int style, int c, int smooth, uint64_t seed, size_t n_in)
 {
     ref_rng r;
     ref_rng_seed(&r, seed);
@@ -79,6 +81,8 @@ static void tnet_build(tnet *t, int style, int c, int smooth, uint64_t seed)
     memset(t, 0, sizeof *t);
     s.style = style;
     s.n_in = 2 + ref_rng_below(&r, 4);
+    if (n_in)
+        s.n_in = n_in;
     s.width = 3 + ref_rng_below(&r, 6);
     s.n_out = 1 + ref_rng_below(&r, 3);
     s.n_blocks = style == REF_GRAPH_RANDOM ? 5 + ref_rng_below(&r, 10) : 1 + ref_rng_below(&r, 3);
@@ -109,6 +113,11 @@ static void tnet_build(tnet *t, int style, int c, int smooth, uint64_t seed)
     ck_assert_msg(!nnd_net_is_chain(t->net), "a %s net is a chain: %s", STYLE[style], t->desc);
     t->n = t->ref.n_in;
     t->m = t->ref.n_out;
+}
+
+static void tnet_build(tnet *t, int style, int c, int smooth, uint64_t seed)
+{
+    tnet_build_n(t, style, c, smooth, seed, 0);
 }
 
 static void tnet_free(tnet *t)
@@ -310,66 +319,73 @@ END_TEST
 
 /* ---------------------------------------------------------------- float32 */
 
+/* A float32 plan of `mode` on t against the reference within test_float32's bounds: a batch of 37
+ * in one block (blocks 0), or of 3 blocks, the last one short (blocks 1). */
+static void check_float32(const tnet *t, nnd_mode mode, int blocks)
+{
+    const size_t n = t->n, m = t->m;
+    nnd_plan *p = NULL;
+    nnd_status s = nnd_plan_new(t->net, blocks ? 20000 : 37, NND_VJH | NND_FLOAT32, mode, &p);
+    ck_assert_msg(s == NND_OK, "float32 %s plan of a graph net: %s (%s); net %s", mode_name(mode),
+                  nnd_strerror(s), nnd_errmsg(), t->desc);
+    const size_t batch = blocks ? 2 * nnd_plan_block(p) + 3 : 37;
+    float *xf = xcalloc(batch * n, sizeof *xf), *y = xcalloc(batch * m, sizeof *y);
+    float *J = xcalloc(batch * m * n, sizeof *J), *H = xcalloc(batch * m * n * n, sizeof *H);
+    double *xd = xcalloc(batch * n, sizeof *xd);
+    ref_rng r;
+    ref_rng_seed(&r, t->seed + 5);
+    for (size_t i = 0; i < batch * n; i++) xd[i] = xf[i] = (float)ref_rng_normal(&r);
+    routs R;
+    reference(t, batch, xd, &R);
+    s = nnd_plan_execute_f32(p, batch, xf, y, J, H);
+    ck_assert_msg(s == NND_OK, "execute_f32: %s (%s)", nnd_strerror(s), nnd_errmsg());
+    for (size_t b = 0; b < batch; b++) {
+        size_t at;
+        /* test_float32's bounds hold for well-scaled nets; LayerNorm of inputs with a small
+         * spread amplifies the rounding of its inputs (conditioning, not the engine): the
+         * bounds times that amplification (1 without LayerNorm). Why this measure: float32
+         * leaves each input v_i of a LayerNorm off by about u |v_i| (u = 2^-24; its own
+         * v - mean(v) rounds alike), and xh = (v - mean v) / s, s = sqrt(var v + eps), has
+         * dxh/dv = (I - 1 1^T / N - xh xh^T / N) / s, a projection (norm <= 1: 1 and xh are
+         * orthogonal, |xh|^2 <= N) over s: xh, of size O(1), is off by up to u max|v| / s.
+         * Its J and H are O(1) matrices in xh over s and s^2, moved by the same relative
+         * amount to first order. So the relative error grows by max_i |v_i| / s, the
+         * 1/sqrt(var + eps) in units of the input's size (unchanged when v is scaled, as
+         * the rounding is; 1/s alone is not); never below 1 (a LayerNorm whose eps makes
+         * it contract errors does not tighten the bounds of the rest); several compound:
+         * their product (ref_layernorm_gain). */
+        const double gain = ref_layernorm_gain(&t->ref, xd + b * n);
+        struct {
+            const char *what;
+            size_t len;
+            const float *f;
+            const long double *r;
+            double tol;
+        } q[3] = {{"y", m, y + b * m, R.y + b * m, TOL_F32_Y},
+                  {"J", m * n, J + b * m * n, R.J + b * m * n, TOL_F32_J},
+                  {"H", m * n * n, H + b * m * n * n, R.H + b * m * n * n, TOL_F32_H}};
+        for (int i = 0; i < 3; i++) {
+            double e = diff_f(q[i].len, q[i].f, q[i].r, &at);
+            ck_assert_msg(e <= q[i].tol * gain,
+                          "float32 %s (%s) vs the reference: relative error %.3g > %.1g x LayerNorm gain %.3g at "
+                          "entry %zu of sample %zu (%.9g vs %.17Lg); net %s, seed %llu",
+                          q[i].what, mode_name(mode), e, q[i].tol, gain, at, b, (double)q[i].f[at],
+                          q[i].r[at], t->desc, (unsigned long long)t->seed);
+        }
+    }
+    routs_free(&R);
+    free(xf), free(y), free(J), free(H), free(xd);
+    nnd_plan_free(p);
+}
+
 START_TEST(float32_within_bounds_on_random_dags)
 {
-    const nnd_mode *modes = MODES;
     for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
         for (int c = 0; c < 4; c++)
             for (int mi = 0; mi < N_MODES; mi++) {
                 tnet t;
                 tnet_build(&t, style, c, 1, 35000 + 100 * (uint64_t)style + (uint64_t)c);
-                const size_t n = t.n, m = t.m, batch = 37;
-                nnd_plan *p = NULL;
-                nnd_status s = nnd_plan_new(t.net, batch, NND_VJH | NND_FLOAT32, modes[mi], &p);
-                ck_assert_msg(s == NND_OK, "float32 %s plan of a graph net: %s (%s); net %s", mode_name(modes[mi]),
-                              nnd_strerror(s), nnd_errmsg(), t.desc);
-                float *xf = xcalloc(batch * n, sizeof *xf), *y = xcalloc(batch * m, sizeof *y);
-                float *J = xcalloc(batch * m * n, sizeof *J), *H = xcalloc(batch * m * n * n, sizeof *H);
-                double *xd = xcalloc(batch * n, sizeof *xd);
-                ref_rng r;
-                ref_rng_seed(&r, t.seed + 5);
-                for (size_t i = 0; i < batch * n; i++) xd[i] = xf[i] = (float)ref_rng_normal(&r);
-                routs R;
-                reference(&t, batch, xd, &R);
-                s = nnd_plan_execute_f32(p, batch, xf, y, J, H);
-                ck_assert_msg(s == NND_OK, "execute_f32: %s (%s)", nnd_strerror(s), nnd_errmsg());
-                for (size_t b = 0; b < batch; b++) {
-                    size_t at;
-                    /* test_float32's bounds hold for well-scaled nets; LayerNorm of inputs with a small
-                     * spread amplifies the rounding of its inputs (conditioning, not the engine): the
-                     * bounds times that amplification (1 without LayerNorm). Why this measure: float32
-                     * leaves each input v_i of a LayerNorm off by about u |v_i| (u = 2^-24; its own
-                     * v - mean(v) rounds alike), and xh = (v - mean v) / s, s = sqrt(var v + eps), has
-                     * dxh/dv = (I - 1 1^T / N - xh xh^T / N) / s, a projection (norm <= 1: 1 and xh are
-                     * orthogonal, |xh|^2 <= N) over s: xh, of size O(1), is off by up to u max|v| / s.
-                     * Its J and H are O(1) matrices in xh over s and s^2, moved by the same relative
-                     * amount to first order. So the relative error grows by max_i |v_i| / s, the
-                     * 1/sqrt(var + eps) in units of the input's size (unchanged when v is scaled, as
-                     * the rounding is; 1/s alone is not); never below 1 (a LayerNorm whose eps makes
-                     * it contract errors does not tighten the bounds of the rest); several compound:
-                     * their product (ref_layernorm_gain). */
-                    const double gain = ref_layernorm_gain(&t.ref, xd + b * n);
-                    struct {
-                        const char *what;
-                        size_t len;
-                        const float *f;
-                        const long double *r;
-                        double tol;
-                    } q[3] = {{"y", m, y + b * m, R.y + b * m, TOL_F32_Y},
-                              {"J", m * n, J + b * m * n, R.J + b * m * n, TOL_F32_J},
-                              {"H", m * n * n, H + b * m * n * n, R.H + b * m * n * n, TOL_F32_H}};
-                    for (int i = 0; i < 3; i++) {
-                        double e = diff_f(q[i].len, q[i].f, q[i].r, &at);
-                        ck_assert_msg(e <= q[i].tol * gain,
-                                      "float32 %s (%s) vs the reference: relative error %.3g > %.1g x LayerNorm gain %.3g at "
-                                      "entry %zu of sample %zu (%.9g vs %.17Lg); net %s, seed %llu",
-                                      q[i].what, mode_name(modes[mi]), e, q[i].tol, gain, at, b, (double)q[i].f[at],
-                                      q[i].r[at], t.desc, (unsigned long long)t.seed);
-                    }
-                }
-                routs_free(&R);
-                free(xf), free(y), free(J), free(H), free(xd);
-                nnd_plan_free(p);
+                check_float32(&t, MODES[mi], 0);
                 tnet_free(&t);
             }
 }
@@ -470,6 +486,94 @@ static double diff_scaled(size_t len, const double *A, const long double *R, con
     return (double)(dmax / smax);
 }
 
+/* Product `kind` of t on 1 and 3 threads (bit-identical) against the reference's contraction, on a
+ * batch of 3 blocks, the last one short. */
+static void check_product(nnd_product kind, const tnet *t)
+{
+    const size_t n = t->n, m = t->m;
+    const plen L = product_lengths(kind, n, m);
+    const size_t nin = product_in_len(kind, n, m);
+    const int shared = kind == NND_PRODUCT_UNCERTAINTY_SHARED;
+    nnd_product_plan *p1 = NULL, *p3 = NULL;
+    /* max_batch: 2 blocks + 3 of the block the engine takes unbounded */
+    nnd_status s = nnd_product_plan_new_threads(t->net, 1000000, kind, 1, &p1);
+    ck_assert_msg(s == NND_OK, "product %s plan of a graph net: %s (%s); net %s", nnd_product_name(kind),
+                  nnd_strerror(s), nnd_errmsg(), t->desc);
+    const size_t max_batch = 2 * nnd_product_plan_block(p1) + 3;
+    nnd_product_plan_free(p1);
+    s = nnd_product_plan_new_threads(t->net, max_batch, kind, 1, &p1);
+    ck_assert_msg(s == NND_OK, "product %s plan of a graph net: %s (%s); net %s", nnd_product_name(kind),
+                  nnd_strerror(s), nnd_errmsg(), t->desc);
+    s = nnd_product_plan_new_threads(t->net, max_batch, kind, 3, &p3);
+    ck_assert_msg(s == NND_OK, "product %s plan on 3 threads: %s (%s)", nnd_product_name(kind),
+                  nnd_strerror(s), nnd_errmsg());
+    /* 3 blocks, the last one short */
+    const size_t block = nnd_product_plan_block(p1), batch = 2 * block + 3;
+    ck_assert_msg(batch <= max_batch && nnd_product_plan_threads(p3) == 3, "product %s: block %zu, %zu threads",
+                  nnd_product_name(kind), block, nnd_product_plan_threads(p3));
+    double *x = xcalloc(batch * n, sizeof *x), *in = xcalloc(batch * (nin ? nin : 1), sizeof *in);
+    double *out = xcalloc(batch * L.len, sizeof *out), *out2 = L.len2 ? xcalloc(batch * L.len2, sizeof *out2) : NULL;
+    double *o3 = xcalloc(batch * L.len, sizeof *o3), *o23 = L.len2 ? xcalloc(batch * L.len2, sizeof *o23) : NULL;
+    ref_rng r;
+    ref_rng_seed(&r, t->seed + 11);
+    draw_inputs(t, &r, batch, x);
+    for (size_t b = 0; b < (shared ? 1 : batch); b++) {
+        double *v = in + b * nin;
+        if (kind == NND_PRODUCT_UNCERTAINTY || shared) {
+            /* Sigma = A A^T + 0.1 I, symmetric positive definite */
+            double A[64];
+            for (size_t i = 0; i < n * n; i++) A[i] = 0.4 * ref_rng_normal(&r);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++) {
+                    double sum = i == j ? 0.1 : 0.0;
+                    for (size_t q = 0; q < n; q++) sum += A[i * n + q] * A[j * n + q];
+                    v[i * n + j] = sum;
+                }
+        } else {
+            for (size_t i = 0; i < nin; i++) v[i] = ref_rng_normal(&r);
+        }
+    }
+    s = nnd_product_execute(p1, batch, x, nin ? in : NULL, out, out2);
+    ck_assert_msg(s == NND_OK, "product %s execute: %s (%s); net %s", nnd_product_name(kind), nnd_strerror(s),
+                  nnd_errmsg(), t->desc);
+    s = nnd_product_execute(p3, batch, x, nin ? in : NULL, o3, o23);
+    ck_assert_msg(s == NND_OK, "product %s execute on 3 threads: %s (%s)", nnd_product_name(kind),
+                  nnd_strerror(s), nnd_errmsg());
+    ck_assert_msg(memcmp(out, o3, batch * L.len * sizeof *out) == 0 &&
+                      (!L.len2 || memcmp(out2, o23, batch * L.len2 * sizeof *out2) == 0),
+                  "product %s: 3 threads differ from 1 (batch %zu, block %zu); net %s", nnd_product_name(kind),
+                  batch, block, t->desc);
+    long double *ro = xcalloc(L.len, sizeof *ro), *ro2 = xcalloc(L.len2 + 1, sizeof *ro2);
+    long double *sc = xcalloc(L.len, sizeof *sc), *sc2 = xcalloc(L.len2 + 1, sizeof *sc2);
+    long double *Ry = xcalloc(m, sizeof *Ry), *RJ = xcalloc(m * n, sizeof *RJ), *RH = xcalloc(m * n * n, sizeof *RH);
+    /* every sample of a batch up to 900 against the reference, else about 900 spread over the
+     * blocks; the short last block's all */
+    const size_t stride = 1 + batch / 900;
+    for (size_t b = 0; b < batch; b += b + 3 >= batch ? 1 : stride) {
+        const double *v = nin ? in + (shared ? 0 : b) * nin : NULL;
+        ck_assert(ref_derivs(&t->ref, x + b * n, Ry, RJ, RH) == 0);
+        contract(kind, n, m, RJ, RH, v, ro, ro2, sc, sc2);
+        size_t at;
+        double e = diff_scaled(L.len, out + b * L.len, ro, sc, &at);
+        ck_assert_msg(e <= TOL_REF,
+                      "product %s differs from the reference's contraction by %.3g at entry %zu of sample %zu "
+                      "(%.17g vs %.17Lg; batch %zu, block %zu); net %s, seed %llu",
+                      nnd_product_name(kind), e, at, b, out[b * L.len + at], ro[at], batch, block, t->desc,
+                      (unsigned long long)t->seed);
+        if (L.len2) {
+            e = diff_scaled(L.len2, out2 + b * L.len2, ro2, sc2, &at);
+            ck_assert_msg(e <= TOL_REF,
+                          "product %s: out2 differs from the reference's contraction by %.3g at entry %zu of "
+                          "sample %zu (%.17g vs %.17Lg); net %s",
+                          nnd_product_name(kind), e, at, b, out2[b * L.len2 + at], ro2[at], t->desc);
+        }
+    }
+    free(ro), free(ro2), free(sc), free(sc2), free(Ry), free(RJ), free(RH);
+    free(x), free(in), free(out), free(out2), free(o3), free(o23);
+    nnd_product_plan_free(p1);
+    nnd_product_plan_free(p3);
+}
+
 START_TEST(every_product_equals_reference_contraction_on_random_dags)
 {
     for (nnd_product kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++)
@@ -479,90 +583,75 @@ START_TEST(every_product_equals_reference_contraction_on_random_dags)
                 tnet t;
                 tnet_build(&t, style, c, c < plain ? ACTS_MIXED : ACTS_COUPLED,
                            36000 + 1000 * (uint64_t)kind + 100 * (uint64_t)style + (uint64_t)c);
-                const size_t n = t.n, m = t.m;
-                const plen L = product_lengths(kind, n, m);
-                const size_t nin = product_in_len(kind, n, m);
-                const int shared = kind == NND_PRODUCT_UNCERTAINTY_SHARED;
-                nnd_product_plan *p1 = NULL, *p3 = NULL;
-                /* max_batch: 2 blocks + 3 of the block the engine takes unbounded */
-                nnd_status s = nnd_product_plan_new_threads(t.net, 1000000, kind, 1, &p1);
-                ck_assert_msg(s == NND_OK, "product %s plan of a graph net: %s (%s); net %s", nnd_product_name(kind),
-                              nnd_strerror(s), nnd_errmsg(), t.desc);
-                const size_t max_batch = 2 * nnd_product_plan_block(p1) + 3;
-                nnd_product_plan_free(p1);
-                s = nnd_product_plan_new_threads(t.net, max_batch, kind, 1, &p1);
-                ck_assert_msg(s == NND_OK, "product %s plan of a graph net: %s (%s); net %s", nnd_product_name(kind),
-                              nnd_strerror(s), nnd_errmsg(), t.desc);
-                s = nnd_product_plan_new_threads(t.net, max_batch, kind, 3, &p3);
-                ck_assert_msg(s == NND_OK, "product %s plan on 3 threads: %s (%s)", nnd_product_name(kind),
-                              nnd_strerror(s), nnd_errmsg());
-                /* 3 blocks, the last one short */
-                const size_t block = nnd_product_plan_block(p1), batch = 2 * block + 3;
-                ck_assert_msg(batch <= max_batch && nnd_product_plan_threads(p3) == 3, "product %s: block %zu, %zu threads",
-                              nnd_product_name(kind), block, nnd_product_plan_threads(p3));
-                double *x = xcalloc(batch * n, sizeof *x), *in = xcalloc(batch * (nin ? nin : 1), sizeof *in);
-                double *out = xcalloc(batch * L.len, sizeof *out), *out2 = L.len2 ? xcalloc(batch * L.len2, sizeof *out2) : NULL;
-                double *o3 = xcalloc(batch * L.len, sizeof *o3), *o23 = L.len2 ? xcalloc(batch * L.len2, sizeof *o23) : NULL;
-                ref_rng r;
-                ref_rng_seed(&r, t.seed + 11);
-                draw_inputs(&t, &r, batch, x);
-                for (size_t b = 0; b < (shared ? 1 : batch); b++) {
-                    double *v = in + b * nin;
-                    if (kind == NND_PRODUCT_UNCERTAINTY || shared) {
-                        /* Sigma = A A^T + 0.1 I, symmetric positive definite */
-                        double A[64];
-                        for (size_t i = 0; i < n * n; i++) A[i] = 0.4 * ref_rng_normal(&r);
-                        for (size_t i = 0; i < n; i++)
-                            for (size_t j = 0; j < n; j++) {
-                                double sum = i == j ? 0.1 : 0.0;
-                                for (size_t q = 0; q < n; q++) sum += A[i * n + q] * A[j * n + q];
-                                v[i * n + j] = sum;
-                            }
-                    } else {
-                        for (size_t i = 0; i < nin; i++) v[i] = ref_rng_normal(&r);
-                    }
-                }
-                s = nnd_product_execute(p1, batch, x, nin ? in : NULL, out, out2);
-                ck_assert_msg(s == NND_OK, "product %s execute: %s (%s); net %s", nnd_product_name(kind), nnd_strerror(s),
-                              nnd_errmsg(), t.desc);
-                s = nnd_product_execute(p3, batch, x, nin ? in : NULL, o3, o23);
-                ck_assert_msg(s == NND_OK, "product %s execute on 3 threads: %s (%s)", nnd_product_name(kind),
-                              nnd_strerror(s), nnd_errmsg());
-                ck_assert_msg(memcmp(out, o3, batch * L.len * sizeof *out) == 0 &&
-                                  (!L.len2 || memcmp(out2, o23, batch * L.len2 * sizeof *out2) == 0),
-                              "product %s: 3 threads differ from 1 (batch %zu, block %zu); net %s", nnd_product_name(kind),
-                              batch, block, t.desc);
-                long double *ro = xcalloc(L.len, sizeof *ro), *ro2 = xcalloc(L.len2 + 1, sizeof *ro2);
-                long double *sc = xcalloc(L.len, sizeof *sc), *sc2 = xcalloc(L.len2 + 1, sizeof *sc2);
-                long double *Ry = xcalloc(m, sizeof *Ry), *RJ = xcalloc(m * n, sizeof *RJ), *RH = xcalloc(m * n * n, sizeof *RH);
-                /* every sample of a batch up to 900 against the reference, else about 900 spread over the
-                 * blocks; the short last block's all */
-                const size_t stride = 1 + batch / 900;
-                for (size_t b = 0; b < batch; b += b + 3 >= batch ? 1 : stride) {
-                    const double *v = nin ? in + (shared ? 0 : b) * nin : NULL;
-                    ck_assert(ref_derivs(&t.ref, x + b * n, Ry, RJ, RH) == 0);
-                    contract(kind, n, m, RJ, RH, v, ro, ro2, sc, sc2);
-                    size_t at;
-                    double e = diff_scaled(L.len, out + b * L.len, ro, sc, &at);
-                    ck_assert_msg(e <= TOL_REF,
-                                  "product %s differs from the reference's contraction by %.3g at entry %zu of sample %zu "
-                                  "(%.17g vs %.17Lg; batch %zu, block %zu); net %s, seed %llu",
-                                  nnd_product_name(kind), e, at, b, out[b * L.len + at], ro[at], batch, block, t.desc,
-                                  (unsigned long long)t.seed);
-                    if (L.len2) {
-                        e = diff_scaled(L.len2, out2 + b * L.len2, ro2, sc2, &at);
-                        ck_assert_msg(e <= TOL_REF,
-                                      "product %s: out2 differs from the reference's contraction by %.3g at entry %zu of "
-                                      "sample %zu (%.17g vs %.17Lg); net %s",
-                                      nnd_product_name(kind), e, at, b, out2[b * L.len2 + at], ro2[at], t.desc);
-                    }
-                }
-                free(ro), free(ro2), free(sc), free(sc2), free(Ry), free(RJ), free(RH);
-                free(x), free(in), free(out), free(out2), free(o3), free(o23);
-                nnd_product_plan_free(p1);
-                nnd_product_plan_free(p3);
+                check_product(kind, &t);
                 tnet_free(&t);
             }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the fused engine */
+
+/* The engine a plan of `what` (AUTO) runs, from nnd_plan_explain ("...; engine NAME; candidates: ..."). */
+static int runs_engine(const tnet *t, unsigned what, const char *name)
+{
+    nnd_plan *p = NULL;
+    nnd_status s = nnd_plan_new(t->net, 64, what, NND_MODE_AUTO, &p);
+    ck_assert_msg(s == NND_OK, "plan (what %u): %s (%s); net %s", what, nnd_strerror(s), nnd_errmsg(), t->desc);
+    char want[64];
+    snprintf(want, sizeof want, "; engine %s;", name);
+    int yes = strstr(nnd_plan_explain(p), want) != NULL;
+    nnd_plan_free(p);
+    return yes;
+}
+
+/* The fused engine takes small graph nets of dense, sum and concatenation layers (residual,
+ * cascade, DenseNet, random DAGs with unused branches and repeated sources, processing on both
+ * sides for odd c) and declines those with LayerNorm or softmax; where it takes one, its y, J, H
+ * (1 and 3 threads), float32 and the seeded products (WHESS, VJP) equal the reference (the other
+ * products: every_product_equals_reference_contraction_on_random_dags). _i picks n_in: 2-4 (one vector of inputs), 6, 9, 13 (2-4 vectors). */
+static const size_t FUSED_N_IN[] = {2, 3, 4, 6, 9, 13};
+#define N_FUSED_N_IN (int)(sizeof FUSED_N_IN / sizeof FUSED_N_IN[0])
+
+START_TEST(fused_engine_takes_graph_nets_without_layernorm)
+{
+    const size_t n_in = FUSED_N_IN[_i];
+    static const int CS[] = {0, 1, 2, 3, 5};
+    int taken = 0;
+    for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
+        for (size_t ci = 0; ci < sizeof CS / sizeof *CS; ci++) {
+            const int c = CS[ci];
+            const uint64_t seed = 37000 + 1000 * (uint64_t)n_in + 100 * (uint64_t)style + (uint64_t)c;
+            tnet t;
+            tnet_build_n(&t, style, c, 0, seed, n_in);
+            int layernorm = 0;
+            for (size_t l = 0; l < t.ref.n_layers; l++)
+                layernorm |= t.ref.layer[l].kind == REF_LAYERNORM;
+            const int expect = !layernorm && c % 4 != 3 && t.ref.n_layers <= 16;
+            ck_assert_msg(runs_engine(&t, NND_VJH, "fused") == expect,
+                          "the fused engine %s a net %s LayerNorm%s: net %s, seed %llu", expect ? "declines" : "takes",
+                          layernorm ? "with" : "without", c % 4 == 3 ? " (softmax output)" : "", t.desc,
+                          (unsigned long long)seed);
+            ck_assert_msg(!runs_engine(&t, NND_VJH | NND_BLOCKED, "fused"), "NND_BLOCKED runs the fused engine: %s",
+                          t.desc);
+            if (expect) {
+                taken++;
+                check_mode("the fused engine equals the reference on graph nets", &t, NND_MODE_AUTO, seed + 1);
+                check_product(NND_PRODUCT_WHESS, &t);
+                check_product(NND_PRODUCT_VJP, &t);
+            }
+            tnet_free(&t);
+            tnet_build_n(&t, style, c, 1, seed + 50, n_in); /* float32: C2 activations, as test_float32 */
+            layernorm = 0;
+            for (size_t l = 0; l < t.ref.n_layers; l++)
+                layernorm |= t.ref.layer[l].kind == REF_LAYERNORM;
+            if (!layernorm && c % 4 != 3 && t.ref.n_layers <= 16) {
+                ck_assert_msg(runs_engine(&t, NND_VJH | NND_FLOAT32, "fused_f32"),
+                              "a float32 plan of a net the fused engine takes does not run fused_f32: %s", t.desc);
+                check_float32(&t, NND_MODE_AUTO, 1);
+            }
+            tnet_free(&t);
+        }
+    ck_assert_msg(taken >= 8, "n_in %zu: only %d of the random nets went to the fused engine", n_in, taken);
 }
 END_TEST
 
@@ -779,6 +868,7 @@ static Suite *graph_suite(void)
     ADD(hand_built_graphs_equal_reference_in_every_mode);
     ADD(float32_within_bounds_on_random_dags);
     ADD(every_product_equals_reference_contraction_on_random_dags);
+    ADD_LOOP(fused_engine_takes_graph_nets_without_layernorm, N_FUSED_N_IN);
     ADD_LOOP(torch_fixtures_match_library, N_TORCH);
 #undef ADD
 #undef ADD_LOOP

@@ -526,8 +526,9 @@ static void random_x(ref_rng *r, size_t len, double *x)
         x[i] = ref_rng_range(r, -1.5, 1.5);
 }
 
-/* y, J, H of a plan (what = NND_VJH, maybe with NND_BLOCKED) on `threads` threads. */
-static void plan_run(const nnd_net *net, size_t batch, unsigned what, nnd_mode mode, size_t threads, const double *x,
+/* y, J, H of a plan (what = NND_VJH, maybe with NND_BLOCKED) on `threads` threads; 1 when the
+ * fused engine ran it (nnd_plan_explain), never with NND_BLOCKED. */
+static int plan_run(const nnd_net *net, size_t batch, unsigned what, nnd_mode mode, size_t threads, const double *x,
                      double *y, double *J, double *H)
 {
     nnd_plan *p;
@@ -535,7 +536,10 @@ static void plan_run(const nnd_net *net, size_t batch, unsigned what, nnd_mode m
     ck_assert_msg(st == NND_OK, "nnd_plan_new: %s", nnd_errmsg());
     ck_assert_int_eq(nnd_plan_mode(p), NND_MODE_REVERSE);
     ck_assert_int_eq(nnd_plan_execute(p, batch, x, y, J, H), NND_OK);
+    int fused = strstr(nnd_plan_explain(p), "; engine fused") != NULL;
+    ck_assert_msg(!fused || !(what & NND_BLOCKED), "NND_BLOCKED ran the fused engine: %s", nnd_plan_explain(p));
     nnd_plan_free(p);
+    return fused;
 }
 
 /* ---------------------------------------------------------------- the tests */
@@ -558,9 +562,16 @@ START_TEST(graph_derivatives_match_finite_differences)
         random_x(&r, B * n, x);
         char desc[1024];
         describe(&g, desc, sizeof desc);
-        for (int blocked = 0; blocked < 2; blocked++)
-            plan_run(net, B, NND_VJH | (blocked ? NND_BLOCKED : 0), NND_MODE_REVERSE, 1, x, y[blocked], J[blocked],
-                     H[blocked]);
+        for (int blocked = 0; blocked < 2; blocked++) {
+            int fused = plan_run(net, B, NND_VJH | (blocked ? NND_BLOCKED : 0), NND_MODE_REVERSE, 1, x, y[blocked],
+                                 J[blocked], H[blocked]);
+            /* the fused engine takes the nets without LayerNorm or softmax, and only those */
+            int takes = shape == G_RESIDUAL || shape == G_CASCADE || shape == G_DENSENET;
+            int declines = shape == G_RESIDUAL_LN || shape == G_LN_INPUT || shape == G_SOFTMAX || shape == G_LOGSOFTMAX ||
+                           shape == G_LN2;
+            ck_assert_msg(blocked || ((!takes || fused) && (!declines || !fused)), "%s: the fused engine %s it; net %s",
+                          shape_names[shape], fused ? "ran" : "did not run", desc);
+        }
         for (size_t b = 0; b < B; b++) {
             long double xl[8], yr[8], Jr[8 * 8], Hr[8 * 8 * 8], est[2];
             for (size_t i = 0; i < n; i++)

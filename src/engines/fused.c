@@ -3,13 +3,16 @@
  * run through it. Values and activations go layer by layer over
  * the block (one vectorised call per layer, as in reverse.c); everything after them (tangents,
  * deltas, J, H) runs one sample at a time in a few KiB, with no BLAS call: for small nets the
- * block engines' fixed costs and passes over block-sized buffers, not flops, set the time. */
+ * block engines' fixed costs and passes over block-sized buffers, not flops, set the time.
+ * Graph networks of dense, sum and concatenation layers run the same way (a join's values are its
+ * sources' summed or copied over the block; per sample the graph kernel, fused.h's fz_graph_impl);
+ * the lane kernel takes chains only, and LayerNorm (its coupling terms) is left to reverse.c. */
 #include <string.h>
 
 #include "engines/engine.h"
 #include "plan/plan.h"
 
-/* The fused engine takes nets of at most these sizes, without softmax layers. */
+/* The fused engine takes nets of at most these sizes, without softmax or LayerNorm layers. */
 #define NND_FUSED_MAX_N 16
 #define NND_FUSED_MAX_OUT 16
 #define NND_FUSED_MAX_WIDTH 128  /* when n_in is close to a multiple of 4, else: */
@@ -21,8 +24,9 @@ typedef struct {
     const nnd_kernels *k;
     size_t block;
     nnd_fused fz;
-    size_t *fzdims;       /* d and dp of fz (2 L)            */
-    const double **fzptr; /* WT, Wr, bp, W, b of fz (5 L)   */
+    size_t *fzdims;       /* d, dp, kind, nsrc of fz (4 L)   */
+    const double **fzptr; /* WT, Wr, bp, W, b, Wg of fz (6 L) */
+    const size_t **fzsrc; /* src of fz (L): the net's own    */
     double *fzbuf;        /* the padded weights              */
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
     void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
@@ -74,13 +78,18 @@ static fused_dims dims_of(const nnd_prep *p)
 }
 
 /* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
- * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n). */
+ * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n); on a
+ * graph, Jz, Ja and G of every layer, the input's G, Dl, C and Gn (fz_graph_nv). */
 static size_t kernel_ws_doubles(const nnd_prep *p)
 {
     fused_dims s = dims_of(p);
     if (use_lanes(p))
         return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
     size_t npad = pad4(p->n);
+    if (!p->chain) {
+        size_t d0p = pad4(p->d0), gq = s.dpmax > d0p ? s.dpmax : d0p;
+        return dp_sum(p) * (2 * npad + p->me) + p->me * (d0p + s.dpmax + gq) + s.dpmax;
+    }
     return dp_sum(p) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
 }
 
@@ -91,7 +100,7 @@ static size_t kernel_ws_doubles(const nnd_prep *p)
  * also counts the processed input, at most n <= 4 here: the same test as on the widths alone. */
 static int use_lanes(const nnd_prep *p)
 {
-    return p->n <= 4 && (p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
+    return p->chain && p->n <= 4 && (p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
 }
 
 static int fits(const nnd_prep *p)
@@ -106,39 +115,54 @@ static int fits(const nnd_prep *p)
     size_t npad = pad4(p->n), wmax = 5 * p->n >= 4 * npad ? NND_FUSED_MAX_WIDTH : NND_FUSED_WIDTH_ANY_N;
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX || L->n_out > wmax)
+        if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX || L->kind == NND_LAYER_LAYERNORM ||
+            L->n_out > wmax)
             return 0;
     }
     return 1;
 }
 
+/* The padded weights: per dense layer W^T (values), W with padded rows (backward: every layer of
+ * a graph, a chain's from the second on) and the biases; a chain's dz_1/dx and its outer products,
+ * a graph's J0 and W_l J0 for its dense layers on the input. */
 static nnd_status weights(state *e)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t L = p->L, n = p->n, npad = pad4(n);
-    size_t S = n * (n + 1) / 2;
-    size_t total = pad4(net->layers[0].n_out) * npad + net->layers[0].n_out * S; /* W1g, P1 */
+    size_t L = p->L, n = p->n, npad = pad4(n), d0 = p->d0;
+    size_t S = n * (n + 1) / 2, d1 = net->layers[0].n_out;
+    size_t total = p->chain ? pad4(d1) * npad + d1 * S : d0 * npad; /* W1g, P1; or J0 */
     for (size_t l = 0; l < L; l++) {
-        size_t dp = pad4(net->layers[l].n_out), din = net->layers[l].n_in;
-        total += din * dp + dp;                           /* WT, bp */
-        if (l > 0)
-            total += net->layers[l].n_out * pad4(din); /* Wr */
+        const nnd_layer *Ly = &net->layers[l];
+        size_t dp = pad4(Ly->n_out), din = Ly->n_in;
+        if (Ly->kind != NND_LAYER_DENSE)
+            continue;
+        total += din * dp + dp;                             /* WT, bp */
+        if (l > 0 || !p->chain)
+            total += Ly->n_out * pad4(din);                 /* Wr */
+        if (!p->chain && Ly->src[0] == NND_NET_INPUT)
+            total += Ly->n_out * npad;                      /* Wg */
     }
     /* sizes are bounded by fits(): nothing here overflows */
-    e->fzdims = nnd__malloc(2 * L, sizeof *e->fzdims);
-    e->fzptr = nnd__calloc(5 * L, sizeof *e->fzptr);
+    e->fzdims = nnd__malloc(4 * L, sizeof *e->fzdims);
+    e->fzptr = nnd__calloc(6 * L, sizeof *e->fzptr);
+    e->fzsrc = nnd__malloc(L, sizeof *e->fzsrc);
     e->fzbuf = nnd__calloc(total, sizeof *e->fzbuf);
-    if (!e->fzdims || !e->fzptr || !e->fzbuf)
+    if (!e->fzdims || !e->fzptr || !e->fzsrc || !e->fzbuf)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    size_t *d = e->fzdims, *dp = e->fzdims + L;
-    const double **WT = e->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L;
+    size_t *d = e->fzdims, *dp = d + L, *kind = dp + L, *nsrc = kind + L;
+    const double **WT = e->fzptr, **Wr = WT + L, **bp = Wr + L, **Wl = bp + L, **bl = Wl + L, **Wg = bl + L;
     double *w = e->fzbuf;
     for (size_t l = 0; l < L; l++) {
         const nnd_layer *Ly = &net->layers[l];
         size_t din = Ly->n_in, dinp = pad4(din);
         d[l] = Ly->n_out;
         dp[l] = pad4(Ly->n_out);
+        kind[l] = (size_t)Ly->kind;
+        nsrc[l] = Ly->n_src;
+        e->fzsrc[l] = Ly->src;
+        if (Ly->kind != NND_LAYER_DENSE)
+            continue;
         Wl[l] = Ly->W;
         bl[l] = Ly->b;
         double *wt = w;
@@ -150,27 +174,43 @@ static nnd_status weights(state *e)
         memcpy(w, Ly->b, d[l] * sizeof *w);
         bp[l] = w;
         w += dp[l];
-        if (l == 0)
-            continue;
-        for (size_t u = 0; u < d[l]; u++)
-            memcpy(w + u * dinp, Ly->W + u * din, din * sizeof *w);
-        Wr[l] = w;
-        w += d[l] * dinp;
+        if (l > 0 || !p->chain) {
+            for (size_t u = 0; u < d[l]; u++)
+                memcpy(w + u * dinp, Ly->W + u * din, din * sizeof *w);
+            Wr[l] = w;
+            w += d[l] * dinp;
+        }
+        if (!p->chain && Ly->src[0] == NND_NET_INPUT) {
+            for (size_t u = 0; u < d[l]; u++)
+                memcpy(w + u * npad, p->Wg[l] + u * n, n * sizeof *w);
+            Wg[l] = w;
+            w += d[l] * npad;
+        }
     }
-    for (size_t u = 0; u < d[0]; u++)
-        memcpy(w + u * npad, p->W1g + u * n, n * sizeof *w);
-    double *P1 = w + pad4(d[0]) * npad;
-    for (size_t u = 0, e = 0; u < d[0]; u++)
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = i; j < n; j++)
-                P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
+    const double *W1g = NULL, *J0 = NULL;
+    double *P1 = NULL;
+    if (p->chain) {
+        for (size_t u = 0; u < d1; u++)
+            memcpy(w + u * npad, p->W1g + u * n, n * sizeof *w);
+        W1g = w;
+        P1 = w + pad4(d1) * npad;
+        for (size_t u = 0, e = 0; u < d1; u++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++)
+                    P1[e++] = p->W1g[u * n + i] * p->W1g[u * n + j];
+    } else {
+        for (size_t j = 0; j < d0; j++)
+            memcpy(w + j * npad, p->J0 + j * n, n * sizeof *w);
+        J0 = w;
+    }
     fused_dims sz = dims_of(p);
-    e->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = p->d0, .d = d, .dp = dp,
+    e->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = d0, .d = d, .dp = dp,
                         .dpmax = sz.dpmax, .dmax = sz.dmax, .dsum = sz.dsum,
-                        .WT = WT, .Wr = Wr, .bp = bp, .W1g = w, .oscale = p->oscale,
-                        .W = Wl, .b = bl, .P1 = P1};
+                        .WT = WT, .Wr = Wr, .bp = bp, .W1g = W1g, .oscale = p->oscale,
+                        .W = Wl, .b = bl, .P1 = P1,
+                        .kind = kind, .nsrc = nsrc, .src = e->fzsrc, .Wg = Wg, .J0 = J0, .d0p = pad4(d0)};
     e->fz_values = e->k->fused_values;
-    e->fz_sample = e->k->fused_sample;
+    e->fz_sample = p->chain ? e->k->fused_sample : e->k->fused_graph;
     e->fz_lanes = use_lanes(p) ? e->k->fused_lanes : NULL;
     return NND_OK;
 }
@@ -234,6 +274,25 @@ static void lanes_block(const state *e, work *ws, size_t nb, const double *x, co
         nnd__post_values(p, nb, ws->aout, y, ws->tmp);
 }
 
+/* A sum's or a concatenation's values for nb samples (rows dp[l] apart; the input's d0). */
+static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const double *xt, const double *const *f0,
+                        const size_t *dp, double *out)
+{
+    size_t dpl = pad4(Ly->n_out);
+    for (size_t i = 0, at = 0; i < Ly->n_src; i++) {
+        size_t s = Ly->src[i], ds = nnd__net_src_width(p->net, s), lda = s == NND_NET_INPUT ? p->d0 : dp[s];
+        const double *in = s == NND_NET_INPUT ? xt : f0[s];
+        for (size_t b = 0; b < nb; b++) {
+            double *o = out + b * dpl + at;
+            const double *a = in + b * lda;
+            for (size_t u = 0; u < ds; u++)
+                o[u] = i && Ly->kind == NND_LAYER_SUM ? o[u] + a[u] : a[u];
+        }
+        if (Ly->kind == NND_LAYER_CONCAT)
+            at += ds;
+    }
+}
+
 static void run_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     if (e->fz_lanes) {
@@ -250,9 +309,13 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
     for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
         z[l] = ws->zv + off;
         f0[l] = ws->f0 + off;
-        const double *a = l ? f0[l - 1] : ws->xt;
-        size_t din = net->layers[l].n_in, lda = l ? F->dp[l - 1] : p->d0;
-        e->fz_values(nb, din, F->dp[l], a, lda, F->WT[l], F->bp[l], z[l]);
+        const nnd_layer *Ly = &net->layers[l];
+        if (Ly->kind != NND_LAYER_DENSE) {
+            join_values(p, Ly, nb, ws->xt, (const double *const *)f0, F->dp, f0[l]);
+            continue;
+        }
+        size_t s = Ly->src[0], din = Ly->n_in, lda = s == NND_NET_INPUT ? p->d0 : F->dp[s];
+        e->fz_values(nb, din, F->dp[l], s == NND_NET_INPUT ? ws->xt : f0[s], lda, F->WT[l], F->bp[l], z[l]);
         nnd__act_layer(e->k, &net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? ws->f1 + off : NULL,
                             H ? ws->f2 + off : NULL);
     }
@@ -412,17 +475,18 @@ static void release(void *st)
         return;
     nnd__free(e->fzdims);
     nnd__free(e->fzptr);
+    nnd__free(e->fzsrc);
     nnd__free(e->fzbuf);
     nnd__free(e);
 }
 
 /* Wherever it fits (fits(): widths <= 96, or <= 128 where n_in wastes little of its vectors,
- * n_in and n_out <= 16, no softmax), unless NND_BLOCKED or forward mode was asked for derivatives.
+ * n_in and n_out <= 16, at most 16 layers, no softmax; graph networks of dense, sum and
+ * concatenation layers too, but no LayerNorm), unless NND_BLOCKED or forward mode was asked for derivatives.
  * Decided on the net alone, whatever `what` is: every plan of a net takes the same engine, so a
  * value-only plan's y is bit for bit the y of a plan with J and H. */
 static int applies_f(const nnd_prep *p, const nnd_request *req, int f32)
 {
-    if (!p->chain) return 0; /* graph networks: not yet (issue 15) */
     return f32 == !!(req->what & NND_FLOAT32) && !(req->what & NND_BLOCKED) &&
            !(req->mode == NND_MODE_FORWARD && nnd__derivs(req->what)) && fits(p);
 }

@@ -238,6 +238,11 @@ static void act_backward(const state *e, work *w, const nnd_layer *L, const pass
                         c[u * cols + j] = -gs * f1[u * nb + b];
                 }
             }
+    } else if (me == 1) { /* one column per sample: G, Dl, c and f' line up (d x nb) */
+        for (size_t j = 0; j < d * nb; j++)
+            Dl[j] = G[j] * f1[j];
+        for (size_t j = 0; c && j < d * nb; j++)
+            c[j] = G[j] * f2[j];
     } else {
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
@@ -614,7 +619,9 @@ static void couplings(const state *e, work *w, const pass *ps, size_t nb, size_t
 #ifndef NND_F32 /* the accum kernels are double; float32 plans never choose NND_HK_BLOCK */
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
  * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
- * chunk's accumulators stay in L1. */
+ * chunk's accumulators stay in L1; units in groups of NND_ACCUM_UNITS, whose sum the kernel forms
+ * in registers (a group's rows of J and c stream side by side: 16 streams). */
+#define NND_ACCUM_UNITS 8
 static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
 {
     const nnd_prep *p = e->p;
@@ -622,8 +629,10 @@ static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
     memset(WS(hacc), 0, nb * me * n * nnd__accum_ld(n) * sizeof *WS(hacc));
     for (size_t b0 = 0; b0 < nb; b0 += e->hchunk) {
         size_t b1 = nb - b0 < e->hchunk ? nb : b0 + e->hchunk;
-        for (size_t u = 0; u < e->Dh; u++)
-            e->k->accum(n, me, WS(jz) + u * ncols, WS(cst) + u * cols, WS(hacc), b0, b1);
+        for (size_t u = 0; u < e->Dh; u += NND_ACCUM_UNITS) {
+            size_t nu = e->Dh - u < NND_ACCUM_UNITS ? e->Dh - u : NND_ACCUM_UNITS;
+            e->k->accum(n, me, nu, WS(jz) + u * ncols, ncols, WS(cst) + u * cols, cols, WS(hacc), b0, b1);
+        }
     }
 }
 

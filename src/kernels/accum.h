@@ -28,29 +28,32 @@ static inline __attribute__((always_inline)) void accum_sample(size_t n, size_t 
     }
 }
 
-/* jrow: unit u's row of J (samples consecutive, n each); crow: its c (me per sample). */
-static inline void accum_range_impl(size_t n, size_t me, const double *jrow, const double *crow, double *acc,
-                                    size_t b0, size_t b1)
+/* stmt(N) for n, with N a constant for n <= 8 (so the loops unroll completely), else n. */
+#define NND_ACCUM_BY_N(n, stmt)                                                                                       \
+    switch (n) {                                                                                                      \
+    case 1: stmt(1); break;                                                                                           \
+    case 2: stmt(2); break;                                                                                           \
+    case 3: stmt(3); break;                                                                                           \
+    case 4: stmt(4); break;                                                                                           \
+    case 5: stmt(5); break;                                                                                           \
+    case 6: stmt(6); break;                                                                                           \
+    case 7: stmt(7); break;                                                                                           \
+    case 8: stmt(8); break;                                                                                           \
+    default: stmt(n);                                                                                                 \
+    }
+
+/* Units 0 <= u < nu: unit u's row of J at jrow + u js (samples consecutive, n each), its c at
+ * crow + u cs (me per sample). Each entry still adds the units in order. */
+static inline void accum_range_impl(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow,
+                                    size_t cs, double *acc, size_t b0, size_t b1)
 {
     size_t sq = n * nnd__accum_ld(n);
-    switch (n) {
-#define NND_ACCUM_CASE(N)                                                                                             \
-    case N:                                                                                                           \
-        for (size_t b = b0; b < b1; b++)                                                                              \
-            accum_sample(N, me, jrow + b * N, crow + b * me, acc + b * me * sq);                                      \
-        return;
-        NND_ACCUM_CASE(1)
-        NND_ACCUM_CASE(2)
-        NND_ACCUM_CASE(3)
-        NND_ACCUM_CASE(4)
-        NND_ACCUM_CASE(5)
-        NND_ACCUM_CASE(6)
-        NND_ACCUM_CASE(7)
-        NND_ACCUM_CASE(8)
-#undef NND_ACCUM_CASE
-    default:
-        for (size_t b = b0; b < b1; b++)
-            accum_sample(n, me, jrow + b * n, crow + b * me, acc + b * me * sq);
+    for (size_t u = 0; u < nu; u++, jrow += js, crow += cs) {
+#define NND_ACCUM_SAMPLES(N)                                                                                          \
+    for (size_t b = b0; b < b1; b++)                                                                                  \
+        accum_sample(N, me, jrow + b * (N), crow + b * me, acc + b * me * sq)
+        NND_ACCUM_BY_N(n, NND_ACCUM_SAMPLES)
+#undef NND_ACCUM_SAMPLES
     }
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "nnderiv.h" /* NND_LAYER_*, NND_NET_INPUT: the graph kernel */
 
 typedef double fz_v4 __attribute__((vector_size(32)));
 typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
@@ -379,6 +380,28 @@ static inline __attribute__((always_inline)) void fz_combine(size_t NV, size_t d
         FZ_ST(out + 4 * q, acc[q]);
 }
 
+/* Through a dense layer's activation (d units, rows dp apart) for me outputs: Dl[k] = G[k] o f1
+ * and, with hess, H_k (4NV x 4NV) += Jz^T diag(G[k] o f2) Jz. */
+static inline __attribute__((always_inline)) void fz_dense_delta(size_t NV, size_t n, size_t me, size_t d, size_t dp,
+                                                                 const double *G, const double *f1, const double *f2,
+                                                                 int hess, const double *Jz, double *Dl, double *C,
+                                                                 double *H)
+{
+    size_t ld = 4 * NV;
+    for (size_t k = 0; k < me; k++) {
+        const double *g = G + k * dp;
+        double *dl = Dl + k * dp;
+        for (size_t q = 0; q < dp; q += 4) {
+            fz_v4 gq = FZ_LD(g + q);
+            FZ_ST(dl + q, gq * FZ_LD(f1 + q));
+            if (hess)
+                FZ_ST(C + q, gq * FZ_LD(f2 + q));
+        }
+        if (hess)
+            fz_hess_rows(NV, n, d, C, Jz, H + k * ld * ld);
+    }
+}
+
 static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const nnd_fused *F,
                                                                const double *const *f1, const double *const *f2,
                                                                const double *seed, double *ws, double *J,
@@ -425,18 +448,7 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         G[seed ? k : k * dL + k] = seed ? seed[k] : F->oscale[k];
     for (size_t l = L; l-- > 0;) {
         size_t dp = F->dp[l];
-        int hess = any && l <= top;
-        for (size_t k = 0; k < me; k++) {
-            double *g = G + k * dp, *dl = Dl + k * dp;
-            for (size_t q = 0; q < dp; q += 4) {
-                fz_v4 gq = FZ_LD(g + q);
-                FZ_ST(dl + q, gq * FZ_LD(f1[l] + q));
-                if (hess)
-                    FZ_ST(C + q, gq * FZ_LD(f2[l] + q));
-            }
-            if (hess)
-                fz_hess_rows(NV, n, F->d[l], C, Jz[l], H + k * ld * ld);
-        }
+        fz_dense_delta(NV, n, me, F->d[l], dp, G, f1[l], f2[l], any && l <= top, Jz[l], Dl, C, H);
         if (l == 0)
             break;
         fz_backprop(me, F->d[l], dp, F->dp[l - 1], Dl, F->Wr[l], Gn);
@@ -451,18 +463,133 @@ static inline __attribute__((always_inline)) void fz_sample_nv(size_t NV, const 
         fz_combine(NV, F->d[0], Dl + k * dp0, F->W1g, J + k * ld);
 }
 
+/* fn(NV, args...) with the sample's vectors of inputs F->nv (1-4) a constant, for the unrolling. */
+#define FZ_BY_NV(fn, F, ...)                                                                                          \
+    do {                                                                                                              \
+        switch ((F)->nv) {                                                                                            \
+        case 1: fn(1, F, __VA_ARGS__); return;                                                                        \
+        case 2: fn(2, F, __VA_ARGS__); return;                                                                        \
+        case 3: fn(3, F, __VA_ARGS__); return;                                                                        \
+        default: fn(4, F, __VA_ARGS__); return;                                                                       \
+        }                                                                                                             \
+    } while (0)
+
 /* One sample: J (me x 4nv, engine order, columns beyond n are zero) and the upper triangles of
  * H (me x 4nv x 4nv, rows i valid from column 4 floor(i/4) on); J or H may be NULL. f1[l], f2[l]:
  * the sample's f' and f'' of layer l (dp_l each; f2 only with H). ws: kernel_ws_doubles (fused.c). */
 static inline void fz_sample_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
                                   const double *seed, double *ws, double *J, double *H)
 {
-    switch (F->nv) {
-    case 1: fz_sample_nv(1, F, f1, f2, seed, ws, J, H); return;
-    case 2: fz_sample_nv(2, F, f1, f2, seed, ws, J, H); return;
-    case 3: fz_sample_nv(3, F, f1, f2, seed, ws, J, H); return;
-    default: fz_sample_nv(4, F, f1, f2, seed, ws, J, H); return;
+    FZ_BY_NV(fz_sample_nv, F, f1, f2, seed, ws, J, H);
+}
+
+/* ---------------------------------------------------------------- graph networks
+ * The same algebra on a DAG of dense, sum and concatenation layers (reverse.c's graph sweeps, one
+ * sample): with Ja_l = d out_l/dx (Ja of the input: J0), a dense layer's Jz_l = W_l Ja_src (Wg_l =
+ * W_l J0 on the input), Ja_l = diag(f'_l) Jz_l, a sum adds its sources' Ja and a concatenation
+ * stacks them. Backward, each layer's adjoint g_l is the sum over its consumers (W_c^T delta_c for
+ * a dense consumer c, the matching rows of g_c for a join), delta_l = g_l o f'_l, and
+ *   H_k = sum over dense l of Jz_l^T diag(g_{k,l} o f''_l) Jz_l,   J_k = g_{k,in}^T J0.
+ * Every adjoint starts at zero and is added to, so a layer no path reaches from the output
+ * contributes zeros. */
+
+/* The adjoint of source s: rows me x dp (dp its padded width), and its width. */
+static inline double *fz_graph_adj(const nnd_fused *F, double *const *G, double *Gin, size_t s, size_t *d,
+                                   size_t *dp)
+{
+    *d = s == NND_NET_INPUT ? F->d0 : F->d[s];
+    *dp = s == NND_NET_INPUT ? F->d0p : F->dp[s];
+    return s == NND_NET_INPUT ? Gin : G[s];
+}
+
+static inline __attribute__((always_inline)) void fz_graph_nv(size_t NV, const nnd_fused *F, const double *const *f1,
+                                                              const double *const *f2, const double *seed,
+                                                              double *ws, double *J, double *H)
+{
+    size_t L = F->L, n = F->n, me = seed ? 1 : F->me, ld = 4 * NV, dpmax = F->dpmax;
+    /* ws: per layer Jz, Ja (dp_l x 4NV each) | per layer G (me x dp_l) | Gin | Dl | C | Gn */
+    double *Jz[NND_FUSED_MAX_LAYERS], *Ja[NND_FUSED_MAX_LAYERS], *G[NND_FUSED_MAX_LAYERS];
+    double *w = ws;
+    for (size_t l = 0; l < L; l++) {
+        Jz[l] = F->Wg[l] ? (double *)(void *)F->Wg[l] : w;
+        Ja[l] = w + F->dp[l] * ld;
+        w += 2 * F->dp[l] * ld;
     }
+    double *Gs0 = w;
+    for (size_t l = 0; l < L; l++, w += me * F->dp[l - 1])
+        G[l] = w;
+    double *Gin = w, *Dl = Gin + me * F->d0p, *C = Dl + me * dpmax, *Gn = C + dpmax;
+
+    size_t top = 0; /* the last dense layer whose f'' is not zero on this sample */
+    int any = 0;
+    for (size_t l = L; H && l-- > 0 && !any;)
+        for (size_t u = 0; F->kind[l] == NND_LAYER_DENSE && u < F->d[l]; u++)
+            if (f2[l][u] != 0.0) {
+                any = 1;
+                top = l;
+                break;
+            }
+    for (size_t l = 0; any && l <= top; l++) { /* Jz of the dense layers, Ja of those read later */
+        if (F->kind[l] == NND_LAYER_DENSE) {
+            size_t s = F->src[l][0];
+            if (s != NND_NET_INPUT)
+                fz_tangent_cols(NV, F->dp[l], F->d[s], F->WT[l], Ja[s], Jz[l]);
+            for (size_t u = 0; l < top && u < F->d[l]; u++)
+                for (size_t q = 0; q < NV; q++)
+                    FZ_ST(Ja[l] + u * ld + 4 * q, f1[l][u] * FZ_LD(Jz[l] + u * ld + 4 * q));
+            continue;
+        }
+        for (size_t i = 0, at = 0; l < top && i < F->nsrc[l]; i++) {
+            size_t s = F->src[l][i], ds = s == NND_NET_INPUT ? F->d0 : F->d[s];
+            const double *in = s == NND_NET_INPUT ? F->J0 : Ja[s];
+            double *out = Ja[l] + at * ld;
+            int add = i && F->kind[l] == NND_LAYER_SUM;
+            for (size_t j = 0; j < ds * ld; j += 4) {
+                fz_v4 v = FZ_LD(in + j);
+                if (add)
+                    v += FZ_LD(out + j);
+                FZ_ST(out + j, v);
+            }
+            if (F->kind[l] == NND_LAYER_CONCAT)
+                at += ds;
+        }
+    }
+
+    if (H)
+        memset(H, 0, me * ld * ld * sizeof *H);
+    memset(Gs0, 0, (size_t)(Dl - Gs0) * sizeof *Gs0);
+    size_t dL = F->dp[L - 1];
+    for (size_t k = 0; k < F->me; k++) /* dy/da_L: the identity (scaled), or the seed's one row */
+        G[L - 1][seed ? k : k * dL + k] = seed ? seed[k] : F->oscale[k];
+    for (size_t l = L; l-- > 0;) {
+        size_t dp = F->dp[l], ds, dq;
+        if (F->kind[l] != NND_LAYER_DENSE) { /* a join: its adjoint to its sources' */
+            for (size_t i = 0, at = 0; i < F->nsrc[l]; i++) {
+                double *Gs = fz_graph_adj(F, G, Gin, F->src[l][i], &ds, &dq);
+                for (size_t k = 0; k < me; k++)
+                    for (size_t u = 0; u < ds; u++)
+                        Gs[k * dq + u] += G[l][k * dp + at + u];
+                if (F->kind[l] == NND_LAYER_CONCAT)
+                    at += ds;
+            }
+            continue;
+        }
+        fz_dense_delta(NV, n, me, F->d[l], dp, G[l], f1[l], f2[l], any && l <= top, Jz[l], Dl, C, H);
+        double *Gs = fz_graph_adj(F, G, Gin, F->src[l][0], &ds, &dq);
+        fz_backprop(me, F->d[l], dp, dq, Dl, F->Wr[l], Gn);
+        for (size_t j = 0; j < me * dq; j += 4)
+            FZ_ST(Gs + j, FZ_LD(Gs + j) + FZ_LD(Gn + j));
+    }
+    if (J)
+        for (size_t k = 0; k < me; k++)
+            fz_combine(NV, F->d0, Gin + k * F->d0p, F->J0, J + k * ld);
+}
+
+/* One sample of a graph network: fz_sample_impl's outputs and layout (ws: kernel_ws_doubles). */
+static inline void fz_graph_impl(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                                 const double *seed, double *ws, double *J, double *H)
+{
+    FZ_BY_NV(fz_graph_nv, F, f1, f2, seed, ws, J, H);
 }
 
 /* ---------------------------------------------------------------- the lane kernel
@@ -709,7 +836,7 @@ static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const
     }
 }
 
-/* The exported instances of the three kernels for one CPU target (kernels.h), e.g.
+/* The exported instances of the four kernels for one CPU target (kernels.h), e.g.
  * NND_FUSED_DEFINE(avx2) in a file compiled with -mavx2 -mfma. */
 #define NND_FUSED_DEFINE(SUF)                                                                                         \
     void nnd__fused_values_##SUF(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,     \
@@ -721,6 +848,11 @@ static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const
                                  const double *seed, double *ws, double *J, double *H)                                \
     {                                                                                                                 \
         fz_sample_impl(F, f1, f2, seed, ws, J, H);                                                                    \
+    }                                                                                                                 \
+    void nnd__fused_graph_##SUF(const nnd_fused *F, const double *const *f1, const double *const *f2,                  \
+                                const double *seed, double *ws, double *J, double *H)                                 \
+    {                                                                                                                 \
+        fz_graph_impl(F, f1, f2, seed, ws, J, H);                                                                     \
     }                                                                                                                 \
     void nnd__fused_lanes_##SUF(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,           \
                                 const double *seed, double *ws, double *A, double *J, double *H)                      \

@@ -25,8 +25,6 @@ static int tiny(size_t M, size_t N, size_t K)
 NND_GEMM_DISPATCH(dgemm_avx2, double, nnd__gemm_small_avx2, nnd__gemm_d_avx2)
 NND_GEMM_DISPATCH(dgemm_generic, double, gemm_small_impl, nnd__gemm_d_generic)
 NND_GEMM_DISPATCH(sgemm_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2)
-NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
-NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic)
 
 #if defined(NND_HAVE_SLEEF)
@@ -38,15 +36,22 @@ NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic
 #endif
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
                                          nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
-                                         nnd__fused_sample_avx2, nnd__fused_lanes_avx2};
+                                         nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2};
+#if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits) */
+NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
+NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
                                            nnd__syrk_ut_s_avx512, nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG,
-                                           nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_lanes_avx2};
+                                           nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
+                                           nnd__fused_lanes_avx2};
+#else
+#define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
+#endif
 static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
                                             nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
                                             nnd__fused_values_generic, nnd__fused_sample_generic,
-                                            nnd__fused_lanes_generic};
+                                            nnd__fused_graph_generic, nnd__fused_lanes_generic};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)
@@ -95,9 +100,10 @@ void nnd__saxpy(size_t n, float a, const float *restrict x, float *restrict y)
 #undef GT
 #undef GFN
 
-void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
+void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                        double *acc, size_t b0, size_t b1)
 {
-    accum_range_impl(n, me, jrow, crow, acc, b0, b1);
+    accum_range_impl(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
 }
 
 NND_FUSED_DEFINE(generic)
@@ -166,9 +172,10 @@ void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *
 
 #if !defined(NND_HAVE_AVX2)
 /* Never called: nnd__cpu_avx2() is 0 in a build without the AVX2 kernels. */
-void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1)
+void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                     double *acc, size_t b0, size_t b1)
 {
-    accum_range_impl(n, me, jrow, crow, acc, b0, b1);
+    accum_range_impl(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
 }
 
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
@@ -204,29 +211,3 @@ void nnd__syrk_ut_s_avx2(size_t n, size_t k, float alpha, const float *A, size_t
 NND_FUSED_DEFINE(avx2)
 #endif
 
-#if !defined(NND_HAVE_AVX512)
-/* Never called: nnd__cpu_avx512() is 0 in a build without the AVX-512 kernels. */
-void nnd__gemm_d_avx512(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda, const double *B,
-                        size_t ldb, double *C, size_t ldc, double *pack)
-{
-    nnd__gemm_d_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
-}
-
-void nnd__syrk_ut_d_avx512(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,
-                           size_t ldc, double *pack)
-{
-    nnd__syrk_ut_d_avx2(n, k, alpha, A, lda, beta, C, ldc, pack);
-}
-
-void nnd__gemm_s_avx512(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                        size_t ldb, float *C, size_t ldc, float *pack)
-{
-    nnd__gemm_s_avx2(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
-}
-
-void nnd__syrk_ut_s_avx512(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,
-                           size_t ldc, float *pack)
-{
-    nnd__syrk_ut_s_avx2(n, k, alpha, A, lda, beta, C, ldc, pack);
-}
-#endif

@@ -14,11 +14,14 @@ void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 
 /* Reverse-mode Hessian update for few inputs (accum.h): acc[b][k] (n x n) += c[u][b,k] J_u J_u^T
- * for one unit's row of J and of c, samples b0 <= b < b1. */
-typedef void (*nnd_accum_fn)(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0,
-                             size_t b1);
-void nnd__accum_generic(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
-void nnd__accum_avx2(size_t n, size_t me, const double *jrow, const double *crow, double *acc, size_t b0, size_t b1);
+ * for nu units (unit u's row of J at jrow + u js, of c at crow + u cs), samples b0 <= b < b1, the
+ * units in order. */
+typedef void (*nnd_accum_fn)(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow,
+                             size_t cs, double *acc, size_t b0, size_t b1);
+void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                        double *acc, size_t b0, size_t b1);
+void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                     double *acc, size_t b0, size_t b1);
 
 /* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
  * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.
@@ -76,6 +79,15 @@ typedef struct {
     const double *const *W;  /* l: d_l x d_{l-1}                                                   */
     const double *const *b;  /* l: d_l                                                             */
     const double *P1;        /* d[0] x n(n+1)/2: row u is W1g[u]^T W1g[u], packed upper by rows    */
+    /* graph networks (the graph kernel; unset for chains): layer l is kind[l] (NND_LAYER_DENSE, SUM
+     * or CONCAT) on its nsrc[l] sources src[l][.] (earlier layers or NND_NET_INPUT); WT, Wr and bp
+     * exist for every dense layer (Wr: d_l x pad4(n_in), l = 0 too), Wg[l] (d_l x 4 nv) = W_l J0
+     * for a dense layer on the input (else NULL), J0 (d0 x 4 nv) = dx~/dx, d0p = pad4(d0). */
+    const size_t *kind, *nsrc;
+    const size_t *const *src;
+    const double *const *Wg;
+    const double *J0;
+    size_t d0p;
 } nnd_fused;
 /* Activations of layer l for the lane kernel: f, f', f'' at count points (df, d2f may be NULL). */
 typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df,
@@ -99,6 +111,11 @@ void nnd__fused_sample_generic(const nnd_fused *F, const double *const *f1, cons
                                const double *seed, double *ws, double *J, double *H);
 void nnd__fused_sample_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
                             const double *seed, double *ws, double *J, double *H);
+/* The same on a graph network (fused.h: fz_graph_impl): f1[l], f2[l] of the dense layers only. */
+void nnd__fused_graph_generic(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                              const double *seed, double *ws, double *J, double *H);
+void nnd__fused_graph_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                           const double *seed, double *ws, double *J, double *H);
 
 /* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
  * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
@@ -122,6 +139,8 @@ typedef struct nnd_kernels {
                          const double *bp, double *z);
     void (*fused_sample)(const nnd_fused *F, const double *const *f1, const double *const *f2,
                          const double *seed, double *ws, double *J, double *H);
+    void (*fused_graph)(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                        const double *seed, double *ws, double *J, double *H);
     void (*fused_lanes)(const nnd_fused *F, nnd_fused_act_fn act,
                         const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
                         double *H);

@@ -14,27 +14,7 @@ static inline void store(double *p, size_t i, __m256d v)
         _mm256_storeu_pd(p + i, v);
 }
 
-typedef void (*group_fn)(const double *z, double *f, double *df, double *d2f, size_t i);
-
-/* Run `group` over n points in groups of 4, the tail on a zero-padded copy. */
-static inline __attribute__((always_inline)) void run_groups(group_fn group, size_t n, const double *z, double *f, double *df, double *d2f)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        group(z, f, df, d2f, i);
-    if (i < n) {
-        double zt[4] = {0}, ft[4], dt[4], d2t[4];
-        size_t r = n - i;
-        for (size_t k = 0; k < r; k++)
-            zt[k] = z[i + k];
-        group(zt, ft, dt, d2t, 0);
-        for (size_t k = 0; k < r; k++) {
-            if (f) f[i + k] = ft[k];
-            if (df) df[i + k] = dt[k];
-            if (d2f) d2f[i + k] = d2t[k];
-        }
-    }
-}
+#include "groups.h"
 
 /* tansig from expm1: with m = expm1(-2|z|) (no cancellation near 0) and r = 1/(2 + m),
  *   tanh|z| = (1 - e)/(1 + e) = -m r,   f' = sech^2 z = 4e/(1 + e)^2 = 4 e r^2,   f'' = -2 t f',
@@ -67,7 +47,7 @@ static inline void tansig4(const double *z, double *f, double *df, double *d2f, 
 
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
 {
-    run_groups(tansig4, n, z, f, df, d2f);
+    run_groups(tansig4, 4, n, z, f, df, d2f);
 }
 
 /* logsig: with e = exp(-|z|), r = 1/(1+e): s = r or e r, 1-s = e r or r (full relative accuracy
@@ -92,6 +72,6 @@ static inline void logsig4(const double *z, double *f, double *df, double *d2f, 
 
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f)
 {
-    run_groups(logsig4, n, z, f, df, d2f);
+    run_groups(logsig4, 4, n, z, f, df, d2f);
 }
 

@@ -12,6 +12,9 @@ int nnd__cpu_sleef(void);
 /* Vectorised activations over n points (any output may be NULL); only when nnd__cpu_sleef(). */
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
+/* The same on eight points per group (avx512_sleef.c); only when nnd__cpu_sleef() and nnd__cpu_avx512(). */
+void nnd__tansig_avx512(size_t n, const double *z, double *f, double *df, double *d2f);
+void nnd__logsig_avx512(size_t n, const double *z, double *f, double *df, double *d2f);
 
 /* Reverse-mode Hessian update for few inputs (accum.h): acc[b][k] (n x n) += c[u][b,k] J_u J_u^T
  * for nu units (unit u's row of J at jrow + u js, of c at crow + u cs), samples b0 <= b < b1, the

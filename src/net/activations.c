@@ -78,17 +78,18 @@ static void logsig_libm(size_t n, const double *z, double *f, double *df, double
     }
 }
 
-/* The table's entries (for callers without a plan): SLEEF where the CPU has it, asked per call. */
+/* The table's entries (for callers without a plan): the CPU's kernel table (SLEEF where it has
+ * it), asked per call. */
 static void act_tansig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
-    (nnd__cpu_sleef() ? nnd__tansig_avx2 : tansig_libm)(n, z, f, df, d2f);
+    nnd__act_eval_k(nnd__kernels(), NND_ACT_TANSIG, n, z, f, df, d2f, NULL);
 }
 
 static void act_logsig(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)
 {
     (void)p;
-    (nnd__cpu_sleef() ? nnd__logsig_avx2 : logsig_libm)(n, z, f, df, d2f);
+    nnd__act_eval_k(nnd__kernels(), NND_ACT_LOGSIG, n, z, f, df, d2f, NULL);
 }
 
 static void act_poslin(size_t n, const double *z, double *f, double *df, double *d2f, const double *p)

@@ -403,14 +403,14 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  * Algorithms (exact, no finite differences):
  *   WHESS, VJP: one reverse pass per sample with the outputs weighted by w (the seed), so the
  *     backward pass and the Hessian assembly are those of a single output.
- *   LAPLACIAN, HDIAG: the cheaper by the costs above (or the reverse one for a net with logsoftmax)
- *     of the forward pass below and the reverse engine without the Hessian assembly: its tangents
- *     dz_u/dx and deltas c_{k,u} give diag H_k = sum_u c_{k,u} (dz_u/dx)^2 (+ softmax coupling terms).
+ *   LAPLACIAN, HDIAG: the cheaper by the costs above of the forward pass below and the reverse
+ *     engine without the Hessian assembly: its tangents dz_u/dx and deltas c_{k,u} give
+ *     diag H_k = sum_u c_{k,u} (dz_u/dx)^2 (+ softmax coupling terms).
  *   JVP, LAPLACIAN, HDIAG, UNCERTAINTY: a forward pass that carries, per unit, the value, the
  *     tangents along K directions and the second derivatives along each of them (not the K^2 mixed
- *     ones): a' = f' z',  a'' = f' z'' + f'' z'^2 (softmax: its coupled rule). Directions: u (JVP);
- *     e_1..e_n (LAPLACIAN, HDIAG: d2y/dx_i^2); the columns l_j of a square root Sigma = L L^T
- *     (UNCERTAINTY: J Sigma J^T = (J L)(J L)^T and tr(H Sigma) = sum_j l_j^T H l_j). The square root
+ *     ones): a' = f' z',  a'' = f' z'' + f'' z'^2 (softmax, logsoftmax: their coupled rules).
+ *     Directions: u (JVP); e_1..e_n (LAPLACIAN, HDIAG: d2y/dx_i^2); the columns l_j of a square
+ *     root Sigma = L L^T (UNCERTAINTY: J Sigma J^T = (J L)(J L)^T and tr(H Sigma) = sum_j l_j^T H l_j). The square root
  *     is the Cholesky factor, or Q sqrt(Lambda) from an eigen-decomposition when Sigma is only
  *     semidefinite; an eigenvalue below -1e-12 n |Sigma| is an error (NND_EINVAL, not a covariance).
  *   HVP: Pearlmutter's R-operator: a forward tangent along v, then for each output one backward
@@ -420,6 +420,11 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     HVP, JVP, LAPLACIAN, HDIAG and UNCERTAINTY* instead contract each sample's full J and H from
  *     that engine (H v, J u, tr H, diag H, (J L)(J L)^T and 1/2 tr(H Sigma)) where its cost model
  *     says that is faster; the results agree to rounding (the README has the measurements).
+ *   On graph networks (sums, concatenations, LayerNorm) the same contraction of each sample's J
+ *     and H comes from a reverse plan (the fused engine where it takes the graph: no LayerNorm, no
+ *     softmax; else the blocked reverse engine) where the blocked engine's flops for J and H plus
+ *     the contraction's are fewer than the general path's (small n); every kind plans on every
+ *     graph, softmax and logsoftmax layers anywhere in it included.
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */
 

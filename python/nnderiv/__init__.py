@@ -4,8 +4,10 @@ The package wraps the C library's public API (include/nnderiv.h) in a CPython ex
 
     import numpy as np, nnderiv as nd
     net = nd.load("model.onnx")                   # every format the library reads
+    net = nd.load("model.keras")                  # a saved Keras model, graphs included (Add,
+                                                  # Concatenate, LayerNormalization; BatchNorm folded)
     net = nd.from_torch(module)                   # a torch.nn.Sequential of Linear + activations
-    net = nd.from_keras(model)                    # a Keras 3 Dense model
+    net = nd.from_keras(model)                    # a Keras 3 model in memory: a chain of Dense layers
     net = nd.Net(3).dense(W1, b1, "tansig").dense(W2, b2, "purelin")
     y, J, H = net.derivatives(X)                  # X (B, n) or (n,), float64 or float32
 

@@ -173,7 +173,9 @@ def _keras_chain(model, keras):
         srcs = [t._keras_history.operation for t in nodes[0].input_tensors] if len(nodes) == 1 else []
         if len(srcs) != 1 or srcs[0] is not prev:
             raise UnsupportedError(f"from_keras: layer '{layer.name}' is not in a single chain from the input "
-                                   "(branches, merges and shared layers are not supported)")
+                                   "(branches, merges and shared layers are not supported here; a saved "
+                                   "model.keras with Add, Concatenate, LayerNormalization is read by "
+                                   "nnderiv.load)")
         chain.append(layer)
         prev = layer
     if model.outputs[0]._keras_history.operation is not prev:
@@ -190,6 +192,16 @@ def from_keras(model):
     (axis -1, not inverted) and Rescaling before the first Dense become an input mapstd step
     ((x - mean) / max(sqrt(var), epsilon)); InputLayer, Dropout and Identity are skipped. Anything else
     raises UnsupportedError naming the layer. keras is imported only here.
+
+    This reads the model in memory, and only chains. A saved model (``model.save("m.keras")``, or a
+    legacy ``.h5``) is read by ``nnderiv.load`` through the C library's reader, which takes more:
+    functional graphs with ``Add`` (sums: residual connections), ``Concatenate`` over the features
+    (axis -1, the input included) and ``LayerNormalization`` over the features (axis -1, its
+    epsilon, center/scale either way; rms_scaling refused); ``BatchNormalization`` at inference,
+    folded into the linear Dense before it or the Dense after it, else kept as a diagonal dense
+    layer; ``Normalization`` at the input or the output; the identity layers (Dropout and its
+    kinds, GaussianNoise, Identity). The repository's README, "Trained in Keras / TensorFlow", has
+    the full list and what is refused.
     """
     import keras  # only when called
 

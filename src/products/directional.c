@@ -10,7 +10,8 @@
  *   a''_u = sigma_u (v_u^2 + z''_u - M2 - Cv),  M2 = sum_u sigma_u z''_u,  Cv = sum_u sigma_u v_u^2,
  * the diagonal of forward.c's rule, computed after shifting every unit's z', z'' by those of the
  * dominant unit (the formulas do not change since sum sigma = 1; the cancellation when that sigma
- * is close to 1 goes away).
+ * is close to 1 goes away). Logsoftmax (a = z - lse(z)) is the same without the factor sigma_u:
+ *   a'_u = v_u,  a''_u = z''_u - M2 - Cv.
  *
  * Cost per sample: G (values) + (K + S) G' (tangents and second derivatives through layers 2..L,
  * S = K when second) + 2 d_1 n (K - ncoord) (first-layer tangents) + about 4 (K + S) U elementwise.
@@ -75,7 +76,7 @@ nnd_status nnd__products_supported(const nnd_net *net)
 {
     for (size_t l = 0; l < net->n_layers; l++) {
         int act = net->layers[l].act;
-        if (act != NND_ACT_SOFTMAX && !nnd__act(act)->eval)
+        if (act != NND_ACT_SOFTMAX && act != NND_ACT_LOGSOFTMAX && !nnd__act(act)->eval)
             return nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: layer %zu: activation %s couples its units in "
                              "a way this product does not implement", l + 1, nnd__act(act)->name);
     }
@@ -219,7 +220,9 @@ static void first_layer(const state *e, const work *wk, size_t nb, double *A, co
             e->k->dgemm(0, 0, d, kx, n, W1g, n, dirs + b * stride, kx, A + b * C + 1 + e->ncoord, us, wk->pack);
 }
 
-static void chain_softmax(const state *e, const work *wk, size_t d, size_t nb, size_t b, const double *sigma, double *A)
+/* The softmax rule (logsm: logsoftmax's) in place on sample b's tangents in A; sigma = softmax(z). */
+static void chain_softmax(const state *e, const work *wk, size_t d, size_t nb, size_t b, const double *sigma, double *A,
+                          int logsm)
 {
     size_t K = e->K, S = e->second ? K : 0, w = K + S, us = nb * e->C;
     double *pivot = wk->smx, *m1 = pivot + w, *M2 = m1 + K, *Cv = M2 + S;
@@ -241,6 +244,11 @@ static void chain_softmax(const state *e, const work *wk, size_t d, size_t nb, s
     }
     for (size_t u = 0; u < d; u++) {
         double *z1 = A + u * us + b * e->C + 1, *z2 = z1 + K, su = sigma[u * nb + b];
+        if (logsm) {
+            for (size_t k = 0; k < S; k++)
+                z2[k] = z2[k] - M2[k] - Cv[k];
+            continue;
+        }
         for (size_t k = 0; k < S; k++)
             z2[k] = su * (z1[k] * z1[k] + z2[k] - M2[k] - Cv[k]);
         for (size_t k = 0; k < K; k++)
@@ -254,10 +262,13 @@ static void activate(const state *e, const work *wk, const nnd_layer *L, size_t 
     for (size_t u = 0; u < d; u++)
         for (size_t b = 0; b < nb; b++)
             wk->zv[u * nb + b] = A[u * us + b * C];
-    if (L->act == NND_ACT_SOFTMAX) {
-        nnd__softmax_values(d, nb, wk->zv, wk->f0);
+    if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) { /* logsoftmax: sigma in f1 */
+        int logsm = L->act == NND_ACT_LOGSOFTMAX;
+        nnd__softmax_values(d, nb, wk->zv, logsm ? wk->f1 : wk->f0);
+        if (logsm)
+            nnd__logsoftmax_values(d, nb, wk->zv, wk->f0);
         for (size_t b = 0; b < nb; b++)
-            chain_softmax(e, wk, d, nb, b, wk->f0, A);
+            chain_softmax(e, wk, d, nb, b, logsm ? wk->f1 : wk->f0, A, logsm);
     } else {
         nnd__act_layer(e->k, L, d * nb, wk->zv, wk->f0, wk->f1, e->second ? wk->f2 : NULL);
         for (size_t u = 0; u < d; u++)

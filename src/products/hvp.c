@@ -11,6 +11,9 @@
  *   delta-dot = sigma-dot o (g - sigma^T g) + sigma o (g-dot - sigma-dot^T g - sigma^T g-dot),
  * with g, g-dot and z-dot taken relative to the dominant unit's (no change: sum sigma = 1 and
  * sum sigma-dot = 0; no cancellation when that sigma is close to 1), as reverse.c does.
+ * Logsoftmax layer (a = z - lse(z), sigma = softmax(z) kept in f1): a-dot = z-dot - sigma^T z-dot,
+ * so sigma-dot = sigma o a-dot, and with s = sum g, s-dot = sum g-dot,
+ *   delta = g - sigma s,   delta-dot = g-dot - sigma-dot s - sigma s-dot.
  *
  * Cost per sample: G (values) + G' + 2 d_1 n (tangent) + 2 m G' (backward, two columns per output)
  * + 2 m d_1 n (the final products): no n^2 term, no Hessian formed.
@@ -150,6 +153,34 @@ static void release(void *st)
     nnd__free(e);
 }
 
+/* A dense layer's activation at rows o.. (z in zv, z-dot in zd): its values into f0, f' and f''
+ * into f1 and f2 (softmax: none; logsoftmax: sigma into f1), a-dot into ad (the rules above). */
+static void act_tangent(const state *e, const work *wk, const nnd_layer *L, size_t nb, size_t o)
+{
+    size_t d = L->n_out;
+    const double *z = wk->zv + o, *zd = wk->zd + o;
+    double *sg = wk->f0 + o, *ad = wk->ad + o;
+    if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
+        int logsm = L->act == NND_ACT_LOGSOFTMAX;
+        if (logsm) {
+            sg = wk->f1 + o;
+            nnd__logsoftmax_values(d, nb, z, wk->f0 + o);
+        }
+        nnd__softmax_values(d, nb, z, sg);
+        for (size_t b = 0; b < nb; b++) {
+            double top = zd[nnd__softmax_top(sg, d, nb, b) * nb + b], mean = 0.0;
+            for (size_t u = 0; u < d; u++)
+                mean += sg[u * nb + b] * (zd[u * nb + b] - top);
+            for (size_t u = 0; u < d; u++)
+                ad[u * nb + b] = (logsm ? 1.0 : sg[u * nb + b]) * ((zd[u * nb + b] - top) - mean);
+        }
+    } else {
+        nnd__act_layer(e->k, L, d * nb, z, sg, wk->f1 + o, wk->f2 + o);
+        for (size_t i = 0; i < d * nb; i++)
+            ad[i] = wk->f1[o + i] * zd[i];
+    }
+}
+
 /* Values, f', f'' and the tangents z-dot, a-dot of every layer (stacked D x nb). */
 static void forward(const state *e, const work *wk, size_t nb, const double *v)
 {
@@ -170,21 +201,7 @@ static void forward(const state *e, const work *wk, size_t nb, const double *v)
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
                 z[u * nb + b] += L->b[u];
-        double *sg = wk->f0 + o, *ad = wk->ad + o;
-        if (L->act == NND_ACT_SOFTMAX) {
-            nnd__softmax_values(d, nb, z, sg);
-            for (size_t b = 0; b < nb; b++) {
-                double top = zd[nnd__softmax_top(sg, d, nb, b) * nb + b], mean = 0.0;
-                for (size_t u = 0; u < d; u++)
-                    mean += sg[u * nb + b] * (zd[u * nb + b] - top);
-                for (size_t u = 0; u < d; u++)
-                    ad[u * nb + b] = sg[u * nb + b] * ((zd[u * nb + b] - top) - mean);
-            }
-        } else {
-            nnd__act_layer(e->k, L, d * nb, z, sg, wk->f1 + o, wk->f2 + o);
-            for (size_t i = 0; i < d * nb; i++)
-                ad[i] = wk->f1[o + i] * zd[i];
-        }
+        act_tangent(e, wk, L, nb, o);
     }
 }
 
@@ -210,6 +227,50 @@ static void softmax_column(const work *wk, const double *G, size_t d, size_t nb,
     }
 }
 
+/* The logsoftmax rule above for column j (sample b) of layer l: sigma in f1, a-dot in ad. */
+static void logsoftmax_column(const work *wk, const double *G, size_t d, size_t nb, size_t b, size_t o, size_t cols,
+                              size_t j)
+{
+    const double *sg = wk->f1 + o, *ad = wk->ad + o;
+    const double *g = G + j, *gd = G + cols + j;
+    double *dl = wk->Dl + j, *dd = wk->Dl + cols + j;
+    size_t ld = 2 * cols;
+    double s = 0.0, sd = 0.0;
+    for (size_t u = 0; u < d; u++) {
+        s += g[u * ld];
+        sd += gd[u * ld];
+    }
+    for (size_t u = 0; u < d; u++) {
+        double su = sg[u * nb + b];
+        dl[u * ld] = g[u * ld] - su * s;
+        dd[u * ld] = gd[u * ld] - su * ad[u * nb + b] * s - su * sd;
+    }
+}
+
+/* Through a dense layer's activation at rows o..: [g | g-dot] of its output (at G) into
+ * [delta | delta-dot] (Dl). */
+static void act_back(const work *wk, const nnd_layer *L, size_t nb, size_t me, size_t o, const double *G)
+{
+    size_t d = L->n_out, cols = nb * me, ld = 2 * cols;
+    if (L->act == NND_ACT_SOFTMAX || L->act == NND_ACT_LOGSOFTMAX) {
+        for (size_t b = 0; b < nb; b++)
+            for (size_t k = 0; k < me; k++)
+                (L->act == NND_ACT_SOFTMAX ? softmax_column : logsoftmax_column)(wk, G, d, nb, b, o, cols, b * me + k);
+        return;
+    }
+    const double *f1 = wk->f1 + o, *f2 = wk->f2 + o, *zd = wk->zd + o;
+    for (size_t u = 0; u < d; u++)
+        for (size_t b = 0; b < nb; b++) {
+            double a1 = f1[u * nb + b], c2 = f2[u * nb + b] * zd[u * nb + b];
+            const double *g = G + u * ld + b * me, *gd = g + cols;
+            double *dl = wk->Dl + u * ld + b * me, *dd = dl + cols;
+            for (size_t k = 0; k < me; k++) {
+                dl[k] = g[k] * a1;
+                dd[k] = gd[k] * a1 + g[k] * c2;
+            }
+        }
+}
+
 static void propagate(const state *e, const work *wk, size_t nb, const double *x, const double *v)
 {
     const nnd_prep *p = e->p;
@@ -226,23 +287,7 @@ static void propagate(const state *e, const work *wk, size_t nb, const double *x
     for (size_t l = p->L; l-- > 0;) {
         const nnd_layer *L = &net->layers[l];
         size_t d = L->n_out, o = p->off[l] * nb;
-        if (L->act == NND_ACT_SOFTMAX) {
-            for (size_t b = 0; b < nb; b++)
-                for (size_t k = 0; k < me; k++)
-                    softmax_column(wk, wk->G, d, nb, b, o, cols, b * me + k);
-        } else {
-            const double *f1 = wk->f1 + o, *f2 = wk->f2 + o, *zd = wk->zd + o;
-            for (size_t u = 0; u < d; u++)
-                for (size_t b = 0; b < nb; b++) {
-                    double a1 = f1[u * nb + b], c2 = f2[u * nb + b] * zd[u * nb + b];
-                    const double *g = wk->G + u * ld + b * me, *gd = g + cols;
-                    double *dl = wk->Dl + u * ld + b * me, *dd = dl + cols;
-                    for (size_t k = 0; k < me; k++) {
-                        dl[k] = g[k] * a1;
-                        dd[k] = gd[k] * a1 + g[k] * c2;
-                    }
-                }
-        }
+        act_back(wk, L, nb, me, o, wk->G);
         if (l > 0)
             e->k->dgemm(1, 0, L->n_in, ld, d, L->W, L->n_in, wk->Dl, ld, wk->G, ld, wk->pack);
     }
@@ -277,20 +322,7 @@ static void graph_forward(const state *e, const work *wk, size_t nb, const doubl
             for (size_t u = 0; u < d; u++)
                 for (size_t b = 0; b < nb; b++)
                     z[u * nb + b] += L->b[u];
-            if (L->act == NND_ACT_SOFTMAX) {
-                nnd__softmax_values(d, nb, z, sg);
-                for (size_t b = 0; b < nb; b++) {
-                    double top = zd[nnd__softmax_top(sg, d, nb, b) * nb + b], mean = 0.0;
-                    for (size_t u = 0; u < d; u++)
-                        mean += sg[u * nb + b] * (zd[u * nb + b] - top);
-                    for (size_t u = 0; u < d; u++)
-                        ad[u * nb + b] = sg[u * nb + b] * ((zd[u * nb + b] - top) - mean);
-                }
-            } else {
-                nnd__act_layer(e->k, L, d * nb, z, sg, wk->f1 + o, wk->f2 + o);
-                for (size_t i = 0; i < d * nb; i++)
-                    ad[i] = wk->f1[o + i] * zd[i];
-            }
+            act_tangent(e, wk, L, nb, o);
         } else if (L->kind == NND_LAYER_LAYERNORM) {
             const double *vin = wk->f0 + so, *vd = wk->ad + so;
             for (size_t b = 0; b < nb; b++) {
@@ -417,23 +449,7 @@ static void graph_propagate(const state *e, const work *wk, size_t nb, const dou
         if (l + 1 < p->L && !e->nref[l])
             continue; /* read by nobody */
         if (L->kind == NND_LAYER_DENSE) {
-            if (L->act == NND_ACT_SOFTMAX) {
-                for (size_t b = 0; b < nb; b++)
-                    for (size_t k = 0; k < me; k++)
-                        softmax_column(wk, G, d, nb, b, o, cols, b * me + k);
-            } else {
-                const double *f1 = wk->f1 + o, *f2 = wk->f2 + o, *zd = wk->zd + o;
-                for (size_t u = 0; u < d; u++)
-                    for (size_t b = 0; b < nb; b++) {
-                        double a1 = f1[u * nb + b], c2 = f2[u * nb + b] * zd[u * nb + b];
-                        const double *g = G + u * ld + b * me, *gd = g + cols;
-                        double *dl = wk->Dl + u * ld + b * me, *dd = dl + cols;
-                        for (size_t k = 0; k < me; k++) {
-                            dl[k] = g[k] * a1;
-                            dd[k] = gd[k] * a1 + g[k] * c2;
-                        }
-                    }
-            }
+            act_back(wk, L, nb, me, o, G);
             give_dense(e, wk, L, ld);
         } else if (L->kind == NND_LAYER_LAYERNORM) {
             layernorm_back(wk, L, nb, me, o, G);

@@ -7,7 +7,8 @@
  *           weights (nnd_call.seed)
  *   FULL    HVP, JVP, LAPLACIAN, HDIAG, UNCERTAINTY* on nets the fused engine takes: a reverse plan
  *           (the fused engine) gives each sample's J and H, cheap there, and they are contracted
- *           here (H v, J u, tr H, diag H, J L (J L)^T and 1/2 tr(H Sigma))
+ *           here (H v, J u, tr H, diag H, J L (J L)^T and 1/2 tr(H Sigma)); on graph networks
+ *           the reverse plan's engine (fused where it takes the graph, else blocked) gives them
  *   DIR     JVP, LAPLACIAN, HDIAG, UNCERTAINTY*: the directional forward engine (directional.c)
  *   RDIAG   LAPLACIAN, HDIAG where the reverse engine's tangents and deltas without the assembly
  *           are cheaper (nnd_call.D on a blocked reverse plan)
@@ -284,7 +285,8 @@ static double seeded_cost(const nnd_prep *p, const nnd_request *req)
 
 /* Wherever the fused engine takes the net (for J and H), but for the seeded kinds; on graph
  * networks the reverse plan's J and H contracted (the fused engine's where it takes the net, else
- * the blocked reverse engine's), its cost counted as the blocked engine's. */
+ * the blocked reverse engine's), its cost counted as the blocked engine's, against the directional
+ * and HVP engines' graph paths. */
 static int full_applies(const nnd_prep *p, const nnd_request *req)
 {
     nnd_request fr = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, req->max_batch, 0};
@@ -312,8 +314,9 @@ static int rdiag_applies(const nnd_prep *p, const nnd_request *req)
     return is_diag(req->product);
 }
 
-/* Where the directional engine does not take the net (logsoftmax), the only general path: costed
- * then as the table does (the cheaper of both ways). */
+/* Where the directional engine does not take the net (an activation coupled in a way it does not
+ * implement: none today, nnd__products_supported), the only general path: costed then as the
+ * table does (the cheaper of both ways). */
 static double rdiag_cost(const nnd_prep *p, const nnd_request *req)
 {
     return nnd__products_supported(p->net) == NND_OK ? nnd__diag_cost(p->net, 1)

@@ -9,7 +9,7 @@
 #include "engines/engine.h"
 #include "plan/plan.h"
 
-/* NND_OK when every layer is elementwise or softmax: the coupled rules these two engines know
+/* NND_OK when every layer is elementwise, softmax or logsoftmax: the coupled rules these two engines know
  * (another coupled activation: NND_EUNSUPPORTED naming the layer). */
 nnd_status nnd__products_supported(const nnd_net *net);
 /* The engines' setup (directional.c): nnd__products_supported, then *out = `size` zeroed bytes. */

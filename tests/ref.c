@@ -1363,15 +1363,22 @@ int ref_fd_hessian(const ref_net *net, const double *x, double h, long double *H
 
 /* ---------------------------------------------------------------- the precision long double has here */
 
+/* Measured once per process (the tests set no x87 precision control), then read: the finite
+ * differences of test_graph_reverse ask for it on every quotient. */
 long double ref_ld_epsilon(void)
 {
-    volatile long double one = 1, e = 1, sum;
-    for (;;) {
-        sum = one + e / 2;
-        if (sum == one)
-            return e;
-        e = e / 2;
+    static long double measured;
+    if (measured == 0) {
+        volatile long double one = 1, e = 1, sum;
+        for (;;) {
+            sum = one + e / 2;
+            if (sum == one)
+                break;
+            e = e / 2;
+        }
+        measured = e;
     }
+    return measured;
 }
 
 double ref_ld_tol_scale(void)

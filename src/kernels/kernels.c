@@ -117,6 +117,15 @@ void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size
 NND_FUSED_DEFINE(generic)
 
 
+#if defined(NND_HAVE_AVX2) || defined(NND_HAVE_AVX512)
+/* 1 when the environment variable is set to a non-empty value other than "0". */
+static int env_on(const char *name)
+{
+    const char *e = getenv(name);
+    return e && *e && strcmp(e, "0") != 0;
+}
+#endif
+
 /* Decided once per process: the CPU has AVX2 and FMA (and they were built), and NND_PORTABLE_KERNELS
  * is not set to a non-empty value other than "0" (which makes every kernel the portable C one: for
  * testing them on AVX2 machines, and for comparison). Atomic: plans may be made from several
@@ -127,9 +136,7 @@ int nnd__cpu_avx2(void)
     int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
     if (s < 0) {
 #if defined(NND_HAVE_AVX2)
-        const char *e = getenv("NND_PORTABLE_KERNELS");
-        int portable = e && *e && strcmp(e, "0") != 0;
-        s = !portable && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        s = !env_on("NND_PORTABLE_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
         s = 0;
 #endif
@@ -144,10 +151,8 @@ int nnd__cpu_avx512(void)
     int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
     if (s < 0) {
 #if defined(NND_HAVE_AVX512)
-        const char *e = getenv("NND_NO_AVX512");
-        int off = e && *e && strcmp(e, "0") != 0;
         /* libgcc's probe also checks that the OS saves the zmm state (XGETBV) */
-        s = !off && nnd__cpu_avx2() && __builtin_cpu_supports("avx512f");
+        s = !env_on("NND_NO_AVX512") && nnd__cpu_avx2() && __builtin_cpu_supports("avx512f");
 #else
         s = 0;
 #endif

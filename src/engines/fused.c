@@ -1,6 +1,7 @@
 /* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
- * instance (the same engine in double, rounded once): its padded weights, and a block of samples
- * run through it. Values and activations go layer by layer over
+ * instance: its padded weights, and a block of samples run through it. In float32 plans the values
+ * and activations run in double (as below) and everything per sample in float, widths padded to
+ * 8 (fused.h's float instance; the lane kernel, n <= 4, stays in double and is rounded once). Values and activations go layer by layer over
  * the block (one vectorised call per layer, as in reverse.c); everything after them (tangents,
  * deltas, J, H) runs one sample at a time in a few KiB, with no BLAS call: for small nets the
  * block engines' fixed costs and passes over block-sized buffers, not flops, set the time.
@@ -28,6 +29,11 @@ typedef struct {
     const double **fzptr; /* WT, Wr, bp, W, b, Wg of fz (6 L) */
     const size_t **fzsrc; /* src of fz (L): the net's own    */
     double *fzbuf;        /* the padded weights              */
+    size_t vw, fztotal;   /* widths padded to vw (4; 8: float per sample); fzbuf's doubles */
+    nnd_fused_f32 fzf;    /* float32 plans, vw 8: fz in float */
+    const float **fzfptr; /* WT, Wr, Wg of fzf (3 L)         */
+    float *fzfbuf;        /* fzbuf in float, and oscale      */
+    nnd_fused_f32_fn fzf_sample;
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
     void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
                       double *, double *);
@@ -45,18 +51,20 @@ typedef struct {
     double *zv, *f0, *f1, *f2; /* per sample kernel: padded widths x block */
     double *jout, *hall;     /* me x npad, me x npad^2 */
     double *dx, *dy, *dJ, *dH; /* the float instance: the block's inputs and outputs in double */
+    double *sf;              /* float per sample: f' and f'' in float (2 x the padded widths) */
 } work;
 
 static int use_lanes(const nnd_prep *p);
 
-/* The widths rounded up to whole vectors. */
-static size_t pad4(size_t d) { return (d + 3) / 4 * 4; }
+/* The widths rounded up to whole vectors (of vw lanes). */
+static size_t padv(size_t vw, size_t d) { return (d + vw - 1) / vw * vw; }
+static size_t pad4(size_t d) { return padv(4, d); }
 
-static size_t dp_sum(const nnd_prep *p)
+static size_t dp_sum(const nnd_prep *p, size_t vw)
 {
     size_t sum = 0;
     for (size_t l = 0; l < p->L; l++)
-        sum += pad4(p->net->layers[l].n_out);
+        sum += padv(vw, p->net->layers[l].n_out);
     return sum;
 }
 
@@ -66,12 +74,12 @@ typedef struct {
     size_t dpmax, dmax, dsum;
 } fused_dims;
 
-static fused_dims dims_of(const nnd_prep *p)
+static fused_dims dims_of(const nnd_prep *p, size_t vw)
 {
     fused_dims s = {0, p->dmax, 0};
     for (size_t l = 0; l < p->L; l++) {
         size_t d = p->net->layers[l].n_out;
-        s.dpmax = pad4(d) > s.dpmax ? pad4(d) : s.dpmax;
+        s.dpmax = padv(vw, d) > s.dpmax ? padv(vw, d) : s.dpmax;
         s.dsum += d;
     }
     return s;
@@ -80,17 +88,17 @@ static fused_dims dims_of(const nnd_prep *p)
 /* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
  * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n); on a
  * graph, Jz, Ja and G of every layer, the input's G, Dl, C and Gn (fz_graph_nv). */
-static size_t kernel_ws_doubles(const nnd_prep *p)
-{
-    fused_dims s = dims_of(p);
+static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw)
+{ /* (floats with vw 8: the doubles are twice what they need) */
+    fused_dims s = dims_of(p, vw);
     if (use_lanes(p))
         return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
-    size_t npad = pad4(p->n);
+    size_t npad = padv(vw, p->n);
     if (!p->chain) {
-        size_t d0p = pad4(p->d0), gq = s.dpmax > d0p ? s.dpmax : d0p;
-        return dp_sum(p) * (2 * npad + p->me) + p->me * (d0p + s.dpmax + gq) + s.dpmax;
+        size_t d0p = padv(vw, p->d0), gq = s.dpmax > d0p ? s.dpmax : d0p;
+        return dp_sum(p, vw) * (2 * npad + p->me) + p->me * (d0p + s.dpmax + gq) + s.dpmax;
     }
-    return dp_sum(p) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
+    return dp_sum(p, vw) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
 }
 
 /* The lane kernel broadcasts every weight for one FMA per group of four samples, the per-sample
@@ -125,21 +133,51 @@ static int fits(const nnd_prep *p)
 /* The padded weights: per dense layer W^T (values), W with padded rows (backward: every layer of
  * a graph, a chain's from the second on) and the biases; a chain's dz_1/dx and its outer products,
  * a graph's J0 and W_l J0 for its dense layers on the input. */
+/* fz in float (float32 plans, widths padded to 8): fzbuf converted, the same offsets. */
+static nnd_status weights_f32(state *e)
+{
+    const nnd_fused *F = &e->fz;
+    size_t L = F->L, me = F->me;
+    e->fzfptr = nnd__calloc(3 * L, sizeof *e->fzfptr);
+    e->fzfbuf = nnd__malloc(e->fztotal + me, sizeof *e->fzfbuf);
+    if (!e->fzfptr || !e->fzfbuf)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    for (size_t i = 0; i < e->fztotal; i++)
+        e->fzfbuf[i] = (float)e->fzbuf[i];
+    float *osc = e->fzfbuf + e->fztotal;
+    for (size_t k = 0; k < me; k++)
+        osc[k] = (float)F->oscale[k];
+    const float **WT = e->fzfptr, **Wr = WT + L, **Wg = Wr + L;
+#define TO_F(ptr) ((ptr) ? e->fzfbuf + ((ptr) - e->fzbuf) : NULL)
+    for (size_t l = 0; l < L; l++) {
+        WT[l] = TO_F(F->WT[l]);
+        Wr[l] = TO_F(F->Wr[l]);
+        Wg[l] = TO_F(F->Wg[l]);
+    }
+    e->fzf = (nnd_fused_f32){.L = L, .n = F->n, .nv = F->nv / 2, .me = me, .d0 = F->d0, .d = F->d, .dp = F->dp,
+                             .dpmax = F->dpmax, .dmax = F->dmax, .dsum = F->dsum, .WT = WT, .Wr = Wr,
+                             .W1g = TO_F(F->W1g), .oscale = osc, .kind = F->kind, .nsrc = F->nsrc, .src = F->src,
+                             .Wg = Wg, .J0 = TO_F(F->J0), .d0p = F->d0p};
+#undef TO_F
+    e->fzf_sample = e->p->chain ? e->k->fused_sample_f32 : e->k->fused_graph_f32;
+    return NND_OK;
+}
+
 static nnd_status weights(state *e)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
-    size_t L = p->L, n = p->n, npad = pad4(n), d0 = p->d0;
+    size_t L = p->L, n = p->n, vw = e->vw, npad = padv(vw, n), d0 = p->d0;
     size_t S = n * (n + 1) / 2, d1 = net->layers[0].n_out;
-    size_t total = p->chain ? pad4(d1) * npad + d1 * S : d0 * npad; /* W1g, P1; or J0 */
+    size_t total = p->chain ? padv(vw, d1) * npad + d1 * S : d0 * npad; /* W1g, P1; or J0 */
     for (size_t l = 0; l < L; l++) {
         const nnd_layer *Ly = &net->layers[l];
-        size_t dp = pad4(Ly->n_out), din = Ly->n_in;
+        size_t dp = padv(vw, Ly->n_out), din = Ly->n_in;
         if (Ly->kind != NND_LAYER_DENSE)
             continue;
         total += din * dp + dp;                             /* WT, bp */
         if (l > 0 || !p->chain)
-            total += Ly->n_out * pad4(din);                 /* Wr */
+            total += Ly->n_out * padv(vw, din);                 /* Wr */
         if (!p->chain && Ly->src[0] == NND_NET_INPUT)
             total += Ly->n_out * npad;                      /* Wg */
     }
@@ -155,9 +193,9 @@ static nnd_status weights(state *e)
     double *w = e->fzbuf;
     for (size_t l = 0; l < L; l++) {
         const nnd_layer *Ly = &net->layers[l];
-        size_t din = Ly->n_in, dinp = pad4(din);
+        size_t din = Ly->n_in, dinp = padv(vw, din);
         d[l] = Ly->n_out;
-        dp[l] = pad4(Ly->n_out);
+        dp[l] = padv(vw, Ly->n_out);
         kind[l] = (size_t)Ly->kind;
         nsrc[l] = Ly->n_src;
         e->fzsrc[l] = Ly->src;
@@ -193,7 +231,7 @@ static nnd_status weights(state *e)
         for (size_t u = 0; u < d1; u++)
             memcpy(w + u * npad, p->W1g + u * n, n * sizeof *w);
         W1g = w;
-        P1 = w + pad4(d1) * npad;
+        P1 = w + padv(vw, d1) * npad;
         for (size_t u = 0, e = 0; u < d1; u++)
             for (size_t i = 0; i < n; i++)
                 for (size_t j = i; j < n; j++)
@@ -203,16 +241,17 @@ static nnd_status weights(state *e)
             memcpy(w + j * npad, p->J0 + j * n, n * sizeof *w);
         J0 = w;
     }
-    fused_dims sz = dims_of(p);
+    fused_dims sz = dims_of(p, vw);
     e->fz = (nnd_fused){.L = L, .n = n, .nv = npad / 4, .me = p->me, .d0 = d0, .d = d, .dp = dp,
                         .dpmax = sz.dpmax, .dmax = sz.dmax, .dsum = sz.dsum,
                         .WT = WT, .Wr = Wr, .bp = bp, .W1g = W1g, .oscale = p->oscale,
                         .W = Wl, .b = bl, .P1 = P1,
-                        .kind = kind, .nsrc = nsrc, .src = e->fzsrc, .Wg = Wg, .J0 = J0, .d0p = pad4(d0)};
+                        .kind = kind, .nsrc = nsrc, .src = e->fzsrc, .Wg = Wg, .J0 = J0, .d0p = padv(vw, d0)};
     e->fz_values = e->k->fused_values;
     e->fz_sample = p->chain ? e->k->fused_sample : e->k->fused_graph;
     e->fz_lanes = use_lanes(p) ? e->k->fused_lanes : NULL;
-    return NND_OK;
+    e->fztotal = total;
+    return vw == 8 ? weights_f32(e) : NND_OK;
 }
 
 static void lane_act(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df, double *d2f)
@@ -276,9 +315,8 @@ static void lanes_block(const state *e, work *ws, size_t nb, const double *x, co
 
 /* A sum's or a concatenation's values for nb samples (rows dp[l] apart; the input's d0). */
 static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const double *xt, const double *const *f0,
-                        const size_t *dp, double *out)
+                        const size_t *dp, size_t dpl, double *out)
 {
-    size_t dpl = pad4(Ly->n_out);
     for (size_t i = 0, at = 0; i < Ly->n_src; i++) {
         size_t s = Ly->src[i], ds = nnd__net_src_width(p->net, s), lda = s == NND_NET_INPUT ? p->d0 : dp[s];
         const double *in = s == NND_NET_INPUT ? xt : f0[s];
@@ -293,6 +331,39 @@ static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const
     }
 }
 
+/* The values and activations over the block, layer by layer (f' with d1, f'' with d2): f0[l] the
+ * activations of layer l (rows dp_l apart), f' and f'' at the same offsets in ws->f1, ws->f2. */
+static void values_block(const state *e, work *ws, size_t nb, const double *x, int d1, int d2, double **f0)
+{
+    const nnd_prep *p = e->p;
+    const nnd_net *net = p->net;
+    const nnd_fused *F = &e->fz;
+    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
+    for (size_t l = 0, off = 0; l < p->L; off += F->dp[l] * nb, l++) {
+        double *z = ws->zv + off;
+        f0[l] = ws->f0 + off;
+        const nnd_layer *Ly = &net->layers[l];
+        if (Ly->kind != NND_LAYER_DENSE) {
+            join_values(p, Ly, nb, ws->xt, (const double *const *)f0, F->dp, F->dp[l], f0[l]);
+            continue;
+        }
+        size_t s = Ly->src[0], din = Ly->n_in, lda = s == NND_NET_INPUT ? p->d0 : F->dp[s];
+        e->fz_values(nb, din, F->dp[l], s == NND_NET_INPUT ? ws->xt : f0[s], lda, F->WT[l], F->bp[l], z);
+        nnd__act_layer(e->k, Ly, nb * F->dp[l], z, f0[l], d1 ? ws->f1 + off : NULL, d2 ? ws->f2 + off : NULL);
+    }
+}
+
+/* y of the block from the last layer's activations. */
+static void values_out(const state *e, work *ws, size_t nb, const double *fL, double *y)
+{
+    const nnd_prep *p = e->p;
+    size_t dL = e->fz.dp[p->L - 1], me = p->me;
+    for (size_t b = 0; b < nb; b++)
+        for (size_t k = 0; k < me; k++)
+            ws->aout[b * me + k] = fL[b * dL + k];
+    nnd__post_values(p, nb, ws->aout, y, ws->tmp);
+}
+
 static void run_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     if (e->fz_lanes) {
@@ -300,25 +371,11 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
         return;
     }
     const nnd_prep *p = e->p;
-    const nnd_net *net = p->net;
     const nnd_fused *F = &e->fz;
-    size_t L = p->L, n = p->n, npad = 4 * F->nv, me = p->me, mk = w ? 1 : me;
+    size_t L = p->L, n = p->n, npad = 4 * F->nv, mk = w ? 1 : p->me;
     const double *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
-    double *z[NND_FUSED_MAX_LAYERS], *f0[NND_FUSED_MAX_LAYERS];
-    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
-    for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
-        z[l] = ws->zv + off;
-        f0[l] = ws->f0 + off;
-        const nnd_layer *Ly = &net->layers[l];
-        if (Ly->kind != NND_LAYER_DENSE) {
-            join_values(p, Ly, nb, ws->xt, (const double *const *)f0, F->dp, f0[l]);
-            continue;
-        }
-        size_t s = Ly->src[0], din = Ly->n_in, lda = s == NND_NET_INPUT ? p->d0 : F->dp[s];
-        e->fz_values(nb, din, F->dp[l], s == NND_NET_INPUT ? ws->xt : f0[s], lda, F->WT[l], F->bp[l], z[l]);
-        nnd__act_layer(e->k, &net->layers[l], nb * F->dp[l], z[l], f0[l], J || H ? ws->f1 + off : NULL,
-                            H ? ws->f2 + off : NULL);
-    }
+    double *f0[NND_FUSED_MAX_LAYERS];
+    values_block(e, ws, nb, x, J || H, H != NULL, f0);
     for (size_t b = 0; b < nb && (J || H); b++) {
         for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
             f1[l] = ws->f1 + off + b * F->dp[l];
@@ -337,13 +394,46 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
                     Hk[i * n + j] = Hk[j * n + i] = hk[i * npad + j];
         }
     }
-    if (y) {
-        size_t dL = F->dp[L - 1];
-        for (size_t b = 0; b < nb; b++)
-            for (size_t k = 0; k < me; k++)
-                ws->aout[b * me + k] = f0[L - 1][b * dL + k];
-        nnd__post_values(p, nb, ws->aout, y, ws->tmp);
+    if (y)
+        values_out(e, ws, nb, f0[L - 1], y);
+}
+
+/* float32, widths padded to 8: the values in double (x: the block's inputs in double, y in double),
+ * then per sample f' and f'' rounded to float and the float kernel, J and H written in float. */
+static void run_block_f32(const state *e, work *ws, size_t nb, const double *x, double *y, float *J, float *H)
+{
+    const nnd_prep *p = e->p;
+    const nnd_fused *F = &e->fz;
+    size_t L = p->L, n = p->n, npad = 8 * e->fzf.nv, me = p->me;
+    const float *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
+    double *f0[NND_FUSED_MAX_LAYERS];
+    float *sf = (float *)(void *)ws->sf, *jout = (float *)(void *)ws->jout, *hall = (float *)(void *)ws->hall;
+    size_t Dp = dp_sum(p, 8);
+    values_block(e, ws, nb, x, J || H, H != NULL, f0);
+    for (size_t b = 0; b < nb && (J || H); b++) {
+        float *g1 = sf, *g2 = sf + Dp;
+        for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
+            const double *d1 = ws->f1 + off + b * F->dp[l], *d2 = ws->f2 + off + b * F->dp[l];
+            for (size_t u = 0; u < F->dp[l]; u++)
+                g1[u] = (float)d1[u];
+            for (size_t u = 0; H && u < F->dp[l]; u++)
+                g2[u] = (float)d2[u];
+            f1[l] = g1, f2[l] = H ? g2 : NULL;
+            g1 += F->dp[l], g2 += F->dp[l];
+        }
+        e->fzf_sample(&e->fzf, f1, f2, NULL, (float *)(void *)ws->fzws, J ? jout : NULL, H ? hall : NULL);
+        for (size_t k = 0; k < me && J; k++)
+            memcpy(J + out_row(p, NULL, b, k) * n, jout + k * npad, n * sizeof *J);
+        for (size_t k = 0; k < me && H; k++) {
+            const float *hk = hall + k * npad * npad;
+            float *Hk = H + out_row(p, NULL, b, k) * n * n;
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i; j < n; j++)
+                    Hk[i * n + j] = Hk[j * n + i] = hk[i * npad + j];
+        }
     }
+    if (y)
+        values_out(e, ws, nb, f0[L - 1], y);
 }
 
 static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
@@ -364,8 +454,8 @@ static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, siz
     run_block(e, ws, nb, c->x + b0 * n, NULL, y, J, H);
 }
 
-/* The float32 instance: the double engine on the block, rounded once (faster on these nets than
- * float arithmetic in the blocked engines, and as accurate as float allows). */
+/* The float32 instance: with widths padded to 8 the float kernels per sample (run_block_f32); the
+ * lane kernel (n <= 4) in double on the block, rounded once. */
 static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
 {
     const state *e = st;
@@ -377,7 +467,20 @@ static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0,
     float *H = c->Hf ? c->Hf + b0 * m * sq : NULL;
     for (size_t i = 0; i < nb * n; i++)
         ws->dx[i] = x[i];
-    double *dy = y ? ws->dy : NULL, *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
+    double *dy = y ? ws->dy : NULL;
+    if (e->vw == 8) {
+        if (p->const_rows) { /* the rows of constant outputs: zero (the others are all written) */
+            if (J)
+                memset(J, 0, nb * m * n * sizeof *J);
+            if (H)
+                memset(H, 0, nb * m * sq * sizeof *H);
+        }
+        run_block_f32(e, ws, nb, ws->dx, dy, J, H);
+        for (size_t i = 0; y && i < nb * m; i++)
+            y[i] = (float)dy[i];
+        return;
+    }
+    double *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
     if (p->const_rows)
         nnd__zero_const_rows(p, nb, dJ, dH, ws->tmp);
     run_block(e, ws, nb, ws->dx, NULL, dy, dJ, dH);
@@ -396,11 +499,11 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
 {
     const nnd_prep *p = e->p;
     size_t k = 0, big = p->n > p->m ? p->n : p->m, sq = p->n * p->n;
-    size_t Dp = dp_sum(p), npad = pad4(p->n);
+    size_t Dp = dp_sum(p, e->vw), npad = padv(e->vw, p->n);
     it[k++] = ITEM(xt, nb, p->d0);
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
-    it[k++] = ITEM(fzws, 1, kernel_ws_doubles(p));
+    it[k++] = ITEM(fzws, 1, kernel_ws_doubles(p, e->vw));
     it[k++] = ITEM(lseed, p->me, 4);
     if (use_lanes(p)) { /* its values live in the group's workspace */
         it[k++] = ITEM(lx, 4, p->d0);
@@ -418,8 +521,12 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
     if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
         it[k++] = ITEM(dx, nb, p->n);
         it[k++] = ITEM(dy, nb, p->m);
-        it[k++] = ITEM(dJ, nb * p->m, p->n);
-        it[k++] = ITEM(dH, nb * p->m, sq);
+        if (e->vw == 8) /* (J and H written in float by the float kernel) */
+            it[k++] = ITEM(sf, 1, Dp);
+        else {
+            it[k++] = ITEM(dJ, nb * p->m, p->n);
+            it[k++] = ITEM(dH, nb * p->m, sq);
+        }
     }
     return k;
 }
@@ -456,6 +563,7 @@ static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out,
     *out = e;
     e->p = p;
     e->k = nnd__kernels(); /* the CPU asked once, here */
+    e->vw = f32 && !use_lanes(p) ? 8 : 4;
     /* sizes are bounded by fits(): nothing here overflows */
     size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
     size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);
@@ -477,6 +585,8 @@ static void release(void *st)
     nnd__free(e->fzptr);
     nnd__free(e->fzsrc);
     nnd__free(e->fzbuf);
+    nnd__free(e->fzfptr);
+    nnd__free(e->fzfbuf);
     nnd__free(e);
 }
 

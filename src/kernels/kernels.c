@@ -36,7 +36,8 @@ NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic
 #endif
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
                                          nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
-                                         nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2};
+                                         nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
+                                         nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits) and
  * the SLEEF activations on eight points per group */
@@ -52,14 +53,16 @@ NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
                                            nnd__syrk_ut_s_avx512, nnd__accum_avx2, SLEEF_TANSIG512, SLEEF_LOGSIG512,
                                            nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
-                                           nnd__fused_lanes_avx2};
+                                           nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
+                                           nnd__fused_graph_f32_avx2};
 #else
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
 static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
                                             nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
                                             nnd__fused_values_generic, nnd__fused_sample_generic,
-                                            nnd__fused_graph_generic, nnd__fused_lanes_generic};
+                                            nnd__fused_graph_generic, nnd__fused_lanes_generic,
+                                            nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)

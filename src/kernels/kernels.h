@@ -67,31 +67,38 @@ NND_GEMM_DECLARE(avx512)
 int nnd__cpu_avx512(void);
 
 /* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
- * weights. Widths are rounded up to dp_l, a multiple of 4, and n to 4 nv; padding is zero. */
+ * weights. Widths are rounded up to dp_l, a multiple of the vector's lanes (4 doubles, 8 floats:
+ * nnd_fused_f32, float32 plans' per-sample and graph kernels), and n to that multiple nv times;
+ * padding is zero. The fields, for element type T (the lane kernel's in double only): */
 #define NND_FUSED_MAX_LAYERS 16
-typedef struct {
-    size_t L, n, nv, me, d0;
-    const size_t *d, *dp;    /* widths and padded widths (L each)                                  */
-    size_t dpmax, dmax, dsum; /* widest dp; widest of d0 and the widths; sum of the widths        */
-    const double *const *WT; /* l: d_{l-1} x dp_l (d_{-1} = d0): W_l transposed, for the values   */
-    const double *const *Wr; /* l >= 1: d_l x dp_{l-1}: W_l with zero columns, for the backward pass */
-    const double *const *bp; /* l: dp_l biases                                                     */
-    const double *W1g;       /* dp_0 x 4 nv: dz_1/dx                                               */
-    const double *oscale;    /* me: dy/da_L of each engine output                                  */
-    /* the lane kernel (n <= 4): the layers as given, and the packed outer products of dz_1/dx */
-    const double *const *W;  /* l: d_l x d_{l-1}                                                   */
-    const double *const *b;  /* l: d_l                                                             */
-    const double *P1;        /* d[0] x n(n+1)/2: row u is W1g[u]^T W1g[u], packed upper by rows    */
-    /* graph networks (the graph kernel; unset for chains): layer l is kind[l] (NND_LAYER_DENSE, SUM
-     * or CONCAT) on its nsrc[l] sources src[l][.] (earlier layers or NND_NET_INPUT); WT, Wr and bp
-     * exist for every dense layer (Wr: d_l x pad4(n_in), l = 0 too), Wg[l] (d_l x 4 nv) = W_l J0
-     * for a dense layer on the input (else NULL), J0 (d0 x 4 nv) = dx~/dx, d0p = pad4(d0). */
-    const size_t *kind, *nsrc;
-    const size_t *const *src;
-    const double *const *Wg;
-    const double *J0;
+#define NND_FUSED_FIELDS(T)                                                                                          \
+    size_t L, n, nv, me, d0;                                                                                         \
+    const size_t *d, *dp;    /* widths and padded widths (L each)                                  */                \
+    size_t dpmax, dmax, dsum; /* widest dp; widest of d0 and the widths; sum of the widths        */                \
+    const T *const *WT; /* l: d_{l-1} x dp_l (d_{-1} = d0): W_l transposed, for the values   */                     \
+    const T *const *Wr; /* l >= 1: d_l x dp_{l-1}: W_l with zero columns, for the backward pass */                  \
+    const T *const *bp; /* l: dp_l biases                                                     */                    \
+    const T *W1g;       /* dp_0 x lanes nv: dz_1/dx                                           */                    \
+    const T *oscale;    /* me: dy/da_L of each engine output                                  */                    \
+    /* the lane kernel (n <= 4): the layers as given, and the packed outer products of dz_1/dx */                   \
+    const T *const *W;  /* l: d_l x d_{l-1}                                                   */                    \
+    const T *const *b;  /* l: d_l                                                             */                    \
+    const T *P1;        /* d[0] x n(n+1)/2: row u is W1g[u]^T W1g[u], packed upper by rows    */                    \
+    /* graph networks (the graph kernel; unset for chains): layer l is kind[l] (NND_LAYER_DENSE, SUM                \
+     * or CONCAT) on its nsrc[l] sources src[l][.] (earlier layers or NND_NET_INPUT); WT, Wr and bp                 \
+     * exist for every dense layer (Wr: d_l x pad(n_in), l = 0 too), Wg[l] (d_l x lanes nv) = W_l J0               \
+     * for a dense layer on the input (else NULL), J0 (d0 x lanes nv) = dx~/dx, d0p = pad(d0). */                   \
+    const size_t *kind, *nsrc;                                                                                       \
+    const size_t *const *src;                                                                                        \
+    const T *const *Wg;                                                                                              \
+    const T *J0;                                                                                                     \
     size_t d0p;
+typedef struct {
+    NND_FUSED_FIELDS(double)
 } nnd_fused;
+typedef struct {
+    NND_FUSED_FIELDS(float)
+} nnd_fused_f32;
 /* Activations of layer l for the lane kernel: f, f', f'' at count points (df, d2f may be NULL). */
 typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df,
                                  double *d2f);
@@ -119,6 +126,17 @@ void nnd__fused_graph_generic(const nnd_fused *F, const double *const *f1, const
                               const double *seed, double *ws, double *J, double *H);
 void nnd__fused_graph_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
                            const double *seed, double *ws, double *J, double *H);
+/* Both in float, on nnd_fused_f32 (widths padded to 8; fused.h: fzf_sample_impl, fzf_graph_impl). */
+typedef void (*nnd_fused_f32_fn)(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                 const float *seed, float *ws, float *J, float *H);
+void nnd__fused_sample_f32_generic(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                   const float *seed, float *ws, float *J, float *H);
+void nnd__fused_sample_f32_avx2(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                const float *seed, float *ws, float *J, float *H);
+void nnd__fused_graph_f32_generic(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                  const float *seed, float *ws, float *J, float *H);
+void nnd__fused_graph_f32_avx2(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                               const float *seed, float *ws, float *J, float *H);
 
 /* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
  * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
@@ -147,6 +165,7 @@ typedef struct nnd_kernels {
     void (*fused_lanes)(const nnd_fused *F, nnd_fused_act_fn act,
                         const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
                         double *H);
+    nnd_fused_f32_fn fused_sample_f32, fused_graph_f32;
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

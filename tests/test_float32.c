@@ -114,8 +114,8 @@ typedef struct {
 } results;
 
 /* Inputs N(0,1) rounded to float; float32 results and float64 results on the same inputs. */
-/* The engines: forward, reverse (the fused engine on small nets, which float32 plans run in double
- * and round), and reverse with NND_BLOCKED (the float engines on every net). */
+/* The engines: forward, reverse (the fused engine on small nets: its float kernels, or for n <= 4
+ * its lane kernel in double, rounded), and reverse with NND_BLOCKED (the float engines on every net). */
 #define MODE_BLOCKED ((nnd_mode)4)
 #define N_MODES 3
 static const nnd_mode MODES[N_MODES] = {NND_MODE_FORWARD, NND_MODE_REVERSE, MODE_BLOCKED};
@@ -267,6 +267,58 @@ START_TEST(float32_batch_equals_samples_one_by_one)
 }
 END_TEST
 
+/* The fused engine's float kernels (widths padded to 8, per sample in float; n > 4, or the lane
+ * kernel in double takes the net): n 5-16 (one and two vectors of inputs), two to four layers,
+ * widths from 3 to 96, over several blocks with a short last one (a batch not a multiple of the block
+ * or of 8); the plan says fused_f32, and the results are float arithmetic's (not float64's rounded:
+ * some entry differs) within the bounds. */
+static const shape FUSED_F32[] = {
+    {6, 3, {12, 12, 3}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_PURELIN}, REF_PROC_MAPMINMAX, REF_PROC_MAPSTD},
+    {8, 3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
+    {9, 2, {96, 4}, {NND_ACT_SOFTPLUS, NND_ACT_TANSIG}, REF_PROC_MAPSTD, 0},
+    {12, 4, {64, 64, 64, 8}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
+    {16, 3, {40, 21, 5}, {NND_ACT_GELU, NND_ACT_SILU, NND_ACT_PURELIN}, REF_PROC_RCR, REF_PROC_MAPMINMAX},
+};
+
+START_TEST(float32_fused_float_kernels)
+{
+    double worst[3] = {0, 0, 0};
+    for (size_t k = 0; k < sizeof FUSED_F32 / sizeof FUSED_F32[0]; k++)
+        for (uint64_t seed = 1; seed <= 2; seed++) {
+            tnet t;
+            tnet_build(&t, &FUSED_F32[k], 7000 + 10 * k + seed);
+            nnd_plan *p = NULL;
+            ck_assert(nnd_plan_new(t.net, 1, NND_VJH | NND_FLOAT32, NND_MODE_AUTO, &p) == NND_OK);
+            ck_assert_msg(strstr(nnd_plan_explain(p), "; engine fused_f32;") != NULL, "%s: %s", t.desc,
+                          nnd_plan_explain(p));
+            nnd_plan_free(p);
+            results r;
+            size_t batch = 261, n = t.n, m = t.m, sq = n * n, rounded = 1;
+            run_both(&t, NND_MODE_AUTO, batch, seed, &r);
+            for (size_t b = 0; b < batch; b++) {
+                size_t at;
+                struct { const char *what; size_t len; const float *f; const double *d; double tol; } q[3] = {
+                    {"y", m, r.y + b * m, r.yd + b * m, TOL_Y},
+                    {"J", m * n, r.J + b * m * n, r.Jd + b * m * n, TOL_J},
+                    {"H", m * sq, r.H + b * m * sq, r.Hd + b * m * sq, TOL_H}};
+                for (int i = 0; i < 3; i++) {
+                    double e = rel_err(q[i].len, q[i].f, q[i].d, &at);
+                    if (e > worst[i]) worst[i] = e;
+                    ck_assert_msg(e <= q[i].tol, "fused float32 %s (net %s, seed %llu, sample %zu): %.3g > %.1g at %zu",
+                                  q[i].what, t.desc, (unsigned long long)seed, b, e, q[i].tol, at);
+                    for (size_t j = 1; i && j < q[i].len; j++)
+                        rounded &= q[i].f[j] == (float)q[i].d[j];
+                }
+            }
+            ck_assert_msg(!rounded, "%s: float32 J and H are float64's rounded (not the float kernels)", t.desc);
+            results_free(&r);
+            tnet_free(&t);
+        }
+    printf("fused float kernels vs float64, worst normwise relative error: y %.3g, J %.3g, H %.3g\n", worst[0],
+           worst[1], worst[2]);
+}
+END_TEST
+
 /* Threads take whole blocks with their own workspace: bit-identical for every thread count. */
 START_TEST(float32_threads_bit_identical)
 {
@@ -354,6 +406,7 @@ static Suite *float32_suite(void)
     ADD(float32_hessian_exactly_symmetric);
     ADD(float32_batch_equals_samples_one_by_one);
     ADD(float32_threads_bit_identical);
+    ADD(float32_fused_float_kernels);
     ADD(float32_error_paths);
 #undef ADD
     return s;

@@ -976,7 +976,11 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
         return st;
     choose_hkernel(e);
     size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
-    size_t per_sample = (req->what & NND_HESSIAN) ? p->n : p->me;
+    /* columns per sample of the widest GEMM: the tangents' n with H. With few inputs that asks for
+     * 1024 / n samples (342 at n = 3: 14 MiB of block buffers on pinn, 34 MiB on pinn-res, every
+     * elementwise pass out of L3), while the layers' GEMMs run as well on 128 columns of values
+     * (a 128-wide layer's values 128 KiB, its tangents 3 x that: in L2); bench/RESULTS.md, issue 11 */
+    size_t per_sample = (req->what & NND_HESSIAN) ? (p->n < 8 ? 8 : p->n) : p->me;
     st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, &e->block);
     if (st == NND_OK)
         st = weights_init(&e->wt, p);

@@ -88,6 +88,71 @@ typedef struct {
 } pass;
 #endif
 
+#ifndef NND_ELEMENTWISE
+/* The elementwise passes over a block's buffers (the tangents' f' o Jz, the deltas and c, the
+ * biases, a sum's additions) run on the widest vectors the CPU has: this file is compiled for the
+ * baseline ISA (SSE2), and these loops, a fifth of pinn's time on it, are bound by the vector
+ * width. GCC's clones are chosen once when the library is loaded; without contraction (ISO C
+ * mode) every clone computes the same products and sums, so the results do not depend on the
+ * clone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define NND_ELEMENTWISE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NND_ELEMENTWISE
+#endif
+#endif
+
+/* out = f1 o jp for d rows of nb samples x N inputs each (f1: d x nb; jp, out: d x nb*N). */
+static inline __attribute__((always_inline)) void scale_rows_n(size_t N, size_t d, size_t nb, const REAL *restrict f1,
+                                                               const REAL *restrict jp, REAL *restrict out)
+{
+    size_t cols = nb * N;
+    for (size_t u = 0; u < d; u++, f1 += nb, jp += cols, out += cols)
+        for (size_t b = 0; b < nb; b++)
+            for (size_t i = 0; i < N; i++)
+                out[b * N + i] = f1[b] * jp[b * N + i];
+}
+
+NND_ELEMENTWISE static void scale_rows(size_t n, size_t d, size_t nb, const REAL *restrict f1, const REAL *restrict jp,
+                                       REAL *restrict out)
+{
+#define NND_SCALE_ROWS(N) scale_rows_n(N, d, nb, f1, jp, out)
+    NND_ACCUM_BY_N(n, NND_SCALE_ROWS)
+#undef NND_SCALE_ROWS
+}
+
+/* Dl = G o f1 and, with c, c = G o f2 (len entries). */
+NND_ELEMENTWISE static void deltas_1col(size_t len, const REAL *restrict G, const REAL *restrict f1,
+                                        const REAL *restrict f2, REAL *restrict Dl, REAL *restrict c)
+{
+    for (size_t j = 0; j < len; j++)
+        Dl[j] = G[j] * f1[j];
+    if (c)
+        for (size_t j = 0; j < len; j++)
+            c[j] = G[j] * f2[j];
+}
+
+/* z (d x nb) += the bias of each row. */
+NND_ELEMENTWISE static void bias_rows(size_t d, size_t nb, const REAL *restrict bias, REAL *restrict z)
+{
+    for (size_t u = 0; u < d; u++, z += nb) {
+        REAL bu = bias[u];
+        for (size_t b = 0; b < nb; b++)
+            z[b] += bu;
+    }
+}
+
+/* out = a + b, or out += a (b NULL); len entries. */
+NND_ELEMENTWISE static void add_vec(size_t len, const REAL *a, const REAL *b, REAL *out)
+{
+    if (b)
+        for (size_t j = 0; j < len; j++)
+            out[j] = a[j] + b[j];
+    else
+        for (size_t j = 0; j < len; j++)
+            out[j] += a[j];
+}
+
 /* Layer L's activation of its pre-activations (rows o.. of zv) into f0, f1 (and f2 with H). */
 static void activate(const state *e, work *w, const nnd_layer *L, size_t nb, size_t o, int hess)
 {
@@ -102,12 +167,7 @@ static void activate(const state *e, work *w, const nnd_layer *L, size_t nb, siz
         NND_SUF(nnd__act_layer)(e->k, L, d * nb, z, WS(f0) + o * nb, WS(f1) + o * nb, hess ? WS(f2) + o * nb : NULL);
 }
 
-static void add_bias(const state *e, size_t l, size_t d, size_t nb, REAL *z)
-{
-    for (size_t u = 0; u < d; u++)
-        for (size_t b = 0; b < nb; b++)
-            z[u * nb + b] += BIAS(l)[u];
-}
+static void add_bias(const state *e, size_t l, size_t d, size_t nb, REAL *z) { bias_rows(d, nb, BIAS(l), z); }
 
 static void forward_values(const state *e, work *w, size_t nb, int hess)
 {
@@ -150,12 +210,8 @@ static void act_tangents(const state *e, work *w, const nnd_layer *L, size_t nb,
                     out[u * cols + b * n + i] =
                         (logsm ? 1.0 : sg[u * nb + b]) * ((jp[u * cols + b * n + i] - pv[i]) - m1[i]);
         }
-    } else {
-        for (size_t u = 0; u < d; u++)
-            for (size_t b = 0; b < nb; b++)
-                for (size_t i = 0; i < n; i++)
-                    out[u * cols + b * n + i] = f1[u * nb + b] * jp[u * cols + b * n + i];
-    }
+    } else
+        scale_rows(n, d, nb, f1, jp, out);
 }
 
 /* dz_1/dx = W1g for every sample into jz (d rows). */
@@ -238,12 +294,9 @@ static void act_backward(const state *e, work *w, const nnd_layer *L, const pass
                         c[u * cols + j] = -gs * f1[u * nb + b];
                 }
             }
-    } else if (me == 1) { /* one column per sample: G, Dl, c and f' line up (d x nb) */
-        for (size_t j = 0; j < d * nb; j++)
-            Dl[j] = G[j] * f1[j];
-        for (size_t j = 0; c && j < d * nb; j++)
-            c[j] = G[j] * f2[j];
-    } else {
+    } else if (me == 1) /* one column per sample: G, Dl, c and f' line up (d x nb) */
+        deltas_1col(d * nb, G, f1, f2, Dl, c);
+    else {
         for (size_t u = 0; u < d; u++)
             for (size_t b = 0; b < nb; b++)
                 for (size_t k = 0; k < me; k++) {
@@ -302,12 +355,9 @@ static void join(const state *e, const work *w, const nnd_layer *L, size_t nb, c
             memcpy(out, in, len * sizeof *out);
         } else if (i == 1) { /* the first two in one pass: the same sums as copying the first */
             const REAL *in0 = base ? base + grow(p, L->src[0]) * cols : values_of(e, w, L->src[0], nb);
-            for (size_t j = 0; j < len; j++)
-                out[j] = in0[j] + in[j];
-        } else if (i > 1) {
-            for (size_t j = 0; j < len; j++)
-                out[j] += in[j];
-        }
+            add_vec(len, in0, in, out);
+        } else if (i > 1)
+            add_vec(len, in, NULL, out);
     }
 }
 
@@ -437,8 +487,7 @@ static void give(REAL *out, const REAL *in, size_t len, int first)
     if (first)
         memcpy(out, in, len * sizeof *out);
     else
-        for (size_t j = 0; j < len; j++)
-            out[j] += in[j];
+        add_vec(len, in, NULL, out);
 }
 
 /* LayerNorm backward: the adjoint of its source, s (P h - t xh / d) with h = gamma o G, and c. */

@@ -820,6 +820,109 @@ START_TEST(float32_within_the_float32_bounds)
 }
 END_TEST
 
+/* Few inputs (n 1, 3, 7: the tangents' per-n loops, none a whole vector) on wide layers (40 units:
+ * no whole GEMM tile) over 2 blocks + 5 samples on 2 threads, float64 and float32, NND_BLOCKED:
+ * the block size the reverse engine picks for few inputs, and its elementwise passes on the CPU's
+ * widest vectors; a chain, residual sums (pinn-res) and a concatenation with the input. float64
+ * against the long-double reference, float32 within test_float32.c's bounds of float64. */
+START_TEST(few_inputs_on_several_blocks_match_the_reference)
+{
+    static const size_t ns[3] = {1, 3, 7};
+    double worst[4] = {0, 0, 0, 0};
+    for (int topo = 0; topo < 3; topo++)
+        for (int ni = 0; ni < 3; ni++) {
+            size_t n = ns[ni], w = 40;
+            ref_rng r;
+            ref_rng_seed(&r, 900 + 10 * (uint64_t)topo + (uint64_t)ni);
+            ref_net rn;
+            ref_net_init(&rn, n);
+            double *W = malloc(w * (w + n) * sizeof *W), b[40];
+            ck_assert(W != NULL);
+#define RAND_DENSE(src, din, dout, act)                                                                             \
+    do {                                                                                                            \
+        for (size_t q = 0; q < (din) * (dout); q++)                                                                 \
+            W[q] = ref_rng_normal(&r) / sqrt((double)(din));                                                        \
+        for (size_t q = 0; q < (dout); q++)                                                                         \
+            b[q] = 0.1 * ref_rng_normal(&r);                                                                        \
+        ck_assert_int_eq(ref_net_add_dense_from(&rn, (src), (dout), W, b, (act), NULL), 0);                         \
+    } while (0)
+            size_t h = 0;
+            RAND_DENSE(REF_INPUT, n, w, NND_ACT_TANSIG);
+            for (int k = 0; k < 3; k++) {
+                if (topo == 0) { /* a chain */
+                    RAND_DENSE(h, w, w, k == 1 ? NND_ACT_LOGSIG : NND_ACT_TANSIG);
+                    h++;
+                } else if (topo == 1) { /* h <- h + tanh(W h + b) */
+                    RAND_DENSE(h, w, w, NND_ACT_TANSIG);
+                    size_t src[2] = {h, h + 1};
+                    ck_assert_int_eq(ref_net_add_join(&rn, REF_SUM, 2, src), 0);
+                    h += 2;
+                } else if (k == 0) { /* dense(concat(x, h)) */
+                    size_t src[2] = {REF_INPUT, h};
+                    ck_assert_int_eq(ref_net_add_join(&rn, REF_CONCAT, 2, src), 0);
+                    RAND_DENSE(h + 1, w + n, w, NND_ACT_TANSIG);
+                    h += 2;
+                } else {
+                    RAND_DENSE(h, w, w, NND_ACT_TANSIG);
+                    h++;
+                }
+            }
+            RAND_DENSE(h, w, 2, NND_ACT_PURELIN);
+#undef RAND_DENSE
+            ref_net_finish(&rn);
+            free(W);
+            nnd_net *net;
+            ck_assert_int_eq(ref_net_to_nnd(&rn, &net), NND_OK);
+            ck_assert_int_eq(nnd_net_is_chain(net), topo == 0);
+            char desc[2048];
+            ref_net_describe(&rn, desc, sizeof desc);
+            size_t m = rn.n_out;
+            nnd_plan *p;
+            ck_assert_int_eq(nnd_plan_new_threads(net, 100000, NND_VJH | NND_BLOCKED, NND_MODE_REVERSE, 2, &p), NND_OK);
+            size_t block = nnd_plan_block(p), N = 2 * block + 5;
+            ck_assert_msg(block > 1 && block < N, "block %zu", block);
+            double *x = malloc(N * n * sizeof *x), *y = malloc(N * m * sizeof *y), *J = malloc(N * m * n * sizeof *J),
+                   *H = malloc(N * m * n * n * sizeof *H);
+            float *xf = malloc(N * n * sizeof *xf), *yf = malloc(N * m * sizeof *yf),
+                  *Jf = malloc(N * m * n * sizeof *Jf), *Hf = malloc(N * m * n * n * sizeof *Hf);
+            long double yr[2], Jr[2 * 7], Hr[2 * 49];
+            ck_assert(x && y && J && H && xf && yf && Jf && Hf);
+            random_x(&r, N * n, x);
+            for (size_t i = 0; i < N * n; i++) /* float-representable: the float32 plan sees the same x */
+                xf[i] = (float)x[i], x[i] = xf[i];
+            ck_assert_int_eq(nnd_plan_execute(p, N, x, y, J, H), NND_OK);
+            nnd_plan_free(p);
+            ck_assert_int_eq(nnd_plan_new_threads(net, N, NND_VJH | NND_FLOAT32 | NND_BLOCKED, NND_MODE_REVERSE, 2, &p),
+                             NND_OK);
+            ck_assert_int_eq(nnd_plan_execute_f32(p, N, xf, yf, Jf, Hf), NND_OK);
+            nnd_plan_free(p);
+            for (size_t s = 0; s < N; s += s + 1 < block || s + 7 > N ? 1 : 13) {
+                ck_assert_int_eq(ref_derivs(&rn, x + s * n, yr, Jr, Hr), 0);
+                double e[3] = {err_ld(y + s * m, yr, m), err_ld(J + s * m * n, Jr, m * n),
+                               err_ld(H + s * m * n * n, Hr, m * n * n)};
+                for (int q = 0; q < 3; q++) {
+                    worst[q == 2 ? 1 : 0] = fmax(worst[q == 2 ? 1 : 0], e[q]);
+                    ck_assert_msg(e[q] <= TOL_REF, "topology %d n %zu sample %zu of %zu (block %zu): %s error %.3g > %.3g; %s",
+                                  topo, n, s, N, block, q == 0 ? "y" : q == 1 ? "J" : "H", e[q], TOL_REF, desc);
+                }
+                double ef[3] = {err_f(yf + s * m, y + s * m, m), err_f(Jf + s * m * n, J + s * m * n, m * n),
+                                err_f(Hf + s * m * n * n, H + s * m * n * n, m * n * n)};
+                double tol[3] = {TOL_F32_Y, TOL_F32_J, TOL_F32_H};
+                for (int q = 0; q < 3; q++) {
+                    worst[q == 2 ? 3 : 2] = fmax(worst[q == 2 ? 3 : 2], ef[q]);
+                    ck_assert_msg(ef[q] <= tol[q], "topology %d n %zu sample %zu of %zu: float32 %s error %.3g > %.3g; %s",
+                                  topo, n, s, N, q == 0 ? "y" : q == 1 ? "J" : "H", ef[q], tol[q], desc);
+                }
+            }
+            free(x), free(y), free(J), free(H), free(xf), free(yf), free(Jf), free(Hf);
+            nnd_net_free(net);
+            ref_net_free(&rn);
+        }
+    printf("few inputs on several blocks, worst: float64 y/J %.2e H %.2e vs the reference; float32 y/J %.2e H %.2e\n",
+           worst[0], worst[1], worst[2], worst[3]);
+}
+END_TEST
+
 /* Every product kind on 1 and 3 threads: bit-identical, and equal to contracting J and H; three
  * nets of each shape. */
 #define PRODUCT_SEEDS 3
@@ -1074,6 +1177,7 @@ static Suite *graph_suite(void)
     tcase_add_test(tc, graph_derivatives_match_the_reference);
     tcase_add_test(tc, chain_as_graph_gives_the_chains_results);
     tcase_add_test(tc, batches_and_threads);
+    tcase_add_test(tc, few_inputs_on_several_blocks_match_the_reference);
     tcase_add_test(tc, float32_within_the_float32_bounds);
     tcase_add_loop_test(tc, products_match_contracting_J_and_H, 0, G_COUNT);
     tcase_add_test(tc, affine_graph_has_zero_hessian);

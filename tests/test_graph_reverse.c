@@ -820,17 +820,19 @@ START_TEST(float32_within_the_float32_bounds)
 }
 END_TEST
 
-/* Few inputs (n 1, 3, 7: the tangents' per-n loops, none a whole vector) on wide layers (40 units:
- * no whole GEMM tile) over 2 blocks + 5 samples on 2 threads, float64 and float32, NND_BLOCKED:
- * the block size the reverse engine picks for few inputs, and its elementwise passes on the CPU's
- * widest vectors; a chain, residual sums (pinn-res) and a concatenation with the input. float64
- * against the long-double reference, float32 within test_float32.c's bounds of float64. */
+/* Few inputs (n 1 to 4: the Hessian accumulation on four or eight samples per vector; 7: one by
+ * one) on wide layers (40 units: no whole GEMM tile) over 2 blocks + 5 samples on 2 threads,
+ * float64 and float32, NND_BLOCKED: the block size the reverse engine picks for few inputs, its
+ * elementwise passes on the CPU's widest vectors; a chain (its purelin output's c = 0: the masked
+ * updates), residual sums (pinn-res, one output: one c per sample) and a concatenation with the
+ * input (two outputs). float64 against the long-double reference, float32 within
+ * test_float32.c's bounds of float64. */
 START_TEST(few_inputs_on_several_blocks_match_the_reference)
 {
-    static const size_t ns[3] = {1, 3, 7};
+    static const size_t ns[5] = {1, 2, 3, 4, 7};
     double worst[4] = {0, 0, 0, 0};
     for (int topo = 0; topo < 3; topo++)
-        for (int ni = 0; ni < 3; ni++) {
+        for (int ni = 0; ni < 5; ni++) {
             size_t n = ns[ni], w = 40;
             ref_rng r;
             ref_rng_seed(&r, 900 + 10 * (uint64_t)topo + (uint64_t)ni);
@@ -867,7 +869,7 @@ START_TEST(few_inputs_on_several_blocks_match_the_reference)
                     h++;
                 }
             }
-            RAND_DENSE(h, w, 2, NND_ACT_PURELIN);
+            RAND_DENSE(h, w, topo == 1 ? 1 : 2, NND_ACT_PURELIN);
 #undef RAND_DENSE
             ref_net_finish(&rn);
             free(W);

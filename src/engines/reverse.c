@@ -667,21 +667,18 @@ static void couplings(const state *e, work *w, const pass *ps, size_t nb, size_t
 
 #ifndef NND_F32 /* the accum kernels are double; float32 plans never choose NND_HK_BLOCK */
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
- * sample but vectorised. Samples in chunks, units inside: J and c stream through once while the
- * chunk's accumulators stay in L1; units in groups of NND_ACCUM_UNITS, whose sum the kernel forms
- * in registers (a group's rows of J and c stream side by side: 16 streams). */
-#define NND_ACCUM_UNITS 8
+ * sample but vectorised. Samples in chunks whose accumulators stay in L1, every unit of the stack
+ * in one call: the AVX2 and AVX-512 kernels hold a sample's (n <= 8) or a vector of samples'
+ * (n <= 4) accumulators in registers through all the units, loaded and stored once per chunk;
+ * the portable one adds unit by unit over the chunk (J and c stream through once). */
 static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
 {
     const nnd_prep *p = e->p;
-    size_t n = p->n, me = ps->nk, cols = nb * me, ncols = nb * n;
+    size_t n = p->n, me = ps->nk;
     memset(WS(hacc), 0, nb * me * n * nnd__accum_ld(n) * sizeof *WS(hacc));
     for (size_t b0 = 0; b0 < nb; b0 += e->hchunk) {
         size_t b1 = nb - b0 < e->hchunk ? nb : b0 + e->hchunk;
-        for (size_t u = 0; u < e->Dh; u += NND_ACCUM_UNITS) {
-            size_t nu = e->Dh - u < NND_ACCUM_UNITS ? e->Dh - u : NND_ACCUM_UNITS;
-            e->k->accum(n, me, nu, WS(jz) + u * ncols, ncols, WS(cst) + u * cols, cols, WS(hacc), b0, b1);
-        }
+        e->k->accum(n, me, e->Dh, WS(jz), nb * n, WS(cst), nb * me, WS(hacc), b0, b1);
     }
 }
 

@@ -57,4 +57,5 @@ static inline void accum_range_impl(size_t n, size_t me, size_t nu, const double
     }
 }
 
+
 #endif

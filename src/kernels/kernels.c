@@ -39,8 +39,9 @@ static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__sy
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
                                          nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2};
 #if defined(NND_HAVE_AVX512)
-/* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits) and
- * the SLEEF activations on eight points per group */
+/* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
+ * Hessian accumulation for n <= 4 on eight samples per vector (the same bits) and the SLEEF
+ * activations on eight points per group */
 NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
 NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 #if defined(NND_HAVE_SLEEF)
@@ -51,7 +52,7 @@ NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 #define SLEEF_LOGSIG512 NULL
 #endif
 static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
-                                           nnd__syrk_ut_s_avx512, nnd__accum_avx2, SLEEF_TANSIG512, SLEEF_LOGSIG512,
+                                           nnd__syrk_ut_s_avx512, nnd__accum_avx512, SLEEF_TANSIG512, SLEEF_LOGSIG512,
                                            nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
                                            nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
                                            nnd__fused_graph_f32_avx2};

@@ -25,6 +25,8 @@ void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size
                         double *acc, size_t b0, size_t b1);
 void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
                      double *acc, size_t b0, size_t b1);
+void nnd__accum_avx512(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
+                       double *acc, size_t b0, size_t b1);
 
 /* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
  * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.

@@ -168,6 +168,29 @@ static const char *mode_name(nnd_mode m)
     return m == NND_MODE_FORWARD ? "forward" : m == MODE_BLOCKED ? "blocked reverse" : "reverse";
 }
 
+/* y, J and H of sample b against float64 within the bounds (how: the mode or engine, for the
+ * message); the worst errors into worst[3]. Returns 1 when J and H are float64's rounded. */
+static int check_sample(const results *r, size_t b, const char *how, const char *desc, uint64_t seed, double worst[3])
+{
+    size_t n = r->n, m = r->m, sq = n * n, at;
+    int rounded = 1;
+    struct { const char *what; size_t len; const float *f; const double *d; double tol; } q[3] = {
+        {"y", m, r->y + b * m, r->yd + b * m, TOL_Y},
+        {"J", m * n, r->J + b * m * n, r->Jd + b * m * n, TOL_J},
+        {"H", m * sq, r->H + b * m * sq, r->Hd + b * m * sq, TOL_H}};
+    for (int i = 0; i < 3; i++) {
+        double e = rel_err(q[i].len, q[i].f, q[i].d, &at);
+        if (e > worst[i]) worst[i] = e;
+        ck_assert_msg(e <= q[i].tol,
+                      "float32 %s vs float64 (%s, net %s, seed %llu, sample %zu): relative error %.3g > %.1g "
+                      "at entry %zu (float32 %.9g, float64 %.17g)",
+                      q[i].what, how, desc, (unsigned long long)seed, b, e, q[i].tol, at, (double)q[i].f[at], q[i].d[at]);
+        for (size_t j = 0; i && j < q[i].len; j++)
+            rounded &= q[i].f[j] == (float)q[i].d[j];
+    }
+    return rounded;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 START_TEST(float32_matches_float64_within_bound)
@@ -180,24 +203,10 @@ START_TEST(float32_matches_float64_within_bound)
                 tnet t;
                 tnet_build(&t, &SHAPES[k], 1000 * k + seed);
                 results r;
-                size_t batch = 37, n = t.n, m = t.m, sq = n * n;
+                size_t batch = 37;
                 run_both(&t, modes[mi], batch, seed, &r);
-                for (size_t b = 0; b < batch; b++) {
-                    size_t at;
-                    struct { const char *what; size_t len; const float *f; const double *d; double tol; } q[3] = {
-                        {"y", m, r.y + b * m, r.yd + b * m, TOL_Y},
-                        {"J", m * n, r.J + b * m * n, r.Jd + b * m * n, TOL_J},
-                        {"H", m * sq, r.H + b * m * sq, r.Hd + b * m * sq, TOL_H}};
-                    for (int i = 0; i < 3; i++) {
-                        double e = rel_err(q[i].len, q[i].f, q[i].d, &at);
-                        if (e > worst[i]) worst[i] = e;
-                        ck_assert_msg(e <= q[i].tol,
-                                      "float32 %s vs float64 (%s, net %s, seed %llu, sample %zu): relative error %.3g > %.1g "
-                                      "at entry %zu (float32 %.9g, float64 %.17g)",
-                                      q[i].what, mode_name(modes[mi]), t.desc, (unsigned long long)seed, b, e, q[i].tol,
-                                      at, (double)q[i].f[at], q[i].d[at]);
-                    }
-                }
+                for (size_t b = 0; b < batch; b++)
+                    check_sample(&r, b, mode_name(modes[mi]), t.desc, seed, worst);
                 results_free(&r);
                 tnet_free(&t);
             }
@@ -293,23 +302,11 @@ START_TEST(float32_fused_float_kernels)
                           nnd_plan_explain(p));
             nnd_plan_free(p);
             results r;
-            size_t batch = 261, n = t.n, m = t.m, sq = n * n, rounded = 1;
+            size_t batch = 261;
+            int rounded = 1;
             run_both(&t, NND_MODE_AUTO, batch, seed, &r);
-            for (size_t b = 0; b < batch; b++) {
-                size_t at;
-                struct { const char *what; size_t len; const float *f; const double *d; double tol; } q[3] = {
-                    {"y", m, r.y + b * m, r.yd + b * m, TOL_Y},
-                    {"J", m * n, r.J + b * m * n, r.Jd + b * m * n, TOL_J},
-                    {"H", m * sq, r.H + b * m * sq, r.Hd + b * m * sq, TOL_H}};
-                for (int i = 0; i < 3; i++) {
-                    double e = rel_err(q[i].len, q[i].f, q[i].d, &at);
-                    if (e > worst[i]) worst[i] = e;
-                    ck_assert_msg(e <= q[i].tol, "fused float32 %s (net %s, seed %llu, sample %zu): %.3g > %.1g at %zu",
-                                  q[i].what, t.desc, (unsigned long long)seed, b, e, q[i].tol, at);
-                    for (size_t j = 1; i && j < q[i].len; j++)
-                        rounded &= q[i].f[j] == (float)q[i].d[j];
-                }
-            }
+            for (size_t b = 0; b < batch; b++)
+                rounded &= check_sample(&r, b, "fused engine", t.desc, seed, worst);
             ck_assert_msg(!rounded, "%s: float32 J and H are float64's rounded (not the float kernels)", t.desc);
             results_free(&r);
             tnet_free(&t);

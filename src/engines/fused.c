@@ -331,6 +331,21 @@ static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const
     }
 }
 
+/* Sample b's J and H (double or float) from the per-sample kernel's jout (mk x npad) and hall (mk
+ * upper triangles npad x npad) into its rows, H symmetric. */
+#define UNPACK_SAMPLE(p, w, b, mk, n, npad, jout, hall, J, H)                                                       \
+    do {                                                                                                          \
+        for (size_t k = 0; k < (mk) && (J); k++)                                                                  \
+            memcpy((J) + out_row(p, w, b, k) * (n), (jout) + k * (npad), (n) * sizeof *(J));                      \
+        for (size_t k = 0; k < (mk) && (H); k++) {                                                                \
+            const __typeof__(*(H)) *hk = (hall) + k * (npad) * (npad);                                            \
+            __typeof__(*(H)) *Hk = (H) + out_row(p, w, b, k) * (n) * (n);                                         \
+            for (size_t i = 0; i < (n); i++)                                                                      \
+                for (size_t j = i; j < (n); j++)                                                                  \
+                    Hk[i * (n) + j] = Hk[j * (n) + i] = hk[i * (npad) + j];                                       \
+        }                                                                                                         \
+    } while (0)
+
 /* The values and activations over the block, layer by layer (f' with d1, f'' with d2): f0[l] the
  * activations of layer l (rows dp_l apart), f' and f'' at the same offsets in ws->f1, ws->f2. */
 static void values_block(const state *e, work *ws, size_t nb, const double *x, int d1, int d2, double **f0)
@@ -384,15 +399,7 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
         if (w)
             seed_of(p, w, b, ws->lseed, 1);
         e->fz_sample(F, f1, f2, w ? ws->lseed : NULL, ws->fzws, J ? ws->jout : NULL, H ? ws->hall : NULL);
-        for (size_t k = 0; k < mk && J; k++)
-            memcpy(J + out_row(p, w, b, k) * n, ws->jout + k * npad, n * sizeof *J);
-        for (size_t k = 0; k < mk && H; k++) {
-            const double *hk = ws->hall + k * npad * npad;
-            double *Hk = H + out_row(p, w, b, k) * n * n;
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = i; j < n; j++)
-                    Hk[i * n + j] = Hk[j * n + i] = hk[i * npad + j];
-        }
+        UNPACK_SAMPLE(p, w, b, mk, n, npad, ws->jout, ws->hall, J, H);
     }
     if (y)
         values_out(e, ws, nb, f0[L - 1], y);
@@ -422,15 +429,7 @@ static void run_block_f32(const state *e, work *ws, size_t nb, const double *x, 
             g1 += F->dp[l], g2 += F->dp[l];
         }
         e->fzf_sample(&e->fzf, f1, f2, NULL, (float *)(void *)ws->fzws, J ? jout : NULL, H ? hall : NULL);
-        for (size_t k = 0; k < me && J; k++)
-            memcpy(J + out_row(p, NULL, b, k) * n, jout + k * npad, n * sizeof *J);
-        for (size_t k = 0; k < me && H; k++) {
-            const float *hk = hall + k * npad * npad;
-            float *Hk = H + out_row(p, NULL, b, k) * n * n;
-            for (size_t i = 0; i < n; i++)
-                for (size_t j = i; j < n; j++)
-                    Hk[i * n + j] = Hk[j * n + i] = hk[i * npad + j];
-        }
+        UNPACK_SAMPLE(p, NULL, b, me, n, npad, jout, hall, J, H);
     }
     if (y)
         values_out(e, ws, nb, f0[L - 1], y);

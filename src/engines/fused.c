@@ -31,7 +31,7 @@ typedef struct {
     double *fzbuf;        /* the padded weights              */
     size_t vw, fztotal;   /* widths padded to vw (4; 8: float per sample); fzbuf's doubles */
     nnd_fused_f32 fzf;    /* float32 plans, vw 8: fz in float */
-    const float **fzfptr; /* WT, Wr, Wg of fzf (3 L)         */
+    const float **fzfptr; /* WT, Wr, Wg, bp of fzf (4 L)     */
     float *fzfbuf;        /* fzbuf in float, and oscale      */
     nnd_fused_f32_fn fzf_sample;
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
@@ -51,7 +51,7 @@ typedef struct {
     double *zv, *f0, *f1, *f2; /* per sample kernel: padded widths x block */
     double *jout, *hall;     /* me x npad, me x npad^2 */
     double *dx, *dy, *dJ, *dH; /* the float instance: the block's inputs and outputs in double */
-    double *sf;              /* float per sample: f' and f'' in float (2 x the padded widths) */
+    double *scr;             /* float per sample (widths padded to 8): nnd__pre_block_f32's scratch */
 } work;
 
 static int use_lanes(const nnd_prep *p);
@@ -138,7 +138,7 @@ static nnd_status weights_f32(state *e)
 {
     const nnd_fused *F = &e->fz;
     size_t L = F->L, me = F->me;
-    e->fzfptr = nnd__calloc(3 * L, sizeof *e->fzfptr);
+    e->fzfptr = nnd__calloc(4 * L, sizeof *e->fzfptr);
     e->fzfbuf = nnd__malloc(e->fztotal + me, sizeof *e->fzfbuf);
     if (!e->fzfptr || !e->fzfbuf)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
@@ -147,15 +147,16 @@ static nnd_status weights_f32(state *e)
     float *osc = e->fzfbuf + e->fztotal;
     for (size_t k = 0; k < me; k++)
         osc[k] = (float)F->oscale[k];
-    const float **WT = e->fzfptr, **Wr = WT + L, **Wg = Wr + L;
+    const float **WT = e->fzfptr, **Wr = WT + L, **Wg = Wr + L, **bp = Wg + L;
 #define TO_F(ptr) ((ptr) ? e->fzfbuf + ((ptr) - e->fzbuf) : NULL)
     for (size_t l = 0; l < L; l++) {
         WT[l] = TO_F(F->WT[l]);
         Wr[l] = TO_F(F->Wr[l]);
         Wg[l] = TO_F(F->Wg[l]);
+        bp[l] = TO_F(F->bp[l]);
     }
     e->fzf = (nnd_fused_f32){.L = L, .n = F->n, .nv = F->nv / 2, .me = me, .d0 = F->d0, .d = F->d, .dp = F->dp,
-                             .dpmax = F->dpmax, .dmax = F->dmax, .dsum = F->dsum, .WT = WT, .Wr = Wr,
+                             .dpmax = F->dpmax, .dmax = F->dmax, .dsum = F->dsum, .WT = WT, .Wr = Wr, .bp = bp,
                              .W1g = TO_F(F->W1g), .oscale = osc, .kind = F->kind, .nsrc = F->nsrc, .src = F->src,
                              .Wg = Wg, .J0 = TO_F(F->J0), .d0p = F->d0p};
 #undef TO_F
@@ -314,21 +315,42 @@ static void lanes_block(const state *e, work *ws, size_t nb, const double *x, co
 }
 
 /* A sum's or a concatenation's values for nb samples (rows dp[l] apart; the input's d0). */
-static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const double *xt, const double *const *f0,
-                        const size_t *dp, size_t dpl, double *out)
-{
+static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const void *xt, void *const *f0,
+                        const size_t *dp, size_t dpl, void *out, int f32)
+{ /* (f32: every array float) */
     for (size_t i = 0, at = 0; i < Ly->n_src; i++) {
         size_t s = Ly->src[i], ds = nnd__net_src_width(p->net, s), lda = s == NND_NET_INPUT ? p->d0 : dp[s];
-        const double *in = s == NND_NET_INPUT ? xt : f0[s];
-        for (size_t b = 0; b < nb; b++) {
-            double *o = out + b * dpl + at;
-            const double *a = in + b * lda;
-            for (size_t u = 0; u < ds; u++)
-                o[u] = i && Ly->kind == NND_LAYER_SUM ? o[u] + a[u] : a[u];
+        const void *in = s == NND_NET_INPUT ? xt : f0[s];
+        int add = i && Ly->kind == NND_LAYER_SUM;
+#define JOIN_ROWS(T)                                                                                                  \
+    for (size_t b = 0; b < nb; b++) {                                                                                 \
+        T *o = (T *)out + b * dpl + at;                                                                               \
+        const T *a = (const T *)in + b * lda;                                                                         \
+        for (size_t u = 0; u < ds; u++)                                                                               \
+            o[u] = add ? o[u] + a[u] : a[u];                                                                          \
+    }
+        if (f32) {
+            JOIN_ROWS(float)
+        } else {
+            JOIN_ROWS(double)
         }
+#undef JOIN_ROWS
         if (Ly->kind == NND_LAYER_CONCAT)
             at += ds;
     }
+}
+
+/* Activations in float: SLEEF's float tansig and logsig where the table has them, else in double
+ * and rounded (nnd__act_layer_f32). */
+static void act_f32(const state *e, const nnd_layer *Ly, size_t count, const float *z, float *f, float *df, float *d2f)
+{
+    const nnd_kernels *k = e->k;
+    if (Ly->act == NND_ACT_TANSIG && k->tansig_f32)
+        k->tansig_f32(count, z, f, df, d2f);
+    else if (Ly->act == NND_ACT_LOGSIG && k->logsig_f32)
+        k->logsig_f32(count, z, f, df, d2f);
+    else
+        nnd__act_layer_f32(k, Ly, count, z, f, df, d2f);
 }
 
 /* Sample b's J and H (double or float) from the per-sample kernel's jout (mk x npad) and hall (mk
@@ -347,24 +369,36 @@ static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const
     } while (0)
 
 /* The values and activations over the block, layer by layer (f' with d1, f'' with d2): f0[l] the
- * activations of layer l (rows dp_l apart), f' and f'' at the same offsets in ws->f1, ws->f2. */
-static void values_block(const state *e, work *ws, size_t nb, const double *x, int d1, int d2, double **f0)
+ * activations of layer l (rows dp_l apart), f' and f'' at the same offsets in ws->f1, ws->f2. With
+ * f32 (widths padded to 8) everything in float: x, the arrays, fzf's weights. */
+static void values_block(const state *e, work *ws, size_t nb, const void *x, int d1, int d2, void **f0, int f32)
 {
     const nnd_prep *p = e->p;
     const nnd_net *net = p->net;
     const nnd_fused *F = &e->fz;
-    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
-    for (size_t l = 0, off = 0; l < p->L; off += F->dp[l] * nb, l++) {
-        double *z = ws->zv + off;
-        f0[l] = ws->f0 + off;
+    size_t es = f32 ? sizeof(float) : sizeof(double);
+    char *zv = (char *)ws->zv, *a0 = (char *)ws->f0, *a1 = (char *)ws->f1, *a2 = (char *)ws->f2;
+    if (f32)
+        nnd__pre_block_f32(p, nb, x, (float *)(void *)ws->xt, ws->scr);
+    else
+        nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
+    for (size_t l = 0, off = 0; l < p->L; off += F->dp[l] * nb * es, l++) {
+        void *z = zv + off, *g1 = d1 ? a1 + off : NULL, *g2 = d2 ? a2 + off : NULL;
+        f0[l] = a0 + off;
         const nnd_layer *Ly = &net->layers[l];
         if (Ly->kind != NND_LAYER_DENSE) {
-            join_values(p, Ly, nb, ws->xt, (const double *const *)f0, F->dp, F->dp[l], f0[l]);
+            join_values(p, Ly, nb, ws->xt, f0, F->dp, F->dp[l], f0[l], f32);
             continue;
         }
         size_t s = Ly->src[0], din = Ly->n_in, lda = s == NND_NET_INPUT ? p->d0 : F->dp[s];
-        e->fz_values(nb, din, F->dp[l], s == NND_NET_INPUT ? ws->xt : f0[s], lda, F->WT[l], F->bp[l], z);
-        nnd__act_layer(e->k, Ly, nb * F->dp[l], z, f0[l], d1 ? ws->f1 + off : NULL, d2 ? ws->f2 + off : NULL);
+        const void *in = s == NND_NET_INPUT ? (const void *)ws->xt : f0[s];
+        if (f32) {
+            e->k->fused_values_f32(nb, din, F->dp[l], in, lda, e->fzf.WT[l], e->fzf.bp[l], z);
+            act_f32(e, Ly, nb * F->dp[l], z, f0[l], g1, g2);
+        } else {
+            e->fz_values(nb, din, F->dp[l], in, lda, F->WT[l], F->bp[l], z);
+            nnd__act_layer(e->k, Ly, nb * F->dp[l], z, f0[l], g1, g2);
+        }
     }
 }
 
@@ -389,8 +423,8 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
     const nnd_fused *F = &e->fz;
     size_t L = p->L, n = p->n, npad = 4 * F->nv, mk = w ? 1 : p->me;
     const double *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
-    double *f0[NND_FUSED_MAX_LAYERS];
-    values_block(e, ws, nb, x, J || H, H != NULL, f0);
+    void *f0[NND_FUSED_MAX_LAYERS];
+    values_block(e, ws, nb, x, J || H, H != NULL, f0, 0);
     for (size_t b = 0; b < nb && (J || H); b++) {
         for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
             f1[l] = ws->f1 + off + b * F->dp[l];
@@ -405,34 +439,33 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
         values_out(e, ws, nb, f0[L - 1], y);
 }
 
-/* float32, widths padded to 8: the values in double (x: the block's inputs in double, y in double),
- * then per sample f' and f'' rounded to float and the float kernel, J and H written in float. */
-static void run_block_f32(const state *e, work *ws, size_t nb, const double *x, double *y, float *J, float *H)
+/* float32, widths padded to 8: everything in float (x: the block's raw inputs), J and H by the
+ * float per-sample kernel. */
+static void run_block_f32(const state *e, work *ws, size_t nb, const float *x, float *y, float *J, float *H)
 {
     const nnd_prep *p = e->p;
     const nnd_fused *F = &e->fz;
     size_t L = p->L, n = p->n, npad = 8 * e->fzf.nv, me = p->me;
     const float *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
-    double *f0[NND_FUSED_MAX_LAYERS];
-    float *sf = (float *)(void *)ws->sf, *jout = (float *)(void *)ws->jout, *hall = (float *)(void *)ws->hall;
-    size_t Dp = dp_sum(p, 8);
-    values_block(e, ws, nb, x, J || H, H != NULL, f0);
+    void *f0[NND_FUSED_MAX_LAYERS];
+    float *jout = (float *)(void *)ws->jout, *hall = (float *)(void *)ws->hall;
+    values_block(e, ws, nb, x, J || H, H != NULL, f0, 1);
     for (size_t b = 0; b < nb && (J || H); b++) {
-        float *g1 = sf, *g2 = sf + Dp;
         for (size_t l = 0, off = 0; l < L; off += F->dp[l] * nb, l++) {
-            const double *d1 = ws->f1 + off + b * F->dp[l], *d2 = ws->f2 + off + b * F->dp[l];
-            for (size_t u = 0; u < F->dp[l]; u++)
-                g1[u] = (float)d1[u];
-            for (size_t u = 0; H && u < F->dp[l]; u++)
-                g2[u] = (float)d2[u];
-            f1[l] = g1, f2[l] = H ? g2 : NULL;
-            g1 += F->dp[l], g2 += F->dp[l];
+            f1[l] = (const float *)(void *)ws->f1 + off + b * F->dp[l];
+            f2[l] = H ? (const float *)(void *)ws->f2 + off + b * F->dp[l] : NULL;
         }
         e->fzf_sample(&e->fzf, f1, f2, NULL, (float *)(void *)ws->fzws, J ? jout : NULL, H ? hall : NULL);
         UNPACK_SAMPLE(p, NULL, b, me, n, npad, jout, hall, J, H);
     }
-    if (y)
-        values_out(e, ws, nb, f0[L - 1], y);
+    if (y) {
+        const float *fL = f0[L - 1];
+        float *a = (float *)(void *)ws->aout;
+        for (size_t b = 0; b < nb; b++)
+            for (size_t k = 0; k < me; k++)
+                a[b * me + k] = fL[b * F->dp[L - 1] + k];
+        nnd__post_values_f32(p, nb, a, y, ws->scr);
+    }
 }
 
 static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
@@ -464,9 +497,6 @@ static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0,
     const float *x = c->xf + b0 * n;
     float *y = c->yf ? c->yf + b0 * m : NULL, *J = c->Jf ? c->Jf + b0 * m * n : NULL;
     float *H = c->Hf ? c->Hf + b0 * m * sq : NULL;
-    for (size_t i = 0; i < nb * n; i++)
-        ws->dx[i] = x[i];
-    double *dy = y ? ws->dy : NULL;
     if (e->vw == 8) {
         if (p->const_rows) { /* the rows of constant outputs: zero (the others are all written) */
             if (J)
@@ -474,12 +504,12 @@ static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0,
             if (H)
                 memset(H, 0, nb * m * sq * sizeof *H);
         }
-        run_block_f32(e, ws, nb, ws->dx, dy, J, H);
-        for (size_t i = 0; y && i < nb * m; i++)
-            y[i] = (float)dy[i];
+        run_block_f32(e, ws, nb, x, y, J, H);
         return;
     }
-    double *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
+    for (size_t i = 0; i < nb * n; i++)
+        ws->dx[i] = x[i];
+    double *dy = y ? ws->dy : NULL, *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
     if (p->const_rows)
         nnd__zero_const_rows(p, nb, dJ, dH, ws->tmp);
     run_block(e, ws, nb, ws->dx, NULL, dy, dJ, dH);
@@ -517,15 +547,13 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
         it[k++] = ITEM(jout, p->me, npad);
         it[k++] = ITEM(hall, p->me, npad * npad);
     }
-    if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
+    if (f32 && e->vw == 8) /* everything in float in the arrays above; the processing's scratch */
+        it[k++] = ITEM(scr, 1, p->n + p->d0 + 2 * big + p->me + p->m);
+    else if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
         it[k++] = ITEM(dx, nb, p->n);
         it[k++] = ITEM(dy, nb, p->m);
-        if (e->vw == 8) /* (J and H written in float by the float kernel) */
-            it[k++] = ITEM(sf, 1, Dp);
-        else {
-            it[k++] = ITEM(dJ, nb * p->m, p->n);
-            it[k++] = ITEM(dH, nb * p->m, sq);
-        }
+        it[k++] = ITEM(dJ, nb * p->m, p->n);
+        it[k++] = ITEM(dH, nb * p->m, sq);
     }
     return k;
 }

@@ -75,3 +75,62 @@ void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *
     run_groups(logsig4, 4, n, z, f, df, d2f);
 }
 
+
+/* The same two in float, eight points per group (the fused engine's float32 plans): the formulas
+ * above with SLEEF's float functions; e = 1 + m while |z| <= 1 (e >= 0.135: a few float ulps), else
+ * exp's. */
+static inline void storef(float *p, size_t i, __m256 v)
+{
+    if (p)
+        _mm256_storeu_ps(p + i, v);
+}
+
+static inline void tansig8f(const float *z, float *f, float *df, float *d2f, size_t i)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+    const __m256 mtwo = _mm256_set1_ps(-2.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 x = _mm256_loadu_ps(z + i);
+    __m256 a2 = _mm256_mul_ps(mtwo, _mm256_andnot_ps(sign, x)); /* -2|z| */
+    __m256 m = Sleef_expm1f8_u10avx2(a2);
+    __m256 r = _mm256_div_ps(one, _mm256_add_ps(two, m));
+    __m256 ta = _mm256_mul_ps(_mm256_xor_ps(sign, m), r); /* tanh|z| */
+    __m256 t = _mm256_or_ps(ta, _mm256_and_ps(sign, x));  /* the sign of z */
+    storef(f, i, t);
+    if (!df && !d2f)
+        return;
+    __m256 e = _mm256_add_ps(one, m);
+    __m256 tail = _mm256_cmp_ps(a2, mtwo, _CMP_LT_OQ);
+    if (_mm256_movemask_ps(tail))
+        e = _mm256_blendv_ps(e, Sleef_expf8_u10avx2(a2), tail);
+    __m256 d = _mm256_mul_ps(_mm256_mul_ps(four, e), _mm256_mul_ps(r, r));
+    storef(df, i, d);
+    storef(d2f, i, _mm256_mul_ps(_mm256_mul_ps(mtwo, t), d));
+}
+
+void nnd__tansig_f32_avx2(size_t n, const float *z, float *f, float *df, float *d2f)
+{
+    run_groups_f32(tansig8f, 8, n, z, f, df, d2f);
+}
+
+static inline void logsig8f(const float *z, float *f, float *df, float *d2f, size_t i)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    __m256 x = _mm256_loadu_ps(z + i);
+    __m256 e = Sleef_expf8_u10avx2(_mm256_or_ps(sign, x)); /* exp(-|x|) */
+    __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    __m256 er = _mm256_mul_ps(e, r);
+    __m256 pos = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
+    __m256 s = _mm256_blendv_ps(er, r, pos), sm = _mm256_blendv_ps(r, er, pos);
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    s = _mm256_blendv_ps(s, x, nan);
+    sm = _mm256_blendv_ps(sm, x, nan);
+    __m256 d = _mm256_mul_ps(s, sm);
+    storef(f, i, s);
+    storef(df, i, d);
+    storef(d2f, i, _mm256_mul_ps(d, _mm256_sub_ps(sm, s)));
+}
+
+void nnd__logsig_f32_avx2(size_t n, const float *z, float *f, float *df, float *d2f)
+{
+    run_groups_f32(logsig8f, 8, n, z, f, df, d2f);
+}

@@ -68,3 +68,64 @@ void nnd__logsig_avx512(size_t n, const double *z, double *f, double *df, double
 {
     run_groups(logsig8, 8, n, z, f, df, d2f);
 }
+
+/* The same two in float, sixteen points per group (avx2_sleef.c's float versions). */
+static inline void store16(float *p, size_t i, __m512 v)
+{
+    if (p)
+        _mm512_storeu_ps(p + i, v);
+}
+
+static inline __m512 bitsf(__m512i v) { return _mm512_castsi512_ps(v); }
+static inline __m512i intsf(__m512 v) { return _mm512_castps_si512(v); }
+
+static inline void tansig16f(const float *z, float *f, float *df, float *d2f, size_t i)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+    const __m512 mtwo = _mm512_set1_ps(-2.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000U);
+    __m512 x = _mm512_loadu_ps(z + i);
+    __m512 a2 = _mm512_mul_ps(mtwo, bitsf(_mm512_andnot_si512(sign, intsf(x)))); /* -2|z| */
+    __m512 m = Sleef_expm1f16_u10avx512f(a2);
+    __m512 r = _mm512_div_ps(one, _mm512_add_ps(two, m));
+    __m512 ta = _mm512_mul_ps(bitsf(_mm512_xor_si512(sign, intsf(m))), r);         /* tanh|z| */
+    __m512 t = bitsf(_mm512_or_si512(intsf(ta), _mm512_and_si512(sign, intsf(x)))); /* the sign of z */
+    store16(f, i, t);
+    if (!df && !d2f)
+        return;
+    __m512 e = _mm512_add_ps(one, m);
+    __mmask16 tail = _mm512_cmp_ps_mask(a2, mtwo, _CMP_LT_OQ);
+    if (tail)
+        e = _mm512_mask_blend_ps(tail, e, Sleef_expf16_u10avx512f(a2));
+    __m512 d = _mm512_mul_ps(_mm512_mul_ps(four, e), _mm512_mul_ps(r, r));
+    store16(df, i, d);
+    store16(d2f, i, _mm512_mul_ps(_mm512_mul_ps(mtwo, t), d));
+}
+
+void nnd__tansig_f32_avx512(size_t n, const float *z, float *f, float *df, float *d2f)
+{
+    run_groups_f32(tansig16f, 16, n, z, f, df, d2f);
+}
+
+static inline void logsig16f(const float *z, float *f, float *df, float *d2f, size_t i)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000U);
+    __m512 x = _mm512_loadu_ps(z + i);
+    __m512 e = Sleef_expf16_u10avx512f(bitsf(_mm512_or_si512(sign, intsf(x)))); /* exp(-|x|) */
+    __m512 r = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 er = _mm512_mul_ps(e, r);
+    __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ), nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 s = _mm512_mask_blend_ps(pos, er, r), sm = _mm512_mask_blend_ps(pos, r, er);
+    s = _mm512_mask_blend_ps(nan, s, x);
+    sm = _mm512_mask_blend_ps(nan, sm, x);
+    __m512 d = _mm512_mul_ps(s, sm);
+    store16(f, i, s);
+    store16(df, i, d);
+    store16(d2f, i, _mm512_mul_ps(d, _mm512_sub_ps(sm, s)));
+}
+
+void nnd__logsig_f32_avx512(size_t n, const float *z, float *f, float *df, float *d2f)
+{
+    run_groups_f32(logsig16f, 16, n, z, f, df, d2f);
+}

@@ -40,74 +40,6 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 #endif
 #define FZ_ST(p, v) (*(fz_v4u *)(void *)(p) = (v))
 
-/* z[b][:] = bp + sum_k a[b][k] WT[k][:] for cb samples: dp (a multiple of 4) outputs per sample,
- * in blocks of 4 vectors held in registers. */
-static inline void fz_values_impl(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
-                                  const double *bp, double *z)
-{
-    size_t nq = dp / 4, b = 0;
-    for (; b + 2 <= cb; b += 2) { /* two samples share each load of WT */
-        const double *x0 = a + b * lda, *x1 = x0 + lda;
-        double *z0 = z + b * dp, *z1 = z0 + dp;
-        size_t q = 0;
-        for (; q + 4 <= nq; q += 4) {
-            const double *bq = bp + 4 * q;
-            fz_v4 s0 = FZ_LD(bq), s1 = FZ_LD(bq + 4), s2 = FZ_LD(bq + 8), s3 = FZ_LD(bq + 12);
-            fz_v4 t0 = s0, t1 = s1, t2 = s2, t3 = s3;
-            for (size_t k = 0; k < din; k++) {
-                const double *w = WT + k * dp + 4 * q;
-                fz_v4 w0 = FZ_LD(w), w1 = FZ_LD(w + 4), w2 = FZ_LD(w + 8), w3 = FZ_LD(w + 12);
-                FZ_REG(w0);
-                FZ_REG(w1);
-                FZ_REG(w2);
-                FZ_REG(w3);
-                double u = x0[k], v = x1[k];
-                s0 += u * w0, s1 += u * w1, s2 += u * w2, s3 += u * w3;
-                t0 += v * w0, t1 += v * w1, t2 += v * w2, t3 += v * w3;
-            }
-            FZ_ST(z0 + 4 * q, s0), FZ_ST(z0 + 4 * q + 4, s1), FZ_ST(z0 + 4 * q + 8, s2), FZ_ST(z0 + 4 * q + 12, s3);
-            FZ_ST(z1 + 4 * q, t0), FZ_ST(z1 + 4 * q + 4, t1), FZ_ST(z1 + 4 * q + 8, t2), FZ_ST(z1 + 4 * q + 12, t3);
-        }
-        for (; q < nq; q++) {
-            fz_v4 s0 = FZ_LD(bp + 4 * q), t0 = s0;
-            for (size_t k = 0; k < din; k++) {
-                fz_v4 w0 = FZ_LD(WT + k * dp + 4 * q);
-                FZ_REG(w0);
-                s0 += x0[k] * w0;
-                t0 += x1[k] * w0;
-            }
-            FZ_ST(z0 + 4 * q, s0);
-            FZ_ST(z1 + 4 * q, t0);
-        }
-    }
-    for (; b < cb; b++) { /* the same arithmetic for a last odd sample (batch 1: the only one), */
-        const double *x0 = a + b * lda; /* eight vectors at a time: one broadcast feeds 8 FMAs */
-        double *z0 = z + b * dp;
-        size_t q = 0;
-        for (; q + 8 <= nq; q += 8) {
-            fz_v4 s[8];
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++)
-                s[r] = FZ_LD(bp + 4 * (q + r));
-            for (size_t k = 0; k < din; k++) {
-                double u = x0[k];
-                const double *w = WT + k * dp + 4 * q;
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++)
-                    s[r] += u * FZ_LD(w + 4 * r);
-            }
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++)
-                FZ_ST(z0 + 4 * (q + r), s[r]);
-        }
-        for (; q < nq; q++) {
-            fz_v4 s0 = FZ_LD(bp + 4 * q);
-            for (size_t k = 0; k < din; k++)
-                s0 += x0[k] * FZ_LD(WT + k * dp + 4 * q);
-            FZ_ST(z0 + 4 * q, s0);
-        }
-    }
-}
 /* fn(NV, args...) with the sample's vectors of inputs F->nv (1-4) a constant, for the unrolling. */
 #define FZ_BY_NV(fn, F, ...)                                                                                          \
     do {                                                                                                              \
@@ -382,6 +314,11 @@ static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const
     {                                                                                                                 \
         fz_values_impl(cb, din, dp, a, lda, WT, bp, z);                                                               \
     }                                                                                                                 \
+    void nnd__fused_values_f32_##SUF(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,   \
+                                     const float *bp, float *z)                                                       \
+    {                                                                                                                 \
+        fzf_values_impl(cb, din, dp, a, lda, WT, bp, z);                                                              \
+    }                                                                                                                 \
     void nnd__fused_sample_##SUF(const nnd_fused *F, const double *const *f1, const double *const *f2,                 \
                                  const double *seed, double *ws, double *J, double *H)                                \
     {                                                                                                                 \
@@ -423,6 +360,75 @@ typedef FZ_T FZN(qu) __attribute__((vector_size(4 * sizeof(FZ_T)), may_alias, al
 #define FL(p) (*(const FZN(vu) *)(const void *)(p))
 #define FS(p, v) (*(FZN(vu) *)(void *)(p) = (v))
 #define FSQ(p, v) (*(FZN(qu) *)(void *)(p) = (v))
+
+/* z[b][:] = bp + sum_k a[b][k] WT[k][:] for cb samples: dp (a multiple of FZ_W) outputs per sample,
+ * in blocks of 4 vectors held in registers. */
+static inline void FZN(values_impl)(size_t cb, size_t din, size_t dp, const FZ_T *a, size_t lda, const FZ_T *WT,
+                                  const FZ_T *bp, FZ_T *z)
+{
+    size_t nq = dp / FZ_W, b = 0;
+    for (; b + 2 <= cb; b += 2) { /* two samples share each load of WT */
+        const FZ_T *x0 = a + b * lda, *x1 = x0 + lda;
+        FZ_T *z0 = z + b * dp, *z1 = z0 + dp;
+        size_t q = 0;
+        for (; q + 4 <= nq; q += 4) {
+            const FZ_T *bq = bp + FZ_W * q;
+            FV s0 = FL(bq), s1 = FL(bq + FZ_W), s2 = FL(bq + 2 * FZ_W), s3 = FL(bq + 3 * FZ_W);
+            FV t0 = s0, t1 = s1, t2 = s2, t3 = s3;
+            for (size_t k = 0; k < din; k++) {
+                const FZ_T *w = WT + k * dp + FZ_W * q;
+                FV w0 = FL(w), w1 = FL(w + FZ_W), w2 = FL(w + 2 * FZ_W), w3 = FL(w + 3 * FZ_W);
+                FZ_REG(w0);
+                FZ_REG(w1);
+                FZ_REG(w2);
+                FZ_REG(w3);
+                FZ_T u = x0[k], v = x1[k];
+                s0 += u * w0, s1 += u * w1, s2 += u * w2, s3 += u * w3;
+                t0 += v * w0, t1 += v * w1, t2 += v * w2, t3 += v * w3;
+            }
+            FS(z0 + FZ_W * q, s0), FS(z0 + FZ_W * (q + 1), s1), FS(z0 + FZ_W * (q + 2), s2), FS(z0 + FZ_W * (q + 3), s3);
+            FS(z1 + FZ_W * q, t0), FS(z1 + FZ_W * (q + 1), t1), FS(z1 + FZ_W * (q + 2), t2), FS(z1 + FZ_W * (q + 3), t3);
+        }
+        for (; q < nq; q++) {
+            FV s0 = FL(bp + FZ_W * q), t0 = s0;
+            for (size_t k = 0; k < din; k++) {
+                FV w0 = FL(WT + k * dp + FZ_W * q);
+                FZ_REG(w0);
+                s0 += x0[k] * w0;
+                t0 += x1[k] * w0;
+            }
+            FS(z0 + FZ_W * q, s0);
+            FS(z1 + FZ_W * q, t0);
+        }
+    }
+    for (; b < cb; b++) { /* the same arithmetic for a last odd sample (batch 1: the only one), */
+        const FZ_T *x0 = a + b * lda; /* eight vectors at a time: one broadcast feeds 8 FMAs */
+        FZ_T *z0 = z + b * dp;
+        size_t q = 0;
+        for (; q + 8 <= nq; q += 8) {
+            FV s[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                s[r] = FL(bp + FZ_W * (q + r));
+            for (size_t k = 0; k < din; k++) {
+                FZ_T u = x0[k];
+                const FZ_T *w = WT + k * dp + FZ_W * q;
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++)
+                    s[r] += u * FL(w + FZ_W * r);
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                FS(z0 + FZ_W * (q + r), s[r]);
+        }
+        for (; q < nq; q++) {
+            FV s0 = FL(bp + FZ_W * q);
+            for (size_t k = 0; k < din; k++)
+                s0 += x0[k] * FL(WT + k * dp + FZ_W * q);
+            FS(z0 + FZ_W * q, s0);
+        }
+    }
+}
 
 /* Rows r of the 4 x 4 block whose columns are c0..c3, stored at J, J + ld, J + 2 ld, J + 3 ld. */
 static inline __attribute__((always_inline)) void FZN(transpose4)(FZ_T *J, size_t ld, const FQ *c0, const FQ *c1,
@@ -507,6 +513,57 @@ static inline __attribute__((always_inline)) void FZN(tangent_cols)(size_t NV, s
             FZN(tangent_tile)(1, ld, dp, din, v, WT, Tc, Jc);
     }
 }
+
+#if FZ_W == 8
+/* Rows v .. v + RB - 1 of Jz (rows of NV vectors) = W T, from W's rows (ldw apart, din long): per
+ * unit one load of T's row (NV vectors) and RB broadcasts of W feed RB NV FMAs. The float instance's
+ * tangents: a row of Jz is one or two vectors there, so the row form needs no transposes. */
+static inline __attribute__((always_inline)) void FZN(tangent_rowblock)(size_t NV, size_t RB, size_t din, size_t ldw,
+                                                                        const FZ_T *W, const FZ_T *T, FZ_T *Jz)
+{
+    size_t ld = FZ_W * NV;
+    FV a[8][4], t[4]; /* (NV <= 2 here: float32 plans have n <= 16) */
+#pragma GCC unroll 8
+    for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (size_t q = 0; q < NV; q++)
+            a[r][q] = (FV){0};
+    for (size_t u = 0; u < din; u++) {
+#pragma GCC unroll 2
+        for (size_t q = 0; q < NV; q++) {
+            t[q] = FL(T + u * ld + FZ_W * q);
+            FZ_REG(t[q]);
+        }
+#pragma GCC unroll 8
+        for (size_t r = 0; r < RB; r++) {
+            FZ_T w = W[r * ldw + u];
+#pragma GCC unroll 2
+            for (size_t q = 0; q < NV; q++)
+                a[r][q] += w * t[q];
+        }
+    }
+#pragma GCC unroll 8
+    for (size_t r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (size_t q = 0; q < NV; q++)
+            FS(Jz + r * ld + FZ_W * q, a[r][q]);
+}
+
+/* Jz's rows v < d (NV <= 2 vectors each) = W T: blocks of 8 rows (4 with two vectors), then 4, then
+ * single rows. The padding rows are not written (nothing reads them). */
+static inline __attribute__((always_inline)) void FZN(tangent_rows)(size_t NV, size_t d, size_t din, size_t ldw,
+                                                                    const FZ_T *W, const FZ_T *T, FZ_T *Jz)
+{
+    size_t v = 0, ld = FZ_W * NV;
+    if (NV == 1)
+        for (; v + 8 <= d; v += 8)
+            FZN(tangent_rowblock)(NV, 8, din, ldw, W + v * ldw, T, Jz + v * ld);
+    for (; v + 4 <= d; v += 4)
+        FZN(tangent_rowblock)(NV, 4, din, ldw, W + v * ldw, T, Jz + v * ld);
+    for (; v < d; v++)
+        FZN(tangent_rowblock)(NV, 1, din, ldw, W + v * ldw, T, Jz + v * ld);
+}
+#endif
 
 /* Rows i0 .. i0+RB-1 of Hk (4NV x 4NV) += sum_{u < d} c[u] Jz[u][i] Jz[u][:] from column vector Q0
  * on (the upper triangle by vectors, Q0 = i0 / 4): the accumulators stay in registers while the
@@ -779,7 +836,11 @@ static inline __attribute__((always_inline)) void FZN(sample_nv)(size_t NV, cons
                 for (size_t q = 0; q < NV; q++)
                     FS(T + u * ld + FZ_W * q, s * FL(jp + FZ_W * q));
             }
+#if FZ_W == 8
+            FZN(tangent_rows)(NV, F->d[l], din, F->dp[l - 1], F->Wr[l], T, Jz[l]);
+#else
             FZN(tangent_cols)(NV, F->dp[l], din, F->WT[l], T, Jz[l]);
+#endif
         }
 
     if (H)
@@ -865,7 +926,11 @@ static inline __attribute__((always_inline)) void FZN(graph_nv)(size_t NV, const
         if (F->kind[l] == NND_LAYER_DENSE) {
             size_t s = F->src[l][0];
             if (s != NND_NET_INPUT)
+#if FZ_W == 8
+                FZN(tangent_rows)(NV, F->d[l], F->d[s], F->dp[s], F->Wr[l], Ja[s], Jz[l]);
+#else
                 FZN(tangent_cols)(NV, F->dp[l], F->d[s], F->WT[l], Ja[s], Jz[l]);
+#endif
             for (size_t u = 0; l < top && u < F->d[l]; u++)
                 for (size_t q = 0; q < NV; q++)
                     FS(Ja[l] + u * ld + FZ_W * q, f1[l][u] * FL(Jz[l] + u * ld + FZ_W * q));

@@ -6,27 +6,30 @@
 
 #include <stddef.h>
 
-typedef void (*group_fn)(const double *z, double *f, double *df, double *d2f, size_t i);
-
-/* Run `group` (W <= 8 points) over n points, the tail on a zero-padded copy. */
-static inline __attribute__((always_inline)) void run_groups(group_fn group, size_t W, size_t n, const double *z,
-                                                             double *f, double *df, double *d2f)
-{
-    size_t i = 0;
-    for (; i + W <= n; i += W)
-        group(z, f, df, d2f, i);
-    if (i < n) {
-        double zt[8] = {0}, ft[8] = {0}, dt[8] = {0}, d2t[8] = {0};
-        size_t r = n - i;
-        for (size_t k = 0; k < r; k++)
-            zt[k] = z[i + k];
-        group(zt, ft, dt, d2t, 0);
-        for (size_t k = 0; k < r; k++) {
-            if (f) f[i + k] = ft[k];
-            if (df) df[i + k] = dt[k];
-            if (d2f) d2f[i + k] = d2t[k];
-        }
+/* Run `group` (W <= WMAX points) over n points of type T, the tail on a zero-padded copy: run_groups
+ * (double, group_fn) and run_groups_f32 (float, group_f32_fn: the fused engine's float32 plans). */
+#define NND_RUN_GROUPS(NAME, FN, T, WMAX)                                                                          \
+    typedef void (*FN)(const T *z, T *f, T *df, T *d2f, size_t i);                                                 \
+    static inline __attribute__((always_inline)) void NAME(FN group, size_t W, size_t n, const T *z, T *f, T *df,  \
+                                                           T *d2f)                                                 \
+    {                                                                                                              \
+        size_t i = 0;                                                                                              \
+        for (; i + W <= n; i += W)                                                                                 \
+            group(z, f, df, d2f, i);                                                                               \
+        if (i < n) {                                                                                               \
+            T zt[WMAX] = {0}, ft[WMAX] = {0}, dt[WMAX] = {0}, d2t[WMAX] = {0};                                     \
+            size_t r = n - i;                                                                                      \
+            for (size_t k = 0; k < r; k++)                                                                         \
+                zt[k] = z[i + k];                                                                                  \
+            group(zt, ft, dt, d2t, 0);                                                                             \
+            for (size_t k = 0; k < r; k++) {                                                                       \
+                if (f) f[i + k] = ft[k];                                                                           \
+                if (df) df[i + k] = dt[k];                                                                         \
+                if (d2f) d2f[i + k] = d2t[k];                                                                      \
+            }                                                                                                      \
+        }                                                                                                          \
     }
-}
+NND_RUN_GROUPS(run_groups, group_fn, double, 8)
+NND_RUN_GROUPS(run_groups_f32, group_f32_fn, float, 16)
 
 #endif

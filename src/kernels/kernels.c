@@ -30,14 +30,17 @@ NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic
 #if defined(NND_HAVE_SLEEF)
 #define SLEEF_TANSIG nnd__tansig_avx2
 #define SLEEF_LOGSIG nnd__logsig_avx2
+#define SLEEF_F32 nnd__tansig_f32_avx2, nnd__logsig_f32_avx2
 #else
 #define SLEEF_TANSIG NULL
 #define SLEEF_LOGSIG NULL
+#define SLEEF_F32 NULL, NULL
 #endif
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
                                          nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
-                                         nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2};
+                                         nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2,
+                                         nnd__fused_values_f32_avx2, SLEEF_F32};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
  * Hessian accumulation for n <= 4 on eight samples per vector (the same bits) and the SLEEF
@@ -47,15 +50,17 @@ NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 #if defined(NND_HAVE_SLEEF)
 #define SLEEF_TANSIG512 nnd__tansig_avx512
 #define SLEEF_LOGSIG512 nnd__logsig_avx512
+#define SLEEF_F32_512 nnd__tansig_f32_avx512, nnd__logsig_f32_avx512
 #else
 #define SLEEF_TANSIG512 NULL
 #define SLEEF_LOGSIG512 NULL
+#define SLEEF_F32_512 NULL, NULL
 #endif
 static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
                                            nnd__syrk_ut_s_avx512, nnd__accum_avx512, SLEEF_TANSIG512, SLEEF_LOGSIG512,
                                            nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
                                            nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
-                                           nnd__fused_graph_f32_avx2};
+                                           nnd__fused_graph_f32_avx2, nnd__fused_values_f32_avx2, SLEEF_F32_512};
 #else
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
@@ -63,7 +68,8 @@ static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_gene
                                             nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
                                             nnd__fused_values_generic, nnd__fused_sample_generic,
                                             nnd__fused_graph_generic, nnd__fused_lanes_generic,
-                                            nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic};
+                                            nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic,
+                                            nnd__fused_values_f32_generic, NULL, NULL};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)

@@ -9,6 +9,12 @@ int nnd__cpu_avx2(void);
 /* 1 when, besides, the SLEEF activations were built (avx2_sleef.c). */
 int nnd__cpu_sleef(void);
 
+/* tansig and logsig over n float points in float (SLEEF's float functions; any output may be NULL):
+ * the fused engine's float32 plans. Only when nnd__cpu_sleef() (the 512 ones: and nnd__cpu_avx512()). */
+void nnd__tansig_f32_avx2(size_t n, const float *z, float *f, float *df, float *d2f);
+void nnd__logsig_f32_avx2(size_t n, const float *z, float *f, float *df, float *d2f);
+void nnd__tansig_f32_avx512(size_t n, const float *z, float *f, float *df, float *d2f);
+void nnd__logsig_f32_avx512(size_t n, const float *z, float *f, float *df, float *d2f);
 /* Vectorised activations over n points (any output may be NULL); only when nnd__cpu_sleef(). */
 void nnd__tansig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
 void nnd__logsig_avx2(size_t n, const double *z, double *f, double *df, double *d2f);
@@ -128,7 +134,12 @@ void nnd__fused_graph_generic(const nnd_fused *F, const double *const *f1, const
                               const double *seed, double *ws, double *J, double *H);
 void nnd__fused_graph_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
                            const double *seed, double *ws, double *J, double *H);
-/* Both in float, on nnd_fused_f32 (widths padded to 8; fused.h: fzf_sample_impl, fzf_graph_impl). */
+/* The values, the per-sample and the graph kernels in float, on nnd_fused_f32 (widths padded to 8;
+ * fused.h: fzf_values_impl, fzf_sample_impl, fzf_graph_impl). */
+void nnd__fused_values_f32_generic(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
+                                   const float *bp, float *z);
+void nnd__fused_values_f32_avx2(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
+                                const float *bp, float *z);
 typedef void (*nnd_fused_f32_fn)(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
                                  const float *seed, float *ws, float *J, float *H);
 void nnd__fused_sample_f32_generic(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
@@ -168,6 +179,11 @@ typedef struct nnd_kernels {
                         const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
                         double *H);
     nnd_fused_f32_fn fused_sample_f32, fused_graph_f32;
+    void (*fused_values_f32)(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
+                             const float *bp, float *z);
+    /* tansig and logsig in float (NULL: none; then in double, rounded) */
+    void (*tansig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
+    void (*logsig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

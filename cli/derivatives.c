@@ -28,6 +28,10 @@
  * of a few MiB still has tens of batch blocks for the plan's threads and one pwrite per array. */
 #define CHUNK_MIB_DEFAULT 8
 #define CHUNK_ROWS_MAX ((size_t)16384)
+/* The last two chunks' rows are split in halves (whole blocks) down to a TAIL_PIECES-th of a chunk: each
+ * half is written while the next is computed, so that what is written after the last compute (on
+ * one core, the others idle) is a 16th of a chunk, not a whole one. */
+#define TAIL_PIECES 16
 #define PROGRESS_AFTER 1.0    /* seconds before the first progress line */
 #define PROGRESS_EVERY 0.5    /* seconds between redraws */
 
@@ -324,6 +328,21 @@ int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t
 }
 
 size_t deriv_engine_chunk(const deriv_engine *e) { return e->chunk; }
+
+size_t deriv_engine_next(const deriv_engine *e, size_t left)
+{
+    if (left >= 2 * e->chunk)
+        return e->chunk;
+    size_t least = e->chunk / TAIL_PIECES / e->block * e->block;
+    if (least < e->block)
+        least = e->block;
+    if (left <= least)
+        return left;
+    /* half of what is left, rounded up to whole blocks: at most a chunk (left < 2 chunks, a chunk
+     * being whole blocks) and at most left (left > one block) */
+    size_t half = ((left + 1) / 2 + e->block - 1) / e->block * e->block;
+    return half < left ? half : left;
+}
 
 int deriv_engine_spare(deriv_engine *e, char *err, size_t errlen)
 {

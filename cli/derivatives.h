@@ -20,7 +20,7 @@ typedef struct {
     int quiet;      /* --quiet: no progress line */
     int strict;     /* --strict: a non-finite input is an error naming the row */
     size_t threads; /* --threads N (0: NND_NUM_THREADS, else every online CPU) */
-    size_t chunk_bytes; /* --chunk-mib: results held per chunk (default 64 MiB) */
+    size_t chunk_bytes; /* --chunk-mib: results held in all (default 8 MiB) */
     nnd_mode mode;  /* --mode */
 } deriv_args;
 
@@ -56,6 +56,11 @@ int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t
                       size_t errlen);
 /* The chunk size (rows) the engine uses, the same in every process for the same net and options. */
 size_t deriv_engine_chunk(const deriv_engine *e);
+/* The rows of the next execute when `left` rows remain: a chunk while two or more are left, then
+ * halves of what is left, in whole blocks, down to a 16th of a chunk (then the rest), so that
+ * the write after the last compute is short. Every piece but the last is whole blocks: the block
+ * grid, and the bytes, are those of one execute over all the rows. */
+size_t deriv_engine_next(const deriv_engine *e, size_t left);
 /* Compute `rows` rows whose inputs are in e->x; `row0` is the index of the first in the input file
  * (for messages). Results in e->out. */
 int deriv_engine_run(deriv_engine *e, size_t rows, size_t row0, const char *label, char *err, size_t errlen);

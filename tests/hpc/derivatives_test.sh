@@ -33,6 +33,39 @@ for threads in 1 2; do
 done
 echo "y, J, H = the in-memory API's for --threads 1, 2 and --chunk-mib 1, 64 (blocked and fused engines)"
 
+# Chunk edges: the last two chunks are computed in halves (whole blocks) down to a 16th of a chunk
+# (derivatives.c, deriv_engine_next), each written while the next is computed. Batches around one
+# and two chunks, the chunk read from the NND_CLI_TRACE timeline: every execute starts on the block
+# grid from the first row, the last one is at most a 16th of a chunk (or a block), and the bytes are
+# the in-memory API's over the same rows (blocked and fused engines, 1 and 2 threads).
+trace_of() { NND_CLI_TRACE=1 "$nnderiv" derivatives "$@" --quiet 2>&1 >/dev/null; }
+for spec in "net.json 20 H" "small.json 6 H" "small.json 6 y,J,H"; do
+    read -r model n what <<<"$spec"
+    ext=npy; [ "$what" = H ] || ext=h5
+    "$check" input "$n" 1 21 x1.npy
+    line=$(trace_of -m "$model" -i x1.npy -o e.$ext --what "$what" --chunk-mib 1 | grep 'planned')
+    chunk=$(sed -E 's/.*chunk ([0-9]+) rows.*/\1/' <<<"$line") block=$(sed -E 's/.*blocks of ([0-9]+).*/\1/' <<<"$line")
+    [ "$chunk" -ge "$block" ] && [ $((chunk % block)) -eq 0 ] || fail "$model: chunk $chunk rows is not whole blocks of $block"
+    least=$((chunk / 16 / block * block)); [ "$least" -ge "$block" ] || least=$block
+    for rows in 1 $((block + 1)) $((chunk - 1)) $chunk $((chunk + 1)) $((2 * chunk - 1)) $((2 * chunk)) \
+        $((2 * chunk + 1)) $((3 * chunk + least + 1)); do
+        "$check" input "$n" "$rows" $((rows + 7)) xe.npy
+        "$check" api "$model" xe.npy "$what" ape.bin
+        for threads in 1 2; do
+            trace_of -m "$model" -i xe.npy -o e.$ext --what "$what" --chunk-mib 1 --threads $threads >tr.txt
+            if [ $ext = npy ]; then data_of e.$ext; else
+                for d in ${what//,/ }; do "$check" dump e.h5 /$d d.$d; data_of d.$d; done
+            fi | cmp -s - ape.bin || fail "$model, $rows rows (chunk $chunk, --what $what, --threads $threads) differ from the API's"
+            awk -v b="$block" -v c="$chunk" -v l="$least" -v n="$rows" '/computed/ {
+                    split($6, r, "-"); first = r[1]; last = r[2] - r[1] + 1
+                    if (first % b != 0 || r[2] - r[1] + 1 > c) { print "execute of rows " $6; bad = 1 } }
+                END { if (last > (l > b ? l : b) && n > l) { print "last execute " last " rows"; bad = 1 }; exit bad }' tr.txt ||
+                fail "$model, $rows rows: the executes are not as planned (chunk $chunk, block $block)"
+        done
+    done
+done
+echo "batches of 1, a block + 1, a chunk - 1, + 0, + 1, two chunks - 1, + 0, + 1 and more: the API's bytes; executes on the block grid, the last short"
+
 # --rows: the slice of the whole
 "$nnderiv" derivatives -m small.json -i xs.npy -o part.npy --what H --rows 1000:2500 --chunk-mib 1 --quiet
 row=$((2 * 6 * 6 * 8))

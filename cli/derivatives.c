@@ -6,6 +6,7 @@
  * Chunks here are whole numbers of blocks counted from the first row asked, so every sample sits
  * in the same block as in one nnd_plan_execute over all the rows (the in-memory API path), and
  * as in any MPI slice (slices are whole blocks): the bytes are the same. */
+#define _DEFAULT_SOURCE /* MADV_HUGEPAGE */
 #include "derivatives.h"
 #include "outfile.h"
 
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -252,12 +254,28 @@ int deriv_parse(const char *prog, int argc, char **argv, deriv_args *a)
 
 /* ---------------------------------------------------------------- the engine */
 
+/* A chunk buffer. One of 2 MiB or more is aligned to 2 MiB, rounded up to whole 2 MiB (a chunk's
+ * memory bound grows by less than 2 MiB per buffer) and offered to transparent huge pages
+ * (MADV_HUGEPAGE; "madvise" is the usual system setting): its first touch, in the first execute, is
+ * then a fault per 2 MiB instead of per 4 KiB (seed3's 8 MiB of chunks: 2048 faults fewer). Where
+ * huge pages are off the advice does nothing and the pages are the usual ones. */
+#define HUGE_BYTES ((size_t)2 << 20)
+
 static void *alloc_n(size_t count, size_t size)
 {
     size_t bytes;
     if (__builtin_mul_overflow(count, size, &bytes) || cli_fault_alloc())
         return NULL;
-    return malloc(bytes > 0 ? bytes : 1);
+    if (bytes < HUGE_BYTES)
+        return malloc(bytes > 0 ? bytes : 1);
+    void *p = NULL;
+    size_t whole = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES; /* < bytes + 2 MiB */
+    if (posix_memalign(&p, HUGE_BYTES, whole) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, whole, MADV_HUGEPAGE); /* advice only: its failure is harmless */
+#endif
+    return p;
 }
 
 int deriv_engine_open(deriv_engine *e, nnd_net *net, const deriv_args *a, size_t local_rows, char *err,

@@ -39,6 +39,34 @@
 
 #define NND_VJH (NND_VALUE | NND_JACOBIAN | NND_HESSIAN)
 
+/* NND_REL_QUICK (set by .ci/run under valgrind, as tests/reliability/rel.h's rel_quick): a fraction
+ * of the random nets (every style, activation set, processing and output kind still drawn, rotated
+ * over the modes, products and input counts so that every case number runs somewhere) and of the
+ * samples compared with the reference (QUICK_SAMPLES spread over every block, and the short last
+ * block whole); the same batch sizes, engines, modes, product kinds and bounds. The reference in
+ * long double dominates the time, under valgrind all the more (it emulates the x87). */
+static int quick(void)
+{
+    const char *q = getenv("NND_REL_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+#define QUICK_SAMPLES 60
+
+/* The samples of a batch compared with the reference: every one of a batch up to `all` (quick:
+ * QUICK_SAMPLES), else about that many at a stride, and always the last 3 (the short last block). */
+static size_t sample_stride(size_t batch, size_t all)
+{
+    const size_t want = quick() ? QUICK_SAMPLES : all;
+    return batch <= want ? 1 : 1 + batch / want;
+}
+
+static size_t next_sample(size_t b, size_t batch, size_t stride)
+{
+    if (b + 3 >= batch)
+        return b + 1;
+    return b + stride > batch - 3 ? batch - 3 : b + stride;
+}
+
 static void *xcalloc(size_t count, size_t size)
 {
     void *p = calloc(count ? count : 1, size);
@@ -126,31 +154,36 @@ static void tnet_free(tnet *t)
     ref_net_free(&t->ref);
 }
 
-/* batch inputs N(0,1), each redrawn until it keeps KINK_MARGIN from every kink. */
-static void draw_inputs(const tnet *t, ref_rng *r, size_t batch, double *x)
+/* batch inputs N(0,1), each redrawn until it keeps KINK_MARGIN from every kink; quick: only the
+ * samples compared with the reference (stride: next_sample's), as the others only have to be the
+ * same on 1 and 3 threads, kinks or not. */
+static void draw_inputs(const tnet *t, ref_rng *r, size_t batch, size_t stride, double *x)
 {
-    for (size_t b = 0; b < batch; b++) {
+    for (size_t b = 0, next = 0; b < batch; b++) {
         double *xb = x + b * t->n;
+        const int compared = !quick() || b == next;
         int tries = 0;
         do {
             for (size_t i = 0; i < t->n; i++) xb[i] = ref_rng_normal(r);
             ck_assert_msg(++tries < 1000, "no input away from the kinks; net %s", t->desc);
-        } while (ref_kink_distance(&t->ref, xb) < KINK_MARGIN);
+        } while (compared && ref_kink_distance(&t->ref, xb) < KINK_MARGIN);
+        if (b == next)
+            next = next_sample(b, batch, stride);
     }
 }
 
-/* The reference's y, J, H of a batch. */
 typedef struct {
     long double *y, *J, *H;
 } routs;
 
-static void reference(const tnet *t, size_t batch, const double *x, routs *R)
+/* The reference's y, J, H of the samples next_sample(stride) visits (the others are left 0). */
+static void reference(const tnet *t, size_t batch, size_t stride, const double *x, routs *R)
 {
     const size_t n = t->n, m = t->m;
     R->y = xcalloc(batch * m, sizeof(long double));
     R->J = xcalloc(batch * m * n, sizeof(long double));
     R->H = xcalloc(batch * m * n * n, sizeof(long double));
-    for (size_t b = 0; b < batch; b++)
+    for (size_t b = 0; b < batch; b = next_sample(b, batch, stride))
         ck_assert(ref_derivs(&t->ref, x + b * n, R->y + b * m, R->J + b * m * n, R->H + b * m * n * n) == 0);
 }
 
@@ -203,7 +236,8 @@ static const char *mode_name(nnd_mode m)
 }
 
 /* Plan `mode` for a batch of 2 blocks + 3 (never a multiple of the block) on `threads`, execute it,
- * and compare every sample with the reference; the same on another thread count must be bit-identical. */
+ * and compare every sample with the reference (quick: sample_stride's); the same on another thread
+ * count must be bit-identical (every sample). */
 static void check_mode(const char *property, const tnet *t, nnd_mode mode, uint64_t xseed)
 {
     const size_t n = t->n, m = t->m;
@@ -227,16 +261,17 @@ static void check_mode(const char *property, const tnet *t, nnd_mode mode, uint6
     double *y3 = xcalloc(batch * m, sizeof *y), *J3 = xcalloc(batch * m * n, sizeof *J), *H3 = xcalloc(batch * m * n * n, sizeof *H);
     ref_rng r;
     ref_rng_seed(&r, xseed);
-    draw_inputs(t, &r, batch, x);
+    const size_t stride = sample_stride(batch, SIZE_MAX);
+    draw_inputs(t, &r, batch, stride, x);
     routs R;
-    reference(t, batch, x, &R);
+    reference(t, batch, stride, x, &R);
     s = nnd_plan_execute(p1, batch, x, y, J, H);
     ck_assert_msg(s == NND_OK, "%s: execute: %s (%s)", property, nnd_strerror(s), nnd_errmsg());
     s = nnd_plan_execute(p3, batch, x, y3, J3, H3);
     ck_assert_msg(s == NND_OK, "%s: execute on 3 threads: %s (%s)", property, nnd_strerror(s), nnd_errmsg());
     char how[128];
     snprintf(how, sizeof how, "%s, batch %zu, block %zu, %s", mode_name(mode), batch, block, nnd_plan_explain(p1));
-    for (size_t b = 0; b < batch; b++) {
+    for (size_t b = 0; b < batch; b = next_sample(b, batch, stride)) {
         expect_close(property, t, how, b, "y", m, y + b * m, R.y + b * m, 1, TOL_REF);
         expect_close(property, t, how, b, "J", m * n, J + b * m * n, R.J + b * m * n, 1, TOL_REF);
         expect_close(property, t, how, b, "H", m * n * n, H + b * m * n * n, R.H + b * m * n * n, 1, TOL_REF);
@@ -251,10 +286,14 @@ static void check_mode(const char *property, const tnet *t, nnd_mode mode, uint6
     nnd_plan_free(p3);
 }
 
-static void every_style(const char *property, nnd_mode mode, int smooth, uint64_t base)
+/* Every style, cases c 0..3 (random DAGs: 0..7); quick: half of them, an odd and an even one of
+ * each four (with and without processing), rotated by style and `turn` (the mode). */
+static void every_style(const char *property, nnd_mode mode, int smooth, uint64_t base, int turn)
 {
     for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
         for (int c = 0; c < (style == REF_GRAPH_RANDOM ? 8 : 4); c++) {
+            if (quick() && (c + style + turn) % 4 >= 2)
+                continue;
             tnet t;
             tnet_build(&t, style, c, smooth, base + 100 * (uint64_t)style + (uint64_t)c);
             check_mode(property, &t, mode, base + 7 + 100 * (uint64_t)style + (uint64_t)c);
@@ -270,7 +309,7 @@ START_TEST(every_mode_equals_reference_on_random_dags)
 {
     char property[96];
     snprintf(property, sizeof property, "%s mode equals the reference on random DAGs", mode_name(MODES[_i]));
-    every_style(property, MODES[_i], 0, 31000 + 1000 * (uint64_t)_i);
+    every_style(property, MODES[_i], 0, 31000 + 1000 * (uint64_t)_i, _i);
 }
 END_TEST
 
@@ -320,7 +359,8 @@ END_TEST
 /* ---------------------------------------------------------------- float32 */
 
 /* A float32 plan of `mode` on t against the reference within test_float32's bounds: a batch of 37
- * in one block (blocks 0), or of 3 blocks, the last one short (blocks 1). */
+ * in one block (blocks 0), or of 3 blocks, the last one short (blocks 1); every sample (quick:
+ * sample_stride's). */
 static void check_float32(const tnet *t, nnd_mode mode, int blocks)
 {
     const size_t n = t->n, m = t->m;
@@ -336,10 +376,11 @@ static void check_float32(const tnet *t, nnd_mode mode, int blocks)
     ref_rng_seed(&r, t->seed + 5);
     for (size_t i = 0; i < batch * n; i++) xd[i] = xf[i] = (float)ref_rng_normal(&r);
     routs R;
-    reference(t, batch, xd, &R);
+    const size_t stride = sample_stride(batch, SIZE_MAX);
+    reference(t, batch, stride, xd, &R);
     s = nnd_plan_execute_f32(p, batch, xf, y, J, H);
     ck_assert_msg(s == NND_OK, "execute_f32: %s (%s)", nnd_strerror(s), nnd_errmsg());
-    for (size_t b = 0; b < batch; b++) {
+    for (size_t b = 0; b < batch; b = next_sample(b, batch, stride)) {
         size_t at;
         /* test_float32's bounds hold for well-scaled nets; LayerNorm of inputs with a small
          * spread amplifies the rounding of its inputs (conditioning, not the engine): the
@@ -516,7 +557,10 @@ static void check_product(nnd_product kind, const tnet *t)
     double *o3 = xcalloc(batch * L.len, sizeof *o3), *o23 = L.len2 ? xcalloc(batch * L.len2, sizeof *o23) : NULL;
     ref_rng r;
     ref_rng_seed(&r, t->seed + 11);
-    draw_inputs(t, &r, batch, x);
+    /* every sample of a batch up to 900 (quick: QUICK_SAMPLES) against the reference, else about
+     * that many spread over the blocks; the short last block's all */
+    const size_t stride = sample_stride(batch, 900);
+    draw_inputs(t, &r, batch, stride, x);
     for (size_t b = 0; b < (shared ? 1 : batch); b++) {
         double *v = in + b * nin;
         if (kind == NND_PRODUCT_UNCERTAINTY || shared) {
@@ -546,10 +590,7 @@ static void check_product(nnd_product kind, const tnet *t)
     long double *ro = xcalloc(L.len, sizeof *ro), *ro2 = xcalloc(L.len2 + 1, sizeof *ro2);
     long double *sc = xcalloc(L.len, sizeof *sc), *sc2 = xcalloc(L.len2 + 1, sizeof *sc2);
     long double *Ry = xcalloc(m, sizeof *Ry), *RJ = xcalloc(m * n, sizeof *RJ), *RH = xcalloc(m * n * n, sizeof *RH);
-    /* every sample of a batch up to 900 against the reference, else about 900 spread over the
-     * blocks; the short last block's all */
-    const size_t stride = 1 + batch / 900;
-    for (size_t b = 0; b < batch; b += b + 3 >= batch ? 1 : stride) {
+    for (size_t b = 0; b < batch; b = next_sample(b, batch, stride)) {
         const double *v = nin ? in + (shared ? 0 : b) * nin : NULL;
         ck_assert(ref_derivs(&t->ref, x + b * n, Ry, RJ, RH) == 0);
         contract(kind, n, m, RJ, RH, v, ro, ro2, sc, sc2);
@@ -579,7 +620,11 @@ START_TEST(every_product_equals_reference_contraction_on_random_dags)
     for (nnd_product kind = NND_PRODUCT_WHESS; kind <= NND_PRODUCT_UNCERTAINTY_SHARED; kind++)
         for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
             for (int c = 0, plain = style == REF_GRAPH_RANDOM ? 4 : 2; c < plain + 4; c++) {
-                /* then softmax and logsoftmax anywhere in the graph (the coupled rules of each product) */
+                /* then softmax and logsoftmax anywhere in the graph (the coupled rules of each product);
+                 * quick: one of each, rotated by kind and style */
+                const int turn = (int)kind + style;
+                if (quick() && c != turn % plain && c != plain + turn % 4)
+                    continue;
                 tnet t;
                 tnet_build(&t, style, c, c < plain ? ACTS_MIXED : ACTS_COUPLED,
                            36000 + 1000 * (uint64_t)kind + 100 * (uint64_t)style + (uint64_t)c);
@@ -619,6 +664,8 @@ START_TEST(fused_engine_takes_graph_nets_without_layernorm)
     int taken = 0;
     for (int style = REF_GRAPH_RESIDUAL; style <= REF_GRAPH_RANDOM; style++)
         for (size_t ci = 0; ci < sizeof CS / sizeof *CS; ci++) {
+            if (quick() && (ci + (size_t)style + (size_t)_i) % 5 >= 2) /* quick: 2 of the 5, rotated */
+                continue;
             const int c = CS[ci];
             const uint64_t seed = 37000 + 1000 * (uint64_t)n_in + 100 * (uint64_t)style + (uint64_t)c;
             tnet t;
@@ -651,7 +698,8 @@ START_TEST(fused_engine_takes_graph_nets_without_layernorm)
             }
             tnet_free(&t);
         }
-    ck_assert_msg(taken >= 8, "n_in %zu: only %d of the random nets went to the fused engine", n_in, taken);
+    /* about a third of the nets drawn (8 of 25; quick: 3 of 10) at least */
+    ck_assert_msg(taken >= (quick() ? 3 : 8), "n_in %zu: only %d of the random nets went to the fused engine", n_in, taken);
 }
 END_TEST
 

@@ -43,6 +43,16 @@
 #define TOL_F32_H 2e-5
 
 #define NND_VJH (NND_VALUE | NND_JACOBIAN | NND_HESSIAN)
+
+/* NND_REL_QUICK (set by .ci/run under valgrind, as tests/reliability/rel.h's rel_quick): a fraction
+ * of the seeds (SEEDS_QUICK of SEEDS against the finite differences, 1 of PRODUCT_SEEDS for the
+ * products), every shape, engine, product kind and batch size as without it, the same bounds. The
+ * oracle's long double dominates the time, under valgrind all the more (it emulates the x87). */
+static int quick(void)
+{
+    const char *q = getenv("NND_REL_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
 #define MAXL 16
 #define MAXW 24
 #define GNET_MAX_IN 16  /* inputs (the processing settings) */
@@ -545,12 +555,13 @@ static int plan_run(const nnd_net *net, size_t batch, unsigned what, nnd_mode mo
 /* ---------------------------------------------------------------- the tests */
 
 #define SEEDS 12
+#define SEEDS_QUICK 3
 
 START_TEST(graph_derivatives_match_finite_differences)
 {
     int shape = _i;
     double worst[3] = {0, 0, 0}, worst_est[2] = {0, 0};
-    for (uint64_t seed = 1; seed <= SEEDS; seed++) {
+    for (uint64_t seed = 1; seed <= (quick() ? SEEDS_QUICK : SEEDS); seed++) {
         gnet g;
         make_graph(&g, shape, 1000 * (uint64_t)shape + seed);
         nnd_net *net = build(&g);
@@ -931,7 +942,7 @@ END_TEST
 START_TEST(products_match_contracting_J_and_H)
 {
     int shape = _i;
-    for (uint64_t seed = 0; seed < PRODUCT_SEEDS; seed++) {
+    for (uint64_t seed = 0; seed < (quick() ? 1 : PRODUCT_SEEDS); seed++) {
     gnet g;
     make_graph(&g, shape, 9000 + (uint64_t)shape + 100 * seed);
     nnd_net *net = build(&g);

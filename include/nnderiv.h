@@ -422,9 +422,9 @@ NND_API size_t nnd_plan_threads(const nnd_plan *plan);
  *     says that is faster; the results agree to rounding (the README has the measurements).
  *   On graph networks (sums, concatenations, LayerNorm) the same contraction of each sample's J
  *     and H comes from a reverse plan (the fused engine where it takes the graph: no LayerNorm, no
- *     softmax; else the blocked reverse engine) where the blocked engine's flops for J and H plus
- *     the contraction's are fewer than the general path's (small n); every kind plans on every
- *     graph, softmax and logsoftmax layers anywhere in it included.
+ *     softmax; else the blocked reverse engine) where that engine's cost for J and H (the
+ *     planner's own model) plus the contraction's is below the general path's (small n); every
+ *     kind plans on every graph, softmax and logsoftmax layers anywhere in it included.
  * Delta method: with x ~ (mean x, covariance Sigma), E[y_k] ~ y_k(x) + 1/2 tr(H_k Sigma) and
  * Cov[y] ~ J Sigma J^T (first order). */
 

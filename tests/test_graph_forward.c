@@ -31,6 +31,7 @@
 #include "ref.h"
 #include "engines/engine.h" /* the product engines, driven directly */
 #include "plan/prep.h"
+#include "products/products.h" /* the product engines forced by name */
 
 /* ---------------------------------------------------------------- tolerances
  * Normwise per sample: |A - R|_max / max(1, |R|_max). The long-double differences below (steps
@@ -1015,6 +1016,89 @@ START_TEST(products_match_forward_derivatives)
 }
 END_TEST
 
+/* Small residual graphs the fused engine takes (n_in 3 and 8 -> 32 tanh, two blocks h + tanh(W h
+ * + b), -> 1 and 2; bench/bench.c's res-small and res-8): every product engine that computes a
+ * kind, forced by name (full: on the fused engine, and under NND__PRODUCT_GENERAL on the blocked
+ * one), equals the forward plan's J and H contracted, on a batch of 2 blocks + 3 of its own block.
+ * And AUTO prices the full path at the engine its reverse plan runs (products.c full_cost,
+ * nnd__engine_by_cost: here the fused one, half the cheaper mode's flops), not at the blocked
+ * engine's flops: the Laplacian and the diagonal of the 3-input net then take full (1.2e4 flops
+ * against rdiag's 2.3e4; priced as the blocked engine, 2.5e4, full lost to rdiag). */
+START_TEST(products_on_fused_graphs_by_every_engine)
+{
+    static const char *const ENG[] = {"full", "full", "directional", "rdiag", "hvp"};
+    static const nnd_product PK[] = {NND_PRODUCT_JVP, NND_PRODUCT_LAPLACIAN, NND_PRODUCT_HDIAG, NND_PRODUCT_HVP};
+    double worst = 0;
+    for (int big = 0; big < 2; big++) {
+        ref_rng r;
+        ref_rng_seed(&r, 4242 + (uint64_t)big);
+        gnet g;
+        memset(&g, 0, sizeof g);
+        set_pre(&g, &r, big ? 8 : 3, PRE_NONE);
+        size_t h = add_dense(&g, &r, NND_NET_INPUT, 32, NND_ACT_TANSIG);
+        for (int k = 0; k < 2; k++)
+            h = add2(&g, NND_LAYER_SUM, h, add_dense(&g, &r, h, 32, NND_ACT_TANSIG));
+        add_dense(&g, &r, h, big ? 2 : 1, NND_ACT_PURELIN);
+        set_post(&g, &r, POST_NONE);
+        nnd_net *net = gnet_build(&g);
+        nnd_plan *rp = NULL;
+        ck_assert_int_eq(nnd_plan_new(net, 100, NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, &rp), NND_OK);
+        ck_assert_msg(strstr(nnd_plan_explain(rp), "; engine fused;") != NULL,
+                      "the fused engine does not take %s: %s", g.desc, nnd_plan_explain(rp));
+        nnd_plan_free(rp);
+        const size_t n = g.n, m = g.m;
+        for (size_t ki = 0; ki < sizeof PK / sizeof *PK; ki++) {
+            const nnd_product kind = PK[ki];
+            nnd_product_plan *P = NULL;
+            ck_assert_int_eq(nnd_product_plan_new(net, 100, kind, &P), NND_OK);
+            if (!big && (kind == NND_PRODUCT_LAPLACIAN || kind == NND_PRODUCT_HDIAG))
+                ck_assert_msg(strcmp(nnd__product_plan_engine(P), "full") == 0,
+                              "%s on %s: AUTO runs %s, not full priced at the fused engine's cost",
+                              nnd_product_name(kind), g.desc, nnd__product_plan_engine(P));
+            nnd_product_plan_free(P);
+            for (size_t e = 0; e < sizeof ENG / sizeof *ENG; e++) {
+                const int engine = e == 1 ? NND__PRODUCT_GENERAL : NND__PRODUCT_AUTO;
+                nnd_status st = nnd__product_plan_new_named(net, 100000, kind, 1, engine, ENG[e], &P);
+                if (st == NND_EUNSUPPORTED)
+                    continue; /* that engine does not compute this kind */
+                ck_assert_msg(st == NND_OK, "%s by %s: %s", nnd_product_name(kind), ENG[e], nnd_errmsg());
+                ck_assert_str_eq(nnd__product_plan_engine(P), ENG[e]);
+                const size_t batch = 2 * nnd_product_plan_block(P) + 3;
+                nnd_product_plan_free(P);
+                ck_assert_int_eq(nnd__product_plan_new_named(net, batch, kind, 1, engine, ENG[e], &P), NND_OK);
+                run R;
+                run_alloc(&R, n, m, batch);
+                inputs(&R, 90 + (uint64_t)big);
+                forward_run(net, g.desc, &R, 1, NULL);
+                size_t li, lo, lo2;
+                product_lens(kind, n, m, 0, &li, &lo, &lo2);
+                double *in = xmalloc(batch * li, sizeof(double)), *out = xmalloc(batch * lo, sizeof(double));
+                double *eo = xmalloc(lo, sizeof(double));
+                for (size_t i = 0; i < batch * li; i++)
+                    in[i] = ref_rng_normal(&r);
+                ck_assert_msg(nnd_product_execute(P, batch, R.x, li ? in : NULL, out, NULL) == NND_OK, "%s by %s: %s",
+                              nnd_product_name(kind), ENG[e], nnd_errmsg());
+                for (size_t b = 0; b < batch; b++) {
+                    expected(kind, n, m, 0, R.J + b * m * n, R.H + b * m * n * n, in + b * li, eo, NULL);
+                    size_t at;
+                    double err = rel_err(lo, out + b * lo, eo, &at);
+                    worst = fmax(worst, err);
+                    ck_assert_msg(err <= TOL_PRODUCT, "%s by %s%s on %s: sample %zu of %zu off by %.3g at %zu",
+                                  nnd_product_name(kind), ENG[e], engine == NND__PRODUCT_GENERAL ? " (blocked)" : "",
+                                  g.desc, b, batch, err, at);
+                }
+                free(in), free(out), free(eo);
+                run_free(&R);
+                nnd_product_plan_free(P);
+            }
+        }
+        nnd_net_free(net);
+        gnet_free(&g);
+    }
+    printf("products on fused graphs, every engine vs forward J, H: worst %.2g\n", worst);
+}
+END_TEST
+
 static Suite *graph_forward_suite(void)
 {
     Suite *s = suite_create("graph_forward");
@@ -1032,6 +1116,7 @@ static Suite *graph_forward_suite(void)
     ADD(batch_blocks_and_threads);
     ADD(float32_within_bounds);
     ADD(products_match_forward_derivatives);
+    ADD(products_on_fused_graphs_by_every_engine);
 #undef ADD
     return s;
 }

@@ -67,6 +67,11 @@ extern const size_t nnd__n_engines;
 extern const nnd_engine *const nnd__product_engines[];
 extern const size_t nnd__n_product_engines;
 
+/* The engine a plan of req takes by cost (plan.c's choice but under NND_MODE_MEASURE): the
+ * cheapest of nnd__engines that applies, earlier on ties; its cost in *cost (may be NULL). NULL
+ * when none applies. The products price the J and H of a reverse plan by it (products.c). */
+const nnd_engine *nnd__engine_by_cost(const nnd_prep *p, const nnd_request *req, double *cost);
+
 /* ---- shared by the engines (engine.c) */
 
 /* Modelled flops per sample of forward and reverse mode (the formulas in the README). */

@@ -226,6 +226,23 @@ static void explain(nnd_plan *p, const candidate *c, size_t nc, size_t best, int
     }
 }
 
+const nnd_engine *nnd__engine_by_cost(const nnd_prep *p, const nnd_request *req, double *cost)
+{
+    const nnd_engine *best = NULL;
+    double best_cost = 0;
+    for (size_t i = 0; i < nnd__n_engines; i++) {
+        const nnd_engine *e = nnd__engines[i];
+        if (!e->applies(p, req))
+            continue;
+        double c = e->cost(p, req);
+        if (!best || c < best_cost)
+            best = e, best_cost = c;
+    }
+    if (cost)
+        *cost = best_cost;
+    return best;
+}
+
 static nnd_status choose_engine(nnd_plan *p, nnd_mode mode)
 {
     nnd_request req = {p->what, mode, p->max_batch, 0};
@@ -253,9 +270,9 @@ static nnd_status choose_engine(nnd_plan *p, nnd_mode mode)
         p->block = c[best].block;
         p->ws_doubles = c[best].ws_doubles;
     } else {
-        for (size_t i = 1; i < nc; i++)
-            if (c[i].cost < c[best].cost)
-                best = i;
+        const nnd_engine *e = nnd__engine_by_cost(&p->prep, &req, NULL); /* one of the candidates */
+        while (best + 1 < nc && c[best].e != e)
+            best++;
     }
     p->engine = c[best].e;
     p->mode = nnd__derivs(p->what) ? p->engine->family : NND_MODE_FORWARD;

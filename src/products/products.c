@@ -283,29 +283,51 @@ static double seeded_cost(const nnd_prep *p, const nnd_request *req)
     return nnd__product_kind_cost(p->net, req->product);
 }
 
-/* Wherever the fused engine takes the net (for J and H), but for the seeded kinds; on graph
- * networks the reverse plan's J and H contracted (the fused engine's where it takes the net, else
- * the blocked reverse engine's), its cost counted as the blocked engine's, against the directional
- * and HVP engines' graph paths. */
-static int full_applies(const nnd_prep *p, const nnd_request *req)
+/* The request of the reverse plan whose J and H (JVP: J) FULL contracts; NND_BLOCKED when the
+ * product plan was asked for the general paths (req->what, choose_engine). */
+static nnd_request full_request(const nnd_request *req)
 {
-    nnd_request fr = {NND_JACOBIAN | NND_HESSIAN, NND_MODE_REVERSE, req->max_batch, 0};
-    return !is_seeded(req->product) &&
-           (nnd__engine_fused.applies(p, &fr) || (!p->chain && nnd__engine_reverse.applies(p, &fr)));
+    unsigned what = NND_JACOBIAN | (req->product == NND_PRODUCT_JVP ? 0 : NND_HESSIAN) | (req->what & NND_BLOCKED);
+    return (nnd_request){what, NND_MODE_REVERSE, req->max_batch, 0};
 }
 
-/* In the general paths' flops: (flops - FULL_FIXED) / FULL_RATIO; on graphs (the blocked reverse
- * engine) the flops themselves. */
+/* Wherever the fused engine takes the net (for J and H), but for the seeded kinds; on graph
+ * networks the reverse plan's J and H contracted (the fused engine's where it takes the net, else
+ * the blocked reverse engine's), against the directional and HVP engines' graph paths. */
+static int full_applies(const nnd_prep *p, const nnd_request *req)
+{
+    nnd_request fr = full_request(req);
+    return !is_seeded(req->product) &&
+           (p->chain ? nnd__engine_fused.applies(p, &fr) : nnd__engine_by_cost(p, &fr, NULL) != NULL);
+}
+
+/* Chains: in the general paths' flops, (flops - FULL_FIXED) / FULL_RATIO. Graphs: the cost of the
+ * engine the reverse plan will run (nnd__engine_by_cost, the planner's own choice: the fused
+ * engine where it takes the graph, else the blocked one) plus the contraction's flops. Measured
+ * (one thread, best of 15 runs of 5, loaded machine, AVX-512; bench/bench.c's cascade 4-20-20-1
+ * and res-small, 3 -> 32, two residual blocks, -> 1): the Laplacian, the diagonal and JVP then
+ * take full, fastest or within 10% of it (priced as the blocked engine they took rdiag or
+ * directional, 1.03-1.16x slower; on AVX2 up to 1.4x); HVP then takes full too, where the HVP
+ * engine is 1.3x faster (full runs fewer instructions, AVX2 under callgrind: the fused engine's
+ * model, half the cheaper mode's flops, is optimistic on graphs with AVX-512, where its J and H
+ * take 0.92-0.98 of the blocked engine's time). */
 static double full_cost(const nnd_prep *p, const nnd_request *req)
 {
     nnd_product kind = req->product;
-    double n = (double)p->n, m = (double)p->m, f, r;
-    nnd__mode_costs(p->net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), &f, &r);
+    double n = (double)p->n, m = (double)p->m;
     double contract = kind == NND_PRODUCT_HVP ? 2 * m * n * n
                       : kind == NND_PRODUCT_JVP ? 2 * m * n
                       : is_uncertainty(kind) ? 4 * m * n * n + m * m * n + (kind == NND_PRODUCT_UNCERTAINTY ? n * n * n / 3 : 0)
                       : m * n;
-    return p->chain ? (r + contract - FULL_FIXED) / FULL_RATIO : r + contract;
+    nnd_request fr = full_request(req);
+    if (!p->chain) {
+        double c;
+        nnd__engine_by_cost(p, &fr, &c);
+        return c + contract;
+    }
+    double f, r;
+    nnd__mode_costs(p->net, fr.what, &f, &r);
+    return (r + contract - FULL_FIXED) / FULL_RATIO;
 }
 
 static int rdiag_applies(const nnd_prep *p, const nnd_request *req)
@@ -327,20 +349,22 @@ const nnd_engine nnd__product_seeded = {"seeded", NND_MODE_REVERSE, seeded_appli
 const nnd_engine nnd__product_full = {"full", NND_MODE_REVERSE, full_applies, full_cost, NULL, NULL, NULL, NULL};
 const nnd_engine nnd__product_rdiag = {"rdiag", NND_MODE_REVERSE, rdiag_applies, rdiag_cost, NULL, NULL, NULL, NULL};
 
-/* Every product engine asked once: the cheapest that applies (earlier on ties). Engine FUSED: only
- * seeded and full (on graphs: seeded); GENERAL: all but full (on graphs full too: it then runs the
- * blocked reverse engine). NULL when none applies. */
-static const nnd_engine *choose_engine(const nnd_product_plan *P, int engine)
+/* Every product engine asked once: the cheapest that applies (earlier on ties); `name` (not NULL):
+ * only that one. Engine FUSED: only seeded and full where full runs the fused engine; GENERAL: the
+ * request says NND_BLOCKED (seeded and full then run the blocked reverse engine; full applies to
+ * graphs only). NULL when none applies. */
+static const nnd_engine *choose_engine(const nnd_product_plan *P, int engine, const char *name)
 {
-    nnd_request req = {0, NND_MODE_AUTO, P->max_batch, P->kind};
+    nnd_request req = {engine == NND__PRODUCT_GENERAL ? NND_BLOCKED : 0, NND_MODE_AUTO, P->max_batch, P->kind};
     const nnd_engine *best = NULL;
     double best_cost = 0;
     for (size_t i = 0; i < nnd__n_product_engines; i++) {
         const nnd_engine *e = nnd__product_engines[i];
-        int chain = P->prep.chain, fused = e == &nnd__product_seeded || (e == &nnd__product_full && chain);
-        if ((engine == NND__PRODUCT_FUSED && !fused) ||
-            (engine == NND__PRODUCT_GENERAL && e == &nnd__product_full && chain) ||
-            !e->applies(&P->prep, &req))
+        if ((name && strcmp(name, e->name) != 0) || !e->applies(&P->prep, &req))
+            continue;
+        nnd_request fr = full_request(&req);
+        if (engine == NND__PRODUCT_FUSED && e != &nnd__product_seeded &&
+            !(e == &nnd__product_full && nnd__engine_by_cost(&P->prep, &fr, NULL) == &nnd__engine_fused))
             continue;
         double c = e->cost(&P->prep, &req);
         if (!best || c < best_cost)
@@ -371,6 +395,12 @@ nnd_status nnd_product_plan_new_threads(const nnd_net *net, size_t max_batch, nn
 nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
                                         int engine, nnd_product_plan **plan)
 {
+    return nnd__product_plan_new_named(net, max_batch, kind, threads, engine, NULL, plan);
+}
+
+nnd_status nnd__product_plan_new_named(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
+                                       int engine, const char *name, nnd_product_plan **plan)
+{
     if (!plan)
         return nnd__fail(NND_EINVAL, "nnd_product_plan_new: plan is NULL");
     *plan = NULL;
@@ -391,11 +421,13 @@ nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nn
     P->k = nnd__kernels();
     /* the plan's own copy: the caller's net may change or go */
     if ((st = nnd__net_clone(net, &P->owned)) == NND_OK && (st = nnd__prep_init(&P->prep, P->owned)) == NND_OK) {
-        if (!(P->engine = choose_engine(P, engine)))
+        if (!(P->engine = choose_engine(P, engine, name)))
             st = engine == NND__PRODUCT_FUSED
                      ? nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the fused engine does not take this net")
-                     : nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: no product engine computes %s on this net",
-                                 product_names[kind]);
+                 : name ? nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: the product engine \"%s\" does not "
+                                    "compute %s on this net", name, product_names[kind])
+                        : nnd__fail(NND_EUNSUPPORTED, "nnd_product_plan_new: no product engine computes %s on this net",
+                                    product_names[kind]);
         else
             P->path = path_of(P->engine);
     }
@@ -405,8 +437,8 @@ nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nn
         case PATH_SEEDED:
             st = plan_reverse(P, net, NND_JACOBIAN | (kind == NND_PRODUCT_WHESS ? NND_HESSIAN : 0) | blocked, threads);
             break;
-        case PATH_FULL:
-            st = plan_reverse(P, net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN), threads);
+        case PATH_FULL: /* the engine full_cost priced (full_request) */
+            st = plan_reverse(P, net, NND_JACOBIAN | (kind == NND_PRODUCT_JVP ? 0 : NND_HESSIAN) | blocked, threads);
             break;
         case PATH_RDIAG:
             st = plan_reverse(P, net, NND_JACOBIAN | NND_HESSIAN | NND_BLOCKED, threads);

@@ -29,6 +29,12 @@ double nnd__diag_cost(const nnd_net *net, int reverse);
 enum { NND__PRODUCT_AUTO, NND__PRODUCT_FUSED, NND__PRODUCT_GENERAL };
 nnd_status nnd__product_plan_new_engine(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
                                         int engine, nnd_product_plan **plan);
+/* The same with, where name is not NULL, the product engine of that name forced within `engine`'s
+ * paths (nnd__product_engines: "seeded", "full", "directional", "rdiag", "hvp"; GENERAL "full":
+ * a graph's J and H by the blocked reverse engine): NND_EUNSUPPORTED where it does not apply.
+ * For benchmarks: each engine's time against the cost model's choice. */
+nnd_status nnd__product_plan_new_named(const nnd_net *net, size_t max_batch, nnd_product kind, size_t threads,
+                                       int engine, const char *name, nnd_product_plan **plan);
 /* 1 when P contracts the J and H of a reverse plan's engine (the FULL path). */
 int nnd__product_plan_full(const nnd_product_plan *P);
 /* The name of the product engine P runs (nnd__product_engines). */

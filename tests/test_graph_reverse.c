@@ -844,6 +844,8 @@ START_TEST(few_inputs_on_several_blocks_match_the_reference)
     double worst[4] = {0, 0, 0, 0};
     for (int topo = 0; topo < 3; topo++)
         for (int ni = 0; ni < 5; ni++) {
+            if (quick() && topo != ni % 3) /* quick: every n once, every topology, 5 of the 15 */
+                continue;
             size_t n = ns[ni], w = 40;
             ref_rng r;
             ref_rng_seed(&r, 900 + 10 * (uint64_t)topo + (uint64_t)ni);

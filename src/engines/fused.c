@@ -1,10 +1,11 @@
 /* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
- * instance: its padded weights, and a block of samples run through it. In float32 plans the values
- * and activations run in double (as below) and everything per sample in float, widths padded to
- * 8 (fused.h's float instance; the lane kernel, n <= 4, stays in double and is rounded once). Values and activations go layer by layer over
- * the block (one vectorised call per layer, as in reverse.c); everything after them (tangents,
- * deltas, J, H) runs one sample at a time in a few KiB, with no BLAS call: for small nets the
- * block engines' fixed costs and passes over block-sized buffers, not flops, set the time.
+ * instance: its padded weights, and a block of samples run through it. In float32 plans everything
+ * runs in float, widths padded to 8 (fused.h's float instance, run_block_f32; tansig and logsig by
+ * SLEEF's float functions); the lane kernel (n <= 4) stays in double and is rounded once. Values
+ * and activations go layer by layer over the block (one vectorised call per layer, as in
+ * reverse.c); everything after them (tangents, deltas, J, H) runs one sample at a time in a few
+ * KiB, with no BLAS call: for small nets the block engines' fixed costs and passes over
+ * block-sized buffers, not flops, set the time.
  * Graph networks of dense, sum and concatenation layers run the same way (a join's values are its
  * sources' summed or copied over the block; per sample the graph kernel, fused.h's fz_graph_impl);
  * the lane kernel takes chains only, and LayerNorm (its coupling terms) is left to reverse.c. */

@@ -15,8 +15,9 @@
  *
  * The per-sample and graph kernels are a template included twice by this header (the part after
  * #else at its end): FZ_T double with FZ_W = 4 lanes (fz_*, nnd_fused, widths padded to 4) and
- * float with 8 lanes (fzf_*, nnd_fused_f32, widths padded to 8: float32 plans). The values and the
- * lane kernel exist in double only. */
+ * float with 8 lanes (fzf_*, nnd_fused_f32, widths padded to 8: float32 plans), the values kernel
+ * with them; there the tangents take the row form (fzf_tangent_rows: a row of Jz is one or two
+ * vectors, no transposes). The lane kernel exists in double only. */
 #ifndef FZ_T
 #ifndef NND_FUSED_H
 #define NND_FUSED_H

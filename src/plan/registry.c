@@ -5,7 +5,7 @@
 
 const nnd_engine *const nnd__engines[] = {
     &nnd__engine_fused,       /* fused reverse for small nets, float64 (fused.c)  */
-    &nnd__engine_fused_f32,   /* the same, rounded to float32 once (fused.c)      */
+    &nnd__engine_fused_f32,   /* the same in float (lane nets: double, rounded)   */
     &nnd__engine_reverse,     /* blocked reverse, float64 (reverse.c)             */
     &nnd__engine_reverse_f32, /* blocked reverse, float32 (reverse_f32.c)         */
     &nnd__engine_forward,     /* blocked forward, float64 (forward.c)             */

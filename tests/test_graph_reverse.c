@@ -835,9 +835,9 @@ END_TEST
  * one) on wide layers (40 units: no whole GEMM tile) over 2 blocks + 5 samples on 2 threads,
  * float64 and float32, NND_BLOCKED: the block size the reverse engine picks for few inputs, its
  * elementwise passes on the CPU's widest vectors; a chain (its purelin output's c = 0: the masked
- * updates), residual sums (pinn-res, one output: one c per sample) and a concatenation with the
- * input (two outputs). float64 against the long-double reference, float32 within
- * test_float32.c's bounds of float64. */
+ * updates), residual sums (pinn-res: each branch's f' o Jz added into its sum; one output: one c
+ * per sample) and a concatenation with the input (two outputs). float64 against the long-double
+ * reference, float32 within test_float32.c's bounds of float64. */
 START_TEST(few_inputs_on_several_blocks_match_the_reference)
 {
     static const size_t ns[5] = {1, 2, 3, 4, 7};

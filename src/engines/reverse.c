@@ -62,6 +62,9 @@ typedef struct {
      * source's adjoint; the others add); hoffg: hoff's storage */
     unsigned char *live, *first;
     size_t *sbase, *hoffg;
+    /* graphs: 1 for a dense layer in the stack whose only reader is a sum of two sources (a
+     * residual branch): its f' o Jz is added into the sum's Ja, never stored as its own */
+    unsigned char *fold;
 } state;
 
 typedef struct {
@@ -119,6 +122,28 @@ NND_ELEMENTWISE static void scale_rows(size_t n, size_t d, size_t nb, const REAL
 #define NND_SCALE_ROWS(N) scale_rows_n(N, d, nb, f1, jp, out)
     NND_ACCUM_BY_N(n, NND_SCALE_ROWS)
 #undef NND_SCALE_ROWS
+}
+
+/* out = a + f1 o jz (the layout of scale_rows; a may be out): a residual sum's Ja from its
+ * other source's and the dense layer's f' o Jz in one pass, the same product and sum. */
+static inline __attribute__((always_inline)) void scale_add_rows_n(size_t N, size_t d, size_t nb, const REAL *f1,
+                                                                   const REAL *jz, const REAL *a, REAL *out)
+{
+    size_t cols = nb * N;
+    for (size_t u = 0; u < d; u++, f1 += nb, jz += cols, a += cols, out += cols)
+        for (size_t b = 0; b < nb; b++)
+            for (size_t i = 0; i < N; i++) {
+                REAL t = f1[b] * jz[b * N + i];
+                out[b * N + i] = a[b * N + i] + t;
+            }
+}
+
+NND_ELEMENTWISE static void scale_add_rows(size_t n, size_t d, size_t nb, const REAL *f1, const REAL *jz, const REAL *a,
+                                           REAL *out)
+{
+#define NND_SCALE_ADD_ROWS(N) scale_add_rows_n(N, d, nb, f1, jz, a, out)
+    NND_ACCUM_BY_N(n, NND_SCALE_ADD_ROWS)
+#undef NND_SCALE_ADD_ROWS
 }
 
 /* Dl = G o f1 and, with c, c = G o f2 (len entries). */
@@ -445,7 +470,11 @@ static void layernorm_tangents(const state *e, work *w, size_t l, size_t nb, con
     }
 }
 
-/* Ja of every live layer (rows grow(l) of ja; the input's: J0) and the Hessian stack's rows. */
+/* Source s is a folded residual branch (graph_setup). */
+static inline int folded(const state *e, size_t s) { return s != NND_NET_INPUT && e->fold[s]; }
+
+/* Ja of every live layer (rows grow(l) of ja; the input's: J0) and the Hessian stack's rows; a
+ * folded branch's Ja is formed inside its sum's. */
 static void graph_tangents(const state *e, work *w, size_t nb)
 {
     const nnd_prep *p = e->p;
@@ -467,14 +496,27 @@ static void graph_tangents(const state *e, work *w, size_t nb)
             else
                 GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(ja) + grow(p, L->src[0]) * cols, cols, jz,
                      cols);
-            if (used && e->hoff[l] != NO_ROWS)
+            if (used && e->hoff[l] != NO_ROWS && !e->fold[l])
                 act_tangents(e, w, L, nb, p->off[l], jz, out);
             break;
         case NND_LAYER_LAYERNORM:
             layernorm_tangents(e, w, l, nb, WS(ja) + grow(p, L->src[0]) * cols, jz, used ? out : NULL);
             break;
         default:
-            if (used)
+            if (!used)
+                break;
+            if (L->kind == NND_LAYER_SUM && L->n_src == 2 && (folded(e, L->src[0]) || folded(e, L->src[1]))) {
+                /* Ja = Ja_0 + Ja_1 with a folded source's Ja_i = f' o Jz formed here (the same sum) */
+                size_t s0 = L->src[0], s1 = L->src[1], len = L->n_out;
+                if (!folded(e, s1)) { /* the folded one second: a + b = b + a */
+                    s1 = s0;
+                    s0 = L->src[1];
+                }
+                const REAL *jz1 = WS(jz) + e->hoff[s1] * cols, *f1 = WS(f1) + p->off[s1] * nb;
+                if (folded(e, s0))
+                    scale_rows(n, len, nb, WS(f1) + p->off[s0] * nb, WS(jz) + e->hoff[s0] * cols, out);
+                scale_add_rows(n, len, nb, f1, jz1, folded(e, s0) ? out : WS(ja) + grow(p, s0) * cols, out);
+            } else
                 join(e, w, L, nb, WS(ja), cols, out);
             break;
         }
@@ -950,6 +992,7 @@ static void release(void *st)
         nnd__free(e->first);
         nnd__free(e->sbase);
         nnd__free(e->hoffg);
+        nnd__free(e->fold);
     }
     nnd__free(e);
 }
@@ -1005,6 +1048,27 @@ static nnd_status graph_setup(state *e)
         }
     }
     e->hoff = e->hoffg;
+    /* the residual branches: read once, by a two-source sum (reads counted per source slot) */
+    e->fold = nnd__calloc(p->L + 1, 1);
+    size_t *reads = nnd__calloc(p->L + 1, sizeof *reads), *reader = nnd__calloc(p->L + 1, sizeof *reader);
+    if (!e->fold || !reads || !reader) {
+        nnd__free(reads);
+        nnd__free(reader);
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    }
+    for (size_t l = 0; l < p->L; l++)
+        for (size_t i = 0; e->live[l] && i < net->layers[l].n_src; i++) {
+            size_t s = net->layers[l].src[i] == NND_NET_INPUT ? p->L : net->layers[l].src[i];
+            reads[s]++;
+            reader[s] = l;
+        }
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l], *R = &net->layers[reader[l]];
+        e->fold[l] = e->live[l] && L->kind == NND_LAYER_DENSE && e->hoffg[l] != NO_ROWS && L->act != NND_ACT_SOFTMAX &&
+                     L->act != NND_ACT_LOGSOFTMAX && reads[l] == 1 && R->kind == NND_LAYER_SUM && R->n_src == 2;
+    }
+    nnd__free(reads);
+    nnd__free(reader);
     return NND_OK;
 }
 

@@ -632,8 +632,11 @@ def main():
     f32 = float32_section(bench)
     if f32:
         md += ["## float32", "",
-               "The same shapes with float32 plans (`NND_FLOAT32`, sgemm; activations evaluated in double; nets the "
-               "fused engine takes run it in double and round once), "
+               "The same shapes with float32 plans (`NND_FLOAT32`: the blocked engines on sgemm with activations "
+               "evaluated in double; the fused engine in float, values and SLEEF's float tansig/logsig included, "
+               "except the lane kernel of nets with n_in <= 4, which runs in double and rounds once; the reverse "
+               "engine's few-input Hessian accumulation is double-only, so float32 plans with n_in <= 8 on wide "
+               "layers (pinn, pinn-res) take the GEMM path), "
                "samples/s in the same run, and the float32 Hessians' distance from the float64 ones.", "", f32, ""]
     eng = engine_section(bench)
     if eng:

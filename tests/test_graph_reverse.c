@@ -831,20 +831,21 @@ START_TEST(float32_within_the_float32_bounds)
 }
 END_TEST
 
-/* Few inputs (n 1 to 4: the Hessian accumulation on four or eight samples per vector; 7: one by
- * one) on wide layers (40 units: no whole GEMM tile) over 2 blocks + 5 samples on 2 threads,
- * float64 and float32, NND_BLOCKED: the block size the reverse engine picks for few inputs, its
+/* Few inputs (n 1 to 4: the Hessian accumulation on four or eight samples per vector; 7, 8: one by
+ * one; float32: rows of 8 floats, one by one, n 8 a whole vector) on wide layers (40 units: no
+ * whole GEMM tile) over 2 blocks + 5 samples on 2 threads (float32: its own block, over two
+ * blocks too), float64 and float32, NND_BLOCKED: the block size the reverse engine picks for few inputs, its
  * elementwise passes on the CPU's widest vectors; a chain (its purelin output's c = 0: the masked
  * updates), residual sums (pinn-res: each branch's f' o Jz added into its sum; one output: one c
  * per sample) and a concatenation with the input (two outputs). float64 against the long-double
  * reference, float32 within test_float32.c's bounds of float64. */
 START_TEST(few_inputs_on_several_blocks_match_the_reference)
 {
-    static const size_t ns[5] = {1, 2, 3, 4, 7};
+    static const size_t ns[6] = {1, 2, 3, 4, 7, 8};
     double worst[4] = {0, 0, 0, 0};
     for (int topo = 0; topo < 3; topo++)
-        for (int ni = 0; ni < 5; ni++) {
-            if (quick() && topo != ni % 3) /* quick: every n once, every topology, 5 of the 15 */
+        for (int ni = 0; ni < 6; ni++) {
+            if (quick() && topo != ni % 3) /* quick: every n once, every topology, 6 of the 18 */
                 continue;
             size_t n = ns[ni], w = 40;
             ref_rng r;
@@ -900,15 +901,18 @@ START_TEST(few_inputs_on_several_blocks_match_the_reference)
                    *H = malloc(N * m * n * n * sizeof *H);
             float *xf = malloc(N * n * sizeof *xf), *yf = malloc(N * m * sizeof *yf),
                   *Jf = malloc(N * m * n * sizeof *Jf), *Hf = malloc(N * m * n * n * sizeof *Hf);
-            long double yr[2], Jr[2 * 7], Hr[2 * 49];
+            long double yr[2], Jr[2 * 8], Hr[2 * 64];
             ck_assert(x && y && J && H && xf && yf && Jf && Hf);
             random_x(&r, N * n, x);
             for (size_t i = 0; i < N * n; i++) /* float-representable: the float32 plan sees the same x */
                 xf[i] = (float)x[i], x[i] = xf[i];
             ck_assert_int_eq(nnd_plan_execute(p, N, x, y, J, H), NND_OK);
             nnd_plan_free(p);
-            ck_assert_int_eq(nnd_plan_new_threads(net, N, NND_VJH | NND_FLOAT32 | NND_BLOCKED, NND_MODE_REVERSE, 2, &p),
+            ck_assert_int_eq(nnd_plan_new_threads(net, 100000, NND_VJH | NND_FLOAT32 | NND_BLOCKED, NND_MODE_REVERSE,
+                                                  2, &p),
                              NND_OK);
+            size_t bf = nnd_plan_block(p);
+            ck_assert_msg(bf > 1 && bf < N, "float32 block %zu of %zu", bf, N);
             ck_assert_int_eq(nnd_plan_execute_f32(p, N, xf, yf, Jf, Hf), NND_OK);
             nnd_plan_free(p);
             for (size_t s = 0; s < N; s += s + 1 < block || s + 7 > N ? 1 : 13) {

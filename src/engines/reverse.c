@@ -76,7 +76,7 @@ typedef struct {
     REAL *jz, *tan, *cst;        /* Dh x block*n stacked dz_l/dx; dmax x block*n tangents; Dh x block*me c_{k,l} */
     REAL *S, *hall;              /* Dh x max(me, 2)*n scratch; me x n x n per sample */
     REAL *x0, *gad, *ja;         /* graphs: d0 x block input; (d0 + D) x block*me adjoints, x block*n Ja */
-    double *hacc;                /* NND_HK_BLOCK: block x me x n x n accumulators */
+    REAL *hacc;                  /* NND_HK_BLOCK: block x me x n x accum_ld(n) accumulators */
     double *dscr;                /* float instance: processing in double (pscratch_len) */
 } work;
 
@@ -707,20 +707,20 @@ static void couplings(const state *e, work *w, const pass *ps, size_t nb, size_t
 /* The three ways to form the upper triangles hall_k = Jt_b^T diag(c_k) Jt_b of one sample
  * (chosen when planning: choose_hkernel below). */
 
-#ifndef NND_F32 /* the accum kernels are double; float32 plans never choose NND_HK_BLOCK */
 /* Few inputs: the whole block at once, no BLAS call (kernels/accum.h), 2 D me n^2 flops per
  * sample but vectorised. Samples in chunks whose accumulators stay in L1, every unit of the stack
  * in one call: the AVX2 and AVX-512 kernels hold a sample's (n <= 8) or a vector of samples'
  * (n <= 4) accumulators in registers through all the units, loaded and stored once per chunk;
- * the portable one adds unit by unit over the chunk (J and c stream through once). */
+ * the portable one adds unit by unit over the chunk (J and c stream through once). Float32 plans
+ * accumulate in float (k->accum_f32: rows of 8 floats). */
 static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
 {
     const nnd_prep *p = e->p;
     size_t n = p->n, me = ps->nk;
-    memset(WS(hacc), 0, nb * me * n * nnd__accum_ld(n) * sizeof *WS(hacc));
+    memset(WS(hacc), 0, nb * me * n * NND_SUF(nnd__accum_ld)(n) * sizeof *WS(hacc));
     for (size_t b0 = 0; b0 < nb; b0 += e->hchunk) {
         size_t b1 = nb - b0 < e->hchunk ? nb : b0 + e->hchunk;
-        e->k->accum(n, me, e->Dh, WS(jz), nb * n, WS(cst), nb * me, WS(hacc), b0, b1);
+        NND_SUF(e->k->accum)(n, me, e->Dh, WS(jz), nb * n, WS(cst), nb * me, WS(hacc), b0, b1);
     }
 }
 
@@ -728,12 +728,11 @@ static void assemble_block(const state *e, work *w, const pass *ps, size_t nb)
 static void unpack_block(const state *e, work *w, const pass *ps, size_t b)
 {
     const nnd_prep *p = e->p;
-    size_t n = p->n, me = ps->nk, ld = nnd__accum_ld(n);
+    size_t n = p->n, me = ps->nk, ld = NND_SUF(nnd__accum_ld)(n);
     const REAL *a = WS(hacc) + b * me * n * ld;
     for (size_t r = 0; r < me * n; r++)
         memcpy(WS(hall) + r * n, a + r * ld, n * sizeof *a);
 }
-#endif
 
 /* All outputs in one GEMM: [hall_1; ...; hall_m] = [diag(c_1) Jt ... diag(c_m) Jt]^T Jt; 2 D me n^2 flops. */
 static void assemble_gemm(const state *e, work *w, const pass *ps, size_t nb, size_t b)
@@ -786,17 +785,11 @@ static void hessian(const state *e, work *w, const pass *ps, size_t nb, REAL *H)
 {
     const nnd_prep *p = e->p;
     size_t n = p->n, me = ps->nk, sq = n * n;
-#ifndef NND_F32
     if (e->hkernel == NND_HK_BLOCK)
         assemble_block(e, w, ps, nb);
-#endif
     for (size_t b = 0; b < nb; b++) {
         switch (e->hkernel) {
-        case NND_HK_BLOCK:
-#ifndef NND_F32
-            unpack_block(e, w, ps, b);
-            break;
-#endif
+        case NND_HK_BLOCK: unpack_block(e, w, ps, b); break;
         case NND_HK_GEMM: assemble_gemm(e, w, ps, nb, b); break;
         case NND_HK_SYRK: assemble_syrk(e, w, ps, nb, b); break;
         }
@@ -941,7 +934,7 @@ static size_t layout(const state *e, work *w, size_t nb, nnd_ws_item *it)
         it[k++] = ITEM(S, e->Dh, (p->me > 2 ? p->me : 2) * p->n);
         it[k++] = ITEM(hall, p->me, sq);
         if (e->hkernel == NND_HK_BLOCK)
-            it[k++] = (nnd_ws_item){&w->hacc, NULL, nb * p->me, p->n * nnd__accum_ld(p->n)};
+            it[k++] = ITEM(hacc, nb * p->me, p->n * NND_SUF(nnd__accum_ld)(p->n));
     }
 #ifdef NND_F32
     it[k++] = (nnd_ws_item){&w->dscr, NULL, 1, pscratch_len(p)};
@@ -972,10 +965,10 @@ static void choose_hkernel(state *e)
 {
     const nnd_prep *p = e->p;
     e->hchunk = 1;
-    if (p->n <= 8 && !NND_IS_F32) { /* the accum kernels are double: float32 plans take the GEMM */
+    if (p->n <= 8) {
         /* a chunk's accumulators: about 32 KiB, to stay in L1 (me n^2 cannot overflow here) */
-        size_t per = p->me * p->n * nnd__accum_ld(p->n);
-        e->hchunk = per < 4096 ? 4096 / per : 1;
+        size_t per = p->me * p->n * NND_SUF(nnd__accum_ld)(p->n), fit = 32768 / sizeof(REAL);
+        e->hchunk = per < fit ? fit / per : 1;
         e->hkernel = NND_HK_BLOCK;
     } else if (e->Dh == 0 || (double)p->n * (double)p->n * (double)e->Dh >= 131072.0) /* Dh 0: H = 0 */
         e->hkernel = NND_HK_SYRK;

@@ -8,47 +8,6 @@
 #include "gemm_small.h"
 #include "kernels.h"
 
-/* accum.h's update with explicit FMAs for n <= 8: J's row in one or two vectors (masked loads,
- * so nothing past the row is read); a sample's accumulator rows stay in registers while the nu
- * units are added (one load and store of them per sample and group of units, not per unit). */
-static inline __attribute__((always_inline)) void accum_avx2_n(size_t N, size_t me, size_t nu, const double *jrow,
-                                                               size_t js, const double *crow, size_t cs,
-                                                               double *acc, size_t b0, size_t b1)
-{
-    size_t ld = nnd__accum_ld(N), sq = N * ld;
-    int two = ld == 8;
-    __m256i m0 = _mm256_setr_epi64x(N > 0 ? -1 : 0, N > 1 ? -1 : 0, N > 2 ? -1 : 0, N > 3 ? -1 : 0);
-    __m256i m1 = _mm256_setr_epi64x(N > 4 ? -1 : 0, N > 5 ? -1 : 0, N > 6 ? -1 : 0, N > 7 ? -1 : 0);
-    for (size_t b = b0; b < b1; b++)
-        for (size_t k = 0; k < me; k++) {
-            double *a = acc + (b * me + k) * sq;
-            __m256d r0[8], r1[8];
-            for (size_t i = 0; i < N; i++) {
-                r0[i] = _mm256_loadu_pd(a + i * ld);
-                r1[i] = two ? _mm256_loadu_pd(a + i * ld + 4) : _mm256_setzero_pd();
-            }
-            for (size_t u = 0; u < nu; u++) {
-                double ck = crow[u * cs + b * me + k];
-                if (ck == 0.0)
-                    continue;
-                const double *jr = jrow + u * js + b * N;
-                __m256d j0 = _mm256_maskload_pd(jr, m0);
-                __m256d j1 = two ? _mm256_maskload_pd(jr + 4, m1) : _mm256_setzero_pd();
-                for (size_t i = 0; i < N; i++) {
-                    __m256d ci = _mm256_set1_pd(ck * jr[i]);
-                    r0[i] = _mm256_fmadd_pd(ci, j0, r0[i]);
-                    if (two)
-                        r1[i] = _mm256_fmadd_pd(ci, j1, r1[i]);
-                }
-            }
-            for (size_t i = 0; i < N; i++) {
-                _mm256_storeu_pd(a + i * ld, r0[i]);
-                if (two)
-                    _mm256_storeu_pd(a + i * ld + 4, r1[i]);
-            }
-        }
-}
-
 /* J_0 .. J_{N-1} of four consecutive samples (N each, at jr), one sample per lane: N loads and
  * in-register shuffles (a gather per J_i is several times slower). */
 static inline __attribute__((always_inline)) void lanes4_load(size_t N, const double *jr, __m256d *J)
@@ -81,7 +40,7 @@ static inline __attribute__((always_inline)) void lanes4_load(size_t N, const do
 
 /* For n <= 4: four consecutive samples, one per lane, through all nu units at once, the upper
  * triangle's entries (at most 10) in registers. Each entry is the same FMA chain as in
- * accum_avx2_n (acc += (c_u J_ui) J_uj, the units in order, none added where c = 0: J may be
+ * accum.h's accum_rows_n (acc += (c_u J_ui) J_uj, the units in order, none added where c = 0: J may be
  * inf there), so the bits are the same; per unit and four samples, n products and n(n+1)/2
  * FMAs instead of four times n broadcasts and n FMAs. Only the upper triangle (j >= i) of each
  * accumulator is written. Returns the first sample of [b0, b1) not done (fewer than four, left
@@ -135,10 +94,6 @@ static inline __attribute__((always_inline)) size_t accum_lanes4(size_t N, size_
 void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
                      double *acc, size_t b0, size_t b1)
 {
-    if (n > 8) {
-        accum_range_impl(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
-        return;
-    }
     if (n <= 4) /* four samples per vector, the rest one by one */
         switch (n) {
         case 1: b0 = accum_lanes4(1, me, nu, jrow, js, crow, cs, acc, b0, b1); break;
@@ -146,9 +101,14 @@ void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t 
         case 3: b0 = accum_lanes4(3, me, nu, jrow, js, crow, cs, acc, b0, b1); break;
         default: b0 = accum_lanes4(4, me, nu, jrow, js, crow, cs, acc, b0, b1); break;
         }
-#define NND_ACCUM_UNITS_N(N) accum_avx2_n(N, me, nu, jrow, js, crow, cs, acc, b0, b1)
-    NND_ACCUM_BY_N(n, NND_ACCUM_UNITS_N)
-#undef NND_ACCUM_UNITS_N
+    accum_rows(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
+}
+
+/* The float instance: accum.h's rows kernel, a row one vector of 8 floats (no lanes kernel). */
+void nnd__accum_f32_avx2(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow, size_t cs,
+                         float *acc, size_t b0, size_t b1)
+{
+    accum_rows_f32(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
 }
 
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,

@@ -37,13 +37,14 @@ NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic
 #define SLEEF_F32 NULL, NULL
 #endif
 static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__syrk_ut_d_avx2, nnd__syrk_ut_s_avx2,
-                                         nnd__accum_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
+                                         nnd__accum_avx2, nnd__accum_f32_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
                                          nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2,
                                          nnd__fused_values_f32_avx2, SLEEF_F32};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
- * Hessian accumulation for n <= 4 on eight samples per vector (the same bits) and the SLEEF
+ * Hessian accumulation for n <= 4 on eight samples per vector (the same bits; the float one is
+ * AVX2's) and the SLEEF
  * activations on eight points per group */
 NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
 NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
@@ -57,7 +58,8 @@ NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 #define SLEEF_F32_512 NULL, NULL
 #endif
 static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512, nnd__syrk_ut_d_avx512,
-                                           nnd__syrk_ut_s_avx512, nnd__accum_avx512, SLEEF_TANSIG512, SLEEF_LOGSIG512,
+                                           nnd__syrk_ut_s_avx512, nnd__accum_avx512, nnd__accum_f32_avx2,
+                                           SLEEF_TANSIG512, SLEEF_LOGSIG512,
                                            nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
                                            nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
                                            nnd__fused_graph_f32_avx2, nnd__fused_values_f32_avx2, SLEEF_F32_512};
@@ -65,7 +67,7 @@ static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512,
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
 static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_generic, nnd__syrk_ut_d_generic,
-                                            nnd__syrk_ut_s_generic, nnd__accum_generic, NULL, NULL,
+                                            nnd__syrk_ut_s_generic, nnd__accum_generic, nnd__accum_f32_generic, NULL, NULL,
                                             nnd__fused_values_generic, nnd__fused_sample_generic,
                                             nnd__fused_graph_generic, nnd__fused_lanes_generic,
                                             nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic,
@@ -122,6 +124,12 @@ void nnd__accum_generic(size_t n, size_t me, size_t nu, const double *jrow, size
                         double *acc, size_t b0, size_t b1)
 {
     accum_range_impl(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
+}
+
+void nnd__accum_f32_generic(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow, size_t cs,
+                            float *acc, size_t b0, size_t b1)
+{
+    accum_range_impl_f32(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
 }
 
 NND_FUSED_DEFINE(generic)
@@ -199,6 +207,12 @@ void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t 
                      double *acc, size_t b0, size_t b1)
 {
     accum_range_impl(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
+}
+
+void nnd__accum_f32_avx2(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow, size_t cs,
+                         float *acc, size_t b0, size_t b1)
+{
+    accum_range_impl_f32(n, me, nu, jrow, js, crow, cs, acc, b0, b1);
 }
 
 void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,

@@ -33,6 +33,13 @@ void nnd__accum_avx2(size_t n, size_t me, size_t nu, const double *jrow, size_t 
                      double *acc, size_t b0, size_t b1);
 void nnd__accum_avx512(size_t n, size_t me, size_t nu, const double *jrow, size_t js, const double *crow, size_t cs,
                        double *acc, size_t b0, size_t b1);
+/* The same in float (float32 plans; accumulator rows padded to nnd__accum_ld_f32(n)). */
+typedef void (*nnd_accum_f32_fn)(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow,
+                                 size_t cs, float *acc, size_t b0, size_t b1);
+void nnd__accum_f32_generic(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow, size_t cs,
+                            float *acc, size_t b0, size_t b1);
+void nnd__accum_f32_avx2(size_t n, size_t me, size_t nu, const float *jrow, size_t js, const float *crow, size_t cs,
+                         float *acc, size_t b0, size_t b1);
 
 /* The products the engines need, on the calling thread only (no BLAS library: see gemm_impl.h and
  * the README's "Threads and BLAS"). Row-major; ta/tb: 1 to transpose.
@@ -164,6 +171,7 @@ typedef struct nnd_kernels {
     void (*ssyrk_ut)(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C, size_t ldc,
                      float *pack);
     nnd_accum_fn accum;
+    nnd_accum_f32_fn accum_f32;
     /* tansig and logsig over n points by SLEEF (any output may be NULL); NULL: the activation
      * table's libm loops (a build without SLEEF keeps every other AVX2 kernel) */
     void (*tansig)(size_t n, const double *z, double *f, double *df, double *d2f);

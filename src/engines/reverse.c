@@ -65,6 +65,11 @@ typedef struct {
     /* graphs: 1 for a dense layer in the stack whose only reader is a sum of two sources (a
      * residual branch): its f' o Jz is added into the sum's Ja, never stored as its own */
     unsigned char *fold;
+    /* graphs, backward: a folded branch's adjoint is its sum's (rows grow(into[l]) of gad, never
+     * copied); with takes[l], the branch writes its source's adjoint (W^T delta + the sum's) in
+     * place of the sum, whose copy of its adjoint there is skipped (graph_setup says when) */
+    size_t *into;
+    unsigned char *takes;
 } state;
 
 typedef struct {
@@ -239,13 +244,22 @@ static void act_tangents(const state *e, work *w, const nnd_layer *L, size_t nb,
         scale_rows(n, d, nb, f1, jp, out);
 }
 
-/* dz_1/dx = W1g for every sample into jz (d rows). */
+/* dz_1/dx = W1g for every sample into jz (d rows); n known at compile time for few inputs: a
+ * memcpy call per (unit, sample) of n <= 8 entries was 2-4 % of pinn's and pinn-res's time. */
+static inline __attribute__((always_inline)) void copy_per_sample_n(size_t N, size_t d, size_t nb, const REAL *W,
+                                                                    REAL *jz)
+{
+    for (size_t u = 0; u < d; u++, W += N)
+        for (size_t b = 0; b < nb; b++, jz += N)
+            for (size_t i = 0; i < N; i++)
+                jz[i] = W[i];
+}
+
 static void copy_per_sample(size_t d, size_t n, size_t nb, const REAL *W, REAL *jz)
 {
-    size_t cols = nb * n;
-    for (size_t u = 0; u < d; u++)
-        for (size_t b = 0; b < nb; b++)
-            memcpy(jz + u * cols + b * n, W + u * n, n * sizeof(REAL));
+#define NND_COPY_PER_SAMPLE(N) copy_per_sample_n(N, d, nb, W, jz)
+    NND_ACCUM_BY_N(n, NND_COPY_PER_SAMPLE)
+#undef NND_COPY_PER_SAMPLE
 }
 
 /* Jz_1 = W1g for every sample; Jz_l = W_l * (activated Jz_{l-1}). */
@@ -523,6 +537,13 @@ static void graph_tangents(const state *e, work *w, size_t nb)
     }
 }
 
+/* Source i of sum L is h of h + f(W h + b) whose branch f writes h's adjoint (takes). */
+static inline int skipped(const state *e, const nnd_layer *L, size_t i)
+{
+    size_t o = L->n_src == 2 ? L->src[1 - i] : NND_NET_INPUT;
+    return L->kind == NND_LAYER_SUM && folded(e, o) && e->takes[o];
+}
+
 /* Adds (or, first, writes) len values of in to out. */
 static void give(REAL *out, const REAL *in, size_t len, int first)
 {
@@ -574,16 +595,18 @@ static void graph_backward(const state *e, work *w, const pass *ps, size_t nb, i
         const nnd_layer *L = &net->layers[l];
         if (!e->live[l])
             continue;
-        const REAL *G = gad + grow(p, l) * cols;
+        const REAL *G = gad + grow(p, folded(e, l) ? e->into[l] : l) * cols;
         const unsigned char *first = e->first + e->sbase[l];
         REAL *c = hess && e->hoff[l] != NO_ROWS ? WS(cst) + e->hoff[l] * cols : NULL;
         switch (L->kind) {
         case NND_LAYER_DENSE: {
             REAL *Gs = gad + grow(p, L->src[0]) * cols;
             act_backward(e, w, L, ps, nb, p->off[l], G, WS(bufB), c);
-            if (first[0])
+            if (first[0] || e->takes[l])
                 GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, Gs, cols);
-            else {
+            if (e->takes[l]) /* and the sum's adjoint, its own term of Gs (a + b = b + a) */
+                give(Gs, G, L->n_in * cols, 0);
+            else if (!first[0]) {
                 GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, WS(bufA), cols);
                 give(Gs, WS(bufA), L->n_in * cols, 0);
             }
@@ -596,7 +619,8 @@ static void graph_backward(const state *e, work *w, const pass *ps, size_t nb, i
             size_t at = 0;
             for (size_t i = 0; i < L->n_src; i++) {
                 size_t s = L->src[i], len = nnd__net_src_width(net, s) * cols;
-                give(gad + grow(p, s) * cols, G + at, len, first[i]);
+                if (!folded(e, s) && !skipped(e, L, i)) /* a folded branch reads G itself */
+                    give(gad + grow(p, s) * cols, G + at, len, first[i]);
                 if (L->kind == NND_LAYER_CONCAT)
                     at += len;
             }
@@ -986,6 +1010,8 @@ static void release(void *st)
         nnd__free(e->sbase);
         nnd__free(e->hoffg);
         nnd__free(e->fold);
+        nnd__free(e->into);
+        nnd__free(e->takes);
     }
     nnd__free(e);
 }
@@ -1060,8 +1086,27 @@ static nnd_status graph_setup(state *e)
         e->fold[l] = e->live[l] && L->kind == NND_LAYER_DENSE && e->hoffg[l] != NO_ROWS && L->act != NND_ACT_SOFTMAX &&
                      L->act != NND_ACT_LOGSOFTMAX && reads[l] == 1 && R->kind == NND_LAYER_SUM && R->n_src == 2;
     }
+    /* h <- h + f(W h + b): the sum is the first consumer of h met backward and no layer between
+     * the branch and the sum reads h, so the branch's GEMM can be the first to write h's adjoint */
+    e->into = reader;
+    e->takes = nnd__calloc(p->L, 1);
+    if (!e->takes) {
+        nnd__free(reads);
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    }
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *S = &net->layers[reader[l]];
+        if (!e->fold[l])
+            continue;
+        size_t i = S->src[0] == l ? 1 : 0, h = S->src[i]; /* the sum's other source */
+        int ok = S->src[1 - i] == l && h == net->layers[l].src[0] && !(h != NND_NET_INPUT && e->fold[h]) &&
+                 e->first[e->sbase[reader[l]] + i];
+        for (size_t j = l + 1; ok && j < reader[l]; j++)
+            for (size_t q = 0; e->live[j] && q < net->layers[j].n_src; q++)
+                ok = ok && net->layers[j].src[q] != h;
+        e->takes[l] = (unsigned char)ok;
+    }
     nnd__free(reads);
-    nnd__free(reader);
     return NND_OK;
 }
 

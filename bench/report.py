@@ -634,7 +634,7 @@ def main():
         md += ["## float32", "",
                "The same shapes with float32 plans (`NND_FLOAT32`: the blocked engines on sgemm with activations "
                "evaluated in double; the fused engine in float, values and SLEEF's float tansig/logsig included, "
-               "except the lane kernel of nets with n_in <= 4, which runs in double and rounds once; the reverse "
+               "its lane kernel (n_in <= 4) too; the reverse "
                "engine's few-input Hessian accumulation is double-only, so float32 plans with n_in <= 8 on wide "
                "layers (pinn, pinn-res) take the GEMM path), "
                "samples/s in the same run, and the float32 Hessians' distance from the float64 ones.", "", f32, ""]

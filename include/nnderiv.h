@@ -351,7 +351,7 @@ NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *
  * workspace per sample. Accuracy against float64 (tests/test_float32.c asserts it on random nets):
  * normwise relative error of y, J, H within a small multiple of FLT_EPSILON times the depth and the
  * conditioning of the net; see the README, "float32". Nets the fused engine takes (nnd_plan_new) run
- * it in double and round the results once: faster there, and float64's results rounded. Each execute
+ * its float instance, activations included (README, "float32"). Each execute
  * function refuses the other precision's plan (NND_EINVAL). */
 NND_API nnd_status nnd_plan_execute_f32(nnd_plan *plan, size_t batch, const float *x, float *y, float *J, float *H);
 

@@ -1067,13 +1067,14 @@ END_TEST
  * Nets the fused engine takes, each shaped for one of its register-blocked paths: n_in 5-8 (two
  * vectors of inputs: both blocks of Hessian rows in one pass over the units), widths of 32 or more
  * (one sample's values eight vectors at a time), widths 8, 20, 32, 44 (tangents in 12-row passes
- * and an 8-row rest), and one, three and four vectors of inputs for the other paths. Batch 1
+ * and an 8-row rest), one, three and four vectors of inputs for the other paths, and the lane kernel
+ * (n_in 1-4: four samples per call, a short last group). Batch 1
  * (max_batch 1: the plan runs the block on the caller) and an odd batch against the reference,
  * batches around the block (the threads' path) against samples one by one. */
 static const struct {
     size_t n_in;
-    size_t w[4];
-    int a[4];
+    size_t w[5]; /* zero-terminated */
+    int a[5];
 } FUSED_PATHS[] = {
     {8, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}}, /* the bench's latency shape */
     {5, {20, 44, 3}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}},
@@ -1082,6 +1083,13 @@ static const struct {
     {3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_SILU, NND_ACT_PURELIN}},
     {12, {32, 20, 4}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}},
     {16, {33, 32, 2}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_TANSIG}},
+    /* the lane kernel (n <= 4, widths <= 16; n <= 2, widths <= 64): n 1-4, one and several outputs
+     * (me = 6: a padded row of its output), f'' zero in the last layers or not */
+    {4, {10, 1}, {NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {1, {64, 40, 3}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {2, {16, 16, 16, 1}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_TANSIG, NND_ACT_PURELIN}},
+    {3, {9, 13, 6}, {NND_ACT_GELU, NND_ACT_SILU, NND_ACT_TANSIG}},
+    {4, {16, 5, 2}, {NND_ACT_TANSIG, NND_ACT_PURELIN, NND_ACT_PURELIN}},
 };
 #define N_FUSED_PATHS (sizeof FUSED_PATHS / sizeof FUSED_PATHS[0])
 

@@ -114,8 +114,8 @@ typedef struct {
 } results;
 
 /* Inputs N(0,1) rounded to float; float32 results and float64 results on the same inputs. */
-/* The engines: forward, reverse (the fused engine on small nets: its float kernels, or for n <= 4
- * its lane kernel in double, rounded), and reverse with NND_BLOCKED (the float engines on every net). */
+/* The engines: forward, reverse (the fused engine on small nets: its float kernels, per sample or
+ * for n <= 4 its lane kernel), and reverse with NND_BLOCKED (the float engines on every net). */
 #define MODE_BLOCKED ((nnd_mode)4)
 #define N_MODES 3
 static const nnd_mode MODES[N_MODES] = {NND_MODE_FORWARD, NND_MODE_REVERSE, MODE_BLOCKED};
@@ -276,17 +276,26 @@ START_TEST(float32_batch_equals_samples_one_by_one)
 }
 END_TEST
 
-/* The fused engine's float kernels (widths padded to 8, per sample in float; n > 4, or the lane
- * kernel in double takes the net): n 5-16 (one and two vectors of inputs), two to four layers,
- * widths from 3 to 96, over several blocks with a short last one (a batch not a multiple of the block
- * or of 8); the plan says fused_f32, and the results are float arithmetic's (not float64's rounded:
- * some entry differs) within the bounds. */
+/* The fused engine's float kernels: per sample with widths padded to 8 (n 5-16: one and two vectors
+ * of inputs, widths from 3 to 96), and the lane kernel in float, eight samples per vector (n 1-4 on
+ * widths <= 16, or n <= 2 on widths <= 64: fused.c use_lanes; one and several outputs, me = 6 a
+ * padded row of the lanes' output, mixed smooth activations, processing), two to four layers, over
+ * several blocks with a short last one (a batch not a multiple of the block or of 8); the plan says
+ * fused_f32, and the results are float arithmetic's (not float64's rounded: some entry differs)
+ * within the bounds. */
 static const shape FUSED_F32[] = {
     {6, 3, {12, 12, 3}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_PURELIN}, REF_PROC_MAPMINMAX, REF_PROC_MAPSTD},
     {8, 3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
     {9, 2, {96, 4}, {NND_ACT_SOFTPLUS, NND_ACT_TANSIG}, REF_PROC_MAPSTD, 0},
     {12, 4, {64, 64, 64, 8}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
     {16, 3, {40, 21, 5}, {NND_ACT_GELU, NND_ACT_SILU, NND_ACT_PURELIN}, REF_PROC_RCR, REF_PROC_MAPMINMAX},
+    /* the lane kernel */
+    {4, 2, {10, 1}, {NND_ACT_TANSIG, NND_ACT_PURELIN}, REF_PROC_MAPMINMAX, REF_PROC_MAPMINMAX},
+    {2, 4, {16, 16, 16, 1}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
+    {3, 3, {7, 5, 3}, {NND_ACT_SOFTPLUS, NND_ACT_GELU, NND_ACT_SILU}, REF_PROC_MAPSTD, REF_PROC_RCR},
+    {1, 3, {40, 9, 2}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, REF_PROC_MAPSTD},
+    {2, 3, {64, 33, 2}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_TANSIG}, REF_PROC_RCR, 0},
+    {4, 3, {16, 12, 6}, {NND_ACT_SILU, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, REF_PROC_MAPMINMAX},
 };
 
 START_TEST(float32_fused_float_kernels)

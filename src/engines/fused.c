@@ -1,7 +1,7 @@
 /* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
  * instance: its padded weights, and a block of samples run through it. In float32 plans everything
  * runs in float, widths padded to 8 (fused.h's float instance, run_block_f32; tansig and logsig by
- * SLEEF's float functions); the lane kernel (n <= 4) stays in double and is rounded once. Values
+ * SLEEF's float functions); the lane kernel (n <= 4) too, eight samples per vector. Values
  * and activations go layer by layer over the block (one vectorised call per layer, as in
  * reverse.c); everything after them (tangents, deltas, J, H) runs one sample at a time in a few
  * KiB, with no BLAS call: for small nets the block engines' fixed costs and passes over
@@ -38,7 +38,7 @@ typedef struct {
     void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
     void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
                       double *, double *);
-    /* n <= 4: the lane kernel, four samples per call (a group) */
+    /* n <= 4: the lane kernel, four samples per call (a group; eight in float, on fzf) */
     void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, const double *, double *,
                      double *, double *, double *);
 } state;
@@ -48,11 +48,11 @@ typedef struct {
     double *xt, *tmp, *aout; /* block x d0 inputs, 2 max(n, m), block x me */
     double *fzws;            /* per-sample (or per-group) kernel workspace */
     double *lseed;           /* seeded runs: me x 4 (lane kernel) or me (per sample) */
-    double *lx, *lA, *lJ, *lH; /* lanes: 4 x d0 inputs of a short group; me x 4, me x n x 4, me x s x 4 */
+    double *lx, *lA, *lJ, *lH; /* lanes (W = 4 doubles or 8 floats): W x d0 inputs of a short group; the
+                                * kernel's W rows of pad4(me), me x 4, me x n x 4 */
     double *zv, *f0, *f1, *f2; /* per sample kernel: padded widths x block */
     double *jout, *hall;     /* me x npad, me x npad^2 */
-    double *dx, *dy, *dJ, *dH; /* the float instance: the block's inputs and outputs in double */
-    double *scr;             /* float per sample (widths padded to 8): nnd__pre_block_f32's scratch */
+    double *scr;             /* float32 plans: nnd__pre_block_f32's scratch */
 } work;
 
 static int use_lanes(const nnd_prep *p);
@@ -165,6 +165,45 @@ static nnd_status weights_f32(state *e)
     return NND_OK;
 }
 
+/* The lane kernel in float (float32 plans, n <= 4): fz's layers as given, W1g (rows 8 apart), P1
+ * and oscale in float. */
+static nnd_status weights_lanes_f32(state *e)
+{
+    const nnd_fused *F = &e->fz;
+    size_t L = F->L, n = F->n, S = n * (n + 1) / 2, d1 = F->d[0], total = d1 * (8 + S) + F->me;
+    for (size_t l = 0; l < L; l++)
+        total += F->d[l] * ((l ? F->d[l - 1] : F->d0) + 1);
+    e->fzfptr = nnd__calloc(2 * L, sizeof *e->fzfptr);
+    e->fzfbuf = nnd__calloc(total, sizeof *e->fzfbuf);
+    if (!e->fzfptr || !e->fzfbuf)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    const float **Wl = e->fzfptr, **bl = Wl + L;
+    float *w = e->fzfbuf;
+    for (size_t l = 0; l < L; l++) {
+        size_t cnt = F->d[l] * (l ? F->d[l - 1] : F->d0);
+        for (size_t i = 0; i < cnt; i++)
+            w[i] = (float)F->W[l][i];
+        Wl[l] = w;
+        w += cnt;
+        for (size_t u = 0; u < F->d[l]; u++)
+            w[u] = (float)F->b[l][u];
+        bl[l] = w;
+        w += F->d[l];
+    }
+    float *W1g = w, *P1 = W1g + 8 * d1, *osc = P1 + S * d1;
+    for (size_t u = 0; u < d1; u++)
+        for (size_t i = 0; i < n; i++)
+            W1g[8 * u + i] = (float)F->W1g[4 * F->nv * u + i];
+    for (size_t i = 0; i < S * d1; i++)
+        P1[i] = (float)F->P1[i];
+    for (size_t k = 0; k < F->me; k++)
+        osc[k] = (float)F->oscale[k];
+    e->fzf = (nnd_fused_f32){.L = L, .n = n, .nv = 1, .me = F->me, .d0 = F->d0, .d = F->d, .dp = F->dp,
+                             .dpmax = F->dpmax, .dmax = F->dmax, .dsum = F->dsum, .W1g = W1g, .oscale = osc,
+                             .W = Wl, .b = bl, .P1 = P1};
+    return NND_OK;
+}
+
 static nnd_status weights(state *e)
 {
     const nnd_prep *p = e->p;
@@ -262,6 +301,13 @@ static void lane_act(const void *ctx, size_t l, size_t count, const double *z, d
     nnd__act_layer(e->k, &e->p->net->layers[l], count, z, f, df, d2f);
 }
 
+static void act_f32(const state *e, const nnd_layer *Ly, size_t count, const float *z, float *f, float *df, float *d2f);
+static void lane_act_f32(const void *ctx, size_t l, size_t count, const float *z, float *f, float *df, float *d2f)
+{
+    const state *e = ctx;
+    act_f32(e, &e->p->net->layers[l], count, z, f, df, d2f);
+}
+
 /* Where engine output k of sample s goes: its raw output row, or with a seed the sample's one row
  * (the weighted sum of the outputs). */
 static size_t out_row(const nnd_prep *p, const double *w, size_t s, size_t k)
@@ -276,42 +322,65 @@ static void seed_of(const nnd_prep *p, const double *w, size_t s, double *seed, 
         seed[k * stride] = p->oscale[k] * w[s * p->m + p->row_of[k]];
 }
 
-/* The lane kernel over a block: groups of four samples (a short last group repeats its last
- * sample in the empty lanes), then each lane's results into its sample's rows. */
-static void lanes_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
+/* The lane kernel over a block: groups of W samples (W = 4 in double, 8 in float: f32, x, y, J, H
+ * float; a short last group repeats its last sample in the empty lanes), then each lane's rows into
+ * its sample's (n = 4: H_k's 16 entries in one copy). */
+static void lanes_block(const state *e, work *ws, size_t nb, const void *x, const double *w, void *y, void *J,
+                        void *H, int f32)
 {
     const nnd_prep *p = e->p;
-    size_t n = p->n, d0 = p->d0, me = p->me, S = n * (n + 1) / 2, mk = w ? 1 : me;
-    nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
-    for (size_t b0 = 0; b0 < nb; b0 += 4) {
-        size_t g = nb - b0 < 4 ? nb - b0 : 4;
-        const double *xg = ws->xt + b0 * d0;
-        if (g < 4) {
-            for (size_t b = 0; b < 4; b++)
-                memcpy(ws->lx + b * d0, xg + (b < g ? b : g - 1) * d0, d0 * sizeof *xg);
-            xg = ws->lx;
+    size_t n = p->n, d0 = p->d0, me = p->me, mk = w ? 1 : me, W = f32 ? 8 : 4;
+    size_t es = f32 ? sizeof(float) : sizeof(double), lda = pad4(me), ldj = 4 * mk, ldh = 4 * mk * n;
+    if (f32)
+        nnd__pre_block_f32(p, nb, x, (float *)(void *)ws->xt, ws->scr);
+    else
+        nnd__pre_block(p, nb, x, ws->xt, ws->tmp);
+    for (size_t b0 = 0; b0 < nb; b0 += W) {
+        size_t g = nb - b0 < W ? nb - b0 : W;
+        const char *xg = (const char *)ws->xt + b0 * d0 * es;
+        if (g < W) {
+            for (size_t b = 0; b < W; b++)
+                memcpy((char *)ws->lx + b * d0 * es, xg + (b < g ? b : g - 1) * d0 * es, d0 * es);
+            xg = (const char *)ws->lx;
         }
-        for (size_t b = 0; w && b < 4; b++)
-            seed_of(p, w, b0 + (b < g ? b : g - 1), ws->lseed + b, 4);
-        e->fz_lanes(&e->fz, lane_act, e, xg, w ? ws->lseed : NULL, ws->fzws, ws->lA, J ? ws->lJ : NULL,
-                    H ? ws->lH : NULL);
-        for (size_t b = 0; b < g; b++) {
-            size_t s = b0 + b;
-            for (size_t k = 0; k < me; k++)
-                ws->aout[s * me + k] = ws->lA[4 * k + b];
-            for (size_t k = 0; J && k < mk; k++)
-                for (size_t i = 0; i < n; i++)
-                    J[out_row(p, w, s, k) * n + i] = ws->lJ[4 * (k * n + i) + b];
-            for (size_t k = 0; H && k < mk; k++) {
-                double *Hk = H + out_row(p, w, s, k) * n * n;
-                const double *h = ws->lH + 4 * k * S + b;
-                for (size_t i = 0; i < n; i++)
-                    for (size_t j = i; j < n; j++, h += 4)
-                        Hk[i * n + j] = Hk[j * n + i] = *h;
-            }
+        void *lJ = J ? ws->lJ : NULL, *lH = H ? ws->lH : NULL;
+        if (f32) {
+            e->k->fused_lanes_f32(&e->fzf, lane_act_f32, e, (const float *)(const void *)xg, NULL,
+                                  (float *)(void *)ws->fzws, (float *)(void *)ws->lA, lJ, lH);
+        } else {
+            for (size_t b = 0; w && b < 4; b++)
+                seed_of(p, w, b0 + (b < g ? b : g - 1), ws->lseed + b, 4);
+            e->fz_lanes(&e->fz, lane_act, e, (const double *)(const void *)xg, w ? ws->lseed : NULL, ws->fzws,
+                        ws->lA, lJ, lH);
         }
+#define LANES_OUT(T)                                                                                                  \
+    for (size_t b = 0; b < g; b++) {                                                                                  \
+        size_t s = b0 + b;                                                                                            \
+        const T *la = (const T *)(void *)ws->lA + b * lda, *lj = (const T *)lJ + b * ldj;                             \
+        const T *lh = (const T *)lH + b * ldh;                                                                        \
+        for (size_t k = 0; k < me; k++)                                                                               \
+            ((T *)(void *)ws->aout)[s * me + k] = la[k];                                                              \
+        for (size_t k = 0; J && k < mk; k++)                                                                          \
+            memcpy((T *)J + out_row(p, w, s, k) * n, lj + 4 * k, n * sizeof(T));                                      \
+        for (size_t k = 0; H && k < mk; k++) {                                                                        \
+            T *Hk = (T *)H + out_row(p, w, s, k) * n * n;                                                             \
+            if (n == 4)                                                                                               \
+                memcpy(Hk, lh + 16 * k, 16 * sizeof(T));                                                              \
+            else                                                                                                      \
+                for (size_t i = 0; i < n; i++)                                                                        \
+                    memcpy(Hk + i * n, lh + 4 * (k * n + i), n * sizeof(T));                                          \
+        }                                                                                                             \
     }
-    if (y)
+        if (f32) {
+            LANES_OUT(float)
+        } else {
+            LANES_OUT(double)
+        }
+#undef LANES_OUT
+    }
+    if (y && f32)
+        nnd__post_values_f32(p, nb, (const float *)(void *)ws->aout, y, ws->scr);
+    else if (y)
         nnd__post_values(p, nb, ws->aout, y, ws->tmp);
 }
 
@@ -417,7 +486,7 @@ static void values_out(const state *e, work *ws, size_t nb, const double *fL, do
 static void run_block(const state *e, work *ws, size_t nb, const double *x, const double *w, double *y, double *J, double *H)
 {
     if (e->fz_lanes) {
-        lanes_block(e, ws, nb, x, w, y, J, H);
+        lanes_block(e, ws, nb, x, w, y, J, H, 0);
         return;
     }
     const nnd_prep *p = e->p;
@@ -487,8 +556,8 @@ static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, siz
     run_block(e, ws, nb, c->x + b0 * n, NULL, y, J, H);
 }
 
-/* The float32 instance: with widths padded to 8 the float kernels per sample (run_block_f32); the
- * lane kernel (n <= 4) in double on the block, rounded once. */
+/* The float32 instance: everything in float, with widths padded to 8 the float kernels per sample
+ * (run_block_f32), for n <= 4 the lane kernel in float. */
 static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
 {
     const state *e = st;
@@ -498,28 +567,16 @@ static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0,
     const float *x = c->xf + b0 * n;
     float *y = c->yf ? c->yf + b0 * m : NULL, *J = c->Jf ? c->Jf + b0 * m * n : NULL;
     float *H = c->Hf ? c->Hf + b0 * m * sq : NULL;
-    if (e->vw == 8) {
-        if (p->const_rows) { /* the rows of constant outputs: zero (the others are all written) */
-            if (J)
-                memset(J, 0, nb * m * n * sizeof *J);
-            if (H)
-                memset(H, 0, nb * m * sq * sizeof *H);
-        }
-        run_block_f32(e, ws, nb, x, y, J, H);
-        return;
+    if (p->const_rows) { /* the rows of constant outputs: zero (the others are all written) */
+        if (J)
+            memset(J, 0, nb * m * n * sizeof *J);
+        if (H)
+            memset(H, 0, nb * m * sq * sizeof *H);
     }
-    for (size_t i = 0; i < nb * n; i++)
-        ws->dx[i] = x[i];
-    double *dy = y ? ws->dy : NULL, *dJ = J ? ws->dJ : NULL, *dH = H ? ws->dH : NULL;
-    if (p->const_rows)
-        nnd__zero_const_rows(p, nb, dJ, dH, ws->tmp);
-    run_block(e, ws, nb, ws->dx, NULL, dy, dJ, dH);
-    for (size_t i = 0; y && i < nb * m; i++)
-        y[i] = (float)dy[i];
-    for (size_t i = 0; J && i < nb * m * n; i++)
-        J[i] = (float)dJ[i];
-    for (size_t i = 0; H && i < nb * m * sq; i++)
-        H[i] = (float)dH[i];
+    if (e->vw == 8)
+        run_block_f32(e, ws, nb, x, y, J, H);
+    else
+        lanes_block(e, ws, nb, x, NULL, y, J, H, 1);
 }
 
 #define ITEM(field, r, c) ((nnd_ws_item){&w->field, NULL, (r), (c)})
@@ -528,7 +585,7 @@ static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0,
 static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *it)
 {
     const nnd_prep *p = e->p;
-    size_t k = 0, big = p->n > p->m ? p->n : p->m, sq = p->n * p->n;
+    size_t k = 0, big = p->n > p->m ? p->n : p->m;
     size_t Dp = dp_sum(p, e->vw), npad = padv(e->vw, p->n);
     it[k++] = ITEM(xt, nb, p->d0);
     it[k++] = ITEM(tmp, 2, big);
@@ -537,9 +594,9 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
     it[k++] = ITEM(lseed, p->me, 4);
     if (use_lanes(p)) { /* its values live in the group's workspace */
         it[k++] = ITEM(lx, 4, p->d0);
-        it[k++] = ITEM(lA, p->me, 4);
-        it[k++] = ITEM(lJ, p->me, 4 * p->n);
-        it[k++] = ITEM(lH, p->me, 4 * p->s);
+        it[k++] = ITEM(lA, pad4(p->me), 4);
+        it[k++] = ITEM(lJ, p->me, 16);
+        it[k++] = ITEM(lH, p->me, 16 * p->n);
     } else {
         it[k++] = ITEM(zv, Dp, nb);
         it[k++] = ITEM(f0, Dp, nb);
@@ -548,14 +605,8 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
         it[k++] = ITEM(jout, p->me, npad);
         it[k++] = ITEM(hall, p->me, npad * npad);
     }
-    if (f32 && e->vw == 8) /* everything in float in the arrays above; the processing's scratch */
+    if (f32) /* everything in float in the arrays above; the processing's scratch */
         it[k++] = ITEM(scr, 1, p->n + p->d0 + 2 * big + p->me + p->m);
-    else if (f32) { /* the block's inputs and outputs in double, rounded to float at the end */
-        it[k++] = ITEM(dx, nb, p->n);
-        it[k++] = ITEM(dy, nb, p->m);
-        it[k++] = ITEM(dJ, nb * p->m, p->n);
-        it[k++] = ITEM(dH, nb * p->m, sq);
-    }
     return k;
 }
 #undef ITEM
@@ -596,12 +647,14 @@ static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out,
     size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
     size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);
     size_t nb = per && room > fixed ? (room - fixed) / per : 4;
-    nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < 4 ? 4 : nb / 4 * 4);
+    size_t lanes = f32 && use_lanes(p) ? 8 : 4; /* whole groups of the lane kernel */
+    nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < lanes ? lanes : nb / lanes * lanes);
     if (nb > req->max_batch)
         nb = req->max_batch;
     e->block = *block = nb;
     *ws_doubles = ws_of(e, nb, f32);
-    return weights(e);
+    nnd_status st = weights(e);
+    return st == NND_OK && f32 && use_lanes(p) ? weights_lanes_f32(e) : st;
 }
 
 static void release(void *st)

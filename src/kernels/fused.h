@@ -11,13 +11,13 @@
  *   Hessian    H_k += sum_u c_{k,l,u} Jz_l[u]^T Jz_l[u],  c = g o f''   (upper triangle by vectors)
  * the same algebra as reverse.c (the tests run both side by side, NND_BLOCKED). With a seed the
  * me outputs become one, sum_k seed_k a_k (the products' weighted Hessian). For n <= 4 on narrow
- * layers the lane kernel at the end of this file takes four samples at once instead.
+ * layers the lane kernel (fused_lanes.h, part of the template) takes a vector of samples at once instead.
  *
  * The per-sample and graph kernels are a template included twice by this header (the part after
  * #else at its end): FZ_T double with FZ_W = 4 lanes (fz_*, nnd_fused, widths padded to 4) and
  * float with 8 lanes (fzf_*, nnd_fused_f32, widths padded to 8: float32 plans), the values kernel
  * with them; there the tangents take the row form (fzf_tangent_rows: a row of Jz is one or two
- * vectors, no transposes). The lane kernel exists in double only. */
+ * vectors, no transposes); the lane kernel with them (4 samples per call in double, 8 in float). */
 #ifndef FZ_T
 #ifndef NND_FUSED_H
 #define NND_FUSED_H
@@ -63,250 +63,6 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 #define FZN(name) fzf_##name
 #define FZS nnd_fused_f32
 #include "fused.h"
-/* ---------------------------------------------------------------- the lane kernel
- * For n <= 4 a row of dz/dx is at most one vector, mostly padding, and the per-sample kernel's
- * fixed costs weigh on nets of a few dozen units. Here each vector holds one quantity of four
- * samples (lane b = sample b): the plain reverse-mode algorithm with every scalar a vector, no
- * padding of n, the Hessian packed (n(n+1)/2 entries), and every weight a broadcast. Lanes never
- * mix, so a sample's results do not depend on the other three. Arrays are d x 4 doubles, unit-major. */
-
-#define FZ_V(p, i) FZ_LD((p) + 4 * (i))
-#define FZ_SV(p, i, v) FZ_ST((p) + 4 * (i), (v))
-
-/* z[u] = b[u] + sum_k W[u][k] a[k] for u < d: four units at a time (independent FMA chains). */
-static inline void fz_lane_values(size_t d, size_t din, const double *W, const double *b, const double *a,
-                                  double *z)
-{
-    size_t u = 0;
-    for (; u + 4 <= d; u += 4) {
-        const double *w0 = W + u * din, *w1 = w0 + din, *w2 = w1 + din, *w3 = w2 + din;
-        fz_v4 s0 = (fz_v4){0, 0, 0, 0} + b[u], s1 = (fz_v4){0, 0, 0, 0} + b[u + 1];
-        fz_v4 s2 = (fz_v4){0, 0, 0, 0} + b[u + 2], s3 = (fz_v4){0, 0, 0, 0} + b[u + 3];
-        for (size_t k = 0; k < din; k++) {
-            fz_v4 ak = FZ_V(a, k);
-            s0 += w0[k] * ak, s1 += w1[k] * ak, s2 += w2[k] * ak, s3 += w3[k] * ak;
-        }
-        FZ_SV(z, u, s0), FZ_SV(z, u + 1, s1), FZ_SV(z, u + 2, s2), FZ_SV(z, u + 3, s3);
-    }
-    for (; u < d; u++) {
-        const double *w0 = W + u * din;
-        fz_v4 s0 = (fz_v4){0, 0, 0, 0} + b[u];
-        for (size_t k = 0; k < din; k++)
-            s0 += w0[k] * FZ_V(a, k);
-        FZ_SV(z, u, s0);
-    }
-}
-
-static inline __attribute__((always_inline)) void fz_lanes_n(size_t N, const nnd_fused *F, nnd_fused_act_fn act,
-                                                             const void *ctx, const double *x, const double *seed,
-                                                             double *ws, double *A, double *J, double *H)
-{
-    enum { SMAX = 10 };
-    const size_t S = N * (N + 1) / 2;
-    size_t L = F->L, me = F->me, d0 = F->d0, dmax = F->dmax, sum = F->dsum;
-    /* ws: X | per layer Z, F0, F1, F2 | Jz of layers 1.. | T | G | Gn | Dl | C */
-    double *X = ws, *Zs = X + 4 * d0, *F0s = Zs + 4 * sum, *F1s = F0s + 4 * sum, *F2s = F1s + 4 * sum;
-    double *Jzs = F2s + 4 * sum, *T = Jzs + 4 * N * sum, *G = T + 4 * N * dmax, *Gn = G + 4 * me * dmax;
-    double *Dl = Gn + 4 * me * dmax, *C = Dl + 4 * me * dmax;
-    double *Z[NND_FUSED_MAX_LAYERS], *F0[NND_FUSED_MAX_LAYERS], *F1[NND_FUSED_MAX_LAYERS], *F2[NND_FUSED_MAX_LAYERS];
-    double *Jz[NND_FUSED_MAX_LAYERS];
-    for (size_t l = 0, o = 0; l < L; o += F->d[l], l++) {
-        Z[l] = Zs + 4 * o, F0[l] = F0s + 4 * o, F1[l] = F1s + 4 * o, F2[l] = F2s + 4 * o;
-        Jz[l] = Jzs + 4 * N * o;
-    }
-    for (size_t k = 0; k < d0; k++)
-        for (size_t b = 0; b < 4; b++)
-            X[4 * k + b] = x[b * d0 + k];
-
-    /* values, and f' (f'') where derivatives are asked for */
-    const double *a = X;
-    size_t din = d0;
-    for (size_t l = 0; l < L; l++) {
-        fz_lane_values(F->d[l], din, F->W[l], F->b[l], a, Z[l]);
-        act(ctx, l, 4 * F->d[l], Z[l], F0[l], J || H ? F1[l] : NULL, H ? F2[l] : NULL);
-        a = F0[l];
-        din = F->d[l];
-    }
-    for (size_t k = 0; k < me; k++)
-        FZ_SV(A, k, FZ_V(F0[L - 1], k));
-    if (!J && !H)
-        return;
-    size_t mo = me; /* the outputs whose deltas are propagated: me, or the seed's one */
-    if (seed)
-        me = 1;
-
-    /* tangents up to the last layer whose f'' is not zero in some lane */
-    size_t top = 0;
-    int any = 0;
-    for (size_t l = L; H && l-- > 0 && !any;)
-        for (size_t i = 0; i < 4 * F->d[l]; i++)
-            if (F2[l][i] != 0.0) {
-                any = 1;
-                top = l;
-                break;
-            }
-    for (size_t l = 1; any && l <= top; l++) {
-        size_t dp = F->d[l - 1], d = F->d[l];
-        for (size_t u = 0; u < dp; u++) {
-            fz_v4 s = FZ_V(F1[l - 1], u);
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                FZ_SV(T, u * N + i, l == 1 ? F->W1g[u * 4 * F->nv + i] * s : s * FZ_V(Jz[l - 1], u * N + i));
-        }
-        const double *W = F->W[l];
-        size_t v = 0;
-        for (; v + 2 <= d; v += 2) { /* two rows share each load of T */
-            fz_v4 p[4], q[4];
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                p[i] = q[i] = (fz_v4){0, 0, 0, 0};
-            const double *w0 = W + v * dp, *w1 = w0 + dp;
-            for (size_t u = 0; u < dp; u++) {
-                double c0 = w0[u], c1 = w1[u];
-#pragma GCC unroll 4
-                for (size_t i = 0; i < N; i++) {
-                    fz_v4 t = FZ_V(T, u * N + i);
-                    p[i] += c0 * t;
-                    q[i] += c1 * t;
-                }
-            }
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                FZ_SV(Jz[l], v * N + i, p[i]), FZ_SV(Jz[l], (v + 1) * N + i, q[i]);
-        }
-        for (; v < d; v++) {
-            fz_v4 p[4];
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                p[i] = (fz_v4){0, 0, 0, 0};
-            const double *w0 = W + v * dp;
-            for (size_t u = 0; u < dp; u++)
-#pragma GCC unroll 4
-                for (size_t i = 0; i < N; i++)
-                    p[i] += w0[u] * FZ_V(T, u * N + i);
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                FZ_SV(Jz[l], v * N + i, p[i]);
-        }
-    }
-
-    /* backward, one delta per output, with H accumulated layer by layer */
-    size_t dL = F->d[L - 1];
-    for (size_t i = 0; i < me * dL; i++)
-        FZ_SV(G, i, ((fz_v4){0, 0, 0, 0}));
-    for (size_t k = 0; k < mo; k++)
-        if (seed)
-            FZ_SV(G, k, FZ_V(seed, k));
-        else
-            FZ_SV(G, k * dL + k, ((fz_v4){0, 0, 0, 0} + F->oscale[k]));
-    for (size_t k = 0; H && k < me; k++)
-        for (size_t e = 0; e < S; e++)
-            FZ_SV(H, k * S + e, ((fz_v4){0, 0, 0, 0}));
-    for (size_t l = L; l-- > 0;) {
-        size_t d = F->d[l];
-        int hess = any && l <= top;
-        for (size_t k = 0; k < me; k++) {
-            double *g = G + 4 * k * d, *dl = Dl + 4 * k * d;
-            for (size_t u = 0; u < d; u++) {
-                fz_v4 gu = FZ_V(g, u);
-                FZ_SV(dl, u, gu * FZ_V(F1[l], u));
-                if (hess)
-                    FZ_SV(C, u, gu * FZ_V(F2[l], u));
-            }
-            if (!hess)
-                continue;
-            fz_v4 h[SMAX];
-#pragma GCC unroll 10
-            for (size_t e = 0; e < S; e++)
-                h[e] = FZ_V(H, k * S + e);
-            if (l == 0) { /* dz_1/dx is the same for every sample: its outer products are planned */
-                for (size_t u = 0; u < d; u++) {
-                    fz_v4 cu = FZ_V(C, u);
-                    const double *P = F->P1 + u * S;
-#pragma GCC unroll 10
-                    for (size_t e = 0; e < S; e++)
-                        h[e] += P[e] * cu;
-                }
-            } else {
-                for (size_t u = 0; u < d; u++) {
-                    fz_v4 cu = FZ_V(C, u), jz[4], cj[4];
-#pragma GCC unroll 4
-                    for (size_t i = 0; i < N; i++) {
-                        jz[i] = FZ_V(Jz[l], u * N + i);
-                        cj[i] = cu * jz[i];
-                    }
-                    size_t e = 0;
-#pragma GCC unroll 4
-                    for (size_t i = 0; i < N; i++)
-#pragma GCC unroll 4
-                        for (size_t j = i; j < N; j++)
-                            h[e++] += cj[i] * jz[j];
-                }
-            }
-#pragma GCC unroll 10
-            for (size_t e = 0; e < S; e++)
-                FZ_SV(H, k * S + e, h[e]);
-        }
-        if (l == 0)
-            break;
-        /* Gn[k][v] = sum_u Dl[k][u] W_l[u][v], v < d_{l-1}, four v at a time */
-        size_t dp = F->d[l - 1];
-        const double *W = F->W[l];
-        for (size_t k = 0; k < me; k++) {
-            const double *dl = Dl + 4 * k * d;
-            double *gn = Gn + 4 * k * dp;
-            size_t v = 0;
-            for (; v + 4 <= dp; v += 4) {
-                fz_v4 s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
-                for (size_t u = 0; u < d; u++) {
-                    fz_v4 e = FZ_V(dl, u);
-                    const double *w = W + u * dp + v;
-                    s0 += w[0] * e, s1 += w[1] * e, s2 += w[2] * e, s3 += w[3] * e;
-                }
-                FZ_SV(gn, v, s0), FZ_SV(gn, v + 1, s1), FZ_SV(gn, v + 2, s2), FZ_SV(gn, v + 3, s3);
-            }
-            for (; v < dp; v++) {
-                fz_v4 s0 = {0, 0, 0, 0};
-                for (size_t u = 0; u < d; u++)
-                    s0 += W[u * dp + v] * FZ_V(dl, u);
-                FZ_SV(gn, v, s0);
-            }
-        }
-        double *t = G;
-        G = Gn;
-        Gn = t;
-    }
-    /* J_k[i] = sum_u delta_{k,1}[u] dz_1/dx[u][i] */
-    for (size_t k = 0; J && k < me; k++) {
-        fz_v4 j[4];
-#pragma GCC unroll 4
-        for (size_t i = 0; i < N; i++)
-            j[i] = (fz_v4){0, 0, 0, 0};
-        const double *dl = Dl + 4 * k * F->d[0];
-        for (size_t u = 0; u < F->d[0]; u++) {
-            fz_v4 e = FZ_V(dl, u);
-            const double *w = F->W1g + u * 4 * F->nv;
-#pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                j[i] += w[i] * e;
-        }
-#pragma GCC unroll 4
-        for (size_t i = 0; i < N; i++)
-            FZ_SV(J, k * N + i, j[i]);
-    }
-}
-
-static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
-                                 const double *seed, double *ws, double *A, double *J, double *H)
-{
-    switch (F->n) {
-    case 1: fz_lanes_n(1, F, act, ctx, x, seed, ws, A, J, H); return;
-    case 2: fz_lanes_n(2, F, act, ctx, x, seed, ws, A, J, H); return;
-    case 3: fz_lanes_n(3, F, act, ctx, x, seed, ws, A, J, H); return;
-    default: fz_lanes_n(4, F, act, ctx, x, seed, ws, A, J, H); return;
-    }
-}
-
 /* The exported instances of the four kernels for one CPU target (kernels.h), e.g.
  * NND_FUSED_DEFINE(avx2) in a file compiled with -mavx2 -mfma. */
 #define NND_FUSED_DEFINE(SUF)                                                                                         \
@@ -334,6 +90,11 @@ static inline void fz_lanes_impl(const nnd_fused *F, nnd_fused_act_fn act, const
                                 const double *seed, double *ws, double *A, double *J, double *H)                      \
     {                                                                                                                 \
         fz_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);                                                             \
+    }                                                                                                                 \
+    void nnd__fused_lanes_f32_##SUF(const nnd_fused_f32 *F, nnd_fused_act_f32_fn act, const void *ctx,             \
+                                    const float *x, const float *seed, float *ws, float *A, float *J, float *H)       \
+    {                                                                                                                 \
+        fzf_lanes_impl(F, act, ctx, x, seed, ws, A, J, H);                                                            \
     }                                                                                                                 \
     void nnd__fused_sample_f32_##SUF(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,          \
                                      const float *seed, float *ws, float *J, float *H)                                \
@@ -989,6 +750,8 @@ static inline void FZN(graph_impl)(const FZS *F, const FZ_T *const *f1, const FZ
 {
     FZ_BY_NV(FZN(graph_nv), F, f1, f2, seed, ws, J, H);
 }
+
+#include "fused_lanes.h"
 
 #undef FV
 #undef FQ

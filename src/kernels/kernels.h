@@ -84,7 +84,7 @@ int nnd__cpu_avx512(void);
 /* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
  * weights. Widths are rounded up to dp_l, a multiple of the vector's lanes (4 doubles, 8 floats:
  * nnd_fused_f32, float32 plans' per-sample and graph kernels), and n to that multiple nv times;
- * padding is zero. The fields, for element type T (the lane kernel's in double only): */
+ * padding is zero. The fields, for element type T: */
 #define NND_FUSED_MAX_LAYERS 16
 #define NND_FUSED_FIELDS(T)                                                                                          \
     size_t L, n, nv, me, d0;                                                                                         \
@@ -117,14 +117,21 @@ typedef struct {
 /* Activations of layer l for the lane kernel: f, f', f'' at count points (df, d2f may be NULL). */
 typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const double *z, double *f, double *df,
                                  double *d2f);
-/* The lane kernel: four samples at once, one per vector lane, every step on all four (fused.h:
- * fz_lanes_impl). x: 4 x d0 processed inputs (sample-major); outputs in lane layout: A (me x 4)
- * last-layer values, J (me x n x 4), H (me x s x 4, packed upper by rows); J or H may be NULL.
- * seed (me x 4, or NULL): derivatives of the one output sum_k seed_k a_k per lane (J, H: 1 row). */
+typedef void (*nnd_fused_act_f32_fn)(const void *ctx, size_t l, size_t count, const float *z, float *f, float *df,
+                                     float *d2f);
+/* The lane kernel: W = 4 samples at once (8 in float), one per vector lane, every step on all of
+ * them (fused_lanes.h: fz_lanes_impl, fzf_lanes_impl). x: W x d0 processed inputs (sample-major);
+ * outputs sample-major, rows padded to 4: A (W x pad4(me)) last-layer values, J (W x mo x 4), H (W x
+ * mo x n x 4: the full matrix) with mo = me, or 1 with a seed (me x W, or NULL: derivatives of the
+ * one output sum_k seed_k a_k per lane); J or H may be NULL. */
 void nnd__fused_lanes_generic(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
                               const double *seed, double *ws, double *A, double *J, double *H);
 void nnd__fused_lanes_avx2(const nnd_fused *F, nnd_fused_act_fn act, const void *ctx, const double *x,
                            const double *seed, double *ws, double *A, double *J, double *H);
+void nnd__fused_lanes_f32_generic(const nnd_fused_f32 *F, nnd_fused_act_f32_fn act, const void *ctx, const float *x,
+                                  const float *seed, float *ws, float *A, float *J, float *H);
+void nnd__fused_lanes_f32_avx2(const nnd_fused_f32 *F, nnd_fused_act_f32_fn act, const void *ctx, const float *x,
+                               const float *seed, float *ws, float *A, float *J, float *H);
 /* z (cb x dp) = a (cb x din, row stride lda) WT + bp for cb samples. */
 void nnd__fused_values_generic(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                                const double *bp, double *z);
@@ -192,6 +199,9 @@ typedef struct nnd_kernels {
     /* tansig and logsig in float (NULL: none; then in double, rounded) */
     void (*tansig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
     void (*logsig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
+    /* the lane kernel in float (float32 plans, n <= 4) */
+    void (*fused_lanes_f32)(const nnd_fused_f32 *F, nnd_fused_act_f32_fn act, const void *ctx, const float *x,
+                            const float *seed, float *ws, float *A, float *J, float *H);
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

@@ -324,7 +324,7 @@ static void seed_of(const nnd_prep *p, const double *w, size_t s, double *seed, 
 
 /* The lane kernel over a block: groups of W samples (W = 4 in double, 8 in float: f32, x, y, J, H
  * float; a short last group repeats its last sample in the empty lanes), then each lane's rows into
- * its sample's (n = 4: H_k's 16 entries in one copy). */
+ * its sample's (n = 4: J_k's 4 and H_k's 16 entries in one copy of a constant size). */
 static void lanes_block(const state *e, work *ws, size_t nb, const void *x, const double *w, void *y, void *J,
                         void *H, int f32)
 {
@@ -360,8 +360,13 @@ static void lanes_block(const state *e, work *ws, size_t nb, const void *x, cons
         const T *lh = (const T *)lH + b * ldh;                                                                        \
         for (size_t k = 0; k < me; k++)                                                                               \
             ((T *)(void *)ws->aout)[s * me + k] = la[k];                                                              \
-        for (size_t k = 0; J && k < mk; k++)                                                                          \
-            memcpy((T *)J + out_row(p, w, s, k) * n, lj + 4 * k, n * sizeof(T));                                      \
+        for (size_t k = 0; J && k < mk; k++) {                                                                        \
+            T *Jk = (T *)J + out_row(p, w, s, k) * n;                                                                 \
+            if (n == 4)                                                                                               \
+                memcpy(Jk, lj + 4 * k, 4 * sizeof(T));                                                                \
+            else                                                                                                      \
+                memcpy(Jk, lj + 4 * k, n * sizeof(T));                                                                \
+        }                                                                                                             \
         for (size_t k = 0; H && k < mk; k++) {                                                                        \
             T *Hk = (T *)H + out_row(p, w, s, k) * n * n;                                                             \
             if (n == 4)                                                                                               \

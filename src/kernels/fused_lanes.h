@@ -16,10 +16,26 @@
 #define FSV(p, i, v) FS((p) + FZ_W * (i), (v))
 #define FZERO ((FV){0})
 
-/* z[u] = b[u] + sum_k W[u][k] a[k] for u < d: four units at a time (independent FMA chains). */
+/* z[u] = b[u] + sum_k W[u][k] a[k] for u < d: eight units at a time (independent FMA chains: two
+ * FMAs a cycle of latency 4), then four, then one. */
 static inline void FZN(lane_values)(size_t d, size_t din, const FZ_T *W, const FZ_T *b, const FZ_T *a, FZ_T *z)
 {
     size_t u = 0;
+    for (; u + 8 <= d; u += 8) {
+        FV s[8];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < 8; r++)
+            s[r] = FZERO + b[u + r];
+        for (size_t k = 0; k < din; k++) {
+            FV ak = FLV(a, k);
+#pragma GCC unroll 8
+            for (size_t r = 0; r < 8; r++)
+                s[r] += W[(u + r) * din + k] * ak;
+        }
+#pragma GCC unroll 8
+        for (size_t r = 0; r < 8; r++)
+            FSV(z, u + r, s[r]);
+    }
     for (; u + 4 <= d; u += 4) {
         const FZ_T *w0 = W + u * din, *w1 = w0 + din, *w2 = w1 + din, *w3 = w2 + din;
         FV s0 = FZERO + b[u], s1 = FZERO + b[u + 1], s2 = FZERO + b[u + 2], s3 = FZERO + b[u + 3];
@@ -36,6 +52,24 @@ static inline void FZN(lane_values)(size_t d, size_t din, const FZ_T *W, const F
             s0 += w0[k] * FLV(a, k);
         FSV(z, u, s0);
     }
+}
+
+/* h (packed upper) += c jz^T jz: c the unit's vector (a pointer, as in transpose4), jz its row of
+ * dz/dx (N vectors at jzu). */
+static inline __attribute__((always_inline)) void FZN(lane_outer)(size_t N, const FZ_T *c, const FZ_T *jzu, FV *h)
+{
+    FV jz[4], cj[4];
+#pragma GCC unroll 4
+    for (size_t i = 0; i < N; i++) {
+        jz[i] = FLV(jzu, i);
+        cj[i] = FL(c) * jz[i];
+    }
+    size_t e = 0;
+#pragma GCC unroll 4
+    for (size_t i = 0; i < N; i++)
+#pragma GCC unroll 4
+        for (size_t j = i; j < N; j++)
+            h[e++] += cj[i] * jz[j];
 }
 
 /* out[b][c] = v[c][b] for the FZ_W lanes b and c < cnt, rows ld apart (ld >= cnt rounded up to 4;
@@ -115,25 +149,34 @@ static inline __attribute__((always_inline)) void FZN(lanes_n)(size_t N, const F
                 FSV(T, u * N + i, l == 1 ? F->W1g[u * ldg + i] * s : s * FLV(Jz[l - 1], u * N + i));
         }
         const FZ_T *W = F->W[l];
+        const size_t R = N <= 2 ? 8 / N : 2; /* rows that share each load of T: 8 FMA chains, 6 at n 3 */
         size_t v = 0;
-        for (; v + 2 <= d; v += 2) { /* two rows share each load of T */
-            FV p[4], q[4];
+        for (; v + R <= d; v += R) {
+            FV p[8][4];
+#pragma GCC unroll 8
+            for (size_t r = 0; r < R; r++)
 #pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                p[i] = q[i] = FZERO;
-            const FZ_T *w0 = W + v * dp, *w1 = w0 + dp;
+                for (size_t i = 0; i < N; i++)
+                    p[r][i] = FZERO;
+            const FZ_T *w0 = W + v * dp;
             for (size_t u = 0; u < dp; u++) {
-                FZ_T c0 = w0[u], c1 = w1[u];
+                FV t[4];
 #pragma GCC unroll 4
-                for (size_t i = 0; i < N; i++) {
-                    FV t = FLV(T, u * N + i);
-                    p[i] += c0 * t;
-                    q[i] += c1 * t;
+                for (size_t i = 0; i < N; i++)
+                    t[i] = FLV(T, u * N + i);
+#pragma GCC unroll 8
+                for (size_t r = 0; r < R; r++) {
+                    FZ_T c = w0[r * dp + u];
+#pragma GCC unroll 4
+                    for (size_t i = 0; i < N; i++)
+                        p[r][i] += c * t[i];
                 }
             }
+#pragma GCC unroll 8
+            for (size_t r = 0; r < R; r++)
 #pragma GCC unroll 4
-            for (size_t i = 0; i < N; i++)
-                FSV(Jz[l], v * N + i, p[i]), FSV(Jz[l], (v + 1) * N + i, q[i]);
+                for (size_t i = 0; i < N; i++)
+                    FSV(Jz[l], (v + r) * N + i, p[r][i]);
         }
         for (; v < d; v++) {
             FV p[4];
@@ -190,21 +233,23 @@ static inline __attribute__((always_inline)) void FZN(lanes_n)(size_t N, const F
                     for (size_t e = 0; e < S; e++)
                         h[e] += P[e] * cu;
                 }
-            } else {
-                for (size_t u = 0; u < d; u++) {
-                    FV cu = FLV(C, u), jz[4], cj[4];
-#pragma GCC unroll 4
-                    for (size_t i = 0; i < N; i++) {
-                        jz[i] = FLV(Jz[l], u * N + i);
-                        cj[i] = cu * jz[i];
-                    }
-                    size_t e = 0;
-#pragma GCC unroll 4
-                    for (size_t i = 0; i < N; i++)
-#pragma GCC unroll 4
-                        for (size_t j = i; j < N; j++)
-                            h[e++] += cj[i] * jz[j];
+            } else { /* n <= 2: units alternate between two sets of accumulators (more FMA chains) */
+                const size_t U = N <= 2 ? 2 : 1;
+                FV h2[SMAX];
+#pragma GCC unroll 10
+                for (size_t e = 0; e < S; e++)
+                    h2[e] = FZERO;
+                size_t u = 0;
+                for (; u + U <= d; u += U) {
+                    FZN(lane_outer)(N, C + FZ_W * u, Jz[l] + FZ_W * u * N, h);
+                    if (U == 2)
+                        FZN(lane_outer)(N, C + FZ_W * (u + 1), Jz[l] + FZ_W * (u + 1) * N, h2);
                 }
+                if (u < d)
+                    FZN(lane_outer)(N, C + FZ_W * u, Jz[l] + FZ_W * u * N, h);
+#pragma GCC unroll 10
+                for (size_t e = 0; U == 2 && e < S; e++)
+                    h[e] += h2[e];
             }
 #pragma GCC unroll 10
             for (size_t e = 0; e < S; e++)
@@ -212,13 +257,28 @@ static inline __attribute__((always_inline)) void FZN(lanes_n)(size_t N, const F
         }
         if (l == 0)
             break;
-        /* Gn[k][v] = sum_u Dl[k][u] W_l[u][v], v < d_{l-1}, four v at a time */
+        /* Gn[k][v] = sum_u Dl[k][u] W_l[u][v], v < d_{l-1}, eight v at a time, then four, then one */
         size_t dp = F->d[l - 1];
         const FZ_T *W = F->W[l];
         for (size_t k = 0; k < me; k++) {
             const FZ_T *dl = Dl + FZ_W * k * d;
             FZ_T *gn = Gn + FZ_W * k * dp;
             size_t v = 0;
+            for (; v + 8 <= dp; v += 8) {
+                FV s[8];
+#pragma GCC unroll 8
+                for (size_t r = 0; r < 8; r++)
+                    s[r] = FZERO;
+                for (size_t u = 0; u < d; u++) {
+                    FV e = FLV(dl, u);
+#pragma GCC unroll 8
+                    for (size_t r = 0; r < 8; r++)
+                        s[r] += W[u * dp + v + r] * e;
+                }
+#pragma GCC unroll 8
+                for (size_t r = 0; r < 8; r++)
+                    FSV(gn, v + r, s[r]);
+            }
             for (; v + 4 <= dp; v += 4) {
                 FV s0 = FZERO, s1 = s0, s2 = s0, s3 = s0;
                 for (size_t u = 0; u < d; u++) {

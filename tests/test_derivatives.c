@@ -1067,8 +1067,8 @@ END_TEST
  * Nets the fused engine takes, each shaped for one of its register-blocked paths: n_in 5-8 (two
  * vectors of inputs: both blocks of Hessian rows in one pass over the units), widths of 32 or more
  * (one sample's values eight vectors at a time), widths 8, 20, 32, 44 (tangents in 12-row passes
- * and an 8-row rest), one, three and four vectors of inputs for the other paths, and the lane kernel
- * (n_in 1-4: four samples per call, a short last group). Batch 1
+ * and an 8-row rest), one, three and four vectors of inputs for the other paths (n_in 9-16), and the
+ * lane kernel (n_in 1-4: four samples per call, a short last group). Batch 1
  * (max_batch 1: the plan runs the block on the caller) and an odd batch against the reference,
  * batches around the block (the threads' path) against samples one by one. */
 static const struct {
@@ -1090,6 +1090,13 @@ static const struct {
     {2, {16, 16, 16, 1}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_TANSIG, NND_ACT_PURELIN}},
     {3, {9, 13, 6}, {NND_ACT_GELU, NND_ACT_SILU, NND_ACT_TANSIG}},
     {4, {16, 5, 2}, {NND_ACT_TANSIG, NND_ACT_PURELIN, NND_ACT_PURELIN}},
+    /* three and four vectors of inputs at n 9-15: the Hessian's rows by fz_hess_block and its last
+     * two vectors of columns by fz_hess_tail2, up to eight outputs, widths no multiple of 4 */
+    {9, {21, 13, 8}, {NND_ACT_RADBAS, NND_ACT_LOGSIG, NND_ACT_PURELIN}},
+    {10, {30, 6}, {NND_ACT_ELLIOTSIG, NND_ACT_MISH}},
+    {11, {17, 19, 5}, {NND_ACT_ELU, NND_ACT_SELU, NND_ACT_GELU}},
+    {13, {23, 1}, {NND_ACT_SILU, NND_ACT_TANSIG}},
+    {15, {26, 14, 7}, {NND_ACT_TANSIG, NND_ACT_POSLIN, NND_ACT_SOFTPLUS}},
 };
 #define N_FUSED_PATHS (sizeof FUSED_PATHS / sizeof FUSED_PATHS[0])
 

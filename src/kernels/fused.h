@@ -367,45 +367,63 @@ static inline __attribute__((always_inline)) void FZN(hess_block)(size_t NV, siz
             FS(Hk + (i0 + r) * ld + FZ_W * q, acc[r][q]);
 }
 
-/* Hk (4NV x 4NV, upper part by vectors) += sum_{u < d} c[u] Jz[u]^T Jz[u], for rows < n: blocks
- * of four rows (two when a row is three or four vectors, to stay within 16 registers; eight floats
- * when a row is one vector). */
+#if FZ_W == 4
+/* The last two vectors of columns, Q0 and Q0 + 1 (NV = Q0 + 2), of Hk += sum_u c[u] Jz[u]^T Jz[u]:
+ * rows 4Q0 .. 4Q0+3 over both vectors and rows 4Q0+4 .. 4Q0+7 over the last, in one pass over the
+ * units (12 accumulators, two scaled vectors and a broadcast: 15 registers). */
+static inline __attribute__((always_inline)) void FZN(hess_tail2)(size_t NV, size_t Q0, size_t d, const FZ_T *c,
+                                                                const FZ_T *Jz, FZ_T *Hk)
+{
+    size_t ld = FZ_W * NV, r0 = 4 * Q0;
+    FZ_T *h = Hk + r0 * ld + r0;
+    FV a[4][2], b[4];
+#pragma GCC unroll 4
+    for (size_t r = 0; r < 4; r++) {
+        a[r][0] = FL(h + r * ld);
+        a[r][1] = FL(h + r * ld + 4);
+        b[r] = FL(h + (4 + r) * ld + 4);
+    }
+    for (size_t u = 0; u < d; u++) {
+        FZ_T cu = c[u];
+        if (cu == 0.0)
+            continue;
+        const FZ_T *j = Jz + u * ld + r0;
+        FV j0 = cu * FL(j), j1 = cu * FL(j + 4);
+        FZ_REG(j0);
+        FZ_REG(j1);
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++) {
+            FZ_T s = j[r];
+            a[r][0] += s * j0;
+            a[r][1] += s * j1;
+        }
+#pragma GCC unroll 4
+        for (size_t r = 0; r < 4; r++)
+            b[r] += j[4 + r] * j1;
+    }
+#pragma GCC unroll 4
+    for (size_t r = 0; r < 4; r++) {
+        FS(h + r * ld, a[r][0]);
+        FS(h + r * ld + 4, a[r][1]);
+        FS(h + (4 + r) * ld + 4, b[r]);
+    }
+}
+#endif
+
+/* Hk (4NV x 4NV, upper part by vectors) += sum_{u < d} c[u] Jz[u]^T Jz[u], for rows < n: in
+ * doubles the last two vectors of columns by FZN(hess_tail2) (n 5-8: all of it), the rows before
+ * them in blocks of four (two when a row is four vectors, to stay within 16 registers); in floats
+ * blocks of four rows, eight when a row is one vector. */
 static inline __attribute__((always_inline)) void FZN(hess_rows)(size_t NV, size_t n, size_t d, const FZ_T *c,
                                                                const FZ_T *Jz, FZ_T *Hk)
 {
 #if FZ_W == 4
-    if (NV == 2 && n > 4) { /* n 5-8: both blocks of four rows in one pass over the units (12 + 3 registers) */
-        FV a[4][2], b[4];
+    if (NV >= 2) { /* (NV = ceil(n / 4): the last vector of rows is always in use) */
 #pragma GCC unroll 4
-        for (size_t r = 0; r < 4; r++) {
-            a[r][0] = FL(Hk + r * 8);
-            a[r][1] = FL(Hk + r * 8 + 4);
-            b[r] = FL(Hk + (4 + r) * 8 + 4);
-        }
-        for (size_t u = 0; u < d; u++) {
-            FZ_T cu = c[u];
-            if (cu == 0.0)
-                continue;
-            const FZ_T *j = Jz + u * 8;
-            FV j0 = cu * FL(j), j1 = cu * FL(j + 4);
-            FZ_REG(j0);
-            FZ_REG(j1);
-#pragma GCC unroll 4
-            for (size_t r = 0; r < 4; r++) {
-                FZ_T s = j[r];
-                a[r][0] += s * j0;
-                a[r][1] += s * j1;
-            }
-#pragma GCC unroll 4
-            for (size_t r = 0; r < 4; r++)
-                b[r] += j[4 + r] * j1;
-        }
-#pragma GCC unroll 4
-        for (size_t r = 0; r < 4; r++) {
-            FS(Hk + r * 8, a[r][0]);
-            FS(Hk + r * 8 + 4, a[r][1]);
-            FS(Hk + (4 + r) * 8 + 4, b[r]);
-        }
+        for (size_t q0 = 0; q0 + 2 < NV; q0++)
+            for (size_t i0 = 4 * q0; i0 < 4 * q0 + 4; i0 += NV - q0 == 3 ? 4 : 2)
+                FZN(hess_block)(NV, q0, NV - q0 == 3 ? 4 : 2, i0, d, c, Jz, Hk);
+        FZN(hess_tail2)(NV, NV - 2, d, c, Jz, Hk);
         return;
     }
 #endif

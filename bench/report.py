@@ -634,9 +634,8 @@ def main():
         md += ["## float32", "",
                "The same shapes with float32 plans (`NND_FLOAT32`: the blocked engines on sgemm with activations "
                "evaluated in double; the fused engine in float, values and SLEEF's float tansig/logsig included, "
-               "its lane kernel (n_in <= 4) too; the reverse "
-               "engine's few-input Hessian accumulation is double-only, so float32 plans with n_in <= 8 on wide "
-               "layers (pinn, pinn-res) take the GEMM path), "
+               "its lane kernel (n_in <= 4) too; the reverse engine's few-input Hessian accumulation "
+               "(n_in <= 8 on wide layers: pinn, pinn-res) in float, 8 floats per AVX2 vector), "
                "samples/s in the same run, and the float32 Hessians' distance from the float64 ones.", "", f32, ""]
     eng = engine_section(bench)
     if eng:

@@ -632,8 +632,8 @@ def main():
     f32 = float32_section(bench)
     if f32:
         md += ["## float32", "",
-               "The same shapes with float32 plans (`NND_FLOAT32`: the blocked engines on sgemm with activations "
-               "evaluated in double; the fused engine in float, values and SLEEF's float tansig/logsig included, "
+               "The same shapes with float32 plans (`NND_FLOAT32`: the blocked engines on sgemm, tansig/logsig by "
+               "SLEEF's float functions, the other activations evaluated in double; the fused engine in float, values included, "
                "its lane kernel (n_in <= 4) too; the reverse engine's few-input Hessian accumulation "
                "(n_in <= 8 on wide layers: pinn, pinn-res) in float, 8 floats per AVX2 vector), "
                "samples/s in the same run, and the float32 Hessians' distance from the float64 ones.", "", f32, ""]

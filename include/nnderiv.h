@@ -345,9 +345,10 @@ NND_API nnd_status nnd_plan_new_threads(const nnd_net *net, size_t max_batch, un
 NND_API nnd_status nnd_plan_execute(nnd_plan *plan, size_t batch, const double *x, double *y, double *J, double *H);
 
 /* The same for a plan made with NND_FLOAT32 (same layouts, float): the GEMMs, chain rule and Hessian
- * assembly run in float on float copies of the weights made when planning; the
- * input/output processing and the activations' f, f', f'' are evaluated in double on the float
- * values and rounded once. About twice the samples/s of float64 for GEMM-bound shapes and half the
+ * assembly run in float on float copies of the weights made when planning; tansig and logsig
+ * in float (SLEEF's float vector functions, where the build has SLEEF and the CPU AVX2); the
+ * input/output processing and the other activations' f, f', f'' are evaluated in double on the
+ * float values and rounded once. About twice the samples/s of float64 for GEMM-bound shapes and half the
  * workspace per sample. Accuracy against float64 (tests/test_float32.c asserts it on random nets):
  * normwise relative error of y, J, H within a small multiple of FLT_EPSILON times the depth and the
  * conditioning of the net; see the README, "float32". Nets the fused engine takes (nnd_plan_new) run

@@ -301,11 +301,10 @@ static void lane_act(const void *ctx, size_t l, size_t count, const double *z, d
     nnd__act_layer(e->k, &e->p->net->layers[l], count, z, f, df, d2f);
 }
 
-static void act_f32(const state *e, const nnd_layer *Ly, size_t count, const float *z, float *f, float *df, float *d2f);
 static void lane_act_f32(const void *ctx, size_t l, size_t count, const float *z, float *f, float *df, float *d2f)
 {
     const state *e = ctx;
-    act_f32(e, &e->p->net->layers[l], count, z, f, df, d2f);
+    nnd__act_layer_f32(e->k, &e->p->net->layers[l], count, z, f, df, d2f);
 }
 
 /* Where engine output k of sample s goes: its raw output row, or with a seed the sample's one row
@@ -415,19 +414,6 @@ static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const
     }
 }
 
-/* Activations in float: SLEEF's float tansig and logsig where the table has them, else in double
- * and rounded (nnd__act_layer_f32). */
-static void act_f32(const state *e, const nnd_layer *Ly, size_t count, const float *z, float *f, float *df, float *d2f)
-{
-    const nnd_kernels *k = e->k;
-    if (Ly->act == NND_ACT_TANSIG && k->tansig_f32)
-        k->tansig_f32(count, z, f, df, d2f);
-    else if (Ly->act == NND_ACT_LOGSIG && k->logsig_f32)
-        k->logsig_f32(count, z, f, df, d2f);
-    else
-        nnd__act_layer_f32(k, Ly, count, z, f, df, d2f);
-}
-
 /* Sample b's J and H (double or float) from the per-sample kernel's jout (mk x npad) and hall (mk
  * upper triangles npad x npad) into its rows, H symmetric. */
 #define UNPACK_SAMPLE(p, w, b, mk, n, npad, jout, hall, J, H)                                                       \
@@ -469,7 +455,7 @@ static void values_block(const state *e, work *ws, size_t nb, const void *x, int
         const void *in = s == NND_NET_INPUT ? (const void *)ws->xt : f0[s];
         if (f32) {
             e->k->fused_values_f32(nb, din, F->dp[l], in, lda, e->fzf.WT[l], e->fzf.bp[l], z);
-            act_f32(e, Ly, nb * F->dp[l], z, f0[l], g1, g2);
+            nnd__act_layer_f32(e->k, Ly, nb * F->dp[l], z, f0[l], g1, g2);
         } else {
             e->fz_values(nb, din, F->dp[l], in, lda, F->WT[l], F->bp[l], z);
             nnd__act_layer(e->k, Ly, nb * F->dp[l], z, f0[l], g1, g2);

@@ -109,13 +109,22 @@ void nnd__post_values_f32(const nnd_prep *p, size_t nb, const float *a, float *y
     }
 }
 
-/* The activation table is double: f, f', f'' of each float z are evaluated in double (the same
- * formulas as float64 plans) and rounded once, in chunks on the stack. */
+/* float32 plans: tansig and logsig in float where the kernel table has SLEEF's float functions
+ * (eight points per AVX2 vector, a few float ulps). Every other activation is evaluated in double
+ * (the same formulas as float64 plans) and rounded once, in chunks on the stack. */
 #define ACT_CHUNK 256
 
 void nnd__act_layer_f32(const nnd_kernels *k, const nnd_layer *L, size_t count, const float *z, float *f, float *df,
                         float *d2f)
 {
+    if (L->act == NND_ACT_TANSIG && k->tansig_f32) {
+        k->tansig_f32(count, z, f, df, d2f);
+        return;
+    }
+    if (L->act == NND_ACT_LOGSIG && k->logsig_f32) {
+        k->logsig_f32(count, z, f, df, d2f);
+        return;
+    }
     double zd[ACT_CHUNK], fd[ACT_CHUNK], dfd[ACT_CHUNK], d2fd[ACT_CHUNK];
     for (size_t i0 = 0; i0 < count; i0 += ACT_CHUNK) {
         size_t len = count - i0 < ACT_CHUNK ? count - i0 : ACT_CHUNK;

@@ -323,6 +323,27 @@ def phase_split(r):
     return 100 * min(tv, t) / t, 100 * max(0.0, min(tvj, t) - tv) / t, 100 * max(0.0, t - tvj) / t
 
 
+def roof_share(r, allowed, what):
+    """What share of the time per call a target allows each roofline term takes (the same-run rates):
+    a term at or over 100% puts the target out of reach at that rate, whatever the engine does."""
+    terms = [(k, num(r, f"roof_{k}_seconds")) for k in ("flops", "tanh", "write")]
+    terms = [(k, v) for k, v in terms if v]
+    if not terms or not allowed:
+        return ""
+    k, v = max(terms, key=lambda kv: kv[1])
+    what_k = {"flops": "the reference flops at the same-run dgemm rate",
+              "tanh": "the tansig evaluations alone (f, f', f'' of every unit at the library's measured tansig rate)",
+              "write": "writing y, J and H at the measured store bandwidth"}[k]
+    share = 100 * v / allowed
+    return (f"; {what} allows {fmt_time(allowed)} per call, of which {what_k} take {fmt_time(v)} ({share:.0f}%)"
+            + (": out of reach at that rate" if share >= 100 else
+               f", leaving {100 - share:.0f}% for everything else"))
+
+
+def fmt_time(s):
+    return f"{s * 1e6:.3g} us" if s < 1e-3 else f"{s * 1e3:.3g} ms"
+
+
 def targets_section(bench, peers):
     """One line per target, with the measurement; misses say by how much and what bounds it."""
     lines = []
@@ -365,7 +386,8 @@ def targets_section(bench, peers):
             need = target * jax_pct
             bound = (f"; {target:.3g}x jax would need {need:.0f}% of dgemm by the reference count "
                      f"(nnderiv: {r['pct_dgemm']:.1f}%; jax: {jax_pct:.1f}%)"
-                     + (": more than the machine's GEMM rate, out of reach for this algorithm" if need >= 100 else ""))
+                     + (": more than the machine's GEMM rate, out of reach for this algorithm" if need >= 100 else "")
+                     + roof_share(r, r["seconds_per_call"] * ratio / target, f"{target:.3g}x jax"))
             label = (f">= {target:.3g}x jax (the {GRAPH_MARGIN_OF} shape's margin)" if r["group"] == "graph" and margin
                      else f">= {target:g}x jax")
             lines.append(f"- **{name}** {label}: {ratio:.2f}x ({fmt_rate(r['samples_per_s'])} vs {fmt_rate(jr)} "

@@ -535,7 +535,9 @@ def git_state():
     here = os.path.dirname(os.path.abspath(__file__))
     head = command_line(["git", "-C", here, "rev-parse", "--short", "HEAD"])
     try:
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+        # the run's own outputs (the plots, this file) are rewritten by the run: not the code's state
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)bench/plots", ":(top,exclude)bench/RESULTS.md"],
                                capture_output=True, text=True, timeout=10).stdout.strip() != ""
     except (OSError, subprocess.SubprocessError):
         dirty = False

@@ -278,7 +278,7 @@ END_TEST
 
 /* The fused engine's float kernels: per sample with widths padded to 8 (n 5-16: one and two vectors
  * of inputs, widths from 3 to 96), and the lane kernel in float, eight samples per vector (n 1-4 on
- * widths <= 16, or n <= 2 on widths <= 64: fused.c use_lanes; one and several outputs, me = 6 a
+ * every chain the engine takes, widths up to 128: fused.c use_lanes; one and several outputs, me = 6 a
  * padded row of the lanes' output, mixed smooth activations, processing), two to four layers, over
  * several blocks with a short last one (a batch not a multiple of the block or of 8); the plan says
  * fused_f32, and the results are float arithmetic's (not float64's rounded: some entry differs)
@@ -296,6 +296,9 @@ static const shape FUSED_F32[] = {
     {1, 3, {40, 9, 2}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, REF_PROC_MAPSTD},
     {2, 3, {64, 33, 2}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_TANSIG}, REF_PROC_RCR, 0},
     {4, 3, {16, 12, 6}, {NND_ACT_SILU, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, REF_PROC_MAPMINMAX},
+    /* wider than 16 at n 3-4: the lanes in float only (the per-sample kernel in double) */
+    {3, 2, {20, 1}, {NND_ACT_TANSIG, NND_ACT_PURELIN}, REF_PROC_MAPSTD, REF_PROC_MAPMINMAX},
+    {4, 3, {24, 128, 2}, {NND_ACT_TANSIG, NND_ACT_LOGSIG, NND_ACT_PURELIN}, REF_PROC_MAPMINMAX, 0},
 };
 
 START_TEST(float32_fused_float_kernels)

@@ -32,6 +32,7 @@ typedef struct {
     const size_t **fzsrc; /* src of fz (L): the net's own    */
     double *fzbuf;        /* the padded weights              */
     size_t vw, fztotal;   /* widths padded to vw (4; 8: float per sample); fzbuf's doubles */
+    int lanes;            /* the lane kernel runs (use_lanes)  */
     nnd_fused_f32 fzf;    /* float32 plans, vw 8: fz in float */
     const float **fzfptr; /* WT, Wr, Wg, bp of fzf (4 L)     */
     float *fzfbuf;        /* fzbuf in float, and oscale      */
@@ -56,7 +57,7 @@ typedef struct {
     double *scr;             /* float32 plans: nnd__pre_block_f32's scratch */
 } work;
 
-static int use_lanes(const nnd_prep *p);
+static int use_lanes(const nnd_prep *p, int f32);
 
 /* The widths rounded up to whole vectors (of vw lanes). */
 static size_t padv(size_t vw, size_t d) { return (d + vw - 1) / vw * vw; }
@@ -90,10 +91,10 @@ static fused_dims dims_of(const nnd_prep *p, size_t vw)
 /* Per sample: Jz of every layer, T, three me x dpmax delta buffers and C (fz_sample_nv); with
  * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n); on a
  * graph, Jz, Ja and G of every layer, the input's G, Dl, C and Gn (fz_graph_nv). */
-static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw)
+static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw, int lanes)
 { /* (floats with vw 8: the doubles are twice what they need) */
     fused_dims s = dims_of(p, vw);
-    if (use_lanes(p))
+    if (lanes)
         return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
     size_t npad = padv(vw, p->n);
     if (!p->chain) {
@@ -103,14 +104,17 @@ static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw)
     return dp_sum(p, vw) * npad + s.dpmax * npad + 3 * p->me * s.dpmax + s.dpmax;
 }
 
-/* The lane kernel broadcasts every weight for one FMA per group of four samples, the per-sample
- * kernel loads weights as vectors: the lanes win where n is tiny (no padding of n to a vector) or
- * the layers narrow (fixed costs dominate), and lose on wide layers (measured: n 1-2 at width 64,
- * 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at width 64-96, 0.5-0.75x). p->dmax
- * also counts the processed input, at most n <= 4 here: the same test as on the widths alone. */
-static int use_lanes(const nnd_prep *p)
+/* The lane kernel broadcasts every weight for one FMA per group of four samples (eight in float),
+ * the per-sample kernel loads weights as vectors: the lanes win where n is tiny (no padding of n
+ * to a vector) or the layers narrow (fixed costs dominate), and in double lose on wide layers
+ * (measured: n 1-2 at width 64, 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at
+ * width 64-96, 0.5-0.75x). In float the per-sample kernel's row of n <= 4 fills half a vector of
+ * 8, and the lanes take every chain with n <= 4: measured 1.7-2.2x the per-sample float kernel at
+ * widths 20-128 (n 3-4, one and two hidden layers; one thread, 2026-12-04). p->dmax also counts
+ * the processed input, at most n <= 4 here: the same test as on the widths alone. */
+static int use_lanes(const nnd_prep *p, int f32)
 {
-    return p->chain && p->n <= 4 && (p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
+    return p->chain && p->n <= 4 && (f32 || p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
 }
 
 static int fits(const nnd_prep *p)
@@ -291,7 +295,7 @@ static nnd_status weights(state *e)
                         .kind = kind, .nsrc = nsrc, .src = e->fzsrc, .Wg = Wg, .J0 = J0, .d0p = padv(vw, d0)};
     e->fz_values = e->k->fused_values;
     e->fz_sample = p->chain ? e->k->fused_sample : e->k->fused_graph;
-    e->fz_lanes = use_lanes(p) ? e->k->fused_lanes : NULL;
+    e->fz_lanes = e->lanes ? e->k->fused_lanes : NULL;
     e->fztotal = total;
     return vw == 8 ? weights_f32(e) : NND_OK;
 }
@@ -598,9 +602,9 @@ static size_t layout(const state *e, work *w, size_t nb, int f32, nnd_ws_item *i
     it[k++] = ITEM(xt, nb, p->d0);
     it[k++] = ITEM(tmp, 2, big);
     it[k++] = ITEM(aout, nb, p->me);
-    it[k++] = ITEM(fzws, 1, kernel_ws_doubles(p, e->vw));
+    it[k++] = ITEM(fzws, 1, kernel_ws_doubles(p, e->vw, e->lanes));
     it[k++] = ITEM(lseed, p->me, 4);
-    if (use_lanes(p)) { /* its values live in the group's workspace */
+    if (e->lanes) { /* its values live in the group's workspace */
         it[k++] = ITEM(lx, 4, p->d0);
         it[k++] = ITEM(lA, pad4(p->me), 4);
         it[k++] = ITEM(lJ, p->me, 16);
@@ -650,19 +654,20 @@ static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out,
     *out = e;
     e->p = p;
     e->k = nnd__kernels(); /* the CPU asked once, here */
-    e->vw = f32 && !use_lanes(p) ? 8 : 4;
+    e->lanes = use_lanes(p, f32);
+    e->vw = f32 && !e->lanes ? 8 : 4;
     /* sizes are bounded by fits(): nothing here overflows */
     size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
     size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);
     size_t nb = per && room > fixed ? (room - fixed) / per : 4;
-    size_t lanes = f32 && use_lanes(p) ? 8 : 4; /* whole groups of the lane kernel */
+    size_t lanes = f32 && e->lanes ? 8 : 4; /* whole groups of the lane kernel */
     nb = nb > FUSED_BLOCK_MAX ? FUSED_BLOCK_MAX : (nb < lanes ? lanes : nb / lanes * lanes);
     if (nb > req->max_batch)
         nb = req->max_batch;
     e->block = *block = nb;
     *ws_doubles = ws_of(e, nb, f32);
     nnd_status st = weights(e);
-    return st == NND_OK && f32 && use_lanes(p) ? weights_lanes_f32(e) : st;
+    return st == NND_OK && f32 && e->lanes ? weights_lanes_f32(e) : st;
 }
 
 static void release(void *st)

@@ -57,8 +57,6 @@ typedef struct {
     double *scr;             /* float32 plans: nnd__pre_block_f32's scratch */
 } work;
 
-static int use_lanes(const nnd_prep *p, int f32);
-
 /* The widths rounded up to whole vectors (of vw lanes). */
 static size_t padv(size_t vw, size_t d) { return (d + vw - 1) / vw * vw; }
 static size_t pad4(size_t d) { return padv(4, d); }
@@ -108,9 +106,11 @@ static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw, int lanes)
  * the per-sample kernel loads weights as vectors: the lanes win where n is tiny (no padding of n
  * to a vector) or the layers narrow (fixed costs dominate), and in double lose on wide layers
  * (measured: n 1-2 at width 64, 1.1-1.4x; n 4 at width 10, 1.2x; equal at width 16-32; n 3-4 at
- * width 64-96, 0.5-0.75x). In float the per-sample kernel's row of n <= 4 fills half a vector of
- * 8, and the lanes take every chain with n <= 4: measured 1.7-2.2x the per-sample float kernel at
- * widths 20-128 (n 3-4, one and two hidden layers; one thread, 2026-12-04). p->dmax also counts
+ * width 64-96, 0.5-0.75x; on 2026-12-04, one thread, two hidden layers: 4-20-20-1 1.13x, 4-32 equal,
+ * 4-64 0.9-0.95x, but 4-96 and 4-128 1.1-1.25x: the double rule stays until a quieter measurement).
+ * In float the per-sample kernel's row of n <= 4 fills half a vector of 8, and the lanes take every
+ * chain with n <= 4: measured 1.7-2.2x the per-sample float kernel at widths 20-128 (n 3-4, one and
+ * two hidden layers; one thread, 2026-12-04). p->dmax also counts
  * the processed input, at most n <= 4 here: the same test as on the widths alone. */
 static int use_lanes(const nnd_prep *p, int f32)
 {
@@ -439,6 +439,8 @@ static void join_values(const nnd_prep *p, const nnd_layer *Ly, size_t nb, const
 UNPACK_H(double, d)
 UNPACK_H(float, s)
 #undef UNPACK_H
+#undef UNPACK_H_N_d
+#undef UNPACK_H_N_s
 
 /* Sample b's J and H (double or float) from the per-sample kernel's jout (mk x npad) and hall (mk
  * upper triangles npad x npad) into its rows, H symmetric. */

@@ -108,3 +108,30 @@ void nnd__accum_avx512(size_t n, size_t me, size_t nu, const double *jrow, size_
 #include "gemm_impl.h"
 #undef GT
 #undef GFN
+
+/* The fused engine's double kernels on 64-byte vectors: fused.h's template a third time, with
+ * FZ_W 8 (widths padded to 8, a row of dz/dx one or two vectors, the tangents in row form as in
+ * the float instance); the lane kernel stays AVX2's (fused.c picks it on vw 4). */
+#include "fused.h"
+#define FZ_T double
+#define FZ_W 8
+#define FZN(name) fzw_##name
+#define FZS nnd_fused
+#define FZ_NO_LANES
+#include "fused.h"
+
+void nnd__fused_values_avx512(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                              const double *bp, double *z)
+{
+    fzw_values_impl(cb, din, dp, a, lda, WT, bp, z);
+}
+void nnd__fused_sample_avx512(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                              const double *seed, double *ws, double *J, double *H)
+{
+    fzw_sample_impl(F, f1, f2, seed, ws, J, H);
+}
+void nnd__fused_graph_avx512(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                             const double *seed, double *ws, double *J, double *H)
+{
+    fzw_graph_impl(F, f1, f2, seed, ws, J, H);
+}

@@ -17,7 +17,9 @@
  * #else at its end): FZ_T double with FZ_W = 4 lanes (fz_*, nnd_fused, widths padded to 4) and
  * float with 8 lanes (fzf_*, nnd_fused_f32, widths padded to 8: float32 plans), the values kernel
  * with them; there the tangents take the row form (fzf_tangent_rows: a row of Jz is one or two
- * vectors, no transposes); the lane kernel with them (4 samples per call in double, 8 in float). */
+ * vectors, no transposes); the lane kernel with them (4 samples per call in double, 8 in float).
+ * avx512.c instantiates the per-sample, graph and values kernels a third time, in double on
+ * 64-byte vectors (fzw_*, FZ_W 8: widths padded to 8, the float instance's loops). */
 #ifndef FZ_T
 #ifndef NND_FUSED_H
 #define NND_FUSED_H
@@ -34,7 +36,9 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 #define FZ_LD(p) (*(const fz_v4u *)(const void *)(p))
 /* Keep v in a register: without it GCC folds the load of a vector that several FMAs use into each
  * of them, and the loads, not the FMAs, then set the pace. */
-#if defined(__AVX__)
+#if defined(__AVX512F__) /* (any of the 32 vector registers: the 64-byte instance, avx512.c) */
+#define FZ_REG(v) __asm__("" : "+v"(v))
+#elif defined(__AVX__)
 #define FZ_REG(v) __asm__("" : "+x"(v))
 #else
 #define FZ_REG(v) (void)(v)
@@ -110,11 +114,13 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 #endif
 
 #else /* ---------------------------------------------------------------- the template
- * FZ_T: the element type, FZ_W: the lanes of a 32-byte vector (4 doubles, 8 floats; every padded
- * width a multiple of FZ_W), FZN(name): the instance's names, FZS: its nnd_fused type. FQ: four
- * elements (the 4 x 4 transposes). */
-typedef FZ_T FZN(v) __attribute__((vector_size(32)));
-typedef FZ_T FZN(vu) __attribute__((vector_size(32), may_alias, aligned(sizeof(FZ_T))));
+ * FZ_T: the element type, FZ_W: the lanes of a vector (4 doubles or 8 floats in 32 bytes; 8
+ * doubles in 64 bytes in avx512.c's instance; every padded width a multiple of FZ_W), FZN(name):
+ * the instance's names, FZS: its nnd_fused type. FQ: four elements (the 4 x 4 transposes). With
+ * FZ_W 8 (floats, and the 64-byte doubles) the tangents take the row form; FZ_NO_LANES leaves the
+ * lane kernel out. */
+typedef FZ_T FZN(v) __attribute__((vector_size(FZ_W * sizeof(FZ_T))));
+typedef FZ_T FZN(vu) __attribute__((vector_size(FZ_W * sizeof(FZ_T)), may_alias, aligned(sizeof(FZ_T))));
 typedef FZ_T FZN(q) __attribute__((vector_size(4 * sizeof(FZ_T))));
 typedef FZ_T FZN(qu) __attribute__((vector_size(4 * sizeof(FZ_T)), may_alias, aligned(sizeof(FZ_T))));
 #define FV FZN(v)
@@ -278,13 +284,14 @@ static inline __attribute__((always_inline)) void FZN(tangent_cols)(size_t NV, s
 
 #if FZ_W == 8
 /* Rows v .. v + RB - 1 of Jz (rows of NV vectors) = W T, from W's rows (ldw apart, din long): per
- * unit one load of T's row (NV vectors) and RB broadcasts of W feed RB NV FMAs. The float instance's
- * tangents: a row of Jz is one or two vectors there, so the row form needs no transposes. */
+ * unit one load of T's row (NV vectors) and RB broadcasts of W feed RB NV FMAs. The tangents of the
+ * 8-lane instances (float, 64-byte double): a row of Jz is one or two vectors there, so the row
+ * form needs no transposes. */
 static inline __attribute__((always_inline)) void FZN(tangent_rowblock)(size_t NV, size_t RB, size_t din, size_t ldw,
                                                                         const FZ_T *W, const FZ_T *T, FZ_T *Jz)
 {
     size_t ld = FZ_W * NV;
-    FV a[8][4], t[4]; /* (NV <= 2 here: float32 plans have n <= 16) */
+    FV a[8][4], t[4]; /* (NV <= 2 here: fused plans have n <= 16) */
 #pragma GCC unroll 8
     for (size_t r = 0; r < RB; r++)
 #pragma GCC unroll 2
@@ -769,8 +776,11 @@ static inline void FZN(graph_impl)(const FZS *F, const FZ_T *const *f1, const FZ
     FZ_BY_NV(FZN(graph_nv), F, f1, f2, seed, ws, J, H);
 }
 
+#ifndef FZ_NO_LANES
 #include "fused_lanes.h"
+#endif
 
+#undef FZ_NO_LANES
 #undef FV
 #undef FQ
 #undef FL

@@ -40,12 +40,13 @@ static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__sy
                                          nnd__accum_avx2, nnd__accum_f32_avx2, SLEEF_TANSIG, SLEEF_LOGSIG, nnd__fused_values_avx2,
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
                                          nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2,
-                                         nnd__fused_values_f32_avx2, SLEEF_F32, nnd__fused_lanes_f32_avx2};
+                                         nnd__fused_values_f32_avx2, SLEEF_F32, nnd__fused_lanes_f32_avx2,
+                                         NULL, NULL, NULL};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
  * Hessian accumulation for n <= 4 on eight samples per vector (the same bits; the float one is
- * AVX2's) and the SLEEF
- * activations on eight points per group */
+ * AVX2's), the SLEEF activations on eight points per group, and the fused engine's double values,
+ * per-sample and graph kernels on 64-byte vectors (widths padded to 8) */
 NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
 NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
 #if defined(NND_HAVE_SLEEF)
@@ -63,7 +64,8 @@ static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512,
                                            nnd__fused_values_avx2, nnd__fused_sample_avx2, nnd__fused_graph_avx2,
                                            nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
                                            nnd__fused_graph_f32_avx2, nnd__fused_values_f32_avx2, SLEEF_F32_512,
-                                           nnd__fused_lanes_f32_avx2};
+                                           nnd__fused_lanes_f32_avx2, nnd__fused_values_avx512,
+                                           nnd__fused_sample_avx512, nnd__fused_graph_avx512};
 #else
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
@@ -73,7 +75,7 @@ static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_gene
                                             nnd__fused_graph_generic, nnd__fused_lanes_generic,
                                             nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic,
                                             nnd__fused_values_f32_generic, NULL, NULL,
-                                            nnd__fused_lanes_f32_generic};
+                                            nnd__fused_lanes_f32_generic, NULL, NULL, NULL};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)

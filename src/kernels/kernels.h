@@ -148,6 +148,14 @@ void nnd__fused_graph_generic(const nnd_fused *F, const double *const *f1, const
                               const double *seed, double *ws, double *J, double *H);
 void nnd__fused_graph_avx2(const nnd_fused *F, const double *const *f1, const double *const *f2,
                            const double *seed, double *ws, double *J, double *H);
+/* The values, the per-sample and the graph kernels in double on 64-byte vectors (avx512.c: fzw_*,
+ * on nnd_fused with widths padded to 8). */
+void nnd__fused_values_avx512(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                              const double *bp, double *z);
+void nnd__fused_sample_avx512(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                              const double *seed, double *ws, double *J, double *H);
+void nnd__fused_graph_avx512(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                             const double *seed, double *ws, double *J, double *H);
 /* The values, the per-sample and the graph kernels in float, on nnd_fused_f32 (widths padded to 8;
  * fused.h: fzf_values_impl, fzf_sample_impl, fzf_graph_impl). */
 void nnd__fused_values_f32_generic(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
@@ -183,7 +191,7 @@ typedef struct nnd_kernels {
      * table's libm loops (a build without SLEEF keeps every other AVX2 kernel) */
     void (*tansig)(size_t n, const double *z, double *f, double *df, double *d2f);
     void (*logsig)(size_t n, const double *z, double *f, double *df, double *d2f);
-    /* the fused engine's kernels (fused.h) */
+    /* the fused engine's kernels (fused.h), on nnd_fused with widths padded to 4 */
     void (*fused_values)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                          const double *bp, double *z);
     void (*fused_sample)(const nnd_fused *F, const double *const *f1, const double *const *f2,
@@ -202,6 +210,14 @@ typedef struct nnd_kernels {
     /* the lane kernel in float (float32 plans, n <= 4) */
     void (*fused_lanes_f32)(const nnd_fused_f32 *F, nnd_fused_act_f32_fn act, const void *ctx, const float *x,
                             const float *seed, float *ws, float *A, float *J, float *H);
+    /* the values, per-sample and graph kernels in double on 64-byte vectors, on nnd_fused with
+     * widths padded to 8 (NULL: none, AVX-512 only) */
+    void (*fused_values_w8)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                            const double *bp, double *z);
+    void (*fused_sample_w8)(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                            const double *seed, double *ws, double *J, double *H);
+    void (*fused_graph_w8)(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                           const double *seed, double *ws, double *J, double *H);
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

@@ -31,15 +31,15 @@ typedef struct {
     const double **fzptr; /* WT, Wr, bp, W, b, Wg of fz (6 L) */
     const size_t **fzsrc; /* src of fz (L): the net's own    */
     double *fzbuf;        /* the padded weights              */
-    size_t vw, fztotal;   /* widths padded to vw (lanes 4; per sample: float 8, double 4 or 8: sample_vw); fzbuf's doubles */
+    size_t vw, fztotal;   /* widths padded to vw (lanes 4; per sample: float 8, double sample_vw's 4
+                           * or 8); fzbuf's doubles */
     int lanes;            /* the lane kernel runs (use_lanes)  */
     nnd_fused_f32 fzf;    /* float32 plans, vw 8: fz in float */
     const float **fzfptr; /* WT, Wr, Wg, bp of fzf (4 L)     */
     float *fzfbuf;        /* fzbuf in float, and oscale      */
     nnd_fused_f32_fn fzf_sample;
-    void (*fz_values)(size_t, size_t, size_t, const double *, size_t, const double *, const double *, double *);
-    void (*fz_sample)(const nnd_fused *, const double *const *, const double *const *, const double *, double *,
-                      double *, double *);
+    nnd_fused_values_fn fz_values;
+    nnd_fused_fn fz_sample;
     /* n <= 4: the lane kernel, four samples per call (a group; eight in float, on fzf) */
     void (*fz_lanes)(const nnd_fused *, nnd_fused_act_fn, const void *, const double *, const double *, double *,
                      double *, double *, double *);
@@ -119,8 +119,9 @@ static int use_lanes(const nnd_prep *p, int f32)
 
 /* The per-sample kernels' vector in double: 8 doubles where the CPU has them (AVX-512) and n > 4
  * and padding n to 8 wastes no more than padding it to 4 (n 5-8, 13-16), else 4. Measured against
- * 4 (2026-12-05, one thread per call, AVX-512 Xeon): the latency call 1.20-1.26 -> 0.99-1.02 us,
- * seed3 (n 8) 1.06-1.2x; n 12 (mpc, padded to 16) 0.85-0.95x and n 4 (half a vector) 0.9-0.95x. */
+ * 4 (2026-12-05, one thread per call, AVX-512 Xeon, four runs): the latency call 1.18-1.26 ->
+ * 0.99-1.02 us, seed3 (n 8) 1.06-1.23x; n 12 (mpc, padded to 16) 0.85-0.95x and n 4 (half a
+ * vector) 0.9-0.95x. */
 static size_t sample_vw(const nnd_prep *p, const nnd_kernels *k)
 {
     return k->fused_sample_w8 && p->n > 4 && padv(8, p->n) == pad4(p->n) ? 8 : 4;

@@ -119,6 +119,11 @@ typedef void (*nnd_fused_act_fn)(const void *ctx, size_t l, size_t count, const 
                                  double *d2f);
 typedef void (*nnd_fused_act_f32_fn)(const void *ctx, size_t l, size_t count, const float *z, float *f, float *df,
                                      float *d2f);
+/* The double values kernel, and the per-sample and graph kernels (below), as the table holds them. */
+typedef void (*nnd_fused_values_fn)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
+                                    const double *bp, double *z);
+typedef void (*nnd_fused_fn)(const nnd_fused *F, const double *const *f1, const double *const *f2,
+                             const double *seed, double *ws, double *J, double *H);
 /* The lane kernel: W = 4 samples at once (8 in float), one per vector lane, every step on all of
  * them (fused_lanes.h: fz_lanes_impl, fzf_lanes_impl). x: W x d0 processed inputs (sample-major);
  * outputs sample-major, rows padded to 4: A (W x pad4(me)) last-layer values, J (W x mo x 4), H (W x
@@ -192,12 +197,8 @@ typedef struct nnd_kernels {
     void (*tansig)(size_t n, const double *z, double *f, double *df, double *d2f);
     void (*logsig)(size_t n, const double *z, double *f, double *df, double *d2f);
     /* the fused engine's kernels (fused.h), on nnd_fused with widths padded to 4 */
-    void (*fused_values)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
-                         const double *bp, double *z);
-    void (*fused_sample)(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                         const double *seed, double *ws, double *J, double *H);
-    void (*fused_graph)(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                        const double *seed, double *ws, double *J, double *H);
+    nnd_fused_values_fn fused_values;
+    nnd_fused_fn fused_sample, fused_graph;
     void (*fused_lanes)(const nnd_fused *F, nnd_fused_act_fn act,
                         const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
                         double *H);
@@ -212,12 +213,8 @@ typedef struct nnd_kernels {
                             const float *seed, float *ws, float *A, float *J, float *H);
     /* the values, per-sample and graph kernels in double on 64-byte vectors, on nnd_fused with
      * widths padded to 8 (NULL: none, AVX-512 only) */
-    void (*fused_values_w8)(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
-                            const double *bp, double *z);
-    void (*fused_sample_w8)(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                            const double *seed, double *ws, double *J, double *H);
-    void (*fused_graph_w8)(const nnd_fused *F, const double *const *f1, const double *const *f2,
-                           const double *seed, double *ws, double *J, double *H);
+    nnd_fused_values_fn fused_values_w8;
+    nnd_fused_fn fused_sample_w8, fused_graph_w8;
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

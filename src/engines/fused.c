@@ -1,7 +1,8 @@
 /* The fused reverse engine for small nets (kernels/fused.h has the algebra), and its float32
  * instance: its padded weights, and a block of samples run through it. In float32 plans everything
- * runs in float, widths padded to 8 (fused.h's float instance, run_block_f32; tansig and logsig by
- * SLEEF's float functions); the lane kernel (n <= 4) too, eight samples per vector. Values
+ * runs in float, widths padded to 8 (16 on AVX-512 for n 9-16; fused.h's float instances,
+ * run_block_f32; tansig and logsig by SLEEF's float functions); the lane kernel (n <= 4) too,
+ * eight samples per vector. Values
  * and activations go layer by layer over the block (one vectorised call per layer, as in
  * reverse.c); everything after them (tangents, deltas, J, H) runs one sample at a time in a few
  * KiB, with no BLAS call: for small nets the block engines' fixed costs and passes over
@@ -31,13 +32,14 @@ typedef struct {
     const double **fzptr; /* WT, Wr, bp, W, b, Wg of fz (6 L) */
     const size_t **fzsrc; /* src of fz (L): the net's own    */
     double *fzbuf;        /* the padded weights              */
-    size_t vw, fztotal;   /* widths padded to vw (lanes 4; per sample: float 8, double sample_vw's 4
-                           * or 8); fzbuf's doubles */
+    size_t vw, fztotal;   /* widths padded to vw (lanes 4; per sample: sample_vw's 4 or 8 doubles,
+                           * 8 or 16 floats); fzbuf's doubles */
     int lanes;            /* the lane kernel runs (use_lanes)  */
-    nnd_fused_f32 fzf;    /* float32 plans, vw 8: fz in float */
+    nnd_fused_f32 fzf;    /* float32 plans, vw 8 or 16: fz in float */
     const float **fzfptr; /* WT, Wr, Wg, bp of fzf (4 L)     */
     float *fzfbuf;        /* fzbuf in float, and oscale      */
     nnd_fused_f32_fn fzf_sample;
+    nnd_fused_values_f32_fn fzf_values;
     nnd_fused_values_fn fz_values;
     nnd_fused_fn fz_sample;
     /* n <= 4: the lane kernel, four samples per call (a group; eight in float, on fzf) */
@@ -90,7 +92,7 @@ static fused_dims dims_of(const nnd_prep *p, size_t vw)
  * the lane kernel, per group of four: X, Z, F0, F1, F2, Jz, T, G, Gn, Dl, C (fz_lanes_n); on a
  * graph, Jz, Ja and G of every layer, the input's G, Dl, C and Gn (fz_graph_nv). */
 static size_t kernel_ws_doubles(const nnd_prep *p, size_t vw, int lanes)
-{ /* (floats with vw 8: the doubles are twice what they need) */
+{ /* (floats: the doubles are twice what they need) */
     fused_dims s = dims_of(p, vw);
     if (lanes)
         return 4 * (p->d0 + 4 * s.dsum + p->n * s.dsum + p->n * s.dmax + 3 * p->me * s.dmax + s.dmax);
@@ -127,6 +129,13 @@ static size_t sample_vw(const nnd_prep *p, const nnd_kernels *k)
     return k->fused_sample_w8 && p->n > 4 && padv(8, p->n) == pad4(p->n) ? 8 : 4;
 }
 
+/* In float: 16 where the CPU has 64-byte vectors and n is 9-16 (a row of dz/dx one vector of 16
+ * instead of two of 8), else 8. */
+static size_t sample_vw_f32(const nnd_prep *p, const nnd_kernels *k)
+{
+    return k->fused_sample_f32_w16 && p->n > 8 ? 16 : 8;
+}
+
 static int fits(const nnd_prep *p)
 {
     const nnd_net *net = p->net;
@@ -149,7 +158,7 @@ static int fits(const nnd_prep *p)
 /* The padded weights: per dense layer W^T (values), W with padded rows (backward: every layer of
  * a graph, a chain's from the second on) and the biases; a chain's dz_1/dx and its outer products,
  * a graph's J0 and W_l J0 for its dense layers on the input. */
-/* fz in float (float32 plans, widths padded to 8): fzbuf converted, the same offsets. */
+/* fz in float (float32 plans, widths padded to 8 or 16): fzbuf converted, the same offsets. */
 static nnd_status weights_f32(state *e)
 {
     const nnd_fused *F = &e->fz;
@@ -176,7 +185,10 @@ static nnd_status weights_f32(state *e)
                              .W1g = TO_F(F->W1g), .oscale = osc, .kind = F->kind, .nsrc = F->nsrc, .src = F->src,
                              .Wg = Wg, .J0 = TO_F(F->J0), .d0p = F->d0p};
 #undef TO_F
-    e->fzf_sample = e->p->chain ? e->k->fused_sample_f32 : e->k->fused_graph_f32;
+    int w16 = e->vw == 16; /* the 64-byte float kernels */
+    e->fzf_values = w16 ? e->k->fused_values_f32_w16 : e->k->fused_values_f32;
+    e->fzf_sample = e->p->chain ? (w16 ? e->k->fused_sample_f32_w16 : e->k->fused_sample_f32)
+                                : (w16 ? e->k->fused_graph_f32_w16 : e->k->fused_graph_f32);
     return NND_OK;
 }
 
@@ -466,7 +478,7 @@ UNPACK_H(float, s)
 
 /* The values and activations over the block, layer by layer (f' with d1, f'' with d2): f0[l] the
  * activations of layer l (rows dp_l apart), f' and f'' at the same offsets in ws->f1, ws->f2. With
- * f32 (widths padded to 8) everything in float: x, the arrays, fzf's weights. */
+ * f32 (widths padded to 8 or 16) everything in float: x, the arrays, fzf's weights. */
 static void values_block(const state *e, work *ws, size_t nb, const void *x, int d1, int d2, void **f0, int f32)
 {
     const nnd_prep *p = e->p;
@@ -489,7 +501,7 @@ static void values_block(const state *e, work *ws, size_t nb, const void *x, int
         size_t s = Ly->src[0], din = Ly->n_in, lda = s == NND_NET_INPUT ? p->d0 : F->dp[s];
         const void *in = s == NND_NET_INPUT ? (const void *)ws->xt : f0[s];
         if (f32) {
-            e->k->fused_values_f32(nb, din, F->dp[l], in, lda, e->fzf.WT[l], e->fzf.bp[l], z);
+            e->fzf_values(nb, din, F->dp[l], in, lda, e->fzf.WT[l], e->fzf.bp[l], z);
             nnd__act_layer_f32(e->k, Ly, nb * F->dp[l], z, f0[l], g1, g2);
         } else {
             e->fz_values(nb, din, F->dp[l], in, lda, F->WT[l], F->bp[l], z);
@@ -535,13 +547,13 @@ static void run_block(const state *e, work *ws, size_t nb, const double *x, cons
         values_out(e, ws, nb, f0[L - 1], y);
 }
 
-/* float32, widths padded to 8: everything in float (x: the block's raw inputs), J and H by the
+/* float32, widths padded to 8 or 16: everything in float (x: the block's raw inputs), J and H by the
  * float per-sample kernel. */
 static void run_block_f32(const state *e, work *ws, size_t nb, const float *x, float *y, float *J, float *H)
 {
     const nnd_prep *p = e->p;
     const nnd_fused *F = &e->fz;
-    size_t L = p->L, n = p->n, npad = 8 * e->fzf.nv, me = p->me;
+    size_t L = p->L, n = p->n, npad = e->vw * e->fzf.nv, me = p->me;
     const float *f1[NND_FUSED_MAX_LAYERS], *f2[NND_FUSED_MAX_LAYERS];
     void *f0[NND_FUSED_MAX_LAYERS];
     float *jout = (float *)(void *)ws->jout, *hall = (float *)(void *)ws->hall;
@@ -582,7 +594,7 @@ static void block(const void *st, double *wsp, const nnd_call *c, size_t b0, siz
     run_block(e, ws, nb, c->x + b0 * n, NULL, y, J, H);
 }
 
-/* The float32 instance: everything in float, with widths padded to 8 the float kernels per sample
+/* The float32 instance: everything in float, with widths padded to 8 or 16 the float kernels per sample
  * (run_block_f32), for n <= 4 the lane kernel in float. */
 static void block_f32(const void *st, double *wsp, const nnd_call *c, size_t b0, size_t nb)
 {
@@ -669,7 +681,7 @@ static nnd_status setup_f(const nnd_prep *p, const nnd_request *req, void **out,
     e->p = p;
     e->k = nnd__kernels(); /* the CPU asked once, here */
     e->lanes = use_lanes(p, f32);
-    e->vw = e->lanes ? 4 : f32 ? 8 : sample_vw(p, e->k);
+    e->vw = e->lanes ? 4 : f32 ? sample_vw_f32(p, e->k) : sample_vw(p, e->k);
     /* sizes are bounded by fits(): nothing here overflows */
     size_t head = NND_WS_DOUBLES(work), one = ws_of(e, 1, f32) - head, per = ws_of(e, 2, f32) - head - one;
     size_t fixed = one - per, room = FUSED_BLOCK_BYTES / sizeof(double);

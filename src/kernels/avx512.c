@@ -120,6 +120,15 @@ void nnd__accum_avx512(size_t n, size_t me, size_t nu, const double *jrow, size_
 #define FZ_NO_LANES
 #include "fused.h"
 
+/* And in float on 64-byte vectors (fzx_*, FZ_W 16: widths padded to 16, a row of dz/dx one
+ * vector for n 9-16); fused.c keeps the 32-byte float kernels (FZ_W 8) for n <= 8. */
+#define FZ_T float
+#define FZ_W 16
+#define FZN(name) fzx_##name
+#define FZS nnd_fused_f32
+#define FZ_NO_LANES
+#include "fused.h"
+
 void nnd__fused_values_avx512(size_t cb, size_t din, size_t dp, const double *a, size_t lda, const double *WT,
                               const double *bp, double *z)
 {
@@ -134,4 +143,19 @@ void nnd__fused_graph_avx512(const nnd_fused *F, const double *const *f1, const 
                              const double *seed, double *ws, double *J, double *H)
 {
     fzw_graph_impl(F, f1, f2, seed, ws, J, H);
+}
+void nnd__fused_values_f32_avx512(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
+                                  const float *bp, float *z)
+{
+    fzx_values_impl(cb, din, dp, a, lda, WT, bp, z);
+}
+void nnd__fused_sample_f32_avx512(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                  const float *seed, float *ws, float *J, float *H)
+{
+    fzx_sample_impl(F, f1, f2, seed, ws, J, H);
+}
+void nnd__fused_graph_f32_avx512(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                 const float *seed, float *ws, float *J, float *H)
+{
+    fzx_graph_impl(F, f1, f2, seed, ws, J, H);
 }

@@ -18,8 +18,9 @@
  * float with 8 lanes (fzf_*, nnd_fused_f32, widths padded to 8: float32 plans), the values kernel
  * with them; there the tangents take the row form (fzf_tangent_rows: a row of Jz is one or two
  * vectors, no transposes); the lane kernel with them (4 samples per call in double, 8 in float).
- * avx512.c instantiates the per-sample, graph and values kernels a third time, in double on
- * 64-byte vectors (fzw_*, FZ_W 8: widths padded to 8, the float instance's loops). */
+ * avx512.c instantiates the per-sample, graph and values kernels twice more on 64-byte vectors: in
+ * double (fzw_*, FZ_W 8: widths padded to 8, the float instance's loops) and in float (fzx_*, FZ_W
+ * 16: widths padded to 16, n 9-16 in one vector). */
 #ifndef FZ_T
 #ifndef NND_FUSED_H
 #define NND_FUSED_H
@@ -115,10 +116,10 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 
 #else /* ---------------------------------------------------------------- the template
  * FZ_T: the element type, FZ_W: the lanes of a vector (4 doubles or 8 floats in 32 bytes; 8
- * doubles in 64 bytes in avx512.c's instance; every padded width a multiple of FZ_W), FZN(name):
- * the instance's names, FZS: its nnd_fused type. FQ: four elements (the 4 x 4 transposes). With
- * FZ_W 8 (floats, and the 64-byte doubles) the tangents take the row form; FZ_NO_LANES leaves the
- * lane kernel out. */
+ * doubles or 16 floats in 64 bytes in avx512.c's instances; every padded width a multiple of FZ_W),
+ * FZN(name): the instance's names, FZS: its nnd_fused type. FQ: four elements (the 4 x 4
+ * transposes). With FZ_W >= 8 the tangents take the row form (tangent_cols, FZ_W 4's, is left
+ * uncalled; store_transposed serves FZ_W 4 and 8 only); FZ_NO_LANES leaves the lane kernel out. */
 typedef FZ_T FZN(v) __attribute__((vector_size(FZ_W * sizeof(FZ_T))));
 typedef FZ_T FZN(vu) __attribute__((vector_size(FZ_W * sizeof(FZ_T)), may_alias, aligned(sizeof(FZ_T))));
 typedef FZ_T FZN(q) __attribute__((vector_size(4 * sizeof(FZ_T))));
@@ -282,7 +283,7 @@ static inline __attribute__((always_inline)) void FZN(tangent_cols)(size_t NV, s
     }
 }
 
-#if FZ_W == 8
+#if FZ_W >= 8
 /* Rows v .. v + RB - 1 of Jz (rows of NV vectors) = W T, from W's rows (ldw apart, din long): per
  * unit one load of T's row (NV vectors) and RB broadcasts of W feed RB NV FMAs. The tangents of the
  * 8-lane instances (float, 64-byte double): a row of Jz is one or two vectors there, so the row
@@ -342,8 +343,8 @@ static inline __attribute__((always_inline)) void FZN(hess_block)(size_t NV, siz
                                                                 FZ_T *Hk)
 {
     size_t ld = FZ_W * NV;
-    FV acc[8][4];
-#pragma GCC unroll 8
+    FV acc[16][4];
+#pragma GCC unroll 16
     for (size_t r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (size_t q = Q0; q < NV; q++)
@@ -359,7 +360,7 @@ static inline __attribute__((always_inline)) void FZN(hess_block)(size_t NV, siz
             jq[q] = cu * FL(j + FZ_W * q);
             FZ_REG(jq[q]);
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
         for (size_t r = 0; r < RB; r++) {
             FZ_T s = j[i0 + r];
 #pragma GCC unroll 4
@@ -367,7 +368,7 @@ static inline __attribute__((always_inline)) void FZN(hess_block)(size_t NV, siz
                 acc[r][q] += s * jq[q];
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (size_t r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (size_t q = Q0; q < NV; q++)
@@ -419,8 +420,9 @@ static inline __attribute__((always_inline)) void FZN(hess_tail2)(size_t NV, siz
 
 /* Hk (4NV x 4NV, upper part by vectors) += sum_{u < d} c[u] Jz[u]^T Jz[u], for rows < n: in
  * doubles the last two vectors of columns by FZN(hess_tail2) (n 5-8: all of it), the rows before
- * them in blocks of four (two when a row is four vectors, to stay within 16 registers); in floats
- * blocks of four rows, eight when a row is one vector. */
+ * them in blocks of four (two when a row is four vectors, to stay within 16 registers); with 8
+ * lanes blocks of four rows, eight when a row is one vector; with 16 (one vector, 32 registers)
+ * rows 0 .. 11 or 0 .. 15 in one block. */
 static inline __attribute__((always_inline)) void FZN(hess_rows)(size_t NV, size_t n, size_t d, const FZ_T *c,
                                                                const FZ_T *Jz, FZ_T *Hk)
 {
@@ -439,7 +441,9 @@ static inline __attribute__((always_inline)) void FZN(hess_rows)(size_t NV, size
         size_t r0 = FZ_W * q0;
         if (r0 >= n)
             break;
-        if (FZ_W == 8 && NV - q0 == 1)
+        if (FZ_W == 16 && NV - q0 == 1 && n - r0 > 8) /* 16 floats: 12 or 16 rows in one pass */
+            n - r0 > 12 ? FZN(hess_block)(NV, q0, 16, r0, d, c, Jz, Hk) : FZN(hess_block)(NV, q0, 12, r0, d, c, Jz, Hk);
+        else if (FZ_W >= 8 && NV - q0 == 1)
             FZN(hess_block)(NV, q0, 8, r0, d, c, Jz, Hk);
         else if (NV - q0 <= 2)
             for (size_t i0 = r0; i0 < r0 + FZ_W && i0 < n; i0 += 4)
@@ -623,7 +627,7 @@ static inline __attribute__((always_inline)) void FZN(sample_nv)(size_t NV, cons
                 for (size_t q = 0; q < NV; q++)
                     FS(T + u * ld + FZ_W * q, s * FL(jp + FZ_W * q));
             }
-#if FZ_W == 8
+#if FZ_W >= 8
             FZN(tangent_rows)(NV, F->d[l], din, F->dp[l - 1], F->Wr[l], T, Jz[l]);
 #else
             FZN(tangent_cols)(NV, F->dp[l], din, F->WT[l], T, Jz[l]);
@@ -713,7 +717,7 @@ static inline __attribute__((always_inline)) void FZN(graph_nv)(size_t NV, const
         if (F->kind[l] == NND_LAYER_DENSE) {
             size_t s = F->src[l][0];
             if (s != NND_NET_INPUT)
-#if FZ_W == 8
+#if FZ_W >= 8
                 FZN(tangent_rows)(NV, F->d[l], F->d[s], F->dp[s], F->Wr[l], Ja[s], Jz[l]);
 #else
                 FZN(tangent_cols)(NV, F->dp[l], F->d[s], F->WT[l], Ja[s], Jz[l]);

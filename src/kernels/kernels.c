@@ -41,7 +41,7 @@ static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__sy
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
                                          nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2,
                                          nnd__fused_values_f32_avx2, SLEEF_F32, nnd__fused_lanes_f32_avx2,
-                                         NULL, NULL, NULL};
+                                         NULL, NULL, NULL, NULL, NULL, NULL};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
  * Hessian accumulation for n <= 4 on eight samples per vector (the same bits; the float one is
@@ -65,7 +65,9 @@ static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512,
                                            nnd__fused_lanes_avx2, nnd__fused_sample_f32_avx2,
                                            nnd__fused_graph_f32_avx2, nnd__fused_values_f32_avx2, SLEEF_F32_512,
                                            nnd__fused_lanes_f32_avx2, nnd__fused_values_avx512,
-                                           nnd__fused_sample_avx512, nnd__fused_graph_avx512};
+                                           nnd__fused_sample_avx512, nnd__fused_graph_avx512,
+                                           nnd__fused_values_f32_avx512, nnd__fused_sample_f32_avx512,
+                                           nnd__fused_graph_f32_avx512};
 #else
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
@@ -75,7 +77,7 @@ static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_gene
                                             nnd__fused_graph_generic, nnd__fused_lanes_generic,
                                             nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic,
                                             nnd__fused_values_f32_generic, NULL, NULL,
-                                            nnd__fused_lanes_f32_generic, NULL, NULL, NULL};
+                                            nnd__fused_lanes_f32_generic, NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)

@@ -83,7 +83,8 @@ int nnd__cpu_avx512(void);
 
 /* The fused reverse engine for small nets (fused.h, driven by fused.c): the plan's padded
  * weights. Widths are rounded up to dp_l, a multiple of the vector's lanes (4 doubles, 8 floats:
- * nnd_fused_f32, float32 plans' per-sample and graph kernels), and n to that multiple nv times;
+ * nnd_fused_f32, float32 plans' per-sample and graph kernels; 8 doubles and 16 floats in the
+ * 64-byte kernels), and n to that multiple nv times;
  * padding is zero. The fields, for element type T: */
 #define NND_FUSED_MAX_LAYERS 16
 #define NND_FUSED_FIELDS(T)                                                                                          \
@@ -177,6 +178,15 @@ void nnd__fused_graph_f32_generic(const nnd_fused_f32 *F, const float *const *f1
                                   const float *seed, float *ws, float *J, float *H);
 void nnd__fused_graph_f32_avx2(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
                                const float *seed, float *ws, float *J, float *H);
+/* The same three in float on 64-byte vectors (avx512.c: fzx_*, widths padded to 16). */
+typedef void (*nnd_fused_values_f32_fn)(size_t cb, size_t din, size_t dp, const float *a, size_t lda,
+                                        const float *WT, const float *bp, float *z);
+void nnd__fused_values_f32_avx512(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
+                                  const float *bp, float *z);
+void nnd__fused_sample_f32_avx512(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                  const float *seed, float *ws, float *J, float *H);
+void nnd__fused_graph_f32_avx512(const nnd_fused_f32 *F, const float *const *f1, const float *const *f2,
+                                 const float *seed, float *ws, float *J, float *H);
 
 /* The kernel table (as BLIS fills a context per architecture): chosen once, when planning
  * (nnd__kernels probes the CPU), and kept in each engine's state, so executing asks nothing. */
@@ -203,8 +213,7 @@ typedef struct nnd_kernels {
                         const void *ctx, const double *x, const double *seed, double *ws, double *A, double *J,
                         double *H);
     nnd_fused_f32_fn fused_sample_f32, fused_graph_f32;
-    void (*fused_values_f32)(size_t cb, size_t din, size_t dp, const float *a, size_t lda, const float *WT,
-                             const float *bp, float *z);
+    nnd_fused_values_f32_fn fused_values_f32;
     /* tansig and logsig in float (NULL: none; then in double, rounded) */
     void (*tansig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
     void (*logsig_f32)(size_t n, const float *z, float *f, float *df, float *d2f);
@@ -215,6 +224,9 @@ typedef struct nnd_kernels {
      * widths padded to 8 (NULL: none, AVX-512 only) */
     nnd_fused_values_fn fused_values_w8;
     nnd_fused_fn fused_sample_w8, fused_graph_w8;
+    /* the same in float on 64-byte vectors, on nnd_fused_f32 with widths padded to 16 (NULL: none) */
+    nnd_fused_values_f32_fn fused_values_f32_w16;
+    nnd_fused_f32_fn fused_sample_f32_w16, fused_graph_f32_w16;
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

@@ -119,14 +119,14 @@ static int use_lanes(const nnd_prep *p, int f32)
     return p->chain && p->n <= 4 && (f32 || p->dmax <= 16 || (p->n <= 2 && p->dmax <= 64));
 }
 
-/* The per-sample kernels' vector in double: 8 doubles where the CPU has them (AVX-512) and n > 4
- * and padding n to 8 wastes no more than padding it to 4 (n 5-8, 13-16), else 4. Measured against
- * 4 (2026-12-05, one thread per call, AVX-512 Xeon, four runs): the latency call 1.18-1.26 ->
- * 0.99-1.02 us, seed3 (n 8) 1.06-1.23x; n 12 (mpc, padded to 16) 0.85-0.95x and n 4 (half a
- * vector) 0.9-0.95x. */
+/* The per-sample kernels' vector in double: 8 doubles where the CPU has them (AVX-512) and n > 4,
+ * else 4. Measured against 4 (2026-12-05, one thread per call, AVX-512 Xeon, four runs): the
+ * latency call 1.18-1.26 -> 0.99-1.02 us, seed3 (n 8) 1.06-1.23x; n 4 (half a vector) 0.9-0.95x.
+ * n 9-12 (mpc, padded to 16) first measured 0.85-0.95x with the Hessian in three passes over the
+ * units; with fused.h's hess_two (one pass) and tangent blocks of 8 rows it is 1.03-1.06x. */
 static size_t sample_vw(const nnd_prep *p, const nnd_kernels *k)
 {
-    return k->fused_sample_w8 && p->n > 4 && padv(8, p->n) == pad4(p->n) ? 8 : 4;
+    return k->fused_sample_w8 && p->n > 4 ? 8 : 4;
 }
 
 /* In float: 16 where the CPU has 64-byte vectors and n is 9-16 (a row of dz/dx one vector of 16

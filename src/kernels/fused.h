@@ -37,12 +37,15 @@ typedef double fz_v4u __attribute__((vector_size(32), may_alias, aligned(8)));
 #define FZ_LD(p) (*(const fz_v4u *)(const void *)(p))
 /* Keep v in a register: without it GCC folds the load of a vector that several FMAs use into each
  * of them, and the loads, not the FMAs, then set the pace. */
-#if defined(__AVX512F__) /* (any of the 32 vector registers: the 64-byte instance, avx512.c) */
+#if defined(__AVX512F__) /* (any of the 32 vector registers: the 64-byte instances, avx512.c) */
 #define FZ_REG(v) __asm__("" : "+v"(v))
+#define FZ_REGS 32
 #elif defined(__AVX__)
 #define FZ_REG(v) __asm__("" : "+x"(v))
+#define FZ_REGS 16
 #else
 #define FZ_REG(v) (void)(v)
+#define FZ_REGS 16
 #endif
 #define FZ_ST(p, v) (*(fz_v4u *)(void *)(p) = (v))
 
@@ -325,7 +328,7 @@ static inline __attribute__((always_inline)) void FZN(tangent_rows)(size_t NV, s
                                                                     const FZ_T *W, const FZ_T *T, FZ_T *Jz)
 {
     size_t v = 0, ld = FZ_W * NV;
-    if (NV == 1)
+    if (NV == 1 || (FZ_REGS == 32 && NV == 2)) /* (8 x 2 accumulators: 32 registers only) */
         for (; v + 8 <= d; v += 8)
             FZN(tangent_rowblock)(NV, 8, din, ldw, W + v * ldw, T, Jz + v * ld);
     for (; v + 4 <= d; v += 4)
@@ -374,6 +377,52 @@ static inline __attribute__((always_inline)) void FZN(hess_block)(size_t NV, siz
         for (size_t q = Q0; q < NV; q++)
             FS(Hk + (i0 + r) * ld + FZ_W * q, acc[r][q]);
 }
+
+#if FZ_W == 8 && FZ_REGS == 32
+/* Hk (16 x 16) += sum_u c[u] Jz[u]^T Jz[u] for NV = 2 (the 64-byte doubles, n 9-16): rows 0-7 over
+ * both vectors and rows 8 .. 7 + R1 over the second, in one pass over the units (up to 24
+ * accumulators, two scaled vectors and a broadcast: 32 registers). */
+static inline __attribute__((always_inline)) void FZN(hess_two)(size_t R1, size_t d, const FZ_T *c, const FZ_T *Jz,
+                                                                FZ_T *Hk)
+{
+    const size_t ld = 2 * FZ_W;
+    FV a[8][2], b[8];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < 8; r++) {
+        a[r][0] = FL(Hk + r * ld);
+        a[r][1] = FL(Hk + r * ld + FZ_W);
+    }
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R1; r++)
+        b[r] = FL(Hk + (FZ_W + r) * ld + FZ_W);
+    for (size_t u = 0; u < d; u++) {
+        FZ_T cu = c[u];
+        if (cu == 0.0)
+            continue;
+        const FZ_T *j = Jz + u * ld;
+        FV j0 = cu * FL(j), j1 = cu * FL(j + FZ_W);
+        FZ_REG(j0);
+        FZ_REG(j1);
+#pragma GCC unroll 8
+        for (size_t r = 0; r < 8; r++) {
+            FZ_T s = j[r];
+            a[r][0] += s * j0;
+            a[r][1] += s * j1;
+        }
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R1; r++)
+            b[r] += j[FZ_W + r] * j1;
+    }
+#pragma GCC unroll 8
+    for (size_t r = 0; r < 8; r++) {
+        FS(Hk + r * ld, a[r][0]);
+        FS(Hk + r * ld + FZ_W, a[r][1]);
+    }
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R1; r++)
+        FS(Hk + (FZ_W + r) * ld + FZ_W, b[r]);
+}
+#endif
 
 #if FZ_W == 4
 /* The last two vectors of columns, Q0 and Q0 + 1 (NV = Q0 + 2), of Hk += sum_u c[u] Jz[u]^T Jz[u]:
@@ -426,6 +475,12 @@ static inline __attribute__((always_inline)) void FZN(hess_tail2)(size_t NV, siz
 static inline __attribute__((always_inline)) void FZN(hess_rows)(size_t NV, size_t n, size_t d, const FZ_T *c,
                                                                const FZ_T *Jz, FZ_T *Hk)
 {
+#if FZ_W == 8 && FZ_REGS == 32
+    if (NV == 2) { /* n 9-16: rows 8 .. n - 1 of the second vector, 4 or 8 of them */
+        n > 12 ? FZN(hess_two)(8, d, c, Jz, Hk) : FZN(hess_two)(4, d, c, Jz, Hk);
+        return;
+    }
+#endif
 #if FZ_W == 4
     if (NV >= 2) { /* (NV = ceil(n / 4): the last vector of rows is always in use) */
 #pragma GCC unroll 4

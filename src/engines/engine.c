@@ -104,13 +104,20 @@ void nnd__ws_carve(double *base, size_t header, const nnd_ws_item *it, size_t co
 /* As many samples as keep the workspace near BLOCK_TARGET_BYTES (the elementwise passes then run
  * in cache), but at least enough that each layer's GEMM has BLOCK_MIN_COLUMNS columns (below that
  * GEMMs lose efficiency; it matters for many inputs, where one sample's workspace alone is
- * megabytes), as long as that stays within BLOCK_MAX_BYTES (one sample at least). */
+ * megabytes), as long as that stays within BLOCK_MAX_BYTES (one sample at least). On wide layers
+ * fewer columns: the widest layer's GEMM output (dmax x columns) within BLOCK_GEMM_OUT_BYTES, the
+ * L2 size of the machines measured (2 MiB; the engine's own GEMM ran 768 x 1600 x 768 at 0.78-0.80
+ * of serial OpenBLAS, 768 x 256 x 768 at 1.06-1.10), but no fewer than BLOCK_FLOOR_COLUMNS: on
+ * taylor50 (50-768²-512²-1) 21 samples a block (1050 columns) against 7 (350; float32 14, 700),
+ * bench/RESULTS.md and issue 11. */
 #define BLOCK_TARGET_BYTES ((size_t)4 << 20)
 #define BLOCK_MIN_COLUMNS 1024
+#define BLOCK_GEMM_OUT_BYTES ((size_t)2 << 20)
+#define BLOCK_FLOOR_COLUMNS 256
 #define BLOCK_MAX_BYTES ((size_t)64 << 20)
 
 nnd_status nnd__blocked_block(size_t (*ws)(const void *state, size_t nb), const void *state, size_t fixed,
-                              size_t per_sample, size_t max_batch, int f32, size_t n_in, size_t *block)
+                              size_t per_sample, size_t max_batch, int f32, size_t n_in, size_t dmax, size_t *block)
 {
     size_t one = ws(state, 1);
     if (one)
@@ -118,7 +125,10 @@ nnd_status nnd__blocked_block(size_t (*ws)(const void *state, size_t nb), const 
     if (!one)
         return nnd__fail(NND_EDIM, "nnd_plan_new: the workspace of one sample overflows (n_in %zu)", n_in);
     size_t nb = BLOCK_TARGET_BYTES / sizeof(double) / one;
-    size_t for_gemm = (BLOCK_MIN_COLUMNS + per_sample - 1) / per_sample;
+    size_t columns = BLOCK_MIN_COLUMNS, fit = BLOCK_GEMM_OUT_BYTES / (f32 ? sizeof(float) : sizeof(double)) / (dmax ? dmax : 1);
+    if (fit < columns)
+        columns = fit > BLOCK_FLOOR_COLUMNS ? fit : BLOCK_FLOOR_COLUMNS;
+    size_t for_gemm = (columns + per_sample - 1) / per_sample;
     if (nb < for_gemm) /* as many as the GEMMs want, within BLOCK_MAX_BYTES (huge n_in) */
         nb = for_gemm < BLOCK_MAX_BYTES / sizeof(double) / one ? for_gemm : BLOCK_MAX_BYTES / sizeof(double) / one;
     if (nb == 0)

@@ -92,11 +92,12 @@ size_t nnd__ws_total(size_t header, const nnd_ws_item *it, size_t count);
 void nnd__ws_carve(double *base, size_t header, const nnd_ws_item *it, size_t count);
 
 /* The blocked engines' batch block: about 4 MiB of per-sample workspace, but at least enough
- * samples that a GEMM has 1024 columns (per_sample columns each) within 64 MiB, at most max_batch,
- * and every matrix indexable by int (f32: elements are floats). ws(state, nb) is the workspace of
- * nb samples, `fixed` the part of it that does not grow with nb. */
+ * samples that a GEMM has 1024 columns (per_sample columns each; fewer, down to 256, where the
+ * widest layer, dmax, times 1024 elements exceeds 2 MiB) within 64 MiB, at most max_batch, and
+ * every matrix indexable by int (f32: elements are floats). ws(state, nb) is the workspace of nb
+ * samples, `fixed` the part of it that does not grow with nb. */
 nnd_status nnd__blocked_block(size_t (*ws)(const void *state, size_t nb), const void *state, size_t fixed,
-                              size_t per_sample, size_t max_batch, int f32, size_t n_in, size_t *block);
+                              size_t per_sample, size_t max_batch, int f32, size_t n_in, size_t dmax, size_t *block);
 
 /* The engines (registry.c lists them; the products name the fused one). */
 extern const nnd_engine nnd__engine_fused, nnd__engine_fused_f32;

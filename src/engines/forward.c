@@ -520,7 +520,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     nnd_status st = e->graph ? graph_setup(e) : NND_OK;
     size_t pack = NND_WS_DOUBLES(work) + NND_GEMM_PACK_DOUBLES / (sizeof(double) / sizeof(REAL));
     if (st == NND_OK)
-        st = nnd__blocked_block(ws_of, e, pack, e->C, req->max_batch, NND_IS_F32, p->n, &e->block);
+        st = nnd__blocked_block(ws_of, e, pack, e->C, req->max_batch, NND_IS_F32, p->n, p->dmax, &e->block);
     if (st == NND_OK)
         st = e->graph ? NND_OK : weights_init(&e->wt, p);
     *block = e->block;

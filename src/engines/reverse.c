@@ -1129,7 +1129,7 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
      * elementwise pass out of L3), while the layers' GEMMs run as well on 128 columns of values
      * (a 128-wide layer's values 128 KiB, its tangents 3 x that: in L2); bench/RESULTS.md, issue 11 */
     size_t per_sample = (req->what & NND_HESSIAN) ? (p->n < 8 ? 8 : p->n) : p->me;
-    st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, &e->block);
+    st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, p->dmax, &e->block);
     if (st == NND_OK)
         st = weights_init(&e->wt, p);
     *block = e->block;

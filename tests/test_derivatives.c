@@ -466,6 +466,10 @@ static const struct {
     {33, {17, 9, 12}, {NND_ACT_GELU, NND_ACT_MISH, NND_ACT_SILU}, 6, 5},
     {7, {64, 1, 64, 12}, {NND_ACT_POSLIN, NND_ACT_TANSIG, NND_ACT_SOFTMAX, NND_ACT_RADBAS}, 5, 2},
     {25, {64, 64, 64, 64, 1}, {NND_ACT_SOFTMAX, NND_ACT_TANSIG, NND_ACT_SOFTMAX, NND_ACT_LOGSIG, NND_ACT_SOFTMAX}, 0, 0},
+    /* layers past the small GEMM (n_out n_in > 4096): the reverse engine's packed weights, 299 and 130
+     * rows (not multiples of the 6-row slivers, 130 past one 96-row block) and 299 long (past one
+     * 256-long slice) */
+    {70, {299, 130, 3}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_LOGSIG}, 4, 4},
 };
 #define N_EXTREME (sizeof EXTREME / sizeof EXTREME[0])
 

@@ -51,6 +51,8 @@ static const shape SHAPES[] = {
     /* the fused engine's paths at n 5-8, widths 32-44 (test_derivatives fused_engine_paths_*) */
     {8, 3, {32, 32, 2}, {NND_ACT_TANSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, 0, 0},
     {5, 3, {20, 44, 3}, {NND_ACT_LOGSIG, NND_ACT_TANSIG, NND_ACT_PURELIN}, REF_PROC_MAPSTD, REF_PROC_MAPMINMAX},
+    /* layers past the small GEMM: the reverse engine's packed weights (test_derivatives' EXTREME) */
+    {20, 3, {299, 130, 3}, {NND_ACT_TANSIG, NND_ACT_SOFTPLUS, NND_ACT_PURELIN}, 0, 0},
 };
 #define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
 

@@ -11,6 +11,10 @@ typedef struct {
     const REAL *W1g;
     const REAL *J0, **Wg;
     REAL *copy;
+    /* the reverse engine's: W_l (Wp) and W_l^T (WpT) packed for the blocked GEMM
+     * (nnd__gemm_pack_a_d/_s), for the dense layers that never take the small path; else NULL */
+    const REAL **Wp, **WpT;
+    REAL *packed;
 } weights;
 
 static inline nnd_status weights_init(weights *wt, const nnd_prep *p)
@@ -72,8 +76,55 @@ static inline nnd_status weights_init(weights *wt, const nnd_prep *p)
     return NND_OK;
 }
 
+/* The packed weights (weights_init first), one allocation: every block's GEMMs then read each W_l
+ * as the blocked kernels would pack it, instead of packing it again (taylor50's 768 x 768 layers:
+ * from L3, for each block's value, tangent and backward GEMM; bench/RESULTS.md, issue 11). Twice
+ * the dense layers' weights in memory; the same bits as the unpacked GEMM. */
+#ifdef NND_F32
+#define PACK_A nnd__gemm_pack_a_s
+#else
+#define PACK_A nnd__gemm_pack_a_d
+#endif
+static inline nnd_status weights_pack(weights *wt, const nnd_prep *p)
+{
+    const nnd_net *net = p->net;
+    wt->Wp = nnd__calloc(p->L, sizeof *wt->Wp);
+    wt->WpT = nnd__calloc(p->L, sizeof *wt->WpT);
+    if (!wt->Wp || !wt->WpT)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
+    size_t total = 0;
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (L->kind == NND_LAYER_DENSE && L->n_out * L->n_in > NND_GEMM_SMALL)
+            total += nnd__gemm_pack_len(L->n_out, L->n_in) + (!p->chain || l ? nnd__gemm_pack_len(L->n_in, L->n_out) : 0);
+    }
+    if (!total)
+        return NND_OK;
+    REAL *dst = wt->packed = nnd__malloc(total, sizeof *wt->packed);
+    if (!dst)
+        return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the packed weights");
+    for (size_t l = 0; l < p->L; l++) {
+        const nnd_layer *L = &net->layers[l];
+        if (L->kind != NND_LAYER_DENSE || L->n_out * L->n_in <= NND_GEMM_SMALL)
+            continue;
+        wt->Wp[l] = dst;
+        PACK_A(0, L->n_out, L->n_in, wt->W[l], L->n_in, dst);
+        dst += nnd__gemm_pack_len(L->n_out, L->n_in);
+        if (!p->chain || l) { /* a chain's first layer passes no adjoint back */
+            wt->WpT[l] = dst;
+            PACK_A(1, L->n_in, L->n_out, wt->W[l], L->n_in, dst);
+            dst += nnd__gemm_pack_len(L->n_in, L->n_out);
+        }
+    }
+    return NND_OK;
+}
+#undef PACK_A
+
 static inline void weights_free(weights *wt)
 {
+    nnd__free(wt->Wp);
+    nnd__free(wt->WpT);
+    nnd__free(wt->packed);
     nnd__free(wt->W);
     nnd__free(wt->b);
     nnd__free((void *)wt->Wg);

@@ -208,9 +208,9 @@ static void forward_values(const state *e, work *w, size_t nb, int hess)
         size_t d = L->n_out, o = p->off[l] * nb;
         REAL *z = WS(zv) + o;
         if (l == 0)
-            GEMM(0, 1, d, nb, p->d0, WGT(l), p->d0, WS(xt), p->d0, z, nb);
+            GEMM_PA(0, 1, d, nb, p->d0, WGT(l), p->d0, e->wt.Wp[l], WS(xt), p->d0, z, nb);
         else
-            GEMM(0, 0, d, nb, L->n_in, WGT(l), L->n_in, WS(f0) + p->off[l - 1] * nb, nb, z, nb);
+            GEMM_PA(0, 0, d, nb, L->n_in, WGT(l), L->n_in, e->wt.Wp[l], WS(f0) + p->off[l - 1] * nb, nb, z, nb);
         add_bias(e, l, d, nb, z);
         activate(e, w, L, nb, p->off[l], hess);
     }
@@ -272,7 +272,8 @@ static void forward_tangents(const state *e, work *w, size_t nb)
     for (size_t l = 1; l < p->L; l++) {
         const nnd_layer *prev = &net->layers[l - 1], *L = &net->layers[l];
         act_tangents(e, w, prev, nb, p->off[l - 1], WS(jz) + p->off[l - 1] * cols, WS(tan));
-        GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(tan), cols, WS(jz) + p->off[l] * cols, cols);
+        GEMM_PA(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, e->wt.Wp[l], WS(tan), cols, WS(jz) + p->off[l] * cols,
+                cols);
     }
 }
 
@@ -360,7 +361,7 @@ static void backward(const state *e, work *w, const pass *ps, size_t nb, int hes
         size_t o = p->off[l];
         act_backward(e, w, L, ps, nb, o, G, Dl, hess ? WS(cst) + o * cols : NULL);
         if (l > 0)
-            GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, Dl, cols, G, cols);
+            GEMM_PA(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, e->wt.WpT[l], Dl, cols, G, cols);
     }
 }
 
@@ -438,9 +439,9 @@ static void graph_values(const state *e, work *w, size_t nb, int hess)
         case NND_LAYER_DENSE: {
             REAL *z = WS(zv) + o;
             if (L->src[0] == NND_NET_INPUT) /* as the chain's first layer */
-                GEMM(0, 1, d, nb, p->d0, WGT(l), p->d0, WS(xt), p->d0, z, nb);
+                GEMM_PA(0, 1, d, nb, p->d0, WGT(l), p->d0, e->wt.Wp[l], WS(xt), p->d0, z, nb);
             else
-                GEMM(0, 0, d, nb, L->n_in, WGT(l), L->n_in, values_of(e, w, L->src[0], nb), nb, z, nb);
+                GEMM_PA(0, 0, d, nb, L->n_in, WGT(l), L->n_in, e->wt.Wp[l], values_of(e, w, L->src[0], nb), nb, z, nb);
             add_bias(e, l, d, nb, z);
             activate(e, w, L, nb, p->off[l], hess);
             break;
@@ -508,8 +509,8 @@ static void graph_tangents(const state *e, work *w, size_t nb)
             if (L->src[0] == NND_NET_INPUT)
                 copy_per_sample(L->n_out, n, nb, e->wt.Wg[l], jz);
             else
-                GEMM(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, WS(ja) + grow(p, L->src[0]) * cols, cols, jz,
-                     cols);
+                GEMM_PA(0, 0, L->n_out, cols, L->n_in, WGT(l), L->n_in, e->wt.Wp[l], WS(ja) + grow(p, L->src[0]) * cols,
+                        cols, jz, cols);
             if (used && e->hoff[l] != NO_ROWS && !e->fold[l])
                 act_tangents(e, w, L, nb, p->off[l], jz, out);
             break;
@@ -603,11 +604,11 @@ static void graph_backward(const state *e, work *w, const pass *ps, size_t nb, i
             REAL *Gs = gad + grow(p, L->src[0]) * cols;
             act_backward(e, w, L, ps, nb, p->off[l], G, WS(bufB), c);
             if (first[0] || e->takes[l])
-                GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, Gs, cols);
+                GEMM_PA(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, e->wt.WpT[l], WS(bufB), cols, Gs, cols);
             if (e->takes[l]) /* and the sum's adjoint, its own term of Gs (a + b = b + a) */
                 give(Gs, G, L->n_in * cols, 0);
             else if (!first[0]) {
-                GEMM(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, WS(bufB), cols, WS(bufA), cols);
+                GEMM_PA(1, 0, L->n_in, cols, L->n_out, WGT(l), L->n_in, e->wt.WpT[l], WS(bufB), cols, WS(bufA), cols);
                 give(Gs, WS(bufA), L->n_in * cols, 0);
             }
             break;
@@ -1132,6 +1133,8 @@ static nnd_status setup(const nnd_prep *p, const nnd_request *req, void **out, s
     st = nnd__blocked_block(ws_of, e, pack, per_sample, req->max_batch, NND_IS_F32, p->n, p->dmax, &e->block);
     if (st == NND_OK)
         st = weights_init(&e->wt, p);
+    if (st == NND_OK)
+        st = weights_pack(&e->wt, p);
     *block = e->block;
     *ws_doubles = ws_of(e, e->block);
     return st;

@@ -64,10 +64,12 @@ static inline __attribute__((always_inline)) void GFN(micro)(size_t kc, const GT
 
 /* C = alpha op(A) op(B) + beta C (row-major; op(A) M x K, op(B) K x N); with upper, only the
  * entries j >= i of C are written (the rest is neither read nor written): SYRK's triangle. beta
- * = 0 never reads C. */
+ * = 0 never reads C. apre, when not NULL, is op(A) already packed by nnd__gemm_pack_a (A is then
+ * not read): its MC x KC blocks are the ones this function would pack, so the sums are the same. */
 static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alpha, const GT *A, size_t lda,
-                           const GT *B, size_t ldb, GT beta, GT *C, size_t ldc, int upper, GT *pack)
+                           const GT *apre, const GT *B, size_t ldb, GT beta, GT *C, size_t ldc, int upper, GT *pack)
 {
+    size_t mpad = (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR;
     GT ct[NND_GEMM_MR * GNR] __attribute__((aligned(GVB)));
     /* KC x NC of B (GVB-byte aligned: the micro-kernel's vector loads), then MC x KC of A */
     GT *bpk = (GT *)(void *)(((uintptr_t)(void *)pack + GVB - 1) & ~(uintptr_t)(GVB - 1)), *apk = bpk + NND_GEMM_KC * GNC;
@@ -117,7 +119,8 @@ static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alph
                 size_t iend = M - ic < NND_GEMM_MC ? M : ic + NND_GEMM_MC;
                 if (upper && jc + nc <= ic)
                     break; /* these rows and all below are left of the diagonal in this panel */
-                for (size_t ir = ic; ir < iend; ir += NND_GEMM_MR) { /* rows past M: zeros */
+                const GT *ablk = apre ? apre + pc * mpad + ic * kc : apk;
+                for (size_t ir = ic; !apre && ir < iend; ir += NND_GEMM_MR) { /* rows past M: zeros */
                     size_t mr = iend - ir < NND_GEMM_MR ? iend - ir : NND_GEMM_MR;
                     GT *dst = apk + (ir - ic) * kc;
                     if (ta) /* along the rows of A: contiguous reads */
@@ -143,7 +146,7 @@ static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alph
                         size_t mr = iend - ir < NND_GEMM_MR ? iend - ir : NND_GEMM_MR;
                         if (upper && j0 + nr <= ir)
                             break;
-                        const GT *ap = apk + (ir - ic) * kc, *bp = bpk + jr * kc;
+                        const GT *ap = ablk + (ir - ic) * kc, *bp = bpk + jr * kc;
                         GT *c = C + ir * ldc + j0;
                         int whole = mr == NND_GEMM_MR && nr == GNR && (!upper || j0 >= ir + NND_GEMM_MR - 1);
                         if (whole && alpha == 1 && (pc || beta == 0)) { /* straight into C */
@@ -171,13 +174,20 @@ static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alph
 void GFN(gemm)(int ta, int tb, size_t M, size_t N, size_t K, const GT *A, size_t lda, const GT *B, size_t ldb,
                GT *C, size_t ldc, GT *pack)
 {
-    GFN(gemm_core)(ta, tb, M, N, K, 1, A, lda, B, ldb, 0, C, ldc, 0, pack);
+    GFN(gemm_core)(ta, tb, M, N, K, 1, A, lda, NULL, B, ldb, 0, C, ldc, 0, pack);
+}
+
+/* The same with op(A) packed beforehand (nnd__gemm_pack_a; ta and A unused). */
+void GFN(gemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const GT *A, size_t lda, const GT *apre,
+                  const GT *B, size_t ldb, GT *C, size_t ldc, GT *pack)
+{
+    GFN(gemm_core)(ta, tb, M, N, K, 1, A, lda, apre, B, ldb, 0, C, ldc, 0, pack);
 }
 
 /* The upper triangle of C (n x n) = alpha A^T A + beta C, A k x n (cblas ?syrk Upper, Trans). */
 void GFN(syrk_ut)(size_t n, size_t k, GT alpha, const GT *A, size_t lda, GT beta, GT *C, size_t ldc, GT *pack)
 {
-    GFN(gemm_core)(1, 0, n, n, k, alpha, A, lda, A, lda, beta, C, ldc, 1, pack);
+    GFN(gemm_core)(1, 0, n, n, k, alpha, A, lda, NULL, A, lda, beta, C, ldc, 1, pack);
 }
 
 #undef GVB

@@ -26,6 +26,46 @@ NND_GEMM_DISPATCH(dgemm_avx2, double, nnd__gemm_small_avx2, nnd__gemm_d_avx2)
 NND_GEMM_DISPATCH(dgemm_generic, double, gemm_small_impl, nnd__gemm_d_generic)
 NND_GEMM_DISPATCH(sgemm_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2)
 NND_GEMM_DISPATCH(sgemm_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic)
+/* The same with op(A) packed beforehand (apre; NULL: A is packed here, as above). */
+#define NND_GEMM_PA_DISPATCH(name, T, small, big, big_pa)                                                         \
+    static void name(int ta, int tb, size_t M, size_t N, size_t K, const T *A, size_t lda, const T *apre,          \
+                     const T *B, size_t ldb, T *C, size_t ldc, T *pack)                                            \
+    {                                                                                                            \
+        if (tiny(M, N, K))                                                                                       \
+            small(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);                                                      \
+        else if (!apre)                                                                                          \
+            big(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);                                                  \
+        else                                                                                                     \
+            big_pa(ta, tb, M, N, K, A, lda, apre, B, ldb, C, ldc, pack);                                         \
+    }
+NND_GEMM_PA_DISPATCH(dgemm_pa_avx2, double, nnd__gemm_small_avx2, nnd__gemm_d_avx2, nnd__gemm_pa_d_avx2)
+NND_GEMM_PA_DISPATCH(dgemm_pa_generic, double, gemm_small_impl, nnd__gemm_d_generic, nnd__gemm_pa_d_generic)
+NND_GEMM_PA_DISPATCH(sgemm_pa_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2, nnd__gemm_pa_s_avx2)
+NND_GEMM_PA_DISPATCH(sgemm_pa_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic, nnd__gemm_pa_s_generic)
+
+size_t nnd__gemm_pack_len(size_t M, size_t K)
+{
+    return (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR * K;
+}
+
+/* The layout gemm_impl.h's blocks read (kernels.h); each element written once. */
+#define NND_GEMM_PACK_A_BODY                                                                                     \
+    {                                                                                                            \
+        size_t mpad = (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR;                                         \
+        for (size_t pc = 0; pc < K; pc += NND_GEMM_KC) {                                                         \
+            size_t kc = K - pc < NND_GEMM_KC ? K - pc : NND_GEMM_KC;                                             \
+            for (size_t ir = 0; ir < mpad; ir += NND_GEMM_MR) {                                                  \
+                __typeof__(dst) d = dst + pc * mpad + ir * kc;                                                   \
+                for (size_t k = 0; k < kc; k++)                                                                  \
+                    for (size_t i = 0; i < NND_GEMM_MR; i++)                                                     \
+                        d[k * NND_GEMM_MR + i] = ir + i >= M ? 0                                                 \
+                                                 : ta        ? A[(pc + k) * lda + ir + i]                        \
+                                                             : A[(ir + i) * lda + pc + k];                       \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+void nnd__gemm_pack_a_d(int ta, size_t M, size_t K, const double *A, size_t lda, double *dst) NND_GEMM_PACK_A_BODY
+void nnd__gemm_pack_a_s(int ta, size_t M, size_t K, const float *A, size_t lda, float *dst) NND_GEMM_PACK_A_BODY
 
 #if defined(NND_HAVE_SLEEF)
 #define SLEEF_TANSIG nnd__tansig_avx2
@@ -41,7 +81,7 @@ static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__sy
                                          nnd__fused_sample_avx2, nnd__fused_graph_avx2, nnd__fused_lanes_avx2,
                                          nnd__fused_sample_f32_avx2, nnd__fused_graph_f32_avx2,
                                          nnd__fused_values_f32_avx2, SLEEF_F32, nnd__fused_lanes_f32_avx2,
-                                         NULL, NULL, NULL, NULL, NULL, NULL};
+                                         NULL, NULL, NULL, NULL, NULL, NULL, dgemm_pa_avx2, sgemm_pa_avx2};
 #if defined(NND_HAVE_AVX512)
 /* AVX-512F: the AVX2 table with the blocked GEMM and SYRK on 64-byte vectors (the same bits), the
  * Hessian accumulation for n <= 4 on eight samples per vector (the same bits; the float one is
@@ -49,6 +89,8 @@ static const nnd_kernels kernels_avx2 = {"avx2", dgemm_avx2, sgemm_avx2, nnd__sy
  * per-sample and graph kernels on 64-byte vectors (widths padded to 8) */
 NND_GEMM_DISPATCH(dgemm_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512)
 NND_GEMM_DISPATCH(sgemm_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512)
+NND_GEMM_PA_DISPATCH(dgemm_pa_avx512, double, nnd__gemm_small_avx2, nnd__gemm_d_avx512, nnd__gemm_pa_d_avx512)
+NND_GEMM_PA_DISPATCH(sgemm_pa_avx512, float, gemm_small_impl_f32, nnd__gemm_s_avx512, nnd__gemm_pa_s_avx512)
 #if defined(NND_HAVE_SLEEF)
 #define SLEEF_TANSIG512 nnd__tansig_avx512
 #define SLEEF_LOGSIG512 nnd__logsig_avx512
@@ -67,7 +109,7 @@ static const nnd_kernels kernels_avx512 = {"avx512", dgemm_avx512, sgemm_avx512,
                                            nnd__fused_lanes_f32_avx2, nnd__fused_values_avx512,
                                            nnd__fused_sample_avx512, nnd__fused_graph_avx512,
                                            nnd__fused_values_f32_avx512, nnd__fused_sample_f32_avx512,
-                                           nnd__fused_graph_f32_avx512};
+                                           nnd__fused_graph_f32_avx512, dgemm_pa_avx512, sgemm_pa_avx512};
 #else
 #define kernels_avx512 kernels_avx2 /* never chosen: nnd__cpu_avx512() is 0 */
 #endif
@@ -77,7 +119,8 @@ static const nnd_kernels kernels_generic = {"generic", dgemm_generic, sgemm_gene
                                             nnd__fused_graph_generic, nnd__fused_lanes_generic,
                                             nnd__fused_sample_f32_generic, nnd__fused_graph_f32_generic,
                                             nnd__fused_values_f32_generic, NULL, NULL,
-                                            nnd__fused_lanes_f32_generic, NULL, NULL, NULL, NULL, NULL, NULL};
+                                            nnd__fused_lanes_f32_generic, NULL, NULL, NULL, NULL, NULL, NULL,
+                                            dgemm_pa_generic, sgemm_pa_generic};
 
 /* The one place the CPU is asked for the plans: once per plan, when planning. */
 const nnd_kernels *nnd__kernels(void)
@@ -231,6 +274,18 @@ void nnd__gemm_d_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double
                       size_t ldb, double *C, size_t ldc, double *pack)
 {
     nnd__gemm_d_generic(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, pack);
+}
+
+void nnd__gemm_pa_d_avx2(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
+                         const double *apre, const double *B, size_t ldb, double *C, size_t ldc, double *pack)
+{
+    nnd__gemm_pa_d_generic(ta, tb, M, N, K, A, lda, apre, B, ldb, C, ldc, pack);
+}
+
+void nnd__gemm_pa_s_avx2(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                         const float *apre, const float *B, size_t ldb, float *C, size_t ldc, float *pack)
+{
+    nnd__gemm_pa_s_generic(ta, tb, M, N, K, A, lda, apre, B, ldb, C, ldc, pack);
 }
 
 void nnd__syrk_ut_d_avx2(size_t n, size_t k, double alpha, const double *A, size_t lda, double beta, double *C,

@@ -55,6 +55,15 @@ void nnd__accum_f32_avx2(size_t n, size_t me, size_t nu, const float *jrow, size
 /* They are reached only through the kernel table (nnd_kernels below: dgemm, sgemm, and dsyrk_ut,
  * ssyrk_ut: the upper triangle (j >= i) of C (n x n) = alpha A^T A + beta C, A k x n, the lower
  * triangle not touched, as cblas ?syrk with Upper, Trans), chosen once when planning. */
+/* op(A) (M x K) packed once for many products with it (a layer's weights: the engine's plan packs
+ * them, every block's GEMM reads them as they are): the MR-tall slivers the blocked kernels would
+ * pack, KC-long slice pc of sliver ir at dst + pc mpad + ir kc (mpad: M rounded up to MR), rows
+ * past M zero; nnd__gemm_pack_len elements. dgemm_pa / sgemm_pa (the table) take it besides A
+ * and compute the same bits as dgemm / sgemm: the same blocks summed in the same order (A is
+ * read instead on the small path, or when the packed pointer is NULL). */
+size_t nnd__gemm_pack_len(size_t M, size_t K);
+void nnd__gemm_pack_a_d(int ta, size_t M, size_t K, const double *A, size_t lda, double *dst);
+void nnd__gemm_pack_a_s(int ta, size_t M, size_t K, const float *A, size_t lda, float *dst);
 /* y (n) = A^T x, A d x n (row stride lda), x with stride incx. */
 void nnd__dgemv_t(size_t d, size_t n, const double *A, size_t lda, const double *x, size_t incx, double *y);
 void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x, size_t incx, float *y);
@@ -71,6 +80,10 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
                               size_t ldc, double *pack);                                                            \
     void nnd__gemm_s_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,                 \
                            const float *B, size_t ldb, float *C, size_t ldc, float *pack);                          \
+    void nnd__gemm_pa_d_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,             \
+                              const double *apre, const double *B, size_t ldb, double *C, size_t ldc, double *pack); \
+    void nnd__gemm_pa_s_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,              \
+                              const float *apre, const float *B, size_t ldb, float *C, size_t ldc, float *pack);     \
     void nnd__syrk_ut_s_##sfx(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,     \
                               size_t ldc, float *pack);
 NND_GEMM_DECLARE(generic)
@@ -227,6 +240,11 @@ typedef struct nnd_kernels {
     /* the same in float on 64-byte vectors, on nnd_fused_f32 with widths padded to 16 (NULL: none) */
     nnd_fused_values_f32_fn fused_values_f32_w16;
     nnd_fused_f32_fn fused_sample_f32_w16, fused_graph_f32_w16;
+    /* dgemm and sgemm with op(A) packed beforehand (nnd__gemm_pack_a_d/_s; NULL: as dgemm) */
+    void (*dgemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
+                     const double *apre, const double *B, size_t ldb, double *C, size_t ldc, double *pack);
+    void (*sgemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *apre,
+                     const float *B, size_t ldb, float *C, size_t ldc, float *pack);
 } nnd_kernels;
 const nnd_kernels *nnd__kernels(void);
 

@@ -13,6 +13,7 @@
 #undef WGT
 #undef BIAS
 #undef GEMM
+#undef GEMM_PA
 #undef AXPY
 #undef GEMV_T
 #undef SYRK_UT
@@ -28,6 +29,7 @@
 #define CALL(c, field) ((c)->field##f) /* the call's float pointers */
 #define PSCRATCH(w) ((w)->dscr)        /* processing runs in double: its own scratch */
 #define GEMM(...) e->k->sgemm(__VA_ARGS__, WS(gpack))
+#define GEMM_PA(...) e->k->sgemm_pa(__VA_ARGS__, WS(gpack)) /* op(A) also packed (blocked.h) */
 #define AXPY nnd__saxpy
 #define GEMV_T nnd__sgemv_t
 #define SYRK_UT(...) e->k->ssyrk_ut(__VA_ARGS__, WS(gpack))
@@ -39,6 +41,7 @@
 #define CALL(c, field) ((c)->field)
 #define PSCRATCH(w) ((w)->tmp)
 #define GEMM(...) e->k->dgemm(__VA_ARGS__, WS(gpack))
+#define GEMM_PA(...) e->k->dgemm_pa(__VA_ARGS__, WS(gpack)) /* op(A) also packed (blocked.h) */
 #define AXPY nnd__daxpy
 #define GEMV_T nnd__dgemv_t
 #define SYRK_UT(...) e->k->dsyrk_ut(__VA_ARGS__, WS(gpack))

@@ -12,7 +12,7 @@ typedef struct {
     const REAL *J0, **Wg;
     REAL *copy;
     /* the reverse engine's: W_l (Wp) and W_l^T (WpT) packed for the blocked GEMM
-     * (nnd__gemm_pack_a_d/_s), for the dense layers that never take the small path; else NULL */
+     * (nnd__pack_a_d/_s_generic), for the dense layers that never take the small path; else NULL */
     const REAL **Wp, **WpT;
     REAL *packed;
 } weights;
@@ -81,10 +81,20 @@ static inline nnd_status weights_init(weights *wt, const nnd_prep *p)
  * from L3, for each block's value, tangent and backward GEMM; bench/RESULTS.md, issue 11). Twice
  * the dense layers' weights in memory; the same bits as the unpacked GEMM. */
 #ifdef NND_F32
-#define PACK_A nnd__gemm_pack_a_s
+#define PACK_A nnd__pack_a_s_generic
 #else
-#define PACK_A nnd__gemm_pack_a_d
+#define PACK_A nnd__pack_a_d_generic
 #endif
+/* Layer l's packed lengths: W_l (*nw) and W_l^T (*nwt); 0 when not packed (a chain's first layer
+ * passes no adjoint back: no W^T). */
+static inline void pack_lens(const nnd_prep *p, size_t l, size_t *nw, size_t *nwt)
+{
+    const nnd_layer *L = &p->net->layers[l];
+    int packed = L->kind == NND_LAYER_DENSE && L->n_out * L->n_in > NND_GEMM_SMALL;
+    *nw = packed ? nnd__gemm_pack_len(L->n_out, L->n_in) : 0;
+    *nwt = packed && (!p->chain || l) ? nnd__gemm_pack_len(L->n_in, L->n_out) : 0;
+}
+
 static inline nnd_status weights_pack(weights *wt, const nnd_prep *p)
 {
     const nnd_net *net = p->net;
@@ -92,11 +102,10 @@ static inline nnd_status weights_pack(weights *wt, const nnd_prep *p)
     wt->WpT = nnd__calloc(p->L, sizeof *wt->WpT);
     if (!wt->Wp || !wt->WpT)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory");
-    size_t total = 0;
+    size_t total = 0, nw, nwt;
     for (size_t l = 0; l < p->L; l++) {
-        const nnd_layer *L = &net->layers[l];
-        if (L->kind == NND_LAYER_DENSE && L->n_out * L->n_in > NND_GEMM_SMALL)
-            total += nnd__gemm_pack_len(L->n_out, L->n_in) + (!p->chain || l ? nnd__gemm_pack_len(L->n_in, L->n_out) : 0);
+        pack_lens(p, l, &nw, &nwt);
+        total += nw + nwt;
     }
     if (!total)
         return NND_OK;
@@ -105,15 +114,16 @@ static inline nnd_status weights_pack(weights *wt, const nnd_prep *p)
         return nnd__fail(NND_ENOMEM, "nnd_plan_new: out of memory for the packed weights");
     for (size_t l = 0; l < p->L; l++) {
         const nnd_layer *L = &net->layers[l];
-        if (L->kind != NND_LAYER_DENSE || L->n_out * L->n_in <= NND_GEMM_SMALL)
-            continue;
-        wt->Wp[l] = dst;
-        PACK_A(0, L->n_out, L->n_in, wt->W[l], L->n_in, dst);
-        dst += nnd__gemm_pack_len(L->n_out, L->n_in);
-        if (!p->chain || l) { /* a chain's first layer passes no adjoint back */
+        pack_lens(p, l, &nw, &nwt);
+        if (nw) {
+            wt->Wp[l] = dst;
+            PACK_A(0, L->n_out, L->n_in, wt->W[l], L->n_in, dst);
+            dst += nw;
+        }
+        if (nwt) {
             wt->WpT[l] = dst;
             PACK_A(1, L->n_in, L->n_out, wt->W[l], L->n_in, dst);
-            dst += nnd__gemm_pack_len(L->n_in, L->n_out);
+            dst += nwt;
         }
     }
     return NND_OK;

@@ -62,14 +62,47 @@ static inline __attribute__((always_inline)) void GFN(micro)(size_t kc, const GT
 #undef GSTORE
 }
 
+/* The MR-tall sliver of op(A) at row ir, columns pc.. pc + kc, into dst (kc x MR, by k): its mr
+ * rows, then zeros. */
+static inline void GFN(pack_a_sliver)(int ta, const GT *A, size_t lda, size_t ir, size_t pc, size_t mr, size_t kc,
+                                      GT *restrict dst)
+{
+    A += ta ? pc * lda + ir : ir * lda + pc;
+    if (ta) /* along the rows of A: contiguous reads */
+        for (size_t k = 0; k < kc; k++)
+            for (size_t i = 0; i < NND_GEMM_MR; i++)
+                dst[k * NND_GEMM_MR + i] = i < mr ? A[k * lda + i] : 0;
+    else
+        for (size_t i = 0; i < NND_GEMM_MR; i++) {
+            if (i < mr)
+                for (size_t k = 0; k < kc; k++)
+                    dst[k * NND_GEMM_MR + i] = A[i * lda + k];
+            else
+                for (size_t k = 0; k < kc; k++)
+                    dst[k * NND_GEMM_MR + i] = 0;
+        }
+}
+
+/* op(A) (M x K) packed whole, for gemm_pa (kernels.h: the layout). */
+void GFN(pack_a)(int ta, size_t M, size_t K, const GT *A, size_t lda, GT *dst)
+{
+    size_t mpad = nnd__gemm_mpad(M);
+    for (size_t pc = 0; pc < K; pc += NND_GEMM_KC) {
+        size_t kc = K - pc < NND_GEMM_KC ? K - pc : NND_GEMM_KC;
+        for (size_t ir = 0; ir < mpad; ir += NND_GEMM_MR)
+            GFN(pack_a_sliver)(ta, A, lda, ir, pc, M - ir < NND_GEMM_MR ? M - ir : NND_GEMM_MR, kc,
+                               dst + pc * mpad + ir * kc);
+    }
+}
+
 /* C = alpha op(A) op(B) + beta C (row-major; op(A) M x K, op(B) K x N); with upper, only the
  * entries j >= i of C are written (the rest is neither read nor written): SYRK's triangle. beta
- * = 0 never reads C. apre, when not NULL, is op(A) already packed by nnd__gemm_pack_a (A is then
+ * = 0 never reads C. apre, when not NULL, is op(A) already packed by pack_a (A is then
  * not read): its MC x KC blocks are the ones this function would pack, so the sums are the same. */
 static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alpha, const GT *A, size_t lda,
                            const GT *apre, const GT *B, size_t ldb, GT beta, GT *C, size_t ldc, int upper, GT *pack)
 {
-    size_t mpad = (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR;
+    size_t mpad = nnd__gemm_mpad(M);
     GT ct[NND_GEMM_MR * GNR] __attribute__((aligned(GVB)));
     /* KC x NC of B (GVB-byte aligned: the micro-kernel's vector loads), then MC x KC of A */
     GT *bpk = (GT *)(void *)(((uintptr_t)(void *)pack + GVB - 1) & ~(uintptr_t)(GVB - 1)), *apk = bpk + NND_GEMM_KC * GNC;
@@ -120,26 +153,9 @@ static void GFN(gemm_core)(int ta, int tb, size_t M, size_t N, size_t K, GT alph
                 if (upper && jc + nc <= ic)
                     break; /* these rows and all below are left of the diagonal in this panel */
                 const GT *ablk = apre ? apre + pc * mpad + ic * kc : apk;
-                for (size_t ir = ic; !apre && ir < iend; ir += NND_GEMM_MR) { /* rows past M: zeros */
-                    size_t mr = iend - ir < NND_GEMM_MR ? iend - ir : NND_GEMM_MR;
-                    GT *dst = apk + (ir - ic) * kc;
-                    if (ta) /* along the rows of A: contiguous reads */
-                        for (size_t k = 0; k < kc; k++) {
-                            const GT *src = A + (pc + k) * lda + ir;
-                            for (size_t i = 0; i < NND_GEMM_MR; i++)
-                                dst[k * NND_GEMM_MR + i] = i < mr ? src[i] : 0;
-                        }
-                    else
-                        for (size_t i = 0; i < NND_GEMM_MR; i++) {
-                            const GT *src = A + (ir + i) * lda + pc;
-                            if (i < mr)
-                                for (size_t k = 0; k < kc; k++)
-                                    dst[k * NND_GEMM_MR + i] = src[k];
-                            else
-                                for (size_t k = 0; k < kc; k++)
-                                    dst[k * NND_GEMM_MR + i] = 0;
-                        }
-                }
+                for (size_t ir = ic; !apre && ir < iend; ir += NND_GEMM_MR)
+                    GFN(pack_a_sliver)(ta, A, lda, ir, pc, iend - ir < NND_GEMM_MR ? iend - ir : NND_GEMM_MR, kc,
+                                       apk + (ir - ic) * kc);
                 for (size_t jr = 0; jr < nc; jr += GNR) {
                     size_t nr = nc - jr < GNR ? nc - jr : GNR, j0 = jc + jr;
                     for (size_t ir = ic; ir < iend; ir += NND_GEMM_MR) {
@@ -177,7 +193,7 @@ void GFN(gemm)(int ta, int tb, size_t M, size_t N, size_t K, const GT *A, size_t
     GFN(gemm_core)(ta, tb, M, N, K, 1, A, lda, NULL, B, ldb, 0, C, ldc, 0, pack);
 }
 
-/* The same with op(A) packed beforehand (nnd__gemm_pack_a; ta and A unused). */
+/* The same with op(A) packed beforehand (pack_a; ta and A unused). */
 void GFN(gemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const GT *A, size_t lda, const GT *apre,
                   const GT *B, size_t ldb, GT *C, size_t ldc, GT *pack)
 {

@@ -43,30 +43,6 @@ NND_GEMM_PA_DISPATCH(dgemm_pa_generic, double, gemm_small_impl, nnd__gemm_d_gene
 NND_GEMM_PA_DISPATCH(sgemm_pa_avx2, float, gemm_small_impl_f32, nnd__gemm_s_avx2, nnd__gemm_pa_s_avx2)
 NND_GEMM_PA_DISPATCH(sgemm_pa_generic, float, gemm_small_impl_f32, nnd__gemm_s_generic, nnd__gemm_pa_s_generic)
 
-size_t nnd__gemm_pack_len(size_t M, size_t K)
-{
-    return (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR * K;
-}
-
-/* The layout gemm_impl.h's blocks read (kernels.h); each element written once. */
-#define NND_GEMM_PACK_A_BODY                                                                                     \
-    {                                                                                                            \
-        size_t mpad = (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR;                                         \
-        for (size_t pc = 0; pc < K; pc += NND_GEMM_KC) {                                                         \
-            size_t kc = K - pc < NND_GEMM_KC ? K - pc : NND_GEMM_KC;                                             \
-            for (size_t ir = 0; ir < mpad; ir += NND_GEMM_MR) {                                                  \
-                __typeof__(dst) d = dst + pc * mpad + ir * kc;                                                   \
-                for (size_t k = 0; k < kc; k++)                                                                  \
-                    for (size_t i = 0; i < NND_GEMM_MR; i++)                                                     \
-                        d[k * NND_GEMM_MR + i] = ir + i >= M ? 0                                                 \
-                                                 : ta        ? A[(pc + k) * lda + ir + i]                        \
-                                                             : A[(ir + i) * lda + pc + k];                       \
-            }                                                                                                    \
-        }                                                                                                        \
-    }
-void nnd__gemm_pack_a_d(int ta, size_t M, size_t K, const double *A, size_t lda, double *dst) NND_GEMM_PACK_A_BODY
-void nnd__gemm_pack_a_s(int ta, size_t M, size_t K, const float *A, size_t lda, float *dst) NND_GEMM_PACK_A_BODY
-
 #if defined(NND_HAVE_SLEEF)
 #define SLEEF_TANSIG nnd__tansig_avx2
 #define SLEEF_LOGSIG nnd__logsig_avx2

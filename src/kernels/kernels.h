@@ -57,13 +57,20 @@ void nnd__accum_f32_avx2(size_t n, size_t me, size_t nu, const float *jrow, size
  * triangle not touched, as cblas ?syrk with Upper, Trans), chosen once when planning. */
 /* op(A) (M x K) packed once for many products with it (a layer's weights: the engine's plan packs
  * them, every block's GEMM reads them as they are): the MR-tall slivers the blocked kernels would
- * pack, KC-long slice pc of sliver ir at dst + pc mpad + ir kc (mpad: M rounded up to MR), rows
+ * pack, KC-long slice pc of sliver ir at dst + pc mpad + ir kc (mpad: nnd__gemm_mpad), rows
  * past M zero; nnd__gemm_pack_len elements. dgemm_pa / sgemm_pa (the table) take it besides A
  * and compute the same bits as dgemm / sgemm: the same blocks summed in the same order (A is
  * read instead on the small path, or when the packed pointer is NULL). */
-size_t nnd__gemm_pack_len(size_t M, size_t K);
-void nnd__gemm_pack_a_d(int ta, size_t M, size_t K, const double *A, size_t lda, double *dst);
-void nnd__gemm_pack_a_s(int ta, size_t M, size_t K, const float *A, size_t lda, float *dst);
+static inline size_t nnd__gemm_mpad(size_t M) /* M rounded up to MR */
+{
+    return (M + NND_GEMM_MR - 1) / NND_GEMM_MR * NND_GEMM_MR;
+}
+static inline size_t nnd__gemm_pack_len(size_t M, size_t K)
+{
+    return nnd__gemm_mpad(M) * K;
+}
+/* The packing is gemm_impl.h's pack_a (the same layout in every instance; the engines call the
+ * generic one: it runs once per plan): nnd__pack_a_d_generic, nnd__pack_a_s_generic below. */
 /* y (n) = A^T x, A d x n (row stride lda), x with stride incx. */
 void nnd__dgemv_t(size_t d, size_t n, const double *A, size_t lda, const double *x, size_t incx, double *y);
 void nnd__sgemv_t(size_t d, size_t n, const float *A, size_t lda, const float *x, size_t incx, float *y);
@@ -85,7 +92,9 @@ void nnd__gemm_small_avx2(int ta, int tb, size_t M, size_t N, size_t K, const do
     void nnd__gemm_pa_s_##sfx(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,              \
                               const float *apre, const float *B, size_t ldb, float *C, size_t ldc, float *pack);     \
     void nnd__syrk_ut_s_##sfx(size_t n, size_t k, float alpha, const float *A, size_t lda, float beta, float *C,     \
-                              size_t ldc, float *pack);
+                              size_t ldc, float *pack);                                                             \
+    void nnd__pack_a_d_##sfx(int ta, size_t M, size_t K, const double *A, size_t lda, double *dst);                   \
+    void nnd__pack_a_s_##sfx(int ta, size_t M, size_t K, const float *A, size_t lda, float *dst);
 NND_GEMM_DECLARE(generic)
 NND_GEMM_DECLARE(avx2)
 NND_GEMM_DECLARE(avx512)
@@ -240,7 +249,7 @@ typedef struct nnd_kernels {
     /* the same in float on 64-byte vectors, on nnd_fused_f32 with widths padded to 16 (NULL: none) */
     nnd_fused_values_f32_fn fused_values_f32_w16;
     nnd_fused_f32_fn fused_sample_f32_w16, fused_graph_f32_w16;
-    /* dgemm and sgemm with op(A) packed beforehand (nnd__gemm_pack_a_d/_s; NULL: as dgemm) */
+    /* dgemm and sgemm with op(A) packed beforehand (nnd__pack_a_d/_s_generic; NULL: as dgemm) */
     void (*dgemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const double *A, size_t lda,
                      const double *apre, const double *B, size_t ldb, double *C, size_t ldc, double *pack);
     void (*sgemm_pa)(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *apre,

@@ -9,6 +9,18 @@
 #include "groups.h"
 #include "kernels.h"
 
+/* expm1 for tansig (avx2_sleef.c has the why): libmvec's AVX-512 ones at most 1.49 ulp (double)
+ * and 2.34 ulp (float) in the same measurement, against SLEEF's 1.00. */
+#ifdef NND_HAVE_MVEC
+__m512d _ZGVeN8v_expm1(__m512d);
+__m512 _ZGVeN16v_expm1f(__m512);
+#define EXPM1_D8 _ZGVeN8v_expm1
+#define EXPM1_F16 _ZGVeN16v_expm1f
+#else
+#define EXPM1_D8 Sleef_expm1d8_u10avx512f
+#define EXPM1_F16 Sleef_expm1f16_u10avx512f
+#endif
+
 static inline void store8(double *p, size_t i, __m512d v)
 {
     if (p)
@@ -25,17 +37,14 @@ static inline void tansig8(const double *z, double *f, double *df, double *d2f, 
     const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
     __m512d x = _mm512_loadu_pd(z + i);
     __m512d a2 = _mm512_mul_pd(mtwo, bits(_mm512_andnot_si512(sign, ints(x)))); /* -2|z| */
-    __m512d m = Sleef_expm1d8_u10avx512f(a2);
+    __m512d m = EXPM1_D8(a2);
     __m512d r = _mm512_div_pd(one, _mm512_add_pd(two, m));
     __m512d ta = _mm512_mul_pd(bits(_mm512_xor_si512(sign, ints(m))), r);     /* tanh|z| */
     __m512d t = bits(_mm512_or_si512(ints(ta), _mm512_and_si512(sign, ints(x)))); /* the sign of z */
     store8(f, i, t);
     if (!df && !d2f)
         return;
-    __m512d e = _mm512_add_pd(one, m);
-    __mmask8 tail = _mm512_cmp_pd_mask(a2, _mm512_set1_pd(-4.0), _CMP_LT_OQ);
-    if (tail)
-        e = _mm512_mask_blend_pd(tail, e, Sleef_expd8_u10avx512f(a2));
+    __m512d e = Sleef_expd8_u10avx512f(a2);
     __m512d d = _mm512_mul_pd(_mm512_mul_pd(four, e), _mm512_mul_pd(r, r));
     store8(df, i, d);
     store8(d2f, i, _mm512_mul_pd(_mm512_mul_pd(mtwo, t), d));
@@ -86,17 +95,14 @@ static inline void tansig16f(const float *z, float *f, float *df, float *d2f, si
     const __m512i sign = _mm512_set1_epi32((int)0x80000000U);
     __m512 x = _mm512_loadu_ps(z + i);
     __m512 a2 = _mm512_mul_ps(mtwo, bitsf(_mm512_andnot_si512(sign, intsf(x)))); /* -2|z| */
-    __m512 m = Sleef_expm1f16_u10avx512f(a2);
+    __m512 m = EXPM1_F16(a2);
     __m512 r = _mm512_div_ps(one, _mm512_add_ps(two, m));
     __m512 ta = _mm512_mul_ps(bitsf(_mm512_xor_si512(sign, intsf(m))), r);         /* tanh|z| */
     __m512 t = bitsf(_mm512_or_si512(intsf(ta), _mm512_and_si512(sign, intsf(x)))); /* the sign of z */
     store16(f, i, t);
     if (!df && !d2f)
         return;
-    __m512 e = _mm512_add_ps(one, m);
-    __mmask16 tail = _mm512_cmp_ps_mask(a2, mtwo, _CMP_LT_OQ);
-    if (tail)
-        e = _mm512_mask_blend_ps(tail, e, Sleef_expf16_u10avx512f(a2));
+    __m512 e = Sleef_expf16_u10avx512f(a2);
     __m512 d = _mm512_mul_ps(_mm512_mul_ps(four, e), _mm512_mul_ps(r, r));
     store16(df, i, d);
     store16(d2f, i, _mm512_mul_ps(_mm512_mul_ps(mtwo, t), d));
